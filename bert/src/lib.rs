@@ -1,0 +1,1 @@
+//! BERT model: configuration, weights, plaintext references (built in the bert issue).

@@ -1,0 +1,1 @@
+//! RLWE linear layers.

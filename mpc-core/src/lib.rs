@@ -1,0 +1,69 @@
+//! Foundation shared by every protocol crate of the workspace.
+//!
+//! * [`channel`]: a synchronous, buffered, framed byte channel between the two parties, with
+//!   accounting by label (bytes each way, rounds = flights, wall time) built in.
+//! * [`transport`]: the frame carriers under a channel (in-memory pair, TCP) and the real-time
+//!   network shaper ([`NetProfile`]: `none`, `lan`, `wan`, `bolt-lan`, `bolt-wan`).
+//! * [`ring`] and [`fixed`]: Z_{2^ℓ} arithmetic, additive shares, fixed-point encoding.
+//! * [`prg`]: AES-128-CTR pseudo-random generator and coin-tossed shared seeds.
+//! * [`error`]: the typed error every protocol returns.
+//!
+//! ```
+//! use mpc_core::{channel::Channel, Party};
+//! let (mut client, mut server) = Channel::mem_pair();
+//! let t = std::thread::spawn(move || {
+//!     server.scope("echo", |ch| {
+//!         let v = ch.recv_u64s(3)?;
+//!         ch.send_u64s(&v)
+//!     })
+//! });
+//! client.scope("echo", |ch| ch.send_u64s(&[1, 2, 3]))?;
+//! assert_eq!(client.recv_u64s(3)?, vec![1, 2, 3]);
+//! t.join().unwrap()?;
+//! assert_eq!(client.rounds(), 2);
+//! assert_eq!(Party::Client.other(), Party::Server);
+//! # Ok::<(), mpc_core::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod channel;
+pub mod error;
+pub mod fixed;
+pub mod prg;
+pub mod ring;
+pub mod transport;
+
+pub use channel::{Channel, Stats};
+pub use error::{Error, Result};
+pub use fixed::FixedPoint;
+pub use prg::{AesPrg, Seed};
+pub use ring::Ring;
+pub use transport::NetProfile;
+
+/// The two roles of every protocol: the server holds the model, the client holds the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Party {
+    /// Holds the model weights.
+    Server,
+    /// Holds the input and learns the output.
+    Client,
+}
+
+impl Party {
+    /// The peer's role.
+    pub fn other(self) -> Party {
+        match self {
+            Party::Server => Party::Client,
+            Party::Client => Party::Server,
+        }
+    }
+}
+
+impl std::fmt::Display for Party {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Party::Server => "server",
+            Party::Client => "client",
+        })
+    }
+}

@@ -1,0 +1,184 @@
+//! The ring Z_{2^ℓ} (1 ≤ ℓ ≤ 64) on `u64` with masking, and additive secret sharing over it.
+//!
+//! Elements are kept reduced (`x < 2^ℓ`); a signed view maps `[2^{ℓ-1}, 2^ℓ)` to negatives.
+use crate::error::{Error, Result};
+use rand::RngCore;
+
+/// Z_{2^ℓ}.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Ring {
+    bits: u32,
+}
+
+impl Ring {
+    /// Z_{2^64}, the ring of linear layers.
+    pub const R64: Ring = Ring { bits: 64 };
+    /// Z_{2^32}.
+    pub const R32: Ring = Ring { bits: 32 };
+
+    /// Z_{2^bits}; `bits` must be in 1..=64.
+    pub fn new(bits: u32) -> Result<Ring> {
+        if (1..=64).contains(&bits) {
+            Ok(Ring { bits })
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "ring bit width {bits} not in 1..=64"
+            )))
+        }
+    }
+
+    /// ℓ.
+    #[inline]
+    pub fn bits(self) -> u32 {
+        self.bits
+    }
+
+    /// 2^ℓ − 1.
+    #[inline]
+    pub fn mask(self) -> u64 {
+        if self.bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.bits) - 1
+        }
+    }
+
+    /// x mod 2^ℓ.
+    #[inline]
+    pub fn reduce(self, x: u64) -> u64 {
+        x & self.mask()
+    }
+
+    /// Whether `x` is a reduced element.
+    #[inline]
+    pub fn contains(self, x: u64) -> bool {
+        x & !self.mask() == 0
+    }
+
+    /// a + b.
+    #[inline]
+    pub fn add(self, a: u64, b: u64) -> u64 {
+        self.reduce(a.wrapping_add(b))
+    }
+
+    /// a − b.
+    #[inline]
+    pub fn sub(self, a: u64, b: u64) -> u64 {
+        self.reduce(a.wrapping_sub(b))
+    }
+
+    /// a · b.
+    #[inline]
+    pub fn mul(self, a: u64, b: u64) -> u64 {
+        self.reduce(a.wrapping_mul(b))
+    }
+
+    /// −a.
+    #[inline]
+    pub fn neg(self, a: u64) -> u64 {
+        self.reduce(a.wrapping_neg())
+    }
+
+    /// The signed representative in [−2^{ℓ−1}, 2^{ℓ−1}).
+    #[inline]
+    pub fn to_signed(self, x: u64) -> i64 {
+        let shift = 64 - self.bits;
+        ((x << shift) as i64) >> shift
+    }
+
+    /// Reduces a signed integer into the ring.
+    #[inline]
+    pub fn from_signed(self, x: i64) -> u64 {
+        self.reduce(x as u64)
+    }
+
+    /// Most significant bit (the sign of the signed view).
+    #[inline]
+    pub fn msb(self, x: u64) -> bool {
+        (x >> (self.bits - 1)) & 1 == 1
+    }
+
+    /// A uniform element.
+    #[inline]
+    pub fn random(self, rng: &mut (impl RngCore + ?Sized)) -> u64 {
+        self.reduce(rng.next_u64())
+    }
+
+    /// Splits `x` into two uniform additive shares `(a, b)` with `a + b = x`.
+    pub fn share(self, x: u64, rng: &mut (impl RngCore + ?Sized)) -> (u64, u64) {
+        let a = self.random(rng);
+        (a, self.sub(x, a))
+    }
+
+    /// Shares every element of `xs`.
+    pub fn share_vec(self, xs: &[u64], rng: &mut (impl RngCore + ?Sized)) -> (Vec<u64>, Vec<u64>) {
+        xs.iter().map(|&x| self.share(x, rng)).unzip()
+    }
+
+    /// a + b: reconstructs a shared value.
+    #[inline]
+    pub fn reconstruct(self, a: u64, b: u64) -> u64 {
+        self.add(a, b)
+    }
+
+    /// Reconstructs element-wise; shapes must agree.
+    pub fn reconstruct_vec(self, a: &[u64], b: &[u64]) -> Result<Vec<u64>> {
+        if a.len() != b.len() {
+            return Err(Error::Shape(format!(
+                "share lengths differ: {} vs {}",
+                a.len(),
+                b.len()
+            )));
+        }
+        Ok(a.iter().zip(b).map(|(&x, &y)| self.add(x, y)).collect())
+    }
+
+    /// Checks that every value is a reduced ring element (for data received from the peer).
+    pub fn check_all(self, xs: &[u64]) -> Result<()> {
+        match xs.iter().position(|&x| !self.contains(x)) {
+            None => Ok(()),
+            Some(i) => Err(Error::OutOfRange(format!(
+                "element {i} = {:#x} is not in Z_2^{}",
+                xs[i], self.bits
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn signed_view_and_extremes() {
+        for bits in [1, 2, 12, 32, 37, 63, 64] {
+            let r = Ring::new(bits).unwrap();
+            let max = r.mask() >> 1; // largest positive
+            let min = max + 1; // most negative
+            assert_eq!(r.to_signed(max), (max as i64));
+            assert_eq!(r.to_signed(min), -(max as i64) - 1);
+            assert_eq!(r.to_signed(r.mask()), -1);
+            assert_eq!(r.from_signed(-1), r.mask());
+            assert_eq!(r.to_signed(0), 0);
+            assert!(r.msb(min) && !r.msb(max));
+            assert_eq!(r.add(max, 1), min);
+            assert_eq!(r.neg(min), min);
+        }
+        assert!(Ring::new(0).is_err() && Ring::new(65).is_err());
+    }
+
+    #[test]
+    fn shares_reconstruct_on_edges() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for bits in [1, 16, 37, 64] {
+            let r = Ring::new(bits).unwrap();
+            for x in [0, 1, r.mask(), r.mask() >> 1, (r.mask() >> 1) + 1] {
+                let (a, b) = r.share(x, &mut rng);
+                assert!(r.contains(a) && r.contains(b));
+                assert_eq!(r.reconstruct(a, b), x);
+            }
+        }
+        assert!(Ring::R32.check_all(&[1, 1 << 32]).is_err());
+    }
+}

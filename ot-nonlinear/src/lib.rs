@@ -1,0 +1,1 @@
+//! Oblivious transfer and nonlinear two-party protocols (built in the OT-stack issue).
