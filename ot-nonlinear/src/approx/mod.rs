@@ -1,0 +1,1 @@
+//! Approximation sets (built in the bert issue).
