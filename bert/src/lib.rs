@@ -1,1 +1,18 @@
-//! BERT model: configuration, weights, plaintext references (built in the bert issue).
+//! BERT model: configuration, weights, tokenizer, and the plaintext references the secure run is
+//! judged against.
+//!
+//! * [`config`]: shapes (bert-base, bert-large, a model directory's `config.json`).
+//! * [`weights`]: safetensors loading and deterministic random weights.
+//! * [`tokenizer`]: uncased WordPiece.
+//! * [`float_model`]: the f32 reference.
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod float_model;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::BertConfig;
+pub use float_model::FloatBert;
+pub use tokenizer::Tokenizer;
+pub use weights::BertWeights;

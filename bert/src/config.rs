@@ -1,0 +1,171 @@
+//! Model configuration: the BERT shapes, built in (bert-base, bert-large) or read from a model
+//! directory's `config.json` (Hugging Face format).
+use mpc_core::{Error, Result};
+use std::path::Path;
+
+/// The shape of a BERT encoder.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BertConfig {
+    /// Vocabulary size (rows of the word-embedding table).
+    pub vocab_size: usize,
+    /// Hidden size d.
+    pub hidden_size: usize,
+    /// Number of Transformer blocks.
+    pub num_hidden_layers: usize,
+    /// Number of attention heads (divides `hidden_size`).
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// Rows of the position-embedding table (longest sequence).
+    pub max_position_embeddings: usize,
+    /// Rows of the token-type-embedding table.
+    pub type_vocab_size: usize,
+    /// LayerNorm ε.
+    pub layer_norm_eps: f64,
+}
+
+impl BertConfig {
+    /// bert-base-uncased: 12 layers, hidden 768, 12 heads, intermediate 3072.
+    pub fn bert_base() -> BertConfig {
+        BertConfig {
+            vocab_size: 30522,
+            hidden_size: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            intermediate_size: 3072,
+            max_position_embeddings: 512,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+        }
+    }
+
+    /// bert-large-uncased: 24 layers, hidden 1024, 16 heads, intermediate 4096.
+    pub fn bert_large() -> BertConfig {
+        BertConfig {
+            hidden_size: 1024,
+            num_hidden_layers: 24,
+            num_attention_heads: 16,
+            intermediate_size: 4096,
+            ..BertConfig::bert_base()
+        }
+    }
+
+    /// A tiny configuration for fast tests (2 layers, hidden 32, 4 heads, intermediate 64).
+    pub fn tiny() -> BertConfig {
+        BertConfig {
+            vocab_size: 128,
+            hidden_size: 32,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: 64,
+            max_position_embeddings: 64,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+        }
+    }
+
+    /// Reads `config.json` from a Hugging Face model directory.
+    pub fn from_model_dir(dir: &Path) -> Result<BertConfig> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Malformed(format!("{}: cannot read: {e}", path.display())))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::Malformed(format!("{}: not JSON: {e}", path.display())))?;
+        let field = |name: &str| -> Result<usize> {
+            value
+                .get(name)
+                .and_then(serde_json::Value::as_u64)
+                .map(|v| v as usize)
+                .ok_or_else(|| {
+                    Error::Malformed(format!(
+                        "{}: missing or non-integer field `{name}`",
+                        path.display()
+                    ))
+                })
+        };
+        if let Some(act) = value.get("hidden_act").and_then(serde_json::Value::as_str) {
+            if act != "gelu" {
+                return Err(Error::Malformed(format!(
+                    "{}: hidden_act `{act}` is not supported (only exact `gelu`)",
+                    path.display()
+                )));
+            }
+        }
+        let config = BertConfig {
+            vocab_size: field("vocab_size")?,
+            hidden_size: field("hidden_size")?,
+            num_hidden_layers: field("num_hidden_layers")?,
+            num_attention_heads: field("num_attention_heads")?,
+            intermediate_size: field("intermediate_size")?,
+            max_position_embeddings: field("max_position_embeddings")?,
+            type_vocab_size: field("type_vocab_size")?,
+            layer_norm_eps: value
+                .get("layer_norm_eps")
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(1e-12),
+        };
+        config
+            .validate()
+            .map_err(|e| Error::Malformed(format!("{}: {e}", path.display())))?;
+        Ok(config)
+    }
+
+    /// Checks that the shapes are usable (non-zero, heads divide the hidden size).
+    pub fn validate(&self) -> Result<()> {
+        let sizes = [
+            self.vocab_size,
+            self.hidden_size,
+            self.num_hidden_layers,
+            self.num_attention_heads,
+            self.intermediate_size,
+            self.max_position_embeddings,
+            self.type_vocab_size,
+        ];
+        if sizes.contains(&0) {
+            return Err(Error::InvalidArgument(format!("zero size in {self:?}")));
+        }
+        if self.hidden_size % self.num_attention_heads != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "{} heads do not divide hidden size {}",
+                self.num_attention_heads, self.hidden_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Size of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_shapes() {
+        let base = BertConfig::bert_base();
+        assert_eq!(base.head_dim(), 64);
+        assert_eq!(BertConfig::bert_large().head_dim(), 64);
+        base.validate().unwrap();
+        let bad = BertConfig {
+            num_attention_heads: 7,
+            ..BertConfig::tiny()
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn config_json_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), "{\"hidden_size\": 8}").unwrap();
+        let err = BertConfig::from_model_dir(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("config.json") && err.contains("vocab_size"),
+            "{err}"
+        );
+    }
+}
