@@ -1,0 +1,382 @@
+//! Checked HE parameters: one builder derives the modulus from the stated needs (plaintext ring
+//! width ℓ, largest number of terms summed into one coefficient, statistical security) and
+//! refuses anything above the HE-standard modulus for N or whose noise budget fails.
+use crate::noise;
+use crate::rns::{ntt_primes, RnsContext};
+use mpc_core::{Error, Result};
+use std::sync::Arc;
+
+/// Ring degree N (a power of two).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PolyDegree(pub usize);
+
+/// Plaintext modulus t = 2^ℓ, given as ℓ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PlainBits(pub u32);
+
+/// Largest log2 q at 128-bit security for a ternary secret and σ = 3.2 (HE standard, Table 1,
+/// classical attacks), or `None` for an unsupported degree.
+pub fn he_standard_max_log_q(n: PolyDegree) -> Option<u32> {
+    match n.0 {
+        1024 => Some(27),
+        2048 => Some(54),
+        4096 => Some(109),
+        8192 => Some(218),
+        16384 => Some(438),
+        32768 => Some(881),
+        _ => None,
+    }
+}
+
+/// Builder for [`HeParams`].
+#[derive(Clone, Debug)]
+pub struct HeParamsBuilder {
+    n: PolyDegree,
+    plain: PlainBits,
+    stat_bits: u32,
+    max_terms: u64,
+    revealed_log2: u32,
+    primes: Option<Vec<u32>>,
+}
+
+impl Default for HeParamsBuilder {
+    fn default() -> Self {
+        HeParamsBuilder {
+            n: PolyDegree(8192),
+            plain: PlainBits(64),
+            stat_bits: 40,
+            max_terms: 1 << 15,
+            revealed_log2: 20,
+            primes: None,
+        }
+    }
+}
+
+impl HeParamsBuilder {
+    /// Ring degree N (default 8192).
+    pub fn poly_degree(mut self, n: usize) -> Self {
+        self.n = PolyDegree(n);
+        self
+    }
+
+    /// Plaintext ring Z_{2^ℓ} (default ℓ = 64).
+    pub fn plain_bits(mut self, bits: u32) -> Self {
+        self.plain = PlainBits(bits);
+        self
+    }
+
+    /// Statistical security κ of flooding (default 40; below 40 is refused).
+    pub fn stat_bits(mut self, bits: u32) -> Self {
+        self.stat_bits = bits;
+        self
+    }
+
+    /// Largest number of (scalar × ciphertext) terms summed into one coefficient (default 2^15:
+    /// inner width × packing factor; COP on 3072×768 packs 10 rows, 30 720 terms).
+    pub fn max_terms(mut self, terms: u64) -> Self {
+        self.max_terms = terms;
+        self
+    }
+
+    /// log2 of the most coefficients one protocol call reveals to the key holder (default 20).
+    pub fn revealed_log2(mut self, bits: u32) -> Self {
+        self.revealed_log2 = bits;
+        self
+    }
+
+    /// Forces the RNS primes instead of deriving them (they are still checked).
+    pub fn primes(mut self, primes: Vec<u32>) -> Self {
+        self.primes = Some(primes);
+        self
+    }
+
+    /// Derives and checks the parameters.
+    pub fn build(self) -> Result<HeParams> {
+        let n = self.n;
+        let max_log_q = he_standard_max_log_q(n).ok_or_else(|| {
+            Error::InsecureParams(format!(
+                "N = {} is not a power of two between 1024 and 32768",
+                n.0
+            ))
+        })?;
+        let ell = self.plain.0;
+        if !(2..=64).contains(&ell) {
+            return Err(Error::InvalidArgument(format!(
+                "plaintext ring bits {ell} not in 2..=64"
+            )));
+        }
+        if self.stat_bits < 40 {
+            return Err(Error::InsecureParams(format!(
+                "statistical security {} bits is below the required 40",
+                self.stat_bits
+            )));
+        }
+        if self.max_terms == 0 || self.revealed_log2 > 40 {
+            return Err(Error::InvalidArgument(
+                "max_terms must be positive and revealed_log2 at most 40".into(),
+            ));
+        }
+        // Failure probability of each tail bound: 2^-(κ + log K), union-bounded over K.
+        let fail_bits = (self.stat_bits + self.revealed_log2) as f64;
+        let acc = noise::accumulation_log2(ell, self.max_terms, fail_bits);
+        let flood_bits = noise::flood_log2(acc, self.stat_bits, self.revealed_log2);
+        let q_noise = noise::log2_add(
+            flood_bits as f64,
+            noise::log2_add(acc, noise::rerandomize_log2(n.0, fail_bits)),
+        );
+        // Torus noise must stay below 2^-(ℓ+1); keep the q-level part at most 2^-(ℓ+3).
+        let need_log_q = q_noise + ell as f64 + 3.0;
+        let primes = match self.primes {
+            Some(p) => p,
+            None => {
+                let count = (need_log_q / 29.99).ceil() as usize;
+                ntt_primes(n.0, count)?
+            }
+        };
+        let rns = RnsContext::new(n.0, &primes)?;
+        let log_q = rns.log_q();
+        if log_q > max_log_q as f64 {
+            return Err(Error::InsecureParams(format!(
+                "log2 q = {log_q:.1} exceeds the HE-standard bound {max_log_q} for N = {} \
+                 (128-bit security); this workload needs about {need_log_q:.0} bits",
+                n.0
+            )));
+        }
+        if log_q < need_log_q {
+            return Err(Error::InsecureParams(format!(
+                "log2 q = {log_q:.1} is below the {need_log_q:.1} bits the noise bound needs \
+                 (flooding 2^{flood_bits} for {} terms at κ = {})",
+                self.max_terms, self.stat_bits
+            )));
+        }
+        // Split the remaining torus budget between c0's and c1's switching roundings, choosing
+        // the widths that minimise the response size (c1 is always full, c0 mostly full).
+        let budget = (-(ell as f64 + 1.0)).exp2() - (q_noise - log_q).exp2();
+        let c1_round = noise::c1_rounding_log2(n.0, fail_bits);
+        let (c0_bits, c1_bits) = (ell + 1..ell + 24)
+            .filter_map(|b0| {
+                let rest = budget - (-(b0 as f64) - 1.0).exp2();
+                (rest > 0.0).then(|| (b0, (c1_round - rest.log2()).ceil() as u32))
+            })
+            .min_by_key(|&(b0, b1)| b0 + b1)
+            .ok_or_else(|| Error::InsecureParams("no response width fits the budget".into()))?;
+        if c1_bits > 96 {
+            return Err(Error::InsecureParams(format!(
+                "response width {c1_bits} bits exceeds the supported 96"
+            )));
+        }
+        // Primes for the key holder's exact c1·s: |ĉ1·s| < 2^{b1−1}·N.
+        let need_dec = c1_bits as f64 + (n.0 as f64).log2() + 1.0;
+        let mut dec_primes = 0;
+        let mut acc_bits = 0.0;
+        while acc_bits <= need_dec && dec_primes < rns.len() {
+            acc_bits += (rns.moduli()[dec_primes].p as f64).log2();
+            dec_primes += 1;
+        }
+        if acc_bits <= need_dec || acc_bits >= 124.0 {
+            return Err(Error::InsecureParams(format!(
+                "cannot decrypt {c1_bits}-bit responses exactly with this basis"
+            )));
+        }
+        Ok(HeParams {
+            inner: Arc::new(Inner {
+                n,
+                plain: self.plain,
+                stat_bits: self.stat_bits,
+                max_terms: self.max_terms,
+                revealed_log2: self.revealed_log2,
+                acc_log2: acc,
+                flood_bits,
+                c0_bits,
+                c1_bits,
+                dec_primes,
+                rns,
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    n: PolyDegree,
+    plain: PlainBits,
+    stat_bits: u32,
+    max_terms: u64,
+    revealed_log2: u32,
+    acc_log2: f64,
+    flood_bits: u32,
+    c0_bits: u32,
+    c1_bits: u32,
+    dec_primes: usize,
+    rns: RnsContext,
+}
+
+/// Validated HE parameters (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct HeParams {
+    inner: Arc<Inner>,
+}
+
+impl HeParams {
+    /// A builder with the defaults (N = 8192, ℓ = 64, κ = 40, 2^15 terms, 2^20 coefficients).
+    pub fn builder() -> HeParamsBuilder {
+        HeParamsBuilder::default()
+    }
+
+    /// The defaults, which cover every BERT-base and BERT-large linear layer.
+    pub fn default_params() -> Result<HeParams> {
+        HeParams::builder().build()
+    }
+
+    /// N.
+    pub fn n(&self) -> usize {
+        self.inner.n.0
+    }
+
+    /// ℓ (t = 2^ℓ).
+    pub fn plain_bits(&self) -> u32 {
+        self.inner.plain.0
+    }
+
+    /// κ.
+    pub fn stat_bits(&self) -> u32 {
+        self.inner.stat_bits
+    }
+
+    /// Largest supported number of terms per coefficient.
+    pub fn max_terms(&self) -> u64 {
+        self.inner.max_terms
+    }
+
+    /// Most coefficients one call may reveal.
+    pub fn max_revealed(&self) -> u64 {
+        1 << self.inner.revealed_log2
+    }
+
+    /// log2 of the accumulated-noise bound the flooding covers.
+    pub fn acc_log2(&self) -> f64 {
+        self.inner.acc_log2
+    }
+
+    /// log2 of the flooding width F.
+    pub fn flood_bits(&self) -> u32 {
+        self.inner.flood_bits
+    }
+
+    /// Bits kept per c0 coefficient in a response (switch to 2^b0).
+    pub fn c0_bits(&self) -> u32 {
+        self.inner.c0_bits
+    }
+
+    /// Bits kept per c1 coefficient in a response (switch to 2^b1).
+    pub fn c1_bits(&self) -> u32 {
+        self.inner.c1_bits
+    }
+
+    /// Primes used by the key holder to compute ĉ1·s exactly.
+    pub fn dec_primes(&self) -> usize {
+        self.inner.dec_primes
+    }
+
+    /// The RNS basis.
+    pub fn rns(&self) -> &RnsContext {
+        &self.inner.rns
+    }
+
+    /// log2 q.
+    pub fn log_q(&self) -> f64 {
+        self.inner.rns.log_q()
+    }
+
+    /// Bytes of one response ciphertext revealing `used` coefficients.
+    pub fn response_bytes(&self, used: usize) -> usize {
+        (self.n() * self.c1_bits() as usize).div_ceil(8)
+            + (used * self.c0_bits() as usize).div_ceil(8)
+    }
+
+    /// A digest of everything both parties must agree on (checked in every message header).
+    pub fn fingerprint(&self) -> [u8; 8] {
+        let i = &self.inner;
+        let mut h = blake3::Hasher::new();
+        h.update(b"he-linear params v1");
+        for v in [
+            i.n.0 as u64,
+            i.plain.0 as u64,
+            i.stat_bits as u64,
+            i.max_terms,
+            i.revealed_log2 as u64,
+            i.flood_bits as u64,
+            i.c0_bits as u64,
+            i.c1_bits as u64,
+        ] {
+            h.update(&v.to_le_bytes());
+        }
+        for p in i.rns.primes() {
+            h.update(&p.to_le_bytes());
+        }
+        h.finalize().as_bytes()[..8].try_into().unwrap()
+    }
+
+    /// One-line description for reports.
+    pub fn describe(&self) -> String {
+        format!(
+            "N={} log2q={:.1} ({} primes <2^30) t=2^{} κ={} flood=2^{} response c0/c1={}/{} bits",
+            self.n(),
+            self.log_q(),
+            self.rns().len(),
+            self.plain_bits(),
+            self.stat_bits(),
+            self.flood_bits(),
+            self.c0_bits(),
+            self.c1_bits()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fit_n8192_at_128_bits() {
+        let p = HeParams::default_params().unwrap();
+        assert_eq!(p.n(), 8192);
+        assert!(p.log_q() <= 218.0);
+        assert!(p.c0_bits() > 64 && p.c1_bits() <= 80, "{}", p.describe());
+        assert!(p.flood_bits() >= p.acc_log2() as u32 + 60);
+        println!("{}", p.describe());
+    }
+
+    #[test]
+    fn insecure_or_unusable_parameters_are_refused() {
+        // N = 4096 allows 109 bits: far below what flooding a 64-bit ring needs.
+        let e = HeParams::builder().poly_degree(4096).build().unwrap_err();
+        assert!(matches!(e, Error::InsecureParams(_)), "{e}");
+        // Less than 40 bits of statistical security.
+        assert!(matches!(
+            HeParams::builder().stat_bits(30).build(),
+            Err(Error::InsecureParams(_))
+        ));
+        // Forcing too many primes for N = 8192 (8 × 30 = 240 > 218).
+        let many = ntt_primes(8192, 8).unwrap();
+        assert!(matches!(
+            HeParams::builder().primes(many).build(),
+            Err(Error::InsecureParams(_))
+        ));
+        // Forcing too few primes: the noise bound fails.
+        let few = ntt_primes(8192, 5).unwrap();
+        assert!(matches!(
+            HeParams::builder().primes(few).build(),
+            Err(Error::InsecureParams(_))
+        ));
+        assert!(HeParams::builder().poly_degree(3000).build().is_err());
+    }
+
+    #[test]
+    fn fingerprint_distinguishes_parameters() {
+        let a = HeParams::default_params().unwrap();
+        let b = HeParams::builder().max_terms(1 << 12).build().unwrap();
+        assert_ne!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.fingerprint(), HeParams::default_params().unwrap().fingerprint());
+    }
+}

@@ -1,0 +1,216 @@
+//! Polynomials in R_q = Z_q[X]/(X^N + 1) held as RNS residues, limb-major (`data[l·N + i]`),
+//! tagged with their representation so a coefficient-domain polynomial is never multiplied
+//! point-wise by mistake.
+use crate::rns::RnsContext;
+use mpc_core::{Error, Result};
+
+/// Coefficient or NTT (evaluation) representation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repr {
+    /// Coefficients of X^i.
+    Coeff,
+    /// Values at the negacyclic NTT points.
+    Ntt,
+}
+
+/// A polynomial over the RNS basis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RnsPoly {
+    data: Vec<u32>,
+    repr: Repr,
+    n: usize,
+}
+
+impl RnsPoly {
+    /// The zero polynomial.
+    pub fn zero(ctx: &RnsContext, repr: Repr) -> RnsPoly {
+        RnsPoly {
+            data: vec![0; ctx.n() * ctx.len()],
+            repr,
+            n: ctx.n(),
+        }
+    }
+
+    /// Wraps residues (validated: right length, every residue below its prime).
+    pub fn from_residues(ctx: &RnsContext, data: Vec<u32>, repr: Repr) -> Result<RnsPoly> {
+        if data.len() != ctx.n() * ctx.len() {
+            return Err(Error::Malformed(format!(
+                "polynomial has {} residues, expected {}",
+                data.len(),
+                ctx.n() * ctx.len()
+            )));
+        }
+        for (l, m) in ctx.moduli().iter().enumerate() {
+            let limb = &data[l * ctx.n()..(l + 1) * ctx.n()];
+            if let Some(i) = limb.iter().position(|&c| c >= m.p) {
+                return Err(Error::Malformed(format!(
+                    "residue {} of limb {l} is {} ≥ p = {}",
+                    i, limb[i], m.p
+                )));
+            }
+        }
+        Ok(RnsPoly {
+            data,
+            repr,
+            n: ctx.n(),
+        })
+    }
+
+    /// A polynomial with small signed integer coefficients, in coefficient form.
+    pub fn from_signed(ctx: &RnsContext, coeffs: &[i64]) -> RnsPoly {
+        let n = ctx.n();
+        assert!(coeffs.len() <= n, "{} coefficients for N = {n}", coeffs.len());
+        let mut p = RnsPoly::zero(ctx, Repr::Coeff);
+        for (l, m) in ctx.moduli().iter().enumerate() {
+            for (i, &c) in coeffs.iter().enumerate() {
+                p.data[l * n + i] = m.from_i64(c);
+            }
+        }
+        p
+    }
+
+    /// Representation.
+    pub fn repr(&self) -> Repr {
+        self.repr
+    }
+
+    /// All residues, limb-major.
+    pub fn data(&self) -> &[u32] {
+        &self.data
+    }
+
+    /// Mutable residues (representation unchanged).
+    pub fn data_mut(&mut self) -> &mut [u32] {
+        &mut self.data
+    }
+
+    /// Consumes into the residues.
+    pub fn into_data(self) -> Vec<u32> {
+        self.data
+    }
+
+    /// Limb `l`.
+    pub fn limb(&self, l: usize) -> &[u32] {
+        &self.data[l * self.n..(l + 1) * self.n]
+    }
+
+    /// Converts to the NTT representation (no-op if already there).
+    pub fn to_ntt(&mut self, ctx: &RnsContext) {
+        if self.repr == Repr::Coeff {
+            for (l, limb) in self.data.chunks_mut(self.n).enumerate() {
+                ctx.ntt(l, limb);
+            }
+            self.repr = Repr::Ntt;
+        }
+    }
+
+    /// Converts to the coefficient representation (no-op if already there).
+    pub fn to_coeff(&mut self, ctx: &RnsContext) {
+        if self.repr == Repr::Ntt {
+            for (l, limb) in self.data.chunks_mut(self.n).enumerate() {
+                ctx.intt(l, limb);
+            }
+            self.repr = Repr::Coeff;
+        }
+    }
+
+    /// self += other (same representation).
+    pub fn add_assign(&mut self, ctx: &RnsContext, other: &RnsPoly) {
+        assert_eq!(self.repr, other.repr, "adding polynomials in different domains");
+        for (l, m) in ctx.moduli().iter().enumerate() {
+            let r = l * self.n..(l + 1) * self.n;
+            for (a, &b) in self.data[r.clone()].iter_mut().zip(&other.data[r]) {
+                *a = m.add(*a, b);
+            }
+        }
+    }
+
+    /// self −= other (same representation).
+    pub fn sub_assign(&mut self, ctx: &RnsContext, other: &RnsPoly) {
+        assert_eq!(self.repr, other.repr, "subtracting polynomials in different domains");
+        for (l, m) in ctx.moduli().iter().enumerate() {
+            let r = l * self.n..(l + 1) * self.n;
+            for (a, &b) in self.data[r.clone()].iter_mut().zip(&other.data[r]) {
+                *a = m.sub(*a, b);
+            }
+        }
+    }
+
+    /// self ⊙= other: a ring product, both operands in NTT form.
+    pub fn mul_assign(&mut self, ctx: &RnsContext, other: &RnsPoly) {
+        assert!(
+            self.repr == Repr::Ntt && other.repr == Repr::Ntt,
+            "ring product needs both operands in NTT form"
+        );
+        for (l, m) in ctx.moduli().iter().enumerate() {
+            let r = l * self.n..(l + 1) * self.n;
+            for (a, &b) in self.data[r.clone()].iter_mut().zip(&other.data[r]) {
+                *a = m.mul(*a, b);
+            }
+        }
+    }
+
+    /// self += a ⊙ b (all in NTT form).
+    pub fn mul_acc(&mut self, ctx: &RnsContext, a: &RnsPoly, b: &RnsPoly) {
+        assert!(
+            self.repr == Repr::Ntt && a.repr == Repr::Ntt && b.repr == Repr::Ntt,
+            "ring product needs NTT form"
+        );
+        for (l, m) in ctx.moduli().iter().enumerate() {
+            let r = l * self.n..(l + 1) * self.n;
+            for ((acc, &x), &y) in self.data[r.clone()]
+                .iter_mut()
+                .zip(&a.data[r.clone()])
+                .zip(&b.data[r])
+            {
+                *acc = m.add(*acc, m.mul(x, y));
+            }
+        }
+    }
+
+    /// X^k · self (negacyclic shift), in coefficient form.
+    pub fn monomial_mul(&self, ctx: &RnsContext, k: usize) -> RnsPoly {
+        assert_eq!(self.repr, Repr::Coeff, "monomial shift works on coefficients");
+        let n = self.n;
+        let k = k % (2 * n);
+        let mut out = RnsPoly::zero(ctx, Repr::Coeff);
+        for (l, m) in ctx.moduli().iter().enumerate() {
+            let src = &self.data[l * n..(l + 1) * n];
+            let dst = &mut out.data[l * n..(l + 1) * n];
+            for (i, &c) in src.iter().enumerate() {
+                let j = i + k;
+                let (pos, negate) = (j % n, (j / n) % 2 == 1);
+                dst[pos] = if negate { m.neg(c) } else { c };
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rns::ntt_primes;
+
+    #[test]
+    fn monomial_shift_matches_ntt_product() {
+        let ctx = RnsContext::new(256, &ntt_primes(256, 2).unwrap()).unwrap();
+        let coeffs: Vec<i64> = (0..256).map(|i| (i * 31 % 17) - 8).collect();
+        let a = RnsPoly::from_signed(&ctx, &coeffs);
+        for k in [0usize, 1, 100, 255, 256, 300, 511] {
+            let shifted = a.monomial_mul(&ctx, k);
+            let mut mono = vec![0i64; 256];
+            let (pos, sign) = (k % 256, if (k / 256) % 2 == 1 { -1 } else { 1 });
+            mono[pos] = sign;
+            let mut m = RnsPoly::from_signed(&ctx, &mono);
+            let mut x = a.clone();
+            x.to_ntt(&ctx);
+            m.to_ntt(&ctx);
+            x.mul_assign(&ctx, &m);
+            x.to_coeff(&ctx);
+            assert_eq!(x, shifted, "k = {k}");
+        }
+        assert!(RnsPoly::from_residues(&ctx, vec![u32::MAX; 512], Repr::Ntt).is_err());
+        assert!(RnsPoly::from_residues(&ctx, vec![0; 511], Repr::Ntt).is_err());
+    }
+}

@@ -1,0 +1,188 @@
+//! The circuit-private response: how a ciphertext computed by the evaluator goes back to the key
+//! holder so that the key holder learns the masked result and nothing else.
+//!
+//! Evaluator, given the accumulated ciphertext (NTT form), the revealed coefficient positions,
+//! and its output share R (one uniform ring element per revealed position):
+//! 1. adds a fresh public-key encryption of zero under the key holder's key (re-randomizes c1,
+//!    which otherwise is a known linear combination of public `a`s);
+//! 2. adds uniform flooding noise on [−2^F, 2^F) to every revealed c0 coefficient, F from
+//!    `noise::flood_log2` (hides the evaluator-dependent noise at 2^-κ statistical distance);
+//! 3. switches to power-of-two moduli, c1 → 2^{b1} (all N coefficients), c0 → 2^{b0} (revealed
+//!    positions only: the others are never sent, so never decrypted);
+//! 4. subtracts R·2^{b0−ℓ} from c0 (exact since b0 > ℓ), bit-packs and sends
+//!    N·b1 + |revealed|·b0 bits.
+//!
+//! Key holder: computes ĉ1·s exactly (NTT over the first few primes, CRT), then
+//! m = round((ĉ0·2^{B−b0} + ĉ1·s·2^{B−b1}) / 2^{B−ℓ}) mod 2^ℓ, B = max(b0, b1): the evaluator's
+//! value minus R. Cost: one flight of `HeParams::response_bytes(revealed)` bytes.
+use crate::bits::{packed_len, BitReader, BitWriter};
+use crate::params::HeParams;
+use crate::rlwe::{Ciphertext, PublicKey, SecretKey};
+use crate::rns::SmallCrt;
+use crate::sampling;
+use mpc_core::{Error, Result};
+use rand_core::RngCore;
+
+/// Evaluator side: steps 1–4 above; appends the packed response to `out`.
+pub fn seal(
+    params: &HeParams,
+    pk: &PublicKey,
+    mut ct: Ciphertext,
+    positions: &[u32],
+    mask: &[u64],
+    rng: &mut (impl RngCore + ?Sized),
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let n = params.n();
+    if positions.len() != mask.len() || positions.len() > n {
+        return Err(Error::Shape(format!(
+            "{} positions for {} mask values (N = {n})",
+            positions.len(),
+            mask.len()
+        )));
+    }
+    let ctx = params.rns();
+    ct.add_assign(params, &pk.encrypt_zero(params, rng));
+    ct.to_coeff(params);
+    let used = positions.len();
+    let mut flood = vec![0u32; used * ctx.len()];
+    sampling::flood_residues(ctx, params.flood_bits(), used, &mut flood, rng);
+    let (b0, b1, ell) = (params.c0_bits(), params.c1_bits(), params.plain_bits());
+    out.reserve(params.response_bytes(used));
+    let mut w = BitWriter::new(out);
+    let c1 = ct.c1.data();
+    for i in 0..n {
+        w.push(
+            ctx.switch_to_pow2((0..ctx.len()).map(|l| c1[l * n + i]), b1),
+            b1,
+        );
+    }
+    let c0 = ct.c0.data();
+    let b0_mask = (1u128 << b0) - 1;
+    for (k, (&pos, &r)) in positions.iter().zip(mask).enumerate() {
+        let pos = pos as usize;
+        if pos >= n {
+            return Err(Error::Shape(format!("position {pos} ≥ N = {n}")));
+        }
+        let residues = ctx
+            .moduli()
+            .iter()
+            .enumerate()
+            .map(|(l, m)| m.add(c0[l * n + pos], flood[l * used + k]));
+        let v = ctx.switch_to_pow2(residues, b0);
+        w.push(v.wrapping_sub((r as u128) << (b0 - ell)) & b0_mask, b0);
+    }
+    w.finish();
+    Ok(())
+}
+
+/// Key-holder side: decrypts a response revealing `positions`; `data` must be exactly
+/// `params.response_bytes(positions.len())` bytes.
+pub fn open(
+    params: &HeParams,
+    sk: &SecretKey,
+    data: &[u8],
+    positions: &[u32],
+) -> Result<Vec<u64>> {
+    let n = params.n();
+    let (b0, b1, ell) = (params.c0_bits(), params.c1_bits(), params.plain_bits());
+    let expect = params.response_bytes(positions.len());
+    if data.len() != expect {
+        return Err(Error::Malformed(format!(
+            "response ciphertext has {} bytes, expected {expect}",
+            data.len()
+        )));
+    }
+    let ctx = params.rns();
+    let d = params.dec_primes();
+    let moduli = &ctx.moduli()[..d];
+    let c1_len = packed_len(n, b1);
+    let mut r = BitReader::new(&data[..c1_len]);
+    // ĉ1 (centered) into the first d primes, NTT, times s.
+    let mut limbs = vec![0u32; d * n];
+    let half = 1u128 << (b1 - 1);
+    for i in 0..n {
+        let v = r.pull(b1)?;
+        let signed = if v >= half {
+            v as i128 - (half as i128) * 2
+        } else {
+            v as i128
+        };
+        for (l, m) in moduli.iter().enumerate() {
+            let mag = signed.unsigned_abs();
+            let res = m.from_limbs(&[mag as u64, (mag >> 64) as u64]);
+            limbs[l * n + i] = if signed < 0 { m.neg(res) } else { res };
+        }
+    }
+    let s = sk.ntt();
+    for (l, m) in moduli.iter().enumerate() {
+        let limb = &mut limbs[l * n..(l + 1) * n];
+        ctx.ntt(l, limb);
+        for (x, &y) in limb.iter_mut().zip(s.limb(l)) {
+            *x = m.mul(*x, y);
+        }
+        ctx.intt(l, limb);
+    }
+    let crt = SmallCrt::new(moduli)?;
+    let big = b0.max(b1);
+    let big_mask = (1u128 << big) - 1;
+    let mut r0 = BitReader::new(&data[c1_len..]);
+    let mut res = vec![0u32; d];
+    positions
+        .iter()
+        .map(|&pos| {
+            let pos = pos as usize;
+            if pos >= n {
+                return Err(Error::Shape(format!("position {pos} ≥ N = {n}")));
+            }
+            for l in 0..d {
+                res[l] = limbs[l * n + pos];
+            }
+            let c1s = crt.reconstruct(&res) as u128; // two's complement: mod 2^128
+            let c0 = r0.pull(b0)?;
+            let v = ((c0 << (big - b0)).wrapping_add(c1s << (big - b1))) & big_mask;
+            let shift = big - ell;
+            let m = (v + (1u128 << (shift - 1))) >> shift;
+            Ok((m as u64) & mask_bits(ell))
+        })
+        .collect()
+}
+
+fn mask_bits(ell: u32) -> u64 {
+    if ell == 64 {
+        u64::MAX
+    } else {
+        (1u64 << ell) - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rlwe::encrypt_sk;
+    use mpc_core::{AesPrg, Seed};
+
+    #[test]
+    fn sealed_response_opens_to_value_minus_mask() {
+        let params = HeParams::default_params().unwrap();
+        let mut rng = AesPrg::new(Seed([7; 16]));
+        let sk = SecretKey::generate(&params, &mut rng);
+        let pk = PublicKey::generate(&params, &sk, &mut rng);
+        let m: Vec<u64> = (0..params.n() as u64)
+            .map(|i| i.wrapping_mul(0xD1B54A32D192ED03))
+            .collect();
+        let ct = encrypt_sk(&params, &sk, &m, Seed([8; 16]), &mut rng)
+            .unwrap()
+            .expand(&params);
+        let positions: Vec<u32> = vec![0, 1, 5, 100, 8191];
+        let mask: Vec<u64> = vec![0, u64::MAX, 1 << 63, 42, 7];
+        let mut bytes = Vec::new();
+        seal(&params, &pk, ct, &positions, &mask, &mut rng, &mut bytes).unwrap();
+        assert_eq!(bytes.len(), params.response_bytes(positions.len()));
+        let got = open(&params, &sk, &bytes, &positions).unwrap();
+        for ((&p, &r), g) in positions.iter().zip(&mask).zip(got) {
+            assert_eq!(g, m[p as usize].wrapping_sub(r));
+        }
+        assert!(open(&params, &sk, &bytes[1..], &positions).is_err());
+    }
+}
