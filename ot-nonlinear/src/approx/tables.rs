@@ -1,0 +1,372 @@
+//! Approximation tables as data: piecewise polynomials per function and per layer, the named
+//! sets, and the fitted-tables file.
+use mpc_core::{Error, FixedPoint, Result, Ring};
+use std::path::Path;
+
+/// One piece of a piecewise function.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Piece {
+    /// The constant 0.
+    Zero,
+    /// x itself (taken from the Z_2^64 input, exact).
+    Identity,
+    /// A polynomial of degree ≥ 1, coefficients from the constant term up.
+    Poly(Vec<f64>),
+}
+
+/// A piecewise function: breakpoints b_1 < … < b_k and k + 1 pieces; piece `i` applies when
+/// exactly `i` breakpoints are ≤ x.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PiecewisePoly {
+    /// Increasing breakpoints.
+    pub breakpoints: Vec<f64>,
+    /// `breakpoints.len() + 1` pieces, left to right.
+    pub pieces: Vec<Piece>,
+}
+
+impl PiecewisePoly {
+    /// Checks the shape and that every constant is representable in `format` (breakpoints and the
+    /// leading coefficient at f bits, the other coefficients at 2f bits).
+    pub fn validate(&self, format: FixedPoint) -> Result<()> {
+        if self.pieces.len() != self.breakpoints.len() + 1 {
+            return Err(Error::Malformed(format!(
+                "{} pieces for {} breakpoints",
+                self.pieces.len(),
+                self.breakpoints.len()
+            )));
+        }
+        if self.breakpoints.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(Error::Malformed(format!(
+                "breakpoints {:?} are not increasing",
+                self.breakpoints
+            )));
+        }
+        let wide = FixedPoint::new(format.ring(), 2 * format.frac_bits())?;
+        for &b in &self.breakpoints {
+            format.encode(b)?;
+        }
+        for piece in &self.pieces {
+            if let Piece::Poly(c) = piece {
+                if c.len() < 2 {
+                    return Err(Error::Malformed(format!(
+                        "polynomial {c:?} has degree < 1 (use `zero`)"
+                    )));
+                }
+                format.encode(c[c.len() - 1])?;
+                for &ck in &c[..c.len() - 1] {
+                    wide.encode(ck)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The index of the piece that applies at `x`.
+    pub fn piece_index(&self, x: f64) -> usize {
+        self.breakpoints.iter().filter(|&&b| x >= b).count()
+    }
+
+    /// The approximation evaluated in f64 (for fitting and error reports).
+    pub fn eval_f64(&self, x: f64) -> f64 {
+        match &self.pieces[self.piece_index(x)] {
+            Piece::Zero => 0.0,
+            Piece::Identity => x,
+            Piece::Poly(c) => c.iter().rev().fold(0.0, |acc, &ck| acc * x + ck),
+        }
+    }
+}
+
+/// How exp(x), x ≤ 0, is approximated.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpMethod {
+    /// A piecewise polynomial in the set's evaluation format (Nimbus: {0 below T; cubic}).
+    Piecewise(PiecewisePoly),
+    /// 0 below `lower`, else (1 + x/2^t)^(2^t) by t squarings on Z_2^64 with 18 bits (PUMA).
+    Squaring {
+        /// Number of squarings t.
+        t: u32,
+        /// Below this the result is 0.
+        lower: f64,
+    },
+}
+
+/// The tables of one Transformer layer.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LayerTables {
+    /// GELU of the feed-forward block.
+    pub gelu: PiecewisePoly,
+    /// exp of the attention softmax.
+    pub exp: ExpMethod,
+}
+
+/// A named approximation set: the evaluation format of GELU and exp and the per-layer tables.
+/// Reciprocal, rsqrt and tanh are the same for every set (see [`crate::approx::fixed`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ApproxSet {
+    /// `nimbus`, `puma`, or a fitted variant's name.
+    pub name: String,
+    /// Ring and fraction bits in which GELU and piecewise exp are evaluated.
+    pub format: FixedPoint,
+    /// One entry per layer, or a single entry that applies to every layer.
+    pub layers: Vec<LayerTables>,
+}
+
+/// PUMA's GELU (REFERENCE.md): 0 below −4, cubic on [−4, −1.95), degree 6 on [−1.95, 3], x above.
+fn puma_gelu() -> PiecewisePoly {
+    PiecewisePoly {
+        breakpoints: vec![-4.0, -1.95, 3.0],
+        pieces: vec![
+            Piece::Zero,
+            Piece::Poly(vec![
+                -0.5054031199708174,
+                -0.42226581151983866,
+                -0.11807612951181953,
+                -0.011034134030615728,
+            ]),
+            Piece::Poly(vec![
+                0.008526321541038084,
+                0.5,
+                0.3603292692789629,
+                0.0,
+                -0.037688200365904236,
+                0.0,
+                0.0018067462606141187,
+            ]),
+            Piece::Identity,
+        ],
+    }
+}
+
+impl ApproxSet {
+    /// Nimbus with the starting constants (REFERENCE.md): GELU {0 for x < −2.1; quadratic on
+    /// [−2.1, 0.2); x}, exp {0 below −4; cubic on [−4, 0]}, the polynomials fitted by uniform least
+    /// squares on their intervals; Z_2^32 with 12 fraction bits. Per-layer fits replace them.
+    pub fn nimbus() -> ApproxSet {
+        ApproxSet {
+            name: "nimbus".into(),
+            format: FixedPoint::new(Ring::R32, 12).expect("12 < 32"),
+            layers: vec![LayerTables {
+                gelu: PiecewisePoly {
+                    breakpoints: vec![-2.1, 0.2],
+                    pieces: vec![
+                        Piece::Zero,
+                        Piece::Poly(vec![
+                            -0.011534966761819811,
+                            0.30437430179035013,
+                            0.1515930894849454,
+                        ]),
+                        Piece::Identity,
+                    ],
+                },
+                exp: ExpMethod::Piecewise(PiecewisePoly {
+                    breakpoints: vec![-4.0],
+                    pieces: vec![
+                        Piece::Zero,
+                        Piece::Poly(vec![
+                            0.968883377185289,
+                            0.8242195332647799,
+                            0.2575796002996162,
+                            0.028048737912733594,
+                        ]),
+                    ],
+                }),
+            }],
+        }
+    }
+
+    /// PUMA: its GELU pieces and exp by t = 8 squarings (max error ≈ 0.0011 against ≈ 0.0085 for
+    /// t = 5: softmax sums many exps, so the extra 3 squarings are worth it), all on Z_2^64 with
+    /// 18 fraction bits (PUMA's ring; the degree-6 coefficient 0.0018 needs more than 12 bits).
+    pub fn puma() -> ApproxSet {
+        ApproxSet {
+            name: "puma".into(),
+            format: FixedPoint::LINEAR,
+            layers: vec![LayerTables {
+                gelu: puma_gelu(),
+                exp: ExpMethod::Squaring { t: 8, lower: -14.0 },
+            }],
+        }
+    }
+
+    /// A named set: `nimbus` (starting constants) or `puma`.
+    pub fn by_name(name: &str) -> Result<ApproxSet> {
+        match name {
+            "nimbus" => Ok(ApproxSet::nimbus()),
+            "puma" => Ok(ApproxSet::puma()),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown approximation set `{other}` (nimbus, puma)"
+            ))),
+        }
+    }
+
+    /// The tables of layer `l`.
+    pub fn layer(&self, l: usize) -> &LayerTables {
+        &self.layers[l.min(self.layers.len() - 1)]
+    }
+
+    /// Checks the tables: a usable format (9 ≤ f, 2f < ℓ, at most 18 bits, ring ≤ 64), one or
+    /// `num_layers` entries, every table valid in the format.
+    pub fn validate(&self, num_layers: usize) -> Result<()> {
+        let f = self.format.frac_bits();
+        if !(9..=FixedPoint::LINEAR.frac_bits()).contains(&f) || 2 * f >= self.format.ring().bits()
+        {
+            return Err(Error::Malformed(format!(
+                "set `{}`: evaluation format Z_2^{} with {f} fraction bits is not supported",
+                self.name,
+                self.format.ring().bits()
+            )));
+        }
+        if self.layers.len() != 1 && self.layers.len() != num_layers {
+            return Err(Error::ParamMismatch(format!(
+                "set `{}` has tables for {} layers, the model has {num_layers}",
+                self.name,
+                self.layers.len()
+            )));
+        }
+        for (l, t) in self.layers.iter().enumerate() {
+            let ctx = |e: Error| Error::Malformed(format!("set `{}` layer {l}: {e}", self.name));
+            t.gelu.validate(self.format).map_err(ctx)?;
+            match &t.exp {
+                ExpMethod::Piecewise(p) => p.validate(self.format).map_err(ctx)?,
+                ExpMethod::Squaring { t, lower } => {
+                    if *t == 0 || *t > 16 || *lower >= 0.0 {
+                        return Err(ctx(Error::Malformed(format!(
+                            "squaring exp with t = {t}, lower = {lower}"
+                        ))));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Format tag of a fitted-tables file.
+pub const TABLES_FORMAT: &str = "approx-tables-v1";
+
+/// A fitted-tables file (JSON): the set, where it was fitted, and each fit's measured error.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TablesFile {
+    /// `approx-tables-v1`.
+    pub format: String,
+    /// The model the tables were fitted for (directory name).
+    pub model: String,
+    /// Calibration data description (file, sentences, tokens).
+    pub calibration: String,
+    /// The fitted set (one entry per layer).
+    pub set: ApproxSet,
+    /// Per layer and function, the measured errors of the fit.
+    pub errors: Vec<FitReport>,
+}
+
+/// The error of one fitted function on its calibration inputs.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FitReport {
+    /// Layer index.
+    pub layer: usize,
+    /// `gelu` or `exp`.
+    pub function: String,
+    /// Number of calibration inputs.
+    pub samples: usize,
+    /// Root-mean-square error over the calibration inputs (density-weighted).
+    pub rmse: f64,
+    /// Largest absolute error over the calibration inputs.
+    pub max_error: f64,
+}
+
+impl TablesFile {
+    /// Writes the file as pretty JSON.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Malformed(e.to_string()))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| Error::Malformed(format!("{}: cannot write: {e}", path.display())))
+    }
+
+    /// Reads and validates a file for a model with `num_layers` layers.
+    pub fn load(path: &Path, num_layers: usize) -> Result<TablesFile> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Malformed(format!("{}: cannot read: {e}", path.display())))?;
+        let file: TablesFile = serde_json::from_str(&text)
+            .map_err(|e| Error::Malformed(format!("{}: not a tables file: {e}", path.display())))?;
+        if file.format != TABLES_FORMAT {
+            return Err(Error::Malformed(format!(
+                "{}: format `{}`, expected `{TABLES_FORMAT}`",
+                path.display(),
+                file.format
+            )));
+        }
+        file.set
+            .validate(num_layers)
+            .map_err(|e| Error::Malformed(format!("{}: {e}", path.display())))?;
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_sets_are_valid_and_close_to_the_functions() {
+        for set in [ApproxSet::nimbus(), ApproxSet::puma()] {
+            set.validate(6).unwrap();
+        }
+        let puma = puma_gelu();
+        let gelu = |x: f64| 0.5 * x * (1.0 + crate_erf(x / std::f64::consts::SQRT_2));
+        for i in -60..=60 {
+            let x = i as f64 / 10.0;
+            assert!((puma.eval_f64(x) - gelu(x)).abs() < 0.021, "{x}");
+        }
+        assert_eq!(puma.piece_index(-1.95), 2);
+        assert_eq!(puma.piece_index(-1.9500001), 1);
+        assert!(ApproxSet::by_name("bumblebee").is_err());
+    }
+
+    /// erf by its Taylor series (|x| ≤ 5 is plenty for the test).
+    fn crate_erf(x: f64) -> f64 {
+        let (mut term, mut sum) = (x, x);
+        for n in 1..200 {
+            term *= -x * x / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn invalid_tables_are_refused() {
+        let mut set = ApproxSet::nimbus();
+        set.layers[0].gelu.breakpoints = vec![0.2, -2.1];
+        assert!(set.validate(6).unwrap_err().to_string().contains("not increasing"));
+        let mut set = ApproxSet::nimbus();
+        set.layers[0].gelu.pieces.pop();
+        assert!(set.validate(6).is_err());
+        let mut set = ApproxSet::nimbus();
+        if let Piece::Poly(c) = &mut set.layers[0].gelu.pieces[1] {
+            c[0] = 1000.0; // does not fit 24 fraction bits of Z_2^32
+        }
+        assert!(set.validate(6).is_err());
+        let set = ApproxSet { layers: vec![ApproxSet::nimbus().layers[0].clone(); 2], ..ApproxSet::nimbus() };
+        assert!(set.validate(6).unwrap_err().to_string().contains("2 layers"));
+    }
+
+    #[test]
+    fn tables_file_round_trip_and_errors() {
+        let dir = std::env::temp_dir().join(format!("approx-tables-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.json");
+        let file = TablesFile {
+            format: TABLES_FORMAT.into(),
+            model: "m".into(),
+            calibration: "c".into(),
+            set: ApproxSet::nimbus(),
+            errors: vec![],
+        };
+        file.save(&path).unwrap();
+        assert_eq!(TablesFile::load(&path, 6).unwrap(), file);
+        std::fs::write(&path, "{").unwrap();
+        assert!(TablesFile::load(&path, 6).unwrap_err().to_string().contains("t.json"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

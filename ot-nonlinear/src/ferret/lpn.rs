@@ -1,0 +1,145 @@
+//! Primal LPN with regular noise: parameters and the local encoding `y = A·x ⊕ e`.
+//!
+//! A is a public n × k binary matrix whose row i has d = [`LPN_D`] ones at uniform positions
+//! drawn from AES-CTR under a coin-tossed seed (2.5 AES calls per row, each 32-bit word mapped
+//! into [0, k) by a multiply-shift). Applied to COTs, row i XORs d of the k reserved COT blocks
+//! into the single-point COT output at position i; both parties do it on their own blocks, so
+//! the correlation carries over. No communication.
+use crate::block::Block;
+use crate::prg::BlockPrg;
+use mpc_core::{Error, Result};
+
+/// Ones per row of the LPN matrix.
+pub const LPN_D: usize = 10;
+
+/// Rows encoded per AES batch (even, so that row pairs share 5 blocks of indices).
+const ROWS: usize = 64;
+
+/// One primal-LPN parameter set with regular noise: n outputs, k secret COTs, t noise
+/// positions (one per bin of 2^`log_bin` outputs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LpnParams {
+    /// Outputs per iteration (n = t·2^log_bin).
+    pub n: usize,
+    /// LPN dimension (COTs of the reserve XORed into the outputs).
+    pub k: usize,
+    /// Noise weight (number of single-point COT trees).
+    pub t: usize,
+    /// Depth of each tree.
+    pub log_bin: usize,
+}
+
+impl LpnParams {
+    /// The main iteration, from the Ferret paper (Yang et al., CCS 2020), regular noise,
+    /// 128-bit security (see docs/security-ot.md): n = 10 805 248, k = 589 760, t = 1 319.
+    pub const MAIN: LpnParams = LpnParams {
+        n: 10_805_248,
+        k: 589_760,
+        t: 1_319,
+        log_bin: 13,
+    };
+
+    /// The bootstrapping iteration, from the same paper (and emp-ot): it turns 47 709 IKNP
+    /// COTs into the 606 907 the main iteration reserves.
+    pub const PRE: LpnParams = LpnParams {
+        n: 649_728,
+        k: 36_288,
+        t: 1_269,
+        log_bin: 9,
+    };
+
+    /// COTs consumed per iteration: k for the LPN secret, t·log_bin for the trees.
+    pub const fn reserve(&self) -> usize {
+        self.k + self.t * self.log_bin
+    }
+
+    /// New COTs per iteration once the next iteration's reserve is set aside.
+    pub const fn output(&self) -> usize {
+        self.n - self.reserve()
+    }
+
+    /// Bytes sent per iteration (sender → receiver: one block per tree level).
+    pub const fn bytes_per_iteration(&self) -> u64 {
+        16 * (self.t * self.log_bin) as u64
+    }
+
+    /// Checks that the set is well formed.
+    pub fn validate(&self) -> Result<()> {
+        let ok = self.log_bin >= 1
+            && self.log_bin < 32
+            && self.n == self.t << self.log_bin
+            && self.n % 2 == 0
+            && self.k >= 1
+            && self.k < u32::MAX as usize
+            && self.reserve() < self.n;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!("malformed LPN parameters {self:?}")))
+        }
+    }
+}
+
+/// `out[i] ^= ⊕_{j<d} input[A(i, j)]` for every row i, with A the matrix of `seed`.
+pub fn encode(seed: Block, input: &[Block], out: &mut [Block]) {
+    let k = input.len() as u64;
+    assert!(k >= 1 && k < u32::MAX as u64, "LPN dimension out of range");
+    assert!(out.len() % 2 == 0, "an even number of rows");
+    let mut prg = BlockPrg::new(seed);
+    let mut idx = [Block::ZERO; ROWS / 2 * 5];
+    for rows in out.chunks_mut(ROWS) {
+        let idx = &mut idx[..rows.len() / 2 * 5];
+        prg.fill(idx);
+        let words: &[u32] = bytemuck::cast_slice(idx);
+        for (row, w) in rows.iter_mut().zip(words.chunks_exact(LPN_D)) {
+            let mut acc = *row;
+            for &x in w {
+                acc ^= input[((x as u64 * k) >> 32) as usize];
+            }
+            *row = acc;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameter_sets_chain() {
+        for p in [LpnParams::MAIN, LpnParams::PRE] {
+            p.validate().unwrap();
+        }
+        // The bootstrapping iteration yields at least the main iteration's reserve.
+        assert!(LpnParams::PRE.n >= LpnParams::MAIN.reserve());
+        assert_eq!(LpnParams::MAIN.reserve(), 606_907);
+        assert_eq!(LpnParams::PRE.reserve(), 47_709);
+    }
+
+    #[test]
+    fn encoding_is_linear_and_uses_d_positions() {
+        let input: Vec<Block> = (0..1000u128).map(|i| Block(1 << (i % 128)) ^ Block(i << 64)).collect();
+        let mut a = vec![Block::ZERO; 10];
+        encode(Block(5), &input, &mut a);
+        // Row 0 on a unit input vector: parity of how often position p appears.
+        let mut unit = vec![Block::ZERO; 1000];
+        let mut hits = 0;
+        for p in 0..1000 {
+            unit[p] = Block::ONE;
+            let mut r = vec![Block::ZERO; 2];
+            encode(Block(5), &unit, &mut r);
+            hits += r[0].0 as usize;
+            unit[p] = Block::ZERO;
+        }
+        assert!(hits <= LPN_D && hits % 2 == LPN_D % 2);
+        // Linearity: encode(x ⊕ y) = encode(x) ⊕ encode(y) on zero outputs.
+        let other: Vec<Block> = input.iter().map(|b| Block(b.0.rotate_left(3))).collect();
+        let sum: Vec<Block> = input.iter().zip(&other).map(|(&x, &y)| x ^ y).collect();
+        let (mut b, mut c) = (vec![Block::ZERO; 10], vec![Block::ZERO; 10]);
+        encode(Block(5), &other, &mut b);
+        encode(Block(5), &sum, &mut c);
+        for i in 0..10 {
+            assert_eq!(c[i], a[i] ^ b[i]);
+        }
+    }
+}

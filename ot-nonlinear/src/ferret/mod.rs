@@ -1,0 +1,205 @@
+//! Ferret silent random COT (Yang et al., CCS 2020), semi-honest, as a streaming source.
+//!
+//! **Setup** (once per direction): a coin toss fixes the public LPN matrices; the sender picks
+//! Δ (low bit set); IKNP under that Δ ([`crate::iknp`], 128 base OTs) produces the
+//! [`LpnParams::PRE`] reserve of 47 709 COTs; one bootstrapping iteration with the PRE set turns
+//! it into the 606 907 COTs the main iteration reserves.
+//!
+//! **Iteration** (parameters p, reserve of p.k + p.t·p.log_bin COTs): the regular multi-point
+//! COT ([`mpcot`]) consumes t·log_bin reserve COTs and fills n positions with `v`, `w = v ⊕ e·Δ`;
+//! the LPN encoding ([`lpn`]) XORs the k other reserve COTs in, `y = v ⊕ A·x`,
+//! `z = w ⊕ A·(x ⊕ u·Δ) = y ⊕ (e ⊕ A·u)·Δ`. The first p.reserve() outputs become the next
+//! reserve; the other p.output() are served to the caller.
+//!
+//! **Cost per main iteration**: 16·t·log_bin = 274 352 bytes sender → receiver, 1 round, for
+//! 10 198 341 COTs: **0.215 bits per COT**. Setup: 16 + 4 128 + 16·47 744 + 16·1 269·9 bytes
+//! (coin toss, base OT, IKNP, bootstrapping iteration), 5 rounds.
+pub mod lpn;
+pub mod mpcot;
+pub mod spcot;
+
+pub use lpn::LpnParams;
+
+use crate::block::Block;
+use crate::cot::{Pool, RandomCotReceiver, RandomCotSender};
+use crate::iknp::{IknpReceiver, IknpSender, IKNP_SETUP_BYTES};
+use crate::prg::BlockPrg;
+use mpc_core::{prg::coin_toss, Channel, Party, Result};
+
+/// Bytes a Ferret setup sends in both directions together (asserted by the tests).
+pub const FERRET_SETUP_BYTES: u64 = 2 * 16
+    + IKNP_SETUP_BYTES
+    + 16 * (LpnParams::PRE.reserve().div_ceil(128) * 128) as u64
+    + LpnParams::PRE.bytes_per_iteration();
+
+/// Rounds of a Ferret setup: coin toss, two of base OT, IKNP, the bootstrapping iteration.
+pub const FERRET_SETUP_ROUNDS: u64 = 5;
+
+/// The two public LPN matrix seeds (bootstrapping, main) from a coin toss.
+fn lpn_seeds(ch: &mut Channel) -> Result<[Block; 2]> {
+    let seed = coin_toss(ch)?;
+    Ok([0, 1].map(|i| Block::from_bytes(seed.derive(i).0)))
+}
+
+/// The Ferret sender (holds Δ).
+#[derive(Debug)]
+pub struct FerretSender {
+    delta: Block,
+    lpn_seed: Block,
+    reserve: Vec<Block>,
+    pool: Pool,
+    prg: BlockPrg,
+}
+
+/// One sender iteration: `out` (length p.n) from `reserve` (length p.reserve()).
+fn send_iteration(
+    ch: &mut Channel,
+    p: &LpnParams,
+    delta: Block,
+    lpn_seed: Block,
+    reserve: &[Block],
+    out: &mut Vec<Block>,
+    prg: &mut BlockPrg,
+) -> Result<()> {
+    let (trees, secret) = reserve.split_at(p.t * p.log_bin);
+    out.resize(p.n, Block::ZERO);
+    mpcot::send(ch, delta, trees, out, p.log_bin, prg)?;
+    lpn::encode(lpn_seed, secret, out);
+    Ok(())
+}
+
+/// One receiver iteration (the mirror of [`send_iteration`]).
+fn recv_iteration(
+    ch: &mut Channel,
+    p: &LpnParams,
+    lpn_seed: Block,
+    reserve: &[Block],
+    out: &mut Vec<Block>,
+) -> Result<()> {
+    let (trees, secret) = reserve.split_at(p.t * p.log_bin);
+    out.resize(p.n, Block::ZERO);
+    mpcot::recv(ch, trees, out, p.log_bin)?;
+    lpn::encode(lpn_seed, secret, out);
+    Ok(())
+}
+
+impl FerretSender {
+    /// Setup against a peer running [`FerretReceiver::setup`].
+    pub fn setup(ch: &mut Channel) -> Result<FerretSender> {
+        ch.scope("ferret/setup", |ch| {
+            let [pre_seed, lpn_seed] = lpn_seeds(ch)?;
+            let mut prg = BlockPrg::from_entropy();
+            let delta = prg.block().with_lsb(true);
+            let mut iknp = IknpSender::setup_with_delta(ch, delta)?;
+            let (_, pre_reserve) = iknp.next_n(ch, LpnParams::PRE.reserve())?;
+            let mut out = Vec::new();
+            let p = LpnParams::PRE;
+            send_iteration(ch, &p, delta, pre_seed, &pre_reserve, &mut out, &mut prg)?;
+            out.truncate(LpnParams::MAIN.reserve());
+            Ok(FerretSender {
+                delta,
+                lpn_seed,
+                reserve: out,
+                pool: Pool::default(),
+                prg,
+            })
+        })
+    }
+}
+
+impl RandomCotSender for FerretSender {
+    fn delta(&self) -> Block {
+        self.delta
+    }
+
+    fn fill(&mut self, ch: &mut Channel, out: &mut [Block]) -> Result<u64> {
+        let FerretSender {
+            delta,
+            lpn_seed,
+            reserve,
+            pool,
+            prg,
+        } = self;
+        pool.serve(out, |buf, _| {
+            let p = LpnParams::MAIN;
+            ch.scope("ferret/extend", |ch| {
+                send_iteration(ch, &p, *delta, *lpn_seed, reserve, buf, prg)
+            })?;
+            reserve.copy_from_slice(&buf[..p.reserve()]);
+            Ok(p.reserve())
+        })
+    }
+}
+
+/// The Ferret receiver.
+#[derive(Debug)]
+pub struct FerretReceiver {
+    lpn_seed: Block,
+    reserve: Vec<Block>,
+    pool: Pool,
+}
+
+impl FerretReceiver {
+    /// Setup against a peer running [`FerretSender::setup`].
+    pub fn setup(ch: &mut Channel) -> Result<FerretReceiver> {
+        ch.scope("ferret/setup", |ch| {
+            let [pre_seed, lpn_seed] = lpn_seeds(ch)?;
+            let mut iknp = IknpReceiver::setup(ch)?;
+            let (_, pre_reserve) = iknp.next_n(ch, LpnParams::PRE.reserve())?;
+            let mut out = Vec::new();
+            recv_iteration(ch, &LpnParams::PRE, pre_seed, &pre_reserve, &mut out)?;
+            out.truncate(LpnParams::MAIN.reserve());
+            Ok(FerretReceiver {
+                lpn_seed,
+                reserve: out,
+                pool: Pool::default(),
+            })
+        })
+    }
+}
+
+impl RandomCotReceiver for FerretReceiver {
+    fn fill(&mut self, ch: &mut Channel, out: &mut [Block]) -> Result<u64> {
+        let FerretReceiver {
+            lpn_seed,
+            reserve,
+            pool,
+        } = self;
+        pool.serve(out, |buf, _| {
+            let p = LpnParams::MAIN;
+            ch.scope("ferret/extend", |ch| {
+                recv_iteration(ch, &p, *lpn_seed, reserve, buf)
+            })?;
+            reserve.copy_from_slice(&buf[..p.reserve()]);
+            Ok(p.reserve())
+        })
+    }
+}
+
+/// Both Ferret instances of one party: it is the sender in one direction and the receiver in
+/// the other (the server's sender pairs with the client's receiver, and conversely).
+#[derive(Debug)]
+pub struct FerretDuplex {
+    /// This party's sender instance (it holds the Δ of this direction).
+    pub sender: FerretSender,
+    /// This party's receiver instance.
+    pub receiver: FerretReceiver,
+}
+
+impl FerretDuplex {
+    /// Sets up both directions (the server's sender first).
+    pub fn setup(ch: &mut Channel, party: Party) -> Result<FerretDuplex> {
+        Ok(match party {
+            Party::Server => {
+                let sender = FerretSender::setup(ch)?;
+                let receiver = FerretReceiver::setup(ch)?;
+                FerretDuplex { sender, receiver }
+            }
+            Party::Client => {
+                let receiver = FerretReceiver::setup(ch)?;
+                let sender = FerretSender::setup(ch)?;
+                FerretDuplex { sender, receiver }
+            }
+        })
+    }
+}

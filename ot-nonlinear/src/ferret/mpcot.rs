@@ -1,0 +1,70 @@
+//! Regular multi-point COT: t single-point COTs ([`super::spcot`]), one per bin of 2^h
+//! consecutive positions, giving the regular noise of the primal LPN in [`super::lpn`].
+//!
+//! **Computes**: sender `v` (t·2^h blocks), receiver the noise positions `α_b` (one per bin)
+//! and `w = v ⊕ e·Δ`, where e has exactly one 1 per bin; consumes t·h random COTs.
+//!
+//! **Messages**: sender → receiver only, the h level corrections of each tree, sent by chunks
+//! of [`TREES_PER_FLUSH`] trees so the receiver expands while the sender is still working.
+//! **Cost**: 128·t·h bits, 1 round.
+use super::spcot::{recv_tree, send_tree};
+use crate::block::Block;
+use crate::prg::BlockPrg;
+use mpc_core::{Channel, Result};
+
+/// Trees per flushed message.
+pub const TREES_PER_FLUSH: usize = 32;
+
+/// Sender: fills `out` (t bins of 2^h) from the t·h COTs `q`.
+pub fn send(
+    ch: &mut Channel,
+    delta: Block,
+    q: &[Block],
+    out: &mut [Block],
+    h: usize,
+    prg: &mut BlockPrg,
+) -> Result<()> {
+    let t = out.len() >> h;
+    assert_eq!(t << h, out.len(), "output is t bins of 2^h");
+    assert_eq!(q.len(), t * h, "h COTs per tree");
+    let mut corr = vec![Block::ZERO; TREES_PER_FLUSH * h];
+    let mut seeds = [Block::ZERO; TREES_PER_FLUSH];
+    for (chunk_out, chunk_q) in out
+        .chunks_mut(TREES_PER_FLUSH << h)
+        .zip(q.chunks(TREES_PER_FLUSH * h))
+    {
+        let trees = chunk_q.len() / h;
+        prg.fill(&mut seeds[..trees]);
+        for (b, (leaves, qb)) in chunk_out.chunks_mut(1 << h).zip(chunk_q.chunks(h)).enumerate() {
+            send_tree(delta, seeds[b], qb, leaves, &mut corr[b * h..(b + 1) * h]);
+        }
+        ch.send_pod(&corr[..trees * h])?;
+        ch.flush()?;
+    }
+    Ok(())
+}
+
+/// Receiver: fills `out` from the t·h COTs `t_cots`; returns nothing else (the noise positions
+/// are encoded in the low bits of `out`).
+pub fn recv(ch: &mut Channel, t_cots: &[Block], out: &mut [Block], h: usize) -> Result<()> {
+    let t = out.len() >> h;
+    assert_eq!(t << h, out.len(), "output is t bins of 2^h");
+    assert_eq!(t_cots.len(), t * h, "h COTs per tree");
+    let mut corr = vec![Block::ZERO; TREES_PER_FLUSH * h];
+    for (chunk_out, chunk_t) in out
+        .chunks_mut(TREES_PER_FLUSH << h)
+        .zip(t_cots.chunks(TREES_PER_FLUSH * h))
+    {
+        let trees = chunk_t.len() / h;
+        let corr = &mut corr[..trees * h];
+        ch.recv_pod(corr)?;
+        for ((leaves, tb), cb) in chunk_out
+            .chunks_mut(1 << h)
+            .zip(chunk_t.chunks(h))
+            .zip(corr.chunks(h))
+        {
+            recv_tree(tb, cb, leaves);
+        }
+    }
+    Ok(())
+}
