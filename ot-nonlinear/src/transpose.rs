@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn fast_and_portable_match_naive() {
         let mut prg = BlockPrg::new(crate::block::Block(3));
-        for (nrows, ncols) in [(16, 8), (128, 128), (128, 1024), (32, 40)] {
+        for (nrows, ncols) in [(16usize, 8usize), (128, 128), (128, 1024), (32, 40)] {
             let mut words = vec![crate::block::Block::ZERO; (nrows * ncols / 8).div_ceil(16)];
             prg.fill(&mut words);
             let inp = bytemuck::cast_slice::<_, u8>(&words)[..nrows * ncols / 8].to_vec();
