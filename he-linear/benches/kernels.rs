@@ -1,1 +1,92 @@
-fn main() {}
+//! Criterion benches of the HE kernels: NTT, the COP scalar×ciphertext accumulation, seeded
+//! encryption, and opening a response. Throughput is printed in elements per second.
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use he_linear::kernel::{accumulate_group, to_panels, TILE};
+use he_linear::params::HeParams;
+use he_linear::rlwe::{encrypt_sk, PublicKey, SecretKey};
+use he_linear::{response, rlwe};
+use mpc_core::{AesPrg, Seed};
+use rand_core::RngCore;
+use std::hint::black_box;
+
+fn bench_ntt(c: &mut Criterion) {
+    let params = HeParams::default_params().unwrap();
+    let ctx = params.rns();
+    let n = params.n();
+    let mut limb: Vec<u32> = (0..n as u32).map(|i| i % ctx.moduli()[0].p).collect();
+    let mut g = c.benchmark_group("ntt");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("forward N=8192 (one 30-bit prime)", |b| {
+        b.iter(|| ctx.ntt(0, black_box(&mut limb)))
+    });
+    g.bench_function("inverse N=8192 (one 30-bit prime)", |b| {
+        b.iter(|| ctx.intt(0, black_box(&mut limb)))
+    });
+    g.finish();
+}
+
+fn bench_accumulate(c: &mut Criterion) {
+    let params = HeParams::default_params().unwrap();
+    let m = &params.rns().moduli()[0];
+    let n = params.n();
+    let mut rng = AesPrg::new(Seed([1; 16]));
+    let mut g = c.benchmark_group("scalar_x_ct_accumulate");
+    for (k, rows) in [(128usize, 64usize)] {
+        let w: Vec<u32> = (0..rows * n).map(|_| rng.next_u32() % m.p).collect();
+        let mut panels = vec![0u32; rows * n];
+        to_panels(&w, rows, n, &mut panels);
+        let k_pad = k.div_ceil(TILE) * TILE;
+        let x: Vec<u32> = (0..rows * k_pad).map(|_| rng.next_u32() % m.p).collect();
+        let mut out = vec![0u32; k * n];
+        // One element = one 30-bit multiply-accumulate.
+        g.throughput(Throughput::Elements((k * rows * n) as u64));
+        g.bench_with_input(
+            BenchmarkId::new("mul-acc one limb", format!("k={k} m={rows} N={n}")),
+            &(),
+            |b, _| b.iter(|| accumulate_group(&panels, &x, k, m, black_box(&mut out))),
+        );
+    }
+    g.finish();
+}
+
+fn bench_encrypt_open(c: &mut Criterion) {
+    let params = HeParams::default_params().unwrap();
+    let mut rng = AesPrg::new(Seed([2; 16]));
+    let sk = SecretKey::generate(&params, &mut rng);
+    let pk = PublicKey::generate(&params, &sk, &mut rng);
+    let msg: Vec<u64> = (0..params.n() as u64).collect();
+    let mut g = c.benchmark_group("rlwe");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encrypt_sk seeded (N=8192, 7 primes)", |b| {
+        b.iter(|| encrypt_sk(&params, &sk, &msg, Seed([3; 16]), &mut rng).unwrap())
+    });
+    let ct = encrypt_sk(&params, &sk, &msg, Seed([3; 16]), &mut rng)
+        .unwrap()
+        .expand(&params);
+    let positions: Vec<u32> = (0..params.n() as u32).collect();
+    let mask = vec![0u64; params.n()];
+    let mut bytes = Vec::new();
+    response::seal(&params, &pk, ct.clone(), &positions, &mask, &mut rng, &mut bytes).unwrap();
+    g.bench_function("seal response (flood, re-randomize, switch)", |b| {
+        b.iter(|| {
+            let mut out = Vec::new();
+            response::seal(&params, &pk, ct.clone(), &positions, &mask, &mut rng, &mut out)
+                .unwrap();
+            out
+        })
+    });
+    g.bench_function("open response (decrypt to shares)", |b| {
+        b.iter(|| response::open(&params, &sk, black_box(&bytes), &positions).unwrap())
+    });
+    g.bench_function("decrypt_full reference", |b| {
+        b.iter(|| rlwe::decrypt_full(&params, &sk, black_box(&ct)))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench_ntt, bench_accumulate, bench_encrypt_open
+}
+criterion_main!(benches);

@@ -9,3 +9,7 @@ pub mod poly;
 pub mod rlwe;
 pub mod bits;
 pub mod response;
+pub mod kernel;
+pub mod cop;
+pub mod matrix;
+pub mod weight_store;

@@ -329,3 +329,42 @@ mod tests {
             .all(|&x| x == 0));
     }
 }
+
+impl PublicKey {
+    /// Sends the seeded public key (fingerprint, seed, p0).
+    pub fn send(&self, ch: &mut mpc_core::Channel, params: &HeParams) -> Result<()> {
+        ch.send(&params.fingerprint())?;
+        ch.send(&self.seed.0)?;
+        ch.send_pod(self.p0.data())
+    }
+
+    /// Receives and validates a public key sent with [`PublicKey::send`].
+    pub fn recv(ch: &mut mpc_core::Channel, params: &HeParams) -> Result<PublicKey> {
+        let mut fp = [0u8; 8];
+        ch.recv(&mut fp)?;
+        if fp != params.fingerprint() {
+            return Err(Error::ParamMismatch(
+                "the peer's public key is for other HE parameters".into(),
+            ));
+        }
+        let mut seed = [0u8; 16];
+        ch.recv(&mut seed)?;
+        let data = ch.recv_pod_vec::<u32>(params.n() * params.rns().len())?;
+        let p0 = RnsPoly::from_residues(params.rns(), data, Repr::Ntt)?;
+        Ok(PublicKey::from_seeded(
+            params,
+            SeededCiphertext {
+                seed: Seed(seed),
+                b: p0,
+            },
+        ))
+    }
+
+    /// A digest identifying the key.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.seed.0);
+        h.update(bytemuck::cast_slice(self.p0.data()));
+        *h.finalize().as_bytes()
+    }
+}

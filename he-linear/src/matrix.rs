@@ -1,0 +1,139 @@
+//! A row-major matrix over Z_{2^64} (wrapping `u64` arithmetic; reduce to a smaller ring with
+//! `mpc_core::Ring` where needed) and the plaintext product every protocol is checked against.
+use mpc_core::{Error, Result};
+use rayon::prelude::*;
+
+/// Row-major `rows × cols` matrix of ring elements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingMatrix {
+    rows: usize,
+    cols: usize,
+    data: Vec<u64>,
+}
+
+impl RingMatrix {
+    /// Wraps row-major data (length must be rows·cols).
+    pub fn new(rows: usize, cols: usize, data: Vec<u64>) -> Result<RingMatrix> {
+        if data.len() != rows * cols || rows == 0 || cols == 0 {
+            return Err(Error::Shape(format!(
+                "{} values for a {rows}×{cols} matrix",
+                data.len()
+            )));
+        }
+        Ok(RingMatrix { rows, cols, data })
+    }
+
+    /// The zero matrix.
+    pub fn zeros(rows: usize, cols: usize) -> RingMatrix {
+        RingMatrix {
+            rows,
+            cols,
+            data: vec![0; rows * cols],
+        }
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Row-major values.
+    pub fn data(&self) -> &[u64] {
+        &self.data
+    }
+
+    /// Mutable row-major values.
+    pub fn data_mut(&mut self) -> &mut [u64] {
+        &mut self.data
+    }
+
+    /// Row `r`.
+    pub fn row(&self, r: usize) -> &[u64] {
+        &self.data[r * self.cols..(r + 1) * self.cols]
+    }
+
+    /// Element (r, c).
+    pub fn get(&self, r: usize, c: usize) -> u64 {
+        self.data[r * self.cols + c]
+    }
+
+    /// The transpose.
+    pub fn transpose(&self) -> RingMatrix {
+        let mut t = RingMatrix::zeros(self.cols, self.rows);
+        for r in 0..self.rows {
+            for c in 0..self.cols {
+                t.data[c * self.rows + r] = self.data[r * self.cols + c];
+            }
+        }
+        t
+    }
+
+    /// self + other (wrapping).
+    pub fn add(&self, other: &RingMatrix) -> Result<RingMatrix> {
+        self.same_shape(other)?;
+        Ok(RingMatrix {
+            rows: self.rows,
+            cols: self.cols,
+            data: self
+                .data
+                .iter()
+                .zip(&other.data)
+                .map(|(&a, &b)| a.wrapping_add(b))
+                .collect(),
+        })
+    }
+
+    /// self − other (wrapping).
+    pub fn sub(&self, other: &RingMatrix) -> Result<RingMatrix> {
+        self.same_shape(other)?;
+        Ok(RingMatrix {
+            rows: self.rows,
+            cols: self.cols,
+            data: self
+                .data
+                .iter()
+                .zip(&other.data)
+                .map(|(&a, &b)| a.wrapping_sub(b))
+                .collect(),
+        })
+    }
+
+    fn same_shape(&self, other: &RingMatrix) -> Result<()> {
+        if (self.rows, self.cols) != (other.rows, other.cols) {
+            return Err(Error::Shape(format!(
+                "{}×{} vs {}×{}",
+                self.rows, self.cols, other.rows, other.cols
+            )));
+        }
+        Ok(())
+    }
+
+    /// self · other over Z_{2^64} (parallel over rows).
+    pub fn matmul(&self, other: &RingMatrix) -> Result<RingMatrix> {
+        if self.cols != other.rows {
+            return Err(Error::Shape(format!(
+                "cannot multiply {}×{} by {}×{}",
+                self.rows, self.cols, other.rows, other.cols
+            )));
+        }
+        let n = other.cols;
+        let mut out = RingMatrix::zeros(self.rows, n);
+        out.data
+            .par_chunks_mut(n)
+            .zip(self.data.par_chunks(self.cols))
+            .for_each(|(dst, xrow)| {
+                for (mu, &x) in xrow.iter().enumerate() {
+                    let wrow = &other.data[mu * n..(mu + 1) * n];
+                    for (d, &w) in dst.iter_mut().zip(wrow) {
+                        *d = d.wrapping_add(x.wrapping_mul(w));
+                    }
+                }
+            });
+        Ok(out)
+    }
+}

@@ -1,0 +1,179 @@
+//! The client's on-disk cache of one layer's encrypted weights, in the kernel's panel layout.
+//!
+//! File format (little-endian): a 96-byte header
+//! `"HELWv001" | params fingerprint [8] | layer digest [32] | m u64 | n u64 | cts_per_row u32 |
+//! limbs u32 | N u32 | zero padding`, then G = cts_per_row·2·limbs column groups, group
+//! g = (chunk·2 + part)·limbs + limb, each `[block][μ][8]` u32 residues (m·N values). The digest
+//! binds the file to the parameters, the server's key and the weights, so a stale cache is never
+//! used. Layers are memory-mapped one at a time: the client never holds more than one layer.
+use crate::kernel::scatter_row;
+use crate::params::HeParams;
+use mpc_core::{Error, Result};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"HELWv001";
+/// Header bytes (a multiple of 4 so the residues stay aligned).
+pub const HEADER_BYTES: usize = 96;
+
+/// What a layer file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerHeader {
+    /// Parameter fingerprint.
+    pub fingerprint: [u8; 8],
+    /// Digest of (parameters, server key, weights).
+    pub digest: [u8; 32],
+    /// Rows of W (inner dimension).
+    pub m: usize,
+    /// Columns of W.
+    pub n: usize,
+    /// Ciphertexts per row, ⌈n/N⌉.
+    pub cts_per_row: usize,
+    /// RNS limbs.
+    pub limbs: usize,
+    /// Ring degree.
+    pub poly_n: usize,
+}
+
+impl LayerHeader {
+    /// Number of column groups.
+    pub fn groups(&self) -> usize {
+        self.cts_per_row * 2 * self.limbs
+    }
+
+    /// Residues per group.
+    pub fn group_len(&self) -> usize {
+        self.m * self.poly_n
+    }
+
+    fn encode(&self) -> [u8; HEADER_BYTES] {
+        let mut h = [0u8; HEADER_BYTES];
+        h[..8].copy_from_slice(MAGIC);
+        h[8..16].copy_from_slice(&self.fingerprint);
+        h[16..48].copy_from_slice(&self.digest);
+        h[48..56].copy_from_slice(&(self.m as u64).to_le_bytes());
+        h[56..64].copy_from_slice(&(self.n as u64).to_le_bytes());
+        h[64..68].copy_from_slice(&(self.cts_per_row as u32).to_le_bytes());
+        h[68..72].copy_from_slice(&(self.limbs as u32).to_le_bytes());
+        h[72..76].copy_from_slice(&(self.poly_n as u32).to_le_bytes());
+        h
+    }
+
+    fn decode(h: &[u8], path: &Path) -> Result<LayerHeader> {
+        let bad = |what: &str| Error::Malformed(format!("{}: {what}", path.display()));
+        if h.len() < HEADER_BYTES || &h[..8] != MAGIC {
+            return Err(bad("not an encrypted-weights file (bad magic)"));
+        }
+        let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap()) as usize;
+        let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap()) as usize;
+        Ok(LayerHeader {
+            fingerprint: h[8..16].try_into().unwrap(),
+            digest: h[16..48].try_into().unwrap(),
+            m: u64_at(48),
+            n: u64_at(56),
+            cts_per_row: u32_at(64),
+            limbs: u32_at(68),
+            poly_n: u32_at(72),
+        })
+    }
+}
+
+/// A layer's panels being filled row by row during setup (one layer in memory).
+#[derive(Debug)]
+pub struct LayerBuilder {
+    header: LayerHeader,
+    groups: Vec<Vec<u32>>,
+}
+
+impl LayerBuilder {
+    /// An empty layer.
+    pub fn new(header: LayerHeader) -> LayerBuilder {
+        let groups = (0..header.groups())
+            .map(|_| vec![0u32; header.group_len()])
+            .collect();
+        LayerBuilder { header, groups }
+    }
+
+    /// Stores row `mu` of group `g` (N residues).
+    pub fn put_row(&mut self, g: usize, mu: usize, row: &[u32]) {
+        scatter_row(row, mu, self.header.m, &mut self.groups[g]);
+    }
+
+    /// Writes the file atomically (temporary file, then rename).
+    pub fn write(self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("tmp");
+        let mut f = std::io::BufWriter::with_capacity(8 << 20, File::create(&tmp)?);
+        f.write_all(&self.header.encode())?;
+        for g in &self.groups {
+            f.write_all(bytemuck::cast_slice(g))?;
+        }
+        f.into_inner()
+            .map_err(|e| Error::Io(e.into_error()))?
+            .sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+}
+
+/// A memory-mapped layer file.
+#[derive(Debug)]
+pub struct EncryptedLayer {
+    header: LayerHeader,
+    map: memmap2::Mmap,
+}
+
+impl EncryptedLayer {
+    /// Opens and checks a layer file against the expected parameters and digest.
+    pub fn open(path: &Path, params: &HeParams, digest: &[u8; 32]) -> Result<EncryptedLayer> {
+        let file = File::open(path)?;
+        // SAFETY: the cache file is private to this client and not modified while mapped.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        let header = LayerHeader::decode(&map, path)?;
+        if header.fingerprint != params.fingerprint()
+            || header.limbs != params.rns().len()
+            || header.poly_n != params.n()
+        {
+            return Err(Error::ParamMismatch(format!(
+                "{} was written for other HE parameters",
+                path.display()
+            )));
+        }
+        if &header.digest != digest {
+            return Err(Error::ParamMismatch(format!(
+                "{} holds other weights or another server key",
+                path.display()
+            )));
+        }
+        let want = HEADER_BYTES + header.groups() * header.group_len() * 4;
+        if map.len() != want {
+            return Err(Error::Malformed(format!(
+                "{}: {} bytes, expected {want} (truncated?)",
+                path.display(),
+                map.len()
+            )));
+        }
+        Ok(EncryptedLayer { header, map })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &LayerHeader {
+        &self.header
+    }
+
+    /// Panels of column group `g`.
+    pub fn group(&self, g: usize) -> &[u32] {
+        let len = self.header.group_len() * 4;
+        let at = HEADER_BYTES + g * len;
+        bytemuck::cast_slice(&self.map[at..at + len])
+    }
+}
+
+/// Where a layer's cache lives: `dir/<name>-<digest prefix>.helw`.
+pub fn layer_path(dir: &Path, name: &str, digest: &[u8; 32]) -> PathBuf {
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{name}-{hex}.helw"))
+}
