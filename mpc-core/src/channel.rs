@@ -119,9 +119,13 @@ impl Channel {
         (a.shaped(profile), b.shaped(profile))
     }
 
-    /// A channel over an established TCP stream.
+    /// A channel over an established TCP stream. Writes go through a background thread (the
+    /// unshaped link model), so a send never blocks on the peer: both parties may send large
+    /// messages at once (simultaneous flights) without filling the socket buffers into a
+    /// deadlock.
     pub fn from_tcp(stream: TcpStream) -> Result<Channel> {
         let (tx, rx) = transport::tcp_split(stream)?;
+        let tx = ShapedSender::new(Box::new(tx), NetProfile::None);
         Ok(Channel::new(Box::new(tx), Box::new(rx)))
     }
 
@@ -410,7 +414,10 @@ mod tests {
             |c| c.scope("outer", |c| c.scope("inner", |c| c.send(&[0u8; 10]))),
         );
         let inner = a.stats_of("outer/inner").unwrap();
-        assert_eq!((inner.bytes_recv, inner.bytes_sent, inner.rounds), (10, 0, 1));
+        assert_eq!(
+            (inner.bytes_recv, inner.bytes_sent, inner.rounds),
+            (10, 0, 1)
+        );
         assert_eq!(b.stats_of("outer").unwrap().bytes_sent, 10);
         assert_eq!(b.totals().bytes_sent, 10);
     }
