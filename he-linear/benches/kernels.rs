@@ -66,12 +66,29 @@ fn bench_encrypt_open(c: &mut Criterion) {
     let positions: Vec<u32> = (0..params.n() as u32).collect();
     let mask = vec![0u64; params.n()];
     let mut bytes = Vec::new();
-    response::seal(&params, &pk, ct.clone(), &positions, &mask, &mut rng, &mut bytes).unwrap();
+    response::seal(
+        &params,
+        &pk,
+        ct.clone(),
+        &positions,
+        &mask,
+        &mut rng,
+        &mut bytes,
+    )
+    .unwrap();
     g.bench_function("seal response (flood, re-randomize, switch)", |b| {
         b.iter(|| {
             let mut out = Vec::new();
-            response::seal(&params, &pk, ct.clone(), &positions, &mask, &mut rng, &mut out)
-                .unwrap();
+            response::seal(
+                &params,
+                &pk,
+                ct.clone(),
+                &positions,
+                &mask,
+                &mut rng,
+                &mut out,
+            )
+            .unwrap();
             out
         })
     });

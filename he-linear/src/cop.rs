@@ -227,11 +227,8 @@ pub fn client_setup(
         for c in 0..chunks {
             let mut seed = [0u8; 16];
             ch.recv(&mut seed)?;
-            let b = RnsPoly::from_residues(
-                ctx,
-                ch.recv_pod_vec::<u32>(poly_n * limbs)?,
-                Repr::Ntt,
-            )?;
+            let b =
+                RnsPoly::from_residues(ctx, ch.recv_pod_vec::<u32>(poly_n * limbs)?, Repr::Ntt)?;
             let a = expand_a(params, Seed(seed));
             for l in 0..limbs {
                 layer.put_row((c * 2) * limbs + l, mu, b.limb(l));
@@ -319,7 +316,9 @@ pub fn client_online(
             let positions = slot_positions(slots);
             let mask = mpc_core::AesPrg::u64s(&mut rng, positions.len());
             let mut bytes = Vec::new();
-            response::seal(params, server_pk, ct, &positions, &mask, &mut rng, &mut bytes)?;
+            response::seal(
+                params, server_pk, ct, &positions, &mask, &mut rng, &mut bytes,
+            )?;
             Ok((bytes, mask))
         })
         .collect();

@@ -377,6 +377,9 @@ mod tests {
         let a = HeParams::default_params().unwrap();
         let b = HeParams::builder().max_terms(1 << 12).build().unwrap();
         assert_ne!(a.fingerprint(), b.fingerprint());
-        assert_eq!(a.fingerprint(), HeParams::default_params().unwrap().fingerprint());
+        assert_eq!(
+            a.fingerprint(),
+            HeParams::default_params().unwrap().fingerprint()
+        );
     }
 }

@@ -59,7 +59,11 @@ impl RnsPoly {
     /// A polynomial with small signed integer coefficients, in coefficient form.
     pub fn from_signed(ctx: &RnsContext, coeffs: &[i64]) -> RnsPoly {
         let n = ctx.n();
-        assert!(coeffs.len() <= n, "{} coefficients for N = {n}", coeffs.len());
+        assert!(
+            coeffs.len() <= n,
+            "{} coefficients for N = {n}",
+            coeffs.len()
+        );
         let mut p = RnsPoly::zero(ctx, Repr::Coeff);
         for (l, m) in ctx.moduli().iter().enumerate() {
             for (i, &c) in coeffs.iter().enumerate() {
@@ -116,7 +120,10 @@ impl RnsPoly {
 
     /// self += other (same representation).
     pub fn add_assign(&mut self, ctx: &RnsContext, other: &RnsPoly) {
-        assert_eq!(self.repr, other.repr, "adding polynomials in different domains");
+        assert_eq!(
+            self.repr, other.repr,
+            "adding polynomials in different domains"
+        );
         for (l, m) in ctx.moduli().iter().enumerate() {
             let r = l * self.n..(l + 1) * self.n;
             for (a, &b) in self.data[r.clone()].iter_mut().zip(&other.data[r]) {
@@ -127,7 +134,10 @@ impl RnsPoly {
 
     /// self −= other (same representation).
     pub fn sub_assign(&mut self, ctx: &RnsContext, other: &RnsPoly) {
-        assert_eq!(self.repr, other.repr, "subtracting polynomials in different domains");
+        assert_eq!(
+            self.repr, other.repr,
+            "subtracting polynomials in different domains"
+        );
         for (l, m) in ctx.moduli().iter().enumerate() {
             let r = l * self.n..(l + 1) * self.n;
             for (a, &b) in self.data[r.clone()].iter_mut().zip(&other.data[r]) {
@@ -170,7 +180,11 @@ impl RnsPoly {
 
     /// X^k · self (negacyclic shift), in coefficient form.
     pub fn monomial_mul(&self, ctx: &RnsContext, k: usize) -> RnsPoly {
-        assert_eq!(self.repr, Repr::Coeff, "monomial shift works on coefficients");
+        assert_eq!(
+            self.repr,
+            Repr::Coeff,
+            "monomial shift works on coefficients"
+        );
         let n = self.n;
         let k = k % (2 * n);
         let mut out = RnsPoly::zero(ctx, Repr::Coeff);

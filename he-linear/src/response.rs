@@ -23,11 +23,41 @@ use crate::sampling;
 use mpc_core::{Error, Result};
 use rand_core::RngCore;
 
+/// Evaluator side, steps 1–2: re-randomizes `ct` with an encryption of zero under `pk` and
+/// floods the c0 coefficients at `positions`; returns the ciphertext in coefficient form (the
+/// others are never revealed: [`seal`] sends c0 only at `positions`).
+pub fn rerandomize_and_flood(
+    params: &HeParams,
+    pk: &PublicKey,
+    mut ct: Ciphertext,
+    positions: &[u32],
+    rng: &mut (impl RngCore + ?Sized),
+) -> Result<Ciphertext> {
+    let n = params.n();
+    if let Some(&p) = positions.iter().find(|&&p| p as usize >= n) {
+        return Err(Error::Shape(format!("position {p} ≥ N = {n}")));
+    }
+    let ctx = params.rns();
+    ct.add_assign(params, &pk.encrypt_zero(params, rng));
+    ct.to_coeff(params);
+    let used = positions.len();
+    let mut flood = vec![0u32; used * ctx.len()];
+    sampling::flood_residues(ctx, params.flood_bits(), used, &mut flood, rng);
+    let c0 = ct.c0.data_mut();
+    for (l, m) in ctx.moduli().iter().enumerate() {
+        for (k, &pos) in positions.iter().enumerate() {
+            let at = l * n + pos as usize;
+            c0[at] = m.add(c0[at], flood[l * used + k]);
+        }
+    }
+    Ok(ct)
+}
+
 /// Evaluator side: steps 1–4 above; appends the packed response to `out`.
 pub fn seal(
     params: &HeParams,
     pk: &PublicKey,
-    mut ct: Ciphertext,
+    ct: Ciphertext,
     positions: &[u32],
     mask: &[u64],
     rng: &mut (impl RngCore + ?Sized),
@@ -41,14 +71,10 @@ pub fn seal(
             mask.len()
         )));
     }
+    let ct = rerandomize_and_flood(params, pk, ct, positions, rng)?;
     let ctx = params.rns();
-    ct.add_assign(params, &pk.encrypt_zero(params, rng));
-    ct.to_coeff(params);
-    let used = positions.len();
-    let mut flood = vec![0u32; used * ctx.len()];
-    sampling::flood_residues(ctx, params.flood_bits(), used, &mut flood, rng);
     let (b0, b1, ell) = (params.c0_bits(), params.c1_bits(), params.plain_bits());
-    out.reserve(params.response_bytes(used));
+    out.reserve(params.response_bytes(positions.len()));
     let mut w = BitWriter::new(out);
     let c1 = ct.c1.data();
     for i in 0..n {
@@ -59,17 +85,9 @@ pub fn seal(
     }
     let c0 = ct.c0.data();
     let b0_mask = (1u128 << b0) - 1;
-    for (k, (&pos, &r)) in positions.iter().zip(mask).enumerate() {
+    for (&pos, &r) in positions.iter().zip(mask) {
         let pos = pos as usize;
-        if pos >= n {
-            return Err(Error::Shape(format!("position {pos} ≥ N = {n}")));
-        }
-        let residues = ctx
-            .moduli()
-            .iter()
-            .enumerate()
-            .map(|(l, m)| m.add(c0[l * n + pos], flood[l * used + k]));
-        let v = ctx.switch_to_pow2(residues, b0);
+        let v = ctx.switch_to_pow2((0..ctx.len()).map(|l| c0[l * n + pos]), b0);
         w.push(v.wrapping_sub((r as u128) << (b0 - ell)) & b0_mask, b0);
     }
     w.finish();
@@ -78,12 +96,7 @@ pub fn seal(
 
 /// Key-holder side: decrypts a response revealing `positions`; `data` must be exactly
 /// `params.response_bytes(positions.len())` bytes.
-pub fn open(
-    params: &HeParams,
-    sk: &SecretKey,
-    data: &[u8],
-    positions: &[u32],
-) -> Result<Vec<u64>> {
+pub fn open(params: &HeParams, sk: &SecretKey, data: &[u8], positions: &[u32]) -> Result<Vec<u64>> {
     let n = params.n();
     let (b0, b1, ell) = (params.c0_bits(), params.c1_bits(), params.plain_bits());
     let expect = params.response_bytes(positions.len());

@@ -324,9 +324,11 @@ mod tests {
         let z = pk.encrypt_zero(&params, &mut rng);
         assert!(decrypt_full(&params, &sk, &z).iter().all(|&x| x == 0));
         let pk2 = PublicKey::from_seeded(&params, pk.to_seeded());
-        assert!(decrypt_full(&params, &sk, &pk2.encrypt_zero(&params, &mut rng))
-            .iter()
-            .all(|&x| x == 0));
+        assert!(
+            decrypt_full(&params, &sk, &pk2.encrypt_zero(&params, &mut rng))
+                .iter()
+                .all(|&x| x == 0)
+        );
     }
 }
 

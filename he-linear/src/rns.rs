@@ -419,19 +419,30 @@ mod tests {
             let res: Vec<u32> = ps.iter().map(|&p| (c % p as u128) as u32).collect();
             for bits in [10u32, 40, 64, 80] {
                 // Exact: round(c·2^b/q) mod 2^b with big arithmetic in f64-free integer form.
-                let num = c * (1u128 << (bits.min(38))) ; // keep exact within u128
+                let num = c * (1u128 << (bits.min(38))); // keep exact within u128
                 let exact = if bits <= 38 {
                     ((num + q / 2) / q) % (1u128 << bits)
                 } else {
                     continue;
                 };
-                assert_eq!(ctx.switch_to_pow2(res.iter().copied(), bits), exact, "c={c} b={bits}");
+                assert_eq!(
+                    ctx.switch_to_pow2(res.iter().copied(), bits),
+                    exact,
+                    "c={c} b={bits}"
+                );
             }
-            let centered = if c > q / 2 { c as i128 - q as i128 } else { c as i128 };
+            let centered = if c > q / 2 {
+                c as i128 - q as i128
+            } else {
+                c as i128
+            };
             assert_eq!(crt.reconstruct(&res), centered);
         }
         let m = &ctx.moduli()[0];
         assert_eq!(m.from_i64(-1), m.p - 1);
-        assert_eq!(m.from_limbs(&[5, 1]), ((5u128 + (1u128 << 64)) % m.p as u128) as u32);
+        assert_eq!(
+            m.from_limbs(&[5, 1]),
+            ((5u128 + (1u128 << 64)) % m.p as u128) as u32
+        );
     }
 }

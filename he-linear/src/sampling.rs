@@ -85,7 +85,11 @@ pub fn flood_residues(
     // 2^bits mod p, subtracted to center the draw.
     let mut f_limbs = [0u64; 4];
     f_limbs[bits as usize / 64] = 1u64 << (bits % 64);
-    let offsets: Vec<u32> = ctx.moduli().iter().map(|m| m.from_limbs(&f_limbs)).collect();
+    let offsets: Vec<u32> = ctx
+        .moduli()
+        .iter()
+        .map(|m| m.from_limbs(&f_limbs))
+        .collect();
     let mut limbs = [0u64; 4];
     for i in 0..count {
         for w in limbs.iter_mut().take(words) {

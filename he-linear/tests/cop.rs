@@ -39,7 +39,9 @@ fn run_cop(params: &HeParams, x: &RingMatrix, w: &RingMatrix, cache: &Path) -> R
             let digest = file_digest(&path);
             let layer = EncryptedLayer::open(&path, &cp, &digest).unwrap();
             let share = ch
-                .scope("online", |ch| cop::client_online(ch, &cp, &pk, &layer, &x_c))
+                .scope("online", |ch| {
+                    cop::client_online(ch, &cp, &pk, &layer, &x_c)
+                })
                 .unwrap();
             (share, ch.stats_of("online").unwrap())
         },
@@ -68,7 +70,10 @@ fn check(params: &HeParams, k: usize, m: usize, n: usize, seed: u8) {
     assert_eq!(got, want, "k={k} m={m} n={n}");
     assert_eq!(run.online_rounds, 1);
     // Payload plus the 8-byte length prefix of the framed message.
-    assert_eq!(run.online_bytes as usize, cop::online_bytes(params, k, n) + 8);
+    assert_eq!(
+        run.online_bytes as usize,
+        cop::online_bytes(params, k, n) + 8
+    );
 }
 
 #[test]
@@ -104,7 +109,12 @@ fn cache_is_reused_and_stale_cache_is_rejected() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     // Opening with another digest or other parameters fails with a typed error.
-    let path = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    let path = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     assert!(matches!(
         EncryptedLayer::open(&path, &params, &[0u8; 32]),
         Err(Error::ParamMismatch(_))
@@ -159,23 +169,41 @@ fn malformed_truncated_oversized_and_mismatched_messages_are_errors() {
     // Truncated.
     let mut short = header(params.fingerprint(), [2, 3, 100]);
     short.resize(len - 1, 0);
-    assert!(matches!(server_with_message(short, k, m, n), Error::Malformed(_)));
+    assert!(matches!(
+        server_with_message(short, k, m, n),
+        Error::Malformed(_)
+    ));
     // Oversized.
     let mut long = header(params.fingerprint(), [2, 3, 100]);
     long.resize(len + 1, 0);
-    assert!(matches!(server_with_message(long, k, m, n), Error::TooLarge { .. }));
+    assert!(matches!(
+        server_with_message(long, k, m, n),
+        Error::TooLarge { .. }
+    ));
     // Wrong parameters.
     let mut wrong = header([9; 8], [2, 3, 100]);
     wrong.resize(len, 0);
-    assert!(matches!(server_with_message(wrong, k, m, n), Error::ParamMismatch(_)));
+    assert!(matches!(
+        server_with_message(wrong, k, m, n),
+        Error::ParamMismatch(_)
+    ));
     // Wrong shape.
     let mut shape = header(params.fingerprint(), [2, 4, 100]);
     shape.resize(len, 0);
-    assert!(matches!(server_with_message(shape, k, m, n), Error::Shape(_)));
+    assert!(matches!(
+        server_with_message(shape, k, m, n),
+        Error::Shape(_)
+    ));
     // Garbage magic.
-    assert!(matches!(server_with_message(vec![1; len], k, m, n), Error::Malformed(_)));
+    assert!(matches!(
+        server_with_message(vec![1; len], k, m, n),
+        Error::Malformed(_)
+    ));
     // Peer that disconnects without sending.
-    assert!(matches!(server_with_message(Vec::new(), k, m, n), Error::Disconnected));
+    assert!(matches!(
+        server_with_message(Vec::new(), k, m, n),
+        Error::Disconnected
+    ));
 }
 
 #[test]

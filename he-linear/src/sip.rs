@@ -1,0 +1,356 @@
+//! SIP, the server-side inner-product baseline (Cheetah/BumbleBee style), and the engine it
+//! shares with the secret × secret product: "A encrypted by its holder × B in plaintext at the
+//! evaluator".
+//!
+//! Encoding (Cheetah): A (k×m) and B (m×n) are cut into blocks k_w × m_w and m_w × n_w with
+//! k_w·m_w·n_w ≤ N. An A block becomes â = Σ A[i][l]·X^{i·m_w·n_w + l}, a B block
+//! b̂ = Σ B[l][j]·X^{j·m_w + m_w − 1 − l}; in â·b̂ the coefficient i·m_w·n_w + j·m_w + m_w − 1
+//! is Σ_l A[i][l]·B[l][j] (other products land elsewhere or wrap below m_w − 1).
+//!
+//! Flights: (1) the key holder sends its seeded encryptions of the A blocks, 16 + 4·L·N bytes
+//! each, ⌈k/k_w⌉·⌈m/m_w⌉ of them; (2) the evaluator multiplies in the NTT domain, sums over the
+//! m blocks, seals each of the ⌈k/k_w⌉·⌈n/n_w⌉ outputs (`response`, k_w·n_w coefficients
+//! revealed) with its share R and sends them back. The key holder opens A·B − R. Rounds: 2.
+//!
+//! SIP as a linear layer: the client is the key holder with A = X_c, the server evaluates with
+//! B = W and adds X_s·W locally.
+use crate::matrix::RingMatrix;
+use crate::params::HeParams;
+use crate::poly::{Repr, RnsPoly};
+use crate::response;
+use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
+use mpc_core::{AesPrg, Channel, Error, Result, Ring, Seed};
+use rayon::prelude::*;
+
+/// Block shape of one SIP product (both parties derive it from k, m, n and the parameters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SipPlan {
+    /// Rows of A.
+    pub k: usize,
+    /// Inner dimension.
+    pub m: usize,
+    /// Columns of B.
+    pub n: usize,
+    /// Block rows of A.
+    pub kw: usize,
+    /// Block inner width.
+    pub mw: usize,
+    /// Block columns of B.
+    pub nw: usize,
+}
+
+/// Evaluator work per ring product, in response-byte equivalents (≈ 60 µs at 3 Gbps), used to
+/// trade compute against communication when choosing blocks.
+const PRODUCT_COST_BYTES: usize = 22_000;
+
+impl SipPlan {
+    /// The cheapest block shape (bytes plus evaluator work) within the noise analysis.
+    pub fn new(params: &HeParams, k: usize, m: usize, n: usize) -> Result<SipPlan> {
+        if k == 0 || m == 0 || n == 0 {
+            return Err(Error::Shape(format!("empty product {k}×{m}·{m}×{n}")));
+        }
+        if (k * n) as u64 > params.max_revealed() {
+            return Err(Error::InvalidArgument(format!(
+                "a {k}×{n} output reveals more than the {} coefficients the flooding covers",
+                params.max_revealed()
+            )));
+        }
+        let poly_n = params.n();
+        let in_bytes = 16 + 4 * poly_n * params.rns().len();
+        let mut best: Option<(usize, SipPlan)> = None;
+        for mw in 1..=m.min(poly_n) {
+            for nw in 1..=n.min(poly_n / mw) {
+                let kw = k.min(poly_n / (mw * nw));
+                // Terms per revealed coefficient: every nonzero of b̂ in every m block.
+                if (m.div_ceil(mw) * mw * nw) as u64 > params.max_terms() {
+                    break;
+                }
+                let (kb, mb, nb) = (k.div_ceil(kw), m.div_ceil(mw), n.div_ceil(nw));
+                let cost = kb * mb * in_bytes
+                    + kb * nb * params.response_bytes(kw * nw)
+                    + kb * mb * nb * PRODUCT_COST_BYTES;
+                if best.is_none_or(|(c, _)| cost < c) {
+                    best = Some((
+                        cost,
+                        SipPlan {
+                            k,
+                            m,
+                            n,
+                            kw,
+                            mw,
+                            nw,
+                        },
+                    ));
+                }
+            }
+        }
+        best.map(|(_, p)| p).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "no block shape keeps {m}-wide products within {} terms",
+                params.max_terms()
+            ))
+        })
+    }
+
+    fn blocks(&self) -> (usize, usize, usize) {
+        (
+            self.k.div_ceil(self.kw),
+            self.m.div_ceil(self.mw),
+            self.n.div_ceil(self.nw),
+        )
+    }
+
+    /// Encrypted A blocks sent by the key holder.
+    pub fn input_cts(&self) -> usize {
+        let (kb, mb, _) = self.blocks();
+        kb * mb
+    }
+
+    /// Output ciphertexts returned by the evaluator.
+    pub fn output_cts(&self) -> usize {
+        let (kb, _, nb) = self.blocks();
+        kb * nb
+    }
+
+    /// (row, col) of A·B at each revealed position of output block (ib, jb), and the positions.
+    fn outputs(&self, ib: usize, jb: usize) -> (Vec<(usize, usize)>, Vec<u32>) {
+        let mut cells = Vec::new();
+        let mut pos = Vec::new();
+        for i in 0..self.kw {
+            for j in 0..self.nw {
+                let (r, c) = (ib * self.kw + i, jb * self.nw + j);
+                if r < self.k && c < self.n {
+                    cells.push((r, c));
+                    pos.push((i * self.mw * self.nw + j * self.mw + self.mw - 1) as u32);
+                }
+            }
+        }
+        (cells, pos)
+    }
+
+    /// Bytes of flight 1 (key holder → evaluator).
+    pub fn input_bytes(&self, params: &HeParams) -> usize {
+        self.input_cts() * (16 + 4 * params.n() * params.rns().len())
+    }
+
+    /// Bytes of flight 2 (evaluator → key holder).
+    pub fn output_bytes(&self, params: &HeParams) -> usize {
+        let (kb, _, nb) = self.blocks();
+        (0..kb)
+            .flat_map(|ib| (0..nb).map(move |jb| (ib, jb)))
+            .map(|(ib, jb)| params.response_bytes(self.outputs(ib, jb).1.len()))
+            .sum()
+    }
+}
+
+/// Key holder, flight 1: encrypts and sends the A blocks.
+pub fn send_encrypted_input(
+    ch: &mut Channel,
+    params: &HeParams,
+    sk: &SecretKey,
+    plan: &SipPlan,
+    a: &RingMatrix,
+) -> Result<()> {
+    if (a.rows(), a.cols()) != (plan.k, plan.m) {
+        return Err(Error::Shape(format!(
+            "A is {}×{}, the plan expects {}×{}",
+            a.rows(),
+            a.cols(),
+            plan.k,
+            plan.m
+        )));
+    }
+    let (kb, mb, _) = plan.blocks();
+    let base = Seed::random();
+    let cts: Vec<Result<(Seed, RnsPoly)>> = (0..kb * mb)
+        .into_par_iter()
+        .map(|blk| {
+            let (ib, lb) = (blk / mb, blk % mb);
+            let mut coeffs = vec![0u64; params.n()];
+            for i in 0..plan.kw {
+                for l in 0..plan.mw {
+                    let (r, c) = (ib * plan.kw + i, lb * plan.mw + l);
+                    if r < plan.k && c < plan.m {
+                        coeffs[i * plan.mw * plan.nw + l] = a.get(r, c);
+                    }
+                }
+            }
+            let mut rng = AesPrg::new(base.derive(blk as u64));
+            let seed = Seed::from_rng(&mut rng);
+            encrypt_sk(params, sk, &coeffs, seed, &mut rng).map(|ct| (ct.seed, ct.b))
+        })
+        .collect();
+    for ct in cts {
+        let (seed, b) = ct?;
+        ch.send(&seed.0)?;
+        ch.send_pod(b.data())?;
+    }
+    Ok(())
+}
+
+/// Evaluator, flight 1 received: the A blocks as full ciphertexts (NTT form), validated.
+pub fn recv_encrypted_input(
+    ch: &mut Channel,
+    params: &HeParams,
+    plan: &SipPlan,
+) -> Result<Vec<Ciphertext>> {
+    let words = params.n() * params.rns().len();
+    let mut raw = Vec::with_capacity(plan.input_cts());
+    for _ in 0..plan.input_cts() {
+        let mut seed = [0u8; 16];
+        ch.recv(&mut seed)?;
+        raw.push((Seed(seed), ch.recv_pod_vec::<u32>(words)?));
+    }
+    raw.into_par_iter()
+        .map(|(seed, b)| {
+            Ok(Ciphertext {
+                c0: RnsPoly::from_residues(params.rns(), b, Repr::Ntt)?,
+                c1: expand_a(params, seed),
+            })
+        })
+        .collect()
+}
+
+/// Encodes B's blocks as NTT-form plaintexts b̂ (input independent: the server can do this
+/// before the query).
+pub fn encode_plain(params: &HeParams, plan: &SipPlan, b: &RingMatrix) -> Result<Vec<RnsPoly>> {
+    if (b.rows(), b.cols()) != (plan.m, plan.n) {
+        return Err(Error::Shape(format!(
+            "B is {}×{}, the plan expects {}×{}",
+            b.rows(),
+            b.cols(),
+            plan.m,
+            plan.n
+        )));
+    }
+    let ring = Ring::R64;
+    let (_, mb, nb) = plan.blocks();
+    let ctx = params.rns();
+    Ok((0..mb * nb)
+        .into_par_iter()
+        .map(|blk| {
+            let (lb, jb) = (blk / nb, blk % nb);
+            let mut coeffs = vec![0i64; params.n()];
+            for l in 0..plan.mw {
+                for j in 0..plan.nw {
+                    let (r, c) = (lb * plan.mw + l, jb * plan.nw + j);
+                    if r < plan.m && c < plan.n {
+                        coeffs[j * plan.mw + plan.mw - 1 - l] = ring.to_signed(b.get(r, c));
+                    }
+                }
+            }
+            let mut p = RnsPoly::from_signed(ctx, &coeffs);
+            p.to_ntt(ctx);
+            p
+        })
+        .collect())
+}
+
+/// Evaluator, flight 2: multiplies, seals with its fresh share R, sends; returns R (k×n).
+pub fn evaluate_and_respond(
+    ch: &mut Channel,
+    params: &HeParams,
+    holder_pk: &PublicKey,
+    plan: &SipPlan,
+    inputs: &[Ciphertext],
+    plain: &[RnsPoly],
+) -> Result<RingMatrix> {
+    let (kb, mb, nb) = plan.blocks();
+    if inputs.len() != kb * mb || plain.len() != mb * nb {
+        return Err(Error::Shape("SIP inputs do not match the plan".into()));
+    }
+    let ctx = params.rns();
+    let base = Seed::random();
+    let sealed: Vec<Result<(Vec<u8>, Vec<(usize, usize)>, Vec<u64>)>> = (0..kb * nb)
+        .into_par_iter()
+        .map(|blk| {
+            let (ib, jb) = (blk / nb, blk % nb);
+            let mut acc = Ciphertext::zero(params);
+            for lb in 0..mb {
+                let ct = &inputs[ib * mb + lb];
+                let w = &plain[lb * nb + jb];
+                acc.c0.mul_acc(ctx, &ct.c0, w);
+                acc.c1.mul_acc(ctx, &ct.c1, w);
+            }
+            let (cells, positions) = plan.outputs(ib, jb);
+            let mut rng = AesPrg::new(base.derive(blk as u64));
+            let mask = rng.u64s(positions.len());
+            let mut bytes = Vec::new();
+            response::seal(
+                params, holder_pk, acc, &positions, &mask, &mut rng, &mut bytes,
+            )?;
+            Ok((bytes, cells, mask))
+        })
+        .collect();
+    let mut share = RingMatrix::zeros(plan.k, plan.n);
+    for s in sealed {
+        let (bytes, cells, mask) = s?;
+        ch.send(&bytes)?;
+        for ((r, c), v) in cells.into_iter().zip(mask) {
+            share.data_mut()[r * plan.n + c] = v;
+        }
+    }
+    ch.flush()?;
+    Ok(share)
+}
+
+/// Key holder, flight 2 received: opens A·B − R.
+pub fn recv_and_open(
+    ch: &mut Channel,
+    params: &HeParams,
+    sk: &SecretKey,
+    plan: &SipPlan,
+) -> Result<RingMatrix> {
+    let (kb, _, nb) = plan.blocks();
+    let mut jobs = Vec::with_capacity(kb * nb);
+    for ib in 0..kb {
+        for jb in 0..nb {
+            let (cells, positions) = plan.outputs(ib, jb);
+            let bytes = ch.recv_vec(params.response_bytes(positions.len()))?;
+            jobs.push((cells, positions, bytes));
+        }
+    }
+    let opened: Vec<Result<(Vec<(usize, usize)>, Vec<u64>)>> = jobs
+        .into_par_iter()
+        .map(|(cells, positions, bytes)| {
+            response::open(params, sk, &bytes, &positions).map(|v| (cells, v))
+        })
+        .collect();
+    let mut out = RingMatrix::zeros(plan.k, plan.n);
+    for o in opened {
+        let (cells, values) = o?;
+        for ((r, c), v) in cells.into_iter().zip(values) {
+            out.data_mut()[r * plan.n + c] = v;
+        }
+    }
+    Ok(out)
+}
+
+/// SIP linear layer, client side (key holder of X_c): returns its share X_c·W − R.
+pub fn client_online(
+    ch: &mut Channel,
+    params: &HeParams,
+    sk: &SecretKey,
+    x_c: &RingMatrix,
+    n: usize,
+) -> Result<RingMatrix> {
+    let plan = SipPlan::new(params, x_c.rows(), x_c.cols(), n)?;
+    send_encrypted_input(ch, params, sk, &plan, x_c)?;
+    recv_and_open(ch, params, sk, &plan)
+}
+
+/// SIP linear layer, server side: `plain` from [`encode_plain`] (precomputed), returns
+/// R + X_s·W.
+pub fn server_online(
+    ch: &mut Channel,
+    params: &HeParams,
+    client_pk: &PublicKey,
+    w: &RingMatrix,
+    plain: &[RnsPoly],
+    x_s: &RingMatrix,
+) -> Result<RingMatrix> {
+    let plan = SipPlan::new(params, x_s.rows(), x_s.cols(), w.cols())?;
+    let inputs = recv_encrypted_input(ch, params, &plan)?;
+    let r = evaluate_and_respond(ch, params, client_pk, &plan, &inputs, plain)?;
+    r.add(&x_s.matmul(w)?)
+}

@@ -1,0 +1,117 @@
+//! SIP linear layer and the secret × secret product: exact reconstruction on random shares with
+//! edge values, cost formulas, and typed errors.
+mod common;
+use common::{random_matrix, run_pair};
+use he_linear::matrix::RingMatrix;
+use he_linear::params::HeParams;
+use he_linear::rlwe::{PublicKey, SecretKey};
+use he_linear::secret_product::secret_product;
+use he_linear::sip::{self, SipPlan};
+use mpc_core::{AesPrg, Channel, Error, Seed};
+
+fn keys(params: &HeParams, seed: u8) -> (SecretKey, PublicKey) {
+    let mut rng = AesPrg::new(Seed([seed; 16]));
+    let sk = SecretKey::generate(params, &mut rng);
+    let pk = PublicKey::generate(params, &sk, &mut rng);
+    (sk, pk)
+}
+
+#[test]
+fn sip_linear_layer_is_exact() {
+    let params = HeParams::default_params().unwrap();
+    for (k, m, n, seed) in [
+        (3usize, 5usize, 7usize, 1u8),
+        (17, 40, 9, 2),
+        (1, 100, 300, 3),
+    ] {
+        let x = random_matrix(k, m, seed);
+        let w = random_matrix(m, n, seed + 10);
+        let x_c = random_matrix(k, m, seed + 20);
+        let x_s = x.sub(&x_c).unwrap();
+        let (sk, pk) = keys(&params, seed);
+        let (sp, cp) = (params.clone(), params.clone());
+        let w2 = w.clone();
+        let (server, (client, stats)) = run_pair(
+            move |ch: &mut Channel| {
+                let plan = SipPlan::new(&sp, k, m, n).unwrap();
+                let plain = sip::encode_plain(&sp, &plan, &w2).unwrap();
+                sip::server_online(ch, &sp, &pk, &w2, &plain, &x_s).unwrap()
+            },
+            move |ch: &mut Channel| {
+                let share = ch
+                    .scope("sip", |ch| sip::client_online(ch, &cp, &sk, &x_c, n))
+                    .unwrap();
+                (share, ch.stats_of("sip").unwrap())
+            },
+        );
+        assert_eq!(client.add(&server).unwrap(), x.matmul(&w).unwrap());
+        let plan = SipPlan::new(&params, k, m, n).unwrap();
+        assert_eq!(stats.rounds, 2);
+        assert_eq!(stats.bytes_sent as usize, plan.input_bytes(&params));
+        assert_eq!(stats.bytes_recv as usize, plan.output_bytes(&params));
+    }
+}
+
+#[test]
+fn secret_times_secret_is_exact_and_takes_two_rounds() {
+    let params = HeParams::default_params().unwrap();
+    for (k, m, n, seed) in [(4usize, 6usize, 4usize, 1u8), (9, 16, 9, 2)] {
+        let x = random_matrix(k, m, seed);
+        let y = random_matrix(m, n, seed + 1);
+        let (xc, yc) = (random_matrix(k, m, seed + 2), random_matrix(m, n, seed + 3));
+        let (xs, ys) = (x.sub(&xc).unwrap(), y.sub(&yc).unwrap());
+        let (ssk, spk) = keys(&params, 7);
+        let (csk, cpk) = keys(&params, 8);
+        let (sp, cp) = (params.clone(), params.clone());
+        let (server, (client, rounds)) = run_pair(
+            move |ch: &mut Channel| secret_product(ch, &sp, &ssk, &cpk, &xs, &ys).unwrap(),
+            move |ch: &mut Channel| {
+                let z = secret_product(ch, &cp, &csk, &spk, &xc, &yc).unwrap();
+                (z, ch.rounds())
+            },
+        );
+        assert_eq!(client.add(&server).unwrap(), x.matmul(&y).unwrap());
+        assert_eq!(rounds, 2);
+    }
+}
+
+#[test]
+fn sip_rejects_bad_inputs() {
+    let params = HeParams::default_params().unwrap();
+    // Wrong shapes.
+    assert!(matches!(
+        SipPlan::new(&params, 0, 3, 3),
+        Err(Error::Shape(_))
+    ));
+    let plan = SipPlan::new(&params, 2, 3, 4).unwrap();
+    assert!(matches!(
+        sip::encode_plain(&params, &plan, &RingMatrix::zeros(4, 3)),
+        Err(Error::Shape(_))
+    ));
+    // A truncated encrypted input: the evaluator gets an error, not a hang.
+    let (sk, _) = keys(&params, 1);
+    let p2 = params.clone();
+    let (err, _) = run_pair(
+        move |ch: &mut Channel| sip::recv_encrypted_input(ch, &p2, &plan).unwrap_err(),
+        move |ch: &mut Channel| {
+            let _ = sk;
+            ch.send(&[0u8; 1000]).unwrap();
+            ch.flush().unwrap();
+        },
+    );
+    assert!(matches!(err, Error::Disconnected), "{err}");
+    // Residues out of range are malformed.
+    let p3 = params.clone();
+    let (err, _) = run_pair(
+        move |ch: &mut Channel| sip::recv_encrypted_input(ch, &p3, &plan).unwrap_err(),
+        move |ch: &mut Channel| {
+            let words = params.n() * params.rns().len();
+            for _ in 0..plan.input_cts() {
+                ch.send(&[0u8; 16]).unwrap();
+                ch.send_pod(&vec![u32::MAX; words]).unwrap();
+            }
+            ch.flush().unwrap();
+        },
+    );
+    assert!(matches!(err, Error::Malformed(_)), "{err}");
+}
