@@ -1,10 +1,172 @@
-//! `bench ot` (not built yet).
+//! `bench ot`: random-COT throughput of IKNP and Ferret, over the in-memory channel and over
+//! TCP loopback, both parties in one process on one thread each.
+//!
+//! For each protocol and transport: setup time and bytes (both directions), the steady-state
+//! rate (COTs per second once set up), the rate including setup, and the bits per COT of the
+//! steady state (both directions). `--json FILE` writes the rows as a JSON array.
+use mpc_core::{Channel, Error, Result};
+use ot_nonlinear::{
+    Block, FerretReceiver, FerretSender, IknpReceiver, IknpSender, RandomCotReceiver,
+    RandomCotSender,
+};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
 
 /// Arguments of `bench ot`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Ferret random COTs to generate after setup.
+    #[arg(long, default_value_t = 10_000_000)]
+    n: usize,
+    /// IKNP random COTs to generate after setup.
+    #[arg(long, default_value_t = 4_000_000)]
+    iknp_n: usize,
+    /// Transports to run: mem, tcp or both.
+    #[arg(long, default_value = "both")]
+    transport: String,
+    /// Write the rows as a JSON array to this file.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+/// One measured row.
+#[derive(serde::Serialize, Debug)]
+struct Row {
+    protocol: &'static str,
+    transport: &'static str,
+    n: usize,
+    setup_s: f64,
+    setup_bytes: u64,
+    cot_per_s: f64,
+    cot_per_s_with_setup: f64,
+    bits_per_cot: f64,
+}
+
+/// COTs requested per `fill` call.
+const CHUNK: usize = 1 << 20;
+
+fn channels(transport: &str) -> Result<(Channel, Channel)> {
+    match transport {
+        "mem" => Ok(Channel::mem_pair()),
+        "tcp" => {
+            let listener = TcpListener::bind("127.0.0.1:0")?;
+            let addr = listener.local_addr()?;
+            let accept = std::thread::spawn(move || Channel::tcp_accept(&listener));
+            let a = Channel::tcp_connect(addr, Duration::from_secs(5))?;
+            let b = accept
+                .join()
+                .map_err(|_| Error::Unavailable("TCP accept thread panicked".into()))??;
+            Ok((a, b))
+        }
+        other => Err(Error::InvalidArgument(format!(
+            "unknown transport {other:?} (mem, tcp)"
+        ))),
+    }
+}
+
+/// Draws `n` COTs by chunks from a source, given as `fill(channel, buffer)`.
+fn drain(
+    ch: &mut Channel,
+    n: usize,
+    mut fill: impl FnMut(&mut Channel, &mut [Block]) -> Result<u64>,
+) -> Result<()> {
+    let mut buf = vec![Block::ZERO; CHUNK.min(n)];
+    let mut left = n;
+    while left > 0 {
+        let take = left.min(CHUNK);
+        fill(ch, &mut buf[..take])?;
+        left -= take;
+    }
+    ch.flush()
+}
+
+/// Runs one protocol: `recv_side` on a thread, the sender here; times and counts on the sender.
+fn measure<S: RandomCotSender, R: RandomCotReceiver + 'static>(
+    protocol: &'static str,
+    transport: &'static str,
+    n: usize,
+    setup_send: fn(&mut Channel) -> Result<S>,
+    setup_recv: fn(&mut Channel) -> Result<R>,
+) -> Result<Row> {
+    let (mut cs, mut cr) = channels(transport)?;
+    let receiver = std::thread::spawn(move || -> Result<()> {
+        let mut r = setup_recv(&mut cr)?;
+        drain(&mut cr, n, |ch, buf| r.fill(ch, buf))
+    });
+    let t0 = Instant::now();
+    let mut s = setup_send(&mut cs)?;
+    let setup_s = t0.elapsed().as_secs_f64();
+    let setup = cs.totals();
+    let t1 = Instant::now();
+    drain(&mut cs, n, |ch, buf| s.fill(ch, buf))?;
+    receiver
+        .join()
+        .map_err(|_| Error::Unavailable("receiver thread panicked".into()))??;
+    let steady_s = t1.elapsed().as_secs_f64();
+    let total = cs.totals();
+    let steady_bytes = total.bytes() - setup.bytes();
+    Ok(Row {
+        protocol,
+        transport,
+        n,
+        setup_s,
+        setup_bytes: setup.bytes(),
+        cot_per_s: n as f64 / steady_s,
+        cot_per_s_with_setup: n as f64 / (setup_s + steady_s),
+        bits_per_cot: 8.0 * steady_bytes as f64 / n as f64,
+    })
+}
 
 /// Runs `bench ot`.
-pub fn run(_args: Args) -> mpc_core::Result<()> {
-    Err(mpc_core::Error::Unavailable("`bench ot` is not built yet".into()))
+pub fn run(args: Args) -> Result<()> {
+    let transports: &[&'static str] = match args.transport.as_str() {
+        "both" => &["mem", "tcp"],
+        "mem" => &["mem"],
+        "tcp" => &["tcp"],
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "--transport {other:?}: expected mem, tcp or both"
+            )))
+        }
+    };
+    let mut rows = Vec::new();
+    for &transport in transports {
+        rows.push(measure(
+            "iknp",
+            transport,
+            args.iknp_n,
+            IknpSender::setup,
+            IknpReceiver::setup,
+        )?);
+        rows.push(measure(
+            "ferret",
+            transport,
+            args.n,
+            FerretSender::setup,
+            FerretReceiver::setup,
+        )?);
+    }
+    println!(
+        "| protocol | transport | n | setup_s | setup_bytes | cot_per_s (steady) | cot_per_s (incl. setup) | bits_per_cot |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.3} | {} | {:.2} M | {:.2} M | {:.3} |",
+            r.protocol,
+            r.transport,
+            r.n,
+            r.setup_s,
+            r.setup_bytes,
+            r.cot_per_s / 1e6,
+            r.cot_per_s_with_setup / 1e6,
+            r.bits_per_cot
+        );
+    }
+    if let Some(path) = args.json {
+        let json = serde_json::to_string_pretty(&rows)
+            .map_err(|e| Error::InvalidArgument(format!("cannot encode JSON: {e}")))?;
+        std::fs::write(&path, json)?;
+    }
+    Ok(())
 }

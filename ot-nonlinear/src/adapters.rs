@@ -31,7 +31,9 @@ fn tweak(j: u64, index: u64) -> Block {
 
 /// `H((0, start + i), x_i)` truncated to the ring, for every block.
 fn hash_to_ring(start: u64, blocks: &[Block], ring: Ring) -> Vec<u64> {
-    let tweaks: Vec<Block> = (0..blocks.len() as u64).map(|i| tweak(0, start + i)).collect();
+    let tweaks: Vec<Block> = (0..blocks.len() as u64)
+        .map(|i| tweak(0, start + i))
+        .collect();
     let mut h = blocks.to_vec();
     tccr_blocks(&tweaks, &mut h);
     h.iter().map(|b| ring.reduce(b.low_u64())).collect()
@@ -129,7 +131,13 @@ pub fn additive_cot_recv<R: RandomCotReceiver>(
         let y = unpack_values(&ch.recv_vec(packed_len(n, ring.bits()))?, n, ring.bits());
         check_received(&y, ring)?;
         Ok((0..n)
-            .map(|i| if choices[i] { ring.add(h[i], y[i]) } else { h[i] })
+            .map(|i| {
+                if choices[i] {
+                    ring.add(h[i], y[i])
+                } else {
+                    h[i]
+                }
+            })
             .collect())
     })
 }
@@ -169,9 +177,15 @@ pub fn ot_recv<R: RandomCotReceiver>(
     let (start, t) = chosen_cot_recv(ch, src, choices)?;
     ch.scope("ot/ot", |ch| {
         let h = hash_to_ring(start, &t, ring);
-        let e = unpack_values(&ch.recv_vec(packed_len(2 * n, ring.bits()))?, 2 * n, ring.bits());
+        let e = unpack_values(
+            &ch.recv_vec(packed_len(2 * n, ring.bits()))?,
+            2 * n,
+            ring.bits(),
+        );
         check_received(&e, ring)?;
-        Ok((0..n).map(|i| e[2 * i + choices[i] as usize] ^ h[i]).collect())
+        Ok((0..n)
+            .map(|i| e[2 * i + choices[i] as usize] ^ h[i])
+            .collect())
     })
 }
 
@@ -260,7 +274,11 @@ pub fn ot_1_of_n_recv<R: RandomCotReceiver>(
         let mut keys = t;
         tccr_blocks(&tweaks, &mut keys);
         let total = choices.len() * big_n;
-        let e = unpack_values(&ch.recv_vec(packed_len(total, ring.bits()))?, total, ring.bits());
+        let e = unpack_values(
+            &ch.recv_vec(packed_len(total, ring.bits()))?,
+            total,
+            ring.bits(),
+        );
         check_received(&e, ring)?;
         Ok(choices
             .iter()
@@ -268,7 +286,9 @@ pub fn ot_1_of_n_recv<R: RandomCotReceiver>(
             .map(|(i, &c)| {
                 keys[i * m..(i + 1) * m]
                     .iter()
-                    .fold(e[i * big_n + c as usize], |v, k| v ^ ring.reduce(k.low_u64()))
+                    .fold(e[i * big_n + c as usize], |v, k| {
+                        v ^ ring.reduce(k.low_u64())
+                    })
             })
             .collect())
     })

@@ -66,7 +66,10 @@ pub fn send_random(ch: &mut Channel, n: usize) -> Result<Vec<[Block; 2]>> {
             .map(|(i, bytes)| {
                 let (b_c, b) = decompress(bytes)?;
                 let ab = a * b;
-                Ok([kdf(i, &a_c, &b_c, &ab), kdf(i, &a_c, &b_c, &(ab - a_times_a))])
+                Ok([
+                    kdf(i, &a_c, &b_c, &ab),
+                    kdf(i, &a_c, &b_c, &(ab - a_times_a)),
+                ])
             })
             .collect()
     })

@@ -58,7 +58,9 @@ impl BlockPrg {
     pub fn bits(&mut self, n: usize) -> Vec<bool> {
         let mut blocks = vec![Block::ZERO; n.div_ceil(128)];
         self.fill(&mut blocks);
-        (0..n).map(|i| (blocks[i / 128].0 >> (i % 128)) & 1 == 1).collect()
+        (0..n)
+            .map(|i| (blocks[i / 128].0 >> (i % 128)) & 1 == 1)
+            .collect()
     }
 }
 

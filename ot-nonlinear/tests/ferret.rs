@@ -4,7 +4,9 @@ mod common;
 use common::{assert_balanced, run, Transport, BOTH};
 use mpc_core::{Channel, Error};
 use ot_nonlinear::ferret::{FERRET_SETUP_BYTES, FERRET_SETUP_ROUNDS};
-use ot_nonlinear::{Block, FerretReceiver, FerretSender, LpnParams, RandomCotReceiver, RandomCotSender};
+use ot_nonlinear::{
+    Block, FerretReceiver, FerretSender, LpnParams, RandomCotReceiver, RandomCotSender,
+};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -76,13 +78,22 @@ fn costs_are_exact() {
     );
     assert_eq!(ra.bytes_sent + ra.bytes_recv, FERRET_SETUP_BYTES);
     assert_eq!(sb.bytes_sent + sb.bytes_recv, FERRET_SETUP_BYTES);
-    assert_eq!((ra.rounds, sb.rounds), (FERRET_SETUP_ROUNDS, FERRET_SETUP_ROUNDS));
+    assert_eq!(
+        (ra.rounds, sb.rounds),
+        (FERRET_SETUP_ROUNDS, FERRET_SETUP_ROUNDS)
+    );
     // One main iteration: t·h blocks sender → receiver, nothing back; it continues the
     // sender's last flight, so the round count does not grow.
     let it = cb.stats_of("ferret/extend").unwrap();
     assert_eq!((it.bytes_sent, it.bytes_recv), (p.bytes_per_iteration(), 0));
-    assert_eq!(ca.stats_of("ferret/extend").unwrap().bytes_recv, p.bytes_per_iteration());
-    assert_eq!((ca.rounds(), cb.rounds()), (FERRET_SETUP_ROUNDS, FERRET_SETUP_ROUNDS));
+    assert_eq!(
+        ca.stats_of("ferret/extend").unwrap().bytes_recv,
+        p.bytes_per_iteration()
+    );
+    assert_eq!(
+        (ca.rounds(), cb.rounds()),
+        (FERRET_SETUP_ROUNDS, FERRET_SETUP_ROUNDS)
+    );
     assert_eq!(p.bytes_per_iteration(), 274_352);
     let bits = 8.0 * p.bytes_per_iteration() as f64 / p.output() as f64;
     assert!(bits <= 0.5, "{bits} bits per COT");
@@ -125,7 +136,10 @@ fn dropped_peer_is_an_error() {
         });
         let r = FerretSender::setup(&mut a);
         t.join().unwrap();
-        assert!(matches!(r, Err(Error::Disconnected)), "{transport:?}: {r:?}");
+        assert!(
+            matches!(r, Err(Error::Disconnected)),
+            "{transport:?}: {r:?}"
+        );
 
         // The sender leaves after setup: the receiver's first iteration fails.
         let (mut a, mut b) = common::pair(transport);
@@ -137,7 +151,10 @@ fn dropped_peer_is_an_error() {
         let mut r = FerretReceiver::setup(&mut a).unwrap();
         let got = r.next_n(&mut a, 10);
         t.join().unwrap();
-        assert!(matches!(got, Err(Error::Disconnected)), "{transport:?}: {got:?}");
+        assert!(
+            matches!(got, Err(Error::Disconnected)),
+            "{transport:?}: {got:?}"
+        );
     }
 }
 
@@ -155,5 +172,8 @@ fn short_data_times_out() {
     a.send(&[0u8; 16]).unwrap();
     a.flush().unwrap();
     let (r, _b) = t.join().unwrap();
-    assert!(matches!(r, Err(Error::Timeout(_)) | Err(Error::Malformed(_))), "{r:?}");
+    assert!(
+        matches!(r, Err(Error::Timeout(_)) | Err(Error::Malformed(_))),
+        "{r:?}"
+    );
 }

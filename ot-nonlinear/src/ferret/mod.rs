@@ -20,7 +20,7 @@ pub mod spcot;
 
 pub use lpn::LpnParams;
 
-use crate::block::Block;
+use crate::block::{huge_vec, Block};
 use crate::cot::{Pool, RandomCotReceiver, RandomCotSender};
 use crate::iknp::{IknpReceiver, IknpSender, IKNP_SETUP_BYTES};
 use crate::prg::BlockPrg;
@@ -39,6 +39,13 @@ pub const FERRET_SETUP_ROUNDS: u64 = 5;
 fn lpn_seeds(ch: &mut Channel) -> Result<[Block; 2]> {
     let seed = coin_toss(ch)?;
     Ok([0, 1].map(|i| Block::from_bytes(seed.derive(i).0)))
+}
+
+/// The main iteration's first reserve: the head of the bootstrapping iteration's output.
+fn main_reserve(pre_out: &[Block]) -> Vec<Block> {
+    let mut reserve = huge_vec(LpnParams::MAIN.reserve());
+    reserve.copy_from_slice(&pre_out[..LpnParams::MAIN.reserve()]);
+    reserve
 }
 
 /// The Ferret sender (holds Δ).
@@ -62,7 +69,9 @@ fn send_iteration(
     prg: &mut BlockPrg,
 ) -> Result<()> {
     let (trees, secret) = reserve.split_at(p.t * p.log_bin);
-    out.resize(p.n, Block::ZERO);
+    if out.len() != p.n {
+        *out = huge_vec(p.n);
+    }
     mpcot::send(ch, delta, trees, out, p.log_bin, prg)?;
     lpn::encode(lpn_seed, secret, out);
     Ok(())
@@ -77,7 +86,9 @@ fn recv_iteration(
     out: &mut Vec<Block>,
 ) -> Result<()> {
     let (trees, secret) = reserve.split_at(p.t * p.log_bin);
-    out.resize(p.n, Block::ZERO);
+    if out.len() != p.n {
+        *out = huge_vec(p.n);
+    }
     mpcot::recv(ch, trees, out, p.log_bin)?;
     lpn::encode(lpn_seed, secret, out);
     Ok(())
@@ -95,11 +106,10 @@ impl FerretSender {
             let mut out = Vec::new();
             let p = LpnParams::PRE;
             send_iteration(ch, &p, delta, pre_seed, &pre_reserve, &mut out, &mut prg)?;
-            out.truncate(LpnParams::MAIN.reserve());
             Ok(FerretSender {
                 delta,
                 lpn_seed,
-                reserve: out,
+                reserve: main_reserve(&out),
                 pool: Pool::default(),
                 prg,
             })
@@ -148,10 +158,9 @@ impl FerretReceiver {
             let (_, pre_reserve) = iknp.next_n(ch, LpnParams::PRE.reserve())?;
             let mut out = Vec::new();
             recv_iteration(ch, &LpnParams::PRE, pre_seed, &pre_reserve, &mut out)?;
-            out.truncate(LpnParams::MAIN.reserve());
             Ok(FerretReceiver {
                 lpn_seed,
-                reserve: out,
+                reserve: main_reserve(&out),
                 pool: Pool::default(),
             })
         })

@@ -35,7 +35,11 @@ pub fn send(
     {
         let trees = chunk_q.len() / h;
         prg.fill(&mut seeds[..trees]);
-        for (b, (leaves, qb)) in chunk_out.chunks_mut(1 << h).zip(chunk_q.chunks(h)).enumerate() {
+        for (b, (leaves, qb)) in chunk_out
+            .chunks_mut(1 << h)
+            .zip(chunk_q.chunks(h))
+            .enumerate()
+        {
             send_tree(delta, seeds[b], qb, leaves, &mut corr[b * h..(b + 1) * h]);
         }
         ch.send_pod(&corr[..trees * h])?;

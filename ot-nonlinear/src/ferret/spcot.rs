@@ -117,7 +117,11 @@ mod tests {
             for trial in 0..8 {
                 let q: Vec<Block> = (0..h).map(|_| prg.block().with_lsb(false)).collect();
                 let r: Vec<bool> = (0..h).map(|i| (trial >> i) & 1 == 1).collect();
-                let t: Vec<Block> = q.iter().zip(&r).map(|(&q, &b)| q ^ delta.select(b)).collect();
+                let t: Vec<Block> = q
+                    .iter()
+                    .zip(&r)
+                    .map(|(&q, &b)| q ^ delta.select(b))
+                    .collect();
                 let (mut v, mut w) = (vec![Block::ZERO; 1 << h], vec![Block::ZERO; 1 << h]);
                 let mut corr = vec![Block::ZERO; h];
                 send_tree(delta, prg.block(), &q, &mut v, &mut corr);
