@@ -37,6 +37,11 @@ impl BlockPrg {
         BlockPrg::new(Block::from_bytes(Seed::random().0))
     }
 
+    /// Moves to output block `counter` (the next [`fill`](Self::fill) starts there).
+    pub fn seek(&mut self, counter: u128) {
+        self.counter = counter;
+    }
+
     /// Overwrites `out` with the next `out.len()` output blocks.
     #[inline]
     pub fn fill(&mut self, out: &mut [Block]) {

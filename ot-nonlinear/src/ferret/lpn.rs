@@ -93,16 +93,22 @@ fn prefetch(x: &Block) {
     }
 }
 
-/// `out[i] ^= ⊕_{j<d} input[A(i, j)]` for every row i, with A the matrix of `seed`.
+/// `out[r] ^= ⊕_{j<d} input[A(first_row + r, j)]` for every row r of `out`, with A the matrix
+/// whose indices `matrix` (an AES-CTR generator under the public seed) produces; `first_row`
+/// must be even.
 ///
 /// The hot loop of Ferret with the tree expansion: the k-block input (9.4 MB for the main
 /// set) does not fit in L2, so the indices of the next batch of rows are computed and
 /// prefetched while the current batch is XORed.
-pub fn encode(seed: Block, input: &[Block], out: &mut [Block]) {
+pub fn encode(matrix: &mut BlockPrg, first_row: usize, input: &[Block], out: &mut [Block]) {
     let k = input.len() as u64;
     assert!(k >= 1 && k < u32::MAX as u64, "LPN dimension out of range");
-    assert!(out.len() % 2 == 0, "an even number of rows");
-    let mut prg = BlockPrg::new(seed);
+    assert!(
+        first_row % 2 == 0 && out.len() % 2 == 0,
+        "rows come in pairs (5 AES blocks of indices per pair)"
+    );
+    let prg = matrix;
+    prg.seek((first_row / 2 * 5) as u128);
     let mut words = [Block::ZERO; ROWS / 2 * 5];
     let mut idx = [[0u32; ROWS * LPN_D]; 2];
     // Indices of the rows [start, start + len) into `idx[slot]`, prefetching their inputs.
@@ -156,14 +162,14 @@ mod tests {
             .map(|i| Block(1 << (i % 128)) ^ Block(i << 64))
             .collect();
         let mut a = vec![Block::ZERO; 10];
-        encode(Block(5), &input, &mut a);
+        encode(&mut BlockPrg::new(Block(5)), 0, &input, &mut a);
         // Row 0 on a unit input vector: parity of how often position p appears.
         let mut unit = vec![Block::ZERO; 1000];
         let mut hits = 0;
         for p in 0..1000 {
             unit[p] = Block::ONE;
             let mut r = vec![Block::ZERO; 2];
-            encode(Block(5), &unit, &mut r);
+            encode(&mut BlockPrg::new(Block(5)), 0, &unit, &mut r);
             hits += r[0].0 as usize;
             unit[p] = Block::ZERO;
         }
@@ -172,8 +178,10 @@ mod tests {
         let other: Vec<Block> = input.iter().map(|b| Block(b.0.rotate_left(3))).collect();
         let sum: Vec<Block> = input.iter().zip(&other).map(|(&x, &y)| x ^ y).collect();
         let (mut b, mut c) = (vec![Block::ZERO; 10], vec![Block::ZERO; 10]);
-        encode(Block(5), &other, &mut b);
-        encode(Block(5), &sum, &mut c);
+        encode(&mut BlockPrg::new(Block(5)), 0, &other, &mut b);
+        // Rows 4..10 encoded on their own agree with the same rows of a full encoding.
+        encode(&mut BlockPrg::new(Block(5)), 4, &sum, &mut c[4..]);
+        encode(&mut BlockPrg::new(Block(5)), 0, &sum, &mut c[..4]);
         for i in 0..10 {
             assert_eq!(c[i], a[i] ^ b[i]);
         }

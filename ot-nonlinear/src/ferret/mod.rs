@@ -72,8 +72,10 @@ fn send_iteration(
     if out.len() != p.n {
         *out = huge_vec(p.n);
     }
-    mpcot::send(ch, delta, trees, out, p.log_bin, prg)?;
-    lpn::encode(lpn_seed, secret, out);
+    let mut matrix = BlockPrg::new(lpn_seed);
+    mpcot::send(ch, delta, trees, out, p.log_bin, prg, |row, bin| {
+        lpn::encode(&mut matrix, row, secret, bin)
+    })?;
     Ok(())
 }
 
@@ -89,8 +91,10 @@ fn recv_iteration(
     if out.len() != p.n {
         *out = huge_vec(p.n);
     }
-    mpcot::recv(ch, trees, out, p.log_bin)?;
-    lpn::encode(lpn_seed, secret, out);
+    let mut matrix = BlockPrg::new(lpn_seed);
+    mpcot::recv(ch, trees, out, p.log_bin, |row, bin| {
+        lpn::encode(&mut matrix, row, secret, bin)
+    })?;
     Ok(())
 }
 

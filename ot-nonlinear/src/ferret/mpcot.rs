@@ -6,16 +6,19 @@
 //!
 //! **Messages**: sender → receiver only, the h level corrections of each tree, sent by chunks
 //! of [`TREES_PER_FLUSH`] trees so the receiver expands while the sender is still working.
+//! Each finished bin is handed to a caller's `finish(offset, bin)` while it is still in cache
+//! (Ferret applies its LPN rows there).
 //! **Cost**: 128·t·h bits, 1 round.
 use super::spcot::{recv_tree, send_tree};
 use crate::block::Block;
 use crate::prg::BlockPrg;
 use mpc_core::{Channel, Result};
 
-/// Trees per flushed message.
-pub const TREES_PER_FLUSH: usize = 32;
+/// Trees per flushed message (4 bins of 2^13 blocks: 512 KB, about a core's L2).
+pub const TREES_PER_FLUSH: usize = 4;
 
-/// Sender: fills `out` (t bins of 2^h) from the t·h COTs `q`.
+/// Sender: fills `out` (t bins of 2^h) from the t·h COTs `q`, calling `finish(offset, bin)` on
+/// every bin once its corrections are sent.
 pub fn send(
     ch: &mut Channel,
     delta: Block,
@@ -23,15 +26,17 @@ pub fn send(
     out: &mut [Block],
     h: usize,
     prg: &mut BlockPrg,
+    mut finish: impl FnMut(usize, &mut [Block]),
 ) -> Result<()> {
     let t = out.len() >> h;
     assert_eq!(t << h, out.len(), "output is t bins of 2^h");
     assert_eq!(q.len(), t * h, "h COTs per tree");
     let mut corr = vec![Block::ZERO; TREES_PER_FLUSH * h];
     let mut seeds = [Block::ZERO; TREES_PER_FLUSH];
-    for (chunk_out, chunk_q) in out
+    for (c, (chunk_out, chunk_q)) in out
         .chunks_mut(TREES_PER_FLUSH << h)
         .zip(q.chunks(TREES_PER_FLUSH * h))
+        .enumerate()
     {
         let trees = chunk_q.len() / h;
         prg.fill(&mut seeds[..trees]);
@@ -44,30 +49,42 @@ pub fn send(
         }
         ch.send_pod(&corr[..trees * h])?;
         ch.flush()?;
+        for (b, bin) in chunk_out.chunks_mut(1 << h).enumerate() {
+            finish((c * TREES_PER_FLUSH + b) << h, bin);
+        }
     }
     Ok(())
 }
 
-/// Receiver: fills `out` from the t·h COTs `t_cots`; returns nothing else (the noise positions
-/// are encoded in the low bits of `out`).
-pub fn recv(ch: &mut Channel, t_cots: &[Block], out: &mut [Block], h: usize) -> Result<()> {
+/// Receiver: fills `out` from the t·h COTs `t_cots` (the noise positions are the low bits of
+/// `out`), calling `finish(offset, bin)` on every bin once rebuilt.
+pub fn recv(
+    ch: &mut Channel,
+    t_cots: &[Block],
+    out: &mut [Block],
+    h: usize,
+    mut finish: impl FnMut(usize, &mut [Block]),
+) -> Result<()> {
     let t = out.len() >> h;
     assert_eq!(t << h, out.len(), "output is t bins of 2^h");
     assert_eq!(t_cots.len(), t * h, "h COTs per tree");
     let mut corr = vec![Block::ZERO; TREES_PER_FLUSH * h];
-    for (chunk_out, chunk_t) in out
+    for (c, (chunk_out, chunk_t)) in out
         .chunks_mut(TREES_PER_FLUSH << h)
         .zip(t_cots.chunks(TREES_PER_FLUSH * h))
+        .enumerate()
     {
         let trees = chunk_t.len() / h;
         let corr = &mut corr[..trees * h];
         ch.recv_pod(corr)?;
-        for ((leaves, tb), cb) in chunk_out
+        for (b, ((leaves, tb), cb)) in chunk_out
             .chunks_mut(1 << h)
             .zip(chunk_t.chunks(h))
             .zip(corr.chunks(h))
+            .enumerate()
         {
             recv_tree(tb, cb, leaves);
+            finish((c * TREES_PER_FLUSH + b) << h, leaves);
         }
     }
     Ok(())
