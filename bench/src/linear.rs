@@ -1,10 +1,366 @@
-//! `bench linear` (not built yet).
+//! `bench linear`: secure Y = X·W at the BERT-base linear shapes (k = 128 tokens), COP and SIP
+//! side by side in one run, over a shaped in-memory link, both parties in this process (one
+//! thread each plus rayon workers on the machine's cores).
+//!
+//! Reported per shape and protocol: setup bytes (COP: encrypted weights; SIP: the client's
+//! public key), online bytes (both directions) and rounds as measured by the channel, client and
+//! server compute (wall time minus time blocked on the peer), and the online wall time from a
+//! common start until both parties hold their output shares. Correctness of every run is
+//! checked (the shares must reconstruct to X·W) before any number is printed.
+use he_linear::cop;
+use he_linear::matrix::RingMatrix;
+use he_linear::params::HeParams;
+use he_linear::rlwe::{PublicKey, SecretKey};
+use he_linear::sip::{self, SipPlan};
+use he_linear::weight_store::EncryptedLayer;
+use mpc_core::{AesPrg, Channel, Error, NetProfile, Result, Seed, Stats};
+use rand_core::RngCore;
+use std::path::PathBuf;
+use std::sync::{Arc, Barrier};
+use std::time::Instant;
 
 /// Arguments of `bench linear`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Network profile: none, lan, wan, bolt-lan, bolt-wan.
+    #[arg(long, default_value = "lan")]
+    net: String,
+    /// Tokens (rows of X).
+    #[arg(long, default_value_t = 128)]
+    tokens: usize,
+    /// Only these shapes, e.g. `768x768` (repeatable); default the four BERT-base shapes.
+    #[arg(long = "shape")]
+    shapes: Vec<String>,
+    /// Protocols to run: cop, sip (repeatable); default both.
+    #[arg(long = "protocol")]
+    protocols: Vec<String>,
+    /// Directory for the client's encrypted-weight cache (default: a temporary directory,
+    /// removed afterwards, so setup is measured from scratch).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// One measured row.
+#[derive(serde::Serialize, Debug, Clone)]
+struct Row {
+    shape: String,
+    protocol: String,
+    setup_bytes: u64,
+    setup_s: f64,
+    online_bytes: u64,
+    rounds: u64,
+    client_s: f64,
+    server_s: f64,
+    wall_s: f64,
+}
+
+/// Nimbus's published COP online MB at the BERT-base shapes (REFERENCE.md).
+fn nimbus_mb(m: usize, n: usize) -> Option<f64> {
+    match (m, n) {
+        (768, 2304) => Some(10.35),
+        (768, 768) => Some(3.05),
+        (768, 3072) => Some(15.52),
+        (3072, 768) => Some(3.05),
+        _ => None,
+    }
+}
+
+fn parse_shape(s: &str) -> Result<(usize, usize)> {
+    let bad = || Error::InvalidArgument(format!("shape `{s}` is not MxN (e.g. 768x768)"));
+    let (a, b) = s.split_once('x').ok_or_else(bad)?;
+    Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
+}
+
+/// Runs `server` and `client` on two threads over a shaped channel pair; each returns its share
+/// and its stats for `label`. Returns (server result, client result, online wall seconds).
+fn run_pair<S, C>(
+    net: NetProfile,
+    server: S,
+    client: C,
+) -> Result<(RingMatrix, RingMatrix, Stats, Stats, f64)>
+where
+    S: FnOnce(&mut Channel, &Barrier) -> Result<RingMatrix> + Send + 'static,
+    C: FnOnce(&mut Channel, &Barrier) -> Result<RingMatrix>,
+{
+    let (mut cs, mut cc) = Channel::mem_pair_shaped(net);
+    let barrier = Arc::new(Barrier::new(2));
+    let b2 = barrier.clone();
+    let t = std::thread::spawn(move || {
+        let r = cs.scope("run", |ch| server(ch, &b2));
+        let done = Instant::now();
+        (r, cs.stats_of("run/online").unwrap_or_default(), done)
+    });
+    let r = cc.scope("run", |ch| client(ch, &barrier));
+    let client_done = Instant::now();
+    let client_stats = cc.stats_of("run/online").unwrap_or_default();
+    drop(cc);
+    let (sr, server_stats, server_done) = t
+        .join()
+        .map_err(|_| Error::Unavailable("server thread panicked".into()))?;
+    let (s, c) = (sr?, r?);
+    // Both entered "online" right after the barrier; the later finisher ends the phase.
+    let start = server_done.min(client_done)
+        - std::time::Duration::from_secs_f64(if server_done < client_done {
+            server_stats.wall_s
+        } else {
+            client_stats.wall_s
+        });
+    let wall = server_done.max(client_done) - start;
+    Ok((s, c, server_stats, client_stats, wall.as_secs_f64()))
+}
+
+fn random_inputs(k: usize, m: usize, n: usize) -> (RingMatrix, RingMatrix, RingMatrix, RingMatrix) {
+    let mut rng = AesPrg::new(Seed::random());
+    // Weights: 18-bit fixed point in [−2, 2); activations: any ring element, shares uniform.
+    let w = RingMatrix::new(
+        m,
+        n,
+        (0..m * n)
+            .map(|_| ((rng.next_u64() >> 44) as i64 - (1 << 19)) as u64)
+            .collect(),
+    )
+    .expect("shape");
+    let x = RingMatrix::new(k, m, rng.u64s(k * m)).expect("shape");
+    let x_c = RingMatrix::new(k, m, rng.u64s(k * m)).expect("shape");
+    let x_s = x.sub(&x_c).expect("shape");
+    (w, x, x_c, x_s)
+}
+
+fn run_cop(
+    params: &HeParams,
+    net: NetProfile,
+    k: usize,
+    m: usize,
+    n: usize,
+    cache: &std::path::Path,
+) -> Result<Row> {
+    let (w, x, x_c, x_s) = random_inputs(k, m, n);
+    let want = x.matmul(&w)?;
+    let (sp, cp) = (params.clone(), params.clone());
+    let cache = cache.to_path_buf();
+    let name = format!("cop-{m}x{n}");
+    let setup_stats = Arc::new(std::sync::Mutex::new((Stats::default(), Stats::default())));
+    let (ss, cs_) = (setup_stats.clone(), setup_stats.clone());
+    let (server_share, client_share, s_stats, c_stats, wall) = run_pair(
+        net,
+        move |ch, barrier| {
+            let mut rng = AesPrg::new(Seed::random());
+            let sk = SecretKey::generate(&sp, &mut rng);
+            let pk = PublicKey::generate(&sp, &sk, &mut rng);
+            ch.scope("setup", |ch| {
+                pk.send(ch, &sp)?;
+                cop::server_setup(ch, &sp, &sk, &pk, &w)
+            })?;
+            ss.lock().unwrap().0 = ch.stats_of("run/setup").unwrap_or_default();
+            barrier.wait();
+            ch.scope("online", |ch| cop::server_online(ch, &sp, &sk, &w, &x_s))
+        },
+        move |ch, barrier| {
+            let (pk, path) = ch.scope("setup", |ch| {
+                let pk = PublicKey::recv(ch, &cp)?;
+                let path = cop::client_setup(ch, &cp, &cache, &name)?;
+                Ok::<_, Error>((pk, path))
+            })?;
+            cs_.lock().unwrap().1 = ch.stats_of("run/setup").unwrap_or_default();
+            let digest: [u8; 32] = std::fs::read(&path)
+                .map(|b| b[16..48].try_into().expect("header"))
+                .map_err(Error::Io)?;
+            let layer = EncryptedLayer::open(&path, &cp, &digest)?;
+            barrier.wait();
+            ch.scope("online", |ch| {
+                cop::client_online(ch, &cp, &pk, &layer, &x_c)
+            })
+        },
+    )?;
+    check(&server_share, &client_share, &want, "COP")?;
+    let (s_setup, c_setup) = *setup_stats.lock().unwrap();
+    Ok(Row {
+        shape: format!("{k}x{m}x{n}"),
+        protocol: "COP".into(),
+        setup_bytes: c_setup.bytes(),
+        setup_s: s_setup.wall_s.max(c_setup.wall_s),
+        online_bytes: c_stats.bytes(),
+        rounds: c_stats.rounds.max(s_stats.rounds),
+        client_s: c_stats.wall_s - c_stats.wait_s,
+        server_s: s_stats.wall_s - s_stats.wait_s,
+        wall_s: wall,
+    })
+}
+
+fn run_sip(params: &HeParams, net: NetProfile, k: usize, m: usize, n: usize) -> Result<Row> {
+    let (w, x, x_c, x_s) = random_inputs(k, m, n);
+    let want = x.matmul(&w)?;
+    let (sp, cp) = (params.clone(), params.clone());
+    let setup = Arc::new(std::sync::Mutex::new(Stats::default()));
+    let setup2 = setup.clone();
+    let (server_share, client_share, s_stats, c_stats, wall) = run_pair(
+        net,
+        move |ch, barrier| {
+            let t0 = Instant::now();
+            let client_pk = PublicKey::recv(ch, &sp)?;
+            let plan = SipPlan::new(&sp, k, m, n)?;
+            let plain = sip::encode_plain(&sp, &plan, &w)?;
+            *setup2.lock().unwrap() = Stats {
+                wall_s: t0.elapsed().as_secs_f64(),
+                ..Stats::default()
+            };
+            // Acknowledge, so the online phase starts a flight of its own.
+            ch.send(&[1])?;
+            ch.flush()?;
+            barrier.wait();
+            ch.scope("online", |ch| {
+                sip::server_online(ch, &sp, &client_pk, &w, &plain, &x_s)
+            })
+        },
+        move |ch, barrier| {
+            let mut rng = AesPrg::new(Seed::random());
+            let sk = SecretKey::generate(&cp, &mut rng);
+            let pk = PublicKey::generate(&cp, &sk, &mut rng);
+            pk.send(ch, &cp)?;
+            ch.recv_vec(1)?;
+            barrier.wait();
+            ch.scope("online", |ch| sip::client_online(ch, &cp, &sk, &x_c, n))
+        },
+    )?;
+    check(&server_share, &client_share, &want, "SIP")?;
+    let pk_bytes = 8 + 16 + 4 * params.n() * params.rns().len();
+    let setup_s = setup.lock().map(|s| s.wall_s).unwrap_or_default();
+    Ok(Row {
+        shape: format!("{k}x{m}x{n}"),
+        protocol: "SIP".into(),
+        setup_bytes: pk_bytes as u64,
+        setup_s,
+        online_bytes: c_stats.bytes(),
+        rounds: c_stats.rounds.max(s_stats.rounds),
+        client_s: c_stats.wall_s - c_stats.wait_s,
+        server_s: s_stats.wall_s - s_stats.wait_s,
+        wall_s: wall,
+    })
+}
+
+fn check(s: &RingMatrix, c: &RingMatrix, want: &RingMatrix, what: &str) -> Result<()> {
+    if &s.add(c)? != want {
+        return Err(Error::Malformed(format!(
+            "{what}: the output shares do not reconstruct X·W"
+        )));
+    }
+    Ok(())
+}
 
 /// Runs `bench linear`.
-pub fn run(_args: Args) -> mpc_core::Result<()> {
-    Err(mpc_core::Error::Unavailable("`bench linear` is not built yet".into()))
+pub fn run(args: Args) -> Result<()> {
+    let net: NetProfile = args.net.parse()?;
+    let params = HeParams::default_params()?;
+    let shapes: Vec<(usize, usize)> = if args.shapes.is_empty() {
+        vec![(768, 2304), (768, 768), (768, 3072), (3072, 768)]
+    } else {
+        args.shapes
+            .iter()
+            .map(|s| parse_shape(s))
+            .collect::<Result<_>>()?
+    };
+    let protocols: Vec<String> = if args.protocols.is_empty() {
+        vec!["cop".into(), "sip".into()]
+    } else {
+        args.protocols.iter().map(|p| p.to_lowercase()).collect()
+    };
+    if let Some(p) = protocols.iter().find(|p| *p != "cop" && *p != "sip") {
+        return Err(Error::InvalidArgument(format!(
+            "unknown protocol `{p}` (cop or sip)"
+        )));
+    }
+    let (cache, temporary) = match &args.cache_dir {
+        Some(d) => (d.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("he-linear-bench-{}", std::process::id())),
+            true,
+        ),
+    };
+    println!(
+        "# bench linear: k = {} tokens, net = {net}, {}",
+        args.tokens,
+        params.describe()
+    );
+    println!(
+        "# machine: {} cores ({}), both parties in this process",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        cpu_name()
+    );
+    let mut rows = Vec::new();
+    for &(m, n) in &shapes {
+        for p in &protocols {
+            let row = if p == "cop" {
+                run_cop(&params, net, args.tokens, m, n, &cache)?
+            } else {
+                run_sip(&params, net, args.tokens, m, n)?
+            };
+            eprintln!("  done {} {}", row.shape, row.protocol);
+            rows.push(row);
+        }
+    }
+    if temporary {
+        let _ = std::fs::remove_dir_all(&cache);
+    }
+    println!(
+        "{:<14} {:<5} {:>12} {:>9} {:>12} {:>10} {:>7} {:>9} {:>9} {:>8}",
+        "shape",
+        "proto",
+        "setup MB",
+        "setup s",
+        "online MB",
+        "Nimbus MB",
+        "rounds",
+        "client s",
+        "server s",
+        "wall s"
+    );
+    for r in &rows {
+        let (m, n) = {
+            let d: Vec<usize> = r.shape.split('x').map(|v| v.parse().unwrap_or(0)).collect();
+            (d[1], d[2])
+        };
+        let nimbus = if r.protocol == "COP" && args.tokens == 128 {
+            nimbus_mb(m, n)
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or_else(|| "-".into())
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:<14} {:<5} {:>12.2} {:>9.2} {:>12.3} {:>10} {:>7} {:>9.3} {:>9.3} {:>8.3}",
+            r.shape,
+            r.protocol,
+            r.setup_bytes as f64 / 1e6,
+            r.setup_s,
+            r.online_bytes as f64 / 1e6,
+            nimbus,
+            r.rounds,
+            r.client_s,
+            r.server_s,
+            r.wall_s
+        );
+    }
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&rows)
+            .map_err(|e| Error::InvalidArgument(format!("cannot encode JSON: {e}")))?;
+        std::fs::write(path, json)?;
+    }
+    Ok(())
+}
+
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
 }

@@ -12,7 +12,7 @@ use crate::rns::Modulus;
 /// Columns per panel.
 pub const LANES: usize = 8;
 /// Tokens per register tile.
-pub const TILE: usize = 4;
+pub const TILE: usize = 6;
 /// Products accumulated between folds (12·2^60 + 2^62.01 < 2^64).
 pub const FOLD: usize = 12;
 
@@ -21,17 +21,16 @@ fn fold(a: u64, two32: u64) -> u64 {
     (a & 0xFFFF_FFFF) + (a >> 32) * two32
 }
 
-#[inline(always)]
-fn panel_tile(
+/// Portable path: one tile of tokens over one panel.
+fn panel_tile_portable(
     panel: &[u32],
     x: &[u32],
     k_pad: usize,
     tile: usize,
     two32: u64,
-    acc: &mut [[u64; LANES]; TILE],
-) {
+) -> [[u64; LANES]; TILE] {
     let rows = panel.len() / LANES;
-    *acc = [[0; LANES]; TILE];
+    let mut acc = [[0u64; LANES]; TILE];
     let mut mu = 0;
     while mu < rows {
         let end = (mu + FOLD).min(rows);
@@ -52,40 +51,83 @@ fn panel_tile(
         }
         mu = end;
     }
+    acc
 }
 
-#[inline(always)]
-fn group_generic(panels: &[u32], x: &[u32], k: usize, m: &Modulus, out: &mut [u32]) {
-    let k_pad = k.div_ceil(TILE) * TILE;
-    let rows = x.len() / k_pad;
-    let n = panels.len() / rows;
-    let mut acc = [[0u64; LANES]; TILE];
-    for (b, panel) in panels.chunks_exact(rows * LANES).enumerate() {
-        for tile in 0..k_pad / TILE {
-            panel_tile(panel, x, k_pad, tile, m.two32, &mut acc);
-            for t in 0..TILE {
-                let r = tile * TILE + t;
-                if r < k {
-                    let dst = &mut out[r * n + b * LANES..r * n + b * LANES + LANES];
-                    for j in 0..LANES {
-                        dst[j] = m.reduce(acc[t][j]);
-                    }
-                }
-            }
-        }
-    }
-}
-
+/// AVX2 path: the same tile with `vpmuludq` (even columns from the low halves of the 64-bit
+/// lanes, odd columns after a 32-bit shift), 2·TILE accumulators held in registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn group_avx2(panels: &[u32], x: &[u32], k: usize, m: &Modulus, out: &mut [u32]) {
-    group_generic(panels, x, k, m, out)
+unsafe fn panel_tile_avx2(
+    panel: &[u32],
+    x: &[u32],
+    k_pad: usize,
+    tile: usize,
+    two32: u64,
+) -> [[u64; LANES]; TILE] {
+    use std::arch::x86_64::*;
+    let rows = panel.len() / LANES;
+    debug_assert!(x.len() >= rows * k_pad && tile * TILE + TILE <= k_pad);
+    let zero = _mm256_setzero_si256();
+    let mut even = [zero; TILE];
+    let mut odd = [zero; TILE];
+    let low = _mm256_set1_epi64x(0xFFFF_FFFF);
+    let c = _mm256_set1_epi64x(two32 as i64);
+    let pp = panel.as_ptr();
+    // SAFETY: tile·TILE + TILE ≤ k_pad ≤ x.len().
+    let xp = unsafe { x.as_ptr().add(tile * TILE) };
+    let mut mu = 0;
+    while mu < rows {
+        let end = (mu + FOLD).min(rows);
+        for row in mu..end {
+            // SAFETY: row < rows, so the 8 lanes are inside `panel`; the tile is inside `x`.
+            let w = unsafe { _mm256_loadu_si256(pp.add(row * LANES) as *const __m256i) };
+            let w_odd = _mm256_srli_epi64::<32>(w);
+            // SAFETY: row < rows and x holds rows·k_pad values.
+            let xr = unsafe { xp.add(row * k_pad) };
+            for t in 0..TILE {
+                // A 32-bit broadcast from memory is a pure load (no shuffle port);
+                // vpmuludq reads only the low half of each 64-bit lane.
+                let xv = _mm256_broadcastd_epi32(_mm_cvtsi32_si128(unsafe { *xr.add(t) } as i32));
+                even[t] = _mm256_add_epi64(even[t], _mm256_mul_epu32(w, xv));
+                odd[t] = _mm256_add_epi64(odd[t], _mm256_mul_epu32(w_odd, xv));
+            }
+        }
+        for t in 0..TILE {
+            for a in [&mut even[t], &mut odd[t]] {
+                let hi = _mm256_srli_epi64::<32>(*a);
+                *a = _mm256_add_epi64(_mm256_and_si256(*a, low), _mm256_mul_epu32(hi, c));
+            }
+        }
+        mu = end;
+    }
+    let mut acc = [[0u64; LANES]; TILE];
+    for t in 0..TILE {
+        let (mut e, mut o) = ([0u64; 4], [0u64; 4]);
+        // SAFETY: 4 u64 each.
+        unsafe {
+            _mm256_storeu_si256(e.as_mut_ptr() as *mut __m256i, even[t]);
+            _mm256_storeu_si256(o.as_mut_ptr() as *mut __m256i, odd[t]);
+        }
+        for j in 0..4 {
+            acc[t][2 * j] = e[j];
+            acc[t][2 * j + 1] = o[j];
+        }
+    }
+    acc
 }
 
 /// Accumulates one column group: `panels` is `[block][μ][LANES]` (N/LANES blocks of m rows),
 /// `x` is `[μ][k_pad]` (the client's share reduced mod p, tokens padded to a multiple of
-/// [`TILE`]), `out` is `[r][N]` (k rows). Picks AVX2 at run time when available.
-pub fn accumulate_group(panels: &[u32], x: &[u32], k: usize, m: &Modulus, out: &mut [u32]) {
+/// [`TILE`]), `out` is `[r][N]` (k rows). Uses AVX2 when the CPU has it, unless `portable`.
+pub fn accumulate_group_with(
+    panels: &[u32],
+    x: &[u32],
+    k: usize,
+    m: &Modulus,
+    out: &mut [u32],
+    portable: bool,
+) {
     let k_pad = k.div_ceil(TILE) * TILE;
     assert!(k > 0 && x.len() % k_pad == 0, "x is not [μ][k_pad]");
     let rows = x.len() / k_pad;
@@ -93,14 +135,40 @@ pub fn accumulate_group(panels: &[u32], x: &[u32], k: usize, m: &Modulus, out: &
         rows > 0 && panels.len() % (rows * LANES) == 0,
         "panels are not [block][μ][8]"
     );
-    assert_eq!(out.len(), k * panels.len() / rows, "output is not [k][N]");
+    let n = panels.len() / rows;
+    assert_eq!(out.len(), k * n, "output is not [k][N]");
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked just above).
-        unsafe { group_avx2(panels, x, k, m, out) };
-        return;
+    let avx2 = !portable && std::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx2 = false;
+    for (b, panel) in panels.chunks_exact(rows * LANES).enumerate() {
+        for tile in 0..k_pad / TILE {
+            #[cfg(target_arch = "x86_64")]
+            let acc = if avx2 {
+                // SAFETY: AVX2 is available (checked above).
+                unsafe { panel_tile_avx2(panel, x, k_pad, tile, m.two32) }
+            } else {
+                panel_tile_portable(panel, x, k_pad, tile, m.two32)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let acc = panel_tile_portable(panel, x, k_pad, tile, m.two32);
+            for (t, lanes) in acc.iter().enumerate() {
+                let r = tile * TILE + t;
+                if r < k {
+                    let dst = &mut out[r * n + b * LANES..r * n + b * LANES + LANES];
+                    for (d, &v) in dst.iter_mut().zip(lanes) {
+                        *d = m.reduce(v);
+                    }
+                }
+            }
+        }
     }
-    group_generic(panels, x, k, m, out)
+    let _ = avx2;
+}
+
+/// [`accumulate_group_with`] on the fastest path the CPU supports.
+pub fn accumulate_group(panels: &[u32], x: &[u32], k: usize, m: &Modulus, out: &mut [u32]) {
+    accumulate_group_with(panels, x, k, m, out, false)
 }
 
 /// Scatters row `mu` (N values) of a column group into its panels `[block][μ][LANES]`
@@ -134,7 +202,7 @@ mod tests {
         let m = &ctx.moduli()[0];
         let p = m.p;
         let mut rng = AesPrg::new(Seed([9; 16]));
-        for (k, rows) in [(1usize, 1usize), (5, 13), (8, 40), (3, 100)] {
+        for (k, rows) in [(1usize, 1usize), (5, 13), (8, 40), (3, 100), (13, 30)] {
             let n = 64;
             let k_pad = k.div_ceil(TILE) * TILE;
             // Mix of extremes (p − 1, 0) and random residues.
@@ -154,6 +222,9 @@ mod tests {
             to_panels(&w, rows, n, &mut panels);
             let mut out = vec![0u32; k * n];
             accumulate_group(&panels, &x, k, m, &mut out);
+            let mut portable = vec![0u32; k * n];
+            accumulate_group_with(&panels, &x, k, m, &mut portable, true);
+            assert_eq!(out, portable);
             for r in 0..k {
                 for c in 0..n {
                     let want = (0..rows).fold(0u64, |acc, mu| {

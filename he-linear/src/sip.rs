@@ -39,9 +39,9 @@ pub struct SipPlan {
     pub nw: usize,
 }
 
-/// Evaluator work per ring product, in response-byte equivalents (≈ 60 µs at 3 Gbps), used to
-/// trade compute against communication when choosing blocks.
-const PRODUCT_COST_BYTES: usize = 22_000;
+/// Evaluator work per ring product (2·L·N modular multiply-adds, ≈ 0.3 ms on one core) in
+/// byte equivalents at 3 Gbps, used to trade compute against communication when choosing blocks.
+const PRODUCT_COST_BYTES: usize = 120_000;
 
 impl SipPlan {
     /// The cheapest block shape (bytes plus evaluator work) within the noise analysis.

@@ -37,6 +37,9 @@ pub struct Stats {
     pub rounds: u64,
     /// Wall time spent inside the label, seconds.
     pub wall_s: f64,
+    /// Part of `wall_s` spent blocked waiting for the peer's data; `wall_s − wait_s` is this
+    /// party's own compute (plus local I/O).
+    pub wait_s: f64,
     /// How many times the label was entered.
     pub calls: u64,
 }
@@ -53,6 +56,7 @@ impl Stats {
         self.bytes_recv += other.bytes_recv;
         self.rounds += other.rounds;
         self.wall_s += other.wall_s;
+        self.wait_s += other.wait_s;
         self.calls += other.calls;
     }
 }
@@ -68,6 +72,7 @@ pub struct Channel {
     flight_end: u64,
     bytes_sent: u64,
     bytes_recv: u64,
+    waited: Duration,
     timeout: Duration,
     path: Vec<String>,
     stats: BTreeMap<String, Stats>,
@@ -97,6 +102,7 @@ impl Channel {
             flight_end: 0,
             bytes_sent: 0,
             bytes_recv: 0,
+            waited: Duration::ZERO,
             timeout: DEFAULT_TIMEOUT,
             path: Vec::new(),
             stats: BTreeMap::new(),
@@ -197,7 +203,10 @@ impl Channel {
         let mut filled = 0;
         while filled < buf.len() {
             if self.inbox_pos == self.inbox.len() {
-                let frame = self.receiver.recv_frame(self.timeout)?;
+                let t0 = Instant::now();
+                let frame = self.receiver.recv_frame(self.timeout);
+                self.waited += t0.elapsed();
+                let frame = frame?;
                 self.clock = self.clock.max(frame.clock + 1);
                 self.inbox = frame.data;
                 self.inbox_pos = 0;
@@ -295,6 +304,7 @@ impl Channel {
             bytes_recv: self.bytes_recv,
             rounds: self.rounds(),
             wall_s: self.started.elapsed().as_secs_f64(),
+            wait_s: self.waited.as_secs_f64(),
             calls: 1,
         }
     }
@@ -304,10 +314,11 @@ impl Channel {
     pub fn scope<R>(&mut self, label: &str, f: impl FnOnce(&mut Channel) -> R) -> R {
         self.path.push(label.to_string());
         let key = self.path.join("/");
-        let (sent, recv, rounds, t0) = (
+        let (sent, recv, rounds, waited, t0) = (
             self.bytes_sent,
             self.bytes_recv,
             self.rounds(),
+            self.waited,
             Instant::now(),
         );
         let result = f(self);
@@ -316,6 +327,7 @@ impl Channel {
             bytes_recv: self.bytes_recv - recv,
             rounds: self.rounds() - rounds,
             wall_s: t0.elapsed().as_secs_f64(),
+            wait_s: (self.waited - waited).as_secs_f64(),
             calls: 1,
         };
         self.stats.entry(key).or_default().accumulate(&delta);
