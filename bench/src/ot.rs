@@ -4,6 +4,11 @@
 //! For each protocol and transport: setup time and bytes (both directions), the steady-state
 //! rate (COTs per second once set up), the rate including setup, and the bits per COT of the
 //! steady state (both directions). `--json FILE` writes the rows as a JSON array.
+//!
+//! The machine may be shared, so wall-clock rates understate the protocols when other work
+//! runs. Each row also reports the CPU time of each party's thread during the steady state
+//! (Linux `/proc/thread-self/stat`) and `cot_per_cpu_s` = n / the larger of the two: the rate
+//! with a core per party and nothing else running (waits for the peer are not CPU time).
 use mpc_core::{Channel, Error, Result};
 use ot_nonlinear::{
     Block, FerretReceiver, FerretSender, IknpReceiver, IknpSender, RandomCotReceiver,
@@ -40,6 +45,27 @@ struct Row {
     cot_per_s: f64,
     cot_per_s_with_setup: f64,
     bits_per_cot: f64,
+    cpu_s_sender: f64,
+    cpu_s_receiver: f64,
+    cot_per_cpu_s: f64,
+}
+
+/// CPU seconds (user + system) of the calling thread, from `/proc/thread-self/stat` (clock
+/// ticks of 1/100 s, the Linux `USER_HZ`); 0 where unavailable.
+fn thread_cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name start at field 3 (state).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / 100.0 // utime (field 14) + stime (field 15)
 }
 
 /// COTs requested per `fill` call.
@@ -89,17 +115,20 @@ fn measure<S: RandomCotSender, R: RandomCotReceiver + 'static>(
     setup_recv: fn(&mut Channel) -> Result<R>,
 ) -> Result<Row> {
     let (mut cs, mut cr) = channels(transport)?;
-    let receiver = std::thread::spawn(move || -> Result<()> {
+    let receiver = std::thread::spawn(move || -> Result<f64> {
         let mut r = setup_recv(&mut cr)?;
-        drain(&mut cr, n, |ch, buf| r.fill(ch, buf))
+        let c0 = thread_cpu_s();
+        drain(&mut cr, n, |ch, buf| r.fill(ch, buf))?;
+        Ok(thread_cpu_s() - c0)
     });
     let t0 = Instant::now();
     let mut s = setup_send(&mut cs)?;
     let setup_s = t0.elapsed().as_secs_f64();
     let setup = cs.totals();
-    let t1 = Instant::now();
+    let (t1, c1) = (Instant::now(), thread_cpu_s());
     drain(&mut cs, n, |ch, buf| s.fill(ch, buf))?;
-    receiver
+    let cpu_s_sender = thread_cpu_s() - c1;
+    let cpu_s_receiver = receiver
         .join()
         .map_err(|_| Error::Unavailable("receiver thread panicked".into()))??;
     let steady_s = t1.elapsed().as_secs_f64();
@@ -114,6 +143,9 @@ fn measure<S: RandomCotSender, R: RandomCotReceiver + 'static>(
         cot_per_s: n as f64 / steady_s,
         cot_per_s_with_setup: n as f64 / (setup_s + steady_s),
         bits_per_cot: 8.0 * steady_bytes as f64 / n as f64,
+        cpu_s_sender,
+        cpu_s_receiver,
+        cot_per_cpu_s: n as f64 / cpu_s_sender.max(cpu_s_receiver),
     })
 }
 
@@ -147,12 +179,12 @@ pub fn run(args: Args) -> Result<()> {
         )?);
     }
     println!(
-        "| protocol | transport | n | setup_s | setup_bytes | cot_per_s (steady) | cot_per_s (incl. setup) | bits_per_cot |"
+        "| protocol | transport | n | setup_s | setup_bytes | cot_per_s (steady) | cot_per_s (incl. setup) | bits_per_cot | cpu_s sender / receiver | cot_per_cpu_s |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {:.3} | {} | {:.2} M | {:.2} M | {:.3} |",
+            "| {} | {} | {} | {:.3} | {} | {:.2} M | {:.2} M | {:.3} | {:.2} / {:.2} | {:.2} M |",
             r.protocol,
             r.transport,
             r.n,
@@ -160,7 +192,10 @@ pub fn run(args: Args) -> Result<()> {
             r.setup_bytes,
             r.cot_per_s / 1e6,
             r.cot_per_s_with_setup / 1e6,
-            r.bits_per_cot
+            r.bits_per_cot,
+            r.cpu_s_sender,
+            r.cpu_s_receiver,
+            r.cot_per_cpu_s / 1e6
         );
     }
     if let Some(path) = args.json {

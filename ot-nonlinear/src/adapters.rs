@@ -14,9 +14,10 @@
 //! | [`ot_1_of_n_send`] / [`ot_1_of_n_recv`] (N = 2^m) | `ot/ot_1_of_n` | n·m | n·N·ℓ | 2 |
 //! | [`rot_send`] / [`rot_recv`] | none | 0 | 0 | 0 |
 //!
-//! (bits are packed, so byte counts are ⌈bits/8⌉ per message.) Keys are hashed with the
-//! tweakable CCR hash [`tccr`] under the tweak `(j, i)`, i the COT's stream index and j the
-//! message index (0 for 1-of-2), and truncated to ℓ bits.
+//! (bits are packed, so byte counts are ⌈bits/8⌉ per message; a flight that follows one in
+//! the same direction, e.g. right after an IKNP extension, adds no round.) Keys are hashed
+//! with the tweakable CCR hash [`tccr`](crate::aes_hash::tccr) under the tweak `(j, i)`, i the
+//! COT's stream index and j the message index (0 for 1-of-2), and truncated to ℓ bits.
 use crate::aes_hash::tccr_blocks;
 use crate::block::{pack_bits, pack_values, packed_len, unpack_bits, unpack_values, Block};
 use crate::cot::{RandomCotReceiver, RandomCotSender};
