@@ -13,7 +13,7 @@ use mpc_core::{Error, Result};
 pub const LPN_D: usize = 10;
 
 /// Rows encoded per AES batch (even, so that row pairs share 5 blocks of indices).
-const ROWS: usize = 64;
+const ROWS: usize = 32;
 
 /// One primal-LPN parameter set with regular noise: n outputs, k secret COTs, t noise
 /// positions (one per bin of 2^`log_bin` outputs).
