@@ -7,8 +7,9 @@
 use bert::classifier::embed_all;
 use bert::data::{read_tsv, Example};
 use bert::head::LogisticHead;
-use bert::{BertWeights, FloatBert, Tokenizer};
+use bert::{BertWeights, FixedBert, FloatBert, Tokenizer};
 use mpc_core::{Error, Result};
+use ot_nonlinear::approx::ApproxSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -110,7 +111,16 @@ pub fn run(args: Args) -> Result<()> {
     let pred = match args.mode {
         Mode::Float => float_pred.clone(),
         Mode::Fixed => {
-            return Err(Error::Unavailable("fixed mode is being built".into()));
+            let set = approx_set(&args)?;
+            let fixed = FixedBert::new(float.weights(), set)?;
+            let start = Instant::now();
+            let pred = predict(&head, &embed_all(&fixed, &tokenizer, &texts)?);
+            eprintln!(
+                "fixed: {} sentences in {:.1?}",
+                texts.len(),
+                start.elapsed()
+            );
+            pred
         }
         Mode::Secure => unreachable!("refused above"),
     };
@@ -135,6 +145,14 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// The approximation set of `--approx`.
+fn approx_set(args: &Args) -> Result<ApproxSet> {
+    Ok(match args.approx {
+        Approx::Nimbus => ApproxSet::nimbus(),
+        Approx::Puma => ApproxSet::puma(),
+    })
+}
+
 fn predict(head: &LogisticHead, embeddings: &[Vec<f64>]) -> Vec<u8> {
     embeddings.iter().map(|e| head.predict(e)).collect()
 }
@@ -155,7 +173,7 @@ fn load_or_train_head(
         return LogisticHead::load(path, dim);
     }
     let provenance = format!(
-        "model {} train {} l2 {HEAD_L2}",
+        "model {} train {} l2 {HEAD_L2} floored scales",
         canonical(&args.model),
         canonical(&args.train)
     );
@@ -170,11 +188,7 @@ fn load_or_train_head(
     }
     let train = read_tsv(&args.train)?;
     let start = Instant::now();
-    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
-    let feats: Vec<Vec<f32>> = embed_all(float, tokenizer, &texts)?
-        .into_iter()
-        .map(|e| e.into_iter().map(|x| x as f32).collect())
-        .collect();
+    let feats = train_embeddings(args, float, tokenizer, &train)?;
     let labels: Vec<u8> = train.iter().map(|e: &Example| e.label).collect();
     let head = LogisticHead::train(&feats, &labels, HEAD_L2, &provenance)?;
     let train_acc = fraction(
@@ -197,6 +211,48 @@ fn load_or_train_head(
     std::fs::create_dir_all(&args.cache_dir)?;
     head.save(&cache)?;
     Ok(head)
+}
+
+/// Float embeddings of the training sentences, cached in `--cache-dir` (they cost minutes).
+fn train_embeddings(
+    args: &Args,
+    float: &FloatBert,
+    tokenizer: &Tokenizer,
+    train: &[Example],
+) -> Result<Vec<Vec<f32>>> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Cached {
+        provenance: String,
+        embeddings: Vec<Vec<f32>>,
+    }
+    let provenance = format!(
+        "model {} train {}",
+        canonical(&args.model),
+        canonical(&args.train)
+    );
+    let path = args
+        .cache_dir
+        .join(format!("{}-train-embeddings.json", model_name(&args.model)));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(c) = serde_json::from_str::<Cached>(&text) {
+            if c.provenance == provenance && c.embeddings.len() == train.len() {
+                return Ok(c.embeddings);
+            }
+        }
+    }
+    let texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+    let embeddings: Vec<Vec<f32>> = embed_all(float, tokenizer, &texts)?
+        .into_iter()
+        .map(|e| e.into_iter().map(|x| x as f32).collect())
+        .collect();
+    std::fs::create_dir_all(&args.cache_dir)?;
+    let cached = Cached {
+        provenance,
+        embeddings,
+    };
+    let text = serde_json::to_string(&cached).map_err(|e| Error::Malformed(e.to_string()))?;
+    std::fs::write(&path, text)?;
+    Ok(cached.embeddings)
 }
 
 fn canonical(p: &Path) -> String {

@@ -126,8 +126,12 @@ fn layer_norm(x: &mut Array2<f32>, p: &LayerNormParams, eps: f64) {
 
 /// Exact GELU, `x · Φ(x)`.
 pub fn gelu(x: f32) -> f32 {
-    let x = x as f64;
-    (0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))) as f32
+    gelu_f64(x as f64) as f32
+}
+
+/// Exact GELU in f64.
+pub fn gelu_f64(x: f64) -> f64 {
+    0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
 }
 
 /// The error function (Numerical Recipes' Chebyshev fit of erfc, relative error < 1.2e-7).

@@ -1,8 +1,10 @@
 //! The sentiment head: logistic regression on mean-pooled (not normalised) sentence embeddings.
 //!
 //! Training is deterministic full-batch Newton's method on the L2-regularised log-loss over
-//! standardised features; the standardisation is folded back into the weights, so the saved head
+//! standardised features (scales floored at a tenth of the median, so no weight explodes); the
+//! standardisation is folded back into the weights, so the saved head
 //! is a plain affine map `logit = w · e + b` (a linear layer the secure run can evaluate).
+use crate::linalg::cholesky_solve;
 use mpc_core::{Error, Result};
 use std::path::Path;
 
@@ -41,15 +43,21 @@ impl LogisticHead {
         let mean: Vec<f64> = (0..d)
             .map(|j| features.iter().map(|f| f[j] as f64).sum::<f64>() / n as f64)
             .collect();
-        let std: Vec<f64> = (0..d)
+        let mut std: Vec<f64> = (0..d)
             .map(|j| {
                 let v = features
                     .iter()
                     .map(|f| (f[j] as f64 - mean[j]).powi(2))
                     .sum::<f64>();
-                (v / n as f64).sqrt().max(1e-12)
+                (v / n as f64).sqrt()
             })
             .collect();
+        // A near-constant dimension would get a huge weight once unstandardised, and the head
+        // would then amplify tiny fixed-point errors: floor the scale at a tenth of the median.
+        let mut sorted = std.clone();
+        sorted.sort_by(f64::total_cmp);
+        let floor = (0.1 * sorted[d / 2]).max(1e-12);
+        std.iter_mut().for_each(|s| *s = s.max(floor));
         // Standardised design matrix with a trailing 1 for the bias.
         let x: Vec<Vec<f64>> = features
             .iter()
@@ -139,33 +147,6 @@ fn sigmoid(z: f64) -> f64 {
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Solves `A s = g` for symmetric positive definite `A` given by its lower triangle (row-major,
-/// overwritten by the Cholesky factor).
-fn cholesky_solve(a: &mut [f64], g: &[f64], m: usize) -> Result<Vec<f64>> {
-    for j in 0..m {
-        let diag = a[j * m + j] - (0..j).map(|k| a[j * m + k].powi(2)).sum::<f64>();
-        if diag <= 0.0 {
-            return Err(Error::InvalidArgument(
-                "Hessian is not positive definite".into(),
-            ));
-        }
-        let l = diag.sqrt();
-        a[j * m + j] = l;
-        for i in j + 1..m {
-            let s = a[i * m + j] - (0..j).map(|k| a[i * m + k] * a[j * m + k]).sum::<f64>();
-            a[i * m + j] = s / l;
-        }
-    }
-    let mut y = vec![0.0; m];
-    for i in 0..m {
-        y[i] = (g[i] - (0..i).map(|k| a[i * m + k] * y[k]).sum::<f64>()) / a[i * m + i];
-    }
-    for i in (0..m).rev() {
-        y[i] = (y[i] - (i + 1..m).map(|k| a[k * m + i] * y[k]).sum::<f64>()) / a[i * m + i];
-    }
-    Ok(y)
 }
 
 #[cfg(test)]

@@ -56,3 +56,43 @@ fn float_model_matches_reference_outputs() {
         assert!(worst < 1e-5, "{text}: embedding off by {worst}");
     }
 }
+
+#[test]
+fn fixed_model_tracks_float_on_real_sentences() {
+    use bert::classifier::Embedder;
+    use bert::FixedBert;
+    use ot_nonlinear::approx::ApproxSet;
+    let dir = model_dir();
+    let tokenizer = Tokenizer::from_model_dir(&dir).unwrap();
+    let weights = BertWeights::from_model_dir(&dir).unwrap();
+    let float = FloatBert::new(weights.clone());
+    let ids = tokenizer.encode("it's a bad sign when you're rooting for the film to end.");
+    let want = float.embed(&ids).unwrap();
+    // Nimbus tables fitted per layer on a few training sentences.
+    let train = bert::data::read_tsv(&dir.join("../sentiment/train.tsv")).unwrap();
+    let texts: Vec<&str> = train.iter().take(16).map(|e| e.text.as_str()).collect();
+    let calibration = bert::calibrate::collect(&float, &tokenizer, &texts).unwrap();
+    let fitted = bert::fit::fit_nimbus(&calibration, "all-MiniLM-L6-v2", "test").unwrap();
+    assert_eq!(fitted.set.layers.len(), 6);
+    for (l, t) in fitted.set.layers.iter().enumerate() {
+        eprintln!("layer {l}: {:?}", t);
+    }
+    for set in [ApproxSet::puma(), fitted.set] {
+        let name = set.name.clone();
+        let fixed = FixedBert::new(&weights, set).unwrap();
+        let got = fixed.embed(&ids).unwrap();
+        let dot: f64 = got.iter().zip(&want).map(|(a, b)| a * b).sum();
+        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let cos = dot / (norm(&got) * norm(&want));
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        eprintln!("{name}: cosine {cos}, max error {worst}");
+        // Nimbus's low-degree pieces (identity above T2) cost more than PUMA's; the accuracy
+        // command measures what that does to the classifier.
+        let min_cos = if name == "puma" { 0.999 } else { 0.98 };
+        assert!(cos > min_cos, "{name}: cosine {cos}, max error {worst}");
+    }
+}
