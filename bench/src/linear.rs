@@ -12,7 +12,6 @@ use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::sip::{self, SipPlan};
-use he_linear::weight_store::EncryptedLayer;
 use mpc_core::{AesPrg, Channel, Error, NetProfile, Result, Seed, Stats};
 use rand_core::RngCore;
 use std::path::PathBuf;
@@ -159,16 +158,13 @@ fn run_cop(
             ch.scope("online", |ch| cop::server_online(ch, &sp, &sk, &w, &x_s))
         },
         move |ch, barrier| {
-            let (pk, path) = ch.scope("setup", |ch| {
+            let (pk, cached) = ch.scope("setup", |ch| {
                 let pk = PublicKey::recv(ch, &cp)?;
-                let path = cop::client_setup(ch, &cp, &cache, &name)?;
-                Ok::<_, Error>((pk, path))
+                let cached = cop::client_setup(ch, &cp, &cache, &name)?;
+                Ok::<_, Error>((pk, cached))
             })?;
             cs_.lock().unwrap().1 = ch.stats_of("run/setup").unwrap_or_default();
-            let digest: [u8; 32] = std::fs::read(&path)
-                .map(|b| b[16..48].try_into().expect("header"))
-                .map_err(Error::Io)?;
-            let layer = EncryptedLayer::open(&path, &cp, &digest)?;
+            let layer = cached.open(&cp)?;
             barrier.wait();
             ch.scope("online", |ch| {
                 cop::client_online(ch, &cp, &pk, &layer, &x_c)

@@ -31,7 +31,8 @@ fn bench_accumulate(c: &mut Criterion) {
     let n = params.n();
     let mut rng = AesPrg::new(Seed([1; 16]));
     let mut g = c.benchmark_group("scalar_x_ct_accumulate");
-    for (k, rows) in [(128usize, 768usize)] {
+    {
+        let (k, rows) = (128usize, 768usize);
         // One 1024-column slice of a limb keeps the bench short; the kernel is column-blocked.
         let n = n / 8;
         let w: Vec<u32> = (0..rows * n).map(|_| rng.next_u32() % m.p).collect();

@@ -3,13 +3,13 @@
 //!
 //! **Setup** (once per model, input independent). The server encrypts every row W_μ under its
 //! own secret key, ⌈n/N⌉ polynomials per row (coefficients 0..n−1 of chunk c hold
-//! W[μ][cN..cN+N)), seeded: it sends (seed, b) per polynomial, 16 + 4·L·N bytes. The client
+//! `W[μ][cN..cN+N)`), seeded: it sends (seed, b) per polynomial, 16 + 4·L·N bytes. The client
 //! expands `a`, stores both parts in the kernel's panel layout on disk (`weight_store`), keyed
 //! by a digest of (parameters, server key, W); with a matching cache the rows are not resent.
 //! Flights: header (S→C), have/need (C→S), rows (S→C).
 //!
 //! **Online** (one flight, client → server). The client computes, for every token r,
-//! Σ_μ X_c[r,μ]·[[W_μ]] (scalar × ciphertext in the NTT domain, `kernel`), packs ⌊N/n⌋ tokens
+//! `Σ_μ X_c[r,μ]·Enc(W_μ)` (scalar × ciphertext in the NTT domain, `kernel`), packs ⌊N/n⌋ tokens
 //! per ciphertext by X^{j·n}, and seals each ciphertext (`response`: re-randomize with the
 //! server's public key, flood, switch to 2^{b1}/2^{b0}, subtract its uniform output share R). The
 //! server opens them, getting X_c·W − R, and adds X_s·W in plaintext.
@@ -21,10 +21,10 @@ use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
 use crate::response;
 use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
-use crate::weight_store::{layer_path, EncryptedLayer, LayerBuilder, LayerHeader};
+use crate::weight_store::{layer_path, CachedLayer, EncryptedLayer, LayerBuilder, LayerHeader};
 use mpc_core::{AesPrg, Channel, Error, Result, Seed};
 use rayon::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One token's chunk placed in an output ciphertext.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,13 +187,13 @@ pub fn server_setup(
     ch.flush()
 }
 
-/// Client side of setup for one layer: returns the path of the (new or reused) cache file.
+/// Client side of setup for one layer: returns the (new or reused) cache file.
 pub fn client_setup(
     ch: &mut Channel,
     params: &HeParams,
     cache_dir: &Path,
     name: &str,
-) -> Result<PathBuf> {
+) -> Result<CachedLayer> {
     let header: SetupHeader = ch.recv_msg(1024)?;
     if header.fingerprint != params.fingerprint() {
         return Err(Error::ParamMismatch(
@@ -204,11 +204,14 @@ pub fn client_setup(
     if m == 0 || n == 0 || m > 1 << 20 || n > 1 << 20 {
         return Err(Error::Shape(format!("implausible layer shape {m}×{n}")));
     }
-    let path = layer_path(cache_dir, name, &header.digest);
-    if EncryptedLayer::open(&path, params, &header.digest).is_ok() {
+    let cached = CachedLayer {
+        path: layer_path(cache_dir, name, &header.digest),
+        digest: header.digest,
+    };
+    if cached.open(params).is_ok() {
         ch.send(&[0])?;
         ch.flush()?;
-        return Ok(path);
+        return Ok(cached);
     }
     ch.send(&[1])?;
     let ctx = params.rns();
@@ -236,8 +239,8 @@ pub fn client_setup(
             }
         }
     }
-    layer.write(&path)?;
-    Ok(path)
+    layer.write(&cached.path)?;
+    Ok(cached)
 }
 
 /// Client side of the online phase: sends the sealed products, returns its output share R.

@@ -1,5 +1,5 @@
 //! The COP client's hot loop: for every token r and every column c of a column group (one RNS
-//! limb of one ciphertext part), acc[r][c] = Σ_μ x[μ][r] · w[μ][c] mod p.
+//! limb of one ciphertext part), `acc[r][c] = Σ_μ x[μ][r] · w[μ][c] mod p`.
 //!
 //! It is a modular matrix product with 30-bit operands. Products are < 2^60, accumulated lazily
 //! in `u64` lanes and folded every [`FOLD`] terms with 2^32 ≡ c (mod p): (a mod 2^32) + ⌊a/2^32⌋·c

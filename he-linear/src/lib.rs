@@ -1,4 +1,51 @@
-//! RLWE over an RNS modulus and the homomorphic matrix-multiplication protocols.
+//! RLWE over an RNS modulus and the homomorphic matrix-multiplication protocols of secure
+//! two-party Transformer inference.
+//!
+//! * [`cop`]: Nimbus's client-side outer product, Y = X·W with X shared and W the server's
+//!   (encrypted weights cached by the client, one flight online).
+//! * [`sip`]: the server-side inner-product baseline (Cheetah/BumbleBee style).
+//! * [`secret_product`]: X·Y with both operands shared (attention's QKᵀ and P·V).
+//!
+//! Underneath: [`params`] (the checked parameter builder, refusing anything above the HE-standard
+//! modulus for N or failing the noise bound), [`noise`] (every noise formula), [`rns`] / [`poly`]
+//! (30-bit NTT primes on `tfhe-ntt`, polynomials that know their representation), [`rlwe`]
+//! (ternary keys, seeded and public-key encryption with Δ = q/2^ℓ), [`response`] (circuit privacy:
+//! re-randomization, flooding, modulus switching, masking), [`kernel`] (the AVX2 accumulation
+//! loop), [`weight_store`] (the client's on-disk cache).
+//!
+//! Shares are elements of Z_{2^64} held in `u64`; outputs reconstruct to the exact product.
+//!
+//! ```
+//! use he_linear::{cop, matrix::RingMatrix, params::HeParams};
+//! use he_linear::rlwe::{PublicKey, SecretKey};
+//! use mpc_core::{AesPrg, Channel, Seed};
+//!
+//! let params = HeParams::default_params()?;            // N = 8192, 7 primes, t = 2^64
+//! let w = RingMatrix::new(3, 4, (0..12).collect())?;    // the server's weights (m×n)
+//! let x = RingMatrix::new(2, 3, vec![1, 2, 3, 4, 5, u64::MAX])?; // the input (k×m), shared:
+//! let x_c = RingMatrix::new(2, 3, vec![9, 8, 7, 6, 5, 4])?;
+//! let x_s = x.sub(&x_c)?;
+//! let want = x.matmul(&w)?;
+//!
+//! let (mut server_ch, mut client_ch) = Channel::mem_pair();
+//! let cache = std::env::temp_dir().join(format!("he-linear-doc-{}", std::process::id()));
+//! let (sp, w2) = (params.clone(), w.clone());
+//! let server = std::thread::spawn(move || -> mpc_core::Result<RingMatrix> {
+//!     let mut rng = AesPrg::new(Seed::random());
+//!     let sk = SecretKey::generate(&sp, &mut rng);
+//!     let pk = PublicKey::generate(&sp, &sk, &mut rng);
+//!     pk.send(&mut server_ch, &sp)?;
+//!     cop::server_setup(&mut server_ch, &sp, &sk, &pk, &w2)?;           // once per model
+//!     cop::server_online(&mut server_ch, &sp, &sk, &w2, &x_s)           // per query
+//! });
+//! let pk = PublicKey::recv(&mut client_ch, &params)?;
+//! let layer = cop::client_setup(&mut client_ch, &params, &cache, "layer0")?.open(&params)?;
+//! let client_share = cop::client_online(&mut client_ch, &params, &pk, &layer, &x_c)?;
+//! let server_share = server.join().unwrap()?;
+//! assert_eq!(client_share.add(&server_share)?, want);
+//! std::fs::remove_dir_all(&cache)?;
+//! # Ok::<(), mpc_core::Error>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod bits;

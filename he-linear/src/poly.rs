@@ -1,4 +1,4 @@
-//! Polynomials in R_q = Z_q[X]/(X^N + 1) held as RNS residues, limb-major (`data[l·N + i]`),
+//! Polynomials in R_q = `Z_q[X]/(X^N + 1)` held as RNS residues, limb-major (`data[l·N + i]`),
 //! tagged with their representation so a coefficient-domain polynomial is never multiplied
 //! point-wise by mistake.
 use crate::rns::RnsContext;

@@ -304,34 +304,6 @@ pub fn noise_of(params: &HeParams, sk: &SecretKey, ct: &Ciphertext, m: &[u64]) -
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encrypt_decrypt_edge_values() {
-        let params = HeParams::default_params().unwrap();
-        let mut rng = AesPrg::new(Seed([1; 16]));
-        let sk = SecretKey::generate(&params, &mut rng);
-        let mut m = vec![0u64, 1, u64::MAX, 1 << 63, (1 << 63) - 1, 12345];
-        m.extend((0..100).map(|i| (i as u64).wrapping_mul(0x9E3779B97F4A7C15)));
-        let ct = encrypt_sk(&params, &sk, &m, Seed([2; 16]), &mut rng).unwrap();
-        let dec = decrypt_full(&params, &sk, &ct.expand(&params));
-        assert_eq!(&dec[..m.len()], &m[..]);
-        assert!(dec[m.len()..].iter().all(|&x| x == 0));
-        // Public-key encryption of zero decrypts to zero.
-        let pk = PublicKey::generate(&params, &sk, &mut rng);
-        let z = pk.encrypt_zero(&params, &mut rng);
-        assert!(decrypt_full(&params, &sk, &z).iter().all(|&x| x == 0));
-        let pk2 = PublicKey::from_seeded(&params, pk.to_seeded());
-        assert!(
-            decrypt_full(&params, &sk, &pk2.encrypt_zero(&params, &mut rng))
-                .iter()
-                .all(|&x| x == 0)
-        );
-    }
-}
-
 impl PublicKey {
     /// Sends the seeded public key (fingerprint, seed, p0).
     pub fn send(&self, ch: &mut mpc_core::Channel, params: &HeParams) -> Result<()> {
@@ -368,5 +340,33 @@ impl PublicKey {
         h.update(&self.seed.0);
         h.update(bytemuck::cast_slice(self.p0.data()));
         *h.finalize().as_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encrypt_decrypt_edge_values() {
+        let params = HeParams::default_params().unwrap();
+        let mut rng = AesPrg::new(Seed([1; 16]));
+        let sk = SecretKey::generate(&params, &mut rng);
+        let mut m = vec![0u64, 1, u64::MAX, 1 << 63, (1 << 63) - 1, 12345];
+        m.extend((0..100).map(|i| (i as u64).wrapping_mul(0x9E3779B97F4A7C15)));
+        let ct = encrypt_sk(&params, &sk, &m, Seed([2; 16]), &mut rng).unwrap();
+        let dec = decrypt_full(&params, &sk, &ct.expand(&params));
+        assert_eq!(&dec[..m.len()], &m[..]);
+        assert!(dec[m.len()..].iter().all(|&x| x == 0));
+        // Public-key encryption of zero decrypts to zero.
+        let pk = PublicKey::generate(&params, &sk, &mut rng);
+        let z = pk.encrypt_zero(&params, &mut rng);
+        assert!(decrypt_full(&params, &sk, &z).iter().all(|&x| x == 0));
+        let pk2 = PublicKey::from_seeded(&params, pk.to_seeded());
+        assert!(
+            decrypt_full(&params, &sk, &pk2.encrypt_zero(&params, &mut rng))
+                .iter()
+                .all(|&x| x == 0)
+        );
     }
 }

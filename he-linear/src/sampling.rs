@@ -150,7 +150,7 @@ mod tests {
         for i in 0..count {
             let res: Vec<u32> = (0..4).map(|l| out[l * count + i]).collect();
             let v = crt.reconstruct(&res);
-            assert!(v >= -(1i128 << 100) && v < (1i128 << 100));
+            assert!((-(1i128 << 100)..(1i128 << 100)).contains(&v));
             neg += (v < 0) as usize;
         }
         assert!((neg as f64 / count as f64 - 0.5).abs() < 0.02);

@@ -3,9 +3,9 @@
 //! evaluator".
 //!
 //! Encoding (Cheetah): A (k×m) and B (m×n) are cut into blocks k_w × m_w and m_w × n_w with
-//! k_w·m_w·n_w ≤ N. An A block becomes â = Σ A[i][l]·X^{i·m_w·n_w + l}, a B block
-//! b̂ = Σ B[l][j]·X^{j·m_w + m_w − 1 − l}; in â·b̂ the coefficient i·m_w·n_w + j·m_w + m_w − 1
-//! is Σ_l A[i][l]·B[l][j] (other products land elsewhere or wrap below m_w − 1).
+//! k_w·m_w·n_w ≤ N. An A block becomes `â = Σ A[i][l]·X^{i·m_w·n_w + l}`, a B block
+//! `b̂ = Σ B[l][j]·X^{j·m_w + m_w − 1 − l}`; in â·b̂ the coefficient i·m_w·n_w + j·m_w + m_w − 1
+//! is `Σ_l A[i][l]·B[l][j]` (other products land elsewhere or wrap below m_w − 1).
 //!
 //! Flights: (1) the key holder sends its seeded encryptions of the A blocks, 16 + 4·L·N bytes
 //! each, ⌈k/k_w⌉·⌈m/m_w⌉ of them; (2) the evaluator multiplies in the NTT domain, sums over the
@@ -21,6 +21,9 @@ use crate::response;
 use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
 use mpc_core::{AesPrg, Channel, Error, Result, Ring, Seed};
 use rayon::prelude::*;
+
+/// Output cells (row, column) of A·B with the values revealed for them.
+type Cells = (Vec<(usize, usize)>, Vec<u64>);
 
 /// Block shape of one SIP product (both parties derive it from k, m, n and the parameters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,7 +264,7 @@ pub fn evaluate_and_respond(
     }
     let ctx = params.rns();
     let base = Seed::random();
-    let sealed: Vec<Result<(Vec<u8>, Vec<(usize, usize)>, Vec<u64>)>> = (0..kb * nb)
+    let sealed: Vec<Result<(Vec<u8>, Cells)>> = (0..kb * nb)
         .into_par_iter()
         .map(|blk| {
             let (ib, jb) = (blk / nb, blk % nb);
@@ -279,12 +282,12 @@ pub fn evaluate_and_respond(
             response::seal(
                 params, holder_pk, acc, &positions, &mask, &mut rng, &mut bytes,
             )?;
-            Ok((bytes, cells, mask))
+            Ok((bytes, (cells, mask)))
         })
         .collect();
     let mut share = RingMatrix::zeros(plan.k, plan.n);
     for s in sealed {
-        let (bytes, cells, mask) = s?;
+        let (bytes, (cells, mask)) = s?;
         ch.send(&bytes)?;
         for ((r, c), v) in cells.into_iter().zip(mask) {
             share.data_mut()[r * plan.n + c] = v;
@@ -310,7 +313,7 @@ pub fn recv_and_open(
             jobs.push((cells, positions, bytes));
         }
     }
-    let opened: Vec<Result<(Vec<(usize, usize)>, Vec<u64>)>> = jobs
+    let opened: Vec<Result<Cells>> = jobs
         .into_par_iter()
         .map(|(cells, positions, bytes)| {
             response::open(params, sk, &bytes, &positions).map(|v| (cells, v))

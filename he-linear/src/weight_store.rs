@@ -172,6 +172,22 @@ impl EncryptedLayer {
     }
 }
 
+/// A cached layer as returned by setup: its file and the digest it must carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CachedLayer {
+    /// The layer file.
+    pub path: PathBuf,
+    /// Digest of (parameters, server key, weights).
+    pub digest: [u8; 32],
+}
+
+impl CachedLayer {
+    /// Maps the layer, checking parameters, digest and length.
+    pub fn open(&self, params: &HeParams) -> Result<EncryptedLayer> {
+        EncryptedLayer::open(&self.path, params, &self.digest)
+    }
+}
+
 /// Where a layer's cache lives: `dir/<name>-<digest prefix>.helw`.
 pub fn layer_path(dir: &Path, name: &str, digest: &[u8; 32]) -> PathBuf {
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();

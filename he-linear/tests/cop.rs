@@ -35,9 +35,10 @@ fn run_cop(params: &HeParams, x: &RingMatrix, w: &RingMatrix, cache: &Path) -> R
         },
         move |ch: &mut Channel| {
             let pk = PublicKey::recv(ch, &cp).unwrap();
-            let path = cop::client_setup(ch, &cp, &cache, "layer").unwrap();
-            let digest = file_digest(&path);
-            let layer = EncryptedLayer::open(&path, &cp, &digest).unwrap();
+            let layer = cop::client_setup(ch, &cp, &cache, "layer")
+                .unwrap()
+                .open(&cp)
+                .unwrap();
             let share = ch
                 .scope("online", |ch| {
                     cop::client_online(ch, &cp, &pk, &layer, &x_c)
@@ -220,9 +221,10 @@ fn client_refuses_shape_mismatch_and_oversized_products() {
     let (_, (r1, r2)) = run_pair(
         move |ch: &mut Channel| cop::server_setup(ch, &sp, &sk, &pk, &w).unwrap(),
         move |ch: &mut Channel| {
-            let path = cop::client_setup(ch, &cp, &cache, "l").unwrap();
-            let digest: [u8; 32] = std::fs::read(&path).unwrap()[16..48].try_into().unwrap();
-            let layer = EncryptedLayer::open(&path, &cp, &digest).unwrap();
+            let layer = cop::client_setup(ch, &cp, &cache, "l")
+                .unwrap()
+                .open(&cp)
+                .unwrap();
             let mut rng = AesPrg::new(Seed([1; 16]));
             let pk = PublicKey::generate(&cp, &SecretKey::generate(&cp, &mut rng), &mut rng);
             let mut null = Channel::mem_pair().0;
