@@ -177,3 +177,34 @@ fn short_data_times_out() {
         "{r:?}"
     );
 }
+
+/// Two instances per party, one per direction: each party's sender pairs with the other's
+/// receiver, under two independent Δs.
+#[test]
+fn duplex_gives_both_directions() {
+    use mpc_core::Party;
+    use ot_nonlinear::FerretDuplex;
+    let n = 1000;
+    let (client, server, _, _) = run(
+        Transport::Mem,
+        move |ch| {
+            let mut d = FerretDuplex::setup(ch, Party::Client)?;
+            let from_server = d.receiver.next_n(ch, n)?.1;
+            let to_server = d.sender.next_n(ch, n)?.1;
+            Ok((from_server, to_server, d.sender.delta()))
+        },
+        move |ch| {
+            let mut d = FerretDuplex::setup(ch, Party::Server)?;
+            let to_client = d.sender.next_n(ch, n)?.1;
+            let from_client = d.receiver.next_n(ch, n)?.1;
+            Ok((to_client, from_client, d.sender.delta()))
+        },
+    );
+    let (c_recv, c_send, c_delta) = client;
+    let (s_send, s_recv, s_delta) = server;
+    assert_ne!(c_delta, s_delta);
+    for i in 0..n {
+        assert_eq!(c_recv[i], s_send[i] ^ s_delta.select(c_recv[i].lsb()));
+        assert_eq!(s_recv[i], c_send[i] ^ c_delta.select(s_recv[i].lsb()));
+    }
+}
