@@ -11,9 +11,11 @@
 //! `z = w ⊕ A·(x ⊕ u·Δ) = y ⊕ (e ⊕ A·u)·Δ`. The first p.reserve() outputs become the next
 //! reserve; the other p.output() are served to the caller.
 //!
-//! **Cost per main iteration**: 16·t·log_bin = 274 352 bytes sender → receiver, 1 round, for
-//! 10 198 341 COTs: **0.215 bits per COT**. Setup: 16 + 4 128 + 16·47 744 + 16·1 269·9 bytes
-//! (coin toss, base OT, IKNP, bootstrapping iteration), 5 rounds.
+//! **Cost per main iteration**: 16·t·log_bin = 274 352 bytes sender → receiver and nothing
+//! back, for 10 198 341 COTs: **0.215 bits per COT**; one flight, which continues the
+//! sender's previous flight when nothing flowed back in between (so no new round then).
+//! Setup: 2·16 + 4 128 + 16·47 744 + 16·1 269·9 = 950 800 bytes (coin toss, base OT, IKNP
+//! rounded up to whole 128-COT batches, bootstrapping iteration), 5 rounds.
 pub mod lpn;
 pub mod mpcot;
 pub mod spcot;
