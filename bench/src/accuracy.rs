@@ -4,12 +4,14 @@
 //!
 //! The head is read from `--head FILE`, or trained once on `--train` (float embeddings) and
 //! cached in `--cache-dir`.
+use bert::calibrate::collect;
 use bert::classifier::embed_all;
 use bert::data::{read_tsv, Example};
+use bert::fit::fit_nimbus;
 use bert::head::LogisticHead;
 use bert::{BertWeights, FixedBert, FloatBert, Tokenizer};
 use mpc_core::{Error, Result};
-use ot_nonlinear::approx::ApproxSet;
+use ot_nonlinear::approx::{ApproxSet, TablesFile};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -62,6 +64,13 @@ pub struct Args {
     /// Where the trained head (and fitted tables) are cached.
     #[arg(long, default_value = "target/bench-cache")]
     pub cache_dir: PathBuf,
+    /// Fitted Nimbus tables (`approx-tables-v1` JSON); if absent they are fitted on the first
+    /// `--calibration` sentences of `--train` and cached in `--cache-dir`.
+    #[arg(long)]
+    pub tables: Option<PathBuf>,
+    /// Number of calibration sentences for fitting the Nimbus tables.
+    #[arg(long, default_value_t = 32)]
+    pub calibration: usize,
     /// Write `{"mode","approx","n","accuracy","agreement_with_float"}` here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -111,7 +120,7 @@ pub fn run(args: Args) -> Result<()> {
     let pred = match args.mode {
         Mode::Float => float_pred.clone(),
         Mode::Fixed => {
-            let set = approx_set(&args)?;
+            let set = approx_set(&args, &float, &tokenizer)?;
             let fixed = FixedBert::new(float.weights(), set)?;
             let start = Instant::now();
             let pred = predict(&head, &embed_all(&fixed, &tokenizer, &texts)?);
@@ -145,12 +154,54 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The approximation set of `--approx`.
-fn approx_set(args: &Args) -> Result<ApproxSet> {
-    Ok(match args.approx {
-        Approx::Nimbus => ApproxSet::nimbus(),
-        Approx::Puma => ApproxSet::puma(),
-    })
+/// The approximation set of `--approx`: PUMA's constants, or the Nimbus tables fitted per layer
+/// (from `--tables`, the cache, or a fresh fit that is then cached).
+fn approx_set(args: &Args, float: &FloatBert, tokenizer: &Tokenizer) -> Result<ApproxSet> {
+    let layers = float.weights().config.num_hidden_layers;
+    if args.approx == Approx::Puma {
+        return Ok(ApproxSet::puma());
+    }
+    if let Some(path) = &args.tables {
+        return Ok(TablesFile::load(path, layers)?.set);
+    }
+    let name = model_name(&args.model);
+    let calibration = format!(
+        "first {} sentences of {}",
+        args.calibration,
+        canonical(&args.train)
+    );
+    let cache = args.cache_dir.join(format!("{name}-nimbus-tables.json"));
+    if let Ok(file) = TablesFile::load(&cache, layers) {
+        if file.calibration.starts_with(&calibration) {
+            eprintln!("tables: cached {}", cache.display());
+            return Ok(file.set);
+        }
+    }
+    let train = read_tsv(&args.train)?;
+    let texts: Vec<&str> = train
+        .iter()
+        .take(args.calibration)
+        .map(|e| e.text.as_str())
+        .collect();
+    let calib = collect(float, tokenizer, &texts)?;
+    let description = format!("{calibration} ({} tokens)", calib.tokens);
+    let file = fit_nimbus(&calib, &name, &description)?;
+    for (l, t) in file.set.layers.iter().enumerate() {
+        eprintln!("layer {l}: gelu {:?}, exp {:?}", t.gelu, t.exp);
+    }
+    for r in &file.errors {
+        eprintln!(
+            "layer {} {}: {} inputs, rmse {:.5}, max error {:.5}",
+            r.layer, r.function, r.samples, r.rmse, r.max_error
+        );
+    }
+    std::fs::create_dir_all(&args.cache_dir)?;
+    file.save(&cache)?;
+    eprintln!(
+        "tables: fitted on {description}, cached at {}",
+        cache.display()
+    );
+    Ok(file.set)
 }
 
 fn predict(head: &LogisticHead, embeddings: &[Vec<f64>]) -> Vec<u8> {

@@ -96,3 +96,13 @@ fn fixed_model_tracks_float_on_real_sentences() {
         assert!(cos > min_cos, "{name}: cosine {cos}, max error {worst}");
     }
 }
+
+#[test]
+fn committed_nimbus_tables_load() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tables/all-MiniLM-L6-v2.nimbus.json");
+    let file = ot_nonlinear::approx::TablesFile::load(&path, 6).unwrap();
+    assert_eq!(file.set.layers.len(), 6);
+    assert_eq!(file.errors.len(), 12);
+    assert!(ot_nonlinear::approx::TablesFile::load(&path, 12).is_err());
+}
