@@ -15,6 +15,9 @@ pub const LPN_D: usize = 10;
 /// Rows encoded per AES batch (even, so that row pairs share 5 blocks of indices).
 const ROWS: usize = 32;
 
+/// Batches whose inputs are prefetched ahead of the one being XORed.
+const AHEAD: usize = 1;
+
 /// One primal-LPN parameter set with regular noise: n outputs, k secret COTs, t noise
 /// positions (one per bin of 2^`log_bin` outputs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -110,8 +113,8 @@ pub fn encode(matrix: &mut BlockPrg, first_row: usize, input: &[Block], out: &mu
     let prg = matrix;
     prg.seek((first_row / 2 * 5) as u128);
     let mut words = [Block::ZERO; ROWS / 2 * 5];
-    let mut idx = [[0u32; ROWS * LPN_D]; 2];
-    // Indices of the rows [start, start + len) into `idx[slot]`, prefetching their inputs.
+    let mut idx = [[0u32; ROWS * LPN_D]; AHEAD + 1];
+    // Indices of the `len` rows of one batch into `slot`, prefetching their inputs.
     let mut gen = |slot: &mut [u32; ROWS * LPN_D], len: usize| {
         let words = &mut words[..len / 2 * 5];
         prg.fill(words);
@@ -121,23 +124,22 @@ pub fn encode(matrix: &mut BlockPrg, first_row: usize, input: &[Block], out: &mu
             prefetch(&input[*i as usize]);
         }
     };
-    let mut chunks = out.chunks_mut(ROWS).peekable();
-    if let Some(first) = chunks.peek() {
-        gen(&mut idx[0], first.len());
+    let (n, batches) = (out.len(), out.len().div_ceil(ROWS));
+    let len = |b: usize| ROWS.min(n - b * ROWS);
+    for b in 0..AHEAD.min(batches) {
+        gen(&mut idx[b], len(b));
     }
-    let mut cur = 0;
-    while let Some(rows) = chunks.next() {
-        if let Some(next) = chunks.peek() {
-            gen(&mut idx[1 - cur], next.len());
+    for (b, rows) in out.chunks_mut(ROWS).enumerate() {
+        if b + AHEAD < batches {
+            gen(&mut idx[(b + AHEAD) % (AHEAD + 1)], len(b + AHEAD));
         }
-        for (row, w) in rows.iter_mut().zip(idx[cur].chunks_exact(LPN_D)) {
+        for (row, w) in rows.iter_mut().zip(idx[b % (AHEAD + 1)].chunks_exact(LPN_D)) {
             let mut acc = *row;
             for &i in w {
                 acc ^= input[i as usize];
             }
             *row = acc;
         }
-        cur = 1 - cur;
     }
 }
 
