@@ -133,7 +133,10 @@ pub fn encode(matrix: &mut BlockPrg, first_row: usize, input: &[Block], out: &mu
         if b + AHEAD < batches {
             gen(&mut idx[(b + AHEAD) % (AHEAD + 1)], len(b + AHEAD));
         }
-        for (row, w) in rows.iter_mut().zip(idx[b % (AHEAD + 1)].chunks_exact(LPN_D)) {
+        for (row, w) in rows
+            .iter_mut()
+            .zip(idx[b % (AHEAD + 1)].chunks_exact(LPN_D))
+        {
             let mut acc = *row;
             for &i in w {
                 acc ^= input[i as usize];
