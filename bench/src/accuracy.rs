@@ -319,3 +319,46 @@ fn model_name(dir: &Path) -> String {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "model".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(mode: Mode, data: &str) -> Args {
+        Args {
+            model: "../../shared/data/all-MiniLM-L6-v2".into(),
+            data: data.into(),
+            mode,
+            approx: Approx::Nimbus,
+            limit: None,
+            head: None,
+            train: "../../shared/data/sentiment/train.tsv".into(),
+            cache_dir: std::env::temp_dir(),
+            tables: None,
+            calibration: 32,
+            json: None,
+        }
+    }
+
+    #[test]
+    fn secure_mode_is_not_available_yet() {
+        let err = run(args(Mode::Secure, "x.tsv")).unwrap_err();
+        assert!(matches!(err, Error::Unavailable(_)), "{err}");
+    }
+
+    #[test]
+    fn bad_data_file_is_named() {
+        let dir = std::env::temp_dir().join(format!("acc-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.tsv");
+        std::fs::write(&path, "label\ttext\n1\tgood\nyes\tbad\n").unwrap();
+        let err = run(args(Mode::Float, path.to_str().unwrap()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad.tsv:3: label `yes` is not 0 or 1"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
