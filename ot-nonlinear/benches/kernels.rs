@@ -1,0 +1,74 @@
+//! Criterion benches of the OT hot loops, per layer: half-tree expansion of one Ferret bin
+//! (sender and receiver), the LPN rows of one bin against the main reserve, the IKNP
+//! transpose, and the tweakable CCR hash. Throughput is in blocks (COTs) per second.
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ot_nonlinear::aes_hash::tccr_blocks;
+use ot_nonlinear::block::huge_vec;
+use ot_nonlinear::ferret::{lpn, spcot, LpnParams};
+use ot_nonlinear::prg::BlockPrg;
+use ot_nonlinear::transpose::transpose;
+use ot_nonlinear::Block;
+use std::hint::black_box;
+
+fn bench_ferret(c: &mut Criterion) {
+    let p = LpnParams::MAIN;
+    let bin = 1usize << p.log_bin;
+    let mut prg = BlockPrg::new(Block(1));
+    let delta = prg.block().with_lsb(true);
+    let q: Vec<Block> = (0..p.log_bin)
+        .map(|_| prg.block().with_lsb(false))
+        .collect();
+    let t: Vec<Block> = q
+        .iter()
+        .map(|&q| q ^ delta.select(prg.block().lsb()))
+        .collect();
+    let mut leaves = vec![Block::ZERO; bin];
+    let mut corr = vec![Block::ZERO; p.log_bin];
+    let mut g = c.benchmark_group("ferret");
+    g.throughput(Throughput::Elements(bin as u64));
+    g.bench_function("half-tree bin 2^13, sender", |b| {
+        b.iter(|| spcot::send_tree(delta, Block(7), &q, black_box(&mut leaves), &mut corr))
+    });
+    g.bench_function("half-tree bin 2^13, receiver", |b| {
+        b.iter(|| spcot::recv_tree(&t, &corr, black_box(&mut leaves)))
+    });
+    let mut reserve = huge_vec(p.k);
+    prg.fill(&mut reserve);
+    let mut matrix = BlockPrg::new(Block(3));
+    let mut row = 0;
+    g.bench_function("LPN rows of one bin, k = 589 760", |b| {
+        b.iter(|| {
+            lpn::encode(&mut matrix, row, &reserve, black_box(&mut leaves));
+            row = (row + bin) % p.n;
+        })
+    });
+    g.finish();
+}
+
+fn bench_iknp_and_hash(c: &mut Criterion) {
+    let m = 1usize << 16;
+    let mut prg = BlockPrg::new(Block(2));
+    let mut cols = vec![Block::ZERO; m];
+    prg.fill(&mut cols);
+    let mut out = vec![Block::ZERO; m];
+    let mut g = c.benchmark_group("iknp");
+    g.throughput(Throughput::Elements(m as u64));
+    g.bench_function("transpose 128 × 2^16", |b| {
+        b.iter(|| {
+            transpose(
+                bytemuck::cast_slice_mut(black_box(&mut out)),
+                bytemuck::cast_slice(&cols),
+                128,
+                m,
+            )
+        })
+    });
+    let tweaks: Vec<Block> = (0..m as u128).map(Block).collect();
+    g.bench_function("tccr hash", |b| {
+        b.iter(|| tccr_blocks(&tweaks, black_box(&mut out)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_ferret, bench_iknp_and_hash);
+criterion_main!(benches);
