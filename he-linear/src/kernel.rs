@@ -2,24 +2,18 @@
 //! limb of one ciphertext part), `acc[r][c] = Σ_μ x[μ][r] · w[μ][c] mod p`.
 //!
 //! It is a modular matrix product with 30-bit operands. Products are < 2^60, accumulated lazily
-//! in `u64` lanes and folded every [`FOLD`] terms with 2^32 ≡ c (mod p): (a mod 2^32) + ⌊a/2^32⌋·c
-//! stays below 2^62.01, leaving room for 12 more products before the next fold. Weights are
+//! in `u64` lanes and folded every [`FOLD`] terms (`rns::lazy_fold`). Weights are
 //! stored in panels of 8 columns × all rows (`[block][μ][8]`), so the inner loop streams one
 //! contiguous panel (m·32 bytes, L2-resident) for a tile of [`TILE`] tokens held in registers;
 //! with AVX2 each step is a broadcast and two `vpmuludq` + `vpaddq` per token.
-use crate::rns::Modulus;
+use crate::rns::{lazy_fold, Modulus, LAZY_TERMS};
 
 /// Columns per panel.
 pub const LANES: usize = 8;
 /// Tokens per register tile.
 pub const TILE: usize = 6;
-/// Products accumulated between folds (12·2^60 + 2^62.01 < 2^64).
-pub const FOLD: usize = 12;
-
-#[inline(always)]
-fn fold(a: u64, two32: u64) -> u64 {
-    (a & 0xFFFF_FFFF) + (a >> 32) * two32
-}
+/// Products accumulated between folds.
+pub const FOLD: usize = LAZY_TERMS;
 
 /// Portable path: one tile of tokens over one panel.
 fn panel_tile_portable(
@@ -46,7 +40,7 @@ fn panel_tile_portable(
         }
         for a in acc.iter_mut() {
             for v in a.iter_mut() {
-                *v = fold(*v, two32);
+                *v = lazy_fold(*v, two32);
             }
         }
         mu = end;

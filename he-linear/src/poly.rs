@@ -1,7 +1,7 @@
 //! Polynomials in R_q = `Z_q[X]/(X^N + 1)` held as RNS residues, limb-major (`data[l·N + i]`),
 //! tagged with their representation so a coefficient-domain polynomial is never multiplied
 //! point-wise by mistake.
-use crate::rns::RnsContext;
+use crate::rns::{lazy_fold, RnsContext, LAZY_TERMS};
 use mpc_core::{Error, Result};
 
 /// Coefficient or NTT (evaluation) representation.
@@ -178,6 +178,40 @@ impl RnsPoly {
         }
     }
 
+    /// Σ_i a_i ⊙ b_i (all NTT form), accumulated lazily: products of 30-bit residues are summed
+    /// in `u64` and folded every 12 terms with 2^32 ≡ c (mod p), then reduced once.
+    pub fn dot(ctx: &RnsContext, a: &[&RnsPoly], b: &[&RnsPoly]) -> RnsPoly {
+        assert_eq!(a.len(), b.len(), "dot product of unequal lengths");
+        assert!(
+            a.iter().chain(b).all(|p| p.repr == Repr::Ntt),
+            "ring products need NTT form"
+        );
+        let n = ctx.n();
+        let chunk = n.min(256);
+        let mut out = RnsPoly::zero(ctx, Repr::Ntt);
+        let mut acc = vec![0u64; chunk];
+        for (l, m) in ctx.moduli().iter().enumerate() {
+            for start in (l * n..(l + 1) * n).step_by(chunk) {
+                acc.fill(0);
+                for (terms, (x, y)) in a.iter().zip(b).enumerate() {
+                    let (xs, ys) = (&x.data[start..start + chunk], &y.data[start..start + chunk]);
+                    for ((s, &u), &v) in acc.iter_mut().zip(xs).zip(ys) {
+                        *s += u as u64 * v as u64;
+                    }
+                    if terms % LAZY_TERMS == LAZY_TERMS - 1 {
+                        for s in acc.iter_mut() {
+                            *s = lazy_fold(*s, m.two32);
+                        }
+                    }
+                }
+                for (o, &s) in out.data[start..start + chunk].iter_mut().zip(&acc) {
+                    *o = m.reduce(s);
+                }
+            }
+        }
+        out
+    }
+
     /// X^k · self (negacyclic shift), in coefficient form.
     pub fn monomial_mul(&self, ctx: &RnsContext, k: usize) -> RnsPoly {
         assert_eq!(
@@ -224,6 +258,23 @@ mod tests {
             x.to_coeff(&ctx);
             assert_eq!(x, shifted, "k = {k}");
         }
+        // The lazy dot product equals the term-by-term sum of products.
+        let polys: Vec<RnsPoly> = (0..30i64)
+            .map(|s| {
+                let mut p = RnsPoly::from_signed(
+                    &ctx,
+                    &(0..256).map(|i| (i * s) % 97 - 48).collect::<Vec<_>>(),
+                );
+                p.to_ntt(&ctx);
+                p
+            })
+            .collect();
+        let refs: Vec<&RnsPoly> = polys.iter().collect();
+        let mut want = RnsPoly::zero(&ctx, Repr::Ntt);
+        for p in &polys {
+            want.mul_acc(&ctx, p, p);
+        }
+        assert_eq!(RnsPoly::dot(&ctx, &refs, &refs), want);
         assert!(RnsPoly::from_residues(&ctx, vec![u32::MAX; 512], Repr::Ntt).is_err());
         assert!(RnsPoly::from_residues(&ctx, vec![0; 511], Repr::Ntt).is_err());
     }

@@ -70,6 +70,17 @@ pub fn ntt_primes(n: usize, count: usize) -> Result<Vec<u32>> {
     Ok(out)
 }
 
+/// Products of two residues (< 2^60) that can be added to a folded accumulator (< 2^62.01)
+/// without overflowing a `u64`: 12·2^60 + 2^62.01 < 2^64.
+pub const LAZY_TERMS: usize = 12;
+
+/// Folds a lazily accumulated `u64` below 2^62.01 using 2^32 ≡ `two32` (mod p), p < 2^30:
+/// (a mod 2^32) + ⌊a/2^32⌋·two32 ≡ a.
+#[inline(always)]
+pub fn lazy_fold(a: u64, two32: u64) -> u64 {
+    (a & 0xFFFF_FFFF) + (a >> 32) * two32
+}
+
 /// Per-prime constants.
 #[derive(Clone, Debug)]
 pub struct Modulus {

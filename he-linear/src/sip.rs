@@ -268,13 +268,14 @@ pub fn evaluate_and_respond(
         .into_par_iter()
         .map(|blk| {
             let (ib, jb) = (blk / nb, blk % nb);
-            let mut acc = Ciphertext::zero(params);
-            for lb in 0..mb {
-                let ct = &inputs[ib * mb + lb];
-                let w = &plain[lb * nb + jb];
-                acc.c0.mul_acc(ctx, &ct.c0, w);
-                acc.c1.mul_acc(ctx, &ct.c1, w);
-            }
+            let w: Vec<&RnsPoly> = (0..mb).map(|lb| &plain[lb * nb + jb]).collect();
+            let row = &inputs[ib * mb..(ib + 1) * mb];
+            let c0: Vec<&RnsPoly> = row.iter().map(|ct| &ct.c0).collect();
+            let c1: Vec<&RnsPoly> = row.iter().map(|ct| &ct.c1).collect();
+            let acc = Ciphertext {
+                c0: RnsPoly::dot(ctx, &c0, &w),
+                c1: RnsPoly::dot(ctx, &c1, &w),
+            };
             let (cells, positions) = plan.outputs(ib, jb);
             let mut rng = AesPrg::new(base.derive(blk as u64));
             let mask = rng.u64s(positions.len());
