@@ -12,7 +12,10 @@ mod linear;
 mod ot;
 
 #[derive(Parser, Debug)]
-#[command(name = "bench", about = "Secure two-party Transformer inference: benchmarks and runs")]
+#[command(
+    name = "bench",
+    about = "Secure two-party Transformer inference: benchmarks and runs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
