@@ -183,6 +183,14 @@ mod tests {
     }
 
     #[test]
+    fn bert_base_runs_on_random_weights() {
+        let w = BertWeights::random(&BertConfig::bert_base(), 42).unwrap();
+        let h = FloatBert::new(w).encode(&[101, 2023, 2003, 102]).unwrap();
+        assert_eq!(h.shape(), &[4, 768]);
+        assert!(h.iter().all(|x| x.is_finite()));
+    }
+
+    #[test]
     fn bad_ids_are_errors() {
         let m = FloatBert::new(BertWeights::random(&BertConfig::tiny(), 1).unwrap());
         assert!(m.encode(&[]).is_err());

@@ -190,17 +190,6 @@ impl ApproxSet {
         }
     }
 
-    /// A named set: `nimbus` (starting constants) or `puma`.
-    pub fn by_name(name: &str) -> Result<ApproxSet> {
-        match name {
-            "nimbus" => Ok(ApproxSet::nimbus()),
-            "puma" => Ok(ApproxSet::puma()),
-            other => Err(Error::InvalidArgument(format!(
-                "unknown approximation set `{other}` (nimbus, puma)"
-            ))),
-        }
-    }
-
     /// The tables of layer `l`.
     pub fn layer(&self, l: usize) -> &LayerTables {
         &self.layers[l.min(self.layers.len() - 1)]
@@ -322,7 +311,6 @@ mod tests {
         }
         assert_eq!(puma.piece_index(-1.95), 2);
         assert_eq!(puma.piece_index(-1.9500001), 1);
-        assert!(ApproxSet::by_name("bumblebee").is_err());
     }
 
     /// erf by its Taylor series (|x| ≤ 5 is plenty for the test).
