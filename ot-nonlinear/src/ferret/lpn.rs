@@ -34,7 +34,7 @@ pub struct LpnParams {
 
 impl LpnParams {
     /// The main iteration, from the Ferret paper (Yang et al., CCS 2020), regular noise,
-    /// 128-bit security (see docs/security-ot.md): n = 10 805 248, k = 589 760, t = 1 319.
+    /// 128-bit security (see docs/security.md, "Oblivious transfer"): n = 10 805 248, k = 589 760, t = 1 319.
     pub const MAIN: LpnParams = LpnParams {
         n: 10_805_248,
         k: 589_760,
