@@ -75,21 +75,15 @@ impl RingMatrix {
 
     /// self + other (wrapping).
     pub fn add(&self, other: &RingMatrix) -> Result<RingMatrix> {
-        self.same_shape(other)?;
-        Ok(RingMatrix {
-            rows: self.rows,
-            cols: self.cols,
-            data: self
-                .data
-                .iter()
-                .zip(&other.data)
-                .map(|(&a, &b)| a.wrapping_add(b))
-                .collect(),
-        })
+        self.zip_with(other, u64::wrapping_add)
     }
 
     /// self − other (wrapping).
     pub fn sub(&self, other: &RingMatrix) -> Result<RingMatrix> {
+        self.zip_with(other, u64::wrapping_sub)
+    }
+
+    fn zip_with(&self, other: &RingMatrix, f: impl Fn(u64, u64) -> u64) -> Result<RingMatrix> {
         self.same_shape(other)?;
         Ok(RingMatrix {
             rows: self.rows,
@@ -98,7 +92,7 @@ impl RingMatrix {
                 .data
                 .iter()
                 .zip(&other.data)
-                .map(|(&a, &b)| a.wrapping_sub(b))
+                .map(|(&a, &b)| f(a, b))
                 .collect(),
         })
     }

@@ -251,55 +251,31 @@ pub fn encrypt_sk(
     Ok(SeededCiphertext { seed, b })
 }
 
-/// Reference decryption of a full ciphertext: round(2^ℓ·(c0 + c1·s)/q) mod 2^ℓ for every
-/// coefficient (used by tests and the noise measurement; protocols decrypt compressed
-/// responses with `response::decrypt`). Also returns the noise of each coefficient as
-/// log2|c0 + c1·s − Δm| (computed exactly from the 128-bit CRT on the full basis when it fits,
-/// otherwise via the power-of-two switch).
-pub fn decrypt_full(params: &HeParams, sk: &SecretKey, ct: &Ciphertext) -> Vec<u64> {
+/// The phase c0 + c1·s of a ciphertext, in coefficient form (what decryption rounds).
+pub fn phase(params: &HeParams, sk: &SecretKey, ct: &Ciphertext) -> RnsPoly {
     let ctx = params.rns();
-    let mut c0 = ct.c0.clone();
-    let mut c1 = ct.c1.clone();
+    let (mut c0, mut c1) = (ct.c0.clone(), ct.c1.clone());
     c0.to_ntt(ctx);
     c1.to_ntt(ctx);
     c1.mul_assign(ctx, sk.ntt());
     c0.add_assign(ctx, &c1);
     c0.to_coeff(ctx);
-    let n = params.n();
-    let ell = params.plain_bits();
-    (0..n)
-        .map(|i| {
-            let v = ctx.switch_to_pow2((0..ctx.len()).map(|l| c0.data()[l * n + i]), ell);
-            v as u64
-        })
-        .collect()
+    c0
 }
 
-/// The torus noise of each coefficient of a decryption, in units of 2^{-(ℓ+32)}:
-/// (c0 + c1·s)·2^{ℓ+32}/q − m·2^{32}, centered. Used to measure real noise against `noise`.
-pub fn noise_of(params: &HeParams, sk: &SecretKey, ct: &Ciphertext, m: &[u64]) -> Vec<i64> {
+/// Reference decryption of a full ciphertext: round(2^ℓ·(c0 + c1·s)/q) mod 2^ℓ for every
+/// coefficient (used by tests and benches; protocols decrypt compressed responses with
+/// `response::open`).
+pub fn decrypt_full(params: &HeParams, sk: &SecretKey, ct: &Ciphertext) -> Vec<u64> {
     let ctx = params.rns();
-    let mut c0 = ct.c0.clone();
-    let mut c1 = ct.c1.clone();
-    c0.to_ntt(ctx);
-    c1.to_ntt(ctx);
-    c1.mul_assign(ctx, sk.ntt());
-    c0.add_assign(ctx, &c1);
-    c0.to_coeff(ctx);
+    let v = phase(params, sk, ct);
     let n = params.n();
-    let ell = params.plain_bits();
-    let bits = ell + 32;
-    let mask = (1u128 << bits) - 1;
     (0..n)
         .map(|i| {
-            let v = ctx.switch_to_pow2((0..ctx.len()).map(|l| c0.data()[l * n + i]), bits);
-            let expect = (m.get(i).copied().unwrap_or(0) as u128) << 32;
-            let d = v.wrapping_sub(expect) & mask;
-            if d >> (bits - 1) == 1 {
-                (d as i128 - (1i128 << bits)) as i64
-            } else {
-                d as i64
-            }
+            ctx.switch_to_pow2(
+                (0..ctx.len()).map(|l| v.data()[l * n + i]),
+                params.plain_bits(),
+            ) as u64
         })
         .collect()
 }

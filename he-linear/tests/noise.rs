@@ -6,7 +6,7 @@
 use he_linear::noise;
 use he_linear::params::HeParams;
 use he_linear::response::rerandomize_and_flood;
-use he_linear::rlwe::{encrypt_sk, Ciphertext, PublicKey, SecretKey};
+use he_linear::rlwe::{encrypt_sk, phase, Ciphertext, PublicKey, SecretKey};
 use he_linear::rns::SmallCrt;
 use mpc_core::{AesPrg, Ring, Seed};
 
@@ -31,12 +31,7 @@ fn exact_noise(
     let ctx = params.rns();
     let crt = SmallCrt::new(ctx.moduli()).unwrap();
     let q: u128 = ctx.moduli().iter().map(|m| m.p as u128).product();
-    let (mut c0, mut c1) = (ct.c0.clone(), ct.c1.clone());
-    c0.to_ntt(ctx);
-    c1.to_ntt(ctx);
-    c1.mul_assign(ctx, sk.ntt());
-    c0.add_assign(ctx, &c1);
-    c0.to_coeff(ctx);
+    let c0 = phase(params, sk, ct);
     let n = params.n();
     let ell = params.plain_bits();
     let t = 1u128 << ell;
