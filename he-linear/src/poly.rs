@@ -118,18 +118,28 @@ impl RnsPoly {
         }
     }
 
+    /// Applies `f(modulus, self_i, other_i)` to every residue pair of two polynomials.
+    fn zip_assign(
+        &mut self,
+        ctx: &RnsContext,
+        other: &RnsPoly,
+        f: impl Fn(&crate::rns::Modulus, u32, u32) -> u32,
+    ) {
+        for (l, m) in ctx.moduli().iter().enumerate() {
+            let r = l * self.n..(l + 1) * self.n;
+            for (a, &b) in self.data[r.clone()].iter_mut().zip(&other.data[r]) {
+                *a = f(m, *a, b);
+            }
+        }
+    }
+
     /// self += other (same representation).
     pub fn add_assign(&mut self, ctx: &RnsContext, other: &RnsPoly) {
         assert_eq!(
             self.repr, other.repr,
             "adding polynomials in different domains"
         );
-        for (l, m) in ctx.moduli().iter().enumerate() {
-            let r = l * self.n..(l + 1) * self.n;
-            for (a, &b) in self.data[r.clone()].iter_mut().zip(&other.data[r]) {
-                *a = m.add(*a, b);
-            }
-        }
+        self.zip_assign(ctx, other, |m, a, b| m.add(a, b));
     }
 
     /// self −= other (same representation).
@@ -138,12 +148,7 @@ impl RnsPoly {
             self.repr, other.repr,
             "subtracting polynomials in different domains"
         );
-        for (l, m) in ctx.moduli().iter().enumerate() {
-            let r = l * self.n..(l + 1) * self.n;
-            for (a, &b) in self.data[r.clone()].iter_mut().zip(&other.data[r]) {
-                *a = m.sub(*a, b);
-            }
-        }
+        self.zip_assign(ctx, other, |m, a, b| m.sub(a, b));
     }
 
     /// self ⊙= other: a ring product, both operands in NTT form.
@@ -152,12 +157,7 @@ impl RnsPoly {
             self.repr == Repr::Ntt && other.repr == Repr::Ntt,
             "ring product needs both operands in NTT form"
         );
-        for (l, m) in ctx.moduli().iter().enumerate() {
-            let r = l * self.n..(l + 1) * self.n;
-            for (a, &b) in self.data[r.clone()].iter_mut().zip(&other.data[r]) {
-                *a = m.mul(*a, b);
-            }
-        }
+        self.zip_assign(ctx, other, |m, a, b| m.mul(a, b));
     }
 
     /// self += a ⊙ b (all in NTT form).
