@@ -106,9 +106,7 @@ pub fn additive_cot_send<S: RandomCotSender>(
     let (start, q) = chosen_cot_send(ch, src, corr.len())?;
     let delta = src.delta();
     ch.scope("ot/additive_cot", |ch| {
-        let m0 = hash_to_ring(start, &q, ring);
-        let q1: Vec<Block> = q.iter().map(|&q| q ^ delta).collect();
-        let m1 = hash_to_ring(start, &q1, ring);
+        let (m0, m1) = sender_pads(start, &q, delta, ring);
         let y: Vec<u64> = (0..corr.len())
             .map(|i| ring.sub(ring.add(m0[i], corr[i]), m1[i]))
             .collect();
@@ -129,8 +127,7 @@ pub fn additive_cot_recv<R: RandomCotReceiver>(
     let (start, t) = chosen_cot_recv(ch, src, choices)?;
     ch.scope("ot/additive_cot", |ch| {
         let h = hash_to_ring(start, &t, ring);
-        let y = unpack_values(&ch.recv_vec(packed_len(n, ring.bits()))?, n, ring.bits());
-        check_received(&y, ring)?;
+        let y = recv_ring_values(ch, n, ring)?;
         Ok((0..n)
             .map(|i| {
                 if choices[i] {
@@ -156,9 +153,7 @@ pub fn ot_send<S: RandomCotSender>(
     let (start, q) = chosen_cot_send(ch, src, msgs.len())?;
     let delta = src.delta();
     ch.scope("ot/ot", |ch| {
-        let m0 = hash_to_ring(start, &q, ring);
-        let q1: Vec<Block> = q.iter().map(|&q| q ^ delta).collect();
-        let m1 = hash_to_ring(start, &q1, ring);
+        let (m0, m1) = sender_pads(start, &q, delta, ring);
         let e: Vec<u64> = (0..msgs.len())
             .flat_map(|i| [msgs[i][0] ^ m0[i], msgs[i][1] ^ m1[i]])
             .collect();
@@ -178,16 +173,28 @@ pub fn ot_recv<R: RandomCotReceiver>(
     let (start, t) = chosen_cot_recv(ch, src, choices)?;
     ch.scope("ot/ot", |ch| {
         let h = hash_to_ring(start, &t, ring);
-        let e = unpack_values(
-            &ch.recv_vec(packed_len(2 * n, ring.bits()))?,
-            2 * n,
-            ring.bits(),
-        );
-        check_received(&e, ring)?;
+        let e = recv_ring_values(ch, 2 * n, ring)?;
         Ok((0..n)
             .map(|i| e[2 * i + choices[i] as usize] ^ h[i])
             .collect())
     })
+}
+
+/// The sender's two pads of each chosen COT: H(q_i) for choice 0 and H(q_i ⊕ Δ) for choice 1.
+fn sender_pads(start: u64, q: &[Block], delta: Block, ring: Ring) -> (Vec<u64>, Vec<u64>) {
+    let q1: Vec<Block> = q.iter().map(|&q| q ^ delta).collect();
+    (hash_to_ring(start, q, ring), hash_to_ring(start, &q1, ring))
+}
+
+/// Receives `count` bit-packed ring elements and checks they are reduced.
+fn recv_ring_values(ch: &mut Channel, count: usize, ring: Ring) -> Result<Vec<u64>> {
+    let v = unpack_values(
+        &ch.recv_vec(packed_len(count, ring.bits()))?,
+        count,
+        ring.bits(),
+    );
+    check_received(&v, ring)?;
+    Ok(v)
 }
 
 fn check_log_n(log_n: u32) -> Result<usize> {
@@ -275,12 +282,7 @@ pub fn ot_1_of_n_recv<R: RandomCotReceiver>(
         let mut keys = t;
         tccr_blocks(&tweaks, &mut keys);
         let total = choices.len() * big_n;
-        let e = unpack_values(
-            &ch.recv_vec(packed_len(total, ring.bits()))?,
-            total,
-            ring.bits(),
-        );
-        check_received(&e, ring)?;
+        let e = recv_ring_values(ch, total, ring)?;
         Ok(choices
             .iter()
             .enumerate()
