@@ -21,7 +21,10 @@ use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
 use crate::response;
 use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
-use crate::weight_store::{layer_path, CachedLayer, EncryptedLayer, LayerBuilder, LayerHeader};
+use crate::weight_store::{
+    client_answer_setup, layer_path, server_offer_setup, CachedLayer, EncryptedLayer, LayerBuilder,
+    LayerHeader,
+};
 use mpc_core::{AesPrg, Channel, Error, Result, Seed};
 use rayon::prelude::*;
 use std::path::Path;
@@ -147,18 +150,14 @@ pub fn server_setup(
 ) -> Result<()> {
     let (m, n) = (w.rows(), w.cols());
     let digest = layer_digest(params, pk, w);
-    ch.send_msg(&SetupHeader {
+    let header = SetupHeader {
         fingerprint: params.fingerprint(),
         digest,
         m: m as u64,
         n: n as u64,
-    })?;
-    let mut need = [0u8; 1];
-    ch.recv(&mut need)?;
-    match need[0] {
-        0 => return Ok(()),
-        1 => {}
-        b => return Err(Error::Malformed(format!("setup reply byte {b}"))),
+    };
+    if !server_offer_setup(ch, &header)? {
+        return Ok(());
     }
     let poly_n = params.n();
     let chunks = n.div_ceil(poly_n);
@@ -208,12 +207,11 @@ pub fn client_setup(
         path: layer_path(cache_dir, name, &header.digest),
         digest: header.digest,
     };
-    if cached.open(params).is_ok() {
-        ch.send(&[0])?;
-        ch.flush()?;
+    let have = cached.open(params).is_ok();
+    client_answer_setup(ch, have)?;
+    if have {
         return Ok(cached);
     }
-    ch.send(&[1])?;
     let ctx = params.rns();
     let (poly_n, limbs) = (params.n(), ctx.len());
     let chunks = n.div_ceil(poly_n);

@@ -5,6 +5,8 @@
 //!   (encrypted weights cached by the client, one flight online).
 //! * [`sip`]: the server-side inner-product baseline (Cheetah/BumbleBee style).
 //! * [`secret_product`]: X·Y with both operands shared (attention's QKᵀ and P·V).
+//! * [`embedding`]: secure lookup of the client's private token ids in the server's private
+//!   embedding table.
 //!
 //! Underneath: [`params`] (the checked parameter builder, refusing anything above the HE-standard
 //! modulus for N or failing the noise bound), [`noise`] (every noise formula), [`rns`] / [`poly`]
@@ -50,6 +52,7 @@
 
 pub mod bits;
 pub mod cop;
+pub mod embedding;
 pub mod kernel;
 pub mod matrix;
 pub mod noise;

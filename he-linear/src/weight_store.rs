@@ -8,7 +8,7 @@
 //! used. Layers are memory-mapped one at a time: the client never holds more than one layer.
 use crate::kernel::scatter_row;
 use crate::params::HeParams;
-use mpc_core::{Error, Result};
+use mpc_core::{Channel, Error, Result};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -190,6 +190,33 @@ impl CachedLayer {
 
 /// Where a layer's cache lives: `dir/<name>-<digest prefix>.helw`.
 pub fn layer_path(dir: &Path, name: &str, digest: &[u8; 32]) -> PathBuf {
+    cache_path(dir, name, digest, "helw")
+}
+
+/// Where a cache entry lives: `dir/<name>-<digest prefix>.<ext>`.
+pub fn cache_path(dir: &Path, name: &str, digest: &[u8; 32], ext: &str) -> PathBuf {
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{name}-{hex}.helw"))
+    dir.join(format!("{name}-{hex}.{ext}"))
+}
+
+/// Server side of a cached setup's first two flights: sends `header` (which carries the digest
+/// the client's cache is keyed by) and returns whether the client needs the data.
+pub fn server_offer_setup<T: serde::Serialize>(ch: &mut Channel, header: &T) -> Result<bool> {
+    ch.send_msg(header)?;
+    let mut need = [0u8; 1];
+    ch.recv(&mut need)?;
+    match need[0] {
+        0 => Ok(false),
+        1 => Ok(true),
+        b => Err(Error::Malformed(format!("setup reply byte {b}"))),
+    }
+}
+
+/// Client side: answers whether its cache already holds the offered data.
+pub fn client_answer_setup(ch: &mut Channel, have: bool) -> Result<()> {
+    ch.send(&[u8::from(!have)])?;
+    if have {
+        ch.flush()?;
+    }
+    Ok(())
 }
