@@ -5,7 +5,7 @@ use common::{random_matrix, run_pair};
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
-use he_linear::secret_product::secret_product;
+use he_linear::secret_product::{secret_product, secret_products};
 use he_linear::sip::{self, SipPlan};
 use mpc_core::{AesPrg, Channel, Error, Seed};
 
@@ -73,6 +73,41 @@ fn secret_times_secret_is_exact_and_takes_two_rounds() {
         assert_eq!(client.add(&server).unwrap(), x.matmul(&y).unwrap());
         assert_eq!(rounds, 2);
     }
+}
+
+#[test]
+fn a_batch_of_secret_products_shares_the_same_two_rounds() {
+    let params = HeParams::default_params().unwrap();
+    let shapes = [(8usize, 4usize, 8usize), (3, 5, 2), (8, 4, 8)];
+    let mut server_in = Vec::new();
+    let mut client_in = Vec::new();
+    let mut want = Vec::new();
+    for (h, &(k, m, n)) in shapes.iter().enumerate() {
+        let s = 40 + 4 * h as u8;
+        let (x, y) = (random_matrix(k, m, s), random_matrix(m, n, s + 1));
+        let (xc, yc) = (random_matrix(k, m, s + 2), random_matrix(m, n, s + 3));
+        server_in.push((x.sub(&xc).unwrap(), y.sub(&yc).unwrap()));
+        client_in.push((xc, yc));
+        want.push(x.matmul(&y).unwrap());
+    }
+    let (ssk, spk) = keys(&params, 7);
+    let (csk, cpk) = keys(&params, 8);
+    let (sp, cp) = (params.clone(), params.clone());
+    let (server, (client, rounds)) = run_pair(
+        move |ch: &mut Channel| {
+            let pairs: Vec<_> = server_in.iter().map(|(x, y)| (x, y)).collect();
+            secret_products(ch, &sp, &ssk, &cpk, &pairs).unwrap()
+        },
+        move |ch: &mut Channel| {
+            let pairs: Vec<_> = client_in.iter().map(|(x, y)| (x, y)).collect();
+            let z = secret_products(ch, &cp, &csk, &spk, &pairs).unwrap();
+            (z, ch.rounds())
+        },
+    );
+    for ((c, s), w) in client.iter().zip(&server).zip(&want) {
+        assert_eq!(&c.add(s).unwrap(), w);
+    }
+    assert_eq!(rounds, 2);
 }
 
 #[test]
