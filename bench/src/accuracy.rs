@@ -8,6 +8,7 @@ use bert::calibrate::collect;
 use bert::classifier::embed_all;
 use bert::data::{read_tsv, Example};
 use bert::fit::fit_nimbus;
+use bert::fixed_model::Ablation;
 use bert::head::LogisticHead;
 use bert::{BertWeights, FixedBert, FloatBert, Tokenizer};
 use mpc_core::{Error, Result};
@@ -35,6 +36,21 @@ pub enum Approx {
     Nimbus,
     /// PUMA: fixed high-degree pieces, exp by repeated squaring.
     Puma,
+}
+
+/// A part of the fixed-point pipeline to swap out (an ablation; see `bert::fixed_model::Ablation`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Swap {
+    /// GELU in f64.
+    ExactGelu,
+    /// Softmax exps in f64.
+    ExactExp,
+    /// Softmax reciprocal in f64.
+    ExactReciprocal,
+    /// LayerNorm in f64.
+    ExactLayernorm,
+    /// Floor truncations instead of round-to-nearest in linear layers and attention products.
+    Floor,
 }
 
 /// Arguments of `bench accuracy`.
@@ -69,8 +85,20 @@ pub struct Args {
     #[arg(long)]
     pub tables: Option<PathBuf>,
     /// Number of calibration sentences for fitting the Nimbus tables.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 256)]
     pub calibration: usize,
+    /// Weight each GELU calibration input by its downstream sensitivity (the squared norm of its
+    /// output-projection row) when fitting.
+    #[arg(long)]
+    pub weighted: bool,
+    /// Fixed mode only: parts of the pipeline to swap out, comma-separated (ablation studies).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub ablate: Vec<Swap>,
+    /// Fixed mode only: run the fixed-point model only on sentences whose float logit is within
+    /// ±M (the others keep the float prediction; a shortcut for ablations — check that the
+    /// reported largest logit shift stays well below M).
+    #[arg(long)]
+    pub margin: Option<f64>,
     /// Write `{"mode","approx","n","accuracy","agreement_with_float"}` here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -111,7 +139,8 @@ pub fn run(args: Args) -> Result<()> {
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
 
     let start = Instant::now();
-    let float_pred = predict(&head, &embed_all(&float, &tokenizer, &texts)?);
+    let float_logits = logits(&head, &embed_all(&float, &tokenizer, &texts)?);
+    let float_pred = predict(&float_logits);
     eprintln!(
         "float: {} sentences in {:.1?}",
         texts.len(),
@@ -121,14 +150,25 @@ pub fn run(args: Args) -> Result<()> {
         Mode::Float => float_pred.clone(),
         Mode::Fixed => {
             let set = approx_set(&args, &float, &tokenizer)?;
-            let fixed = FixedBert::new(float.weights(), set)?;
+            let fixed = FixedBert::ablated(float.weights(), set, ablation(&args.ablate))?;
+            let margin = args.margin.unwrap_or(f64::INFINITY);
+            let close: Vec<usize> = (0..texts.len())
+                .filter(|&i| float_logits[i].abs() < margin)
+                .collect();
+            let subset: Vec<&str> = close.iter().map(|&i| texts[i]).collect();
             let start = Instant::now();
-            let pred = predict(&head, &embed_all(&fixed, &tokenizer, &texts)?);
+            let fixed_logits = logits(&head, &embed_all(&fixed, &tokenizer, &subset)?);
             eprintln!(
                 "fixed: {} sentences in {:.1?}",
-                texts.len(),
+                subset.len(),
                 start.elapsed()
             );
+            let float_close: Vec<f64> = close.iter().map(|&i| float_logits[i]).collect();
+            print_logit_shift(&float_close, &fixed_logits);
+            let mut pred = float_pred.clone();
+            for (&i, p) in close.iter().zip(predict(&fixed_logits)) {
+                pred[i] = p;
+            }
             pred
         }
         Mode::Secure => unreachable!("refused above"),
@@ -166,13 +206,18 @@ fn approx_set(args: &Args, float: &FloatBert, tokenizer: &Tokenizer) -> Result<A
     }
     let name = model_name(&args.model);
     let calibration = format!(
-        "first {} sentences of {}",
+        "first {} sentences of {}{}",
         args.calibration,
-        canonical(&args.train)
+        canonical(&args.train),
+        if args.weighted {
+            ", GELU weighted by sensitivity"
+        } else {
+            ""
+        }
     );
     let cache = args.cache_dir.join(format!("{name}-nimbus-tables.json"));
     if let Ok(file) = TablesFile::load(&cache, layers) {
-        if file.calibration.starts_with(&calibration) {
+        if file.calibration.starts_with(&format!("{calibration} (")) {
             eprintln!("tables: cached {}", cache.display());
             return Ok(file.set);
         }
@@ -185,7 +230,12 @@ fn approx_set(args: &Args, float: &FloatBert, tokenizer: &Tokenizer) -> Result<A
         .collect();
     let calib = collect(float, tokenizer, &texts)?;
     let description = format!("{calibration} ({} tokens)", calib.tokens);
-    let file = fit_nimbus(&calib, &name, &description)?;
+    let file = fit_nimbus(
+        &calib,
+        args.weighted.then(|| float.weights()),
+        &name,
+        &description,
+    )?;
     for (l, t) in file.set.layers.iter().enumerate() {
         eprintln!("layer {l}: gelu {:?}, exp {:?}", t.gelu, t.exp);
     }
@@ -204,8 +254,41 @@ fn approx_set(args: &Args, float: &FloatBert, tokenizer: &Tokenizer) -> Result<A
     Ok(file.set)
 }
 
-fn predict(head: &LogisticHead, embeddings: &[Vec<f64>]) -> Vec<u8> {
-    embeddings.iter().map(|e| head.predict(e)).collect()
+fn ablation(swaps: &[Swap]) -> Ablation {
+    let has = |s| swaps.contains(&s);
+    Ablation {
+        exact_gelu: has(Swap::ExactGelu),
+        exact_exp: has(Swap::ExactExp),
+        exact_reciprocal: has(Swap::ExactReciprocal),
+        exact_layernorm: has(Swap::ExactLayernorm),
+        floor: has(Swap::Floor),
+    }
+}
+
+fn logits(head: &LogisticHead, embeddings: &[Vec<f64>]) -> Vec<f64> {
+    embeddings.iter().map(|e| head.logit(e)).collect()
+}
+
+fn predict(logits: &[f64]) -> Vec<u8> {
+    logits.iter().map(|&z| u8::from(z >= 0.0)).collect()
+}
+
+/// How the head's logit moves from float to fixed point (mean and spread of the shift), and how
+/// many sentences the float model decides by a margin smaller than the shift's spread.
+fn print_logit_shift(float: &[f64], fixed: &[f64]) {
+    let n = float.len() as f64;
+    let d: Vec<f64> = fixed.iter().zip(float).map(|(a, b)| a - b).collect();
+    let mean = d.iter().sum::<f64>() / n;
+    let sd = (d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let close = |m: f64| float.iter().filter(|z| z.abs() < m).count();
+    eprintln!(
+        "logit shift fixed − float: mean {mean:+.4}, sd {sd:.4}, max |shift| {:.4}; \
+         float |logit| < sd: {}, < 2 sd: {}, < 0.05: {}",
+        d.iter().fold(0.0f64, |m, x| m.max(x.abs())),
+        close(sd),
+        close(2.0 * sd),
+        close(0.05)
+    );
 }
 
 fn fraction<T>(pred: &[u8], truth: &[T], same: impl Fn(u8, &T) -> bool) -> f64 {
@@ -243,13 +326,13 @@ fn load_or_train_head(
     let labels: Vec<u8> = train.iter().map(|e: &Example| e.label).collect();
     let head = LogisticHead::train(&feats, &labels, HEAD_L2, &provenance)?;
     let train_acc = fraction(
-        &predict(
+        &predict(&logits(
             &head,
             &feats
                 .iter()
                 .map(|f| f.iter().map(|&x| x as f64).collect())
                 .collect::<Vec<_>>(),
-        ),
+        )),
         &train,
         |p, e| p == e.label,
     );
@@ -335,7 +418,10 @@ mod tests {
             train: "../../shared/data/sentiment/train.tsv".into(),
             cache_dir: std::env::temp_dir(),
             tables: None,
-            calibration: 32,
+            calibration: 256,
+            weighted: false,
+            ablate: vec![],
+            margin: None,
             json: None,
         }
     }

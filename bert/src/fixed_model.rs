@@ -9,17 +9,56 @@
 //! * Softmax, GELU, LayerNorm, tanh: the evaluators of [`ot_nonlinear::approx::fixed`] with the
 //!   chosen [`ApproxSet`] (GELU and exp per layer).
 //! * Mean pooling: the token sum times 1/n (a public scalar with 30 fraction bits), truncated.
+//! * The truncations the model controls (linear layers, `Q·Kᵀ`, `P·V`) round to nearest: half a
+//!   unit (2^17 at 36 bits) is added before the floor — a public constant, free in the secure run
+//!   (added into the bias for linear layers) — so they carry no −½-ulp bias.
+//!
+//! [`Ablation`] swaps parts of the pipeline for exact f64 arithmetic, to measure where the error
+//! against the float model comes from.
 use crate::classifier::Embedder;
-use crate::float_model::check_ids;
+use crate::float_model::{check_ids, gelu_f64};
 use crate::weights::{BertWeights, LayerNormParams, Linear};
 use crate::BertConfig;
 use mpc_core::{Error, FixedPoint, Result, Ring};
 use ndarray::Array2;
-use ot_nonlinear::approx::fixed::{gelu, layernorm_row, mul_public, softmax_row, tanh, trunc};
+use ot_nonlinear::approx::fixed::{
+    exp_nonpositive, gelu, layernorm_row, mul_public, mul_trunc, reciprocal, softmax_row, tanh,
+    trunc,
+};
 use ot_nonlinear::approx::ApproxSet;
 
 const LIN: FixedPoint = FixedPoint::LINEAR;
 const R: Ring = Ring::R64;
+/// Half a unit of the 18-bit result at 36 bits: added before a truncation by 18, it turns the
+/// floor into round-to-nearest.
+const HALF: u64 = 1 << 17;
+
+/// Parts of the fixed-point pipeline replaced by exact f64 arithmetic on the decoded values
+/// (results encoded back at 18 bits), or by floor truncation: an ablation tool. The default
+/// replaces nothing and is the secure run's arithmetic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ablation {
+    /// GELU in f64.
+    pub exact_gelu: bool,
+    /// The softmax exps in f64 (row sum, reciprocal and products stay fixed-point).
+    pub exact_exp: bool,
+    /// The reciprocal of the softmax row sum in f64.
+    pub exact_reciprocal: bool,
+    /// LayerNorm rows in f64 (mean, variance, 1/√·, γ, β).
+    pub exact_layernorm: bool,
+    /// Floor truncations (no half-unit offset) in linear layers and attention products.
+    pub floor: bool,
+}
+
+/// An f64 activation encoded at 18 bits.
+fn encode(v: f64) -> u64 {
+    LIN.encode(v).expect("activation fits Z_2^64 with 18 bits")
+}
+
+/// `f` of the decoded value, encoded back at 18 bits.
+fn requantize(x: u64, f: impl Fn(f64) -> f64) -> u64 {
+    encode(f(LIN.decode(x)))
+}
 
 /// A dense layer in fixed point: `w` (`inputs × outputs`, row-major) at 18 bits, `b` at 36 bits.
 #[derive(Clone, Debug)]
@@ -31,7 +70,8 @@ struct FixedLinear {
 }
 
 impl FixedLinear {
-    fn encode(l: &Linear, scale: f32, name: &str) -> Result<FixedLinear> {
+    /// Encodes `scale · l`; `offset` (at 36 bits) is added to every bias (the rounding half).
+    fn encode(l: &Linear, scale: f32, offset: u64, name: &str) -> Result<FixedLinear> {
         let wide = FixedPoint::new(R, 2 * LIN.frac_bits())?;
         let ctx = |e: Error| Error::OutOfRange(format!("{name}: {e}"));
         Ok(FixedLinear {
@@ -42,7 +82,7 @@ impl FixedLinear {
                 .map_err(ctx)?,
             b: l.b
                 .iter()
-                .map(|&x| wide.encode((x * scale) as f64))
+                .map(|&x| Ok(R.add(wide.encode((x * scale) as f64)?, offset)))
                 .collect::<Result<_>>()
                 .map_err(ctx)?,
             inputs: l.w.nrows(),
@@ -129,9 +169,21 @@ impl FixedLayerNorm {
         })
     }
 
-    fn apply(&self, x: &mut [u64], eps: f64) {
+    fn apply(&self, x: &mut [u64], eps: f64, exact: bool) {
         for row in x.chunks_exact_mut(self.gamma.len()) {
-            layernorm_row(row, &self.gamma, &self.beta, eps);
+            if exact {
+                let n = row.len() as f64;
+                let v = LIN.decode_vec(row);
+                let mean = v.iter().sum::<f64>() / n;
+                let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+                let inv = 1.0 / (var + eps).sqrt();
+                for (i, o) in row.iter_mut().enumerate() {
+                    let (g, b) = (LIN.decode(self.gamma[i]), LIN.decode(self.beta[i]));
+                    *o = encode((v[i] - mean) * inv * g + b);
+                }
+            } else {
+                layernorm_row(row, &self.gamma, &self.beta, eps);
+            }
         }
     }
 }
@@ -153,6 +205,7 @@ struct FixedLayer {
 pub struct FixedBert {
     config: BertConfig,
     set: ApproxSet,
+    ablation: Ablation,
     word: Vec<u64>,
     position: Vec<u64>,
     token_type: Vec<u64>,
@@ -165,7 +218,13 @@ impl FixedBert {
     /// Encodes the weights (18 bits; biases 36 bits; 1/√d_head folded into the queries) and
     /// checks the approximation set against the number of layers.
     pub fn new(weights: &BertWeights, set: ApproxSet) -> Result<FixedBert> {
+        FixedBert::ablated(weights, set, Ablation::default())
+    }
+
+    /// [`FixedBert::new`] with parts of the pipeline swapped out (see [`Ablation`]).
+    pub fn ablated(weights: &BertWeights, set: ApproxSet, ablation: Ablation) -> Result<FixedBert> {
         let c = &weights.config;
+        let half = if ablation.floor { 0 } else { HALF };
         set.validate(c.num_hidden_layers)?;
         let table = |m: &Array2<f32>, name: &str| {
             m.iter()
@@ -181,13 +240,13 @@ impl FixedBert {
             .map(|(l, w)| {
                 let n = |s: &str| format!("layer {l} {s}");
                 Ok(FixedLayer {
-                    query: FixedLinear::encode(&w.query, scale, &n("query"))?,
-                    key: FixedLinear::encode(&w.key, 1.0, &n("key"))?,
-                    value: FixedLinear::encode(&w.value, 1.0, &n("value"))?,
-                    attn_out: FixedLinear::encode(&w.attn_out, 1.0, &n("attention output"))?,
+                    query: FixedLinear::encode(&w.query, scale, half, &n("query"))?,
+                    key: FixedLinear::encode(&w.key, 1.0, half, &n("key"))?,
+                    value: FixedLinear::encode(&w.value, 1.0, half, &n("value"))?,
+                    attn_out: FixedLinear::encode(&w.attn_out, 1.0, half, &n("attention output"))?,
                     attn_ln: FixedLayerNorm::encode(&w.attn_ln, &n("attention LayerNorm"))?,
-                    ffn_up: FixedLinear::encode(&w.ffn_up, 1.0, &n("intermediate"))?,
-                    ffn_down: FixedLinear::encode(&w.ffn_down, 1.0, &n("output"))?,
+                    ffn_up: FixedLinear::encode(&w.ffn_up, 1.0, half, &n("intermediate"))?,
+                    ffn_down: FixedLinear::encode(&w.ffn_down, 1.0, half, &n("output"))?,
                     ffn_ln: FixedLayerNorm::encode(&w.ffn_ln, &n("output LayerNorm"))?,
                 })
             })
@@ -195,12 +254,13 @@ impl FixedBert {
         Ok(FixedBert {
             config: c.clone(),
             set,
+            ablation,
             word: table(&weights.word_embeddings, "word embeddings")?,
             position: table(&weights.position_embeddings, "position embeddings")?,
             token_type: table(&weights.token_type_embeddings, "token type embeddings")?,
             embeddings_ln: FixedLayerNorm::encode(&weights.embeddings_ln, "embeddings LayerNorm")?,
             layers,
-            pooler: FixedLinear::encode(&weights.pooler, 1.0, "pooler")?,
+            pooler: FixedLinear::encode(&weights.pooler, 1.0, half, "pooler")?,
         })
     }
 
@@ -225,7 +285,9 @@ impl FixedBert {
                 )
             }));
         }
-        self.embeddings_ln.apply(&mut h, eps);
+        let ab = self.ablation;
+        let half = if ab.floor { 0 } else { HALF };
+        self.embeddings_ln.apply(&mut h, eps, ab.exact_layernorm);
         let (heads, dh) = (c.num_attention_heads, c.head_dim());
         for (l, lw) in self.layers.iter().enumerate() {
             let q = lw.query.forward(&h, n);
@@ -243,27 +305,63 @@ impl FixedBert {
                 let mut scores = matmul(&qh, &kt, n, dh, n);
                 for row in scores.chunks_exact_mut(n) {
                     row.iter_mut()
-                        .for_each(|s| *s = trunc(R, *s, LIN.frac_bits()));
-                    softmax_row(&self.set, l, row, None);
+                        .for_each(|s| *s = trunc(R, R.add(*s, half), LIN.frac_bits()));
+                    self.softmax(l, row);
                 }
                 let out = matmul(&scores, &vh, n, n, dh);
                 for (i, orow) in out.chunks_exact(dh).enumerate() {
                     for (t, &o) in orow.iter().enumerate() {
-                        ctx[i * d + hd * dh + t] = trunc(R, o, LIN.frac_bits());
+                        ctx[i * d + hd * dh + t] = trunc(R, R.add(o, half), LIN.frac_bits());
                     }
                 }
             }
             let mut a = lw.attn_out.forward(&ctx, n);
             a.iter_mut().zip(&h).for_each(|(x, &r)| *x = R.add(*x, r));
-            lw.attn_ln.apply(&mut a, eps);
+            lw.attn_ln.apply(&mut a, eps, ab.exact_layernorm);
             let mut up = lw.ffn_up.forward(&a, n);
-            up.iter_mut().for_each(|x| *x = gelu(&self.set, l, *x));
+            up.iter_mut().for_each(|x| *x = self.gelu(l, *x));
             let mut out = lw.ffn_down.forward(&up, n);
             out.iter_mut().zip(&a).for_each(|(x, &r)| *x = R.add(*x, r));
-            lw.ffn_ln.apply(&mut out, eps);
+            lw.ffn_ln.apply(&mut out, eps, ab.exact_layernorm);
             h = out;
         }
         Ok(h)
+    }
+
+    /// GELU of layer `l` (the set's, or the ablation's substitute).
+    fn gelu(&self, l: usize, x: u64) -> u64 {
+        let ab = self.ablation;
+        if ab.exact_gelu {
+            requantize(x, gelu_f64)
+        } else {
+            gelu(&self.set, l, x)
+        }
+    }
+
+    /// Softmax of one attention row of layer `l`: the mirror's [`softmax_row`], or with the
+    /// ablation's exps and reciprocal.
+    fn softmax(&self, l: usize, row: &mut [u64]) {
+        let ab = self.ablation;
+        if !(ab.exact_exp || ab.exact_reciprocal) {
+            return softmax_row(&self.set, l, row, None);
+        }
+        let max = row.iter().map(|&v| R.to_signed(v)).max().unwrap_or(0);
+        let mut sum = 0u64;
+        for v in row.iter_mut() {
+            let z = R.sub(*v, R.from_signed(max));
+            *v = if ab.exact_exp {
+                requantize(z, f64::exp)
+            } else {
+                exp_nonpositive(&self.set, l, z)
+            };
+            sum = R.add(sum, *v);
+        }
+        let r = if ab.exact_reciprocal {
+            requantize(sum, |s| 1.0 / s)
+        } else {
+            reciprocal(sum)
+        };
+        row.iter_mut().for_each(|v| *v = mul_trunc(LIN, *v, r));
     }
 
     /// Mean over tokens of a hidden state: the column sums times 1/n, truncated.
@@ -330,7 +428,7 @@ mod tests {
             w: Array2::from_shape_vec((2, 1), vec![0.5, -0.25]).unwrap(),
             b: ndarray::Array1::from_vec(vec![0.125]),
         };
-        let fl = FixedLinear::encode(&l, 1.0, "t").unwrap();
+        let fl = FixedLinear::encode(&l, 1.0, 0, "t").unwrap();
         let x = LIN.encode_vec(&[2.0, 3.0]).unwrap();
         assert_eq!(LIN.decode(fl.forward(&x, 1)[0]), 1.0 - 0.75 + 0.125);
     }
@@ -354,6 +452,23 @@ mod tests {
             assert!(err < 0.1, "{}: {err}", fixed.set().name);
             assert_eq!(fixed.pooler(&h).len(), 32);
         }
+        // Swapping every approximation for f64 brings the nimbus model closer to float.
+        let err = |ab: Ablation| {
+            let fixed = FixedBert::ablated(&w, ApproxSet::nimbus(), ab).unwrap();
+            let got = fixed.embed(&ids).unwrap();
+            got.iter()
+                .zip(&want)
+                .map(|(a, &b)| (a - b as f64).abs())
+                .fold(0.0, f64::max)
+        };
+        let exact = Ablation {
+            exact_gelu: true,
+            exact_exp: true,
+            exact_reciprocal: true,
+            exact_layernorm: true,
+            floor: false,
+        };
+        assert!(err(exact) < 1e-3 && err(exact) < err(Ablation::default()));
         // A set fitted for another depth is refused.
         let mut set = ApproxSet::nimbus();
         set.layers = vec![set.layers[0].clone(); 3];
