@@ -12,6 +12,7 @@
 //!   [`RSQRT_NEWTON_ITERATIONS`] Newton step, scale back by 2^{s/2} with a √2 fix for odd s;
 //! * tanh (pooler): sign(x) (1 − e)/(1 + e) with e = exp(−|x|)², exp by 8 squarings;
 //! * public scalars such as 1/n are encoded with [`PUBLIC_FRAC_BITS`] fraction bits.
+use super::plan::PiecewisePlan;
 use super::tables::{ApproxSet, ExpMethod, Piece, PiecewisePoly};
 use mpc_core::{FixedPoint, Ring};
 
@@ -93,40 +94,100 @@ pub fn horner_wide(fp: FixedPoint, coeffs: &[f64], x: u64) -> u64 {
     p
 }
 
-/// A piecewise function of `x` (Z_2^64, 18 bits), evaluated in `format`: x is truncated by
-/// 18 − f and down-cast, compared with the breakpoints there; a polynomial piece is computed by
-/// [`horner_wide`] and brought back by a fused truncation by 2f − 18 and up-cast; the identity
-/// piece returns the Z_2^64 input itself.
-pub fn eval_piecewise(pw: &PiecewisePoly, format: FixedPoint, x: u64) -> u64 {
-    let (ring, f) = (format.ring(), format.frac_bits());
-    let xe = trunc_cast(x, Ring::R64, ring, LIN.frac_bits() - f);
-    let sx = ring.to_signed(xe);
-    let piece = pw
+/// The ideal value of the reduced-ring DReLU: `[⌊x / 2^drop⌋ ≥ 0]` read on Z_2^keep, i.e. the
+/// most significant bit of `⌊x / 2^drop⌋ mod 2^keep` is 0. Equal to `[x ≥ 0]` for
+/// |x| < 2^{drop + keep − 1}; the secure version may answer 0 when 0 ≤ x < 2^drop.
+#[inline]
+pub fn drelu_reduced(x: u64, drop: u32, keep: u32) -> bool {
+    (x >> drop) >> (keep - 1) & 1 == 0
+}
+
+/// The selection bits of the pieces from monotone comparison bits `b_j = [x ≥ T_j]`:
+/// piece i is selected by `b_i ⊕ b_{i+1}` with `b_0 = 1` and `b_{k+1} = 0`.
+pub fn piece_selection(b: &[bool]) -> Vec<bool> {
+    (0..=b.len())
+        .map(|i| {
+            let lo = if i == 0 { true } else { b[i - 1] };
+            let hi = b.get(i).copied().unwrap_or(false);
+            lo ^ hi
+        })
+        .collect()
+}
+
+/// The powers `u^0 … u^d` (`u^0` unused) of the plan's schedule, each product truncated by
+/// `poly_frac` in Z_2^poly_bits; powers the schedule skips are 0.
+pub fn plan_powers(plan: &PiecewisePlan, pw: &PiecewisePoly, u: u64) -> Vec<u64> {
+    let ring = plan.poly_ring();
+    let steps = plan.power_schedule(pw);
+    let top = steps.last().map_or(1, |s| s.k);
+    let mut pow = vec![0u64; top + 1];
+    pow[1] = u;
+    for st in steps {
+        pow[st.k] = trunc(ring, ring.mul(pow[st.a], pow[st.b]), plan.poly_frac);
+    }
+    pow
+}
+
+/// A polynomial piece on the powers: `Σ_k C_k u^k + C_0` in Z_2^poly_bits, at
+/// `poly_frac + coef_frac` fraction bits (local on shares: public coefficients).
+pub fn plan_combine(plan: &PiecewisePlan, coeffs: &[f64], pow: &[u64]) -> u64 {
+    let ring = plan.poly_ring();
+    let c = plan.coefficients(coeffs);
+    c.iter()
+        .enumerate()
+        .skip(1)
+        .fold(c[0], |acc, (k, &ck)| ring.add(acc, ring.mul(ck, pow[k])))
+}
+
+/// A piecewise function of `x` (Z_2^64, 18 bits) evaluated step by step as `plan` says
+/// ([`PiecewisePlan`]), returning the sum of the pieces in Z_2^out_bits with 18 fraction bits
+/// (before the final up-cast).
+pub fn eval_piecewise_out(pw: &PiecewisePoly, plan: &PiecewisePlan, x: u64) -> u64 {
+    let r64 = Ring::R64;
+    let (pr, or) = (plan.poly_ring(), plan.out_ring());
+    let b: Vec<bool> = pw
         .breakpoints
         .iter()
-        .filter(|&&b| sx >= ring.to_signed(enc(format, b)))
-        .count();
-    match &pw.pieces[piece] {
-        Piece::Zero => 0,
-        Piece::Identity => x,
-        Piece::Poly(c) => trunc_cast(
-            horner_wide(format, c, xe),
-            ring,
-            Ring::R64,
-            2 * f - LIN.frac_bits(),
-        ),
+        .map(|&t| {
+            drelu_reduced(
+                r64.sub(x, plan.breakpoint(t)),
+                plan.cmp_drop(),
+                plan.cmp_bits,
+            )
+        })
+        .collect();
+    let sel = piece_selection(&b);
+    let s = plan.input_shift();
+    let half = if s == 0 { 0 } else { 1u64 << (s - 1) };
+    let u = trunc_cast(r64.add(x, half), r64, pr, s);
+    let pow = plan_powers(plan, pw, u);
+    let mut poly = 0u64;
+    let mut out = 0u64;
+    for (piece, &on) in pw.pieces.iter().zip(&sel) {
+        match piece {
+            Piece::Poly(c) if on => poly = pr.add(poly, plan_combine(plan, c, &pow)),
+            Piece::Identity if on => out = or.add(out, or.reduce(x)),
+            _ => {}
+        }
     }
+    or.add(out, trunc_cast(poly, pr, or, plan.output_shift()))
+}
+
+/// [`eval_piecewise_out`] up-cast to Z_2^64.
+pub fn eval_piecewise(pw: &PiecewisePoly, plan: &PiecewisePlan, x: u64) -> u64 {
+    let or = plan.out_ring();
+    trunc_cast(eval_piecewise_out(pw, plan, x), or, Ring::R64, 0)
 }
 
 /// GELU of layer `layer` under `set`.
 pub fn gelu(set: &ApproxSet, layer: usize, x: u64) -> u64 {
-    eval_piecewise(&set.layer(layer).gelu, set.format, x)
+    eval_piecewise(&set.layer(layer).gelu, &set.plan.gelu, x)
 }
 
-/// exp(x) for x ≤ 0 (Z_2^64, 18 bits) by `method`; `format` is the set's evaluation format.
-pub fn exp_nonpositive(method: &ExpMethod, format: FixedPoint, x: u64) -> u64 {
-    match method {
-        ExpMethod::Piecewise(pw) => eval_piecewise(pw, format, x),
+/// exp(x) for x ≤ 0 (Z_2^64, 18 bits) of layer `layer` under `set`.
+pub fn exp_nonpositive(set: &ApproxSet, layer: usize, x: u64) -> u64 {
+    match &set.layer(layer).exp {
+        ExpMethod::Piecewise(pw) => eval_piecewise(pw, &set.plan.exp, x),
         ExpMethod::Squaring { t, lower } => exp_squaring(*t, *lower, x),
     }
 }
@@ -220,11 +281,10 @@ pub fn softmax_row(set: &ApproxSet, layer: usize, row: &mut [u64], mask: Option<
         row.fill(0);
         return;
     };
-    let method = &set.layer(layer).exp;
     let mut sum = 0u64;
     for (i, v) in row.iter_mut().enumerate() {
         *v = if keep(i) {
-            exp_nonpositive(method, set.format, ring.sub(*v, ring.from_signed(max)))
+            exp_nonpositive(set, layer, ring.sub(*v, ring.from_signed(max)))
         } else {
             0
         };
@@ -318,50 +378,68 @@ mod tests {
         assert!((d(mul_public(LIN, e(10.0), 1.0 / 384.0)) - 10.0 / 384.0).abs() < 2.0 * ULP);
     }
 
+    /// The f64 value of what a plan computes: the piece chosen by x against the breakpoints on
+    /// the comparison grid, a polynomial on u = x rounded to `poly_frac` bits, the identity on x.
+    fn planned_f64(pw: &PiecewisePoly, plan: &PiecewisePlan, x: f64) -> f64 {
+        let mut grid = pw.clone();
+        let g = (plan.cmp_frac as f64).exp2();
+        grid.breakpoints
+            .iter_mut()
+            .for_each(|b| *b = (*b * g).round() / g);
+        let f = (plan.poly_frac as f64).exp2();
+        match &grid.pieces[grid.piece_index(x)] {
+            Piece::Identity => x,
+            _ => grid.eval_f64((x * f).round() / f),
+        }
+    }
+
+    /// Mirror vs the plan's f64 value: within the carry bound (truncations floor) plus the
+    /// coefficients' rounding to `coef_frac` bits (scaled by |u|^k ≤ M^k).
+    fn check_against_plan(pw: &PiecewisePoly, plan: &PiecewisePlan, xs: &[f64], name: &str) {
+        let m = pw
+            .breakpoints
+            .iter()
+            .fold(0.0f64, |a, b| a.max(b.abs()))
+            .max(1.0)
+            + 1.0;
+        let degree = pw
+            .pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Poly(c) => c.len() - 1,
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        let coef = (0..=degree).map(|k| m.powi(k as i32)).sum::<f64>()
+            / (plan.coef_frac as f64 + 1.0).exp2();
+        let tol = plan.carry_bound(pw) + coef + 2.0 * ULP;
+        for &x in xs {
+            let got = d(eval_piecewise(pw, plan, e(x)));
+            let want = planned_f64(pw, plan, x);
+            assert!(
+                (got - want).abs() <= tol,
+                "{name}({x}) = {got}, plan {want}, tol {tol}"
+            );
+        }
+    }
+
     #[test]
-    fn gelu_matches_its_tables_and_the_function() {
-        for (set, ulps, err) in [
-            (ApproxSet::nimbus(), 4.0, 0.17),
-            (ApproxSet::puma(), 4.0, 0.021),
-        ] {
-            // The reference: the tables with breakpoints rounded to the evaluation format.
-            let mut pw = set.layers[0].gelu.clone();
-            let scale = (set.format.frac_bits() as f64).exp2();
-            pw.breakpoints
-                .iter_mut()
-                .for_each(|b| *b = (*b * scale).round() / scale);
-            let pw = &pw;
+    fn gelu_follows_its_plan_and_the_function() {
+        for (set, err) in [(ApproxSet::nimbus(), 0.17), (ApproxSet::puma(), 0.021)] {
+            let pw = &set.layers[0].gelu;
             let mut xs = edge_inputs(&pw.breakpoints);
             xs.extend(pw.breakpoints.iter().map(|b| b - 1.0 / 4096.0));
-            for x in xs {
+            xs.extend([511.0, -511.0, 511.999, -511.999]);
+            xs.retain(|x| x.abs() < 512.0);
+            check_against_plan(pw, &set.plan.gelu, &xs, &set.name);
+            for &x in xs.iter().filter(|x| x.abs() < 64.0) {
                 let got = d(gelu(&set, 0, e(x)));
-                let f = set.format.frac_bits();
-                // The input the tables see is x rounded down to f bits.
-                let xf = (x * (f as f64).exp2()).floor() / (f as f64).exp2();
-                let want = pw.eval_f64(xf);
-                let want = if matches!(pw.pieces[pw.piece_index(xf)], Piece::Identity) {
-                    x
-                } else {
-                    want
-                };
-                // Leading coefficients carry f bits: their rounding is scaled by |x|^degree.
-                let degree = match &pw.pieces[pw.piece_index(xf)] {
-                    Piece::Poly(c) => c.len() as i32 - 1,
-                    _ => 0,
-                };
-                let tol = ulps * ULP + (1.0 + xf.abs().powi(degree)) / (f as f64).exp2();
                 assert!(
-                    (got - want).abs() <= tol,
-                    "{} gelu({x}) = {got}, tables {want}",
+                    (got - gelu_exact(x)).abs() < err,
+                    "{} gelu({x}) = {got}",
                     set.name
                 );
-                if x.abs() < 64.0 {
-                    assert!(
-                        (got - gelu_exact(x)).abs() < err,
-                        "{} gelu({x}) = {got}",
-                        set.name
-                    );
-                }
             }
             // Ring extremes give a defined value without panicking.
             let _ = gelu(&set, 0, (1 << 63) - 1);
@@ -370,18 +448,40 @@ mod tests {
     }
 
     #[test]
-    fn exp_is_close_on_nonpositive_inputs() {
+    fn plan_steps_on_edge_values() {
+        // DReLU on the reduced ring: exact on its range, wraps beyond (as the protocol does).
+        let r = Ring::R64;
+        assert!(drelu_reduced(0, 12, 17));
+        assert!(!drelu_reduced(r.from_signed(-1), 12, 17));
+        assert!(drelu_reduced(r.from_signed((1 << 28) - 1), 12, 17));
+        assert!(!drelu_reduced(r.from_signed(1 << 28), 12, 17));
+        assert!(!drelu_reduced(1 << 63, 12, 17) || drelu_reduced(1 << 63, 12, 17));
+        assert_eq!(piece_selection(&[false, false]), vec![true, false, false]);
+        assert_eq!(piece_selection(&[true, false]), vec![false, true, false]);
+        assert_eq!(piece_selection(&[true, true]), vec![false, false, true]);
+        // At a breakpoint exactly, the right-hand piece applies.
+        let set = ApproxSet::nimbus();
+        let pw = &set.layers[0].gelu;
+        let t2 = set.plan.gelu.breakpoint(pw.breakpoints[1]);
+        assert_eq!(gelu(&set, 0, t2), t2);
+    }
+
+    #[test]
+    fn exp_follows_its_plan_and_the_function() {
         for (set, err) in [(ApproxSet::nimbus(), 0.032), (ApproxSet::puma(), 0.0012)] {
-            let m = &set.layers[0].exp;
-            for x in edge_inputs(&[-4.0, -14.0, -4.0 - ULP])
+            let xs: Vec<f64> = edge_inputs(&[-4.0, -14.0, -4.0 - ULP, -511.9])
                 .into_iter()
-                .filter(|&x| x <= 0.0)
-            {
-                let got = d(exp_nonpositive(m, set.format, e(x)));
+                .filter(|&x| x <= 0.0 && x > -512.0)
+                .collect();
+            if let ExpMethod::Piecewise(pw) = &set.layers[0].exp {
+                check_against_plan(pw, &set.plan.exp, &xs, "exp");
+            }
+            for &x in &xs {
+                let got = d(exp_nonpositive(&set, 0, e(x)));
                 assert!((got - x.exp()).abs() < err, "{} exp({x}) = {got}", set.name);
             }
-            // The most negative ring element: defined, no panic (outside the 32-bit domain).
-            let _ = exp_nonpositive(m, set.format, 1 << 63);
+            // The most negative ring element: defined, no panic (outside the plan's range).
+            let _ = exp_nonpositive(&set, 0, 1 << 63);
         }
         assert!((d(exp_squaring(8, -14.0, 0)) - 1.0).abs() < 4.0 * ULP);
     }

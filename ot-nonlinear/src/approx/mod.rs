@@ -3,6 +3,7 @@
 //!
 //! * [`tables`]: piecewise polynomials (breakpoints + coefficients), the exp methods, per-layer
 //!   tables, the named sets `nimbus` and `puma`, and the fitted-tables file format.
+//! * [`plan`]: the evaluation plans (rings and fraction bits of each step on shares), as data.
 //! * [`fixed`]: the evaluators (truncation, casts, GELU, exp, reciprocal, rsqrt, softmax row,
 //!   LayerNorm row, tanh) written on `u64` ring elements with every truncation explicit, so the
 //!   secure protocols can reproduce them bit for bit.
@@ -20,6 +21,8 @@
 //! This module holds no OT or other cryptographic code.
 
 pub mod fixed;
+pub mod plan;
 pub mod tables;
 
+pub use plan::{PiecewisePlan, SetPlan};
 pub use tables::{ApproxSet, ExpMethod, LayerTables, Piece, PiecewisePoly, TablesFile};

@@ -1,5 +1,6 @@
 //! Approximation tables as data: piecewise polynomials per function and per layer, the named
 //! sets, and the fitted-tables file.
+use super::plan::SetPlan;
 use mpc_core::{Error, FixedPoint, Result, Ring};
 use std::path::Path;
 
@@ -101,16 +102,24 @@ pub struct LayerTables {
     pub exp: ExpMethod,
 }
 
-/// A named approximation set: the evaluation format of GELU and exp and the per-layer tables.
-/// Reciprocal, rsqrt and tanh are the same for every set (see [`crate::approx::fixed`]).
+/// A named approximation set: the precision of its stored constants, the per-layer tables and
+/// the evaluation plans. Reciprocal, rsqrt and tanh are the same for every set (see
+/// [`crate::approx::fixed`]).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ApproxSet {
     /// `nimbus`, `puma`, or a fitted variant's name.
     pub name: String,
-    /// Ring and fraction bits in which GELU and piecewise exp are evaluated.
+    /// Precision of the tables' constants (breakpoints and leading coefficients at f bits, the
+    /// other coefficients at 2f bits; the fitter rounds to it). How the functions are evaluated
+    /// on shares (rings, fraction bits) is [`ApproxSet::plan`].
     pub format: FixedPoint,
     /// One entry per layer, or a single entry that applies to every layer.
     pub layers: Vec<LayerTables>,
+    /// Rings and fraction bits of the secure evaluation (and of the mirror). Files of format
+    /// `approx-tables-v1` predate plans; they were only written for `nimbus` and read with
+    /// [`SetPlan::nimbus`].
+    #[serde(default = "SetPlan::nimbus")]
+    pub plan: SetPlan,
 }
 
 /// PUMA's GELU (REFERENCE.md): 0 below −4, cubic on [−4, −1.95), degree 6 on [−1.95, 3], x above.
@@ -173,6 +182,7 @@ impl ApproxSet {
                     ],
                 }),
             }],
+            plan: SetPlan::nimbus(),
         }
     }
 
@@ -187,6 +197,7 @@ impl ApproxSet {
                 gelu: puma_gelu(),
                 exp: ExpMethod::Squaring { t: 8, lower: -14.0 },
             }],
+            plan: SetPlan::puma(),
         }
     }
 
@@ -217,8 +228,12 @@ impl ApproxSet {
         for (l, t) in self.layers.iter().enumerate() {
             let ctx = |e: Error| Error::Malformed(format!("set `{}` layer {l}: {e}", self.name));
             t.gelu.validate(self.format).map_err(ctx)?;
+            self.plan.gelu.validate(&t.gelu).map_err(ctx)?;
             match &t.exp {
-                ExpMethod::Piecewise(p) => p.validate(self.format).map_err(ctx)?,
+                ExpMethod::Piecewise(p) => {
+                    p.validate(self.format).map_err(ctx)?;
+                    self.plan.exp.validate(p).map_err(ctx)?;
+                }
                 ExpMethod::Squaring { t, lower } => {
                     if *t == 0 || *t > 16 || *lower >= 0.0 {
                         return Err(ctx(Error::Malformed(format!(
@@ -232,13 +247,15 @@ impl ApproxSet {
     }
 }
 
-/// Format tag of a fitted-tables file.
-pub const TABLES_FORMAT: &str = "approx-tables-v1";
+/// Format tag of a fitted-tables file written now (v2 adds the set's `plan`).
+pub const TABLES_FORMAT: &str = "approx-tables-v2";
+/// The earlier format tag, still read: no `plan`, which defaults to [`SetPlan::nimbus`].
+pub const TABLES_FORMAT_V1: &str = "approx-tables-v1";
 
 /// A fitted-tables file (JSON): the set, where it was fitted, and each fit's measured error.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TablesFile {
-    /// `approx-tables-v1`.
+    /// [`TABLES_FORMAT`] (or [`TABLES_FORMAT_V1`] when read from an older file).
     pub format: String,
     /// The model the tables were fitted for (directory name).
     pub model: String,
@@ -280,7 +297,7 @@ impl TablesFile {
             .map_err(|e| Error::Malformed(format!("{}: cannot read: {e}", path.display())))?;
         let file: TablesFile = serde_json::from_str(&text)
             .map_err(|e| Error::Malformed(format!("{}: not a tables file: {e}", path.display())))?;
-        if file.format != TABLES_FORMAT {
+        if file.format != TABLES_FORMAT && file.format != TABLES_FORMAT_V1 {
             return Err(Error::Malformed(format!(
                 "{}: format `{}`, expected `{TABLES_FORMAT}`",
                 path.display(),
@@ -349,6 +366,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("2 layers"));
+    }
+
+    #[test]
+    fn committed_v1_tables_load_with_the_nimbus_plan() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../bert/tables/all-MiniLM-L6-v2.nimbus.json");
+        let file = TablesFile::load(&path, 6).unwrap();
+        assert_eq!(file.format, TABLES_FORMAT_V1);
+        assert_eq!(file.set.plan, SetPlan::nimbus());
     }
 
     #[test]
