@@ -369,12 +369,24 @@ mod tests {
     }
 
     #[test]
-    fn committed_v1_tables_load_with_the_nimbus_plan() {
+    fn committed_tables_and_v1_files_load_with_the_nimbus_plan() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../bert/tables/all-MiniLM-L6-v2.nimbus.json");
         let file = TablesFile::load(&path, 6).unwrap();
-        assert_eq!(file.format, TABLES_FORMAT_V1);
         assert_eq!(file.set.plan, SetPlan::nimbus());
+        // A v1 file has no `plan`: it reads as the Nimbus plan.
+        let mut json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        json["format"] = TABLES_FORMAT_V1.into();
+        json["set"].as_object_mut().unwrap().remove("plan");
+        let v1 = std::env::temp_dir().join(format!("approx-v1-{}.json", std::process::id()));
+        std::fs::write(&v1, json.to_string()).unwrap();
+        let old = TablesFile::load(&v1, 6).unwrap();
+        std::fs::remove_file(&v1).unwrap();
+        assert_eq!(
+            (old.format.as_str(), old.set.plan),
+            (TABLES_FORMAT_V1, SetPlan::nimbus())
+        );
     }
 
     #[test]
