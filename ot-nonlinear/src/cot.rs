@@ -27,6 +27,14 @@ pub trait RandomCotSender {
         let start = self.fill(ch, &mut v)?;
         Ok((start, v))
     }
+
+    /// Produces now whatever the next `n` outputs need, so that serving them later sends
+    /// nothing (a protocol's rounds then hold no extension flight). Must be mirrored by the
+    /// peer's [`RandomCotReceiver::reserve`] with the same `n`. Sources that produce exactly on
+    /// demand (IKNP) keep the default, which does nothing.
+    fn reserve(&mut self, _ch: &mut Channel, _n: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Receiver side of a random-COT source.
@@ -40,6 +48,11 @@ pub trait RandomCotReceiver {
         let mut v = vec![Block::ZERO; n];
         let start = self.fill(ch, &mut v)?;
         Ok((start, v))
+    }
+
+    /// The mirror of [`RandomCotSender::reserve`].
+    fn reserve(&mut self, _ch: &mut Channel, _n: usize) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -74,5 +87,32 @@ impl Pool {
         }
         self.produced += out.len() as u64;
         Ok(start)
+    }
+
+    /// COTs buffered and not yet served.
+    pub(crate) fn available(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
+    /// Refills (with the same `refill` contract as [`Pool::serve`]) until at least `n` COTs
+    /// are buffered; the batches are appended behind the unserved ones, so the stream order
+    /// is unchanged.
+    pub(crate) fn reserve(
+        &mut self,
+        n: usize,
+        mut refill: impl FnMut(&mut Vec<Block>, usize) -> Result<usize>,
+    ) -> Result<()> {
+        while self.available() < n {
+            if self.available() == 0 {
+                self.pos = refill(&mut self.buf, n)?;
+                continue;
+            }
+            let mut batch = Vec::new();
+            let first = refill(&mut batch, n - self.available())?;
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+            self.buf.extend_from_slice(&batch[first..]);
+        }
+        Ok(())
     }
 }

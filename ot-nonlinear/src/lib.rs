@@ -46,6 +46,7 @@ pub mod block;
 pub mod cot;
 pub mod ferret;
 pub mod iknp;
+pub mod mpc;
 pub mod prg;
 pub mod transpose;
 

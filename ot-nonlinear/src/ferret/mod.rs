@@ -137,14 +137,55 @@ impl RandomCotSender for FerretSender {
             prg,
         } = self;
         pool.serve(out, |buf, _| {
-            let p = LpnParams::MAIN;
-            ch.scope("ferret/extend", |ch| {
-                send_iteration(ch, &p, *delta, *lpn_seed, reserve, buf, prg)
-            })?;
-            reserve.copy_from_slice(&buf[..p.reserve()]);
-            Ok(p.reserve())
+            send_extend(ch, *delta, *lpn_seed, reserve, buf, prg)
         })
     }
+
+    fn reserve(&mut self, ch: &mut Channel, n: usize) -> Result<()> {
+        let FerretSender {
+            delta,
+            lpn_seed,
+            reserve,
+            pool,
+            prg,
+        } = self;
+        pool.reserve(n, |buf, _| {
+            send_extend(ch, *delta, *lpn_seed, reserve, buf, prg)
+        })
+    }
+}
+
+/// One main sender iteration into `buf` under the label `ferret/extend`; the head of the
+/// output becomes the next reserve, the rest is served from the returned position.
+fn send_extend(
+    ch: &mut Channel,
+    delta: Block,
+    lpn_seed: Block,
+    reserve: &mut [Block],
+    buf: &mut Vec<Block>,
+    prg: &mut BlockPrg,
+) -> Result<usize> {
+    let p = LpnParams::MAIN;
+    ch.scope("ferret/extend", |ch| {
+        send_iteration(ch, &p, delta, lpn_seed, reserve, buf, prg)
+    })?;
+    reserve.copy_from_slice(&buf[..p.reserve()]);
+    Ok(p.reserve())
+}
+
+/// The receiver's mirror of [`send_extend`].
+fn recv_extend(
+    ch: &mut Channel,
+    lpn_seed: Block,
+    reserve: &mut [Block],
+    buf: &mut Vec<Block>,
+) -> Result<usize> {
+    let p = LpnParams::MAIN;
+    ch.scope("ferret/extend", |ch| {
+        recv_iteration(ch, &p, lpn_seed, reserve, buf)
+    })?;
+    reserve.copy_from_slice(&buf[..p.reserve()]);
+    Ok(p.reserve())
 }
 
 /// The Ferret receiver.
@@ -180,14 +221,16 @@ impl RandomCotReceiver for FerretReceiver {
             reserve,
             pool,
         } = self;
-        pool.serve(out, |buf, _| {
-            let p = LpnParams::MAIN;
-            ch.scope("ferret/extend", |ch| {
-                recv_iteration(ch, &p, *lpn_seed, reserve, buf)
-            })?;
-            reserve.copy_from_slice(&buf[..p.reserve()]);
-            Ok(p.reserve())
-        })
+        pool.serve(out, |buf, _| recv_extend(ch, *lpn_seed, reserve, buf))
+    }
+
+    fn reserve(&mut self, ch: &mut Channel, n: usize) -> Result<()> {
+        let FerretReceiver {
+            lpn_seed,
+            reserve,
+            pool,
+        } = self;
+        pool.reserve(n, |buf, _| recv_extend(ch, *lpn_seed, reserve, buf))
     }
 }
 
@@ -216,5 +259,15 @@ impl FerretDuplex {
                 FerretDuplex { sender, receiver }
             }
         })
+    }
+
+    /// Pre-extends both instances so that the next `send` COTs of this party's sender and the
+    /// next `recv` of its receiver are served without communication. The peer calls it with
+    /// the numbers swapped. Both parties extend their sender first: the two one-way extension
+    /// flights then cross, one round in all.
+    pub fn reserve(&mut self, ch: &mut Channel, send: usize, recv: usize) -> Result<()> {
+        self.sender.reserve(ch, send)?;
+        self.receiver.reserve(ch, recv)?;
+        ch.flush()
     }
 }

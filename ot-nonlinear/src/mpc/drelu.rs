@@ -1,0 +1,136 @@
+//! DReLU, MSB, wrap and comparisons with a server-held threshold, on arithmetic shares.
+//!
+//! * [`msb`]: `msb(x) = msb(x_0) ⊕ msb(x_1) ⊕ carry`, where the carry of the low ℓ − 1 bits is
+//!   `[x_0' + x_1' ≥ 2^{ℓ−1}] = [x_0' > 2^{ℓ−1} − 1 − x_1']` (x_i' = x_i mod 2^{ℓ−1}): one
+//!   [`millionaire`] on ℓ − 1 bits, the server's input `x_0'`, the client's `2^{ℓ−1} − 1 − x_1'`.
+//! * [`drelu`]: `[x ≥ 0] = 1 ⊕ msb(x)` (the server flips its share).
+//! * [`drelu_reduced`]: DReLU on a reduced ring Z_2^k after dropping d low bits, each party
+//!   locally: `y_i = (x_i mod 2^{k+d}) >> d`, so `y = floor(x / 2^d) − c mod 2^k` with a carry
+//!   c ∈ {0, 1} that depends on the shares. It returns `[floor(x/2^d) − c ≥ 0]`, which equals
+//!   `[x ≥ 0]` for `2^d ≤ x < 2^{d+k−1}` and for `−2^{d+k−1} + 2^d ≤ x < 0`; for `0 ≤ x < 2^d`
+//!   it may return 0; outside `[−2^{d+k−1} + 2^d, 2^{d+k−1})` it is meaningless. It costs a
+//!   millionaire on k − 1 bits instead of ℓ − 1.
+//! * [`wrap`]: `[x_0 + x_1 ≥ 2^ℓ]` = millionaire on ℓ bits of `x_0` against `2^ℓ − 1 − x_1`.
+//! * [`greater_equal_threshold`]: `[x ≥ T]` for a T only the server knows: the server
+//!   subtracts T from its share and the parties run [`drelu`], so the client never sees T.
+//!   Exact when `x − T` does not overflow the signed range of Z_2^ℓ.
+//!
+//! Who sends what and the cost: exactly the millionaire's
+//! ([`super::millionaire::millionaire_cost`] on ℓ − 1 bits, ℓ bits for [`wrap`], k − 1 for
+//! the reduced DReLU) under the labels `drelu`, `wrap`, `threshold`; no other message.
+//! Ring Z_2^1: the carry is empty, DReLU is local (0 bits, 0 rounds).
+use super::millionaire::{millionaire, millionaire_cost, millionaire_cots, DEFAULT_DIGIT};
+use super::{check_shares, Cost, CotDemand, Session};
+use mpc_core::{Error, Result, Ring};
+
+/// XOR shares of msb(x) (the sign bit) for arithmetic shares `x` in `ring`.
+pub fn msb(sess: &mut Session, x: &[u64], ring: Ring) -> Result<Vec<bool>> {
+    check_shares(x, ring, "msb")?;
+    let low = ring.bits() - 1;
+    let low_mask = Ring::new(low.max(1))?.mask() * (low > 0) as u64;
+    let server = sess.is_server();
+    let input: Vec<u64> = x
+        .iter()
+        .map(|&v| {
+            if server {
+                v & low_mask
+            } else {
+                low_mask - (v & low_mask)
+            }
+        })
+        .collect();
+    let carry = millionaire(sess, &input, low, DEFAULT_DIGIT)?;
+    Ok(x.iter().zip(carry).map(|(&v, c)| ring.msb(v) ^ c).collect())
+}
+
+/// XOR shares of `[x ≥ 0]` (signed view of Z_2^ℓ). Label `drelu`.
+pub fn drelu(sess: &mut Session, x: &[u64], ring: Ring) -> Result<Vec<bool>> {
+    sess.scope("drelu", |sess| {
+        let server = sess.is_server();
+        Ok(msb(sess, x, ring)?
+            .into_iter()
+            .map(|b| b ^ server)
+            .collect())
+    })
+}
+
+/// COTs drawn by [`drelu`] (and [`msb`]) on n elements of `ring`.
+pub fn drelu_cots(n: usize, ring: Ring) -> CotDemand {
+    millionaire_cots(n, ring.bits() - 1, DEFAULT_DIGIT).expect("ℓ − 1 ≤ 63 bits, digit 4")
+}
+
+/// Exact cost of [`drelu`] on n elements of `ring`.
+pub fn drelu_cost(n: usize, ring: Ring) -> Cost {
+    millionaire_cost(n, ring.bits() - 1, DEFAULT_DIGIT).expect("ℓ − 1 ≤ 63 bits, digit 4")
+}
+
+/// Approximate DReLU on the reduced ring Z_2^keep after dropping `drop` low bits (see the
+/// module comment for exactly when it equals `[x ≥ 0]`). Needs `drop + keep ≤ ℓ`, keep ≥ 1.
+/// Label `drelu` (on Z_2^keep).
+pub fn drelu_reduced(
+    sess: &mut Session,
+    x: &[u64],
+    ring: Ring,
+    drop: u32,
+    keep: u32,
+) -> Result<Vec<bool>> {
+    check_shares(x, ring, "drelu_reduced")?;
+    if keep == 0 || drop + keep > ring.bits() {
+        return Err(Error::InvalidArgument(format!(
+            "reduced DReLU: drop {drop} + keep {keep} must be ≤ ℓ = {} with keep ≥ 1",
+            ring.bits()
+        )));
+    }
+    let small = Ring::new(keep)?;
+    let y: Vec<u64> = x.iter().map(|&v| small.reduce(v >> drop)).collect();
+    drelu(sess, &y, small)
+}
+
+/// XOR shares of the wrap bit `[x_0 + x_1 ≥ 2^ℓ]` of arithmetic shares `x`. Label `wrap`.
+pub fn wrap(sess: &mut Session, x: &[u64], ring: Ring) -> Result<Vec<bool>> {
+    check_shares(x, ring, "wrap")?;
+    let server = sess.is_server();
+    let input: Vec<u64> = x
+        .iter()
+        .map(|&v| if server { v } else { ring.mask() - v })
+        .collect();
+    sess.scope("wrap", |sess| {
+        millionaire(sess, &input, ring.bits(), DEFAULT_DIGIT)
+    })
+}
+
+/// COTs drawn by [`wrap`] on n elements.
+pub fn wrap_cots(n: usize, ring: Ring) -> CotDemand {
+    millionaire_cots(n, ring.bits(), DEFAULT_DIGIT).expect("ℓ ≤ 64 bits, digit 4")
+}
+
+/// Exact cost of [`wrap`] on n elements.
+pub fn wrap_cost(n: usize, ring: Ring) -> Cost {
+    millionaire_cost(n, ring.bits(), DEFAULT_DIGIT).expect("ℓ ≤ 64 bits, digit 4")
+}
+
+/// XOR shares of `[x ≥ T]` (signed) where only the server knows T: the server passes
+/// `Some(T)` (a ring element, read signed), the client `None`. Label `threshold`.
+pub fn greater_equal_threshold(
+    sess: &mut Session,
+    x: &[u64],
+    ring: Ring,
+    threshold: Option<u64>,
+) -> Result<Vec<bool>> {
+    check_shares(x, ring, "threshold")?;
+    let shifted: Vec<u64> = match (sess.is_server(), threshold) {
+        (true, Some(t)) if ring.contains(t) => x.iter().map(|&v| ring.sub(v, t)).collect(),
+        (false, None) => x.to_vec(),
+        (true, _) => {
+            return Err(Error::InvalidArgument(
+                "the server must pass its threshold, a ring element".into(),
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(Error::InvalidArgument(
+                "the client has no threshold (pass None)".into(),
+            ))
+        }
+    };
+    sess.scope("threshold", |sess| drelu(sess, &shifted, ring))
+}

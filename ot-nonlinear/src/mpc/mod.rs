@@ -1,0 +1,293 @@
+//! Two-party protocols over secret shares, on the Ferret COT sources of a [`Session`].
+//!
+//! Shares: **Boolean** values are XOR-shared bits (`Vec<bool>`, one per element: the value is
+//! `b_server ⊕ b_client`); **arithmetic** values are additive shares in a [`Ring`]
+//! Z_2^ℓ (`&[u64]`, reduced). Every protocol is called by both parties with the same public
+//! arguments and their own shares; roles follow `session.party`. The server is "P0"
+//! wherever a protocol is asymmetric (it is the sender of one-way COT batches and the holder
+//! of `a` in the millionaires' comparison).
+//!
+//! Protocols run COTs in both directions at once: a batch's choice corrections travel in one
+//! flight (both ways at the same time), its messages in the next, so every COT-based step
+//! costs 2 rounds whichever party sends. Beaver bit triples come from random OTs with no
+//! communication of their own (two per triple, one per direction).
+//!
+//! Costs: each protocol runs under its own label (e.g. `drelu`, nested `drelu/millionaire`);
+//! the COTs it draws come from the session's Ferret instances, whose extensions run under
+//! `ferret/extend` (≈ 0.215 bits per COT, one sender → receiver flight per 10^7 COTs). Each
+//! protocol's `*_cots` function gives the COTs it draws ([`CotDemand`]); call
+//! [`Session::reserve`] with it beforehand and the protocol's rounds hold no extension
+//! flight. Each `*_cost` function gives the exact bytes each party sends under the label and
+//! the rounds ([`Cost`]); the tests assert them.
+//!
+//! | file | computes | bits (both ways) per element | rounds |
+//! |---|---|---|---|
+//! | [`and`] | x ∧ y (XOR shares), Beaver triples from random OTs | 4 | 1 |
+//! | [`millionaire`] | [a > b], a the server's, b the client's, n bits, m-bit digits | n + Σ leaf messages + tree (see file) | 2 + ⌈log2 ⌈n/m⌉⌉ |
+//! | [`drelu`] | [x ≥ 0], MSB, wrap, [x ≥ T] (server-held T), reduced-ring DReLU | millionaire on ℓ − 1 (ℓ) bits | as millionaire |
+//! | [`mux`] | b·x | 2(ℓ + 1) | 2 |
+//! | [`b2a`] | bit → Z_2^ℓ, scaled by 2^s | ℓ − s | 2 |
+//! | [`trunc`] | floor(x / 2^s) mod 2^L (down-cast, known-MSB fast path, 1-bit error, faithful) | 0 / L − ℓ + s + 1 / … | 0 / 2 / … |
+//! | [`product`] | x·y (Gilboa), x², x·(row scalar) | 2(ℓ + ℓ(ℓ+1)/2) | 2 |
+//! | [`lut`] | T[x] for x ∈ Z_2^n (n ≤ 8), server-held T | n + 2^n·ℓ | 2 |
+//! | [`relu`] | x·[x ≥ 0] | DReLU + mux | DReLU + 2 |
+pub mod acot;
+pub mod and;
+pub mod b2a;
+pub mod drelu;
+pub mod lut;
+pub mod millionaire;
+pub mod mux;
+pub mod product;
+pub mod relu;
+pub mod trunc;
+
+use crate::block::Block;
+use crate::ferret::FerretDuplex;
+use crate::prg::BlockPrg;
+use mpc_core::transport::{Frame, FrameReceiver, FrameSender};
+use mpc_core::{Channel, Error, Party, Result, Ring};
+
+pub use and::and;
+pub use b2a::b2a;
+pub use drelu::{drelu, drelu_reduced, greater_equal_threshold, msb, wrap};
+pub use lut::lut;
+pub use millionaire::millionaire;
+pub use mux::mux;
+pub use product::{mul, mul_row_scalar, square};
+pub use relu::relu;
+pub use trunc::{trunc_cast, TruncKind};
+
+/// One party's state for the two-party protocols: its role, the channel to the peer, its two
+/// Ferret instances (sender in one direction, receiver in the other) and a local generator.
+#[derive(Debug)]
+pub struct Session {
+    /// This party's role.
+    pub party: Party,
+    /// The channel to the peer (costs are recorded on it by label).
+    pub ch: Channel,
+    /// The COT sources of both directions.
+    pub ot: FerretDuplex,
+    rng: BlockPrg,
+}
+
+/// COTs a protocol draws, by direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CotDemand {
+    /// COTs with the server as sender (and the client as receiver).
+    pub server: usize,
+    /// COTs with the client as sender.
+    pub client: usize,
+}
+
+impl CotDemand {
+    /// Both demands together.
+    pub fn plus(self, o: CotDemand) -> CotDemand {
+        CotDemand {
+            server: self.server + o.server,
+            client: self.client + o.client,
+        }
+    }
+
+    /// `n` COTs in each direction.
+    pub fn both(n: usize) -> CotDemand {
+        CotDemand {
+            server: n,
+            client: n,
+        }
+    }
+}
+
+/// Who sends a protocol's first or last flight.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Side {
+    /// Nobody (no message).
+    #[default]
+    None,
+    /// The server alone.
+    Server,
+    /// The client alone.
+    Client,
+    /// Both, at the same time.
+    Both,
+}
+
+/// Exact cost of a protocol's own messages (its label, COT extensions excluded).
+///
+/// Rounds follow the channel's count: a flight that a party sends right after its previous
+/// one, with nothing received in between, is part of the same flight. So when a protocol whose
+/// last flight is one party's is followed by one whose first flight is that same party's, the
+/// two flights merge and the sequence has one round less than the sum ([`Cost::then`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Bytes the server sends.
+    pub server_bytes: u64,
+    /// Bytes the client sends.
+    pub client_bytes: u64,
+    /// Rounds (flights of the longest dependency chain), standalone.
+    pub rounds: u64,
+    /// Who sends the first flight.
+    pub first: Side,
+    /// Who sends the last flight.
+    pub last: Side,
+}
+
+impl Cost {
+    /// `self` followed by `o`: bytes add; rounds add, less one when `o`'s first flight is sent
+    /// by the party that sent `self`'s last one alone.
+    pub fn then(self, o: Cost) -> Cost {
+        if self.rounds == 0 {
+            return Cost {
+                server_bytes: self.server_bytes + o.server_bytes,
+                client_bytes: self.client_bytes + o.client_bytes,
+                ..o
+            };
+        }
+        if o.rounds == 0 {
+            return Cost {
+                server_bytes: self.server_bytes + o.server_bytes,
+                client_bytes: self.client_bytes + o.client_bytes,
+                ..self
+            };
+        }
+        let merge = matches!(
+            (self.last, o.first),
+            (Side::Server, Side::Server) | (Side::Client, Side::Client)
+        );
+        Cost {
+            server_bytes: self.server_bytes + o.server_bytes,
+            client_bytes: self.client_bytes + o.client_bytes,
+            rounds: self.rounds + o.rounds - merge as u64,
+            first: self.first,
+            last: o.last,
+        }
+    }
+
+    /// One flight: each party sends `server_bits` / `client_bits` bits, packed (nothing at all,
+    /// no round, when both are 0).
+    pub(crate) fn flight(server_bits: usize, client_bits: usize) -> Cost {
+        let side = match (server_bits > 0, client_bits > 0) {
+            (false, false) => return Cost::default(),
+            (true, false) => Side::Server,
+            (false, true) => Side::Client,
+            (true, true) => Side::Both,
+        };
+        Cost {
+            server_bytes: server_bits.div_ceil(8) as u64,
+            client_bytes: client_bits.div_ceil(8) as u64,
+            rounds: 1,
+            first: side,
+            last: side,
+        }
+    }
+
+    /// Bytes of both directions.
+    pub fn bytes(&self) -> u64 {
+        self.server_bytes + self.client_bytes
+    }
+}
+
+impl Session {
+    /// Sets up the Ferret instances of both directions over `ch` (label `ferret/setup`).
+    pub fn new(mut ch: Channel, party: Party) -> Result<Session> {
+        let ot = FerretDuplex::setup(&mut ch, party)?;
+        Ok(Session {
+            party,
+            ch,
+            ot,
+            rng: BlockPrg::from_entropy(),
+        })
+    }
+
+    /// Whether this party is the server (P0).
+    pub fn is_server(&self) -> bool {
+        self.party == Party::Server
+    }
+
+    /// Pre-extends the Ferret pools so that the next `send` COTs of this party's sender and
+    /// `recv` of its receiver need no communication (the peer passes the numbers swapped).
+    pub fn reserve_cots(&mut self, send: usize, recv: usize) -> Result<()> {
+        self.ot.reserve(&mut self.ch, send, recv)
+    }
+
+    /// [`reserve_cots`](Self::reserve_cots) for a protocol's demand (both parties pass the
+    /// same demand).
+    pub fn reserve(&mut self, demand: CotDemand) -> Result<()> {
+        let (send, recv) = match self.party {
+            Party::Server => (demand.server, demand.client),
+            Party::Client => (demand.client, demand.server),
+        };
+        self.reserve_cots(send, recv)
+    }
+
+    /// Runs `f` on this session under the channel label `label` (nested in the current one),
+    /// recording its cost there like [`Channel::scope`].
+    pub fn scope<R>(&mut self, label: &str, f: impl FnOnce(&mut Session) -> R) -> R {
+        // Channel::scope lends only the channel; the session is rebuilt around it by swapping
+        // it in for the duration (the stand-in carries no traffic and is dropped unused).
+        let mut outer = std::mem::replace(&mut self.ch, detached_channel());
+        let r = outer.scope(label, |ch| {
+            std::mem::swap(ch, &mut self.ch);
+            let r = f(self);
+            std::mem::swap(ch, &mut self.ch);
+            r
+        });
+        self.ch = outer;
+        r
+    }
+
+    /// `n` uniform bits from the local generator.
+    pub(crate) fn random_bits(&mut self, n: usize) -> Vec<bool> {
+        self.rng.bits(n)
+    }
+
+    /// `n` uniform ring elements from the local generator.
+    pub(crate) fn random_ring(&mut self, n: usize, ring: Ring) -> Vec<u64> {
+        let mut blocks = vec![Block::ZERO; n.div_ceil(2)];
+        self.rng.fill(&mut blocks);
+        blocks
+            .iter()
+            .flat_map(|b| [b.low_u64(), (b.0 >> 64) as u64])
+            .take(n)
+            .map(|v| ring.reduce(v))
+            .collect()
+    }
+}
+
+/// A channel connected to nothing (every send and receive fails): the stand-in that
+/// [`Session::scope`] holds while the real channel is inside `Channel::scope`.
+fn detached_channel() -> Channel {
+    struct Nowhere;
+    impl FrameSender for Nowhere {
+        fn send_frame(&mut self, _: Frame) -> Result<()> {
+            Err(Error::Disconnected)
+        }
+    }
+    impl FrameReceiver for Nowhere {
+        fn recv_frame(&mut self, _: std::time::Duration) -> Result<Frame> {
+            Err(Error::Disconnected)
+        }
+    }
+    Channel::new(Box::new(Nowhere), Box::new(Nowhere))
+}
+
+/// Refuses shares that are not reduced elements of `ring`.
+pub(crate) fn check_shares(x: &[u64], ring: Ring, what: &str) -> Result<()> {
+    match x.iter().position(|&v| !ring.contains(v)) {
+        None => Ok(()),
+        Some(i) => Err(Error::InvalidArgument(format!(
+            "{what}: element {i} = {:#x} is not in Z_2^{}",
+            x[i],
+            ring.bits()
+        ))),
+    }
+}
+
+/// Refuses two inputs of different lengths.
+pub(crate) fn check_len(a: usize, b: usize, what: &str) -> Result<()> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(Error::Shape(format!("{what}: lengths {a} and {b} differ")))
+    }
+}
