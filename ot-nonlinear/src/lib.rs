@@ -45,6 +45,7 @@ pub mod base_ot;
 pub mod block;
 pub mod cot;
 pub mod ferret;
+pub mod functions;
 pub mod iknp;
 pub mod mpc;
 pub mod prg;

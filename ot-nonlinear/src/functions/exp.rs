@@ -1,0 +1,129 @@
+//! exp(x) for x ≤ 0 on shares (Z_2^64, 18 fraction bits), label `exp`. Mirror:
+//! [`crate::approx::fixed::exp_nonpositive`].
+//!
+//! * Nimbus ({0 below T; cubic on [T, 0]}): [`super::piecewise()`] with the set's exp plan — one
+//!   comparison (millionaire on 16 bits), u² by [`crate::mpc::square`] and u³ = u²·u by
+//!   [`crate::mpc::mul`] on Z_2^25, two 9-bit truncations, one mux on Z_2^25, a free down-cast to
+//!   Z_2^22 and an up-cast to Z_2^64 (43 bits); ≈ 1280 bits per element, 17 rounds.
+//! * PUMA (0 below `lower`, else (1 + x/2^t)^(2^t)): the comparison `[x ≥ lower]` by
+//!   reduced-ring DReLU (drop 12, keep [`SQUARING_CMP_BITS`]: exact for |x − lower| < 2^13),
+//!   1 + x/2^t by a known-MSB truncation by t on Z_2^64, t squarings on
+//!   Z_2^64 each followed by a known-MSB truncation by 18, one mux on Z_2^64; ≈ 17 000 bits per
+//!   element for t = 8, 39 rounds.
+//!
+//! Who sends what: the primitives' messages only; `lower` and the breakpoint are server-only
+//! inputs like every breakpoint.
+use super::piecewise::{piecewise, piecewise_cost, piecewise_cots, Output, PiecewiseSpec};
+use crate::approx::{ApproxSet, ExpMethod};
+use crate::mpc::drelu::{drelu_cost, drelu_cots, drelu_reduced};
+use crate::mpc::mux::{mux, mux_cost, mux_cots};
+use crate::mpc::product::{square, square_cost, square_cots};
+use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
+use crate::mpc::{Cost, CotDemand, Session};
+use mpc_core::{Error, FixedPoint, Result, Ring};
+
+/// Bits the squaring method's comparison keeps (after dropping 12): |x − lower| < 2^13.
+pub const SQUARING_CMP_BITS: u32 = 20;
+const SQUARING_CMP_DROP: u32 = 12;
+
+/// Exact cost of [`exp`] on n elements of layer `layer` (label `exp`, reservation excluded).
+pub fn exp_cost(set: &ApproxSet, layer: usize, n: usize) -> Cost {
+    steps(set, layer, n)
+        .into_iter()
+        .fold(Cost::default(), |a, (c, _)| a.then(c))
+}
+
+fn steps(set: &ApproxSet, layer: usize, n: usize) -> Vec<(Cost, CotDemand)> {
+    match &set.layer(layer).exp {
+        ExpMethod::Piecewise(pw) => {
+            let spec = PiecewiseSpec {
+                pieces: &pw.pieces,
+                plan: &set.plan.exp,
+            };
+            vec![(
+                piecewise_cost(&spec, n, Output::Linear),
+                piecewise_cots(&spec, n, Output::Linear),
+            )]
+        }
+        ExpMethod::Squaring { t, .. } => {
+            let r = Ring::R64;
+            let f = FixedPoint::LINEAR.frac_bits();
+            let cmp = Ring::new(SQUARING_CMP_BITS).expect("constant");
+            let tc = |s| {
+                (
+                    trunc_cost(n, r, r, s, TruncKind::KnownMsb).expect("s ≤ 62"),
+                    trunc_cots(n, r, r, s, TruncKind::KnownMsb).expect("s ≤ 62"),
+                )
+            };
+            let mut v = vec![(drelu_cost(n, cmp), drelu_cots(n, cmp)), tc(*t)];
+            for _ in 0..*t {
+                v.push((square_cost(n, r), square_cots(n, r)));
+                v.push(tc(f));
+            }
+            v.push((mux_cost(n, r), mux_cots(n)));
+            v
+        }
+    }
+}
+
+/// Shares of exp(x) for shares `x ≤ 0` (Z_2^64, 18 bits) under layer `layer` of `set`. The
+/// server passes `Some(exp_breakpoints(set, layer))`, the client `None`; on the client only the
+/// public parts of `set` are read (pieces, coefficients, plan, t), so its copy may carry any
+/// breakpoint values. Label `exp`.
+pub fn exp(
+    sess: &mut Session,
+    set: &ApproxSet,
+    layer: usize,
+    breakpoints: Option<&[f64]>,
+    x: &[u64],
+) -> Result<Vec<u64>> {
+    let n = x.len();
+    let demand = steps(set, layer, n)
+        .into_iter()
+        .fold(CotDemand::default(), |a, (_, d)| a.plus(d));
+    sess.reserve(demand)?;
+    let server = sess.is_server();
+    sess.scope("exp", |sess| match &set.layer(layer).exp {
+        ExpMethod::Piecewise(pw) => {
+            let spec = PiecewiseSpec {
+                pieces: &pw.pieces,
+                plan: &set.plan.exp,
+            };
+            piecewise(sess, &spec, breakpoints, x, Output::Linear)
+        }
+        ExpMethod::Squaring { t, .. } => {
+            let r = Ring::R64;
+            let lin = FixedPoint::LINEAR;
+            let lower = match (server, breakpoints) {
+                (true, Some([l])) => lin.encode(*l)?,
+                (false, None) => 0,
+                _ => {
+                    return Err(Error::InvalidArgument(
+                        "exp: the server (only) passes the lower bound".into(),
+                    ))
+                }
+            };
+            let shifted: Vec<u64> = x.iter().map(|&v| v.wrapping_sub(lower)).collect();
+            let keep = drelu_reduced(sess, &shifted, r, SQUARING_CMP_DROP, SQUARING_CMP_BITS)?;
+            let mut y = trunc_cast(sess, x, r, r, *t, TruncKind::KnownMsb)?;
+            if server {
+                let one = lin.encode(1.0)?;
+                y.iter_mut().for_each(|v| *v = v.wrapping_add(one));
+            }
+            for _ in 0..*t {
+                let sq = square(sess, &y, r)?;
+                y = trunc_cast(sess, &sq, r, r, lin.frac_bits(), TruncKind::KnownMsb)?;
+            }
+            mux(sess, &keep, &y, r)
+        }
+    })
+}
+
+/// The server-only breakpoints of layer `layer`'s exp: the piecewise breakpoints, or the
+/// squaring method's lower bound.
+pub fn exp_breakpoints(set: &ApproxSet, layer: usize) -> Vec<f64> {
+    match &set.layer(layer).exp {
+        ExpMethod::Piecewise(pw) => pw.breakpoints.clone(),
+        ExpMethod::Squaring { lower, .. } => vec![*lower],
+    }
+}

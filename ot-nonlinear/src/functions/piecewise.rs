@@ -1,0 +1,278 @@
+//! Piecewise polynomial on shares with server-held breakpoints and public coefficients,
+//! following a [`PiecewisePlan`] (Nimbus Alg. 2–3 restated on the primitives of
+//! [`crate::mpc`]); the plaintext mirror is [`crate::approx::fixed::eval_piecewise`].
+//!
+//! What it computes: for x ∈ Z_2^64 (18 fraction bits) and k breakpoints,
+//! 1. `b_j = [x ≥ T_j]` by one batched reduced-ring DReLU on the k·n values `x − T_j` (the
+//!    server subtracts T_j from its share, so the client's code never sees T_j): millionaire on
+//!    `cmp_bits − 1` bits per comparison; selection bits `b_i ⊕ b_{i+1}` are local XORs;
+//! 2. `u` = round(x / 2^{18−poly_frac}) mod 2^poly_bits: the server adds 2^{s−1}, then a free
+//!    local down-cast;
+//! 3. each power of the plan's schedule by one [`square`] or [`mul`] in Z_2^poly_bits and one
+//!    known-MSB truncation by `poly_frac` (poly_frac + 1 bits);
+//! 4. the pieces' public-coefficient combinations (local), one [`mux`] in Z_2^poly_bits for all
+//!    polynomial pieces, one fused known-MSB truncation + cast into Z_2^out_bits;
+//! 5. one [`mux`] in Z_2^out_bits for the identity pieces (`x mod 2^out_bits`);
+//! 6. the caller's choice: the sum in Z_2^out_bits, or up-cast to Z_2^64 (known-MSB,
+//!    64 − out_bits + 1 bits).
+//!
+//! Who sends what: only what the primitives send (each under its own label, inside
+//! `piecewise`). Cost: [`piecewise_cost`] (exact bytes each way; rounds as the sum of the
+//! steps' rounds, 2 per COT step, the comparisons 2 + ⌈log2 ⌈(cmp_bits − 1)/4⌉⌉). For the
+//! Nimbus GELU plan (2 comparisons on 17 bits, square on 22 bits, 9-bit truncation, mux on 22
+//! and 30 bits, 9- and 35-bit casts) that is ≈ 700 bits per element and 16 rounds.
+//!
+//! Accuracy against the mirror: equal up to the truncation carries (each truncation may return
+//! one less than the floor; [`PiecewisePlan::carry_bound`]) and, for `0 ≤ x − T_j < 2^-cmp_frac`,
+//! the piece on the left of T_j.
+//!
+//! What is revealed: nothing beyond the public plan and coefficients (see docs/security.md,
+//! "Functions"); breakpoints stay with the server.
+use crate::approx::fixed::piece_selection;
+use crate::approx::tables::Piece;
+use crate::approx::PiecewisePlan;
+use crate::mpc::drelu::{drelu_cost, drelu_cots, drelu_reduced};
+use crate::mpc::mux::{mux, mux_cost, mux_cots};
+use crate::mpc::product::{mul, mul_cost, mul_cots, square, square_cost, square_cots};
+use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
+use crate::mpc::{Cost, CotDemand, Session};
+use mpc_core::{Error, Result, Ring};
+
+/// The public description of a piecewise function: its pieces and plan. The breakpoints are a
+/// separate, server-only input.
+#[derive(Clone, Copy, Debug)]
+pub struct PiecewiseSpec<'a> {
+    /// `k + 1` pieces for k breakpoints (public; coefficients included).
+    pub pieces: &'a [Piece],
+    /// Rings and fraction bits of every step.
+    pub plan: &'a PiecewisePlan,
+}
+
+/// Where the result is left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Z_2^out_bits with 18 fraction bits (for callers that keep working in a small ring).
+    Small,
+    /// Z_2^64 with 18 fraction bits.
+    Linear,
+}
+
+impl PiecewiseSpec<'_> {
+    fn breakpoints(&self) -> usize {
+        self.pieces.len().saturating_sub(1)
+    }
+
+    fn has(&self, f: impl Fn(&Piece) -> bool) -> usize {
+        self.pieces.iter().filter(|p| f(p)).count()
+    }
+
+    fn polys(&self) -> usize {
+        self.has(|p| matches!(p, Piece::Poly(_)))
+    }
+
+    fn identities(&self) -> usize {
+        self.has(|p| *p == Piece::Identity)
+    }
+
+    /// The powers schedule (the plan's, on these pieces).
+    fn schedule(&self) -> Vec<crate::approx::plan::PowerStep> {
+        let pw = crate::approx::PiecewisePoly {
+            breakpoints: vec![0.0; self.breakpoints()],
+            pieces: self.pieces.to_vec(),
+        };
+        self.plan.power_schedule(&pw)
+    }
+
+    /// The steps, in order, as (cost, COTs): shared by [`piecewise_cost`] and
+    /// [`piecewise_cots`] so the two cannot disagree.
+    fn steps(&self, n: usize, output: Output) -> Vec<(Cost, CotDemand)> {
+        let p = self.plan;
+        let (pr, or) = (p.poly_ring(), p.out_ring());
+        let cmp = Ring::new(p.cmp_bits).expect("validated plan");
+        let k = self.breakpoints();
+        let mut v = Vec::new();
+        if k > 0 {
+            v.push((drelu_cost(k * n, cmp), drelu_cots(k * n, cmp)));
+        }
+        if self.polys() > 0 {
+            for st in self.schedule() {
+                v.push(if st.a == st.b {
+                    (square_cost(n, pr), square_cots(n, pr))
+                } else {
+                    (mul_cost(n, 1, pr), mul_cots(n, pr))
+                });
+                let t = (pr, pr, p.poly_frac, TruncKind::KnownMsb);
+                v.push((
+                    trunc_cost(n, t.0, t.1, t.2, t.3).expect("validated plan"),
+                    trunc_cots(n, t.0, t.1, t.2, t.3).expect("validated plan"),
+                ));
+            }
+            let m = self.polys() * n;
+            v.push((mux_cost(m, pr), mux_cots(m)));
+            let s = p.output_shift();
+            v.push((
+                trunc_cost(n, pr, or, s, TruncKind::KnownMsb).expect("validated plan"),
+                trunc_cots(n, pr, or, s, TruncKind::KnownMsb).expect("validated plan"),
+            ));
+        }
+        if self.identities() > 0 {
+            let m = self.identities() * n;
+            v.push((mux_cost(m, or), mux_cots(m)));
+        }
+        if output == Output::Linear {
+            v.push((
+                trunc_cost(n, or, Ring::R64, 0, TruncKind::KnownMsb).expect("validated plan"),
+                trunc_cots(n, or, Ring::R64, 0, TruncKind::KnownMsb).expect("validated plan"),
+            ));
+        }
+        v
+    }
+}
+
+/// Exact bytes each way and the rounds of [`piecewise`] on n elements (label `piecewise`).
+pub fn piecewise_cost(spec: &PiecewiseSpec, n: usize, output: Output) -> Cost {
+    spec.steps(n, output)
+        .into_iter()
+        .fold(Cost::default(), |acc, (c, _)| acc.then(c))
+}
+
+/// COTs drawn by [`piecewise`] on n elements (pass to [`Session::reserve`] beforehand).
+pub fn piecewise_cots(spec: &PiecewiseSpec, n: usize, output: Output) -> CotDemand {
+    spec.steps(n, output)
+        .into_iter()
+        .fold(CotDemand::default(), |acc, (_, d)| acc.plus(d))
+}
+
+/// Shares of the piecewise function of `x` (shares in Z_2^64, 18 fraction bits). The server
+/// passes `Some(breakpoints)` (k values, increasing), the client `None`. Label `piecewise`.
+pub fn piecewise(
+    sess: &mut Session,
+    spec: &PiecewiseSpec,
+    breakpoints: Option<&[f64]>,
+    x: &[u64],
+    output: Output,
+) -> Result<Vec<u64>> {
+    let p = spec.plan;
+    let k = spec.breakpoints();
+    if spec.pieces.is_empty() {
+        return Err(Error::InvalidArgument("piecewise: no pieces".into()));
+    }
+    let thresholds: Vec<u64> = match (sess.is_server(), breakpoints) {
+        (true, Some(b)) if b.len() == k => b.iter().map(|&t| p.breakpoint(t)).collect(),
+        (true, Some(b)) => {
+            return Err(Error::Shape(format!(
+                "piecewise: {} breakpoints for {} pieces",
+                b.len(),
+                spec.pieces.len()
+            )))
+        }
+        (true, None) => {
+            return Err(Error::InvalidArgument(
+                "piecewise: the server must pass the breakpoints".into(),
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(Error::InvalidArgument(
+                "piecewise: the client must not hold the breakpoints".into(),
+            ))
+        }
+        (false, None) => vec![0; k],
+    };
+    if x.iter().any(|&v| !Ring::R64.contains(v)) {
+        return Err(Error::InvalidArgument(
+            "piecewise: input not in Z_2^64".into(),
+        ));
+    }
+    let n = x.len();
+    let (pr, or) = (p.poly_ring(), p.out_ring());
+    let server = sess.is_server();
+    sess.scope("piecewise", |sess| {
+        // 1. Comparisons, all breakpoints in one batch (element j·n + i is x_i − T_j).
+        let shifted: Vec<u64> = thresholds
+            .iter()
+            .flat_map(|&t| x.iter().map(move |&v| v.wrapping_sub(t)))
+            .collect();
+        let b = if k > 0 {
+            drelu_reduced(sess, &shifted, Ring::R64, p.cmp_drop(), p.cmp_bits)?
+        } else {
+            vec![]
+        };
+        // Selection shares: the server holds b_0 = 1, nobody holds b_{k+1}; piece_selection
+        // applied to shares is the local XOR b_i ⊕ b_{i+1} (constants only in the server's).
+        let sel: Vec<Vec<bool>> = (0..n)
+            .map(|i| {
+                let bi: Vec<bool> = (0..k).map(|j| b[j * n + i]).collect();
+                let mut s = piece_selection(&bi);
+                if !server {
+                    s[0] ^= true; // the client's share of b_0 is 0, not 1
+                }
+                s
+            })
+            .collect();
+        let mut out = vec![0u64; n];
+        // 2–4. Polynomial pieces.
+        if spec.polys() > 0 {
+            let s = p.input_shift();
+            let half = if server && s > 0 { 1u64 << (s - 1) } else { 0 };
+            let xr: Vec<u64> = x.iter().map(|&v| v.wrapping_add(half)).collect();
+            let u = trunc_cast(sess, &xr, Ring::R64, pr, s, TruncKind::KnownMsb)?;
+            let schedule = spec.schedule();
+            let top = schedule.last().map_or(1, |st| st.k);
+            let mut pow: Vec<Vec<u64>> = vec![Vec::new(); top + 1];
+            pow[1] = u;
+            for st in schedule {
+                let prod = if st.a == st.b {
+                    square(sess, &pow[st.a], pr)?
+                } else {
+                    mul(sess, &pow[st.a], &pow[st.b], pr)?
+                };
+                pow[st.k] = trunc_cast(sess, &prod, pr, pr, p.poly_frac, TruncKind::KnownMsb)?;
+            }
+            let mut vals = Vec::with_capacity(spec.polys() * n);
+            let mut bits = Vec::with_capacity(spec.polys() * n);
+            for (i, piece) in spec.pieces.iter().enumerate() {
+                let Piece::Poly(c) = piece else { continue };
+                let c = p.coefficients(c);
+                for e in 0..n {
+                    let mut v = if server { c[0] } else { 0 };
+                    for (kk, &ck) in c.iter().enumerate().skip(1) {
+                        if ck != 0 {
+                            v = pr.add(v, pr.mul(ck, pow[kk][e]));
+                        }
+                    }
+                    vals.push(v);
+                    bits.push(sel[e][i]);
+                }
+            }
+            let muxed = mux(sess, &bits, &vals, pr)?;
+            let sum: Vec<u64> = (0..n)
+                .map(|e| (0..spec.polys()).fold(0, |a, j| pr.add(a, muxed[j * n + e])))
+                .collect();
+            let cast = trunc_cast(sess, &sum, pr, or, p.output_shift(), TruncKind::KnownMsb)?;
+            out = cast;
+        }
+        // 5. Identity pieces.
+        if spec.identities() > 0 {
+            let mut vals = Vec::new();
+            let mut bits = Vec::new();
+            for (i, piece) in spec.pieces.iter().enumerate() {
+                if *piece != Piece::Identity {
+                    continue;
+                }
+                for e in 0..n {
+                    vals.push(or.reduce(x[e]));
+                    bits.push(sel[e][i]);
+                }
+            }
+            let muxed = mux(sess, &bits, &vals, or)?;
+            for (j, m) in muxed.iter().enumerate() {
+                out[j % n] = or.add(out[j % n], *m);
+            }
+        }
+        // 6. Up-cast.
+        match output {
+            Output::Small => Ok(out),
+            Output::Linear => trunc_cast(sess, &out, or, Ring::R64, 0, TruncKind::KnownMsb),
+        }
+    })
+}

@@ -1,0 +1,259 @@
+//! The functions of `ot_nonlinear::functions` on random shares against the plaintext mirror
+//! (`approx::fixed`, within the documented carry bounds) and against f64, with edge values
+//! (0, −1, ring extremes, largest positive / most negative fixed-point values, values exactly at
+//! and just around breakpoints), and their exact cost (bytes each way, rounds).
+use mpc_core::{Channel, FixedPoint, Party, Result, Stats};
+use ot_nonlinear::approx::fixed;
+use ot_nonlinear::approx::tables::Piece;
+use ot_nonlinear::approx::{ApproxSet, PiecewisePoly};
+use ot_nonlinear::block::Block;
+use ot_nonlinear::functions::*;
+use ot_nonlinear::mpc::{Cost, Session};
+use ot_nonlinear::prg::BlockPrg;
+use std::sync::Arc;
+use std::time::Duration;
+
+const LIN: FixedPoint = FixedPoint::LINEAR;
+
+/// One party's side of a test protocol.
+type Party2<T> = Arc<dyn Fn(&mut Session) -> Result<T> + Send + Sync>;
+
+/// Runs `f` as both parties on their own threads and sessions; (server's, client's) results
+/// and each party's stats under `label`.
+fn both<T: Send + 'static>(
+    label: &'static str,
+    f: impl Fn(&mut Session) -> Result<T> + Send + Sync + 'static,
+) -> ((T, Stats), (T, Stats)) {
+    let (mut a, mut b) = Channel::mem_pair();
+    a.set_timeout(Duration::from_secs(60));
+    b.set_timeout(Duration::from_secs(60));
+    let f = Arc::new(f);
+    let g = f.clone();
+    let run = move |mut s: Session, f: Party2<T>| {
+        // Close the setup's open flights so the protocol's first flight starts a new round.
+        s.ch.send(&[0])?;
+        s.ch.recv_vec(1)?;
+        s.ch.clear_stats();
+        let r = f(&mut s)?;
+        s.ch.flush()?;
+        Ok::<_, mpc_core::Error>((r, s.ch.stats_of(label).unwrap_or_default()))
+    };
+    let t = std::thread::spawn(move || run(Session::new(b, Party::Client)?, g));
+    let rs = run(Session::new(a, Party::Server).unwrap(), f).unwrap();
+    (rs, t.join().unwrap().unwrap())
+}
+
+/// Shares of `x` in Z_2^64: uniform server shares, with a few edge shares (0, all-ones, x).
+fn shares(x: &[u64], seed: u128) -> (Vec<u64>, Vec<u64>) {
+    let mut prg = BlockPrg::new(Block(seed));
+    let s: Vec<u64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| match i % 13 {
+            3 => 0,
+            5 => u64::MAX,
+            7 => v,
+            _ => prg.block().low_u64(),
+        })
+        .collect();
+    let c = x.iter().zip(&s).map(|(&v, &s)| v.wrapping_sub(s)).collect();
+    (s, c)
+}
+
+fn enc(x: f64) -> u64 {
+    LIN.encode(x).unwrap()
+}
+
+fn dec(x: u64) -> f64 {
+    LIN.decode(x)
+}
+
+/// Edge and random inputs of a piecewise function on its plan's range: 0, ±1, ±ulp, the
+/// range's ends, every breakpoint (on the comparison grid) and ±1 ulp around it, a grid and
+/// uniform values; then the ring extremes (checked for no failure only).
+fn inputs(pw: &PiecewisePoly, grid_frac: u32, range: [f64; 2], n: usize) -> (Vec<u64>, usize) {
+    let ulp = 1.0 / LIN.scale();
+    let mut xs = vec![0.0, -1.0, 1.0, ulp, -ulp, range[0] + ulp, range[1] - ulp];
+    for &b in &pw.breakpoints {
+        let g = (b * (grid_frac as f64).exp2()).round() / (grid_frac as f64).exp2();
+        xs.extend([g, g - ulp, g + ulp, g + 1.0 / 32.0]);
+    }
+    let mut prg = BlockPrg::new(Block(7));
+    while xs.len() < n {
+        let r = (prg.block().low_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let lo = range[0].max(-8.0);
+        let hi = range[1].min(8.0);
+        xs.push(lo + (hi - lo) * r);
+    }
+    let mut v: Vec<u64> = xs
+        .iter()
+        .filter(|x| **x >= range[0] && **x <= range[1])
+        .map(|&x| enc(x))
+        .collect();
+    let in_range = v.len();
+    // Largest positive / most negative 18-bit values and the ring's extremes.
+    v.extend([(1u64 << 63) - 1, 1 << 63, u64::MAX, 1]);
+    (v, in_range)
+}
+
+fn in_piece_boundary(pw: &PiecewisePoly, grid_frac: u32, x: f64) -> bool {
+    let step = (-(grid_frac as f64)).exp2();
+    pw.breakpoints.iter().any(|&b| {
+        let g = (b * (grid_frac as f64).exp2()).round() * step;
+        x >= g && x < g + step
+    })
+}
+
+fn gelu_exact(x: f64) -> f64 {
+    // erf by its Taylor series, saturated beyond |z| > 4.5.
+    let z = x / std::f64::consts::SQRT_2;
+    if z.abs() > 4.5 {
+        return if x > 0.0 { x } else { 0.0 };
+    }
+    let (mut term, mut sum) = (z, z);
+    for n in 1..300 {
+        term *= -z * z / n as f64;
+        sum += term / (2 * n + 1) as f64;
+    }
+    0.5 * x * (1.0 + sum * 2.0 / std::f64::consts::PI.sqrt())
+}
+
+#[test]
+fn gelu_matches_the_mirror_and_costs_what_it_says() {
+    for set in [ApproxSet::nimbus(), ApproxSet::puma()] {
+        let pw = set.layers[0].gelu.clone();
+        let plan = set.plan.gelu;
+        let (x, in_range) = inputs(&pw, plan.cmp_frac, plan.range, 300);
+        let (xs, xc) = shares(&x, 11);
+        let n = x.len();
+        let s2 = set.clone();
+        let ((ys, st_s), (yc, st_c)) = both("gelu", move |sess| {
+            let (spec, bps) = gelu_spec(&s2, 0);
+            let mine = if sess.is_server() { &xs } else { &xc };
+            let bps = sess.is_server().then_some(bps);
+            gelu(sess, &spec, bps, mine)
+        });
+        let (spec, _) = gelu_spec(&set, 0);
+        let cost: Cost = gelu_cost(&spec, n);
+        assert_eq!(
+            (st_s.bytes_sent, st_c.bytes_sent),
+            (cost.server_bytes, cost.client_bytes),
+            "{}: bytes",
+            set.name
+        );
+        // Consecutive steps whose flights go the same way merge, so the measured count is at
+        // most the steps' sum; the exact counts are pinned here.
+        assert!(
+            st_s.rounds <= cost.rounds,
+            "{}: {} rounds",
+            set.name,
+            st_s.rounds
+        );
+        let want = if set.name == "nimbus" { 15 } else { 25 };
+        assert_eq!(
+            (st_s.rounds, st_c.rounds),
+            (want, want),
+            "{}: rounds",
+            set.name
+        );
+        let bound = plan.carry_bound(&pw);
+        for i in 0..n {
+            let got = ys[i].wrapping_add(yc[i]);
+            let want = fixed::gelu(&set, 0, x[i]);
+            if i >= in_range {
+                continue; // outside the plan's range: defined, no failure
+            }
+            let xf = dec(x[i]);
+            let diff = (dec(got) - dec(want)).abs();
+            if in_piece_boundary(&pw, plan.cmp_frac, xf) {
+                // The piece on the left may apply just above a breakpoint.
+                let left = {
+                    let mut p = pw.clone();
+                    p.breakpoints.iter_mut().for_each(|b| *b += 1.0 / 16.0);
+                    fixed::eval_piecewise(&p, &plan, x[i])
+                };
+                assert!(
+                    diff <= bound || (dec(got) - dec(left)).abs() <= bound,
+                    "{} gelu({xf}) = {} mirror {} left {}",
+                    set.name,
+                    dec(got),
+                    dec(want),
+                    dec(left)
+                );
+            } else {
+                assert!(
+                    diff <= bound,
+                    "{} gelu({xf}): {} vs mirror {}",
+                    set.name,
+                    dec(got),
+                    dec(want)
+                );
+            }
+            if xf.abs() < 8.0 && set.name == "puma" {
+                assert!((dec(got) - gelu_exact(xf)).abs() < 0.025, "puma gelu({xf})");
+            }
+        }
+        assert!(matches!(pw.pieces[0], Piece::Zero));
+    }
+}
+
+#[test]
+fn exp_matches_the_mirror_and_costs_what_it_says() {
+    for set in [ApproxSet::nimbus(), ApproxSet::puma()] {
+        let ulp = 1.0 / LIN.scale();
+        let mut xs = vec![
+            0.0,
+            -ulp,
+            -1.0,
+            -4.0,
+            -4.0 - ulp,
+            -4.0 + ulp,
+            -14.0,
+            -14.0 - ulp,
+            -100.0,
+            -511.0,
+        ];
+        let mut prg = BlockPrg::new(Block(3));
+        while xs.len() < 200 {
+            xs.push(-((prg.block().low_u64() >> 11) as f64 / (1u64 << 53) as f64) * 10.0);
+        }
+        let x: Vec<u64> = xs.iter().map(|&v| enc(v)).collect();
+        let (ss, sc) = shares(&x, 5);
+        let s2 = set.clone();
+        let ((ys, st_s), (yc, st_c)) = both("exp", move |sess| {
+            let mine = if sess.is_server() { &ss } else { &sc };
+            let bps = exp_breakpoints(&s2, 0);
+            let bps = sess.is_server().then_some(&bps[..]);
+            exp(sess, &s2, 0, bps, mine)
+        });
+        let cost = exp_cost(&set, 0, x.len());
+        assert_eq!(
+            (st_s.bytes_sent, st_c.bytes_sent),
+            (cost.server_bytes, cost.client_bytes),
+            "{}: bytes",
+            set.name
+        );
+        assert!(st_s.rounds <= cost.rounds, "{}: rounds", set.name);
+        let want = if set.name == "nimbus" { 17 } else { 39 };
+        assert_eq!(st_s.rounds, want, "{}: rounds", set.name);
+        for i in 0..x.len() {
+            let got = dec(ys[i].wrapping_add(yc[i]));
+            let want = dec(fixed::exp_nonpositive(&set, 0, x[i]));
+            // Carries: u, u², u³ (or each squaring) may each lose one ulp; just above the
+            // threshold the zero piece may apply (exp(T) ≈ 0.018 for T = −4).
+            let near = (xs[i] + 4.0).abs() < 1.0 / 64.0 || (xs[i] + 14.0).abs() < 1.0 / 64.0;
+            let carry = match &set.layers[0].exp {
+                ot_nonlinear::approx::ExpMethod::Piecewise(pw) => set.plan.exp.carry_bound(pw),
+                // Each of the 8 squarings at most doubles the error and adds 1 ulp: < 2^9 ulps.
+                _ => 512.0 / LIN.scale(),
+            };
+            let tol = if near { 0.03 } else { carry };
+            assert!(
+                (got - want).abs() <= tol,
+                "{} exp({}) = {got}, mirror {want}",
+                set.name,
+                xs[i]
+            );
+        }
+    }
+}
