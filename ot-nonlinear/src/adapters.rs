@@ -486,21 +486,23 @@ pub fn otn_messages(
             // First level: both keys of every COT.
             let (k0, k1) = hash_fanout(s0, cots, Some(delta), 1);
             // Second level: one mask per (instance, copy, index).
-            let mut tw = Vec::new();
-            let mut xs = Vec::new();
+            let per_unit = layout.unit_bits(); // ≥ messages per unit; only a capacity hint
+            let mut tw = Vec::with_capacity(count * per_unit);
+            let mut xs = Vec::with_capacity(count * per_unit);
+            let mut x = [Block::ZERO; 1 << MAX_OT_LOG_N];
             let mut off = 0;
             for _ in 0..count {
                 for &(m, _) in &layout.pattern {
                     let big_n = 1usize << m;
                     let s = s0 + off as u64;
-                    let mut x = vec![Block::ZERO; big_n];
+                    // x_j = ⊕_b K_b^{j_b}, each from the index without its lowest set bit.
                     x[0] = (0..m as usize).fold(Block::ZERO, |a, b| a ^ k0[off + b]);
                     for j in 1..big_n {
                         let b = j.trailing_zeros() as usize;
                         x[j] = x[j & (j - 1)] ^ k0[off + b] ^ k1[off + b];
                     }
                     for c in 0..layout.fanout {
-                        for (j, &xj) in x.iter().enumerate() {
+                        for (j, &xj) in x[..big_n].iter().enumerate() {
                             tw.push(tweak((1 + j + big_n * c) as u64, s));
                             xs.push(xj);
                         }

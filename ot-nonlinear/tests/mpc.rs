@@ -591,27 +591,28 @@ fn bad_inputs_are_typed_errors() {
     let r8 = Ring::new(8).unwrap();
     let (s, c) = both(move |sess| {
         let before = sess.ch.totals().bytes();
-        let mut errs = Vec::new();
-        errs.push(millionaire(sess, &[256], 8, 4).err());
-        errs.push(millionaire(sess, &[1], 8, 9).err());
-        errs.push(millionaire(sess, &[1], 65, 4).err());
-        errs.push(drelu(sess, &[300], r8).err());
-        errs.push(mux(sess, &[true], &[1, 2], r8).err());
-        errs.push(b2a(sess, &[true], r8, 8).err());
-        errs.push(trunc_cast(sess, &[1], r8, r8, 8, TruncKind::Faithful).err());
-        errs.push(trunc_cast(sess, &[1], r8, r8, 7, TruncKind::KnownMsb).err());
-        errs.push(mul_row_scalar(sess, &[1, 2, 3], &[1], 2, r8).err());
-        errs.push(lut(sess, &[1], 9, None, 1, r8).err());
-        errs.push(drelu_reduced(sess, &[1], r8, 4, 5).err());
         let wrong = if sess.is_server() { None } else { Some(1) };
-        errs.push(greater_equal_threshold(sess, &[1], r8, wrong).err());
         let table = [0u64; 4];
         let wrong_t = if sess.is_server() {
             None
         } else {
             Some(&table[..])
         };
-        errs.push(lut(sess, &[1], 2, wrong_t, 1, r8).err());
+        let errs = vec![
+            millionaire(sess, &[256], 8, 4).err(),
+            millionaire(sess, &[1], 8, 9).err(),
+            millionaire(sess, &[1], 65, 4).err(),
+            drelu(sess, &[300], r8).err(),
+            mux(sess, &[true], &[1, 2], r8).err(),
+            b2a(sess, &[true], r8, 8).err(),
+            trunc_cast(sess, &[1], r8, r8, 8, TruncKind::Faithful).err(),
+            trunc_cast(sess, &[1], r8, r8, 7, TruncKind::KnownMsb).err(),
+            mul_row_scalar(sess, &[1, 2, 3], &[1], 2, r8).err(),
+            lut(sess, &[1], 9, None, 1, r8).err(),
+            drelu_reduced(sess, &[1], r8, 4, 5).err(),
+            greater_equal_threshold(sess, &[1], r8, wrong).err(),
+            lut(sess, &[1], 2, wrong_t, 1, r8).err(),
+        ];
         assert_eq!(
             sess.ch.totals().bytes(),
             before,

@@ -1,5 +1,5 @@
-//! Additive COTs in both directions at once: the step under [`mux`](super::mux),
-//! [`b2a`](super::b2a), [`trunc`](super::trunc) and [`product`](super::product).
+//! Additive COTs in both directions at once: the step under [`mux`](mod@super::mux),
+//! [`b2a`](mod@super::b2a), [`trunc`](super::trunc) and [`product`](super::product).
 //!
 //! Computes XOR-free arithmetic shares of `Σ_k 2^{ℓ−w_k}·c_{u,k}·x_{u,k,c}` (Z_2^ℓ) for every
 //! unit u and correlation index c of an [`AcotLayout`], where this party holds the correlations

@@ -10,7 +10,7 @@
 //! **Tree.** Digits combine pairwise from the bottom, `(1,0), (3,2), …`, level by level:
 //! `gt = gt_hi ⊕ (eq_hi ∧ gt_lo)`, `eq = eq_hi ∧ eq_lo`. The node holding digit 0 and the root
 //! need no `eq`: their gates are single ANDs; every other gate is a correlated pair sharing
-//! `eq_hi` (3 opened bits per party instead of 4, [`crate::mpc::and`]). One round per level.
+//! `eq_hi` (3 opened bits per party instead of 4, [`and`](mod@crate::mpc::and)). One round per level.
 //!
 //! **Cost** ([`millionaire_cost`], label `millionaire`), per element: client → server
 //! `n` bits (choice corrections); server → client `2^{w_0} + Σ_{k≥1} 2·2^{w_k}` bits (leaf
@@ -153,10 +153,8 @@ pub fn millionaire(sess: &mut Session, x: &[u64], bits: u32, digit: u32) -> Resu
 fn run(sess: &mut Session, plan: &Plan, x: &[u64]) -> Result<Vec<bool>> {
     let (n, q) = (x.len(), plan.digits());
     let layout = plan.leaf_layout();
-    let digit_of = |v: u64, k: usize| {
-        let shift: u32 = plan.widths[..k].iter().sum();
-        (v >> shift) & ((1u64 << plan.widths[k]) - 1)
-    };
+    let shifts: Vec<u32> = (0..q).map(|k| plan.widths[..k].iter().sum()).collect();
+    let digit_of = |v: u64, k: usize| (v >> shifts[k]) & ((1u64 << plan.widths[k]) - 1);
     // All COTs up front, each party's sender first (the peer's receiver mirrors it).
     let server = sess.is_server();
     let leaf_cots = n * layout.cots_per_unit();

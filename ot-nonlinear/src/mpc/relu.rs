@@ -1,4 +1,4 @@
-//! ReLU on arithmetic shares: `relu(x) = x·[x ≥ 0]` = [`super::mux`] of [`super::drelu`] and x,
+//! ReLU on arithmetic shares: `relu(x) = x·[x ≥ 0]` = [`mux`](fn@super::mux) of [`drelu`](fn@super::drelu) and x,
 //! the operation to compare with Cheetah / SCI.
 //!
 //! Who sends what: DReLU's millionaire on ℓ − 1 bits (client → server digit corrections,

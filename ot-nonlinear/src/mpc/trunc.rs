@@ -16,7 +16,7 @@
 //!   s + 1 bits for a plain truncation (L = ℓ), L − ℓ + 1 for a plain up-cast (s = 0).
 //! * [`TruncKind::OneBitError`] (L > ℓ − s), any x: the server adds 2^{ℓ−1} (x' = x + 2^{ℓ−1}
 //!   is then the unsigned offset of x), the wrap of x' comes from [`super::wrap`] (millionaire
-//!   on ℓ bits) and `2^{ℓ−s}·w` mod 2^L from [`super::b2a`]; result `floor(x/2^s) − c`. Cost:
+//!   on ℓ bits) and `2^{ℓ−s}·w` mod 2^L from [`b2a`](fn@super::b2a); result `floor(x/2^s) − c`. Cost:
 //!   wrap + b2a (L − ℓ + s bits), `2 + ⌈log2 ⌈ℓ/4⌉⌉ + 2` rounds.
 //! * [`TruncKind::Faithful`], any x, exact: as the previous, plus the carry c from a
 //!   millionaire on the s low bits (`x'_0 mod 2^s` against `2^s − 1 − (x'_1 mod 2^s)`); c and
