@@ -2,6 +2,7 @@
 //!
 //! * `bench linear --net lan`: COP vs SIP at the BERT-base linear shapes.
 //! * `bench ot`: IKNP vs Ferret random-COT throughput.
+//! * `bench nonlinear --op relu --ring 37 --net lan`: one nonlinear two-party operation.
 //! * `bench accuracy --model DIR --data FILE.tsv`: classifier accuracy (float / fixed / secure).
 //!
 //! Each subcommand lives in its own module with its own arguments and `run`.
@@ -9,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 mod accuracy;
 mod linear;
+mod nonlinear;
 mod ot;
 
 #[derive(Parser, Debug)]
@@ -27,6 +29,8 @@ enum Command {
     Linear(linear::Args),
     /// Oblivious-transfer throughput: IKNP vs Ferret.
     Ot(ot::Args),
+    /// One nonlinear two-party operation (ReLU, DReLU, truncation, product) on a batch.
+    Nonlinear(nonlinear::Args),
     /// Classifier accuracy on a labelled TSV file.
     Accuracy(accuracy::Args),
 }
@@ -36,6 +40,7 @@ fn main() {
     let result = match cli.command {
         Command::Linear(a) => linear::run(a),
         Command::Ot(a) => ot::run(a),
+        Command::Nonlinear(a) => nonlinear::run(a),
         Command::Accuracy(a) => accuracy::run(a),
     };
     if let Err(e) = result {
