@@ -10,7 +10,8 @@
 //! Inputs (fixed seeds, documented in docs/protocols/nonlinear.md, "Functions"):
 //! * gelu: x = −0.6 + 1.1·t₅ (Student t, 5 degrees of freedom: a normal-like bulk with heavy
 //!   tails), clamped to ±60, 128 × 3072;
-//! * exp: x = −|N(0, 3)| (scores minus the row max), 128 × 3072.
+//! * exp: x = −|N(0, 3)| (scores minus the row max), 128 × 3072;
+//! * softmax: attention scores N(0, 2²) plus a per-row N(0, 1) offset, 12 × 128 rows of 128.
 use mpc_core::{Channel, FixedPoint, NetProfile, Party, Result};
 use ot_nonlinear::approx::{fixed, ApproxSet};
 use ot_nonlinear::block::Block;
@@ -53,13 +54,35 @@ fn gelu_exact(x: f64) -> f64 {
 
 type Op = Arc<dyn Fn(&mut Session, &[u64]) -> Result<Vec<u64>> + Send + Sync>;
 
-/// One measured function: shape, inputs, the f64 function, the mirror, the protocol.
+/// The f64 function on the whole input.
+type Exact = Box<dyn Fn(&[f64]) -> Vec<f64>>;
+/// The mirror on the whole input.
+type Mirror = Box<dyn Fn(&[u64]) -> Vec<u64>>;
+
+/// One measured function: shape, inputs, the f64 function and the mirror (on the whole input,
+/// so row-wise functions fit), the protocol.
 struct Case {
     shape: String,
     xs: Vec<f64>,
-    exact: fn(f64) -> f64,
-    mirror: Box<dyn Fn(u64) -> u64>,
+    exact: Exact,
+    mirror: Mirror,
     f: Op,
+}
+
+/// An element-wise f64 function on the whole input.
+fn each(f: fn(f64) -> f64) -> Exact {
+    Box::new(move |x| x.iter().map(|&v| f(v)).collect())
+}
+
+/// Softmax of each row of 128 in f64.
+fn softmax_f64(x: &[f64]) -> Vec<f64> {
+    x.chunks(128)
+        .flat_map(|r| {
+            let m = r.iter().cloned().fold(f64::MIN, f64::max);
+            let z: f64 = r.iter().map(|v| (v - m).exp()).sum();
+            r.iter().map(move |v| (v - m).exp() / z).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 fn main() {
@@ -106,8 +129,8 @@ fn main() {
             Case {
                 shape: "128x3072".into(),
                 xs,
-                exact: gelu_exact,
-                mirror: Box::new(move |x| fixed::gelu(&s1, layer, x)),
+                exact: each(gelu_exact),
+                mirror: Box::new(move |x| x.iter().map(|&v| fixed::gelu(&s1, layer, v)).collect()),
                 f: Arc::new(move |sess: &mut Session, x: &[u64]| {
                     let (spec, bps) = gelu_spec(&s2, layer);
                     let bps = sess.is_server().then_some(bps);
@@ -123,12 +146,42 @@ fn main() {
             Case {
                 shape: "128x3072".into(),
                 xs,
-                exact: f64::exp,
-                mirror: Box::new(move |x| fixed::exp_nonpositive(&s1, layer, x)),
+                exact: each(f64::exp),
+                mirror: Box::new(move |x| {
+                    x.iter()
+                        .map(|&v| fixed::exp_nonpositive(&s1, layer, v))
+                        .collect()
+                }),
                 f: Arc::new(move |sess: &mut Session, x: &[u64]| {
                     let bps = exp_breakpoints(&s2, layer);
                     let bps = sess.is_server().then_some(&bps[..]);
                     exp(sess, &s2, layer, bps, x)
+                }),
+            }
+        }
+        "softmax" => {
+            // Attention scores: N(0, 2²) per entry plus a per-row N(0, 1) offset; 12 heads × 128
+            // rows of 128, no padding.
+            let mut xs = Vec::with_capacity(12 * 128 * 128);
+            for _ in 0..12 * 128 {
+                let off = rng.normal();
+                xs.extend((0..128).map(|_| off + 2.0 * rng.normal()));
+            }
+            let (s1, s2) = (set.clone(), set.clone());
+            Case {
+                shape: "12x128x128".into(),
+                xs,
+                exact: Box::new(softmax_f64),
+                mirror: Box::new(move |x| {
+                    let mut y = x.to_vec();
+                    y.chunks_mut(128)
+                        .for_each(|r| fixed::softmax_row(&s1, layer, r, None));
+                    y
+                }),
+                f: Arc::new(move |sess: &mut Session, x: &[u64]| {
+                    let bps = exp_breakpoints(&s2, layer);
+                    let bps = sess.is_server().then_some(&bps[..]);
+                    softmax(sess, &s2, layer, x.len() / 128, 128, x, bps, None)
                 }),
             }
         }
@@ -169,12 +222,14 @@ fn main() {
     let (ys, sent_s, rounds, wall) = run(a, Party::Server, xs_share, f).unwrap();
     let (yc, sent_c, _, _) = t.join().unwrap();
     let (mut max_err, mut sum_err, mut max_mirror) = (0.0f64, 0.0, 0.0f64);
+    let xd: Vec<f64> = x.iter().map(|&v| LIN.decode(v)).collect();
+    let (want, mirrored) = (exact(&xd), mirror(&x));
     for i in 0..n {
         let got = LIN.decode(ys[i].wrapping_add(yc[i]));
-        let e = (got - exact(LIN.decode(x[i]))).abs();
+        let e = (got - want[i]).abs();
         max_err = max_err.max(e);
         sum_err += e;
-        max_mirror = max_mirror.max((got - LIN.decode(mirror(x[i]))).abs());
+        max_mirror = max_mirror.max((got - LIN.decode(mirrored[i])).abs());
     }
     let bytes = sent_s + sent_c;
     let report = serde_json::json!({

@@ -257,3 +257,81 @@ fn exp_matches_the_mirror_and_costs_what_it_says() {
         }
     }
 }
+
+#[test]
+fn softmax_matches_the_mirror_and_costs_what_it_says() {
+    let (rows, cols) = (4, 17);
+    let mut prg = BlockPrg::new(Block(9));
+    let mut xs: Vec<f64> = (0..rows * cols)
+        .map(|_| ((prg.block().low_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 16.0)
+        .collect();
+    // Edge rows: all equal (ties everywhere), one dominant entry, near-equal maxima, extremes of
+    // the plan's range.
+    xs[cols..2 * cols].fill(0.0);
+    xs[2 * cols + 5] = 40.0;
+    xs[3 * cols] = 3.0;
+    xs[3 * cols + 1] = 3.0 + 1.0 / 64.0;
+    xs[3 * cols + 2] = -1.0;
+    let mask: Vec<bool> = (0..rows * cols)
+        .map(|i| i % cols < cols - 3 || i / cols == 1)
+        .collect();
+    let x: Vec<u64> = xs.iter().map(|&v| enc(v)).collect();
+    for set in [ApproxSet::nimbus(), ApproxSet::puma()] {
+        let (ss, sc) = shares(&x, 13);
+        let (s2, m2) = (set.clone(), mask.clone());
+        let ((ys, st_s), (yc, st_c)) = both("softmax", move |sess| {
+            let bps = exp_breakpoints(&s2, 0);
+            if sess.is_server() {
+                softmax(sess, &s2, 0, rows, cols, &ss, Some(&bps), None)
+            } else {
+                softmax(sess, &s2, 0, rows, cols, &sc, None, Some(&m2))
+            }
+        });
+        let cost = softmax_cost(&set, 0, rows, cols);
+        assert_eq!(
+            (st_s.bytes_sent, st_c.bytes_sent),
+            (cost.server_bytes, cost.client_bytes),
+            "{}: bytes",
+            set.name
+        );
+        assert!(
+            st_s.rounds <= cost.rounds,
+            "{}: rounds {}",
+            set.name,
+            st_s.rounds
+        );
+        let want = if set.name == "nimbus" { 73 } else { 95 };
+        assert_eq!(
+            (st_s.rounds, st_c.rounds),
+            (want, want),
+            "{}: rounds",
+            set.name
+        );
+        for r in 0..rows {
+            let mut want = x[r * cols..(r + 1) * cols].to_vec();
+            fixed::softmax_row(&set, 0, &mut want, Some(&mask[r * cols..(r + 1) * cols]));
+            let keep: Vec<f64> = (0..cols)
+                .filter(|&c| mask[r * cols + c])
+                .map(|c| xs[r * cols + c])
+                .collect();
+            let mx = keep.iter().cloned().fold(f64::MIN, f64::max);
+            let z: f64 = keep.iter().map(|v| (v - mx).exp()).sum();
+            for c in 0..cols {
+                let i = r * cols + c;
+                let got = dec(ys[i].wrapping_add(yc[i]));
+                let m = dec(want[c]);
+                assert!(
+                    (got - m).abs() < 0.01,
+                    "{} [{r},{c}] {got} vs mirror {m}",
+                    set.name
+                );
+                let exact = if mask[i] { (xs[i] - mx).exp() / z } else { 0.0 };
+                assert!(
+                    (got - exact).abs() < 0.05,
+                    "{} [{r},{c}] {got} vs {exact}",
+                    set.name
+                );
+            }
+        }
+    }
+}

@@ -12,7 +12,7 @@
 //!   [`RSQRT_NEWTON_ITERATIONS`] Newton step, scale back by 2^{s/2} with a √2 fix for odd s;
 //! * tanh (pooler): sign(x) (1 − e)/(1 + e) with e = exp(−|x|)², exp by 8 squarings;
 //! * public scalars such as 1/n are encoded with [`PUBLIC_FRAC_BITS`] fraction bits.
-use super::plan::PiecewisePlan;
+use super::plan::{PiecewisePlan, SoftmaxPlan};
 use super::tables::{ApproxSet, ExpMethod, Piece, PiecewisePoly};
 use mpc_core::{FixedPoint, Ring};
 
@@ -267,32 +267,75 @@ pub fn tanh(x: u64) -> u64 {
     }
 }
 
-/// Softmax of one row in place (Z_2^64, 18 bits): max over the unmasked entries, subtract, exp
-/// (layer `layer` of `set`), row sum, one reciprocal, multiply. Masked entries (`mask[i]` false)
-/// become 0.
-pub fn softmax_row(set: &ApproxSet, layer: usize, row: &mut [u64], mask: Option<&[bool]>) {
-    let ring = LIN.ring();
-    let keep = |i: usize| mask.is_none_or(|m| m[i]);
-    let max = (0..row.len())
-        .filter(|&i| keep(i))
-        .map(|i| ring.to_signed(row[i]))
-        .max();
-    let Some(max) = max else {
-        row.fill(0);
-        return;
-    };
-    let mut sum = 0u64;
-    for (i, v) in row.iter_mut().enumerate() {
-        *v = if keep(i) {
-            exp_nonpositive(set, layer, ring.sub(*v, ring.from_signed(max)))
-        } else {
-            0
-        };
-        sum = ring.add(sum, *v);
+/// The max tree's winner of a row (plan step 2): pairs (0,1), (2,3), … level by level, an odd
+/// last element passes up; a pair keeps a when `y_a − y_b ≥ 0` on Z_2^max_keep, with
+/// `y = ⌊x / 2^max_drop⌋ mod 2^max_keep`. Returns the winner's x.
+pub fn max_tree(plan: &SoftmaxPlan, row: &[u64]) -> u64 {
+    let yr = Ring::new(plan.max_keep).expect("validated plan");
+    let mut cur: Vec<(u64, u64)> = row
+        .iter()
+        .map(|&x| (x, yr.reduce(x >> plan.max_drop)))
+        .collect();
+    while cur.len() > 1 {
+        cur = cur
+            .chunks(2)
+            .map(|p| match p {
+                [a, b] if !yr.msb(yr.sub(a.1, b.1)) => *a,
+                [_, b] => *b,
+                [a] => *a,
+                _ => unreachable!("chunks of at most 2"),
+            })
+            .collect();
     }
-    let r = reciprocal(sum);
+    cur.first().map_or(0, |c| c.0)
+}
+
+/// The Softmax plan's reciprocal of a row sum s > 0 (Z_2^64, 18 bits; plan step 4): the range
+/// by `[s ≥ 4]`, `[s ≥ 32]`, r0 from the range's table at index ⌊s / step⌋ mod 256, one Newton
+/// step r = r0 + ⌊r0·(1 − ⌊s·r0⌋)⌋ (truncations by 18).
+pub fn softmax_reciprocal(plan: &SoftmaxPlan, s: u64) -> u64 {
+    let r64 = Ring::R64;
+    let lut = Ring::new(plan.recip_lut_bits).expect("validated plan");
+    let ranges = plan.recip_ranges();
+    let b: Vec<bool> = ranges[1..]
+        .iter()
+        .map(|&(t, _)| drelu_reduced(r64.sub(s, enc(LIN, t)), 12, 20))
+        .collect();
+    let sel = piece_selection(&b);
+    let k = sel.iter().position(|&on| on).unwrap_or(0);
+    let idx = ((s >> ranges[k].1) & 0xff) as usize;
+    let r0 = trunc_cast(plan.recip_table(k)[idx], lut, r64, 0);
+    let one = enc(LIN, 1.0);
+    let e = r64.sub(one, mul_trunc(LIN, s, r0));
+    r64.add(r0, mul_trunc(LIN, r0, e))
+}
+
+/// Softmax of one row in place (Z_2^64, 18 bits) by the set's [`SoftmaxPlan`]: masked entries
+/// (`mask[i]` false, the client's padding) are lowered by `mask_offset`; max by [`max_tree`];
+/// exp (layer `layer` of `set`) of x − max; row sum; [`softmax_reciprocal`]; the product
+/// ⌊e / 2^{18−e_frac}⌋ · ⌊r / 2^{18−r_frac}⌋ in Z_2^prod_bits, truncated back to 18 bits.
+pub fn softmax_row(set: &ApproxSet, layer: usize, row: &mut [u64], mask: Option<&[bool]>) {
+    let plan = &set.plan.softmax;
+    let r64 = Ring::R64;
+    let offset = enc(LIN, plan.mask_offset);
+    for (i, v) in row.iter_mut().enumerate() {
+        if mask.is_some_and(|m| !m[i]) {
+            *v = r64.sub(*v, offset);
+        }
+    }
+    let max = max_tree(plan, row);
+    let mut sum = 0u64;
     for v in row.iter_mut() {
-        *v = mul_trunc(LIN, *v, r);
+        *v = exp_nonpositive(set, layer, r64.sub(*v, max));
+        sum = r64.add(sum, *v);
+    }
+    let r = softmax_reciprocal(plan, sum);
+    let pr = Ring::new(plan.prod_bits).expect("validated plan");
+    let f = LIN.frac_bits();
+    let rs = trunc_cast(r, r64, pr, f - plan.r_frac);
+    for v in row.iter_mut() {
+        let es = trunc_cast(*v, r64, pr, f - plan.e_frac);
+        *v = trunc_cast(pr.mul(es, rs), pr, r64, plan.e_frac + plan.r_frac - f);
     }
 }
 
@@ -537,9 +580,21 @@ mod tests {
             assert_eq!((row[2], row[5]), (0, 0));
             let total: f64 = row.iter().map(|&v| d(v)).sum();
             assert!((total - 1.0).abs() < 2.0 * err, "{total}");
+            // A fully masked row: every entry is lowered alike, so the softmax is taken over the
+            // lowered values (uniform here) — the client's padding never has a full row.
             let mut none = vec![e(1.0); 3];
             softmax_row(&set, 0, &mut none, Some(&[false; 3]));
-            assert_eq!(none, vec![0; 3]);
+            assert!(none.iter().all(|&v| (d(v) - 1.0 / 3.0).abs() < 2.0 * err));
+            // Near-equal scores: the tree's winner is within 2^-5 of the maximum.
+            let plan = &set.plan.softmax;
+            let close = [e(0.5), e(0.5 + 1.0 / 128.0), e(-3.0), e(0.5 - 1.0 / 128.0)];
+            let w = d(max_tree(plan, &close));
+            assert!(w >= 0.5 + 1.0 / 128.0 - 1.0 / 32.0, "{w}");
+            // Reciprocal over the row sums' range, each LUT range and its edges.
+            for s in [0.97, 1.0, 3.99, 4.0, 4.01, 31.99, 32.0, 100.0, 128.0, 255.0] {
+                let r = d(softmax_reciprocal(plan, e(s)));
+                assert!((r - 1.0 / s).abs() < 3e-4 / s + 2.0 * ULP, "1/{s}: {r}");
+            }
         }
         let gamma: Vec<u64> = (0..6).map(|i| e(0.5 + i as f64 * 0.1)).collect();
         let beta: Vec<u64> = (0..6).map(|i| e(i as f64 * -0.2)).collect();

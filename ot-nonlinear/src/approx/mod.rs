@@ -24,5 +24,5 @@ pub mod fixed;
 pub mod plan;
 pub mod tables;
 
-pub use plan::{PiecewisePlan, SetPlan};
+pub use plan::{PiecewisePlan, SetPlan, SoftmaxPlan};
 pub use tables::{ApproxSet, ExpMethod, LayerTables, Piece, PiecewisePoly, TablesFile};

@@ -65,7 +65,84 @@ pub struct SetPlan {
     pub gelu: PiecewisePlan,
     /// exp on non-positive inputs, when the set's exp is piecewise.
     pub exp: PiecewisePlan,
+    /// Softmax rows (absent from files written before it existed: the standard plan).
+    #[serde(default = "SoftmaxPlan::standard")]
+    pub softmax: SoftmaxPlan,
 }
+
+/// The plan of a Softmax row (x ∈ Z_2^64, 18 fraction bits; every set uses the same one).
+///
+/// 1. mask: the client subtracts `mask_offset` from its share of each masked entry (its own
+///    padding), so they fall below the exp threshold;
+/// 2. max by a binary tree: each party computes `y = ⌊x / 2^max_drop⌋ mod 2^max_keep` locally
+///    once per element (the secure y may be one less, consistently for that element); a level
+///    compares `[y_a − y_b ≥ 0]` exactly on Z_2^max_keep (DReLU) and multiplexes x and y of the
+///    winner (one mux on Z_2^64); the result is an element within 2^{max_drop+1−18} of the
+///    maximum;
+/// 3. d = x − max, exp (the set's), row sum s (Z_2^64, 18 bits);
+/// 4. reciprocal of s ([`SoftmaxPlan::recip_ranges`]): comparisons `[s ≥ 4]`, `[s ≥ 32]` (reduced
+///    DReLU, drop 12, keep 20), three 8-bit lookups of r0 = 1/(midpoint of the index's cell) on
+///    Z_2^recip_lut_bits, one mux selecting the range, up-cast, one Newton step
+///    r = r0 + r0(1 − s r0) on Z_2^64 (truncations by 18);
+/// 5. p = ⌊e / 2^{18−e_frac}⌋ · ⌊r / 2^{18−r_frac}⌋ in Z_2^prod_bits (free down-casts, one
+///    row-scalar product), then a fused truncation by e_frac + r_frac − 18 and up-cast to Z_2^64.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SoftmaxPlan {
+    /// What the client subtracts from masked entries (real value).
+    pub mask_offset: f64,
+    /// Bits the max tree's comparisons drop.
+    pub max_drop: u32,
+    /// Ring bits of the max tree's comparisons.
+    pub max_keep: u32,
+    /// Ring of the reciprocal's lookup outputs (18 fraction bits).
+    pub recip_lut_bits: u32,
+    /// Fraction bits of the exps in the final product.
+    pub e_frac: u32,
+    /// Fraction bits of the reciprocal in the final product.
+    pub r_frac: u32,
+    /// Ring of the final product.
+    pub prod_bits: u32,
+}
+
+impl SoftmaxPlan {
+    /// Mask offset 32, comparisons at 1/64 on Z_2^15 (|x| < 256), lookups on Z_2^21, e at
+    /// 10 bits and r at 16 bits in Z_2^29 (p < 1 at 26 bits, below the 2^27 precondition).
+    pub fn standard() -> SoftmaxPlan {
+        SoftmaxPlan {
+            mask_offset: 32.0,
+            max_drop: 12,
+            max_keep: 15,
+            recip_lut_bits: 21,
+            e_frac: 10,
+            r_frac: 16,
+            prod_bits: 29,
+        }
+    }
+
+    /// The reciprocal's ranges: (lower bound of s, index shift = 18 − log2(1/step)); s below 4
+    /// uses a 1/64 grid, [4, 32) a 1/8 grid, [32, 256) a grid of 1.
+    pub fn recip_ranges(&self) -> [(f64, u32); 3] {
+        [(0.0, 12), (4.0, 15), (32.0, 18)]
+    }
+
+    /// The lookup table of range `k` on Z_2^recip_lut_bits (18 fraction bits): entry v is
+    /// 1 / ((v + 1/2)·step), capped below 2^{recip_lut_bits − 20} (the up-cast's precondition).
+    pub fn recip_table(&self, k: usize) -> Vec<u64> {
+        let (_, shift) = self.recip_ranges()[k];
+        let step = ((shift as f64) - 18.0).exp2();
+        let ring = Ring::new(self.recip_lut_bits).expect("validated plan");
+        let cap = ((self.recip_lut_bits as i64 - 2) as f64).exp2() - 1.0;
+        (0..256)
+            .map(|v| {
+                let r = 1.0 / ((v as f64 + 0.5) * step);
+                ring.from_signed((r * LIN_FRAC_SCALE).min(cap).round() as i64)
+            })
+            .collect()
+    }
+}
+
+/// 2^18.
+const LIN_FRAC_SCALE: f64 = (1u64 << LIN_FRAC) as f64;
 
 /// One step of the powers schedule: `u^k = trunc(u^a · u^b)` (`a == b`: a square).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +180,7 @@ impl SetPlan {
                 coef_frac: 14,
                 out_bits: 22,
             },
+            softmax: SoftmaxPlan::standard(),
         }
     }
 
@@ -121,6 +199,7 @@ impl SetPlan {
                 out_bits: 30,
             },
             exp: SetPlan::nimbus().exp,
+            softmax: SoftmaxPlan::standard(),
         }
     }
 }

@@ -77,11 +77,26 @@ pub fn exp(
     breakpoints: Option<&[f64]>,
     x: &[u64],
 ) -> Result<Vec<u64>> {
-    let n = x.len();
-    let demand = steps(set, layer, n)
+    sess.reserve(exp_cots(set, layer, x.len()))?;
+    exp_reserved(sess, set, layer, breakpoints, x)
+}
+
+/// COTs drawn by [`exp`] on n elements.
+pub fn exp_cots(set: &ApproxSet, layer: usize, n: usize) -> CotDemand {
+    steps(set, layer, n)
         .into_iter()
-        .fold(CotDemand::default(), |a, (_, d)| a.plus(d));
-    sess.reserve(demand)?;
+        .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
+}
+
+/// [`exp`] without its own reservation (the caller reserved [`exp_cots`] with the rest of its
+/// protocol, so no Ferret extension runs in between). Label `exp`.
+pub fn exp_reserved(
+    sess: &mut Session,
+    set: &ApproxSet,
+    layer: usize,
+    breakpoints: Option<&[f64]>,
+    x: &[u64],
+) -> Result<Vec<u64>> {
     let server = sess.is_server();
     sess.scope("exp", |sess| match &set.layer(layer).exp {
         ExpMethod::Piecewise(pw) => {

@@ -7,12 +7,22 @@
 //! | [`gelu`](mod@gelu) | GELU (Z_2^64, 18 bits) | Nimbus ≈ 700 bits, 15 rounds; PUMA ≈ 6300 bits, 25 rounds |
 //! | [`exp`](mod@exp) | exp(x), x ≤ 0 (Z_2^64, 18 bits) | Nimbus ≈ 1280 bits, 17 rounds; PUMA (t = 8) ≈ 17 000 bits, 39 rounds |
 //!
+//! | [`max`](mod@max) | row maximum, binary tree (Softmax plan) | ≈ 1 comparison + 2 muxes on Z_2^64 per element |
+//! | [`reciprocal`](mod@reciprocal) | 1/s for row sums (Softmax plan): comparisons, 3 lookups, mux, Newton | per row |
+//! | [`softmax`](mod@softmax) | Softmax rows with a client-side mask | max + exp + reciprocal + row-scalar product |
+//!
 //! Every function is called by both parties with their shares and the same public arguments;
 //! server-only inputs (breakpoints) are `Option`s that the client passes as `None`.
 pub mod exp;
 pub mod gelu;
+pub mod max;
 pub mod piecewise;
+pub mod reciprocal;
+pub mod softmax;
 
 pub use exp::{exp, exp_breakpoints, exp_cost};
 pub use gelu::{gelu, gelu_cost, gelu_spec};
+pub use max::{row_max, row_max_cost};
 pub use piecewise::{piecewise, piecewise_cost, piecewise_cots, Output, PiecewiseSpec};
+pub use reciprocal::{reciprocal, reciprocal_cost};
+pub use softmax::{softmax, softmax_cost};
