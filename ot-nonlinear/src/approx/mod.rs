@@ -21,6 +21,7 @@
 //! This module holds no OT or other cryptographic code.
 
 pub mod fixed;
+pub mod layernorm;
 pub mod plan;
 pub mod tables;
 

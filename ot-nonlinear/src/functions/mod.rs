@@ -9,20 +9,26 @@
 //!
 //! | [`max`](mod@max) | row maximum, binary tree (Softmax plan) | ≈ 1 comparison + 2 muxes on Z_2^64 per element |
 //! | [`reciprocal`](mod@reciprocal) | 1/s for row sums (Softmax plan): comparisons, 3 lookups, mux, Newton | per row |
+//! | [`layernorm`](mod@layernorm) | LayerNorm's normalisation (γ, β folded into the next linear layer) | ≈ 2260 bits per element + per row rsqrt |
+//! | [`rsqrt`](mod@rsqrt) | 1/√v per LayerNorm row: highest bit, quartic guess, Newton | ≈ 40 kbit per row |
 //! | [`softmax`](mod@softmax) | Softmax rows with a client-side mask | max + exp + reciprocal + row-scalar product |
 //!
 //! Every function is called by both parties with their shares and the same public arguments;
 //! server-only inputs (breakpoints) are `Option`s that the client passes as `None`.
 pub mod exp;
 pub mod gelu;
+pub mod layernorm;
 pub mod max;
 pub mod piecewise;
 pub mod reciprocal;
+pub mod rsqrt;
 pub mod softmax;
 
 pub use exp::{exp, exp_breakpoints, exp_cost};
 pub use gelu::{gelu, gelu_cost, gelu_spec};
+pub use layernorm::{layernorm, layernorm_cost};
 pub use max::{row_max, row_max_cost};
 pub use piecewise::{piecewise, piecewise_cost, piecewise_cots, Output, PiecewiseSpec};
 pub use reciprocal::{reciprocal, reciprocal_cost};
+pub use rsqrt::{rsqrt, rsqrt_cost};
 pub use softmax::{softmax, softmax_cost};

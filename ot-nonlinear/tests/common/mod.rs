@@ -61,3 +61,64 @@ pub fn assert_balanced(ones: u64, total: u64, what: &str) {
         6.0 * sd
     );
 }
+
+/// Runs `f` as both parties of the two-party protocols, each on its own thread with its own
+/// [`Session`](ot_nonlinear::mpc::Session) over an in-memory channel; after the Ferret setup
+/// a client → server → client exchange ends the setup's traffic with a server flight (so the
+/// protocol's first flight, a client's or a simultaneous one, starts a new round) and the
+/// stats are cleared, so `label`'s stats are the protocol's own standalone cost. Returns
+/// ((server's result, stats), (client's result, stats)).
+pub fn both_sessions<T: Send + 'static>(
+    label: &'static str,
+    f: impl Fn(&mut ot_nonlinear::mpc::Session) -> Result<T> + Send + Sync + 'static,
+) -> ((T, mpc_core::Stats), (T, mpc_core::Stats)) {
+    use ot_nonlinear::mpc::Session;
+    let (mut a, mut b) = Channel::mem_pair();
+    a.set_timeout(Duration::from_secs(60));
+    b.set_timeout(Duration::from_secs(60));
+    let f = std::sync::Arc::new(f);
+    let g = f.clone();
+    let run = move |mut s: Session, f: &dyn Fn(&mut Session) -> Result<T>| {
+        end_with_server_flight(&mut s)?;
+        s.ch.clear_stats();
+        let r = f(&mut s)?;
+        s.ch.flush()?;
+        Ok::<_, mpc_core::Error>((r, s.ch.stats_of(label).unwrap_or_default()))
+    };
+    let t = std::thread::spawn(move || run(Session::new(b, mpc_core::Party::Client)?, &*g));
+    let rs = run(Session::new(a, mpc_core::Party::Server).unwrap(), &*f).unwrap();
+    (rs, t.join().unwrap().unwrap())
+}
+
+/// Shares of `x` in Z_2^64: uniform server shares from a fixed seed, with edge shares (0,
+/// all-ones, x itself) at every 13th position.
+pub fn edge_shares(x: &[u64], seed: u128) -> (Vec<u64>, Vec<u64>) {
+    use ot_nonlinear::block::Block;
+    let mut prg = ot_nonlinear::prg::BlockPrg::new(Block(seed));
+    let s: Vec<u64> = x
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| match i % 13 {
+            3 => 0,
+            5 => u64::MAX,
+            7 => v,
+            _ => prg.block().low_u64(),
+        })
+        .collect();
+    let c = x.iter().zip(&s).map(|(&v, &s)| v.wrapping_sub(s)).collect();
+    (s, c)
+}
+
+/// A client → server → client exchange: the traffic so far ends with a server flight, so a
+/// protocol whose first flight is the client's (or simultaneous) starts a new round, as it
+/// does standalone. Call it after reserving a protocol's COTs to measure its own rounds.
+pub fn end_with_server_flight(s: &mut ot_nonlinear::mpc::Session) -> Result<()> {
+    if s.is_server() {
+        s.ch.recv_vec(1)?;
+        s.ch.send(&[0])?;
+        s.ch.flush()
+    } else {
+        s.ch.send(&[0])?;
+        s.ch.recv_vec(1).map(|_| ())
+    }
+}

@@ -1,0 +1,167 @@
+//! The LayerNorm plan and its plaintext mirror: the normalisation ŷ = (x − mean)/√(var + ε) of
+//! every row, step by step as the secure protocol ([`crate::functions::layernorm`]) computes it.
+//! The affine part γ·ŷ + β is not here: it is folded into the linear layer that consumes the
+//! LayerNorm (`[diag(γ) | diag(γ)·W]` as one COP, β into its bias), where it costs nothing.
+//!
+//! Steps (activations in Z_2^64 with 18 fraction bits; every truncation is a floor here and
+//! may be one less in the secure run):
+//! 1. `mean = trunc(Σx · C_n, 30)` with `C_n = round(2^30 / n)` (public);
+//! 2. `v = x − mean`;
+//! 3. the variance from v at [`VAR_FRAC`] = 6 fraction bits: `vs = floor(v / 2^12)`, squared in
+//!    Z_2^[`SQUARE_BITS`] and summed over the row (12 fraction bits), up-cast to Z_2^64,
+//!    `var = trunc(Σvs² · C_n, 30) · 2^6 + ε` (18 fraction bits; ε at least one unit);
+//! 4. `r = rsqrt(var)` with [`R_FRAC`] = 20 fraction bits ([`rsqrt`]);
+//! 5. `ŷ = floor((floor(v / 2^8) · r) / 2^12)`: the product of v at 10 fraction bits and r at 20
+//!    in Z_2^[`PRODUCT_BITS`], truncated to 18 bits and up-cast to Z_2^64.
+//!
+//! Ranges (the secure run's known-MSB truncations need them): the row's standard deviation
+//! below 2^7 (`Σ vs² < 2^36`), and var < 2^14 so that its highest bit is one of the
+//! [`RSQRT_BITS`] candidates; |ŷ| < 64 (true for rows of up to 4096 values: |ŷ| ≤ √n).
+use super::fixed::{trunc, PUBLIC_FRAC_BITS};
+use mpc_core::{FixedPoint, Ring};
+
+const LIN: FixedPoint = FixedPoint::LINEAR;
+
+/// Fraction bits of v in the variance.
+pub const VAR_FRAC: u32 = 6;
+/// Ring of the squares and their row sum.
+pub const SQUARE_BITS: u32 = 38;
+/// Fraction bits of v in the normalising product.
+pub const PRODUCT_V_FRAC: u32 = 10;
+/// Fraction bits of the reciprocal square root.
+pub const R_FRAC: u32 = 20;
+/// Ring of the normalising product.
+pub const PRODUCT_BITS: u32 = 38;
+/// Candidate positions of the variance's highest bit (var at 18 fraction bits is below 2^32).
+pub const RSQRT_BITS: u32 = 32;
+
+/// PUMA's initial guess of 1/√u on [0.25, 0.5), constant term first.
+pub const RSQRT_INIT: [f64; 5] = [
+    4.14285016,
+    -15.47994394,
+    38.4714796,
+    -49.86605845,
+    26.02942339,
+];
+
+/// `round(2^30 / n)`, the public multiplier of a mean over n values.
+pub fn mean_multiplier(n: usize) -> u64 {
+    ((PUBLIC_FRAC_BITS as f64).exp2() / n as f64).round() as u64
+}
+
+/// ε at 18 fraction bits, at least one unit (so that the variance is positive).
+pub fn epsilon(eps: f64) -> u64 {
+    LIN.encode(eps).unwrap_or(0).max(1)
+}
+
+/// `round(2^q · √2^r · 2^30)` for the shift `s = 2q + r` of candidate bit `j` (s = 16 − j):
+/// the factor that turns 1/√u back into 1/√var, at 30 fraction bits.
+pub fn rsqrt_scale(j: u32) -> u64 {
+    let s = 16 - j as i32;
+    let (q, r) = (s.div_euclid(2), s.rem_euclid(2));
+    let f = (q as f64).exp2()
+        * if r == 1 {
+            std::f64::consts::SQRT_2
+        } else {
+            1.0
+        };
+    (f * (PUBLIC_FRAC_BITS as f64).exp2()).round() as u64
+}
+
+/// 1/√v for v ≥ 1 at 18 fraction bits (v < 2^[`RSQRT_BITS`]), result at [`R_FRAC`] bits:
+/// k = highest set bit, u = floor(v·2^{16−k}) ∈ [0.25, 0.5) (as `trunc(v·2^{32−k}, 16)`),
+/// PUMA's quartic guess by Horner (each step truncated by 18), one Newton step
+/// y ← y(3 − u·y²)/2, then `trunc(y · rsqrt_scale(k), 28)`.
+pub fn rsqrt(v: u64) -> u64 {
+    let r = Ring::R64;
+    let f = LIN.frac_bits();
+    let k = 63 - v.max(1).leading_zeros();
+    let u = trunc(r, r.mul(v, 1u64 << (32 - k)), 16);
+    let wide = FixedPoint::new(r, 2 * f).expect("36 < 64");
+    let enc = |fp: FixedPoint, c: f64| fp.encode(c).expect("small constant");
+    let mut acc = enc(LIN, RSQRT_INIT[4]);
+    for c in RSQRT_INIT[..4].iter().rev() {
+        acc = trunc(r, r.add(r.mul(acc, u), enc(wide, *c)), f);
+    }
+    let y2 = trunc(r, r.mul(acc, acc), f);
+    let uy2 = trunc(r, r.mul(u, y2), f);
+    let y = trunc(r, r.mul(acc, r.sub(enc(LIN, 3.0), uy2)), f + 1);
+    trunc(r, r.mul(y, rsqrt_scale(k)), PUBLIC_FRAC_BITS + f - R_FRAC)
+}
+
+/// The normalised row ŷ (18 fraction bits) of `row` (Z_2^64, 18 fraction bits), in place.
+pub fn normalize_row(row: &mut [u64], eps: f64) {
+    let r = Ring::R64;
+    let sq_ring = Ring::new(SQUARE_BITS).expect("valid ring");
+    let prod = Ring::new(PRODUCT_BITS).expect("valid ring");
+    let f = LIN.frac_bits();
+    let c_n = mean_multiplier(row.len());
+    let sum = row.iter().fold(0u64, |a, &x| r.add(a, x));
+    let mean = trunc(r, r.mul(sum, c_n), PUBLIC_FRAC_BITS);
+    let mut sq = 0u64;
+    for v in row.iter_mut() {
+        *v = r.sub(*v, mean);
+        let vs = sq_ring.reduce(trunc(r, *v, f - VAR_FRAC));
+        sq = sq_ring.add(sq, sq_ring.mul(vs, vs));
+    }
+    let sq = r.from_signed(sq_ring.to_signed(sq));
+    let var = r.add(
+        trunc(r, r.mul(sq, c_n), PUBLIC_FRAC_BITS) << (f - 2 * VAR_FRAC),
+        epsilon(eps),
+    );
+    let inv = prod.reduce(rsqrt(var));
+    for v in row.iter_mut() {
+        let vp = prod.reduce(trunc(r, *v, f - PRODUCT_V_FRAC));
+        let y = prod.mul(vp, inv);
+        *v = r.from_signed(prod.to_signed(y) >> (PRODUCT_V_FRAC + R_FRAC - f));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rsqrt_is_accurate_over_the_candidate_range() {
+        for v in [
+            1u64,
+            2,
+            3,
+            1000,
+            1 << 16,
+            (1 << 16) + 1,
+            3 << 17,
+            123_456_789,
+            (1 << 32) - 1,
+        ] {
+            let want = 1.0 / (v as f64 / (1u64 << 18) as f64).sqrt();
+            let got = rsqrt(v) as f64 / (R_FRAC as f64).exp2();
+            assert!(
+                (got - want).abs() <= 2e-5 * want + 2.0 / (R_FRAC as f64).exp2(),
+                "rsqrt({v}): {got} vs {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn normalized_rows_have_zero_mean_and_unit_variance() {
+        for (scale, n) in [(0.3, 768), (4.0, 768), (40.0, 384), (1.0, 7)] {
+            let xs: Vec<f64> = (0..n)
+                .map(|i| scale * ((i * 7919 % 1000) as f64 / 500.0 - 1.0) + 0.25)
+                .collect();
+            let mut row: Vec<u64> = xs.iter().map(|&x| LIN.encode(x).unwrap()).collect();
+            normalize_row(&mut row, 1e-12);
+            let mean = xs.iter().sum::<f64>() / n as f64;
+            let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+            for (&g, &x) in row.iter().zip(&xs) {
+                let want = (x - mean) / sd;
+                let got = LIN.decode(g);
+                // v at 10 bits (and 6 bits in the variance): an error of ~2^-10/sd absolute.
+                assert!(
+                    (got - want).abs() < 2e-3 / sd.min(1.0) + 2e-4 * want.abs(),
+                    "scale {scale}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}

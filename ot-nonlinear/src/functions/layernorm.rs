@@ -1,0 +1,129 @@
+//! LayerNorm's normalisation on shares, label `layernorm`: ŷ = (x − mean)/√(var + ε) per row,
+//! following [`crate::approx::layernorm`] step by step (its mirror is
+//! [`normalize_row`](crate::approx::layernorm::normalize_row)). The affine γ·ŷ + β (γ, β the
+//! server's) is not computed here: the caller folds it into the next linear layer (a COP with
+//! `[diag(γ) | diag(γ)·W]`), where it is free.
+//!
+//! Who sends what, per call on rows × n values (Z_2^64, 18 fraction bits):
+//! 1. `mean = trunc(Σx·C_n, 30)`: local sum and public multiplier, one known-MSB truncation per
+//!    row;
+//! 2. `vs = floor((x − mean)/2^12)` on Z_2^38 (free down-cast), [`square`] on Z_2^38, row sums,
+//!    up-cast to Z_2^64 and `var = trunc(Σvs²·C_n, 30)·2^6 + ε` (per row);
+//! 3. `r = rsqrt(var)` ([`super::rsqrt`], per row, 20 fraction bits);
+//! 4. `ŷ = trunc(floor((x − mean)/2^8)·r, 12)`: the row-scalar product ([`mul_row_scalar`]) on
+//!    Z_2^38 and one known-MSB truncation with up-cast to Z_2^64.
+//!
+//! Cost ([`layernorm_cost`], exact): per element 37 + 37·38/2 = 740 bits (square) + 38·39 =
+//! 1482 bits (row-scalar product) + 39 bits (truncation with up-cast) ≈ 2261 bits, plus per row
+//! the truncations and [`super::rsqrt`] (≈ 40 kbit). Rounds: 12 + rsqrt's.
+//! Ranges (checked by the plan's tests, documented in `approx::layernorm`): row standard
+//! deviation below 2^7, |ŷ| < 64.
+use super::rsqrt::{rsqrt, rsqrt_cost, rsqrt_cots};
+use crate::approx::fixed::PUBLIC_FRAC_BITS;
+use crate::approx::layernorm::{
+    epsilon, mean_multiplier, PRODUCT_BITS, PRODUCT_V_FRAC, R_FRAC, SQUARE_BITS, VAR_FRAC,
+};
+use crate::mpc::product::{mul_cost, mul_cots, mul_row_scalar, square, square_cost, square_cots};
+use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
+use crate::mpc::{Cost, CotDemand, Session};
+use mpc_core::{Error, FixedPoint, Result, Ring};
+
+const LIN: FixedPoint = FixedPoint::LINEAR;
+
+fn rings() -> (Ring, Ring, Ring) {
+    (
+        Ring::R64,
+        Ring::new(SQUARE_BITS).expect("plan ring"),
+        Ring::new(PRODUCT_BITS).expect("plan ring"),
+    )
+}
+
+fn steps(rows: usize, n: usize) -> Vec<(Cost, CotDemand)> {
+    let (r64, sq, prod) = rings();
+    let f = LIN.frac_bits();
+    let tr = |count: usize, from: Ring, s: u32| {
+        (
+            trunc_cost(count, from, r64, s, TruncKind::KnownMsb).expect("valid"),
+            trunc_cots(count, from, r64, s, TruncKind::KnownMsb).expect("valid"),
+        )
+    };
+    vec![
+        tr(rows, r64, PUBLIC_FRAC_BITS),
+        (square_cost(rows * n, sq), square_cots(rows * n, sq)),
+        tr(rows, sq, 0),
+        tr(rows, r64, PUBLIC_FRAC_BITS),
+        (rsqrt_cost(rows), rsqrt_cots(rows)),
+        (mul_cost(rows, n, prod), mul_cots(rows, prod)),
+        tr(rows * n, prod, PRODUCT_V_FRAC + R_FRAC - f),
+    ]
+}
+
+/// Exact cost of [`layernorm`] on `rows` rows of n values (label `layernorm`).
+pub fn layernorm_cost(rows: usize, n: usize) -> Cost {
+    steps(rows, n)
+        .into_iter()
+        .fold(Cost::default(), |a, (c, _)| a.then(c))
+}
+
+/// COTs drawn by [`layernorm`].
+pub fn layernorm_cots(rows: usize, n: usize) -> CotDemand {
+    steps(rows, n)
+        .into_iter()
+        .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
+}
+
+/// Shares of the normalised rows ŷ (Z_2^64, 18 fraction bits) of `x` (rows of n values,
+/// row-major, Z_2^64 with 18 fraction bits). Label `layernorm`.
+pub fn layernorm(sess: &mut Session, x: &[u64], n: usize, eps: f64) -> Result<Vec<u64>> {
+    if n == 0 || x.len() % n != 0 {
+        return Err(Error::Shape(format!(
+            "LayerNorm: {} values are not rows of {n}",
+            x.len()
+        )));
+    }
+    let rows = x.len() / n;
+    let (r64, sq_ring, prod) = rings();
+    let f = LIN.frac_bits();
+    let server = sess.is_server();
+    let c_n = mean_multiplier(n);
+    sess.reserve(layernorm_cots(rows, n))?;
+    sess.scope("layernorm", |sess| {
+        let known = |sess: &mut Session, v: &[u64], from: Ring, s: u32| {
+            trunc_cast(sess, v, from, r64, s, TruncKind::KnownMsb)
+        };
+        // 1. Means.
+        let sums: Vec<u64> = x
+            .chunks_exact(n)
+            .map(|row| row.iter().fold(0, |a, &v| r64.add(a, v)).wrapping_mul(c_n))
+            .collect();
+        let mean = known(sess, &sums, r64, PUBLIC_FRAC_BITS)?;
+        let v: Vec<u64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &xi)| r64.sub(xi, mean[i / n]))
+            .collect();
+        // 2. Variances.
+        let vs = trunc_cast(sess, &v, r64, sq_ring, f - VAR_FRAC, TruncKind::KnownMsb)?;
+        let squares = square(sess, &vs, sq_ring)?;
+        let row_sums: Vec<u64> = squares
+            .chunks_exact(n)
+            .map(|row| row.iter().fold(0, |a, &s| sq_ring.add(a, s)))
+            .collect();
+        let sq64 = known(sess, &row_sums, sq_ring, 0)?;
+        let scaled: Vec<u64> = sq64.iter().map(|&s| s.wrapping_mul(c_n)).collect();
+        let eps = if server { epsilon(eps) } else { 0 };
+        let var: Vec<u64> = known(sess, &scaled, r64, PUBLIC_FRAC_BITS)?
+            .into_iter()
+            .map(|s| r64.add(s << (f - 2 * VAR_FRAC), eps))
+            .collect();
+        // 3. 1/√var per row, 20 fraction bits, down-cast to the product ring (free).
+        let inv: Vec<u64> = rsqrt(sess, &var)?
+            .into_iter()
+            .map(|r| prod.reduce(r))
+            .collect();
+        // 4. ŷ.
+        let vp = trunc_cast(sess, &v, r64, prod, f - PRODUCT_V_FRAC, TruncKind::KnownMsb)?;
+        let y = mul_row_scalar(sess, &vp, &inv, n, prod)?;
+        known(sess, &y, prod, PRODUCT_V_FRAC + R_FRAC - f)
+    })
+}

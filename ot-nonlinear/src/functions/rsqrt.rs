@@ -1,0 +1,156 @@
+//! 1/√v on shares for LayerNorm's per-row variances, label `rsqrt`. Mirror:
+//! [`crate::approx::layernorm::rsqrt`] (every step there is a step here; truncations may return
+//! one less than the mirror's floor).
+//!
+//! Input: v ∈ Z_2^64 with 18 fraction bits, 1 ≤ v < 2^32 (the LayerNorm plan adds ε ≥ one unit
+//! and bounds the variance). Output: 1/√v with 20 fraction bits.
+//! 1. the highest bit: `b_j = [v ≥ 2^j]` for j = 1..31 by exact DReLU on Z_2^34 (v − 2^j; both
+//!    parties know 2^j, the server subtracts it), one-hot `h_j = b_j ⊕ b_{j+1}` (b_0 = 1,
+//!    b_32 = 0, local XORs);
+//! 2. the one-hot bits to Z_2^64 ([`b2a`]); locally `W = Σ h_j·2^{32−j}` and
+//!    `C = Σ h_j·rsqrt_scale(j)` (public constants);
+//! 3. `u = trunc(v·W, 16)` ∈ [0.25, 0.5) ([`mul`] + known-MSB truncation);
+//! 4. PUMA's quartic guess by Horner: the first step is local (public leading coefficient),
+//!    then three [`mul`] + truncation by 18;
+//! 5. one Newton step: `y2 = trunc(y², 18)` ([`square`]), `uy2 = trunc(u·y2, 18)`,
+//!    `y = trunc(y·(3 − uy2), 19)`;
+//! 6. `r = trunc(y·C, 28)`.
+//!
+//! Cost ([`rsqrt_cost`], exact): per value 31 DReLUs on Z_2^34 (≈ 31·320 bits), 32·64 bits of
+//! B2A, 6 products on Z_2^64 (4160 bits each) and 8 truncations; only per LayerNorm row, so
+//! ≈ 40 kbit per row. Rounds: about 40 (the steps are sequential).
+use crate::approx::layernorm::{rsqrt_scale, RSQRT_BITS, RSQRT_INIT};
+use crate::mpc::b2a::{b2a, b2a_cost, b2a_cots};
+use crate::mpc::drelu::{drelu, drelu_cost, drelu_cots};
+use crate::mpc::product::{mul, mul_cost, mul_cots, square, square_cost, square_cots};
+use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
+use crate::mpc::{Cost, CotDemand, Session};
+use mpc_core::{FixedPoint, Result, Ring};
+
+const LIN: FixedPoint = FixedPoint::LINEAR;
+/// Ring of the highest-bit comparisons (v − 2^j, |·| < 2^33).
+const CMP_BITS: u32 = 34;
+/// Truncations after the products, in order: u, Horner (4), Newton (3), result.
+const SHIFTS: [u32; 9] = [16, 18, 18, 18, 18, 18, 18, 19, 28];
+
+fn steps(n: usize) -> Vec<(Cost, CotDemand)> {
+    let (r64, cmp) = (Ring::R64, Ring::new(CMP_BITS).expect("constant"));
+    let comparisons = n * (RSQRT_BITS as usize - 1);
+    let tr = |s| {
+        (
+            trunc_cost(n, r64, r64, s, TruncKind::KnownMsb).expect("valid"),
+            trunc_cots(n, r64, r64, s, TruncKind::KnownMsb).expect("valid"),
+        )
+    };
+    let product = (mul_cost(n, 1, r64), mul_cots(n, r64));
+    let mut v = vec![
+        (drelu_cost(comparisons, cmp), drelu_cots(comparisons, cmp)),
+        (
+            b2a_cost(n * RSQRT_BITS as usize, r64, 0),
+            b2a_cots(n * RSQRT_BITS as usize, r64, 0),
+        ),
+        product,
+        tr(SHIFTS[0]),
+        tr(SHIFTS[1]),
+    ];
+    for &s in &SHIFTS[2..5] {
+        v.push(product);
+        v.push(tr(s));
+    }
+    v.push((square_cost(n, r64), square_cots(n, r64)));
+    v.push(tr(SHIFTS[5]));
+    for &s in &SHIFTS[6..] {
+        v.push(product);
+        v.push(tr(s));
+    }
+    v
+}
+
+/// Exact cost of [`rsqrt`] on n values (label `rsqrt`, the reservation excluded).
+pub fn rsqrt_cost(n: usize) -> Cost {
+    steps(n)
+        .into_iter()
+        .fold(Cost::default(), |a, (c, _)| a.then(c))
+}
+
+/// COTs drawn by [`rsqrt`] on n values.
+pub fn rsqrt_cots(n: usize) -> CotDemand {
+    steps(n)
+        .into_iter()
+        .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
+}
+
+/// Shares of 1/√v (20 fraction bits) for shares `v` (Z_2^64, 18 bits, 1 ≤ v < 2^32).
+/// Label `rsqrt`.
+pub fn rsqrt(sess: &mut Session, v: &[u64]) -> Result<Vec<u64>> {
+    let (r64, cmp) = (Ring::R64, Ring::new(CMP_BITS)?);
+    let n = v.len();
+    let server = sess.is_server();
+    let bits = RSQRT_BITS as usize;
+    // A public constant on the server's share only.
+    let public = |c: u64| if server { c } else { 0 };
+    sess.scope("rsqrt", |sess| {
+        // 1. b_j = [v ≥ 2^j], j = 1..bits−1, grouped by j.
+        let mut shifted = Vec::with_capacity(n * (bits - 1));
+        for j in 1..bits {
+            shifted.extend(v.iter().map(|&x| cmp.sub(cmp.reduce(x), public(1u64 << j))));
+        }
+        let b = drelu(sess, &shifted, cmp)?;
+        let bit = |j: usize, i: usize| -> bool {
+            match j {
+                0 => server,
+                j if j >= bits => false,
+                j => b[(j - 1) * n + i],
+            }
+        };
+        let one_hot: Vec<bool> = (0..bits)
+            .flat_map(|j| (0..n).map(move |i| (j, i)))
+            .map(|(j, i)| bit(j, i) ^ bit(j + 1, i))
+            .collect();
+        // 2. h_j in Z_2^64; W and C as public combinations.
+        let h = b2a(sess, &one_hot, r64, 0)?;
+        let mut w = vec![0u64; n];
+        let mut c = vec![0u64; n];
+        for j in 0..bits {
+            for i in 0..n {
+                let hj = h[j * n + i];
+                w[i] = r64.add(w[i], r64.mul(hj, 1 << (32 - j)));
+                c[i] = r64.add(c[i], r64.mul(hj, rsqrt_scale(j as u32)));
+            }
+        }
+        // 3. u ∈ [0.25, 0.5).
+        let u = product_trunc(sess, v, Some(&w), SHIFTS[0])?;
+        // 4. Horner: acc = c4·u + c3 locally, then three shared products.
+        let wide = FixedPoint::new(r64, 2 * LIN.frac_bits())?;
+        let c4 = LIN.encode(RSQRT_INIT[4])?;
+        let c3 = public(wide.encode(RSQRT_INIT[3])?);
+        let first: Vec<u64> = u.iter().map(|&x| r64.add(r64.mul(x, c4), c3)).collect();
+        let mut acc = trunc_cast(sess, &first, r64, r64, SHIFTS[1], TruncKind::KnownMsb)?;
+        for (k, &s) in (0..3).rev().zip(&SHIFTS[2..5]) {
+            let ck = public(wide.encode(RSQRT_INIT[k])?);
+            let p: Vec<u64> = mul(sess, &acc, &u, r64)?
+                .into_iter()
+                .map(|x| r64.add(x, ck))
+                .collect();
+            acc = trunc_cast(sess, &p, r64, r64, s, TruncKind::KnownMsb)?;
+        }
+        // 5. One Newton step.
+        let y2 = product_trunc(sess, &acc, None, SHIFTS[5])?;
+        let uy2 = product_trunc(sess, &u, Some(&y2), SHIFTS[6])?;
+        let three = public(LIN.encode(3.0)?);
+        let t: Vec<u64> = uy2.iter().map(|&x| r64.sub(three, x)).collect();
+        let y = product_trunc(sess, &acc, Some(&t), SHIFTS[7])?;
+        // 6. Back to 1/√v.
+        product_trunc(sess, &y, Some(&c), SHIFTS[8])
+    })
+}
+
+/// `trunc(a·b, s)` on Z_2^64 (`b = None`: a²), the truncation known-MSB.
+fn product_trunc(sess: &mut Session, a: &[u64], b: Option<&[u64]>, s: u32) -> Result<Vec<u64>> {
+    let r64 = Ring::R64;
+    let p = match b {
+        Some(b) => mul(sess, a, b, r64)?,
+        None => square(sess, a, r64)?,
+    };
+    trunc_cast(sess, &p, r64, r64, s, TruncKind::KnownMsb)
+}
