@@ -234,7 +234,7 @@ fn exp_matches_the_mirror_and_costs_what_it_says() {
             set.name
         );
         assert!(st_s.rounds <= cost.rounds, "{}: rounds", set.name);
-        let want = if set.name == "nimbus" { 17 } else { 39 };
+        let want = if set.name == "nimbus" { 15 } else { 39 };
         assert_eq!(st_s.rounds, want, "{}: rounds", set.name);
         for i in 0..x.len() {
             let got = dec(ys[i].wrapping_add(yc[i]));
@@ -300,7 +300,7 @@ fn softmax_matches_the_mirror_and_costs_what_it_says() {
             set.name,
             st_s.rounds
         );
-        let want = if set.name == "nimbus" { 73 } else { 95 };
+        let want = if set.name == "nimbus" { 51 } else { 75 };
         assert_eq!(
             (st_s.rounds, st_c.rounds),
             (want, want),

@@ -290,24 +290,26 @@ pub fn max_tree(plan: &SoftmaxPlan, row: &[u64]) -> u64 {
     cur.first().map_or(0, |c| c.0)
 }
 
-/// The Softmax plan's reciprocal of a row sum s > 0 (Z_2^64, 18 bits; plan step 4): the range
-/// by `[s ≥ 4]`, `[s ≥ 32]`, r0 from the range's table at index ⌊s / step⌋ mod 256, one Newton
-/// step r = r0 + ⌊r0·(1 − ⌊s·r0⌋)⌋ (truncations by 18).
+/// The Softmax plan's reciprocal of a row sum s > 0 (Z_2^64, 18 bits; plan step 4), returned
+/// in Z_2^recip_bits with r_frac bits: the range by `[s ≥ 4]`, `[s ≥ 31]` at integer
+/// resolution, r0 from the range's table at index ⌊s / step⌋, one Newton step.
 pub fn softmax_reciprocal(plan: &SoftmaxPlan, s: u64) -> u64 {
     let r64 = Ring::R64;
-    let lut = Ring::new(plan.recip_lut_bits).expect("validated plan");
+    let rr = Ring::new(plan.recip_bits).expect("validated plan");
     let ranges = plan.recip_ranges();
+    let (drop, keep) = plan.recip_cmp();
     let b: Vec<bool> = ranges[1..]
         .iter()
-        .map(|&(t, _)| drelu_reduced(r64.sub(s, enc(LIN, t)), 12, 20))
+        .map(|&(t, _, _)| drelu_reduced(r64.sub(s, enc(LIN, t)), drop, keep))
         .collect();
     let sel = piece_selection(&b);
     let k = sel.iter().position(|&on| on).unwrap_or(0);
-    let idx = ((s >> ranges[k].1) & 0xff) as usize;
-    let r0 = trunc_cast(plan.recip_table(k)[idx], lut, r64, 0);
-    let one = enc(LIN, 1.0);
-    let e = r64.sub(one, mul_trunc(LIN, s, r0));
-    r64.add(r0, mul_trunc(LIN, r0, e))
+    let (_, shift, bits) = ranges[k];
+    let r0 = plan.recip_table(k)[((s >> shift) & ((1 << bits) - 1)) as usize];
+    let w = plan.s_frac + plan.r_frac;
+    let sp = trunc_cast(s, r64, rr, LIN.frac_bits() - plan.s_frac);
+    let e = rr.sub(rr.reduce(1 << w), rr.mul(sp, r0));
+    trunc(rr, rr.add(rr.reduce(r0 << w), rr.mul(r0, e)), w)
 }
 
 /// Softmax of one row in place (Z_2^64, 18 bits) by the set's [`SoftmaxPlan`]: masked entries
@@ -329,10 +331,9 @@ pub fn softmax_row(set: &ApproxSet, layer: usize, row: &mut [u64], mask: Option<
         *v = exp_nonpositive(set, layer, r64.sub(*v, max));
         sum = r64.add(sum, *v);
     }
-    let r = softmax_reciprocal(plan, sum);
     let pr = Ring::new(plan.prod_bits).expect("validated plan");
     let f = LIN.frac_bits();
-    let rs = trunc_cast(r, r64, pr, f - plan.r_frac);
+    let rs = pr.reduce(softmax_reciprocal(plan, sum));
     for v in row.iter_mut() {
         let es = trunc_cast(*v, r64, pr, f - plan.e_frac);
         *v = trunc_cast(pr.mul(es, rs), pr, r64, plan.e_frac + plan.r_frac - f);
@@ -591,9 +592,14 @@ mod tests {
             let w = d(max_tree(plan, &close));
             assert!(w >= 0.5 + 1.0 / 128.0 - 1.0 / 32.0, "{w}");
             // Reciprocal over the row sums' range, each LUT range and its edges.
-            for s in [0.97, 1.0, 3.99, 4.0, 4.01, 31.99, 32.0, 100.0, 128.0, 255.0] {
-                let r = d(softmax_reciprocal(plan, e(s)));
-                assert!((r - 1.0 / s).abs() < 3e-4 / s + 2.0 * ULP, "1/{s}: {r}");
+            for s in [
+                0.97, 1.0, 3.99, 4.0, 4.01, 4.99, 30.99, 31.0, 31.99, 32.0, 100.0, 128.0, 255.0,
+            ] {
+                let rr = Ring::new(plan.recip_bits).unwrap();
+                let r = rr.to_signed(softmax_reciprocal(plan, e(s))) as f64
+                    / (plan.r_frac as f64).exp2();
+                let tol = if s < 4.0 { 3e-4 } else { 1.1e-3 };
+                assert!((r * s - 1.0).abs() < tol + s * 3.0 / 65536.0, "1/{s}: {r}");
             }
         }
         let gamma: Vec<u64> = (0..6).map(|i| e(0.5 + i as f64 * 0.1)).collect();

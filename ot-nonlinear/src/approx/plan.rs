@@ -80,11 +80,14 @@ pub struct SetPlan {
 ///    winner (one mux on Z_2^64); the result is an element within 2^{max_drop+1−18} of the
 ///    maximum;
 /// 3. d = x − max, exp (the set's), row sum s (Z_2^64, 18 bits);
-/// 4. reciprocal of s ([`SoftmaxPlan::recip_ranges`]): comparisons `[s ≥ 4]`, `[s ≥ 32]` (reduced
-///    DReLU, drop 12, keep 20), three 8-bit lookups of r0 = 1/(midpoint of the index's cell) on
-///    Z_2^recip_lut_bits, one mux selecting the range, up-cast, one Newton step
-///    r = r0 + r0(1 − s r0) on Z_2^64 (truncations by 18);
-/// 5. p = ⌊e / 2^{18−e_frac}⌋ · ⌊r / 2^{18−r_frac}⌋ in Z_2^prod_bits (free down-casts, one
+/// 4. reciprocal of s ([`SoftmaxPlan::recip_ranges`]): comparisons `[s ≥ 4]`, `[s ≥ 31]`
+///    (reduced DReLU, drop 18, keep 9: at integer resolution, so s up to one above a threshold
+///    may take the lower range, whose table still covers it), one lookup per range of
+///    r0 = 1/(midpoint of the index's cell) at r_frac bits on Z_2^recip_bits, one mux selecting
+///    the range; one Newton step on Z_2^recip_bits with s' = ⌊s / 2^{18−s_frac}⌋:
+///    r = ⌊(r0·2^{s_frac+r_frac} + r0·(2^{s_frac+r_frac} − s'·r0)) / 2^{s_frac+r_frac}⌋
+///    (two products, one truncation), r at r_frac bits;
+/// 5. p = ⌊e / 2^{18−e_frac}⌋ · (r mod 2^prod_bits) in Z_2^prod_bits (free down-casts, one
 ///    row-scalar product), then a fused truncation by e_frac + r_frac − 18 and up-cast to Z_2^64.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SoftmaxPlan {
@@ -94,8 +97,10 @@ pub struct SoftmaxPlan {
     pub max_drop: u32,
     /// Ring bits of the max tree's comparisons.
     pub max_keep: u32,
-    /// Ring of the reciprocal's lookup outputs (18 fraction bits).
-    pub recip_lut_bits: u32,
+    /// Ring of the reciprocal's lookups and Newton step.
+    pub recip_bits: u32,
+    /// Fraction bits of the row sum in the Newton step.
+    pub s_frac: u32,
     /// Fraction bits of the exps in the final product.
     pub e_frac: u32,
     /// Fraction bits of the reciprocal in the final product.
@@ -105,44 +110,49 @@ pub struct SoftmaxPlan {
 }
 
 impl SoftmaxPlan {
-    /// Mask offset 32, comparisons at 1/64 on Z_2^15 (|x| < 256), lookups on Z_2^21, e at
-    /// 10 bits and r at 16 bits in Z_2^29 (p < 1 at 26 bits, below the 2^27 precondition).
+    /// Mask offset 32, comparisons at 1/64 on Z_2^15 (|x| < 256), reciprocal on Z_2^48 (s at
+    /// 12 bits, r0 at 16: s'·r0 ≈ 2^28, r0·e ≤ 2^44), e at 10 bits and r at 16 bits in Z_2^29
+    /// (p < 1 at 26 bits, below the 2^27 precondition).
     pub fn standard() -> SoftmaxPlan {
         SoftmaxPlan {
             mask_offset: 32.0,
             max_drop: 12,
             max_keep: 15,
-            recip_lut_bits: 21,
+            recip_bits: 48,
+            s_frac: 12,
             e_frac: 10,
             r_frac: 16,
             prod_bits: 29,
         }
     }
 
-    /// The reciprocal's ranges: (lower bound of s, index shift = 18 − log2(1/step)); s below 4
-    /// uses a 1/64 grid, [4, 32) a 1/8 grid, [32, 256) a grid of 1.
-    pub fn recip_ranges(&self) -> [(f64, u32); 3] {
-        [(0.0, 12), (4.0, 15), (32.0, 18)]
+    /// The reciprocal's ranges: (lower bound of s, index shift = 18 − log2(1/step), index
+    /// bits). s below 4 (and up to 5, the comparison's slack) on a 1/32 grid of [0, 8); [4, 31)
+    /// (up to 32) on a 1/4 grid of [0, 32); [31, 256) on a grid of 2: every cell's midpoint is
+    /// within 1.7 % of the cell (3.2 % for the 7-bit ones, whose r is ≤ 1/4), so one Newton step
+    /// leaves ≤ 1e-3 relative error (≤ 3e-4 below s = 4, where the probabilities are large).
+    pub fn recip_ranges(&self) -> [(f64, u32, u32); 3] {
+        [(0.0, 13, 8), (4.0, 16, 7), (31.0, 19, 7)]
     }
 
-    /// The lookup table of range `k` on Z_2^recip_lut_bits (18 fraction bits): entry v is
-    /// 1 / ((v + 1/2)·step), capped below 2^{recip_lut_bits − 20} (the up-cast's precondition).
+    /// Bits the reciprocal's range comparisons drop and keep (integer resolution, |s − T| <
+    /// 256).
+    pub fn recip_cmp(&self) -> (u32, u32) {
+        (18, 9)
+    }
+
+    /// The lookup table of range `k` on Z_2^recip_bits (r_frac fraction bits): entry v is
+    /// 1 / ((v + 1/2)·step).
     pub fn recip_table(&self, k: usize) -> Vec<u64> {
-        let (_, shift) = self.recip_ranges()[k];
+        let (_, shift, bits) = self.recip_ranges()[k];
         let step = ((shift as f64) - 18.0).exp2();
-        let ring = Ring::new(self.recip_lut_bits).expect("validated plan");
-        let cap = ((self.recip_lut_bits as i64 - 2) as f64).exp2() - 1.0;
-        (0..256)
-            .map(|v| {
-                let r = 1.0 / ((v as f64 + 0.5) * step);
-                ring.from_signed((r * LIN_FRAC_SCALE).min(cap).round() as i64)
-            })
+        let ring = Ring::new(self.recip_bits).expect("validated plan");
+        let scale = (self.r_frac as f64).exp2();
+        (0..1u64 << bits)
+            .map(|v| ring.from_signed((scale / ((v as f64 + 0.5) * step)).round() as i64))
             .collect()
     }
 }
-
-/// 2^18.
-const LIN_FRAC_SCALE: f64 = (1u64 << LIN_FRAC) as f64;
 
 /// One step of the powers schedule: `u^k = trunc(u^a · u^b)` (`a == b`: a square).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,7 +169,8 @@ impl SetPlan {
     /// The Nimbus plan: GELU comparisons at 1/64 on Z_2^17, quadratic in Z_2^22 with u at 8 bits
     /// and coefficients at 10 bits, pieces summed in Z_2^30 (|x| < 512); exp comparisons at 1/64
     /// on Z_2^17, cubic in Z_2^25 with u at 8 bits and coefficients at 14 bits (the cubic term
-    /// multiplies |u|³ ≤ 70, so 10 bits would cost 0.03), result summed in Z_2^22.
+    /// multiplies |u|³ ≤ 70, so 10 bits would cost 0.03), result in Z_2^21 (the fused cast
+    /// 25 → 21 by 4 is then a free down-cast; exp ≤ 1.1 < 2^{21−2−18}).
     pub fn nimbus() -> SetPlan {
         SetPlan {
             gelu: PiecewisePlan {
@@ -178,7 +189,7 @@ impl SetPlan {
                 poly_bits: 25,
                 poly_frac: 8,
                 coef_frac: 14,
-                out_bits: 22,
+                out_bits: 21,
             },
             softmax: SoftmaxPlan::standard(),
         }

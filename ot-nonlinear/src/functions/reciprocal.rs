@@ -1,17 +1,21 @@
 //! Reciprocal of a Softmax row sum on shares (the Softmax plan's step 4), label
 //! `reciprocal`. Mirror: [`crate::approx::fixed::softmax_reciprocal`].
 //!
-//! For s ∈ Z_2^64 with 18 fraction bits, s ∈ [≈0.9, 256):
-//! 1. `[s ≥ 4]`, `[s ≥ 32]`: one reduced-ring DReLU (drop 12, keep 20) on 2n values `s − T`
-//!    (public thresholds, the server subtracts them); the range's one-hot bits are local XORs;
-//! 2. three 8-bit lookups ([`lut`]) of r0 = 1/((v + ½)·step) at indices ⌊s / step⌋ mod 256
-//!    (local down-casts; step 1/64, 1/8, 1), tables on Z_2^recip_lut_bits;
-//! 3. one [`mux`] of the three r0 by the one-hot bits, sum, known-MSB up-cast to Z_2^64;
-//! 4. one Newton step r = r0 + ⌊r0·(1 − ⌊s·r0⌋)⌋ by two [`mul`] and two known-MSB truncations
-//!    by 18 on Z_2^64. The lookup's relative error ≤ 1/64 becomes ≤ 2.5e-4.
+//! For s ∈ Z_2^64 with 18 fraction bits, s ∈ [≈0.9, 256), result in Z_2^recip_bits with
+//! r_frac fraction bits:
+//! 1. `[s ≥ 4]`, `[s ≥ 31]`: one reduced-ring DReLU (drop 18, keep 9: a millionaire on 8 bits,
+//!    3 rounds) on 2n values `s − T` (public thresholds, the server subtracts them); the range's
+//!    one-hot bits are local XORs. At integer resolution s may take the lower range up to one
+//!    above its threshold; each range's table covers that slack;
+//! 2. one [`lut`] per range of r0 = 1/((v + ½)·step) at indices ⌊s / step⌋ (local down-casts;
+//!    8, 7, 7 index bits), tables on Z_2^recip_bits;
+//! 3. one [`mux`] of the three r0 by the one-hot bits, summed;
+//! 4. one Newton step on Z_2^recip_bits: s' = ⌊s / 2^{18−s_frac}⌋ (free), t = s'·r0 and
+//!    r0·(2^w − t) by two [`mul`] (w = s_frac + r_frac), r = ⌊(r0·2^w + r0·(2^w − t)) / 2^w⌋ by
+//!    one known-MSB truncation. The lookup's relative error ≤ 3.2 % becomes ≤ 1e-3.
 //!
-//! Cost: [`reciprocal_cost`] (exact); per row ≈ 3·256·21 lookup bits + 2·4160 product bits;
-//! 22 rounds as steps (fewer when flights merge).
+//! Cost: [`reciprocal_cost`] (exact); per row (256 + 128 + 128)·48 lookup bits + 2 products on
+//! Z_2^48; rounds 3 + 3·2 + 2 + 2·2 + 2.
 use crate::approx::fixed::piece_selection;
 use crate::approx::SoftmaxPlan;
 use crate::mpc::drelu::{drelu_cost, drelu_cots, drelu_reduced};
@@ -22,30 +26,25 @@ use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
 use crate::mpc::{Cost, CotDemand, Session};
 use mpc_core::{FixedPoint, Result, Ring};
 
-const CMP_DROP: u32 = 12;
-const CMP_KEEP: u32 = 20;
-
 fn steps(plan: &SoftmaxPlan, n: usize) -> Vec<(Cost, CotDemand)> {
-    let (r64, lr) = (Ring::R64, Ring::new(plan.recip_lut_bits).expect("plan"));
-    let cmp = Ring::new(CMP_KEEP).expect("constant");
-    let k = plan.recip_ranges().len();
-    let f = FixedPoint::LINEAR.frac_bits();
-    let tr = |from, s| {
-        (
-            trunc_cost(n, from, r64, s, TruncKind::KnownMsb).expect("valid"),
-            trunc_cots(n, from, r64, s, TruncKind::KnownMsb).expect("valid"),
-        )
-    };
+    let rr = Ring::new(plan.recip_bits).expect("validated plan");
+    let (_, keep) = plan.recip_cmp();
+    let cmp = Ring::new(keep).expect("validated plan");
+    let ranges = plan.recip_ranges();
+    let k = ranges.len();
+    let w = plan.s_frac + plan.r_frac;
     let mut v = vec![(drelu_cost((k - 1) * n, cmp), drelu_cots((k - 1) * n, cmp))];
-    for _ in 0..k {
-        v.push((lut_cost(n, 8, 1, lr), lut_cots(n, 8)));
+    for &(_, _, bits) in &ranges {
+        v.push((lut_cost(n, bits, 1, rr), lut_cots(n, bits)));
     }
-    v.push((mux_cost(k * n, lr), mux_cots(k * n)));
-    v.push(tr(lr, 0));
+    v.push((mux_cost(k * n, rr), mux_cots(k * n)));
     for _ in 0..2 {
-        v.push((mul_cost(n, 1, r64), mul_cots(n, r64)));
-        v.push(tr(r64, f));
+        v.push((mul_cost(n, 1, rr), mul_cots(n, rr)));
     }
+    v.push((
+        trunc_cost(n, rr, rr, w, TruncKind::KnownMsb).expect("validated plan"),
+        trunc_cots(n, rr, rr, w, TruncKind::KnownMsb).expect("validated plan"),
+    ));
     v
 }
 
@@ -63,22 +62,22 @@ pub fn reciprocal_cots(plan: &SoftmaxPlan, n: usize) -> CotDemand {
         .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
 }
 
-/// Shares of 1/s for shares `s` (Z_2^64, 18 bits, s ∈ [0.9, 256)). Label `reciprocal`.
+/// Shares of 1/s (Z_2^recip_bits, r_frac bits) for shares `s` (Z_2^64, 18 bits,
+/// s ∈ [0.9, 256)). Label `reciprocal`.
 pub fn reciprocal(sess: &mut Session, plan: &SoftmaxPlan, s: &[u64]) -> Result<Vec<u64>> {
     let lin = FixedPoint::LINEAR;
-    let (r64, lr) = (Ring::R64, Ring::new(plan.recip_lut_bits)?);
+    let (r64, rr) = (Ring::R64, Ring::new(plan.recip_bits)?);
     let ranges = plan.recip_ranges();
+    let (drop, keep) = plan.recip_cmp();
     let n = s.len();
     let server = sess.is_server();
     sess.scope("reciprocal", |sess| {
         let mut shifted = Vec::with_capacity((ranges.len() - 1) * n);
-        for &(t, _) in &ranges[1..] {
+        for &(t, _, _) in &ranges[1..] {
             let t = if server { lin.encode(t)? } else { 0 };
             shifted.extend(s.iter().map(|&v| r64.sub(v, t)));
         }
-        let b = drelu_reduced(sess, &shifted, r64, CMP_DROP, CMP_KEEP)?;
-        let mut bits = Vec::with_capacity(ranges.len() * n);
-        let mut vals = Vec::with_capacity(ranges.len() * n);
+        let b = drelu_reduced(sess, &shifted, r64, drop, keep)?;
         let mut sel = vec![Vec::new(); n];
         for (i, row) in sel.iter_mut().enumerate() {
             let bi: Vec<bool> = (0..ranges.len() - 1).map(|j| b[j * n + i]).collect();
@@ -87,25 +86,32 @@ pub fn reciprocal(sess: &mut Session, plan: &SoftmaxPlan, s: &[u64]) -> Result<V
                 row[0] ^= true; // b_0 = 1 is the server's constant
             }
         }
-        for (k, &(_, shift)) in ranges.iter().enumerate() {
-            let idx: Vec<u64> = s.iter().map(|&v| (v >> shift) & 0xff).collect();
+        let mut bits = Vec::with_capacity(ranges.len() * n);
+        let mut vals = Vec::with_capacity(ranges.len() * n);
+        for (k, &(_, shift, ib)) in ranges.iter().enumerate() {
+            let idx: Vec<u64> = s.iter().map(|&v| (v >> shift) & ((1 << ib) - 1)).collect();
             let table = plan.recip_table(k);
-            let r0 = lut(sess, &idx, 8, server.then_some(&table[..]), 1, lr)?;
-            vals.extend(r0);
+            vals.extend(lut(sess, &idx, ib, server.then_some(&table[..]), 1, rr)?);
             bits.extend(sel.iter().map(|row| row[k]));
         }
-        let m = mux(sess, &bits, &vals, lr)?;
+        let m = mux(sess, &bits, &vals, rr)?;
         let r0: Vec<u64> = (0..n)
-            .map(|i| (0..ranges.len()).fold(0, |a, k| lr.add(a, m[k * n + i])))
+            .map(|i| (0..ranges.len()).fold(0, |a, k| rr.add(a, m[k * n + i])))
             .collect();
-        let r0 = trunc_cast(sess, &r0, lr, r64, 0, TruncKind::KnownMsb)?;
-        let f = lin.frac_bits();
-        let sr = mul(sess, s, &r0, r64)?;
-        let sr = trunc_cast(sess, &sr, r64, r64, f, TruncKind::KnownMsb)?;
-        let one = if server { lin.encode(1.0)? } else { 0 };
-        let e: Vec<u64> = sr.iter().map(|&v| r64.sub(one, v)).collect();
-        let re = mul(sess, &r0, &e, r64)?;
-        let re = trunc_cast(sess, &re, r64, r64, f, TruncKind::KnownMsb)?;
-        Ok(r0.iter().zip(&re).map(|(&a, &b)| r64.add(a, b)).collect())
+        let w = plan.s_frac + plan.r_frac;
+        let sp: Vec<u64> = s
+            .iter()
+            .map(|&v| rr.reduce(v >> (lin.frac_bits() - plan.s_frac)))
+            .collect();
+        let t = mul(sess, &sp, &r0, rr)?;
+        let one = if server { rr.reduce(1 << w) } else { 0 };
+        let e: Vec<u64> = t.iter().map(|&v| rr.sub(one, v)).collect();
+        let re = mul(sess, &r0, &e, rr)?;
+        let wide: Vec<u64> = r0
+            .iter()
+            .zip(&re)
+            .map(|(&a, &b)| rr.add(rr.reduce(a << w), b))
+            .collect();
+        trunc_cast(sess, &wide, rr, rr, w, TruncKind::KnownMsb)
     })
 }

@@ -6,7 +6,7 @@
 //! 2. [`row_max`] (binary tree, comparisons on Z_2^max_keep, muxes on Z_2^64);
 //! 3. d = x − max (local), exp of the set ([`super::exp::exp_reserved`]), row sums (local);
 //! 4. [`reciprocal`] of the row sums (one per row);
-//! 5. free down-casts e → Z_2^prod_bits at e_frac bits and r → at r_frac bits, one
+//! 5. free down-casts e → Z_2^prod_bits at e_frac bits and r (at r_frac bits) → Z_2^prod_bits, one
 //!    [`mul_row_scalar`] (the row's r against every e of the row), one fused known-MSB
 //!    truncation + up-cast back to Z_2^64 with 18 bits.
 //!
@@ -109,7 +109,8 @@ pub fn softmax(
         let pr = Ring::new(p.prod_bits)?;
         let f = lin.frac_bits();
         let es = trunc_cast(sess, &e, r64, pr, f - p.e_frac, TruncKind::KnownMsb)?;
-        let rs = trunc_cast(sess, &r, r64, pr, f - p.r_frac, TruncKind::KnownMsb)?;
+        // r is at r_frac bits in Z_2^recip_bits: a free down-cast (no shift).
+        let rs: Vec<u64> = r.iter().map(|&v| pr.reduce(v)).collect();
         let prod = mul_row_scalar(sess, &es, &rs, cols, pr)?;
         trunc_cast(
             sess,
