@@ -1,5 +1,7 @@
 //! `bench`: the command-line front end.
 //!
+//! * `bench --model bert-base --net wan`: a full secure two-party BERT inference, reported per
+//!   component and layer (no subcommand).
 //! * `bench linear --net lan`: COP vs SIP at the BERT-base linear shapes.
 //! * `bench ot`: IKNP vs Ferret random-COT throughput.
 //! * `bench nonlinear --op relu --ring 37 --net lan`: one nonlinear two-party operation.
@@ -9,6 +11,7 @@
 use clap::{Parser, Subcommand};
 
 mod accuracy;
+mod e2e;
 mod linear;
 mod nonlinear;
 mod ot;
@@ -16,11 +19,15 @@ mod ot;
 #[derive(Parser, Debug)]
 #[command(
     name = "bench",
-    about = "Secure two-party Transformer inference: benchmarks and runs"
+    about = "Secure two-party Transformer inference: benchmarks and runs",
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// The end-to-end run (when no subcommand is given).
+    #[command(flatten)]
+    run: Option<e2e::Args>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -37,11 +44,15 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Linear(a) => linear::run(a),
-        Command::Ot(a) => ot::run(a),
-        Command::Nonlinear(a) => nonlinear::run(a),
-        Command::Accuracy(a) => accuracy::run(a),
+    let result = match (cli.command, cli.run) {
+        (Some(Command::Linear(a)), _) => linear::run(a),
+        (Some(Command::Ot(a)), _) => ot::run(a),
+        (Some(Command::Nonlinear(a)), _) => nonlinear::run(a),
+        (Some(Command::Accuracy(a)), _) => accuracy::run(a),
+        (None, Some(a)) => e2e::run(a),
+        (None, None) => Err(mpc_core::Error::InvalidArgument(
+            "give --model (end-to-end run) or a subcommand; see --help".into(),
+        )),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -50,6 +50,18 @@ impl BertConfig {
         }
     }
 
+    /// bert-tiny (google/bert_uncased_L-2_H-128_A-2): 2 layers, hidden 128, 2 heads,
+    /// intermediate 512, the uncased vocabulary.
+    pub fn bert_tiny() -> BertConfig {
+        BertConfig {
+            hidden_size: 128,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            intermediate_size: 512,
+            ..BertConfig::bert_base()
+        }
+    }
+
     /// A tiny configuration for fast tests (2 layers, hidden 32, 4 heads, intermediate 64).
     pub fn tiny() -> BertConfig {
         BertConfig {

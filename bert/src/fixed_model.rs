@@ -6,8 +6,13 @@
 //! * Attention: the scale 1/√d_head is folded into the query weights and bias before encoding
 //!   (free, and exact for the float model up to rounding), so `Q·Kᵀ` and `P·V` are plain ring
 //!   products followed by a truncation by 18.
-//! * Softmax, GELU, LayerNorm, tanh: the evaluators of [`ot_nonlinear::approx::fixed`] with the
-//!   chosen [`ApproxSet`] (GELU and exp per layer).
+//! * Softmax, GELU, tanh: the evaluators of [`ot_nonlinear::approx::fixed`] with the chosen
+//!   [`ApproxSet`] (GELU and exp per layer).
+//! * LayerNorm: the normalisation ŷ of [`ot_nonlinear::approx::layernorm`]; its affine γ·ŷ + β is
+//!   folded into the linear layer that consumes it, as the secure run does (one COP with
+//!   `[diag(γ) | diag(γ)·W]`): the residual branch is `trunc(ŷ·γ + β + ½, 18)` and the layer
+//!   itself `trunc(ŷ·(γ·W) + (β·W + b) + ½, 18)`, with γ·W and β·W + b computed in f64 from the
+//!   float weights and then encoded.
 //! * Mean pooling: the token sum times 1/n (a public scalar with 30 fraction bits), truncated.
 //! * The truncations the model controls (linear layers, `Q·Kᵀ`, `P·V`) round to nearest: half a
 //!   unit (2^17 at 36 bits) is added before the floor — a public constant, free in the secure run
@@ -22,9 +27,9 @@ use crate::BertConfig;
 use mpc_core::{Error, FixedPoint, Result, Ring};
 use ndarray::Array2;
 use ot_nonlinear::approx::fixed::{
-    exp_nonpositive, gelu, layernorm_row, mul_public, mul_trunc, reciprocal, softmax_row, tanh,
-    trunc,
+    exp_nonpositive, gelu, mul_public, mul_trunc, reciprocal, softmax_row, tanh, trunc,
 };
+use ot_nonlinear::approx::layernorm::normalize_row;
 use ot_nonlinear::approx::ApproxSet;
 
 const LIN: FixedPoint = FixedPoint::LINEAR;
@@ -44,7 +49,7 @@ pub struct Ablation {
     pub exact_exp: bool,
     /// The reciprocal of the softmax row sum in f64.
     pub exact_reciprocal: bool,
-    /// LayerNorm rows in f64 (mean, variance, 1/√·, γ, β).
+    /// LayerNorm's normalisation in f64 (mean, variance, 1/√·; γ and β stay folded).
     pub exact_layernorm: bool,
     /// Floor truncations (no half-unit offset) in linear layers and attention products.
     pub floor: bool,
@@ -60,34 +65,70 @@ fn requantize(x: u64, f: impl Fn(f64) -> f64) -> u64 {
     encode(f(LIN.decode(x)))
 }
 
-/// A dense layer in fixed point: `w` (`inputs × outputs`, row-major) at 18 bits, `b` at 36 bits.
+/// A dense layer in fixed point: `w` (`inputs × outputs`, row-major) at 18 bits, `b` at 36 bits
+/// (with the rounding half added).
 #[derive(Clone, Debug)]
-struct FixedLinear {
-    w: Vec<u64>,
-    b: Vec<u64>,
-    inputs: usize,
-    outputs: usize,
+pub(crate) struct FixedLinear {
+    pub(crate) w: Vec<u64>,
+    pub(crate) b: Vec<u64>,
+    pub(crate) inputs: usize,
+    pub(crate) outputs: usize,
 }
 
 impl FixedLinear {
-    /// Encodes `scale · l`; `offset` (at 36 bits) is added to every bias (the rounding half).
-    fn encode(l: &Linear, scale: f32, offset: u64, name: &str) -> Result<FixedLinear> {
+    /// Encodes `w` (`inputs × outputs`, row-major) and `b`; `offset` (at 36 bits) is added to
+    /// every bias (the rounding half).
+    fn from_f64(w: &[f64], b: &[f64], inputs: usize, offset: u64, name: &str) -> Result<Self> {
         let wide = FixedPoint::new(R, 2 * LIN.frac_bits())?;
         let ctx = |e: Error| Error::OutOfRange(format!("{name}: {e}"));
         Ok(FixedLinear {
-            w: l.w
-                .iter()
-                .map(|&x| LIN.encode((x * scale) as f64))
+            w: w.iter()
+                .map(|&x| LIN.encode(x))
                 .collect::<Result<_>>()
                 .map_err(ctx)?,
-            b: l.b
-                .iter()
-                .map(|&x| Ok(R.add(wide.encode((x * scale) as f64)?, offset)))
+            b: b.iter()
+                .map(|&x| Ok(R.add(wide.encode(x)?, offset)))
                 .collect::<Result<_>>()
                 .map_err(ctx)?,
-            inputs: l.w.nrows(),
-            outputs: l.w.ncols(),
+            inputs,
+            outputs: b.len(),
         })
+    }
+
+    /// Encodes `scale · l`.
+    fn encode(l: &Linear, scale: f64, offset: u64, name: &str) -> Result<FixedLinear> {
+        let w: Vec<f64> = l.w.iter().map(|&x| x as f64 * scale).collect();
+        let b: Vec<f64> = l.b.iter().map(|&x| x as f64 * scale).collect();
+        FixedLinear::from_f64(&w, &b, l.w.nrows(), offset, name)
+    }
+
+    /// The layers `(scale_k · l_k)` side by side (their outputs concatenated), consuming the
+    /// LayerNorm `ln`: weights `γ_i·W_ij`, biases `Σ_i β_i·W_ij + b_j`.
+    fn folded(
+        parts: &[(&Linear, f64)],
+        ln: &LayerNormParams,
+        offset: u64,
+        name: &str,
+    ) -> Result<Self> {
+        let inputs = ln.gamma.len();
+        let outputs: usize = parts.iter().map(|(l, _)| l.w.ncols()).sum();
+        let mut w = Vec::with_capacity(inputs * outputs);
+        for i in 0..inputs {
+            let g = ln.gamma[i] as f64;
+            for (l, scale) in parts {
+                w.extend(l.w.row(i).iter().map(|&x| g * x as f64 * scale));
+            }
+        }
+        let mut b = Vec::with_capacity(outputs);
+        for (l, scale) in parts {
+            for j in 0..l.w.ncols() {
+                let folded: f64 = (0..inputs)
+                    .map(|i| ln.beta[i] as f64 * l.w[[i, j]] as f64)
+                    .sum();
+                b.push((folded + l.b[j] as f64) * scale);
+            }
+        }
+        FixedLinear::from_f64(&w, &b, inputs, offset, name)
     }
 
     /// `trunc(X · W + b, 18)` for `X` of `rows × inputs`.
@@ -149,55 +190,82 @@ fn matmul_small_avx2(a: &[u64], b: &[u64], k: usize, m: usize, out: &mut [u64]) 
     matmul_small(a, b, k, m, out)
 }
 
+/// A LayerNorm's affine part as the consuming COP computes it: `trunc(ŷ·γ + β + ½, 18)`
+/// (γ at 18 bits, β at 36 bits with the rounding half).
 #[derive(Clone, Debug)]
-struct FixedLayerNorm {
-    gamma: Vec<u64>,
-    beta: Vec<u64>,
+pub(crate) struct FixedAffine {
+    pub(crate) gamma: Vec<u64>,
+    pub(crate) beta: Vec<u64>,
 }
 
-impl FixedLayerNorm {
-    fn encode(p: &LayerNormParams, name: &str) -> Result<FixedLayerNorm> {
-        let enc = |v: &ndarray::Array1<f32>| {
-            v.iter()
+impl FixedAffine {
+    fn encode(p: &LayerNormParams, offset: u64, name: &str) -> Result<FixedAffine> {
+        let wide = FixedPoint::new(R, 2 * LIN.frac_bits())?;
+        let ctx = |e: Error| Error::OutOfRange(format!("{name}: {e}"));
+        Ok(FixedAffine {
+            gamma: p
+                .gamma
+                .iter()
                 .map(|&x| LIN.encode(x as f64))
-                .collect::<Result<Vec<_>>>()
-                .map_err(|e| Error::OutOfRange(format!("{name}: {e}")))
-        };
-        Ok(FixedLayerNorm {
-            gamma: enc(&p.gamma)?,
-            beta: enc(&p.beta)?,
+                .collect::<Result<_>>()
+                .map_err(ctx)?,
+            beta: p
+                .beta
+                .iter()
+                .map(|&x| Ok(R.add(wide.encode(x as f64)?, offset)))
+                .collect::<Result<_>>()
+                .map_err(ctx)?,
         })
     }
 
-    fn apply(&self, x: &mut [u64], eps: f64, exact: bool) {
-        for row in x.chunks_exact_mut(self.gamma.len()) {
-            if exact {
-                let n = row.len() as f64;
-                let v = LIN.decode_vec(row);
-                let mean = v.iter().sum::<f64>() / n;
-                let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-                let inv = 1.0 / (var + eps).sqrt();
-                for (i, o) in row.iter_mut().enumerate() {
-                    let (g, b) = (LIN.decode(self.gamma[i]), LIN.decode(self.beta[i]));
-                    *o = encode((v[i] - mean) * inv * g + b);
-                }
-            } else {
-                layernorm_row(row, &self.gamma, &self.beta, eps);
+    fn apply(&self, y: &[u64]) -> Vec<u64> {
+        let d = self.gamma.len();
+        y.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let j = i % d;
+                trunc(
+                    R,
+                    R.add(R.mul(v, self.gamma[j]), self.beta[j]),
+                    LIN.frac_bits(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// LayerNorm's normalisation of every row of `x` (width `d`) in place: the plan's
+/// [`normalize_row`], or f64 under the ablation.
+fn normalize(x: &mut [u64], d: usize, eps: f64, exact: bool) {
+    for row in x.chunks_exact_mut(d) {
+        if exact {
+            let n = row.len() as f64;
+            let v = LIN.decode_vec(row);
+            let mean = v.iter().sum::<f64>() / n;
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+            let inv = 1.0 / (var + eps).sqrt();
+            for (o, &x) in row.iter_mut().zip(&v) {
+                *o = encode((x - mean) * inv);
             }
+        } else {
+            normalize_row(row, eps);
         }
     }
 }
 
+/// One encoder layer; `qkv` and `ffn_up` consume a LayerNorm and carry its affine part.
 #[derive(Clone, Debug)]
-struct FixedLayer {
-    query: FixedLinear,
-    key: FixedLinear,
-    value: FixedLinear,
-    attn_out: FixedLinear,
-    attn_ln: FixedLayerNorm,
-    ffn_up: FixedLinear,
-    ffn_down: FixedLinear,
-    ffn_ln: FixedLayerNorm,
+pub(crate) struct FixedLayer {
+    /// The affine of the LayerNorm feeding this layer (residual branch of the attention).
+    pub(crate) input_affine: FixedAffine,
+    /// Q (scaled by 1/√d_head), K, V side by side, folded with that LayerNorm.
+    pub(crate) qkv: FixedLinear,
+    pub(crate) attn_out: FixedLinear,
+    /// The affine of the attention LayerNorm (residual branch of the FFN).
+    pub(crate) ffn_affine: FixedAffine,
+    /// The FFN's first layer, folded with the attention LayerNorm.
+    pub(crate) ffn_up: FixedLinear,
+    pub(crate) ffn_down: FixedLinear,
 }
 
 /// The fixed-point BERT encoder under one approximation set.
@@ -209,14 +277,17 @@ pub struct FixedBert {
     word: Vec<u64>,
     position: Vec<u64>,
     token_type: Vec<u64>,
-    embeddings_ln: FixedLayerNorm,
     layers: Vec<FixedLayer>,
+    /// The last LayerNorm's affine (the final hidden state).
+    final_ln: LayerNormParams,
+    final_affine: FixedAffine,
     pooler: FixedLinear,
 }
 
 impl FixedBert {
-    /// Encodes the weights (18 bits; biases 36 bits; 1/√d_head folded into the queries) and
-    /// checks the approximation set against the number of layers.
+    /// Encodes the weights (18 bits; biases 36 bits; 1/√d_head folded into the queries, every
+    /// LayerNorm's γ and β into the layer that consumes it) and checks the approximation set
+    /// against the number of layers.
     pub fn new(weights: &BertWeights, set: ApproxSet) -> Result<FixedBert> {
         FixedBert::ablated(weights, set, Ablation::default())
     }
@@ -232,25 +303,31 @@ impl FixedBert {
                 .collect::<Result<Vec<_>>>()
                 .map_err(|e| Error::OutOfRange(format!("{name}: {e}")))
         };
-        let scale = 1.0 / (c.head_dim() as f32).sqrt();
-        let layers = weights
-            .layers
-            .iter()
-            .enumerate()
-            .map(|(l, w)| {
-                let n = |s: &str| format!("layer {l} {s}");
-                Ok(FixedLayer {
-                    query: FixedLinear::encode(&w.query, scale, half, &n("query"))?,
-                    key: FixedLinear::encode(&w.key, 1.0, half, &n("key"))?,
-                    value: FixedLinear::encode(&w.value, 1.0, half, &n("value"))?,
-                    attn_out: FixedLinear::encode(&w.attn_out, 1.0, half, &n("attention output"))?,
-                    attn_ln: FixedLayerNorm::encode(&w.attn_ln, &n("attention LayerNorm"))?,
-                    ffn_up: FixedLinear::encode(&w.ffn_up, 1.0, half, &n("intermediate"))?,
-                    ffn_down: FixedLinear::encode(&w.ffn_down, 1.0, half, &n("output"))?,
-                    ffn_ln: FixedLayerNorm::encode(&w.ffn_ln, &n("output LayerNorm"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let scale = 1.0 / (c.head_dim() as f64).sqrt();
+        let mut input_ln = &weights.embeddings_ln;
+        let mut layers = Vec::with_capacity(weights.layers.len());
+        for (l, w) in weights.layers.iter().enumerate() {
+            let n = |s: &str| format!("layer {l} {s}");
+            layers.push(FixedLayer {
+                input_affine: FixedAffine::encode(input_ln, half, &n("input LayerNorm"))?,
+                qkv: FixedLinear::folded(
+                    &[(&w.query, scale), (&w.key, 1.0), (&w.value, 1.0)],
+                    input_ln,
+                    half,
+                    &n("query/key/value"),
+                )?,
+                attn_out: FixedLinear::encode(&w.attn_out, 1.0, half, &n("attention output"))?,
+                ffn_affine: FixedAffine::encode(&w.attn_ln, half, &n("attention LayerNorm"))?,
+                ffn_up: FixedLinear::folded(
+                    &[(&w.ffn_up, 1.0)],
+                    &w.attn_ln,
+                    half,
+                    &n("intermediate"),
+                )?,
+                ffn_down: FixedLinear::encode(&w.ffn_down, 1.0, half, &n("output"))?,
+            });
+            input_ln = &w.ffn_ln;
+        }
         Ok(FixedBert {
             config: c.clone(),
             set,
@@ -258,10 +335,30 @@ impl FixedBert {
             word: table(&weights.word_embeddings, "word embeddings")?,
             position: table(&weights.position_embeddings, "position embeddings")?,
             token_type: table(&weights.token_type_embeddings, "token type embeddings")?,
-            embeddings_ln: FixedLayerNorm::encode(&weights.embeddings_ln, "embeddings LayerNorm")?,
             layers,
+            final_ln: input_ln.clone(),
+            final_affine: FixedAffine::encode(input_ln, half, "final LayerNorm")?,
             pooler: FixedLinear::encode(&weights.pooler, 1.0, half, "pooler")?,
         })
+    }
+
+    /// The model's shape.
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    pub(crate) fn layers(&self) -> &[FixedLayer] {
+        &self.layers
+    }
+
+    /// The word, position and token-type tables (18 bits).
+    pub(crate) fn embeddings(&self) -> (&[u64], &[u64], &[u64]) {
+        (&self.word, &self.position, &self.token_type)
+    }
+
+    /// The last LayerNorm's parameters (folded into a head by the secure run).
+    pub(crate) fn final_ln(&self) -> &LayerNormParams {
+        &self.final_ln
     }
 
     /// The approximation set.
@@ -272,13 +369,27 @@ impl FixedBert {
     /// The last hidden state (`tokens × d`, row-major, Z_2^64 with 18 bits) of one unpadded
     /// sequence (token type 0).
     pub fn encode(&self, ids: &[u32]) -> Result<Vec<u64>> {
+        Ok(self.final_affine.apply(&self.normalized(ids, None)?))
+    }
+
+    /// The last LayerNorm's normalised output ŷ (`tokens × d`, 18 bits) of `ids`, attention
+    /// restricted to the tokens where `mask` is true (the padding of a fixed-length input, as
+    /// the secure run's client masks it).
+    pub fn normalized(&self, ids: &[u32], mask: Option<&[bool]>) -> Result<Vec<u64>> {
         let c = &self.config;
         check_ids(ids, c.vocab_size, c.max_position_embeddings)?;
+        if mask.is_some_and(|m| m.len() != ids.len()) {
+            return Err(Error::Shape(format!(
+                "a mask of {} entries for {} tokens",
+                mask.map_or(0, |m| m.len()),
+                ids.len()
+            )));
+        }
         let (n, d, eps) = (ids.len(), c.hidden_size, c.layer_norm_eps);
-        let mut h = Vec::with_capacity(n * d);
+        let mut y = Vec::with_capacity(n * d);
         for (t, &id) in ids.iter().enumerate() {
             let (w, p) = (id as usize * d, t * d);
-            h.extend((0..d).map(|j| {
+            y.extend((0..d).map(|j| {
                 R.add(
                     R.add(self.word[w + j], self.position[p + j]),
                     self.token_type[j],
@@ -287,26 +398,25 @@ impl FixedBert {
         }
         let ab = self.ablation;
         let half = if ab.floor { 0 } else { HALF };
-        self.embeddings_ln.apply(&mut h, eps, ab.exact_layernorm);
+        normalize(&mut y, d, eps, ab.exact_layernorm);
         let (heads, dh) = (c.num_attention_heads, c.head_dim());
         for (l, lw) in self.layers.iter().enumerate() {
-            let q = lw.query.forward(&h, n);
-            let k = lw.key.forward(&h, n);
-            let v = lw.value.forward(&h, n);
+            let h = lw.input_affine.apply(&y);
+            let qkv = lw.qkv.forward(&y, n);
             let mut ctx = vec![0u64; n * d];
             for hd in 0..heads {
-                let cols = |m: &[u64]| -> Vec<u64> {
-                    m.chunks_exact(d)
-                        .flat_map(|r| r[hd * dh..(hd + 1) * dh].to_vec())
+                let cols = |part: usize| -> Vec<u64> {
+                    qkv.chunks_exact(3 * d)
+                        .flat_map(|r| r[part * d + hd * dh..part * d + (hd + 1) * dh].to_vec())
                         .collect()
                 };
-                let (qh, kh, vh) = (cols(&q), cols(&k), cols(&v));
+                let (qh, kh, vh) = (cols(0), cols(1), cols(2));
                 let kt: Vec<u64> = (0..dh * n).map(|i| kh[(i % n) * dh + i / n]).collect();
                 let mut scores = matmul(&qh, &kt, n, dh, n);
                 for row in scores.chunks_exact_mut(n) {
                     row.iter_mut()
                         .for_each(|s| *s = trunc(R, R.add(*s, half), LIN.frac_bits()));
-                    self.softmax(l, row);
+                    self.softmax(l, row, mask);
                 }
                 let out = matmul(&scores, &vh, n, n, dh);
                 for (i, orow) in out.chunks_exact(dh).enumerate() {
@@ -317,15 +427,18 @@ impl FixedBert {
             }
             let mut a = lw.attn_out.forward(&ctx, n);
             a.iter_mut().zip(&h).for_each(|(x, &r)| *x = R.add(*x, r));
-            lw.attn_ln.apply(&mut a, eps, ab.exact_layernorm);
+            normalize(&mut a, d, eps, ab.exact_layernorm);
+            let residual = lw.ffn_affine.apply(&a);
             let mut up = lw.ffn_up.forward(&a, n);
             up.iter_mut().for_each(|x| *x = self.gelu(l, *x));
             let mut out = lw.ffn_down.forward(&up, n);
-            out.iter_mut().zip(&a).for_each(|(x, &r)| *x = R.add(*x, r));
-            lw.ffn_ln.apply(&mut out, eps, ab.exact_layernorm);
-            h = out;
+            out.iter_mut()
+                .zip(&residual)
+                .for_each(|(x, &r)| *x = R.add(*x, r));
+            normalize(&mut out, d, eps, ab.exact_layernorm);
+            y = out;
         }
-        Ok(h)
+        Ok(y)
     }
 
     /// GELU of layer `l` (the set's, or the ablation's substitute).
@@ -340,16 +453,23 @@ impl FixedBert {
 
     /// Softmax of one attention row of layer `l`: the mirror's [`softmax_row`], or with the
     /// ablation's exps and reciprocal.
-    fn softmax(&self, l: usize, row: &mut [u64]) {
+    fn softmax(&self, l: usize, row: &mut [u64], mask: Option<&[bool]>) {
         let ab = self.ablation;
         if !(ab.exact_exp || ab.exact_reciprocal) {
-            return softmax_row(&self.set, l, row, None);
+            return softmax_row(&self.set, l, row, mask);
         }
-        let max = row.iter().map(|&v| R.to_signed(v)).max().unwrap_or(0);
+        let keep = |i: usize| mask.is_none_or(|m| m[i]);
+        let max = (0..row.len())
+            .filter(|&i| keep(i))
+            .map(|i| R.to_signed(row[i]))
+            .max()
+            .unwrap_or(0);
         let mut sum = 0u64;
-        for v in row.iter_mut() {
+        for (i, v) in row.iter_mut().enumerate() {
             let z = R.sub(*v, R.from_signed(max));
-            *v = if ab.exact_exp {
+            *v = if !keep(i) {
+                0
+            } else if ab.exact_exp {
                 requantize(z, f64::exp)
             } else {
                 exp_nonpositive(&self.set, l, z)

@@ -10,6 +10,7 @@
 //! * [`head`]: the logistic-regression sentiment head.
 //! * [`classifier`]: parallel sentence embeddings.
 //! * [`calibrate`], [`fit`]: per-layer Nimbus fitting of GELU and exp on calibration inputs.
+//! * [`secure`]: the secure two-party inference (server and client roles) and its mirror.
 #![warn(missing_docs)]
 
 pub mod calibrate;
@@ -21,6 +22,7 @@ pub mod fixed_model;
 pub mod float_model;
 pub mod head;
 mod linalg;
+pub mod secure;
 pub mod tokenizer;
 pub mod weights;
 

@@ -1,0 +1,614 @@
+//! `bench --model bert-base --net wan`: a full secure two-party BERT inference, reported per
+//! component and per layer like the Nimbus paper (time, MB, rounds), next to Nimbus's published
+//! per-block figures; setup (encrypted weights, cached on disk) reported separately.
+//!
+//! Both parties run in this process on two threads over a shaped in-memory link by default;
+//! `--role server --listen ADDR` and `--role client --connect ADDR` run them as two processes
+//! over TCP. Correctness is checked before anything is printed: the client's logits must match
+//! the fixed-point reference (bound below) and are compared with the float model.
+use bert::fixed_model::FixedBert;
+use bert::secure::{self, Client, EmbeddingMode, Head, Server};
+use bert::{BertConfig, BertWeights, FloatBert, Tokenizer};
+use indicatif::{ProgressBar, ProgressStyle};
+use mpc_core::{Channel, Error, NetProfile, Party, Result, Stats};
+use ot_nonlinear::approx::ApproxSet;
+use ot_nonlinear::mpc::Session;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The sentence of a run without `--text`.
+const DEFAULT_TEXT: &str = "a gripping, beautifully acted film whose quiet final scenes stay \
+                            with you long after the credits roll";
+
+/// Arguments of the end-to-end run (the top-level `bench --model ...`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// bert-base, bert-large, bert-tiny (2 layers, hidden 128) or a Hugging Face model directory.
+    #[arg(long)]
+    pub model: String,
+    /// Tokens per inference (the sentence is padded or cut to it; padding is masked).
+    #[arg(long, default_value_t = 128)]
+    seq_len: usize,
+    /// Network profile: none, lan, wan, bolt-lan, bolt-wan.
+    #[arg(long, default_value = "lan")]
+    net: String,
+    /// Approximation set: nimbus or puma.
+    #[arg(long, default_value = "nimbus")]
+    approx: String,
+    /// Fitted approximation tables (approx-tables file); default: the model directory's
+    /// committed tables for nimbus when they exist, else the set's starting constants.
+    #[arg(long)]
+    tables: Option<PathBuf>,
+    /// Worker threads per process (rayon); default all cores.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The client's cache of encrypted weights (reused across runs).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Who supplies the embedded sequence: server (private tables) or client (papers' setting).
+    #[arg(long, default_value = "server")]
+    embedding: String,
+    /// The input sentence (tokenized with the model's vocabulary).
+    #[arg(long)]
+    text: Option<String>,
+    /// Sentiment head file (bert-logistic-head-v1) for a model directory; default a
+    /// deterministic random 2-class head.
+    #[arg(long)]
+    head: Option<PathBuf>,
+    /// both (two threads, default), server or client (two processes over TCP).
+    #[arg(long, default_value = "both")]
+    role: String,
+    /// Server: address to listen on (two-process mode).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Client: address to connect to (two-process mode).
+    #[arg(long)]
+    connect: Option<String>,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an SVG chart of the per-layer breakdown to this file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+/// The model, its tokenizer (if any) and the reference evaluators.
+struct Loaded {
+    name: String,
+    weights: BertWeights,
+    tokenizer: Option<Tokenizer>,
+    set: ApproxSet,
+    head: Head,
+}
+
+fn load(args: &Args) -> Result<Loaded> {
+    let set = match args.approx.as_str() {
+        "nimbus" => ApproxSet::nimbus(),
+        "puma" => ApproxSet::puma(),
+        s => {
+            return Err(Error::InvalidArgument(format!(
+                "approximation set `{s}`: expected nimbus or puma"
+            )))
+        }
+    };
+    // Built-in shapes get deterministic random weights (seed 1), so they run without files.
+    let builtin = match args.model.as_str() {
+        "bert-base" => Some(BertConfig::bert_base()),
+        "bert-large" => Some(BertConfig::bert_large()),
+        "bert-tiny" => Some(BertConfig::bert_tiny()),
+        _ => None,
+    };
+    let (name, weights, tokenizer, committed_tables) = match builtin {
+        Some(config) => (
+            args.model.clone(),
+            BertWeights::random(&config, 1)?,
+            None,
+            None,
+        ),
+        None => {
+            let dir = Path::new(&args.model);
+            let weights = BertWeights::from_model_dir(dir)?;
+            let tokenizer = Tokenizer::from_model_dir(dir)?;
+            let name = dir
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into());
+            let tables = PathBuf::from(format!("bert/tables/{name}.nimbus.json"));
+            (name, weights, Some(tokenizer), Some(tables))
+        }
+    };
+    let layers = weights.config.num_hidden_layers;
+    let tables = args
+        .tables
+        .clone()
+        .or_else(|| committed_tables.filter(|p| args.approx == "nimbus" && p.exists()));
+    let set = match tables {
+        Some(path) => ot_nonlinear::approx::TablesFile::load(&path, layers)?.set,
+        None => set,
+    };
+    let d = weights.config.hidden_size;
+    let head = match &args.head {
+        Some(path) => Head::from_logistic(&bert::head::LogisticHead::load(path, d)?),
+        None => Head::random(d, 2, 7),
+    };
+    Ok(Loaded {
+        name,
+        weights,
+        tokenizer,
+        set,
+        head,
+    })
+}
+
+/// The token ids of the run: the model's tokenizer when it has one; for the built-in shapes
+/// with random weights, the text's bytes mapped into the vocabulary between ids 1 and 2 (there
+/// is no vocabulary file to tokenize with, and the weights are random anyway).
+fn token_ids(text: &str, tokenizer: Option<&Tokenizer>, vocab: usize) -> Vec<u32> {
+    match tokenizer {
+        Some(t) => t.encode(text),
+        None => {
+            let span = (vocab.max(4) - 3) as u32;
+            std::iter::once(1)
+                .chain(text.bytes().map(|b| 3 + b as u32 % span))
+                .chain(std::iter::once(2))
+                .collect()
+        }
+    }
+}
+
+/// What the client measured, plus the references.
+#[derive(Debug, Clone)]
+struct Measured {
+    setup: Stats,
+    online: Stats,
+    online_wall: f64,
+    labels: BTreeMap<String, Stats>,
+    logits: Vec<f64>,
+}
+
+/// The component rows of the report, in print order, with the label suffixes they sum.
+const COMPONENTS: [(&str, &[&str]); 8] = [
+    ("Linear_qkv", &["linear_qkv"]),
+    ("Linear_o", &["linear_o"]),
+    ("Linear_h1", &["linear_h1"]),
+    ("Linear_h2", &["linear_h2"]),
+    ("Softmax", &["attention/softmax"]),
+    ("GELU", &["gelu"]),
+    ("QKᵀ&PV", &["attention/qk", "attention/pv"]),
+    ("LayerNorm", &["layernorm"]),
+];
+
+/// Nimbus's published per-block figures (REFERENCE.md): MB, rounds, LAN s, WAN s.
+fn nimbus_block(name: &str) -> (Option<f64>, Option<u64>, f64, f64) {
+    match name {
+        "Linear_qkv" => (Some(10.35), Some(1), 0.17, 0.74),
+        "Linear_o" => (Some(3.05), Some(1), 0.06, 0.20),
+        "Linear_h1" => (Some(15.52), Some(1), 0.25, 0.87),
+        "Linear_h2" => (Some(3.05), Some(1), 0.26, 0.68),
+        "Softmax" => (Some(115.35), Some(60), 0.56, 3.07),
+        "GELU" => (Some(53.22), Some(24), 0.28, 1.02),
+        "QKᵀ&PV" => (None, None, 0.73, 0.98),
+        "LayerNorm" => (None, None, 0.14, 0.97),
+        _ => (None, None, f64::NAN, f64::NAN),
+    }
+}
+
+/// One row of the JSON report.
+#[derive(serde::Serialize, Debug, Clone)]
+struct Component {
+    name: String,
+    bytes: u64,
+    rounds: u64,
+    wall_s: f64,
+}
+
+#[derive(serde::Serialize, Debug)]
+struct BytesWall {
+    bytes: u64,
+    wall_s: f64,
+}
+
+#[derive(serde::Serialize, Debug)]
+struct OnlineTotals {
+    bytes: u64,
+    rounds: u64,
+    wall_s: f64,
+}
+
+#[derive(serde::Serialize, Debug)]
+struct Report {
+    model: String,
+    seq_len: usize,
+    layers: usize,
+    net: String,
+    approx: String,
+    embedding: String,
+    setup: BytesWall,
+    online: OnlineTotals,
+    components: Vec<Component>,
+    per_layer: Vec<Vec<Component>>,
+    logits: Vec<f64>,
+    max_abs_err_vs_fixed: f64,
+    max_abs_err_vs_float: f64,
+}
+
+/// Sums the stats of every `layerNN/<suffix>` label of layer `layer` (None: all layers).
+fn sum_layer(labels: &BTreeMap<String, Stats>, layer: Option<usize>, suffixes: &[&str]) -> Stats {
+    let mut s = Stats::default();
+    for (path, st) in labels {
+        let Some(rest) = path.strip_prefix("layer") else {
+            continue;
+        };
+        let Some((num, tail)) = rest.split_once('/') else {
+            continue;
+        };
+        if layer.is_some_and(|l| num.parse::<usize>().ok() != Some(l)) {
+            continue;
+        }
+        if suffixes.contains(&tail) {
+            s.accumulate(st);
+        }
+    }
+    s
+}
+
+fn component(name: &str, s: &Stats) -> Component {
+    Component {
+        name: name.into(),
+        bytes: s.bytes(),
+        rounds: s.rounds,
+        wall_s: s.wall_s,
+    }
+}
+
+fn progress(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>9} [{bar:32}] {pos}/{len} {msg} ({elapsed})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// The server's side of a run on `ch`.
+fn serve(ch: Channel, server: &mut Server, barrier: Option<&std::sync::Barrier>) -> Result<()> {
+    let mut sess = Session::new(ch, Party::Server)?;
+    server.setup(&mut sess)?;
+    if let Some(b) = barrier {
+        b.wait();
+    }
+    server.infer(&mut sess)
+}
+
+/// The client's side of a run on `ch`.
+fn consult(
+    ch: Channel,
+    cache: &Path,
+    ids: &[u32],
+    layers: usize,
+    barrier: Option<&std::sync::Barrier>,
+) -> Result<Measured> {
+    let t0 = Instant::now();
+    let bar = progress(1 + layers as u64, "setup");
+    let mut sess = Session::new(ch, Party::Client)?;
+    bar.inc(1);
+    let client = Client::setup(&mut sess, cache)?;
+    bar.finish_with_message(format!("{:.1} s", t0.elapsed().as_secs_f64()));
+    let setup = sess.ch.totals();
+    if let Some(b) = barrier {
+        b.wait();
+    }
+    let before = sess.ch.totals();
+    let bar = progress(1, "inference");
+    let start = Instant::now();
+    let logits = sess.scope("online", |s| client.infer(s, ids))?;
+    let online_wall = start.elapsed().as_secs_f64();
+    bar.finish_with_message(format!("{online_wall:.1} s"));
+    let after = sess.ch.totals();
+    let online = Stats {
+        bytes_sent: after.bytes_sent - before.bytes_sent,
+        bytes_recv: after.bytes_recv - before.bytes_recv,
+        rounds: after.rounds - before.rounds,
+        wall_s: online_wall,
+        wait_s: after.wait_s - before.wait_s,
+        calls: 1,
+    };
+    let labels = sess
+        .ch
+        .stats()
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("online/").map(|k| (k.to_string(), *v)))
+        .collect();
+    Ok(Measured {
+        setup,
+        online,
+        online_wall,
+        labels,
+        logits,
+    })
+}
+
+/// Runs the end-to-end inference and prints the report.
+pub fn run(args: Args) -> Result<()> {
+    if let Some(t) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()
+            .map_err(|e| Error::InvalidArgument(format!("--threads {t}: {e}")))?;
+    }
+    let net: NetProfile = args.net.parse()?;
+    let mode: EmbeddingMode = args.embedding.parse()?;
+    let cache = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| secure::default_cache_dir(&args.model.replace('/', "_")));
+    match args.role.as_str() {
+        "both" | "client" => {}
+        "server" => {
+            let loaded = load(&args)?;
+            let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
+            let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode)?;
+            let addr = args.listen.as_deref().unwrap_or("127.0.0.1:7878");
+            let listener = std::net::TcpListener::bind(addr)?;
+            eprintln!("server: listening on {addr}");
+            let ch = Channel::tcp_accept(&listener)?.shaped(net);
+            serve(ch, &mut server, None)?;
+            eprintln!("server: inference done");
+            return Ok(());
+        }
+        r => {
+            return Err(Error::InvalidArgument(format!(
+                "--role {r}: expected both, server or client"
+            )))
+        }
+    }
+    let loaded = load(&args)?;
+    let c = loaded.weights.config.clone();
+    let text = args.text.as_deref().unwrap_or(DEFAULT_TEXT);
+    let ids = token_ids(text, loaded.tokenizer.as_ref(), c.vocab_size);
+    let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
+    let measured = if args.role == "client" {
+        let addr = args.connect.as_deref().unwrap_or("127.0.0.1:7878");
+        let ch = Channel::tcp_connect(addr, Duration::from_secs(60))?.shaped(net);
+        consult(ch, &cache, &ids, c.num_hidden_layers, None)?
+    } else {
+        let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode)?;
+        let (cs, cc) = Channel::mem_pair_shaped(net);
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let b2 = barrier.clone();
+        let t = std::thread::spawn(move || serve(cs, &mut server, Some(&b2)));
+        let m = consult(cc, &cache, &ids, c.num_hidden_layers, Some(&barrier));
+        let s = t
+            .join()
+            .map_err(|_| Error::Unavailable("server thread panicked".into()))?;
+        let m = m?;
+        s?;
+        m
+    };
+    let (padded, mask) = secure::pad(&ids, args.seq_len, c.vocab_size)?;
+    let want_fixed = secure::fixed_reference(&fixed, &padded, &mask, &loaded.head)?;
+    let real = mask.iter().filter(|&&m| m).count();
+    let float = FloatBert::new(loaded.weights.clone());
+    let want_float = secure::float_reference(&float, &padded[..real], &loaded.head)?;
+    let err = |want: &[f64]| {
+        measured
+            .logits
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+    };
+    let (err_fixed, err_float) = (err(&want_fixed), err(&want_float));
+    let report = build_report(&args, &loaded, &c, &measured, err_fixed, err_float, mode);
+    print_report(&report, &measured, &want_fixed, &want_float);
+    if let Some(path) = &args.json {
+        let text =
+            serde_json::to_string_pretty(&report).map_err(|e| Error::Malformed(e.to_string()))?;
+        std::fs::write(path, text + "\n")?;
+    }
+    if let Some(path) = &args.plot {
+        std::fs::write(path, svg_chart(&report))?;
+    }
+    if err_fixed > secure::FIXED_LOGIT_BOUND {
+        return Err(Error::Malformed(format!(
+            "secure logits differ from the fixed-point reference by {err_fixed:.3e} > {:.1e}",
+            secure::FIXED_LOGIT_BOUND
+        )));
+    }
+    Ok(())
+}
+
+fn build_report(
+    args: &Args,
+    loaded: &Loaded,
+    c: &BertConfig,
+    m: &Measured,
+    err_fixed: f64,
+    err_float: f64,
+    mode: EmbeddingMode,
+) -> Report {
+    let layers = c.num_hidden_layers;
+    let mut components: Vec<Component> = COMPONENTS
+        .iter()
+        .map(|(name, suffixes)| component(name, &sum_layer(&m.labels, None, suffixes)))
+        .collect();
+    for name in ["embedding", "head"] {
+        components.push(component(
+            name,
+            &m.labels.get(name).copied().unwrap_or_default(),
+        ));
+    }
+    components.push(component("total", &m.online));
+    let per_layer = (0..layers)
+        .map(|l| {
+            COMPONENTS
+                .iter()
+                .map(|(name, suffixes)| component(name, &sum_layer(&m.labels, Some(l), suffixes)))
+                .collect()
+        })
+        .collect();
+    Report {
+        model: loaded.name.clone(),
+        seq_len: args.seq_len,
+        layers,
+        net: args.net.clone(),
+        approx: loaded.set.name.clone(),
+        embedding: format!("{mode:?}").to_lowercase(),
+        setup: BytesWall {
+            bytes: m.setup.bytes(),
+            wall_s: m.setup.wall_s,
+        },
+        online: OnlineTotals {
+            bytes: m.online.bytes(),
+            rounds: m.online.rounds,
+            wall_s: m.online_wall,
+        },
+        components,
+        per_layer,
+        logits: m.logits.clone(),
+        max_abs_err_vs_fixed: err_fixed,
+        max_abs_err_vs_float: err_float,
+    }
+}
+
+const MB: f64 = 1e6;
+
+fn print_report(r: &Report, m: &Measured, fixed: &[f64], float: &[f64]) {
+    let layers = r.layers.max(1) as f64;
+    println!(
+        "\nsecure {} inference: {} layers, {} tokens, net {}, approx {}, embedding {}",
+        r.model, r.layers, r.seq_len, r.net, r.approx, r.embedding
+    );
+    println!(
+        "setup: {:.1} MB, {:.1} s (Ferret setup, keys, encrypted weights; cached weights are not resent)",
+        r.setup.bytes as f64 / MB,
+        r.setup.wall_s
+    );
+    println!(
+        "\n| component | per block s | per block MB | per block rounds | model s | model MB | model rounds | Nimbus MB / rounds | Nimbus LAN / WAN s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for c in &r.components {
+        let per_block = COMPONENTS.iter().any(|(n, _)| *n == c.name);
+        let (nmb, nr, lan, wan) = nimbus_block(&c.name);
+        let pb = |v: f64| {
+            if per_block {
+                format!("{:.3}", v / layers)
+            } else {
+                "".into()
+            }
+        };
+        let nimbus = match (nmb, nr) {
+            (Some(mb), Some(rounds)) => format!("{mb:.2} / {rounds}"),
+            _ => "".into(),
+        };
+        let times = if lan.is_nan() {
+            "".into()
+        } else {
+            format!("{lan:.2} / {wan:.2}")
+        };
+        println!(
+            "| {} | {} | {} | {} | {:.3} | {:.2} | {} | {nimbus} | {times} |",
+            c.name,
+            pb(c.wall_s),
+            pb(c.bytes as f64 / MB),
+            if per_block {
+                format!("{:.1}", c.rounds as f64 / layers)
+            } else {
+                "".into()
+            },
+            c.wall_s,
+            c.bytes as f64 / MB,
+            c.rounds,
+        );
+    }
+    println!(
+        "\nonline: {:.2} MB, {} rounds, {:.2} s wall ({:.2} s of it waiting on the peer)",
+        r.online.bytes as f64 / MB,
+        r.online.rounds,
+        r.online.wall_s,
+        m.online.wait_s
+    );
+    println!("logits (secure):      {:?}", r.logits);
+    println!("logits (fixed point): {fixed:?}");
+    println!("logits (float):       {float:?}");
+    println!(
+        "max |secure − fixed| = {:.3e} (bound {:.1e}), max |secure − float| = {:.3e}",
+        r.max_abs_err_vs_fixed,
+        secure::FIXED_LOGIT_BOUND,
+        r.max_abs_err_vs_float
+    );
+}
+
+/// A stacked bar per layer (seconds by component), self-contained SVG.
+fn svg_chart(r: &Report) -> String {
+    const COLORS: [&str; 8] = [
+        "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+    ];
+    let (w, h, left, bottom, top) = (900.0, 420.0, 60.0, 40.0, 30.0);
+    let layers = r.per_layer.len().max(1);
+    let max = r
+        .per_layer
+        .iter()
+        .map(|l| l.iter().map(|c| c.wall_s).sum::<f64>())
+        .fold(1e-9, f64::max);
+    let plot_h = h - bottom - top;
+    let bar_w = (w - left - 180.0) / layers as f64;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+         <text x=\"{left}\" y=\"18\" font-size=\"13\">{} secure inference, {} tokens, net {}: seconds per layer by component</text>\n",
+        r.model, r.seq_len, r.net
+    );
+    for (l, comps) in r.per_layer.iter().enumerate() {
+        let x = left + l as f64 * bar_w;
+        let mut y = h - bottom;
+        for (i, c) in comps.iter().enumerate() {
+            let bh = c.wall_s / max * plot_h;
+            y -= bh;
+            s += &format!(
+                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{}\"><title>layer {l} {}: {:.3} s, {:.2} MB, {} rounds</title></rect>\n",
+                x + 2.0,
+                bar_w - 4.0,
+                COLORS[i % COLORS.len()],
+                c.name,
+                c.wall_s,
+                c.bytes as f64 / MB,
+                c.rounds
+            );
+        }
+        s += &format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{l}</text>\n",
+            x + bar_w / 2.0,
+            h - bottom + 14.0
+        );
+    }
+    for k in 0..=4 {
+        let v = max * k as f64 / 4.0;
+        let y = h - bottom - plot_h * k as f64 / 4.0;
+        s += &format!(
+            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ccc\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{v:.2} s</text>\n",
+            left + bar_w * layers as f64,
+            left - 4.0,
+            y + 4.0
+        );
+    }
+    for (i, (name, _)) in COMPONENTS.iter().enumerate() {
+        let y = top + 16.0 * i as f64;
+        let x = w - 170.0;
+        s += &format!(
+            "<rect x=\"{x}\" y=\"{y}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{name}</text>\n",
+            COLORS[i % COLORS.len()],
+            x + 16.0,
+            y + 10.0
+        );
+    }
+    s += &format!(
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">layer</text>\n</svg>\n",
+        left + bar_w * layers as f64 / 2.0,
+        h - 6.0
+    );
+    s
+}
