@@ -13,8 +13,10 @@
 //! Operations are rows of [`OPS`]: a name, the COTs to reserve, the plaintext input, the
 //! secure computation on one party's share, the reference, the output ring and the tolerance.
 //! A new operation is one row and its functions.
-use mpc_core::{Channel, Error, NetProfile, Party, Result, Ring, Stats};
+use mpc_core::{Channel, Error, FixedPoint, NetProfile, Party, Result, Ring, Stats};
+use ot_nonlinear::approx::{fixed, ApproxSet};
 use ot_nonlinear::block::Block;
+use ot_nonlinear::functions::{self as funcs, exp_breakpoints, gelu_spec, Output};
 use ot_nonlinear::mpc::{self, drelu::drelu_cots, product::mul_cots, relu::relu_cots};
 use ot_nonlinear::mpc::{trunc::trunc_cots, CotDemand, Session, TruncKind};
 use ot_nonlinear::prg::BlockPrg;
@@ -24,7 +26,7 @@ use std::time::Instant;
 /// Arguments of `bench nonlinear`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Operation: relu, drelu, trunc, mul.
+    /// Operation: relu, drelu, trunc, mul; gelu, exp, softmax (with --ring 64 and --approx).
     #[arg(long, default_value = "relu")]
     op: String,
     /// Ring bit width ℓ of the input shares.
@@ -61,6 +63,8 @@ pub struct Ctx {
     to_ring: Ring,
     shift: u32,
     kind: TruncKind,
+    /// `--approx` (nimbus when `none`; only the functions read it).
+    set: ApproxSet,
 }
 
 /// One benchmarked operation.
@@ -151,7 +155,132 @@ const OPS: &[Op] = &[
         tolerance: 0,
         boolean: false,
     },
+    Op {
+        name: "gelu",
+        uses_approx: true,
+        cots: |c| {
+            function_ring(c, 1)?;
+            Ok(funcs::piecewise_cots(
+                &gelu_spec(&c.set, 0).0,
+                c.n,
+                Output::Linear,
+            ))
+        },
+        input: |c, prg| activations(c, prg, |g| (-0.6 + 1.1 * g.student5()).clamp(-60.0, 60.0)),
+        secure: |c, s, x| {
+            let (spec, bps) = gelu_spec(&c.set, 0);
+            funcs::gelu(s, &spec, s.is_server().then_some(bps), x)
+        },
+        reference: |c, x| x.iter().map(|&v| fixed::gelu(&c.set, 0, v)).collect(),
+        out_ring: |_| Ring::R64,
+        // Carries (≤ 0.007) plus the largest jump at a breakpoint (0.145 for the starting
+        // constants' T2 = 0.2), where the left piece may apply within 1/64 above it.
+        tolerance: (0.16 * (1u64 << 18) as f64) as u64,
+        boolean: false,
+    },
+    Op {
+        name: "exp",
+        uses_approx: true,
+        cots: |c| {
+            function_ring(c, 1)?;
+            Ok(funcs::exp::exp_cots(&c.set, 0, c.n))
+        },
+        input: |c, prg| activations(c, prg, |g| -(3.0 * g.normal()).abs()),
+        secure: |c, s, x| {
+            let bps = exp_breakpoints(&c.set, 0);
+            funcs::exp(s, &c.set, 0, s.is_server().then_some(&bps[..]), x)
+        },
+        reference: |c, x| {
+            x.iter()
+                .map(|&v| fixed::exp_nonpositive(&c.set, 0, v))
+                .collect()
+        },
+        out_ring: |_| Ring::R64,
+        // Carries (≤ 0.021 by the bound, 0.005 measured) plus exp(T) ≈ 0.018 at the threshold.
+        tolerance: (0.04 * (1u64 << 18) as f64) as u64,
+        boolean: false,
+    },
+    Op {
+        name: "softmax",
+        uses_approx: true,
+        cots: |c| {
+            function_ring(c, 128)?;
+            Ok(funcs::softmax::softmax_cots(&c.set, 0, c.n / 128, 128))
+        },
+        input: |c, prg| {
+            let mut g = Gauss(prg);
+            let mut x = Vec::with_capacity(c.n);
+            for _ in 0..c.n / 128 {
+                let off = g.normal();
+                x.extend((0..128).map(|_| off + 2.0 * g.normal()));
+            }
+            x.iter()
+                .map(|&v| FixedPoint::LINEAR.encode(v).expect("|x| < 60"))
+                .collect()
+        },
+        secure: |c, s, x| {
+            let bps = exp_breakpoints(&c.set, 0);
+            let bps = s.is_server().then_some(&bps[..]);
+            funcs::softmax(s, &c.set, 0, c.n / 128, 128, x, bps, None)
+        },
+        reference: |c, x| {
+            let mut y = x.to_vec();
+            y.chunks_mut(128)
+                .for_each(|r| fixed::softmax_row(&c.set, 0, r, None));
+            y
+        },
+        out_ring: |_| Ring::R64,
+        // The tournament's winner may differ from the mirror's by < 1/32 (which moves every exp
+        // argument alike: only the exp approximation's non-exponential shape shows), plus
+        // carries: 0.0035–0.0075 measured.
+        tolerance: (0.02 * (1u64 << 18) as f64) as u64,
+        boolean: false,
+    },
 ];
+
+/// The functions take Z_2^64 shares with 18 fraction bits, `cols`-long rows.
+fn function_ring(c: &Ctx, cols: usize) -> Result<()> {
+    if c.ring != Ring::R64 || c.n % cols != 0 {
+        return Err(Error::InvalidArgument(format!(
+            "the functions need --ring 64 and a multiple of {cols} elements"
+        )));
+    }
+    Ok(())
+}
+
+/// Normal and Student-t draws from the bench generator (Box–Muller).
+struct Gauss<'a>(&'a mut BlockPrg);
+
+impl Gauss<'_> {
+    fn uniform(&mut self) -> f64 {
+        ((self.0.block().low_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+
+    fn normal(&mut self) -> f64 {
+        let (a, b) = (self.uniform(), self.uniform());
+        (-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
+    }
+
+    /// Student t with 5 degrees of freedom: a normal-like bulk with heavy tails.
+    fn student5(&mut self) -> f64 {
+        let z = self.normal();
+        let chi: f64 = (0..5).map(|_| self.normal().powi(2)).sum();
+        z / (chi / 5.0).sqrt()
+    }
+}
+
+/// n activations drawn by `draw`, encoded in Z_2^64 with 18 fraction bits (documented in
+/// docs/protocols/nonlinear.md, "Functions").
+fn activations(c: &Ctx, prg: &mut BlockPrg, draw: fn(&mut Gauss) -> f64) -> Vec<u64> {
+    let mut g = Gauss(prg);
+    (0..c.n)
+        .map(|_| {
+            FixedPoint::LINEAR
+                .encode(draw(&mut g))
+                .expect("clamped input")
+        })
+        .collect()
+}
 
 fn uniform(c: &Ctx, prg: &mut BlockPrg) -> Vec<u64> {
     let mut blocks = vec![Block::ZERO; c.n];
@@ -277,6 +406,15 @@ pub fn run(args: Args) -> Result<()> {
         to_ring: Ring::new(args.to_ring.unwrap_or(args.ring))?,
         shift: args.shift,
         kind,
+        set: match args.approx.as_str() {
+            "puma" => ApproxSet::puma(),
+            "nimbus" | "none" => ApproxSet::nimbus(),
+            a => {
+                return Err(Error::InvalidArgument(format!(
+                    "--approx {a}: expected nimbus or puma"
+                )))
+            }
+        },
     };
     let mut prg = BlockPrg::from_entropy();
     let x = (op.input)(&ctx, &mut prg);

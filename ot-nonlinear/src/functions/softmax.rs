@@ -50,6 +50,13 @@ pub fn softmax_cost(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> 
         .fold(Cost::default(), |a, (c, _)| a.then(c))
 }
 
+/// COTs drawn by [`softmax`] (it reserves them itself at its start).
+pub fn softmax_cots(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> CotDemand {
+    steps(set, layer, rows, cols)
+        .into_iter()
+        .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
+}
+
 /// Shares of the softmax of each row of `x` (rows × cols, row-major, Z_2^64, 18 bits) under
 /// layer `layer` of `set`. The server passes `Some(exp breakpoints)` and no mask; the client
 /// passes `None` and optionally its mask (`false` = padding, excluded). Label `softmax`.
@@ -78,10 +85,7 @@ pub fn softmax(
             "softmax: the mask is the client's input".into(),
         ));
     }
-    let demand = steps(set, layer, rows, cols)
-        .into_iter()
-        .fold(CotDemand::default(), |a, (_, d)| a.plus(d));
-    sess.reserve(demand)?;
+    sess.reserve(softmax_cots(set, layer, rows, cols))?;
     let r64 = Ring::R64;
     let lin = FixedPoint::LINEAR;
     sess.scope("softmax", |sess| {
