@@ -98,22 +98,26 @@ impl BitAnd for Block {
 /// A zeroed vector of `n` blocks whose pages the kernel is asked to back with 2 MB huge pages
 /// (Linux `madvise(MADV_HUGEPAGE)`, a hint; elsewhere a plain vector). Ferret's LPN reads its
 /// 9.4 MB input at random: with 4 KB pages most reads would also miss the TLB.
+///
+/// The memory comes from `calloc` (a zeroed `u128` vector is allocated zeroed, not written):
+/// a large request is a fresh mapping the kernel zeroes on first touch, so the huge-page hint
+/// still applies and the 173 MB Ferret buffer is not written twice (memset, then the trees).
 pub fn huge_vec(n: usize) -> Vec<Block> {
-    let mut v: Vec<Block> = Vec::with_capacity(n);
+    let v: Vec<Block> = bytemuck::allocation::cast_vec(vec![0u128; n]);
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
         let start = (v.as_ptr() as usize).next_multiple_of(HUGE);
         let end = (v.as_ptr() as usize + n * 16) / HUGE * HUGE;
         if end > start {
-            // SAFETY: the range lies inside the vector's own (not yet touched) allocation;
-            // madvise only changes how its pages will be backed. Failure is harmless.
+            // SAFETY: the range lies inside the vector's own allocation, whose pages in that
+            // range are not touched yet; madvise only changes how they will be backed (the
+            // contents stay zero). Failure is harmless.
             unsafe {
                 libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE);
             }
         }
     }
-    v.resize(n, Block::ZERO);
     v
 }
 
