@@ -1,5 +1,5 @@
 //! The LayerNorm plan and its plaintext mirror: the normalisation ŷ = (x − mean)/√(var + ε) of
-//! every row, step by step as the secure protocol ([`crate::functions::layernorm`]) computes it.
+//! every row, step by step as the secure protocol ([`crate::functions::layernorm()`]) computes it.
 //! The affine part γ·ŷ + β is not here: it is folded into the linear layer that consumes the
 //! LayerNorm (`[diag(γ) | diag(γ)·W]` as one COP, β into its bias), where it costs nothing.
 //!

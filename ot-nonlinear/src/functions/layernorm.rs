@@ -9,13 +9,13 @@
 //!    row;
 //! 2. `vs = floor((x − mean)/2^12)` on Z_2^38 (free down-cast), [`square`] on Z_2^38, row sums,
 //!    up-cast to Z_2^64 and `var = trunc(Σvs²·C_n, 30)·2^6 + ε` (per row);
-//! 3. `r = rsqrt(var)` ([`super::rsqrt`], per row, 20 fraction bits);
+//! 3. `r = rsqrt(var)` ([`super::rsqrt()`], per row, 20 fraction bits);
 //! 4. `ŷ = trunc(floor((x − mean)/2^8)·r, 12)`: the row-scalar product ([`mul_row_scalar`]) on
 //!    Z_2^38 and one known-MSB truncation with up-cast to Z_2^64.
 //!
 //! Cost ([`layernorm_cost`], exact): per element 37 + 37·38/2 = 740 bits (square) + 38·39 =
 //! 1482 bits (row-scalar product) + 39 bits (truncation with up-cast) ≈ 2261 bits, plus per row
-//! the truncations and [`super::rsqrt`] (≈ 40 kbit). Rounds: 12 + rsqrt's.
+//! the truncations and [`super::rsqrt()`] (≈ 40 kbit). Rounds: 12 + rsqrt's.
 //! Ranges (checked by the plan's tests, documented in `approx::layernorm`): row standard
 //! deviation below 2^7, |ŷ| < 64.
 use super::rsqrt::{rsqrt, rsqrt_cost, rsqrt_cots};
