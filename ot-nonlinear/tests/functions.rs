@@ -2,63 +2,18 @@
 //! (`approx::fixed`, within the documented carry bounds) and against f64, with edge values
 //! (0, −1, ring extremes, largest positive / most negative fixed-point values, values exactly at
 //! and just around breakpoints), and their exact cost (bytes each way, rounds).
-use mpc_core::{Channel, FixedPoint, Party, Result, Stats};
+mod common;
+use common::{both_sessions as both, edge_shares as shares};
+use mpc_core::FixedPoint;
 use ot_nonlinear::approx::fixed;
 use ot_nonlinear::approx::tables::Piece;
 use ot_nonlinear::approx::{ApproxSet, PiecewisePoly};
 use ot_nonlinear::block::Block;
 use ot_nonlinear::functions::*;
-use ot_nonlinear::mpc::{Cost, Session};
+use ot_nonlinear::mpc::Cost;
 use ot_nonlinear::prg::BlockPrg;
-use std::sync::Arc;
-use std::time::Duration;
 
 const LIN: FixedPoint = FixedPoint::LINEAR;
-
-/// One party's side of a test protocol.
-type Party2<T> = Arc<dyn Fn(&mut Session) -> Result<T> + Send + Sync>;
-
-/// Runs `f` as both parties on their own threads and sessions; (server's, client's) results
-/// and each party's stats under `label`.
-fn both<T: Send + 'static>(
-    label: &'static str,
-    f: impl Fn(&mut Session) -> Result<T> + Send + Sync + 'static,
-) -> ((T, Stats), (T, Stats)) {
-    let (mut a, mut b) = Channel::mem_pair();
-    a.set_timeout(Duration::from_secs(60));
-    b.set_timeout(Duration::from_secs(60));
-    let f = Arc::new(f);
-    let g = f.clone();
-    let run = move |mut s: Session, f: Party2<T>| {
-        // Close the setup's open flights so the protocol's first flight starts a new round.
-        s.ch.send(&[0])?;
-        s.ch.recv_vec(1)?;
-        s.ch.clear_stats();
-        let r = f(&mut s)?;
-        s.ch.flush()?;
-        Ok::<_, mpc_core::Error>((r, s.ch.stats_of(label).unwrap_or_default()))
-    };
-    let t = std::thread::spawn(move || run(Session::new(b, Party::Client)?, g));
-    let rs = run(Session::new(a, Party::Server).unwrap(), f).unwrap();
-    (rs, t.join().unwrap().unwrap())
-}
-
-/// Shares of `x` in Z_2^64: uniform server shares, with a few edge shares (0, all-ones, x).
-fn shares(x: &[u64], seed: u128) -> (Vec<u64>, Vec<u64>) {
-    let mut prg = BlockPrg::new(Block(seed));
-    let s: Vec<u64> = x
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| match i % 13 {
-            3 => 0,
-            5 => u64::MAX,
-            7 => v,
-            _ => prg.block().low_u64(),
-        })
-        .collect();
-    let c = x.iter().zip(&s).map(|(&v, &s)| v.wrapping_sub(s)).collect();
-    (s, c)
-}
 
 fn enc(x: f64) -> u64 {
     LIN.encode(x).unwrap()

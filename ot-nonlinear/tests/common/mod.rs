@@ -64,9 +64,9 @@ pub fn assert_balanced(ones: u64, total: u64, what: &str) {
 
 /// Runs `f` as both parties of the two-party protocols, each on its own thread with its own
 /// [`Session`](ot_nonlinear::mpc::Session) over an in-memory channel; after the Ferret setup
-/// a client → server → client exchange ends the setup's traffic with a server flight (so the
-/// protocol's first flight, a client's or a simultaneous one, starts a new round) and the
-/// stats are cleared, so `label`'s stats are the protocol's own standalone cost. Returns
+/// one simultaneous exchange closes the setup's open flights and the stats are cleared, so
+/// `label`'s stats are the protocol's own (a test that needs the standalone round count of a
+/// protocol starting with a client flight calls [`end_with_server_flight`] first). Returns
 /// ((server's result, stats), (client's result, stats)).
 pub fn both_sessions<T: Send + 'static>(
     label: &'static str,
@@ -79,7 +79,8 @@ pub fn both_sessions<T: Send + 'static>(
     let f = std::sync::Arc::new(f);
     let g = f.clone();
     let run = move |mut s: Session, f: &dyn Fn(&mut Session) -> Result<T>| {
-        end_with_server_flight(&mut s)?;
+        s.ch.send(&[0])?;
+        s.ch.recv_vec(1)?;
         s.ch.clear_stats();
         let r = f(&mut s)?;
         s.ch.flush()?;
