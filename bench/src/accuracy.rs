@@ -3,16 +3,20 @@
 //! float model's predictions.
 //!
 //! The head is read from `--head FILE`, or trained once on `--train` (float embeddings) and
-//! cached in `--cache-dir`.
+//! cached in `--cache-dir`. Secure mode runs the two-party inference (both parties in this
+//! process, one setup, one inference per sentence at `--seq-len` tokens, private padding mask)
+//! and also reports the agreement with the fixed-point mirror of the same padded inputs.
 use bert::calibrate::collect;
 use bert::classifier::embed_all;
 use bert::data::{read_tsv, Example};
 use bert::fit::fit_nimbus;
 use bert::fixed_model::Ablation;
 use bert::head::LogisticHead;
+use bert::secure::{self, Client, EmbeddingMode, Head, Server};
 use bert::{BertWeights, FixedBert, FloatBert, Tokenizer};
-use mpc_core::{Error, Result};
+use mpc_core::{Channel, Error, Party, Result};
 use ot_nonlinear::approx::{ApproxSet, TablesFile};
+use ot_nonlinear::mpc::Session;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -99,7 +103,11 @@ pub struct Args {
     /// reported largest logit shift stays well below M).
     #[arg(long)]
     pub margin: Option<f64>,
-    /// Write `{"mode","approx","n","accuracy","agreement_with_float"}` here.
+    /// Secure mode only: tokens per inference (sentences are padded with a private mask, or cut).
+    #[arg(long, default_value_t = 64)]
+    pub seq_len: usize,
+    /// Write `{"mode","approx","n","accuracy","agreement_with_float"}` here (secure mode adds
+    /// `agreement_with_fixed`).
     #[arg(long)]
     pub json: Option<PathBuf>,
 }
@@ -114,15 +122,12 @@ struct Report {
     n: usize,
     accuracy: f64,
     agreement_with_float: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agreement_with_fixed: Option<f64>,
 }
 
 /// Runs `bench accuracy`.
 pub fn run(args: Args) -> Result<()> {
-    if args.mode == Mode::Secure {
-        return Err(Error::Unavailable(
-            "secure mode needs the end-to-end issue".into(),
-        ));
-    }
     let mut examples = read_tsv(&args.data)?;
     if let Some(limit) = args.limit {
         examples.truncate(limit);
@@ -146,6 +151,7 @@ pub fn run(args: Args) -> Result<()> {
         texts.len(),
         start.elapsed()
     );
+    let mut agreement_with_fixed = None;
     let pred = match args.mode {
         Mode::Float => float_pred.clone(),
         Mode::Fixed => {
@@ -171,7 +177,13 @@ pub fn run(args: Args) -> Result<()> {
             }
             pred
         }
-        Mode::Secure => unreachable!("refused above"),
+        Mode::Secure => {
+            let set = approx_set(&args, &float, &tokenizer)?;
+            let fixed = FixedBert::new(float.weights(), set)?;
+            let (pred, fixed_pred) = secure_predictions(&args, &fixed, &head, &tokenizer, &texts)?;
+            agreement_with_fixed = Some(fraction(&pred, &fixed_pred, |p, f| p == *f));
+            pred
+        }
     };
     let n = examples.len();
     let report = Report {
@@ -180,10 +192,15 @@ pub fn run(args: Args) -> Result<()> {
         n,
         accuracy: fraction(&pred, &examples, |p, e| p == e.label),
         agreement_with_float: fraction(&pred, &float_pred, |p, f| p == *f),
+        agreement_with_fixed,
     };
     println!(
-        "mode {:?} approx {:?}: n = {n}, accuracy = {:.4}, agreement with float = {:.4}",
-        report.mode, report.approx, report.accuracy, report.agreement_with_float
+        "mode {:?} approx {:?}: n = {n}, accuracy = {:.4}, agreement with float = {:.4}{}",
+        report.mode,
+        report.approx,
+        report.accuracy,
+        report.agreement_with_float,
+        agreement_with_fixed.map_or(String::new(), |a| format!(", with fixed point = {a:.4}"))
     );
     if let Some(path) = &args.json {
         let text =
@@ -192,6 +209,53 @@ pub fn run(args: Args) -> Result<()> {
             .map_err(|e| Error::Malformed(format!("{}: cannot write: {e}", path.display())))?;
     }
     Ok(())
+}
+
+/// Secure predictions of every sentence (both parties in this process, one setup, one
+/// inference per sentence at `--seq-len` tokens) and the fixed-point mirror's predictions of the
+/// same padded inputs.
+fn secure_predictions(
+    args: &Args,
+    fixed: &FixedBert,
+    head: &LogisticHead,
+    tokenizer: &Tokenizer,
+    texts: &[&str],
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let head = Head::from_logistic(head);
+    let vocab = fixed.config().vocab_size;
+    let mut server = Server::new(fixed, &head, args.seq_len, EmbeddingMode::Server)?;
+    let (cs, cc) = Channel::mem_pair();
+    let n = texts.len();
+    let t = std::thread::spawn(move || -> Result<()> {
+        let mut sess = Session::new(cs, Party::Server)?;
+        server.setup(&mut sess)?;
+        (0..n).try_for_each(|_| server.infer(&mut sess))
+    });
+    let start = Instant::now();
+    let client_side = || -> Result<(Vec<u8>, Vec<u8>)> {
+        let mut sess = Session::new(cc, Party::Client)?;
+        let client = Client::setup(&mut sess, &args.cache_dir.join("secure-accuracy"))?;
+        let (mut pred, mut fixed_pred) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for (i, text) in texts.iter().enumerate() {
+            let ids = tokenizer.encode(text);
+            let logits = client.infer(&mut sess, &ids)?;
+            let (padded, mask) = secure::pad(&ids, args.seq_len, vocab)?;
+            let want = secure::fixed_reference(fixed, &padded, &mask, &head)?;
+            pred.extend(predict(&logits));
+            fixed_pred.extend(predict(&want));
+            if (i + 1) % 10 == 0 || i + 1 == n {
+                eprintln!("secure: {}/{n} sentences in {:.1?}", i + 1, start.elapsed());
+            }
+        }
+        Ok((pred, fixed_pred))
+    };
+    let result = client_side();
+    let server = t
+        .join()
+        .map_err(|_| Error::Unavailable("server thread panicked".into()))?;
+    let out = result?;
+    server?;
+    Ok(out)
 }
 
 /// The approximation set of `--approx`: PUMA's constants, or the Nimbus tables fitted per layer
@@ -422,14 +486,15 @@ mod tests {
             weighted: false,
             ablate: vec![],
             margin: None,
+            seq_len: 64,
             json: None,
         }
     }
 
     #[test]
-    fn secure_mode_is_not_available_yet() {
-        let err = run(args(Mode::Secure, "x.tsv")).unwrap_err();
-        assert!(matches!(err, Error::Unavailable(_)), "{err}");
+    fn secure_mode_reports_a_missing_data_file() {
+        let err = run(args(Mode::Secure, "no-such-file.tsv")).unwrap_err();
+        assert!(err.to_string().contains("no-such-file.tsv"), "{err}");
     }
 
     #[test]

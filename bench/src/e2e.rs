@@ -543,6 +543,11 @@ fn print_report(r: &Report, m: &Measured, fixed: &[f64], float: &[f64]) {
     );
 }
 
+/// Text for an SVG element (`QKᵀ&PV` holds an ampersand).
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;")
+}
+
 /// A stacked bar per layer (seconds by component), self-contained SVG.
 fn svg_chart(r: &Report) -> String {
     const COLORS: [&str; 8] = [
@@ -560,7 +565,7 @@ fn svg_chart(r: &Report) -> String {
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
          <text x=\"{left}\" y=\"18\" font-size=\"13\">{} secure inference, {} tokens, net {}: seconds per layer by component</text>\n",
-        r.model, r.seq_len, r.net
+        xml_escape(&r.model), r.seq_len, r.net
     );
     for (l, comps) in r.per_layer.iter().enumerate() {
         let x = left + l as f64 * bar_w;
@@ -573,7 +578,7 @@ fn svg_chart(r: &Report) -> String {
                 x + 2.0,
                 bar_w - 4.0,
                 COLORS[i % COLORS.len()],
-                c.name,
+                xml_escape(&c.name),
                 c.wall_s,
                 c.bytes as f64 / MB,
                 c.rounds
@@ -596,6 +601,7 @@ fn svg_chart(r: &Report) -> String {
         );
     }
     for (i, (name, _)) in COMPONENTS.iter().enumerate() {
+        let name = xml_escape(name);
         let y = top + 16.0 * i as f64;
         let x = w - 170.0;
         s += &format!(
