@@ -4,7 +4,8 @@
 //!   component and layer (no subcommand).
 //! * `bench linear --net lan`: COP vs SIP at the BERT-base linear shapes.
 //! * `bench ot`: IKNP vs Ferret random-COT throughput.
-//! * `bench nonlinear --op relu --ring 37 --net lan`: one nonlinear two-party operation.
+//! * `bench nonlinear --net lan`: the nonlinear functions at BERT-base block shapes (GELU,
+//!   Softmax per approximation set; LayerNorm); `--op relu` etc.: one operation.
 //! * `bench accuracy --model DIR --data FILE.tsv`: classifier accuracy (float / fixed / secure).
 //!
 //! Each subcommand lives in its own module with its own arguments and `run`.
@@ -36,7 +37,7 @@ enum Command {
     Linear(linear::Args),
     /// Oblivious-transfer throughput: IKNP vs Ferret.
     Ot(ot::Args),
-    /// One nonlinear two-party operation (ReLU, DReLU, truncation, product) on a batch.
+    /// Nonlinear two-party operations: the BERT-base block suite, or one `--op` on a batch.
     Nonlinear(nonlinear::Args),
     /// Classifier accuracy on a labelled TSV file.
     Accuracy(accuracy::Args),
