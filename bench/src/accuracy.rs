@@ -223,7 +223,9 @@ fn secure_predictions(
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     let head = Head::from_logistic(head);
     let vocab = fixed.config().vocab_size;
-    let mut server = Server::new(fixed, &head, args.seq_len, EmbeddingMode::Server)?;
+    let dir = args.cache_dir.join("secure-accuracy");
+    let seed = secure::load_or_create_key_seed(&dir.join("server.key"))?;
+    let mut server = Server::new(fixed, &head, args.seq_len, EmbeddingMode::Server, seed)?;
     let (cs, cc) = Channel::mem_pair();
     let n = texts.len();
     let t = std::thread::spawn(move || -> Result<()> {
@@ -234,7 +236,7 @@ fn secure_predictions(
     let start = Instant::now();
     let client_side = || -> Result<(Vec<u8>, Vec<u8>)> {
         let mut sess = Session::new(cc, Party::Client)?;
-        let client = Client::setup(&mut sess, &args.cache_dir.join("secure-accuracy"))?;
+        let client = Client::setup(&mut sess, &dir)?;
         let (mut pred, mut fixed_pred) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for (i, text) in texts.iter().enumerate() {
             let ids = tokenizer.encode(text);

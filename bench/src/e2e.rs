@@ -43,7 +43,8 @@ pub struct Args {
     /// Worker threads per process (rayon); default all cores.
     #[arg(long)]
     threads: Option<usize>,
-    /// The client's cache of encrypted weights (reused across runs).
+    /// The client's cache of encrypted weights (reused across runs); the server keeps its key
+    /// seed in `server.key` there (in two-process mode each process's own directory).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// Who supplies the embedded sequence: server (private tables) or client (papers' setting).
@@ -350,7 +351,8 @@ pub fn run(args: Args) -> Result<()> {
         "server" => {
             let loaded = load(&args)?;
             let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
-            let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode)?;
+            let seed = secure::load_or_create_key_seed(&cache.join("server.key"))?;
+            let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?;
             let addr = args.listen.as_deref().unwrap_or("127.0.0.1:7878");
             let listener = std::net::TcpListener::bind(addr)?;
             eprintln!("server: listening on {addr}");
@@ -375,7 +377,8 @@ pub fn run(args: Args) -> Result<()> {
         let ch = Channel::tcp_connect(addr, Duration::from_secs(60))?.shaped(net);
         consult(ch, &cache, &ids, c.num_hidden_layers, None)?
     } else {
-        let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode)?;
+        let seed = secure::load_or_create_key_seed(&cache.join("server.key"))?;
+        let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?;
         let (cs, cc) = Channel::mem_pair_shaped(net);
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
         let b2 = barrier.clone();

@@ -3,7 +3,7 @@
 use bert::fixed_model::FixedBert;
 use bert::secure::{self, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights, FloatBert};
-use mpc_core::{Channel, Error, Party};
+use mpc_core::{Channel, Error, Party, Seed};
 use ot_nonlinear::approx::ApproxSet;
 use ot_nonlinear::mpc::Session;
 use std::time::Duration;
@@ -12,7 +12,7 @@ fn run(mode: EmbeddingMode, ids: &[u32], seq_len: usize) -> (Vec<f64>, Vec<f64>,
     let weights = BertWeights::random(&BertConfig::tiny(), 11).unwrap();
     let fixed = FixedBert::new(&weights, ApproxSet::nimbus()).unwrap();
     let head = Head::random(weights.config.hidden_size, 2, 3);
-    let mut server = Server::new(&fixed, &head, seq_len, mode).unwrap();
+    let mut server = Server::new(&fixed, &head, seq_len, mode, Seed([5; 16])).unwrap();
     let (mut cs, mut cc) = Channel::mem_pair();
     cs.set_timeout(Duration::from_secs(120));
     cc.set_timeout(Duration::from_secs(120));

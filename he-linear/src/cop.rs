@@ -42,10 +42,21 @@ pub struct Slot {
     pub width: usize,
 }
 
-/// How the k×n output is packed into ciphertexts (both parties derive it from the shape).
-pub fn output_layout(k: usize, n: usize, poly_n: usize) -> Vec<Vec<Slot>> {
+/// Tokens packed per output ciphertext for an m×n weight matrix: ⌊N/n⌋, capped so that the
+/// m·(packed tokens) terms summed into one coefficient stay within the parameters' noise
+/// analysis (`max_terms`) — narrow outputs such as a classifier head would otherwise pack
+/// thousands of tokens.
+pub fn packing(params: &HeParams, m: usize, n: usize) -> usize {
+    let cap = (params.max_terms() as usize / m.max(1)).max(1);
+    (params.n() / n.max(1)).clamp(1, cap)
+}
+
+/// How the k×n output of an m×n weight matrix is packed into ciphertexts (both parties derive
+/// it from the shape).
+pub fn output_layout(params: &HeParams, k: usize, m: usize, n: usize) -> Vec<Vec<Slot>> {
+    let poly_n = params.n();
     if n <= poly_n {
-        let per = poly_n / n;
+        let per = packing(params, m, n);
         (0..k.div_ceil(per))
             .map(|ct| {
                 (ct * per..((ct + 1) * per).min(k))
@@ -84,10 +95,11 @@ pub fn slot_positions(slots: &[Slot]) -> Vec<u32> {
         .collect()
 }
 
-/// Online bytes of one COP call (formula; equals what the channel measures).
-pub fn online_bytes(params: &HeParams, k: usize, n: usize) -> usize {
+/// Online bytes of one COP call, X (k×m) · W (m×n) (formula; equals what the channel
+/// measures).
+pub fn online_bytes(params: &HeParams, k: usize, m: usize, n: usize) -> usize {
     ONLINE_HEADER
-        + output_layout(k, n, params.n())
+        + output_layout(params, k, m, n)
             .iter()
             .map(|slots| params.response_bytes(slots.iter().map(|s| s.width).sum()))
             .sum::<usize>()
@@ -98,7 +110,11 @@ const ONLINE_HEADER: usize = 24;
 
 /// Checks that a COP call of this shape stays inside the parameters' noise analysis.
 fn check_shape(params: &HeParams, k: usize, m: usize, n: usize) -> Result<()> {
-    let packing = if n <= params.n() { params.n() / n } else { 1 };
+    let packing = if n <= params.n() {
+        packing(params, m, n)
+    } else {
+        1
+    };
     let terms = (m * packing.min(k)) as u64;
     if terms > params.max_terms() {
         return Err(Error::InvalidArgument(format!(
@@ -285,7 +301,7 @@ pub fn client_online(
             out
         })
         .collect();
-    let layout = output_layout(k, n, poly_n);
+    let layout = output_layout(params, k, m, n);
     let base = Seed::random();
     let sealed: Vec<Result<(Vec<u8>, Vec<u64>)>> = layout
         .par_iter()
@@ -323,7 +339,7 @@ pub fn client_online(
             Ok((bytes, mask))
         })
         .collect();
-    let mut msg = Vec::with_capacity(online_bytes(params, k, n));
+    let mut msg = Vec::with_capacity(online_bytes(params, k, m, n));
     msg.extend_from_slice(&ONLINE_MAGIC.to_le_bytes());
     msg.extend_from_slice(&params.fingerprint());
     for v in [k, m, n] {
@@ -366,7 +382,7 @@ pub fn server_online(
         )));
     }
     check_shape(params, k, m, n)?;
-    let expect = online_bytes(params, k, n);
+    let expect = online_bytes(params, k, m, n);
     let msg = ch.recv_bytes_framed(expect)?;
     if msg.len() != expect {
         return Err(Error::Malformed(format!(
@@ -392,7 +408,7 @@ pub fn server_online(
             u32_at(20)
         )));
     }
-    let layout = output_layout(k, n, params.n());
+    let layout = output_layout(params, k, m, n);
     let mut offsets = Vec::with_capacity(layout.len());
     let mut at = ONLINE_HEADER;
     for slots in &layout {

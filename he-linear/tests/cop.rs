@@ -73,7 +73,7 @@ fn check(params: &HeParams, k: usize, m: usize, n: usize, seed: u8) {
     // Payload plus the 8-byte length prefix of the framed message.
     assert_eq!(
         run.online_bytes as usize,
-        cop::online_bytes(params, k, n) + 8
+        cop::online_bytes(params, k, m, n) + 8
     );
 }
 
@@ -90,6 +90,16 @@ fn exact_for_random_shapes_including_n_above_n_and_ragged_packing() {
     ] {
         check(&params, k, m, n, seed);
     }
+}
+
+#[test]
+fn narrow_outputs_pack_no_more_tokens_than_the_noise_analysis_allows() {
+    // A head-like 100×2 matrix would pack ⌊N/2⌋ = 4096 tokens per ciphertext, 100 terms each;
+    // with max_terms = 2^10 at most 10 tokens share a ciphertext.
+    let params = HeParams::builder().max_terms(1 << 10).build().unwrap();
+    assert_eq!(cop::packing(&params, 100, 2), 10);
+    assert_eq!(cop::output_layout(&params, 25, 100, 2).len(), 3);
+    check(&params, 25, 100, 2, 6);
 }
 
 #[test]
@@ -158,7 +168,7 @@ fn server_with_message(msg: Vec<u8>, k: usize, m: usize, n: usize) -> Error {
 fn malformed_truncated_oversized_and_mismatched_messages_are_errors() {
     let params = HeParams::default_params().unwrap();
     let (k, m, n) = (2, 3, 100);
-    let len = cop::online_bytes(&params, k, n);
+    let len = cop::online_bytes(&params, k, m, n);
     let header = |fp: [u8; 8], dims: [u32; 3]| {
         let mut v = 0x434f_5031u32.to_le_bytes().to_vec();
         v.extend_from_slice(&fp);
