@@ -294,18 +294,24 @@ fn consult(
 ) -> Result<Measured> {
     let t0 = Instant::now();
     let bar = progress(1 + layers as u64, "setup");
+    bar.set_message("OT");
     let mut sess = Session::new(ch, Party::Client)?;
     bar.inc(1);
-    let client = Client::setup(&mut sess, cache)?;
+    bar.set_message("encrypted weights");
+    let client = Client::setup_with_progress(&mut sess, cache, &|done, _| {
+        bar.set_position(1 + done as u64)
+    })?;
     bar.finish_with_message(format!("{:.1} s", t0.elapsed().as_secs_f64()));
     let setup = sess.ch.totals();
     if let Some(b) = barrier {
         b.wait();
     }
     let before = sess.ch.totals();
-    let bar = progress(1, "inference");
+    let bar = progress(layers as u64, "layers");
     let start = Instant::now();
-    let logits = sess.scope("online", |s| client.infer(s, ids))?;
+    let logits = sess.scope("online", |s| {
+        client.infer_with_progress(s, ids, &|done, _| bar.set_position(done as u64))
+    })?;
     let online_wall = start.elapsed().as_secs_f64();
     bar.finish_with_message(format!("{online_wall:.1} s"));
     let after = sess.ch.totals();

@@ -421,6 +421,7 @@ impl Server {
             my_sk: &self.sk,
             peer_pk: client_pk,
             mask: None,
+            progress: &|_, _| {},
         };
         eng.run(sess, None).map(|_| ())
     }
@@ -467,6 +468,15 @@ impl Client {
     /// Setup against [`Server::setup`]: receives the public model and the encrypted weights
     /// (or reuses the cache in `cache_dir`).
     pub fn setup(sess: &mut Session, cache_dir: &Path) -> Result<Client> {
+        Client::setup_with_progress(sess, cache_dir, &|_, _| {})
+    }
+
+    /// [`Client::setup`], calling `progress(done, total)` after each layer's weights.
+    pub fn setup_with_progress(
+        sess: &mut Session,
+        cache_dir: &Path,
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<Client> {
         let params = he_params()?;
         sess.scope("setup", |s| {
             let ch = &mut s.ch;
@@ -483,7 +493,9 @@ impl Client {
                     let mut get = |name: &str| {
                         cop::client_setup(ch, &params, cache_dir, &format!("L{l:02}-{name}"))
                     };
-                    Ok([get("qkv")?, get("o")?, get("h1")?, get("h2")?])
+                    let layer = [get("qkv")?, get("o")?, get("h1")?, get("h2")?];
+                    progress(l + 1, c.num_hidden_layers);
+                    Ok(layer)
                 })
                 .collect::<Result<Vec<_>>>()?;
             let head = cop::client_setup(ch, &params, cache_dir, "head")?;
@@ -518,6 +530,16 @@ impl Client {
     /// One inference on `ids` (cut or padded to the sequence length; padding is masked out of
     /// attention and pooling): returns the logits, which only the client learns.
     pub fn infer(&self, sess: &mut Session, ids: &[u32]) -> Result<Vec<f64>> {
+        self.infer_with_progress(sess, ids, &|_, _| {})
+    }
+
+    /// [`Client::infer`], calling `progress(done, total)` after each encoder layer.
+    pub fn infer_with_progress(
+        &self,
+        sess: &mut Session,
+        ids: &[u32],
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<Vec<f64>> {
         let (ids, mask) = pad(ids, self.public.seq_len, self.public.config.vocab_size)?;
         let mut eng = Engine {
             public: &self.public,
@@ -526,6 +548,7 @@ impl Client {
             my_sk: &self.sk,
             peer_pk: &self.server_pk,
             mask: Some(&mask),
+            progress,
         };
         let sums = eng.run(sess, Some(&ids))?;
         Ok(logits_from_sums(&sums, &mask))
@@ -568,6 +591,8 @@ struct Engine<'a> {
     peer_pk: &'a PublicKey,
     /// The client's padding mask (the server has none).
     mask: Option<&'a [bool]>,
+    /// Called with (layers done, layers) after each encoder layer.
+    progress: &'a dyn Fn(usize, usize),
 }
 
 /// Which of a layer's four COP weights.
@@ -588,6 +613,7 @@ impl Engine<'_> {
         let mut h = sess.scope("embedding", |s| self.embed(s, ids))?;
         for l in 0..c.num_hidden_layers {
             h = self.layer(sess, l, &h)?;
+            (self.progress)(l + 1, c.num_hidden_layers);
         }
         sess.scope("head", |s| self.head(s, &h, n))
     }
