@@ -5,7 +5,7 @@
 mod common;
 use common::{both_sessions as both, edge_shares as shares};
 use mpc_core::FixedPoint;
-use ot_nonlinear::approx::fixed;
+use ot_nonlinear::approx::fixed::{self, gelu_exact};
 use ot_nonlinear::approx::tables::Piece;
 use ot_nonlinear::approx::{ApproxSet, PiecewisePoly};
 use ot_nonlinear::block::Block;
@@ -59,19 +59,6 @@ fn in_piece_boundary(pw: &PiecewisePoly, grid_frac: u32, x: f64) -> bool {
     })
 }
 
-fn gelu_exact(x: f64) -> f64 {
-    // erf by its Taylor series, saturated beyond |z| > 4.5.
-    let z = x / std::f64::consts::SQRT_2;
-    if z.abs() > 4.5 {
-        return if x > 0.0 { x } else { 0.0 };
-    }
-    let (mut term, mut sum) = (z, z);
-    for n in 1..300 {
-        term *= -z * z / n as f64;
-        sum += term / (2 * n + 1) as f64;
-    }
-    0.5 * x * (1.0 + sum * 2.0 / std::f64::consts::PI.sqrt())
-}
 
 #[test]
 fn gelu_matches_the_mirror_and_costs_what_it_says() {

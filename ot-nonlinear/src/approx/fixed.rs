@@ -361,6 +361,21 @@ pub fn layernorm_row(row: &mut [u64], gamma: &[u64], beta: &[u64], eps: f64) {
     }
 }
 
+/// GELU in f64 (x·Φ(x), erf by its Taylor series, saturated beyond |x| > 4.5·√2): the
+/// reference the approximations' errors are measured against.
+pub fn gelu_exact(x: f64) -> f64 {
+    let z = x / std::f64::consts::SQRT_2;
+    if z.abs() > 4.5 {
+        return if x > 0.0 { x } else { 0.0 };
+    }
+    let (mut term, mut sum) = (z, z);
+    for n in 1..300 {
+        term *= -z * z / n as f64;
+        sum += term / (2 * n + 1) as f64;
+    }
+    0.5 * x * (1.0 + sum * 2.0 / std::f64::consts::PI.sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,20 +388,6 @@ mod tests {
 
     fn d(x: u64) -> f64 {
         LIN.decode(x)
-    }
-
-    fn gelu_exact(x: f64) -> f64 {
-        // erf by its Taylor series for |x| ≤ 6, saturated beyond.
-        let z = x / std::f64::consts::SQRT_2;
-        if z.abs() > 4.5 {
-            return if x > 0.0 { x } else { 0.0 };
-        }
-        let (mut term, mut sum) = (z, z);
-        for n in 1..300 {
-            term *= -z * z / n as f64;
-            sum += term / (2 * n + 1) as f64;
-        }
-        0.5 * x * (1.0 + sum * 2.0 / std::f64::consts::PI.sqrt())
     }
 
     /// Edge values: 0, ±1, the largest/smallest values the 32-bit evaluation ring holds, grid.
