@@ -59,7 +59,6 @@ fn in_piece_boundary(pw: &PiecewisePoly, grid_frac: u32, x: f64) -> bool {
     })
 }
 
-
 #[test]
 fn gelu_matches_the_mirror_and_costs_what_it_says() {
     for set in [ApproxSet::nimbus(), ApproxSet::puma()] {
