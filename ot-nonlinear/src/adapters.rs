@@ -34,7 +34,7 @@
 //! 2m + N hashes per instance instead of m·N. A receiver with choice v knows `K_b^{v_b}` only;
 //! every other mask is the hash of an input that contains a key it does not know.
 use crate::aes_hash::tccr_blocks;
-use crate::block::{pack_values, BitBuf, Block};
+use crate::block::{low_mask, pack_values, BitBuf, Block};
 use crate::cot::{RandomCotReceiver, RandomCotSender};
 use mpc_core::{Channel, Error, Result, Ring};
 use rayon::prelude::*;
@@ -44,15 +44,6 @@ pub const MAX_OT_LOG_N: u32 = 8;
 
 fn tweak(j: u64, index: u64) -> Block {
     Block::from_halves(j, index)
-}
-
-#[inline(always)]
-fn low_mask(width: u32) -> u64 {
-    if width >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << width) - 1
-    }
 }
 
 /// `H((0, start + i), x_i)` truncated to the ring, for every block.

@@ -177,8 +177,9 @@ pub struct BitBuf {
     len: usize,
 }
 
+/// The low `width` bits set (all 64 for width ≥ 64).
 #[inline(always)]
-fn low_mask(width: u32) -> u64 {
+pub(crate) fn low_mask(width: u32) -> u64 {
     if width >= 64 {
         u64::MAX
     } else {

@@ -4,7 +4,7 @@
 //! and just around breakpoints), and their exact cost (bytes each way, rounds).
 mod common;
 use common::{both_sessions as both, edge_shares as shares};
-use mpc_core::FixedPoint;
+use mpc_core::{FixedPoint, Stats};
 use ot_nonlinear::approx::fixed::{self, gelu_exact};
 use ot_nonlinear::approx::tables::Piece;
 use ot_nonlinear::approx::{ApproxSet, PiecewisePoly};
@@ -14,6 +14,18 @@ use ot_nonlinear::mpc::Cost;
 use ot_nonlinear::prg::BlockPrg;
 
 const LIN: FixedPoint = FixedPoint::LINEAR;
+
+/// Both parties sent exactly the cost function's bytes; the rounds are at most the steps' sum
+/// (consecutive flights the same way merge) and exactly `rounds`, pinned.
+fn assert_exact_cost(name: &str, (s, c): (&Stats, &Stats), cost: Cost, rounds: u64) {
+    assert_eq!(
+        (s.bytes_sent, c.bytes_sent),
+        (cost.server_bytes, cost.client_bytes),
+        "{name}: bytes"
+    );
+    assert!(s.rounds <= cost.rounds, "{name}: {} rounds", s.rounds);
+    assert_eq!((s.rounds, c.rounds), (rounds, rounds), "{name}: rounds");
+}
 
 fn enc(x: f64) -> u64 {
     LIN.encode(x).unwrap()
@@ -76,27 +88,8 @@ fn gelu_matches_the_mirror_and_costs_what_it_says() {
         });
         let (spec, _) = gelu_spec(&set, 0);
         let cost: Cost = gelu_cost(&spec, n);
-        assert_eq!(
-            (st_s.bytes_sent, st_c.bytes_sent),
-            (cost.server_bytes, cost.client_bytes),
-            "{}: bytes",
-            set.name
-        );
-        // Consecutive steps whose flights go the same way merge, so the measured count is at
-        // most the steps' sum; the exact counts are pinned here.
-        assert!(
-            st_s.rounds <= cost.rounds,
-            "{}: {} rounds",
-            set.name,
-            st_s.rounds
-        );
         let want = if set.name == "nimbus" { 15 } else { 25 };
-        assert_eq!(
-            (st_s.rounds, st_c.rounds),
-            (want, want),
-            "{}: rounds",
-            set.name
-        );
+        assert_exact_cost(&set.name, (&st_s, &st_c), cost, want);
         let bound = plan.carry_bound(&pw);
         for i in 0..n {
             let got = ys[i].wrapping_add(yc[i]);
@@ -229,25 +222,8 @@ fn softmax_matches_the_mirror_and_costs_what_it_says() {
             }
         });
         let cost = softmax_cost(&set, 0, rows, cols);
-        assert_eq!(
-            (st_s.bytes_sent, st_c.bytes_sent),
-            (cost.server_bytes, cost.client_bytes),
-            "{}: bytes",
-            set.name
-        );
-        assert!(
-            st_s.rounds <= cost.rounds,
-            "{}: rounds {}",
-            set.name,
-            st_s.rounds
-        );
         let want = if set.name == "nimbus" { 51 } else { 75 };
-        assert_eq!(
-            (st_s.rounds, st_c.rounds),
-            (want, want),
-            "{}: rounds",
-            set.name
-        );
+        assert_exact_cost(&set.name, (&st_s, &st_c), cost, want);
         for r in 0..rows {
             let mut want = x[r * cols..(r + 1) * cols].to_vec();
             fixed::softmax_row(&set, 0, &mut want, Some(&mask[r * cols..(r + 1) * cols]));

@@ -14,6 +14,7 @@
 //! Who sends what: the primitives' messages only; `lower` and the breakpoint are server-only
 //! inputs like every breakpoint.
 use super::piecewise::{piecewise, piecewise_cost, piecewise_cots, Output, PiecewiseSpec};
+use super::{total_cost, total_cots};
 use crate::approx::{ApproxSet, ExpMethod};
 use crate::mpc::drelu::{drelu_cost, drelu_cots, drelu_reduced};
 use crate::mpc::mux::{mux, mux_cost, mux_cots};
@@ -28,9 +29,7 @@ const SQUARING_CMP_DROP: u32 = 12;
 
 /// Exact cost of [`exp`] on n elements of layer `layer` (label `exp`, reservation excluded).
 pub fn exp_cost(set: &ApproxSet, layer: usize, n: usize) -> Cost {
-    steps(set, layer, n)
-        .into_iter()
-        .fold(Cost::default(), |a, (c, _)| a.then(c))
+    total_cost(steps(set, layer, n))
 }
 
 fn steps(set: &ApproxSet, layer: usize, n: usize) -> Vec<(Cost, CotDemand)> {
@@ -83,9 +82,7 @@ pub fn exp(
 
 /// COTs drawn by [`exp`] on n elements.
 pub fn exp_cots(set: &ApproxSet, layer: usize, n: usize) -> CotDemand {
-    steps(set, layer, n)
-        .into_iter()
-        .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
+    total_cots(steps(set, layer, n))
 }
 
 /// [`exp`] without its own reservation (the caller reserved [`exp_cots`] with the rest of its

@@ -19,6 +19,7 @@
 //! Ranges (checked by the plan's tests, documented in `approx::layernorm`): row standard
 //! deviation below 2^7, |ŷ| < 64.
 use super::rsqrt::{rsqrt, rsqrt_cost, rsqrt_cots};
+use super::{total_cost, total_cots};
 use crate::approx::fixed::PUBLIC_FRAC_BITS;
 use crate::approx::layernorm::{
     epsilon, mean_multiplier, PRODUCT_BITS, PRODUCT_V_FRAC, R_FRAC, SQUARE_BITS, VAR_FRAC,
@@ -60,16 +61,12 @@ fn steps(rows: usize, n: usize) -> Vec<(Cost, CotDemand)> {
 
 /// Exact cost of [`layernorm`] on `rows` rows of n values (label `layernorm`).
 pub fn layernorm_cost(rows: usize, n: usize) -> Cost {
-    steps(rows, n)
-        .into_iter()
-        .fold(Cost::default(), |a, (c, _)| a.then(c))
+    total_cost(steps(rows, n))
 }
 
 /// COTs drawn by [`layernorm`].
 pub fn layernorm_cots(rows: usize, n: usize) -> CotDemand {
-    steps(rows, n)
-        .into_iter()
-        .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
+    total_cots(steps(rows, n))
 }
 
 /// Shares of the normalised rows ŷ (Z_2^64, 18 fraction bits) of `x` (rows of n values,

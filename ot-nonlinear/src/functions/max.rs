@@ -23,6 +23,7 @@
 //! of a level instead of 0.5 and 1.
 //!
 //! Cost: [`row_max_cost`] is exact (bytes; rounds as the steps' sum).
+use super::{total_cost, total_cots};
 use crate::approx::SoftmaxPlan;
 use crate::mpc::and::{and, and_cost, and_cots};
 use crate::mpc::drelu::{drelu, drelu_cost, drelu_cots};
@@ -94,16 +95,12 @@ fn steps(plan: &SoftmaxPlan, rows: usize, cols: usize) -> Vec<(Cost, CotDemand)>
 
 /// Exact cost of [`row_max`] (label `max`).
 pub fn row_max_cost(plan: &SoftmaxPlan, rows: usize, cols: usize) -> Cost {
-    steps(plan, rows, cols)
-        .into_iter()
-        .fold(Cost::default(), |a, (c, _)| a.then(c))
+    total_cost(steps(plan, rows, cols))
 }
 
 /// COTs drawn by [`row_max`].
 pub fn row_max_cots(plan: &SoftmaxPlan, rows: usize, cols: usize) -> CotDemand {
-    steps(plan, rows, cols)
-        .into_iter()
-        .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
+    total_cots(steps(plan, rows, cols))
 }
 
 /// Shares (Z_2^64) of each row's tree maximum of `x` (rows × cols, row-major, Z_2^64).

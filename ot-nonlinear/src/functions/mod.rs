@@ -32,3 +32,20 @@ pub use piecewise::{piecewise, piecewise_cost, piecewise_cots, Output, Piecewise
 pub use reciprocal::{reciprocal, reciprocal_cost};
 pub use rsqrt::{rsqrt, rsqrt_cost};
 pub use softmax::{softmax, softmax_cost};
+
+use crate::mpc::{Cost, CotDemand};
+
+/// A protocol's exact cost from its steps (run one after another; flights merge as
+/// [`Cost::then`] says).
+pub(crate) fn total_cost(steps: Vec<(Cost, CotDemand)>) -> Cost {
+    steps
+        .into_iter()
+        .fold(Cost::default(), |a, (c, _)| a.then(c))
+}
+
+/// The COTs a protocol draws, from its steps.
+pub(crate) fn total_cots(steps: Vec<(Cost, CotDemand)>) -> CotDemand {
+    steps
+        .into_iter()
+        .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
+}

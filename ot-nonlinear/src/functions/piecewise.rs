@@ -28,6 +28,7 @@
 //!
 //! What is revealed: nothing beyond the public plan and coefficients (see docs/security.md,
 //! "Functions"); breakpoints stay with the server.
+use super::{total_cost, total_cots};
 use crate::approx::fixed::piece_selection;
 use crate::approx::tables::Piece;
 use crate::approx::PiecewisePlan;
@@ -131,16 +132,12 @@ impl PiecewiseSpec<'_> {
 
 /// Exact bytes each way and the rounds of [`piecewise`] on n elements (label `piecewise`).
 pub fn piecewise_cost(spec: &PiecewiseSpec, n: usize, output: Output) -> Cost {
-    spec.steps(n, output)
-        .into_iter()
-        .fold(Cost::default(), |acc, (c, _)| acc.then(c))
+    total_cost(spec.steps(n, output))
 }
 
 /// COTs drawn by [`piecewise`] on n elements (pass to [`Session::reserve`] beforehand).
 pub fn piecewise_cots(spec: &PiecewiseSpec, n: usize, output: Output) -> CotDemand {
-    spec.steps(n, output)
-        .into_iter()
-        .fold(CotDemand::default(), |acc, (_, d)| acc.plus(d))
+    total_cots(spec.steps(n, output))
 }
 
 /// Shares of the piecewise function of `x` (shares in Z_2^64, 18 fraction bits). The server

@@ -16,6 +16,7 @@
 //!
 //! Cost: [`reciprocal_cost`] (exact); per row (256 + 128 + 128)·48 lookup bits + 2 products on
 //! Z_2^48; rounds 3 + 3·2 + 2 + 2·2 + 2.
+use super::{total_cost, total_cots};
 use crate::approx::fixed::piece_selection;
 use crate::approx::SoftmaxPlan;
 use crate::mpc::drelu::{drelu_cost, drelu_cots, drelu_reduced};
@@ -50,16 +51,12 @@ fn steps(plan: &SoftmaxPlan, n: usize) -> Vec<(Cost, CotDemand)> {
 
 /// Exact cost of [`reciprocal`] on n values (label `reciprocal`).
 pub fn reciprocal_cost(plan: &SoftmaxPlan, n: usize) -> Cost {
-    steps(plan, n)
-        .into_iter()
-        .fold(Cost::default(), |a, (c, _)| a.then(c))
+    total_cost(steps(plan, n))
 }
 
 /// COTs drawn by [`reciprocal`] on n values.
 pub fn reciprocal_cots(plan: &SoftmaxPlan, n: usize) -> CotDemand {
-    steps(plan, n)
-        .into_iter()
-        .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
+    total_cots(steps(plan, n))
 }
 
 /// Shares of 1/s (Z_2^recip_bits, r_frac bits) for shares `s` (Z_2^64, 18 bits,

@@ -19,6 +19,7 @@
 //! Cost ([`rsqrt_cost`], exact): per value 31 DReLUs on Z_2^34 (≈ 31·320 bits), 32·64 bits of
 //! B2A, 6 products on Z_2^64 (4160 bits each) and 8 truncations; only per LayerNorm row, so
 //! ≈ 40 kbit per row. Rounds: about 40 (the steps are sequential).
+use super::{total_cost, total_cots};
 use crate::approx::layernorm::{rsqrt_scale, RSQRT_BITS, RSQRT_INIT};
 use crate::mpc::b2a::{b2a, b2a_cost, b2a_cots};
 use crate::mpc::drelu::{drelu, drelu_cost, drelu_cots};
@@ -68,16 +69,12 @@ fn steps(n: usize) -> Vec<(Cost, CotDemand)> {
 
 /// Exact cost of [`rsqrt`] on n values (label `rsqrt`, the reservation excluded).
 pub fn rsqrt_cost(n: usize) -> Cost {
-    steps(n)
-        .into_iter()
-        .fold(Cost::default(), |a, (c, _)| a.then(c))
+    total_cost(steps(n))
 }
 
 /// COTs drawn by [`rsqrt`] on n values.
 pub fn rsqrt_cots(n: usize) -> CotDemand {
-    steps(n)
-        .into_iter()
-        .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
+    total_cots(steps(n))
 }
 
 /// Shares of 1/√v (20 fraction bits) for shares `v` (Z_2^64, 18 bits, 1 ≤ v < 2^32).

@@ -20,6 +20,7 @@
 use super::exp::{exp_cost, exp_cots, exp_reserved};
 use super::max::{row_max, row_max_cost, row_max_cots};
 use super::reciprocal::{reciprocal, reciprocal_cost, reciprocal_cots};
+use super::{total_cost, total_cots};
 use crate::approx::ApproxSet;
 use crate::mpc::product::{mul_cost, mul_cots, mul_row_scalar};
 use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
@@ -45,16 +46,12 @@ fn steps(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> Vec<(Cost, 
 
 /// Exact cost of [`softmax`] (label `softmax`, the reservation excluded).
 pub fn softmax_cost(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> Cost {
-    steps(set, layer, rows, cols)
-        .into_iter()
-        .fold(Cost::default(), |a, (c, _)| a.then(c))
+    total_cost(steps(set, layer, rows, cols))
 }
 
 /// COTs drawn by [`softmax`] (it reserves them itself at its start).
 pub fn softmax_cots(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> CotDemand {
-    steps(set, layer, rows, cols)
-        .into_iter()
-        .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
+    total_cots(steps(set, layer, rows, cols))
 }
 
 /// Shares of the softmax of each row of `x` (rows × cols, row-major, Z_2^64, 18 bits) under
