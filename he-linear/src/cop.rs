@@ -210,11 +210,7 @@ pub fn client_setup(
     name: &str,
 ) -> Result<CachedLayer> {
     let header: SetupHeader = ch.recv_msg(1024)?;
-    if header.fingerprint != params.fingerprint() {
-        return Err(Error::ParamMismatch(
-            "the server's layer was encrypted under other HE parameters".into(),
-        ));
-    }
+    params.check_fingerprint(&header.fingerprint, "layer")?;
     let (m, n) = (header.m as usize, header.n as usize);
     if m == 0 || n == 0 || m > 1 << 20 || n > 1 << 20 {
         return Err(Error::Shape(format!("implausible layer shape {m}×{n}")));
@@ -340,8 +336,7 @@ pub fn client_online(
         })
         .collect();
     let mut msg = Vec::with_capacity(online_bytes(params, k, m, n));
-    msg.extend_from_slice(&ONLINE_MAGIC.to_le_bytes());
-    msg.extend_from_slice(&params.fingerprint());
+    msg.extend_from_slice(&response::message_head(ONLINE_MAGIC, params));
     for v in [k, m, n] {
         msg.extend_from_slice(&(v as u32).to_le_bytes());
     }
@@ -390,15 +385,8 @@ pub fn server_online(
             msg.len()
         )));
     }
+    response::check_message_head(&msg, ONLINE_MAGIC, params, "a COP message")?;
     let u32_at = |i: usize| u32::from_le_bytes(msg[i..i + 4].try_into().unwrap()) as usize;
-    if u32_at(0) as u32 != ONLINE_MAGIC {
-        return Err(Error::Malformed("not a COP message".into()));
-    }
-    if msg[4..12] != params.fingerprint() {
-        return Err(Error::ParamMismatch(
-            "the client used other HE parameters".into(),
-        ));
-    }
     if (u32_at(12), u32_at(16), u32_at(20)) != (k, m, n) {
         return Err(Error::Shape(format!(
             "the client computed a {}×{}·{}×{} product, expected {k}×{m}·{m}×{n}",

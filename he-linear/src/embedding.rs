@@ -309,11 +309,7 @@ pub fn client_setup(
     name: &str,
 ) -> Result<CachedTable> {
     let header: SetupHeader = ch.recv_msg(1024)?;
-    if header.fingerprint != params.fingerprint() {
-        return Err(Error::ParamMismatch(
-            "the server's table was encrypted under other HE parameters".into(),
-        ));
-    }
+    params.check_fingerprint(&header.fingerprint, "table")?;
     let l = header.layout;
     let layout = EmbeddingLayout::new(params, l.vocab, l.dim, l.rows_per_poly)?;
     if layout != l || l.vocab > 1 << 24 {
@@ -417,8 +413,7 @@ pub fn client_lookup(
         })
         .collect();
     let mut msg = Vec::with_capacity(layout.online_bytes(params, ids.len()));
-    msg.extend_from_slice(&ONLINE_MAGIC.to_le_bytes());
-    msg.extend_from_slice(&params.fingerprint());
+    msg.extend_from_slice(&response::message_head(ONLINE_MAGIC, params));
     msg.extend_from_slice(&(ids.len() as u32).to_le_bytes());
     let mut share = Vec::with_capacity(ids.len() * d);
     for s in sealed {
@@ -448,14 +443,7 @@ pub fn server_lookup(
             msg.len()
         )));
     }
-    if u32::from_le_bytes(msg[..4].try_into().unwrap()) != ONLINE_MAGIC {
-        return Err(Error::Malformed("not an embedding message".into()));
-    }
-    if msg[4..12] != params.fingerprint() {
-        return Err(Error::ParamMismatch(
-            "the client used other HE parameters".into(),
-        ));
-    }
+    response::check_message_head(&msg, ONLINE_MAGIC, params, "an embedding message")?;
     let k = u32::from_le_bytes(msg[12..16].try_into().unwrap()) as usize;
     if k != tokens {
         return Err(Error::Shape(format!(

@@ -294,6 +294,17 @@ impl HeParams {
             + (used * self.c0_bits() as usize).div_ceil(8)
     }
 
+    /// Checks a peer's fingerprint; `what` names the data it came with.
+    pub fn check_fingerprint(&self, peer: &[u8; 8], what: &str) -> Result<()> {
+        if *peer == self.fingerprint() {
+            Ok(())
+        } else {
+            Err(Error::ParamMismatch(format!(
+                "the server's {what} was encrypted under other HE parameters"
+            )))
+        }
+    }
+
     /// A digest of everything both parties must agree on (checked in every message header).
     pub fn fingerprint(&self) -> [u8; 8] {
         let i = &self.inner;

@@ -23,6 +23,34 @@ use crate::sampling;
 use mpc_core::{Error, Result};
 use rand_core::RngCore;
 
+/// The 12-byte head of a message of sealed responses: a 4-byte magic naming the protocol and
+/// the parameter fingerprint.
+pub(crate) fn message_head(magic: u32, params: &HeParams) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    h[..4].copy_from_slice(&magic.to_le_bytes());
+    h[4..].copy_from_slice(&params.fingerprint());
+    h
+}
+
+/// Checks a message's head (`msg` at least 12 bytes long): the magic of `what`, then our
+/// parameters.
+pub(crate) fn check_message_head(
+    msg: &[u8],
+    magic: u32,
+    params: &HeParams,
+    what: &str,
+) -> Result<()> {
+    if msg.len() < 12 || msg[..4] != magic.to_le_bytes() {
+        return Err(Error::Malformed(format!("not {what}")));
+    }
+    if msg[4..12] != params.fingerprint() {
+        return Err(Error::ParamMismatch(
+            "the client used other HE parameters".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Evaluator side, steps 1–2: re-randomizes `ct` with an encryption of zero under `pk` and
 /// floods the c0 coefficients at `positions`; returns the ciphertext in coefficient form (the
 /// others are never revealed: [`seal`] sends c0 only at `positions`).
