@@ -39,10 +39,11 @@ use crate::fixed_model::{FixedAffine, FixedBert, FixedLinear};
 use crate::BertConfig;
 use he_linear::cop;
 use he_linear::embedding::{self, CachedTable, EmbeddingLayout};
+use he_linear::galois::GaloisKeys;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
-use he_linear::secret_product::secret_products;
+use he_linear::secret_product::{secret_products, ProductKeys};
 use he_linear::weight_store::CachedLayer;
 use mpc_core::{AesPrg, Error, FixedPoint, Party, Result, Ring, Seed};
 use ot_nonlinear::approx::ApproxSet;
@@ -166,6 +167,30 @@ fn he_params() -> Result<HeParams> {
     HeParams::default_params()
 }
 
+/// The parameters of attention's packed secret × secret products (same N, primes and keys as
+/// [`he_params`]; each party also holds the other's Galois keys).
+fn product_params() -> Result<HeParams> {
+    HeParams::packed_products()
+}
+
+/// Sends this party's Galois keys and receives the peer's, in the order `first` (the server)
+/// then the other, so that neither side blocks on a full transport.
+fn exchange_galois(
+    ch: &mut mpc_core::Channel,
+    params: &HeParams,
+    mine: &GaloisKeys,
+    first: bool,
+) -> Result<GaloisKeys> {
+    if first {
+        mine.send(ch, params)?;
+        GaloisKeys::recv(ch, params)
+    } else {
+        let peer = GaloisKeys::recv(ch, params)?;
+        mine.send(ch, params)?;
+        Ok(peer)
+    }
+}
+
 /// The shares of one linear layer's output, `trunc(X·W + b, 18)`.
 fn truncate_product(sess: &mut Session, y: &[u64]) -> Result<Vec<u64>> {
     trunc_cast(sess, y, R, R, LIN.frac_bits(), TruncKind::KnownMsb)
@@ -175,10 +200,13 @@ fn truncate_product(sess: &mut Session, y: &[u64]) -> Result<Vec<u64>> {
 pub struct Server {
     public: PublicModel,
     params: HeParams,
+    product_params: HeParams,
     sk: SecretKey,
     pk: PublicKey,
+    galois: GaloisKeys,
     model: ServerWeights,
     client_pk: Option<PublicKey>,
+    client_galois: Option<GaloisKeys>,
 }
 
 struct ServerLayer {
@@ -321,9 +349,11 @@ impl Server {
         };
         public.check()?;
         let params = he_params()?;
+        let product_params = product_params()?;
         let mut rng = AesPrg::new(key_seed);
         let sk = SecretKey::generate(&params, &mut rng);
         let pk = PublicKey::generate(&params, &sk, &mut rng);
+        let galois = GaloisKeys::generate(&product_params, &sk, &mut rng);
         let layers = fixed
             .layers()
             .iter()
@@ -348,8 +378,10 @@ impl Server {
         Ok(Server {
             public,
             params,
+            product_params,
             sk,
             pk,
+            galois,
             model: ServerWeights {
                 word: word.to_vec(),
                 position: position.to_vec(),
@@ -359,6 +391,7 @@ impl Server {
                 head_b,
             },
             client_pk: None,
+            client_galois: None,
         })
     }
 
@@ -370,9 +403,10 @@ impl Server {
     /// Setup against [`Client::setup`] (label `setup`).
     pub fn setup(&mut self, sess: &mut Session) -> Result<()> {
         let (params, sk, pk) = (&self.params, &self.sk, &self.pk);
+        let (pp, galois) = (&self.product_params, &self.galois);
         let m = &self.model;
         let public = &self.public;
-        let client_pk = sess.scope("setup", |s| -> Result<PublicKey> {
+        let (client_pk, client_galois) = sess.scope("setup", |s| -> Result<_> {
             let ch = &mut s.ch;
             ch.send_msg(&PublicModel {
                 approx: redact_breakpoints(&public.approx),
@@ -380,6 +414,7 @@ impl Server {
             })?;
             pk.send(ch, params)?;
             let client_pk = PublicKey::recv(ch, params)?;
+            let client_galois = exchange_galois(ch, pp, galois, true)?;
             for l in &m.layers {
                 for w in [&l.qkv, &l.o, &l.h1, &l.h2] {
                     cop::server_setup(ch, params, sk, pk, w)?;
@@ -399,27 +434,31 @@ impl Server {
                 }
             }
             ch.flush()?;
-            Ok(client_pk)
+            Ok((client_pk, client_galois))
         })?;
         self.client_pk = Some(client_pk);
+        self.client_galois = Some(client_galois);
         Ok(())
     }
 
     /// One inference (the server learns nothing; its output is the protocol's completion).
     pub fn infer(&self, sess: &mut Session) -> Result<()> {
-        let client_pk = self
-            .client_pk
-            .as_ref()
-            .ok_or_else(|| Error::InvalidArgument("inference before setup".into()))?;
+        let (Some(client_pk), Some(client_galois)) = (&self.client_pk, &self.client_galois) else {
+            return Err(Error::InvalidArgument("inference before setup".into()));
+        };
         let mut eng = Engine {
             public: &self.public,
             params: &self.params,
+            product_params: &self.product_params,
             role: Role::Server {
                 sk: &self.sk,
                 model: &self.model,
             },
-            my_sk: &self.sk,
-            peer_pk: client_pk,
+            products: ProductKeys {
+                my_sk: &self.sk,
+                peer_pk: client_pk,
+                peer_galois: Some(client_galois),
+            },
             mask: None,
             progress: &|_, _| {},
         };
@@ -440,8 +479,10 @@ impl std::fmt::Debug for Server {
 pub struct Client {
     public: PublicModel,
     params: HeParams,
+    product_params: HeParams,
     sk: SecretKey,
     server_pk: PublicKey,
+    server_galois: GaloisKeys,
     layers: Vec<[CachedLayer; 4]>,
     head: CachedLayer,
     embedding: ClientEmbedding,
@@ -478,6 +519,7 @@ impl Client {
         progress: &dyn Fn(usize, usize),
     ) -> Result<Client> {
         let params = he_params()?;
+        let product_params = product_params()?;
         sess.scope("setup", |s| {
             let ch = &mut s.ch;
             let public: PublicModel = ch.recv_msg(1 << 20)?;
@@ -487,6 +529,8 @@ impl Client {
             let sk = SecretKey::generate(&params, &mut rng);
             let pk = PublicKey::generate(&params, &sk, &mut rng);
             pk.send(ch, &params)?;
+            let galois = GaloisKeys::generate(&product_params, &sk, &mut rng);
+            let server_galois = exchange_galois(ch, &product_params, &galois, false)?;
             let c = &public.config;
             let layers = (0..c.num_hidden_layers)
                 .map(|l| {
@@ -513,8 +557,10 @@ impl Client {
             Ok(Client {
                 public,
                 params,
+                product_params,
                 sk,
                 server_pk,
+                server_galois,
                 layers,
                 head,
                 embedding,
@@ -544,9 +590,13 @@ impl Client {
         let mut eng = Engine {
             public: &self.public,
             params: &self.params,
+            product_params: &self.product_params,
             role: Role::Client { client: self },
-            my_sk: &self.sk,
-            peer_pk: &self.server_pk,
+            products: ProductKeys {
+                my_sk: &self.sk,
+                peer_pk: &self.server_pk,
+                peer_galois: Some(&self.server_galois),
+            },
             mask: Some(&mask),
             progress,
         };
@@ -586,9 +636,11 @@ enum Role<'a> {
 struct Engine<'a> {
     public: &'a PublicModel,
     params: &'a HeParams,
+    /// Parameters of the packed attention products.
+    product_params: &'a HeParams,
     role: Role<'a>,
-    my_sk: &'a SecretKey,
-    peer_pk: &'a PublicKey,
+    /// This party's key and the peer's evaluation keys for the attention products.
+    products: ProductKeys<'a>,
     /// The client's padding mask (the server has none).
     mask: Option<&'a [bool]>,
     /// Called with (layers done, layers) after each encoder layer.
@@ -647,7 +699,7 @@ impl Engine<'_> {
                 ClientEmbedding::Private(table) => embedding::client_lookup(
                     &mut sess.ch,
                     self.params,
-                    self.peer_pk,
+                    self.products.peer_pk,
                     &table.open(self.params)?,
                     ids,
                 )?,
@@ -700,7 +752,7 @@ impl Engine<'_> {
             Role::Client { client } => {
                 let cached = &client.layers[layer][which as usize];
                 let enc = cached.open(self.params)?;
-                cop::client_online(&mut sess.ch, self.params, self.peer_pk, &enc, &x)?
+                cop::client_online(&mut sess.ch, self.params, self.products.peer_pk, &enc, &x)?
             }
         };
         truncate_product(sess, y.data())
@@ -738,7 +790,7 @@ impl Engine<'_> {
         }
         let scores = sess.scope(&tag("attention/qk"), |s| -> Result<Vec<u64>> {
             let pairs: Vec<_> = q.iter().zip(&kt).collect();
-            let prods = secret_products(&mut s.ch, self.params, self.my_sk, self.peer_pk, &pairs)?;
+            let prods = secret_products(&mut s.ch, self.product_params, self.products, &pairs)?;
             let flat: Vec<u64> = prods.iter().flat_map(|p| p.data().to_vec()).collect();
             self.round_product(s, flat)
         })?;
@@ -765,7 +817,7 @@ impl Engine<'_> {
                 .map(|ph| matrix(n, n, ph.to_vec()))
                 .collect::<Result<_>>()?;
             let pairs: Vec<_> = p.iter().zip(&v).collect();
-            let prods = secret_products(&mut s.ch, self.params, self.my_sk, self.peer_pk, &pairs)?;
+            let prods = secret_products(&mut s.ch, self.product_params, self.products, &pairs)?;
             // Back to token-major n × d (head hd in columns hd·dh..).
             let mut ctx = vec![0u64; n * d];
             for (hd, ph) in prods.iter().enumerate() {
@@ -821,7 +873,7 @@ impl Engine<'_> {
             }
             Role::Client { client } => {
                 let enc = client.head.open(self.params)?;
-                cop::client_online(&mut sess.ch, self.params, self.peer_pk, &enc, &x)?
+                cop::client_online(&mut sess.ch, self.params, self.products.peer_pk, &enc, &x)?
             }
         };
         // The mask is the client's input: its bit shares are the mask, the server's are 0.

@@ -5,6 +5,7 @@
 //!   (encrypted weights cached by the client, one flight online).
 //! * [`sip`]: the server-side inner-product baseline (Cheetah/BumbleBee style).
 //! * [`secret_product`]: X·Y with both operands shared (attention's QKᵀ and P·V).
+//! * [`galois`]: automorphisms, Galois keys and ciphertext packing (compact product outputs).
 //! * [`embedding`]: secure lookup of the client's private token ids in the server's private
 //!   embedding table.
 //!
@@ -53,6 +54,7 @@
 pub mod bits;
 pub mod cop;
 pub mod embedding;
+pub mod galois;
 pub mod kernel;
 pub mod matrix;
 pub mod noise;

@@ -16,6 +16,10 @@
 //! * **Switching to 2^b** (rounding c·2^b/q): a c0 coefficient gets |ρ| ≤ 1/2 units of 2^{−b0}
 //!   (torus), and c1's rounding errors reach the message through s: |Σ s_j ρ_j| ≤ √(N·ln(2/δ)/2)
 //!   units of 2^{−b1} (Hoeffding over at most N nonzero ternary s_j).
+//! * **Key switching** (`galois`): digits d_j < 2^30 of c1 times fresh key errors e_j:
+//!   |Σ_j d_j e_j| ≤ 2^30·√(L·N)·σ·z.
+//! * **Packing** R levels: every merge adds two terms of each input (≤ 4× the bound) and one
+//!   key switch, so the flooding covers 4^R·(accumulated + key-switch noise).
 //! * **Decryption** rounds to the nearest multiple of 2^{−ℓ} on the torus, correct while the
 //!   total torus noise is below 2^{−(ℓ+1)}.
 
@@ -53,6 +57,12 @@ pub fn c1_rounding_log2(n: usize, fail_bits: f64) -> f64 {
     (n as f64 * std::f64::consts::LN_2 * (fail_bits + 1.0) / 2.0)
         .sqrt()
         .log2()
+}
+
+/// log2 of the bound on a key switch's added noise Σ_j d_j·e_j: `limbs` digits below 2^30,
+/// each times a fresh Gaussian key error, summed over N coefficients.
+pub fn keyswitch_log2(n: usize, limbs: usize, fail_bits: f64) -> f64 {
+    30.0 + 0.5 * ((n * limbs) as f64).log2() + (tail_z(fail_bits) * SIGMA).log2()
 }
 
 /// log2(2^a + 2^b).

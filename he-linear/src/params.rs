@@ -36,6 +36,7 @@ pub struct HeParamsBuilder {
     stat_bits: u32,
     max_terms: u64,
     revealed_log2: u32,
+    pack_levels: u32,
     primes: Option<Vec<u32>>,
 }
 
@@ -47,6 +48,7 @@ impl Default for HeParamsBuilder {
             stat_bits: 40,
             max_terms: 1 << 15,
             revealed_log2: 20,
+            pack_levels: 0,
             primes: None,
         }
     }
@@ -84,6 +86,15 @@ impl HeParamsBuilder {
         self
     }
 
+    /// Ciphertext packing levels R (default 0: none): outputs of up to 2^R ciphertexts merge
+    /// into one with Galois keys (`galois`). Inputs are then encrypted at Δ' = q/2^{ℓ+R}, and
+    /// the noise bound grows by 4^R (two terms of each input per merge level) plus the key
+    /// switches. At most 7 for N = 8192 (2R ≤ log2 N + 1 keeps garbage off useful positions).
+    pub fn pack_levels(mut self, levels: u32) -> Self {
+        self.pack_levels = levels;
+        self
+    }
+
     /// Forces the RNS primes instead of deriving them (they are still checked).
     pub fn primes(mut self, primes: Vec<u32>) -> Self {
         self.primes = Some(primes);
@@ -116,9 +127,23 @@ impl HeParamsBuilder {
                 "max_terms must be positive and revealed_log2 at most 40".into(),
             ));
         }
+        if 2 * self.pack_levels > n.0.trailing_zeros() + 1 {
+            return Err(Error::InvalidArgument(format!(
+                "{} packing levels do not fit N = {}",
+                self.pack_levels, n.0
+            )));
+        }
         // Failure probability of each tail bound: 2^-(κ + log K), union-bounded over K.
         let fail_bits = (self.stat_bits + self.revealed_log2) as f64;
-        let acc = noise::accumulation_log2(ell, self.max_terms, fail_bits);
+        let mut acc = noise::accumulation_log2(ell, self.max_terms, fail_bits);
+        if self.pack_levels > 0 {
+            // The key holder encrypts at Δ' = q/2^{ℓ+R}; the accumulated noise (and each key
+            // switch's) grows by at most 4 per merge level.
+            // Digits: at most as many primes as the HE-standard modulus admits.
+            let limbs = (max_log_q as f64 / 29.0).ceil() as usize;
+            let ks = noise::keyswitch_log2(n.0, limbs, fail_bits);
+            acc = noise::log2_add(acc, ks) + 2.0 * self.pack_levels as f64;
+        }
         let flood_bits = noise::flood_log2(acc, self.stat_bits, self.revealed_log2);
         let q_noise = noise::log2_add(
             flood_bits as f64,
@@ -185,6 +210,7 @@ impl HeParamsBuilder {
                 stat_bits: self.stat_bits,
                 max_terms: self.max_terms,
                 revealed_log2: self.revealed_log2,
+                pack_levels: self.pack_levels,
                 acc_log2: acc,
                 flood_bits,
                 c0_bits,
@@ -203,6 +229,7 @@ struct Inner {
     stat_bits: u32,
     max_terms: u64,
     revealed_log2: u32,
+    pack_levels: u32,
     acc_log2: f64,
     flood_bits: u32,
     c0_bits: u32,
@@ -228,6 +255,17 @@ impl HeParams {
         HeParams::builder().build()
     }
 
+    /// Parameters of the packed secret × secret products (attention's QKᵀ and P·V): five merge
+    /// levels, inner width up to 512 (sequence length), 2^19 coefficients per call. They keep
+    /// the defaults' N and primes, so the same secret and public keys serve both.
+    pub fn packed_products() -> Result<HeParams> {
+        HeParams::builder()
+            .max_terms(512)
+            .revealed_log2(19)
+            .pack_levels(5)
+            .build()
+    }
+
     /// N.
     pub fn n(&self) -> usize {
         self.inner.n.0
@@ -251,6 +289,16 @@ impl HeParams {
     /// Most coefficients one call may reveal.
     pub fn max_revealed(&self) -> u64 {
         1 << self.inner.revealed_log2
+    }
+
+    /// Ciphertext packing levels R (0: no packing).
+    pub fn pack_levels(&self) -> u32 {
+        self.inner.pack_levels
+    }
+
+    /// Encryption scale bits: Δ' = q/2^{ℓ+R}, so that R merge levels bring a message to Δ.
+    pub fn scale_bits(&self) -> u32 {
+        self.inner.plain.0 + self.inner.pack_levels
     }
 
     /// log2 of the accumulated-noise bound the flooding covers.
@@ -325,13 +373,18 @@ impl HeParams {
         for p in i.rns.primes() {
             h.update(&p.to_le_bytes());
         }
+        // Absent from unpacked parameters, so their fingerprints (and caches) are unchanged.
+        if i.pack_levels > 0 {
+            h.update(b"pack");
+            h.update(&i.pack_levels.to_le_bytes());
+        }
         h.finalize().as_bytes()[..8].try_into().unwrap()
     }
 
     /// One-line description for reports.
     pub fn describe(&self) -> String {
         format!(
-            "N={} log2q={:.1} ({} primes <2^30) t=2^{} κ={} flood=2^{} response c0/c1={}/{} bits",
+            "N={} log2q={:.1} ({} primes <2^30) t=2^{} κ={} flood=2^{} response c0/c1={}/{} bits{}",
             self.n(),
             self.log_q(),
             self.rns().len(),
@@ -339,7 +392,12 @@ impl HeParams {
             self.stat_bits(),
             self.flood_bits(),
             self.c0_bits(),
-            self.c1_bits()
+            self.c1_bits(),
+            if self.pack_levels() > 0 {
+                format!(" packing {} levels", self.pack_levels())
+            } else {
+                String::new()
+            }
         )
     }
 }
@@ -381,6 +439,25 @@ mod tests {
             Err(Error::InsecureParams(_))
         ));
         assert!(HeParams::builder().poly_degree(3000).build().is_err());
+    }
+
+    #[test]
+    fn packed_product_parameters_share_the_default_basis() {
+        let a = HeParams::default_params().unwrap();
+        let p = HeParams::packed_products().unwrap();
+        assert_eq!(a.rns().primes(), p.rns().primes());
+        assert_eq!(p.scale_bits(), 69);
+        assert_ne!(a.fingerprint(), p.fingerprint());
+        assert!(p.log_q() <= 218.0, "{}", p.describe());
+        // One more level does not fit seven primes; too many levels for N are refused.
+        assert!(HeParams::builder()
+            .max_terms(512)
+            .revealed_log2(19)
+            .pack_levels(6)
+            .build()
+            .is_err());
+        assert!(HeParams::builder().pack_levels(8).build().is_err());
+        println!("{}", p.describe());
     }
 
     #[test]

@@ -56,6 +56,12 @@ impl RnsPoly {
         })
     }
 
+    /// Wraps residues the caller computed itself (already reduced, right length).
+    pub(crate) fn from_residues_unchecked(data: Vec<u32>, repr: Repr, n: usize) -> RnsPoly {
+        debug_assert_eq!(data.len() % n, 0);
+        RnsPoly { data, repr, n }
+    }
+
     /// A polynomial with small signed integer coefficients, in coefficient form.
     pub fn from_signed(ctx: &RnsContext, coeffs: &[i64]) -> RnsPoly {
         let n = ctx.n();

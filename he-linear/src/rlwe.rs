@@ -169,7 +169,7 @@ impl PublicKey {
 }
 
 /// ⌊Δ·m⌉ + e in coefficient form: m (ring elements mod 2^ℓ, at most N of them) scaled by
-/// q/2^ℓ with randomized rounding, plus fresh Gaussian noise on all N coefficients.
+/// q/2^{ℓ+R} (R = `HeParams::pack_levels`, usually 0) with randomized rounding, plus fresh Gaussian noise on all N coefficients.
 pub fn encode_scaled_with_noise(
     params: &HeParams,
     m: &[u64],
@@ -185,14 +185,14 @@ pub fn encode_scaled_with_noise(
     }
     let ring = Ring::new(params.plain_bits())?;
     ring.check_all(m)?;
-    let ell = params.plain_bits();
+    let scale = params.scale_bits();
     let q = ctx.q_limbs();
     let mut out = RnsPoly::zero(ctx, Repr::Coeff);
     for i in 0..n {
         let e = sampling::gaussian(rng);
         let v = m.get(i).copied().unwrap_or(0);
         let signed = ring.to_signed(v);
-        // q·|m| as 5 limbs, then split at bit ℓ into quotient (scaled value) and remainder.
+        // q·|m| as 5 limbs, then split at bit ℓ + R into quotient (scaled value) and remainder.
         let mag = signed.unsigned_abs();
         let mut prod = [0u64; 5];
         let mut carry = 0u128;
@@ -202,9 +202,13 @@ pub fn encode_scaled_with_noise(
             carry = t >> 64;
         }
         prod[4] = carry as u64;
-        let (quot, rem) = shift_right(&prod, ell);
-        // Randomized rounding: +1 with probability rem / 2^ℓ.
-        let draw = rng.next_u64() & ring.mask();
+        let (quot, rem) = shift_right(&prod, scale);
+        // Randomized rounding: +1 with probability rem / 2^scale.
+        let mut draw = rng.next_u64() as u128;
+        if scale > 64 {
+            draw |= (rng.next_u64() as u128) << 64;
+        }
+        draw &= (1u128 << scale) - 1;
         let up = draw < rem;
         for (l, md) in ctx.moduli().iter().enumerate() {
             let mut r = md.from_limbs(&quot);
@@ -220,18 +224,20 @@ pub fn encode_scaled_with_noise(
     Ok(out)
 }
 
-/// (x >> bits, x mod 2^bits) for a 5-limb x whose quotient fits 4 limbs (bits in 1..=64).
-fn shift_right(x: &[u64; 5], bits: u32) -> ([u64; 4], u64) {
+/// (x >> bits, x mod 2^bits) for a 5-limb x whose quotient fits 4 limbs (bits in 1..128).
+fn shift_right(x: &[u64; 5], bits: u32) -> ([u64; 4], u128) {
+    let (words, rest) = ((bits / 64) as usize, bits % 64);
+    let word = |j: usize| x.get(j).copied().unwrap_or(0);
     let mut q = [0u64; 4];
-    if bits == 64 {
-        q.copy_from_slice(&x[1..5]);
-        return (q, x[0]);
+    for (j, qj) in q.iter_mut().enumerate() {
+        *qj = if rest == 0 {
+            word(j + words)
+        } else {
+            (word(j + words) >> rest) | (word(j + words + 1) << (64 - rest))
+        };
     }
-    for j in 0..4 {
-        q[j] = (x[j] >> bits) | (x[j + 1] << (64 - bits));
-    }
-    debug_assert_eq!(x[4] >> bits, 0);
-    (q, x[0] & ((1u64 << bits) - 1))
+    let low = x[0] as u128 | (x[1] as u128) << 64;
+    (q, low & ((1u128 << bits) - 1))
 }
 
 /// Seeded secret-key encryption of `m` (ring elements mod 2^ℓ as polynomial coefficients).

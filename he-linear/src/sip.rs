@@ -12,8 +12,17 @@
 //! m blocks, seals each of the ⌈k/k_w⌉·⌈n/n_w⌉ outputs (`response`, k_w·n_w coefficients
 //! revealed) with its share R and sends them back. The key holder opens A·B − R. Rounds: 2.
 //!
+//! **Packed outputs** (parameters with `pack_levels` R > 0, the holder's Galois keys at the
+//! evaluator): m_w is a power of two and B's block is encoded one step lower,
+//! `b̂ = Σ B[l][j]·X^{j·m_w − l}` (negacyclic: X^{−l} = −X^{N−l}), so the sums land at
+//! i·m_w·n_w + j·m_w, multiples of m_w, and every other product at a position that is not
+//! (|offset| < m_w, and m_w divides N). Groups of G ≤ min(2^R, m_w) consecutive outputs then
+//! merge into one ciphertext (`galois`), member t at offset t. One response then reveals G·k_w·n_w coefficients: ⌈blocks/G⌉ responses instead of
+//! one per block, for G − 1 key switches per group.
+//!
 //! SIP as a linear layer: the client is the key holder with A = X_c, the server evaluates with
 //! B = W and adds X_s·W locally.
+use crate::galois::GaloisKeys;
 use crate::matrix::RingMatrix;
 use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
@@ -40,11 +49,23 @@ pub struct SipPlan {
     pub mw: usize,
     /// Block columns of B.
     pub nw: usize,
+    /// Output ciphertexts merged per response (1 without packing).
+    pub group: usize,
+    /// Whether outputs go through packing (the parameters' `pack_levels` > 0).
+    pub packed: bool,
 }
 
 /// Evaluator work per ring product (2·L·N modular multiply-adds, ≈ 0.3 ms on one core) in
 /// byte equivalents at 3 Gbps, used to trade compute against communication when choosing blocks.
 const PRODUCT_COST_BYTES: usize = 120_000;
+
+/// Packed plans are there to cut bytes (the per-block communication budget): at this machine's
+/// speed a merge (one key switch, ≈ 2 ms) costs more time than the ≈ 80 KB response it saves
+/// even at 400 Mbps. Work is priced low so that bytes dominate, but high enough to break
+/// near-ties towards fewer merges (BERT-base QKᵀ: 62 merges for +75 KB rather than 124):
+/// per ring product and per merge, in byte equivalents.
+const PACKED_PRODUCT_COST_BYTES: usize = 500;
+const MERGE_COST_BYTES: usize = 2_000;
 
 impl SipPlan {
     /// The cheapest block shape (bytes plus evaluator work) within the noise analysis.
@@ -60,8 +81,12 @@ impl SipPlan {
         }
         let poly_n = params.n();
         let in_bytes = 16 + 4 * poly_n * params.rns().len();
+        let packed = params.pack_levels() > 0;
         let mut best: Option<(usize, SipPlan)> = None;
         for mw in 1..=m.min(poly_n) {
+            if packed && !mw.is_power_of_two() {
+                continue;
+            }
             for nw in 1..=n.min(poly_n / mw) {
                 let kw = k.min(poly_n / (mw * nw));
                 // Terms per revealed coefficient: every nonzero of b̂ in every m block.
@@ -69,21 +94,30 @@ impl SipPlan {
                     break;
                 }
                 let (kb, mb, nb) = (k.div_ceil(kw), m.div_ceil(mw), n.div_ceil(nw));
-                let cost = kb * mb * in_bytes
-                    + kb * nb * params.response_bytes(kw * nw)
-                    + kb * mb * nb * PRODUCT_COST_BYTES;
+                let group = if packed {
+                    let most = (1usize << params.pack_levels()).min(mw);
+                    most.min((kb * nb).next_power_of_two())
+                } else {
+                    1
+                };
+                let plan = SipPlan {
+                    k,
+                    m,
+                    n,
+                    kw,
+                    mw,
+                    nw,
+                    group,
+                    packed,
+                };
+                let work = if packed {
+                    kb * mb * nb * PACKED_PRODUCT_COST_BYTES + plan.merges() * MERGE_COST_BYTES
+                } else {
+                    kb * mb * nb * PRODUCT_COST_BYTES
+                };
+                let cost = kb * mb * in_bytes + plan.output_bytes(params) + work;
                 if best.is_none_or(|(c, _)| cost < c) {
-                    best = Some((
-                        cost,
-                        SipPlan {
-                            k,
-                            m,
-                            n,
-                            kw,
-                            mw,
-                            nw,
-                        },
-                    ));
+                    best = Some((cost, plan));
                 }
             }
         }
@@ -109,22 +143,60 @@ impl SipPlan {
         kb * mb
     }
 
-    /// Output ciphertexts returned by the evaluator.
+    /// Output ciphertexts returned by the evaluator (one per group of merged blocks).
     pub fn output_cts(&self) -> usize {
         let (kb, _, nb) = self.blocks();
-        kb * nb
+        (kb * nb).div_ceil(self.group)
     }
 
-    /// (row, col) of A·B at each revealed position of output block (ib, jb), and the positions.
-    fn outputs(&self, ib: usize, jb: usize) -> (Vec<(usize, usize)>, Vec<u32>) {
+    /// Key switches the evaluator runs (2^levels − 1 merges per full group, fewer when inputs
+    /// are absent: merging two absent inputs is free).
+    pub fn merges(&self) -> usize {
+        let (kb, _, nb) = self.blocks();
+        (0..self.output_cts())
+            .map(|g| {
+                let present = self.group.min(kb * nb - g * self.group);
+                // At each level, the number of outputs with at least one present input.
+                let mut merges = 0;
+                let (mut width, mut live) = (self.group, present);
+                while width > 1 {
+                    width /= 2;
+                    let pairs = live.min(width);
+                    merges += pairs;
+                    live = pairs;
+                }
+                merges
+            })
+            .sum()
+    }
+
+    /// Merge levels of a group (log2 of its size).
+    fn levels(&self) -> u32 {
+        self.group.trailing_zeros()
+    }
+
+    /// Output blocks (ib·nb + jb) of response `g`.
+    fn group_blocks(&self, g: usize) -> std::ops::Range<usize> {
+        let (kb, _, nb) = self.blocks();
+        g * self.group..((g + 1) * self.group).min(kb * nb)
+    }
+
+    /// (row, col) of A·B at each revealed position of response `g`, and the positions.
+    fn outputs(&self, g: usize) -> (Vec<(usize, usize)>, Vec<u32>) {
+        let (_, _, nb) = self.blocks();
         let mut cells = Vec::new();
         let mut pos = Vec::new();
-        for i in 0..self.kw {
-            for j in 0..self.nw {
-                let (r, c) = (ib * self.kw + i, jb * self.nw + j);
-                if r < self.k && c < self.n {
-                    cells.push((r, c));
-                    pos.push((i * self.mw * self.nw + j * self.mw + self.mw - 1) as u32);
+        for (t, blk) in self.group_blocks(g).enumerate() {
+            let (ib, jb) = (blk / nb, blk % nb);
+            let offset = if self.packed { t } else { self.mw - 1 };
+            debug_assert!(t < self.mw);
+            for i in 0..self.kw {
+                for j in 0..self.nw {
+                    let (r, c) = (ib * self.kw + i, jb * self.nw + j);
+                    if r < self.k && c < self.n {
+                        cells.push((r, c));
+                        pos.push((i * self.mw * self.nw + j * self.mw + offset) as u32);
+                    }
                 }
             }
         }
@@ -138,10 +210,19 @@ impl SipPlan {
 
     /// Bytes of flight 2 (evaluator → key holder).
     pub fn output_bytes(&self, params: &HeParams) -> usize {
-        let (kb, _, nb) = self.blocks();
-        (0..kb)
-            .flat_map(|ib| (0..nb).map(move |jb| (ib, jb)))
-            .map(|(ib, jb)| params.response_bytes(self.outputs(ib, jb).1.len()))
+        (0..self.output_cts())
+            .map(|g| params.response_bytes(self.revealed(g)))
+            .sum()
+    }
+
+    /// Coefficients response `g` reveals (the length of `outputs(g)`, without building it).
+    fn revealed(&self, g: usize) -> usize {
+        let (_, _, nb) = self.blocks();
+        self.group_blocks(g)
+            .map(|blk| {
+                let (ib, jb) = (blk / nb, blk % nb);
+                self.kw.min(self.k - ib * self.kw) * self.nw.min(self.n - jb * self.nw)
+            })
             .sum()
     }
 }
@@ -233,12 +314,21 @@ pub fn encode_plain(params: &HeParams, plan: &SipPlan, b: &RingMatrix) -> Result
         .into_par_iter()
         .map(|blk| {
             let (lb, jb) = (blk / nb, blk % nb);
-            let mut coeffs = vec![0i64; params.n()];
+            let poly_n = params.n();
+            let mut coeffs = vec![0i64; poly_n];
             for l in 0..plan.mw {
                 for j in 0..plan.nw {
                     let (r, c) = (lb * plan.mw + l, jb * plan.nw + j);
                     if r < plan.m && c < plan.n {
-                        coeffs[j * plan.mw + plan.mw - 1 - l] = ring.to_signed(b.get(r, c));
+                        let v = ring.to_signed(b.get(r, c));
+                        if !plan.packed {
+                            coeffs[j * plan.mw + plan.mw - 1 - l] = v;
+                        } else if j * plan.mw >= l {
+                            coeffs[j * plan.mw - l] = v;
+                        } else {
+                            // X^{−l} = −X^{N−l}; the signed view of −v wraps like the ring.
+                            coeffs[poly_n - l] = v.wrapping_neg();
+                        }
                     }
                 }
             }
@@ -249,11 +339,14 @@ pub fn encode_plain(params: &HeParams, plan: &SipPlan, b: &RingMatrix) -> Result
         .collect())
 }
 
-/// Evaluator, flight 2: multiplies, seals with its fresh share R, sends; returns R (k×n).
+/// Evaluator, flight 2: multiplies, merges (packed plans, with the holder's Galois keys), seals
+/// with its fresh share R, sends; returns R (k×n).
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate_and_respond(
     ch: &mut Channel,
     params: &HeParams,
     holder_pk: &PublicKey,
+    holder_galois: Option<&GaloisKeys>,
     plan: &SipPlan,
     inputs: &[Ciphertext],
     plain: &[RnsPoly],
@@ -262,22 +355,40 @@ pub fn evaluate_and_respond(
     if inputs.len() != kb * mb || plain.len() != mb * nb {
         return Err(Error::Shape("SIP inputs do not match the plan".into()));
     }
+    let galois = match (plan.packed, holder_galois) {
+        (false, _) => None,
+        (true, Some(g)) => Some(g),
+        (true, None) => {
+            return Err(Error::InvalidArgument(
+                "packed outputs need the key holder's Galois keys".into(),
+            ))
+        }
+    };
     let ctx = params.rns();
+    let product = |blk: usize| {
+        let (ib, jb) = (blk / nb, blk % nb);
+        let w: Vec<&RnsPoly> = (0..mb).map(|lb| &plain[lb * nb + jb]).collect();
+        let row = &inputs[ib * mb..(ib + 1) * mb];
+        let c0: Vec<&RnsPoly> = row.iter().map(|ct| &ct.c0).collect();
+        let c1: Vec<&RnsPoly> = row.iter().map(|ct| &ct.c1).collect();
+        Ciphertext {
+            c0: RnsPoly::dot(ctx, &c0, &w),
+            c1: RnsPoly::dot(ctx, &c1, &w),
+        }
+    };
     let base = Seed::random();
-    let sealed: Vec<Result<(Vec<u8>, Cells)>> = (0..kb * nb)
+    let sealed: Vec<Result<(Vec<u8>, Cells)>> = (0..plan.output_cts())
         .into_par_iter()
-        .map(|blk| {
-            let (ib, jb) = (blk / nb, blk % nb);
-            let w: Vec<&RnsPoly> = (0..mb).map(|lb| &plain[lb * nb + jb]).collect();
-            let row = &inputs[ib * mb..(ib + 1) * mb];
-            let c0: Vec<&RnsPoly> = row.iter().map(|ct| &ct.c0).collect();
-            let c1: Vec<&RnsPoly> = row.iter().map(|ct| &ct.c1).collect();
-            let acc = Ciphertext {
-                c0: RnsPoly::dot(ctx, &c0, &w),
-                c1: RnsPoly::dot(ctx, &c1, &w),
+        .map(|g| {
+            let acc = match galois {
+                None => product(g),
+                Some(keys) => {
+                    let members = plan.group_blocks(g).map(|blk| Some(product(blk))).collect();
+                    keys.pack(params, members, plan.levels())?
+                }
             };
-            let (cells, positions) = plan.outputs(ib, jb);
-            let mut rng = AesPrg::new(base.derive(blk as u64));
+            let (cells, positions) = plan.outputs(g);
+            let mut rng = AesPrg::new(base.derive(g as u64));
             let mask = rng.u64s(positions.len());
             let mut bytes = Vec::new();
             response::seal(
@@ -305,14 +416,11 @@ pub fn recv_and_open(
     sk: &SecretKey,
     plan: &SipPlan,
 ) -> Result<RingMatrix> {
-    let (kb, _, nb) = plan.blocks();
-    let mut jobs = Vec::with_capacity(kb * nb);
-    for ib in 0..kb {
-        for jb in 0..nb {
-            let (cells, positions) = plan.outputs(ib, jb);
-            let bytes = ch.recv_vec(params.response_bytes(positions.len()))?;
-            jobs.push((cells, positions, bytes));
-        }
+    let mut jobs = Vec::with_capacity(plan.output_cts());
+    for g in 0..plan.output_cts() {
+        let (cells, positions) = plan.outputs(g);
+        let bytes = ch.recv_vec(params.response_bytes(positions.len()))?;
+        jobs.push((cells, positions, bytes));
     }
     let opened: Vec<Result<Cells>> = jobs
         .into_par_iter()
@@ -355,6 +463,6 @@ pub fn server_online(
 ) -> Result<RingMatrix> {
     let plan = SipPlan::new(params, x_s.rows(), x_s.cols(), w.cols())?;
     let inputs = recv_encrypted_input(ch, params, &plan)?;
-    let r = evaluate_and_respond(ch, params, client_pk, &plan, &inputs, plain)?;
+    let r = evaluate_and_respond(ch, params, client_pk, None, &plan, &inputs, plain)?;
     r.add(&x_s.matmul(w)?)
 }

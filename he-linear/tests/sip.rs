@@ -2,10 +2,11 @@
 //! edge values, cost formulas, and typed errors.
 mod common;
 use common::{random_matrix, run_pair};
+use he_linear::galois::GaloisKeys;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
-use he_linear::secret_product::{secret_product, secret_products};
+use he_linear::secret_product::{secret_product, secret_products, ProductKeys};
 use he_linear::sip::{self, SipPlan};
 use mpc_core::{AesPrg, Channel, Error, Seed};
 
@@ -52,26 +53,80 @@ fn sip_linear_layer_is_exact() {
     }
 }
 
+/// Both parties' keys: (secret, public, Galois) for the server and the client.
+fn product_keys(params: &HeParams) -> [(SecretKey, PublicKey, GaloisKeys); 2] {
+    [7u8, 8].map(|seed| {
+        let (sk, pk) = keys(params, seed);
+        let gk = GaloisKeys::generate(params, &sk, &mut AesPrg::new(Seed([seed + 1; 16])));
+        (sk, pk, gk)
+    })
+}
+
+/// Runs a batch of secret products on random shares (with edge values) and checks the sums;
+/// returns the client's rounds and bytes sent.
+fn check_products(params: &HeParams, shapes: &[(usize, usize, usize)], seed: u8) -> (u64, u64) {
+    let mut server_in = Vec::new();
+    let mut client_in = Vec::new();
+    let mut want = Vec::new();
+    for (h, &(k, m, n)) in shapes.iter().enumerate() {
+        let s = seed + 4 * h as u8;
+        let (x, y) = (random_matrix(k, m, s), random_matrix(m, n, s + 1));
+        let (xc, yc) = (random_matrix(k, m, s + 2), random_matrix(m, n, s + 3));
+        server_in.push((x.sub(&xc).unwrap(), y.sub(&yc).unwrap()));
+        client_in.push((xc, yc));
+        want.push(x.matmul(&y).unwrap());
+    }
+    let [(ssk, spk, sgk), (csk, cpk, cgk)] = product_keys(params);
+    let (sp, cp) = (params.clone(), params.clone());
+    let (server, (client, stats)) = run_pair(
+        move |ch: &mut Channel| {
+            let pairs: Vec<_> = server_in.iter().map(|(x, y)| (x, y)).collect();
+            let keys = ProductKeys {
+                my_sk: &ssk,
+                peer_pk: &cpk,
+                peer_galois: Some(&cgk),
+            };
+            if pairs.len() == 1 {
+                vec![secret_product(ch, &sp, keys, pairs[0].0, pairs[0].1).unwrap()]
+            } else {
+                secret_products(ch, &sp, keys, &pairs).unwrap()
+            }
+        },
+        move |ch: &mut Channel| {
+            let pairs: Vec<_> = client_in.iter().map(|(x, y)| (x, y)).collect();
+            let keys = ProductKeys {
+                my_sk: &csk,
+                peer_pk: &spk,
+                peer_galois: Some(&sgk),
+            };
+            let z = ch
+                .scope("products", |ch| secret_products(ch, &cp, keys, &pairs))
+                .unwrap();
+            (z, ch.stats_of("products").unwrap())
+        },
+    );
+    for ((c, s), w) in client.iter().zip(&server).zip(&want) {
+        assert_eq!(&c.add(s).unwrap(), w);
+    }
+    // Symmetric protocol: each party sends its encryptions and its responses.
+    let plans: Vec<SipPlan> = shapes
+        .iter()
+        .map(|&(k, m, n)| SipPlan::new(params, k, m, n).unwrap())
+        .collect();
+    let expect: usize = plans
+        .iter()
+        .map(|p| p.input_bytes(params) + p.output_bytes(params))
+        .sum();
+    assert_eq!(stats.bytes_sent as usize, expect);
+    assert_eq!(stats.bytes_recv as usize, expect);
+    (stats.rounds, stats.bytes_sent)
+}
+
 #[test]
 fn secret_times_secret_is_exact_and_takes_two_rounds() {
     let params = HeParams::default_params().unwrap();
     for (k, m, n, seed) in [(4usize, 6usize, 4usize, 1u8), (9, 16, 9, 2)] {
-        let x = random_matrix(k, m, seed);
-        let y = random_matrix(m, n, seed + 1);
-        let (xc, yc) = (random_matrix(k, m, seed + 2), random_matrix(m, n, seed + 3));
-        let (xs, ys) = (x.sub(&xc).unwrap(), y.sub(&yc).unwrap());
-        let (ssk, spk) = keys(&params, 7);
-        let (csk, cpk) = keys(&params, 8);
-        let (sp, cp) = (params.clone(), params.clone());
-        let (server, (client, rounds)) = run_pair(
-            move |ch: &mut Channel| secret_product(ch, &sp, &ssk, &cpk, &xs, &ys).unwrap(),
-            move |ch: &mut Channel| {
-                let z = secret_product(ch, &cp, &csk, &spk, &xc, &yc).unwrap();
-                (z, ch.rounds())
-            },
-        );
-        assert_eq!(client.add(&server).unwrap(), x.matmul(&y).unwrap());
-        assert_eq!(rounds, 2);
+        assert_eq!(check_products(&params, &[(k, m, n)], seed).0, 2);
     }
 }
 
@@ -79,35 +134,43 @@ fn secret_times_secret_is_exact_and_takes_two_rounds() {
 fn a_batch_of_secret_products_shares_the_same_two_rounds() {
     let params = HeParams::default_params().unwrap();
     let shapes = [(8usize, 4usize, 8usize), (3, 5, 2), (8, 4, 8)];
-    let mut server_in = Vec::new();
-    let mut client_in = Vec::new();
-    let mut want = Vec::new();
-    for (h, &(k, m, n)) in shapes.iter().enumerate() {
-        let s = 40 + 4 * h as u8;
-        let (x, y) = (random_matrix(k, m, s), random_matrix(m, n, s + 1));
-        let (xc, yc) = (random_matrix(k, m, s + 2), random_matrix(m, n, s + 3));
-        server_in.push((x.sub(&xc).unwrap(), y.sub(&yc).unwrap()));
-        client_in.push((xc, yc));
-        want.push(x.matmul(&y).unwrap());
-    }
-    let (ssk, spk) = keys(&params, 7);
-    let (csk, cpk) = keys(&params, 8);
-    let (sp, cp) = (params.clone(), params.clone());
-    let (server, (client, rounds)) = run_pair(
-        move |ch: &mut Channel| {
-            let pairs: Vec<_> = server_in.iter().map(|(x, y)| (x, y)).collect();
-            secret_products(ch, &sp, &ssk, &cpk, &pairs).unwrap()
-        },
-        move |ch: &mut Channel| {
-            let pairs: Vec<_> = client_in.iter().map(|(x, y)| (x, y)).collect();
-            let z = secret_products(ch, &cp, &csk, &spk, &pairs).unwrap();
-            (z, ch.rounds())
-        },
-    );
-    for ((c, s), w) in client.iter().zip(&server).zip(&want) {
-        assert_eq!(&c.add(s).unwrap(), w);
-    }
+    assert_eq!(check_products(&params, &shapes, 40).0, 2);
+}
+
+#[test]
+fn packed_secret_products_are_exact_and_smaller() {
+    let packed = HeParams::packed_products().unwrap();
+    let plain = HeParams::default_params().unwrap();
+    // Ragged shapes (absent group members, partial blocks), then one attention head of
+    // BERT-base: QKᵀ (128×64·64×128) and P·V (128×128·128×64).
+    let (rounds, _) = check_products(&packed, &[(5, 7, 3), (33, 20, 17)], 60);
     assert_eq!(rounds, 2);
+    let head = [(128usize, 64usize, 128usize), (128, 128, 64)];
+    let (rounds, bytes) = check_products(&packed, &head, 70);
+    assert_eq!(rounds, 2);
+    let unpacked: usize = head
+        .iter()
+        .map(|&(k, m, n)| {
+            let p = SipPlan::new(&plain, k, m, n).unwrap();
+            p.input_bytes(&plain) + p.output_bytes(&plain)
+        })
+        .sum();
+    println!("one head, each way: packed {bytes} B, unpacked {unpacked} B");
+
+    assert!((bytes as usize) * 3 < unpacked, "{bytes} vs {unpacked}");
+}
+
+#[test]
+fn packed_products_without_galois_keys_are_refused() {
+    let params = HeParams::packed_products().unwrap();
+    let plan = SipPlan::new(&params, 4, 4, 4).unwrap();
+    let (_, pk) = keys(&params, 3);
+    let (mut ch, _peer) = Channel::mem_pair();
+    let inputs = vec![he_linear::rlwe::Ciphertext::zero(&params); plan.input_cts()];
+    let plain = sip::encode_plain(&params, &plan, &RingMatrix::zeros(4, 4)).unwrap();
+    let err =
+        sip::evaluate_and_respond(&mut ch, &params, &pk, None, &plan, &inputs, &plain).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }
 
 #[test]
