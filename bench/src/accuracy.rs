@@ -106,6 +106,11 @@ pub struct Args {
     /// Secure mode only: tokens per inference (sentences are padded with a private mask, or cut).
     #[arg(long, default_value_t = 64)]
     pub seq_len: usize,
+    /// Secure mode only: pad each sentence to the next multiple of B tokens (at most
+    /// `--seq-len`) instead of to `--seq-len`; sentences of one length class share a session.
+    /// The padded length is public, as `--seq-len` is.
+    #[arg(long)]
+    pub bucket: Option<usize>,
     /// Write `{"mode","approx","n","accuracy","agreement_with_float"}` here (secure mode adds
     /// `agreement_with_fixed`).
     #[arg(long)]
@@ -124,6 +129,12 @@ struct Report {
     agreement_with_float: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     agreement_with_fixed: Option<f64>,
+    /// Accuracy of the float model on the same sentences (secure mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    float_accuracy: Option<f64>,
+    /// Accuracy of the fixed-point mirror on the same padded inputs (secure mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fixed_accuracy: Option<f64>,
 }
 
 /// Runs `bench accuracy`.
@@ -152,6 +163,7 @@ pub fn run(args: Args) -> Result<()> {
         start.elapsed()
     );
     let mut agreement_with_fixed = None;
+    let mut fixed_accuracy = None;
     let pred = match args.mode {
         Mode::Float => float_pred.clone(),
         Mode::Fixed => {
@@ -182,6 +194,7 @@ pub fn run(args: Args) -> Result<()> {
             let fixed = FixedBert::new(float.weights(), set)?;
             let (pred, fixed_pred) = secure_predictions(&args, &fixed, &head, &tokenizer, &texts)?;
             agreement_with_fixed = Some(fraction(&pred, &fixed_pred, |p, f| p == *f));
+            fixed_accuracy = Some(fraction(&fixed_pred, &examples, |p, e| p == e.label));
             pred
         }
     };
@@ -193,6 +206,9 @@ pub fn run(args: Args) -> Result<()> {
         accuracy: fraction(&pred, &examples, |p, e| p == e.label),
         agreement_with_float: fraction(&pred, &float_pred, |p, f| p == *f),
         agreement_with_fixed,
+        float_accuracy: fixed_accuracy
+            .map(|_| fraction(&float_pred, &examples, |p, e| p == e.label)),
+        fixed_accuracy,
     };
     println!(
         "mode {:?} approx {:?}: n = {n}, accuracy = {:.4}, agreement with float = {:.4}{}",
@@ -202,6 +218,9 @@ pub fn run(args: Args) -> Result<()> {
         report.agreement_with_float,
         agreement_with_fixed.map_or(String::new(), |a| format!(", with fixed point = {a:.4}"))
     );
+    if let (Some(fl), Some(fx)) = (report.float_accuracy, report.fixed_accuracy) {
+        println!("same sentences: float accuracy = {fl:.4}, fixed-point accuracy = {fx:.4}");
+    }
     if let Some(path) = &args.json {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| Error::Malformed(e.to_string()))?;
@@ -211,9 +230,9 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Secure predictions of every sentence (both parties in this process, one setup, one
-/// inference per sentence at `--seq-len` tokens) and the fixed-point mirror's predictions of the
-/// same padded inputs.
+/// Secure predictions of every sentence (both parties in this process, one setup per padded
+/// length, one inference per sentence) and the fixed-point mirror's predictions of the same
+/// padded inputs.
 fn secure_predictions(
     args: &Args,
     fixed: &FixedBert,
@@ -222,31 +241,68 @@ fn secure_predictions(
     texts: &[&str],
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     let head = Head::from_logistic(head);
+    let ids: Vec<Vec<u32>> = texts.iter().map(|t| tokenizer.encode(t)).collect();
+    let padded_len = |n: usize| match args.bucket {
+        Some(b) if b > 0 => n.max(1).div_ceil(b).saturating_mul(b).min(args.seq_len),
+        _ => args.seq_len,
+    };
+    let mut by_len: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, s) in ids.iter().enumerate() {
+        by_len.entry(padded_len(s.len())).or_default().push(i);
+    }
+    let (mut pred, mut fixed_pred) = (vec![0u8; texts.len()], vec![0u8; texts.len()]);
+    let (start, mut done) = (Instant::now(), 0);
+    for (&seq_len, members) in &by_len {
+        let batch: Vec<&[u32]> = members.iter().map(|&i| ids[i].as_slice()).collect();
+        let (p, f) = secure_batch(args, fixed, &head, seq_len, &batch, |k| {
+            eprintln!(
+                "secure: {}/{} sentences in {:.1?} ({seq_len} tokens)",
+                done + k,
+                texts.len(),
+                start.elapsed()
+            )
+        })?;
+        done += members.len();
+        for (j, &i) in members.iter().enumerate() {
+            (pred[i], fixed_pred[i]) = (p[j], f[j]);
+        }
+    }
+    Ok((pred, fixed_pred))
+}
+
+/// One session at `seq_len` tokens: setup (the client's encrypted-weight cache is shared by
+/// every length), then one inference per sentence; `progress(k)` after every tenth.
+fn secure_batch(
+    args: &Args,
+    fixed: &FixedBert,
+    head: &Head,
+    seq_len: usize,
+    sentences: &[&[u32]],
+    progress: impl Fn(usize),
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let vocab = fixed.config().vocab_size;
     let dir = args.cache_dir.join("secure-accuracy");
     let seed = secure::load_or_create_key_seed(&dir.join("server.key"))?;
-    let mut server = Server::new(fixed, &head, args.seq_len, EmbeddingMode::Server, seed)?;
+    let mut server = Server::new(fixed, head, seq_len, EmbeddingMode::Server, seed)?;
     let (cs, cc) = Channel::mem_pair();
-    let n = texts.len();
+    let n = sentences.len();
     let t = std::thread::spawn(move || -> Result<()> {
         let mut sess = Session::new(cs, Party::Server)?;
         server.setup(&mut sess)?;
         (0..n).try_for_each(|_| server.infer(&mut sess))
     });
-    let start = Instant::now();
     let client_side = || -> Result<(Vec<u8>, Vec<u8>)> {
         let mut sess = Session::new(cc, Party::Client)?;
         let client = Client::setup(&mut sess, &dir)?;
         let (mut pred, mut fixed_pred) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for (i, text) in texts.iter().enumerate() {
-            let ids = tokenizer.encode(text);
-            let logits = client.infer(&mut sess, &ids)?;
-            let (padded, mask) = secure::pad(&ids, args.seq_len, vocab)?;
-            let want = secure::fixed_reference(fixed, &padded, &mask, &head)?;
+        for (i, ids) in sentences.iter().enumerate() {
+            let logits = client.infer(&mut sess, ids)?;
+            let (padded, mask) = secure::pad(ids, seq_len, vocab)?;
+            let want = secure::fixed_reference(fixed, &padded, &mask, head)?;
             pred.extend(predict(&logits));
             fixed_pred.extend(predict(&want));
             if (i + 1) % 10 == 0 || i + 1 == n {
-                eprintln!("secure: {}/{n} sentences in {:.1?}", i + 1, start.elapsed());
+                progress(i + 1);
             }
         }
         Ok((pred, fixed_pred))
@@ -489,6 +545,7 @@ mod tests {
             ablate: vec![],
             margin: None,
             seq_len: 64,
+            bucket: None,
             json: None,
         }
     }
