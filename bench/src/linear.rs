@@ -7,10 +7,16 @@
 //! server compute (wall time minus time blocked on the peer), and the online wall time from a
 //! common start until both parties hold their output shares. Correctness of every run is
 //! checked (the shares must reconstruct to X·W) before any number is printed.
+//!
+//! Protocol `attn` adds attention's secret × secret products at the same token count (12 heads
+//! of 64: QKᵀ then P·V, each a batch of 12 products), unpacked (`X·Y`) and packed with Galois
+//! keys (`X·Y pk`, the default in `bert::secure`) side by side; setup is the key exchange.
 use he_linear::cop;
+use he_linear::galois::GaloisKeys;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
+use he_linear::secret_product::{secret_products, ProductKeys};
 use he_linear::sip::{self, SipPlan};
 use mpc_core::{AesPrg, Channel, Error, NetProfile, Result, Seed, Stats};
 use rand_core::RngCore;
@@ -30,7 +36,7 @@ pub struct Args {
     /// Only these shapes, e.g. `768x768` (repeatable); default the four BERT-base shapes.
     #[arg(long = "shape")]
     shapes: Vec<String>,
-    /// Protocols to run: cop, sip (repeatable); default both.
+    /// Protocols to run: cop, sip, attn (repeatable); default all three.
     #[arg(long = "protocol")]
     protocols: Vec<String>,
     /// Directory for the client's encrypted-weight cache (default: a temporary directory,
@@ -237,6 +243,126 @@ fn run_sip(params: &HeParams, net: NetProfile, k: usize, m: usize, n: usize) -> 
     })
 }
 
+/// Attention heads and head width of the `attn` rows (BERT-base).
+const HEADS: usize = 12;
+const HEAD_DIM: usize = 64;
+
+/// One party's attention products: QKᵀ for every head, then P·V, returned as one row of all
+/// outputs. `inputs[h] = (Q, Kᵀ, P, V)`.
+fn attention_products(
+    ch: &mut Channel,
+    params: &HeParams,
+    keys: ProductKeys<'_>,
+    inputs: &[[RingMatrix; 4]],
+) -> Result<RingMatrix> {
+    let qk: Vec<_> = inputs.iter().map(|m| (&m[0], &m[1])).collect();
+    let pv: Vec<_> = inputs.iter().map(|m| (&m[2], &m[3])).collect();
+    let mut out = Vec::new();
+    for pairs in [qk, pv] {
+        for z in secret_products(ch, params, keys, &pairs)? {
+            out.extend_from_slice(z.data());
+        }
+    }
+    RingMatrix::new(1, out.len(), out)
+}
+
+/// The `attn` row: 12 heads of QKᵀ and P·V on random shares, packed or not.
+fn run_attention(packed: bool, net: NetProfile, k: usize) -> Result<Row> {
+    let params = if packed {
+        HeParams::packed_products()?
+    } else {
+        HeParams::default_params()?
+    };
+    let mut rng = AesPrg::new(Seed::random());
+    let shapes = [(k, HEAD_DIM), (HEAD_DIM, k), (k, k), (k, HEAD_DIM)];
+    let mut random = || shapes.map(|(r, c)| RingMatrix::new(r, c, rng.u64s(r * c)).expect("shape"));
+    let (mut server_in, mut client_in, mut plain) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..HEADS {
+        let (full, client) = (random(), random());
+        let server = [0, 1, 2, 3].map(|i| full[i].sub(&client[i]).expect("same shape"));
+        plain.push(full);
+        server_in.push(server);
+        client_in.push(client);
+    }
+    // The outputs in the order `attention_products` returns them: every QKᵀ, then every P·V.
+    let mut want = Vec::new();
+    for first in [0, 2] {
+        for m in &plain {
+            want.extend_from_slice(m[first].matmul(&m[first + 1])?.data());
+        }
+    }
+    let want = RingMatrix::new(1, want.len(), want)?;
+    let (sp, cp) = (params.clone(), params.clone());
+    let setup = Arc::new(std::sync::Mutex::new(Stats::default()));
+    let setup2 = setup.clone();
+    let (server_share, client_share, s_stats, c_stats, wall) = run_pair(
+        net,
+        move |ch, barrier| {
+            let mut rng = AesPrg::new(Seed::random());
+            let sk = SecretKey::generate(&sp, &mut rng);
+            let pk = PublicKey::generate(&sp, &sk, &mut rng);
+            let (client_pk, client_gk) = ch.scope("setup", |ch| {
+                pk.send(ch, &sp)?;
+                let client_pk = PublicKey::recv(ch, &sp)?;
+                let gk = if packed {
+                    GaloisKeys::generate(&sp, &sk, &mut rng).send(ch, &sp)?;
+                    Some(GaloisKeys::recv(ch, &sp)?)
+                } else {
+                    None
+                };
+                ch.flush()?;
+                Ok::<_, Error>((client_pk, gk))
+            })?;
+            barrier.wait();
+            let keys = ProductKeys {
+                my_sk: &sk,
+                peer_pk: &client_pk,
+                peer_galois: client_gk.as_ref(),
+            };
+            ch.scope("online", |ch| attention_products(ch, &sp, keys, &server_in))
+        },
+        move |ch, barrier| {
+            let mut rng = AesPrg::new(Seed::random());
+            let sk = SecretKey::generate(&cp, &mut rng);
+            let pk = PublicKey::generate(&cp, &sk, &mut rng);
+            let (server_pk, server_gk) = ch.scope("setup", |ch| {
+                let server_pk = PublicKey::recv(ch, &cp)?;
+                pk.send(ch, &cp)?;
+                let gk = if packed {
+                    let theirs = GaloisKeys::recv(ch, &cp)?;
+                    GaloisKeys::generate(&cp, &sk, &mut rng).send(ch, &cp)?;
+                    Some(theirs)
+                } else {
+                    None
+                };
+                ch.flush()?;
+                Ok::<_, Error>((server_pk, gk))
+            })?;
+            *setup2.lock().unwrap() = ch.stats_of("run/setup").unwrap_or_default();
+            barrier.wait();
+            let keys = ProductKeys {
+                my_sk: &sk,
+                peer_pk: &server_pk,
+                peer_galois: server_gk.as_ref(),
+            };
+            ch.scope("online", |ch| attention_products(ch, &cp, keys, &client_in))
+        },
+    )?;
+    check(&server_share, &client_share, &want, "attention products")?;
+    let setup = *setup.lock().unwrap();
+    Ok(Row {
+        shape: format!("{HEADS}h {k}x{HEAD_DIM}"),
+        protocol: if packed { "X·Y pk" } else { "X·Y" }.into(),
+        setup_bytes: setup.bytes(),
+        setup_s: setup.wall_s,
+        online_bytes: c_stats.bytes(),
+        rounds: c_stats.rounds.max(s_stats.rounds),
+        client_s: c_stats.wall_s - c_stats.wait_s,
+        server_s: s_stats.wall_s - s_stats.wait_s,
+        wall_s: wall,
+    })
+}
+
 fn check(s: &RingMatrix, c: &RingMatrix, want: &RingMatrix, what: &str) -> Result<()> {
     if &s.add(c)? != want {
         return Err(Error::Malformed(format!(
@@ -259,13 +385,16 @@ pub fn run(args: Args) -> Result<()> {
             .collect::<Result<_>>()?
     };
     let protocols: Vec<String> = if args.protocols.is_empty() {
-        vec!["cop".into(), "sip".into()]
+        vec!["cop".into(), "sip".into(), "attn".into()]
     } else {
         args.protocols.iter().map(|p| p.to_lowercase()).collect()
     };
-    if let Some(p) = protocols.iter().find(|p| *p != "cop" && *p != "sip") {
+    if let Some(p) = protocols
+        .iter()
+        .find(|p| !["cop", "sip", "attn"].contains(&p.as_str()))
+    {
         return Err(Error::InvalidArgument(format!(
-            "unknown protocol `{p}` (cop or sip)"
+            "unknown protocol `{p}` (cop, sip or attn)"
         )));
     }
     let (cache, temporary) = match &args.cache_dir {
@@ -290,11 +419,18 @@ pub fn run(args: Args) -> Result<()> {
     let mut rows = Vec::new();
     for &(m, n) in &shapes {
         for p in &protocols {
-            let row = if p == "cop" {
-                run_cop(&params, net, args.tokens, m, n, &cache)?
-            } else {
-                run_sip(&params, net, args.tokens, m, n)?
+            let row = match p.as_str() {
+                "cop" => run_cop(&params, net, args.tokens, m, n, &cache)?,
+                "sip" => run_sip(&params, net, args.tokens, m, n)?,
+                _ => continue,
             };
+            eprintln!("  done {} {}", row.shape, row.protocol);
+            rows.push(row);
+        }
+    }
+    if protocols.iter().any(|p| p == "attn") {
+        for packed in [false, true] {
+            let row = run_attention(packed, net, args.tokens)?;
             eprintln!("  done {} {}", row.shape, row.protocol);
             rows.push(row);
         }
@@ -318,7 +454,10 @@ pub fn run(args: Args) -> Result<()> {
     for r in &rows {
         let (m, n) = {
             let d: Vec<usize> = r.shape.split('x').map(|v| v.parse().unwrap_or(0)).collect();
-            (d[1], d[2])
+            (
+                d.get(1).copied().unwrap_or(0),
+                d.get(2).copied().unwrap_or(0),
+            )
         };
         let nimbus = if r.protocol == "COP" && args.tokens == 128 {
             nimbus_mb(m, n)
