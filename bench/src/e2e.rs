@@ -7,7 +7,7 @@
 //! over TCP. Correctness is checked before anything is printed: the client's logits must match
 //! the fixed-point reference (bound below) and are compared with the float model.
 use bert::fixed_model::FixedBert;
-use bert::secure::{self, Client, EmbeddingMode, Head, Server};
+use bert::secure::{self, AttentionMode, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights, FloatBert, Tokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
 use mpc_core::{Channel, Error, NetProfile, Party, Result, Stats};
@@ -50,6 +50,10 @@ pub struct Args {
     /// Who supplies the embedded sequence: server (private tables) or client (papers' setting).
     #[arg(long, default_value = "server")]
     embedding: String,
+    /// Attention products: packed (Galois-key merged responses, fewer bytes) or unpacked (more
+    /// bytes, less compute). Chosen by the server in two-process mode.
+    #[arg(long, default_value = "packed")]
+    attention: String,
     /// The input sentence (tokenized with the model's vocabulary).
     #[arg(long)]
     text: Option<String>,
@@ -225,6 +229,7 @@ struct Report {
     net: String,
     approx: String,
     embedding: String,
+    attention: String,
     setup: BytesWall,
     online: OnlineTotals,
     components: Vec<Component>,
@@ -348,6 +353,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let net: NetProfile = args.net.parse()?;
     let mode: EmbeddingMode = args.embedding.parse()?;
+    let attention: AttentionMode = args.attention.parse()?;
     let cache = args
         .cache_dir
         .clone()
@@ -358,7 +364,8 @@ pub fn run(args: Args) -> Result<()> {
             let loaded = load(&args)?;
             let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
             let seed = secure::load_or_create_key_seed(&cache.join("server.key"))?;
-            let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?;
+            let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
+                .with_attention(attention)?;
             let addr = args.listen.as_deref().unwrap_or("127.0.0.1:7878");
             let listener = std::net::TcpListener::bind(addr)?;
             eprintln!("server: listening on {addr}");
@@ -384,7 +391,8 @@ pub fn run(args: Args) -> Result<()> {
         consult(ch, &cache, &ids, c.num_hidden_layers, None)?
     } else {
         let seed = secure::load_or_create_key_seed(&cache.join("server.key"))?;
-        let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?;
+        let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
+            .with_attention(attention)?;
         let (cs, cc) = Channel::mem_pair_shaped(net);
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
         let b2 = barrier.clone();
@@ -466,6 +474,7 @@ fn build_report(
         net: args.net.clone(),
         approx: loaded.set.name.clone(),
         embedding: format!("{mode:?}").to_lowercase(),
+        attention: args.attention.clone(),
         setup: BytesWall {
             bytes: m.setup.bytes(),
             wall_s: m.setup.wall_s,
@@ -488,8 +497,8 @@ const MB: f64 = 1e6;
 fn print_report(r: &Report, m: &Measured, fixed: &[f64], float: &[f64]) {
     let layers = r.layers.max(1) as f64;
     println!(
-        "\nsecure {} inference: {} layers, {} tokens, net {}, approx {}, embedding {}",
-        r.model, r.layers, r.seq_len, r.net, r.approx, r.embedding
+        "\nsecure {} inference: {} layers, {} tokens, net {}, approx {}, embedding {}, attention {}",
+        r.model, r.layers, r.seq_len, r.net, r.approx, r.embedding, r.attention
     );
     println!(
         "setup: {:.1} MB, {:.1} s (Ferret setup, keys, encrypted weights; cached weights are not resent)",

@@ -76,8 +76,42 @@ impl std::str::FromStr for EmbeddingMode {
     }
 }
 
-/// What both parties know: shapes, the sequence length, the head's width, the embedding mode
-/// and the approximation set (the server sends it during setup).
+/// How attention's secret × secret products (QKᵀ, P·V) return their results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AttentionMode {
+    /// Outputs merged with Galois keys (`he_linear::galois`): 4.4× fewer bytes, a few seconds
+    /// more compute per BERT-base block on this 2-core machine. The default.
+    Packed,
+    /// One response per Cheetah output block: more bytes, less compute (faster on a LAN).
+    Unpacked,
+}
+
+impl std::str::FromStr for AttentionMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "packed" => Ok(AttentionMode::Packed),
+            "unpacked" => Ok(AttentionMode::Unpacked),
+            _ => Err(Error::InvalidArgument(format!(
+                "attention mode `{s}`: expected `packed` or `unpacked`"
+            ))),
+        }
+    }
+}
+
+impl AttentionMode {
+    /// The HE parameters of the products in this mode (same N, primes and keys as the linear
+    /// layers').
+    fn params(self) -> Result<HeParams> {
+        match self {
+            AttentionMode::Packed => HeParams::packed_products(),
+            AttentionMode::Unpacked => he_params(),
+        }
+    }
+}
+
+/// What both parties know: shapes, the sequence length, the head's width, the embedding and
+/// attention modes and the approximation set (the server sends it during setup).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PublicModel {
     /// Encoder shape.
@@ -88,6 +122,8 @@ pub struct PublicModel {
     pub classes: usize,
     /// Who supplies the embedded sequence.
     pub embedding: EmbeddingMode,
+    /// How the attention products return their outputs.
+    pub attention: AttentionMode,
     /// The approximation set (GELU and exp tables per layer).
     pub approx: ApproxSet,
 }
@@ -167,28 +203,26 @@ fn he_params() -> Result<HeParams> {
     HeParams::default_params()
 }
 
-/// The parameters of attention's packed secret × secret products (same N, primes and keys as
-/// [`he_params`]; each party also holds the other's Galois keys).
-fn product_params() -> Result<HeParams> {
-    HeParams::packed_products()
-}
-
-/// Sends this party's Galois keys and receives the peer's, in the order `first` (the server)
-/// then the other, so that neither side blocks on a full transport.
+/// In packed mode, sends this party's Galois keys and receives the peer's, in the order
+/// `first` (the server) then the other, so that neither side blocks on a full transport.
 fn exchange_galois(
     ch: &mut mpc_core::Channel,
     params: &HeParams,
     mine: &GaloisKeys,
     first: bool,
-) -> Result<GaloisKeys> {
-    if first {
+) -> Result<Option<GaloisKeys>> {
+    if params.pack_levels() == 0 {
+        return Ok(None);
+    }
+    let theirs = if first {
         mine.send(ch, params)?;
-        GaloisKeys::recv(ch, params)
+        GaloisKeys::recv(ch, params)?
     } else {
         let peer = GaloisKeys::recv(ch, params)?;
         mine.send(ch, params)?;
-        Ok(peer)
-    }
+        peer
+    };
+    Ok(Some(theirs))
 }
 
 /// The shares of one linear layer's output, `trunc(X·W + b, 18)`.
@@ -345,11 +379,12 @@ impl Server {
             seq_len,
             classes: head.classes(),
             embedding,
+            attention: AttentionMode::Packed,
             approx: fixed.set().clone(),
         };
         public.check()?;
         let params = he_params()?;
-        let product_params = product_params()?;
+        let product_params = AttentionMode::Packed.params()?;
         let mut rng = AesPrg::new(key_seed);
         let sk = SecretKey::generate(&params, &mut rng);
         let pk = PublicKey::generate(&params, &sk, &mut rng);
@@ -400,6 +435,14 @@ impl Server {
         &self.public
     }
 
+    /// Chooses how the attention products return their outputs (before setup; default
+    /// [`AttentionMode::Packed`]).
+    pub fn with_attention(mut self, mode: AttentionMode) -> Result<Server> {
+        self.product_params = mode.params()?;
+        self.public.attention = mode;
+        Ok(self)
+    }
+
     /// Setup against [`Client::setup`] (label `setup`).
     pub fn setup(&mut self, sess: &mut Session) -> Result<()> {
         let (params, sk, pk) = (&self.params, &self.sk, &self.pk);
@@ -437,13 +480,13 @@ impl Server {
             Ok((client_pk, client_galois))
         })?;
         self.client_pk = Some(client_pk);
-        self.client_galois = Some(client_galois);
+        self.client_galois = client_galois;
         Ok(())
     }
 
     /// One inference (the server learns nothing; its output is the protocol's completion).
     pub fn infer(&self, sess: &mut Session) -> Result<()> {
-        let (Some(client_pk), Some(client_galois)) = (&self.client_pk, &self.client_galois) else {
+        let Some(client_pk) = &self.client_pk else {
             return Err(Error::InvalidArgument("inference before setup".into()));
         };
         let mut eng = Engine {
@@ -457,7 +500,7 @@ impl Server {
             products: ProductKeys {
                 my_sk: &self.sk,
                 peer_pk: client_pk,
-                peer_galois: Some(client_galois),
+                peer_galois: self.client_galois.as_ref(),
             },
             mask: None,
             progress: &|_, _| {},
@@ -482,7 +525,7 @@ pub struct Client {
     product_params: HeParams,
     sk: SecretKey,
     server_pk: PublicKey,
-    server_galois: GaloisKeys,
+    server_galois: Option<GaloisKeys>,
     layers: Vec<[CachedLayer; 4]>,
     head: CachedLayer,
     embedding: ClientEmbedding,
@@ -519,11 +562,11 @@ impl Client {
         progress: &dyn Fn(usize, usize),
     ) -> Result<Client> {
         let params = he_params()?;
-        let product_params = product_params()?;
         sess.scope("setup", |s| {
             let ch = &mut s.ch;
             let public: PublicModel = ch.recv_msg(1 << 20)?;
             public.check()?;
+            let product_params = public.attention.params()?;
             let server_pk = PublicKey::recv(ch, &params)?;
             let mut rng = AesPrg::new(Seed::random());
             let sk = SecretKey::generate(&params, &mut rng);
@@ -595,7 +638,7 @@ impl Client {
             products: ProductKeys {
                 my_sk: &self.sk,
                 peer_pk: &self.server_pk,
-                peer_galois: Some(&self.server_galois),
+                peer_galois: self.server_galois.as_ref(),
             },
             mask: Some(&mask),
             progress,

@@ -1,18 +1,26 @@
 //! Secure two-party inference of a tiny BERT against the fixed-point mirror and the float model,
-//! in both embedding modes, plus a peer that disappears mid-protocol.
+//! in both embedding modes and both attention modes, plus a peer that disappears mid-protocol.
 use bert::fixed_model::FixedBert;
-use bert::secure::{self, Client, EmbeddingMode, Head, Server};
+use bert::secure::{self, AttentionMode, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights, FloatBert};
 use mpc_core::{Channel, Error, Party, Seed};
 use ot_nonlinear::approx::ApproxSet;
 use ot_nonlinear::mpc::Session;
 use std::time::Duration;
 
-fn run(mode: EmbeddingMode, ids: &[u32], seq_len: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+fn run(
+    mode: EmbeddingMode,
+    attention: AttentionMode,
+    ids: &[u32],
+    seq_len: usize,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let weights = BertWeights::random(&BertConfig::tiny(), 11).unwrap();
     let fixed = FixedBert::new(&weights, ApproxSet::nimbus()).unwrap();
     let head = Head::random(weights.config.hidden_size, 2, 3);
-    let mut server = Server::new(&fixed, &head, seq_len, mode, Seed([5; 16])).unwrap();
+    let mut server = Server::new(&fixed, &head, seq_len, mode, Seed([5; 16]))
+        .unwrap()
+        .with_attention(attention)
+        .unwrap();
     let (mut cs, mut cc) = Channel::mem_pair();
     cs.set_timeout(Duration::from_secs(120));
     cc.set_timeout(Duration::from_secs(120));
@@ -42,17 +50,23 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
 
 #[test]
 fn secure_tiny_bert_matches_the_fixed_point_mirror() {
-    // Padded input (mask exercised) with the private embedding; then the client-side
-    // embedding with an input cut to the sequence length.
-    for (mode, ids, len) in [
-        (EmbeddingMode::Server, vec![1u32, 57, 127, 9, 2], 8),
+    // Padded input (mask exercised) with the private embedding and packed attention; then the
+    // client-side embedding and unpacked attention with an input cut to the sequence length.
+    for (mode, attention, ids, len) in [
+        (
+            EmbeddingMode::Server,
+            AttentionMode::Packed,
+            vec![1u32, 57, 127, 9, 2],
+            8,
+        ),
         (
             EmbeddingMode::Client,
+            AttentionMode::Unpacked,
             (0..12).map(|i| (i * 37 % 128) as u32).collect(),
             8,
         ),
     ] {
-        let (got, fixed, float) = run(mode, &ids, len);
+        let (got, fixed, float) = run(mode, attention, &ids, len);
         let e = max_diff(&got, &fixed);
         assert!(
             e <= secure::FIXED_LOGIT_BOUND,
