@@ -19,8 +19,10 @@
 //! positions off the multiples of 2^{r−1} (for 2r ≤ log2 N + 1), so E's garbage cancels at the
 //! odd multiples of 2^{r−1}, O's at the even ones: the result holds 2E at multiples of 2^r and
 //! 2O at the odd multiples of 2^{r−1}. Merging level by level from r = R down to 1 puts input i's
-//! value at offset i (times 2^R). Noise: at most 4× per level (two terms of each of two inputs,
-//! triangle inequality) plus one key switch; `HeParams::pack_levels` budgets 4^R.
+//! value at offset i (times 2^R). Noise at an output position: exactly twice one input's
+//! coefficient per level (τ fixes or negates output positions, the other input's garbage there
+//! cancels between u and τ(v)) plus one key switch; `HeParams::pack_levels` budgets 2^R
+//! (`tests/noise.rs` measures it).
 //!
 //! The factor 2^R is absorbed by encrypting at Δ' = q/2^{ℓ+R} (`HeParams::scale_bits`): after
 //! R merges the message sits at the usual Δ = q/2^ℓ, so decryption and the response are

@@ -18,8 +18,10 @@
 //!   units of 2^{−b1} (Hoeffding over at most N nonzero ternary s_j).
 //! * **Key switching** (`galois`): digits d_j < 2^30 of c1 times fresh key errors e_j:
 //!   |Σ_j d_j e_j| ≤ 2^30·√(L·N)·σ·z.
-//! * **Packing** R levels: every merge adds two terms of each input (≤ 4× the bound) and one
-//!   key switch, so the flooding covers 4^R·(accumulated + key-switch noise).
+//! * **Packing** R levels (`galois`): at an output position a merge returns exactly twice one
+//!   input's coefficient (the automorphism fixes or negates output positions, and the other
+//!   input's garbage there cancels between u and τ(v)) plus one key switch, so the flooding
+//!   covers 2^R·(accumulated + key-switch noise).
 //! * **Decryption** rounds to the nearest multiple of 2^{−ℓ} on the torus, correct while the
 //!   total torus noise is below 2^{−(ℓ+1)}.
 

@@ -88,8 +88,9 @@ impl HeParamsBuilder {
 
     /// Ciphertext packing levels R (default 0: none): outputs of up to 2^R ciphertexts merge
     /// into one with Galois keys (`galois`). Inputs are then encrypted at Δ' = q/2^{ℓ+R}, and
-    /// the noise bound grows by 4^R (two terms of each input per merge level) plus the key
-    /// switches. At most 7 for N = 8192 (2R ≤ log2 N + 1 keeps garbage off useful positions).
+    /// the noise of every output coefficient becomes exactly 2^R times that of one input
+    /// coefficient plus the key switches' (the bound grows by 2^R). At most 7 for N = 8192
+    /// (2R ≤ log2 N + 1 keeps garbage off useful positions).
     pub fn pack_levels(mut self, levels: u32) -> Self {
         self.pack_levels = levels;
         self
@@ -137,12 +138,12 @@ impl HeParamsBuilder {
         let fail_bits = (self.stat_bits + self.revealed_log2) as f64;
         let mut acc = noise::accumulation_log2(ell, self.max_terms, fail_bits);
         if self.pack_levels > 0 {
-            // The key holder encrypts at Δ' = q/2^{ℓ+R}; the accumulated noise (and each key
-            // switch's) grows by at most 4 per merge level.
+            // The key holder encrypts at Δ' = q/2^{ℓ+R}; at output positions each merge level
+            // doubles the noise of one input coefficient and adds a key switch's.
             // Digits: at most as many primes as the HE-standard modulus admits.
             let limbs = (max_log_q as f64 / 29.0).ceil() as usize;
             let ks = noise::keyswitch_log2(n.0, limbs, fail_bits);
-            acc = noise::log2_add(acc, ks) + 2.0 * self.pack_levels as f64;
+            acc = noise::log2_add(acc, ks) + self.pack_levels as f64;
         }
         let flood_bits = noise::flood_log2(acc, self.stat_bits, self.revealed_log2);
         let q_noise = noise::log2_add(
@@ -255,14 +256,15 @@ impl HeParams {
         HeParams::builder().build()
     }
 
-    /// Parameters of the packed secret × secret products (attention's QKᵀ and P·V): five merge
-    /// levels, inner width up to 512 (sequence length), 2^19 coefficients per call. They keep
+    /// Parameters of the packed secret × secret products (attention's QKᵀ and P·V): seven merge
+    /// levels (groups of up to 128 outputs), inner width up to 512 (sequence length), 2^19
+    /// coefficients per call. They keep
     /// the defaults' N and primes, so the same secret and public keys serve both.
     pub fn packed_products() -> Result<HeParams> {
         HeParams::builder()
             .max_terms(512)
             .revealed_log2(19)
-            .pack_levels(5)
+            .pack_levels(7)
             .build()
     }
 
@@ -446,17 +448,28 @@ mod tests {
         let a = HeParams::default_params().unwrap();
         let p = HeParams::packed_products().unwrap();
         assert_eq!(a.rns().primes(), p.rns().primes());
-        assert_eq!(p.scale_bits(), 69);
+        assert_eq!(p.scale_bits(), 71);
         assert_ne!(a.fingerprint(), p.fingerprint());
         assert!(p.log_q() <= 218.0, "{}", p.describe());
-        // One more level does not fit seven primes; too many levels for N are refused.
+        // Seven levels (the most N = 8192 allows) still fit seven primes; eight are refused,
+        // and so is a packed workload whose noise needs more than 218 bits.
         assert!(HeParams::builder()
             .max_terms(512)
             .revealed_log2(19)
-            .pack_levels(6)
+            .pack_levels(7)
             .build()
-            .is_err());
-        assert!(HeParams::builder().pack_levels(8).build().is_err());
+            .is_ok());
+        assert!(matches!(
+            HeParams::builder().pack_levels(8).build(),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            HeParams::builder()
+                .max_terms(1 << 20)
+                .pack_levels(7)
+                .build(),
+            Err(Error::InsecureParams(_))
+        ));
         println!("{}", p.describe());
     }
 

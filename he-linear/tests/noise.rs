@@ -28,13 +28,24 @@ fn exact_noise(
     m: &[u64],
     positions: &[usize],
 ) -> Vec<f64> {
+    exact_noise_at_scale(params, sk, ct, m, positions, params.plain_bits())
+}
+
+/// [`exact_noise`] for messages at scale q/2^t_bits.
+fn exact_noise_at_scale(
+    params: &HeParams,
+    sk: &SecretKey,
+    ct: &Ciphertext,
+    m: &[u64],
+    positions: &[usize],
+    t_bits: u32,
+) -> Vec<f64> {
     let ctx = params.rns();
     let crt = SmallCrt::new(ctx.moduli()).unwrap();
     let q: u128 = ctx.moduli().iter().map(|m| m.p as u128).product();
     let c0 = phase(params, sk, ct);
     let n = params.n();
-    let ell = params.plain_bits();
-    let t = 1u128 << ell;
+    let t = 1u128 << t_bits;
     positions
         .iter()
         .map(|&i| {
@@ -225,4 +236,83 @@ fn flooded_noise_does_not_depend_on_the_clients_share() {
         let sd = std_dev(a);
         assert!((sd / want - 1.0).abs() < 0.05, "sd {sd:.3e} vs {want:.3e}");
     }
+}
+
+/// Packing R levels multiplies the noise of every output coefficient by exactly 2^R (the
+/// automorphisms fix or negate output positions, and each input's garbage cancels), plus the
+/// key switches: the bound `HeParams` budgets (2^R, not the 4^R of a triangle inequality over
+/// all coefficients).
+#[test]
+fn packing_doubles_the_output_noise_per_level() {
+    use he_linear::galois::GaloisKeys;
+    let levels = 5u32;
+    // ℓ = 8 and 2^13 revealed coefficients keep q within the 128-bit CRT of `exact_noise`
+    // (the key switches' 2^43 dominate the budget here).
+    let params = HeParams::builder()
+        .plain_bits(8)
+        .revealed_log2(13)
+        .max_terms(256)
+        .pack_levels(levels)
+        .build()
+        .unwrap();
+    assert!(params.log_q() < 124.0, "{}", params.describe());
+    let mut rng = AesPrg::new(Seed([21; 16]));
+    let sk = SecretKey::generate(&params, &mut rng);
+    let keys = GaloisKeys::generate(&params, &sk, &mut rng);
+    let (n, stride) = (params.n(), 1usize << levels);
+    let ring = Ring::new(8).unwrap();
+    let mut inputs = Vec::new();
+    let mut in_noise = Vec::new();
+    let mut want = vec![0u64; n];
+    for i in 0..stride {
+        let m: Vec<u64> = (0..n as u64)
+            .map(|k| ring.reduce(k.wrapping_mul(0x9E37_79B9) ^ i as u64))
+            .collect();
+        for p in (0..n).step_by(stride) {
+            want[p + i] = m[p];
+        }
+        let ct = encrypt_sk(&params, &sk, &m, Seed::from_rng(&mut rng), &mut rng)
+            .unwrap()
+            .expand(&params);
+        let valid: Vec<usize> = (0..n).step_by(stride).collect();
+        // At scale q/2^{ℓ+R} the message is the signed view of m, lifted to Z_2^{ℓ+R}.
+        let wide = Ring::new(8 + levels).unwrap();
+        let lifted: Vec<u64> = m
+            .iter()
+            .map(|&v| wide.from_signed(ring.to_signed(v)))
+            .collect();
+        in_noise.push(exact_noise_at_scale(
+            &params,
+            &sk,
+            &ct,
+            &lifted,
+            &valid,
+            8 + levels,
+        ));
+        inputs.push(Some(ct));
+    }
+    let packed = keys.pack(&params, inputs, levels).unwrap();
+    let all: Vec<usize> = (0..n).collect();
+    let out = exact_noise(&params, &sk, &packed, &want, &all);
+    let fail_bits = (params.stat_bits() + 13) as f64;
+    // Key switches (2^R − 1 of them on any path, each scaled by at most 2^{R−1}) and the
+    // rounding of 2^R·⌊Δ'm⌉ against ⌊Δm⌉ (at most 2^R).
+    let slack = (levels as f64).exp2()
+        * (noise::keyswitch_log2(n, params.rns().len(), fail_bits).exp2() + 1.0);
+    let mut worst: f64 = 0.0;
+    for p in (0..n).step_by(stride) {
+        for (i, e) in in_noise.iter().enumerate() {
+            let scaled = e[p / stride] * (levels as f64).exp2();
+            let d = (out[p + i] - scaled).abs();
+            worst = worst.max(d);
+            assert!(
+                d <= slack,
+                "position {}: {} vs 2^R·{}",
+                p + i,
+                out[p + i],
+                e[p / stride]
+            );
+        }
+    }
+    println!("max |out − 2^R·in| = {worst:.3e} (allowed {slack:.3e})");
 }

@@ -156,6 +156,15 @@ fn packed_secret_products_are_exact_and_smaller() {
         })
         .sum();
     println!("one head, each way: packed {bytes} B, unpacked {unpacked} B");
+    for &(k, m, n) in &head {
+        let p = SipPlan::new(&packed, k, m, n).unwrap();
+        println!(
+            "  {k}×{m}·{m}×{n}: {p:?}, {} + {} B, {} merges",
+            p.input_bytes(&packed),
+            p.output_bytes(&packed),
+            p.merges()
+        );
+    }
 
     assert!((bytes as usize) * 3 < unpacked, "{bytes} vs {unpacked}");
 }
