@@ -79,7 +79,7 @@ impl std::str::FromStr for EmbeddingMode {
 /// How attention's secret × secret products (QKᵀ, P·V) return their results.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AttentionMode {
-    /// Outputs merged with Galois keys (`he_linear::galois`): 4.4× fewer bytes, a few seconds
+    /// Outputs merged with Galois keys (`he_linear::galois`): 5.7× fewer bytes, a few seconds
     /// more compute per BERT-base block on this 2-core machine. The default.
     Packed,
     /// One response per Cheetah output block: more bytes, less compute (faster on a LAN).
