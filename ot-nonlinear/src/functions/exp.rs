@@ -14,12 +14,11 @@
 //! Who sends what: the primitives' messages only; `lower` and the breakpoint are server-only
 //! inputs like every breakpoint.
 use super::piecewise::{piecewise, piecewise_cost, piecewise_cots, Output, PiecewiseSpec};
-use super::{total_cost, total_cots};
+use super::{known_msb_trunc_step, product_trunc, product_trunc_steps, total_cost, total_cots};
 use crate::approx::{ApproxSet, ExpMethod};
 use crate::mpc::drelu::{drelu_cost, drelu_cots, drelu_reduced};
 use crate::mpc::mux::{mux, mux_cost, mux_cots};
-use crate::mpc::product::{square, square_cost, square_cots};
-use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
+use crate::mpc::trunc::{trunc_cast, TruncKind};
 use crate::mpc::{Cost, CotDemand, Session};
 use mpc_core::{Error, FixedPoint, Result, Ring};
 
@@ -44,25 +43,23 @@ fn steps(set: &ApproxSet, layer: usize, n: usize) -> Vec<(Cost, CotDemand)> {
                 piecewise_cots(&spec, n, Output::Linear),
             )]
         }
-        ExpMethod::Squaring { t, .. } => {
-            let r = Ring::R64;
-            let f = FixedPoint::LINEAR.frac_bits();
-            let cmp = Ring::new(SQUARING_CMP_BITS).expect("constant");
-            let tc = |s| {
-                (
-                    trunc_cost(n, r, r, s, TruncKind::KnownMsb).expect("s ≤ 62"),
-                    trunc_cots(n, r, r, s, TruncKind::KnownMsb).expect("s ≤ 62"),
-                )
-            };
-            let mut v = vec![(drelu_cost(n, cmp), drelu_cots(n, cmp)), tc(*t)];
-            for _ in 0..*t {
-                v.push((square_cost(n, r), square_cots(n, r)));
-                v.push(tc(f));
-            }
-            v.push((mux_cost(n, r), mux_cots(n)));
-            v
-        }
+        ExpMethod::Squaring { t, .. } => squaring_steps(n, *t),
     }
+}
+
+/// The steps of [`squaring`] on n elements.
+pub(crate) fn squaring_steps(n: usize, t: u32) -> Vec<(Cost, CotDemand)> {
+    let cmp = Ring::new(SQUARING_CMP_BITS).expect("constant");
+    let f = FixedPoint::LINEAR.frac_bits();
+    let mut v = vec![
+        (drelu_cost(n, cmp), drelu_cots(n, cmp)),
+        known_msb_trunc_step(n, t),
+    ];
+    for _ in 0..t {
+        v.extend(product_trunc_steps(n, true, f));
+    }
+    v.push((mux_cost(n, Ring::R64), mux_cots(n)));
+    v
 }
 
 /// Shares of exp(x) for shares `x ≤ 0` (Z_2^64, 18 bits) under layer `layer` of `set`. The
@@ -94,7 +91,6 @@ pub fn exp_reserved(
     breakpoints: Option<&[f64]>,
     x: &[u64],
 ) -> Result<Vec<u64>> {
-    let server = sess.is_server();
     sess.scope("exp", |sess| match &set.layer(layer).exp {
         ExpMethod::Piecewise(pw) => {
             let spec = PiecewiseSpec {
@@ -103,32 +99,43 @@ pub fn exp_reserved(
             };
             piecewise(sess, &spec, breakpoints, x, Output::Linear)
         }
-        ExpMethod::Squaring { t, .. } => {
-            let r = Ring::R64;
-            let lin = FixedPoint::LINEAR;
-            let lower = match (server, breakpoints) {
-                (true, Some([l])) => lin.encode(*l)?,
-                (false, None) => 0,
-                _ => {
-                    return Err(Error::InvalidArgument(
-                        "exp: the server (only) passes the lower bound".into(),
-                    ))
-                }
-            };
-            let shifted: Vec<u64> = x.iter().map(|&v| v.wrapping_sub(lower)).collect();
-            let keep = drelu_reduced(sess, &shifted, r, SQUARING_CMP_DROP, SQUARING_CMP_BITS)?;
-            let mut y = trunc_cast(sess, x, r, r, *t, TruncKind::KnownMsb)?;
-            if server {
-                let one = lin.encode(1.0)?;
-                y.iter_mut().for_each(|v| *v = v.wrapping_add(one));
-            }
-            for _ in 0..*t {
-                let sq = square(sess, &y, r)?;
-                y = trunc_cast(sess, &sq, r, r, lin.frac_bits(), TruncKind::KnownMsb)?;
-            }
-            mux(sess, &keep, &y, r)
-        }
+        ExpMethod::Squaring { t, .. } => squaring(sess, *t, breakpoints, x),
     })
+}
+
+/// PUMA's exp on shares of x ≤ 0 (no label of its own): 0 below `lower`, else
+/// (1 + x/2^t)^(2^t) — `[x ≥ lower]` by the reduced-ring DReLU, 1 + x/2^t by a known-MSB
+/// truncation, t squarings each truncated by 18, one mux. The server passes `Some([lower])`,
+/// the client `None`. Mirror: [`crate::approx::fixed::exp_squaring`]`(t, lower, ·)`.
+pub(crate) fn squaring(
+    sess: &mut Session,
+    t: u32,
+    lower: Option<&[f64]>,
+    x: &[u64],
+) -> Result<Vec<u64>> {
+    let r = Ring::R64;
+    let lin = FixedPoint::LINEAR;
+    let server = sess.is_server();
+    let lower = match (server, lower) {
+        (true, Some([l])) => lin.encode(*l)?,
+        (false, None) => 0,
+        _ => {
+            return Err(Error::InvalidArgument(
+                "exp: the server (only) passes the lower bound".into(),
+            ))
+        }
+    };
+    let shifted: Vec<u64> = x.iter().map(|&v| v.wrapping_sub(lower)).collect();
+    let keep = drelu_reduced(sess, &shifted, r, SQUARING_CMP_DROP, SQUARING_CMP_BITS)?;
+    let mut y = trunc_cast(sess, x, r, r, t, TruncKind::KnownMsb)?;
+    if server {
+        let one = lin.encode(1.0)?;
+        y.iter_mut().for_each(|v| *v = v.wrapping_add(one));
+    }
+    for _ in 0..t {
+        y = product_trunc(sess, &y, None, lin.frac_bits())?;
+    }
+    mux(sess, &keep, &y, r)
 }
 
 /// The server-only breakpoints of layer `layer`'s exp: the piecewise breakpoints, or the

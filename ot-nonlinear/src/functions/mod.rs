@@ -1,12 +1,11 @@
 //! Nonlinear functions on shares, each following its plan in [`crate::approx::plan`] and
 //! mirrored bit for bit (up to documented carries) by [`crate::approx::fixed`].
 //!
-//! | file | computes | Nimbus plan cost per element |
+//! | file | computes | cost per element (Nimbus plan where it has one) |
 //! |---|---|---|
 //! | [`piecewise`](mod@piecewise) | piecewise polynomial, server-held breakpoints, public coefficients | comparisons + powers + muxes + casts |
 //! | [`gelu`](mod@gelu) | GELU (Z_2^64, 18 bits) | Nimbus ≈ 700 bits, 15 rounds; PUMA ≈ 6300 bits, 25 rounds |
 //! | [`exp`](mod@exp) | exp(x), x ≤ 0 (Z_2^64, 18 bits) | Nimbus ≈ 1280 bits, 17 rounds; PUMA (t = 8) ≈ 17 000 bits, 39 rounds |
-//!
 //! | [`max`](mod@max) | row maximum, binary tree (Softmax plan) | ≈ 1 comparison + 2 muxes on Z_2^64 per element |
 //! | [`reciprocal`](mod@reciprocal) | 1/s for row sums (Softmax plan): comparisons, 3 lookups, mux, Newton | per row |
 //! | [`layernorm`](mod@layernorm) | LayerNorm's normalisation (γ, β folded into the next linear layer) | ≈ 2260 bits per element + per row rsqrt |
@@ -33,7 +32,10 @@ pub use reciprocal::{reciprocal, reciprocal_cost};
 pub use rsqrt::{rsqrt, rsqrt_cost};
 pub use softmax::{softmax, softmax_cost};
 
-use crate::mpc::{Cost, CotDemand};
+use crate::mpc::product::{mul, mul_cost, mul_cots, square, square_cost, square_cots};
+use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
+use crate::mpc::{Cost, CotDemand, Session};
+use mpc_core::{Result, Ring};
 
 /// A protocol's exact cost from its steps (run one after another; flights merge as
 /// [`Cost::then`] says).
@@ -48,4 +50,40 @@ pub(crate) fn total_cots(steps: Vec<(Cost, CotDemand)>) -> CotDemand {
     steps
         .into_iter()
         .fold(CotDemand::default(), |a, (_, d)| a.plus(d))
+}
+
+/// `trunc(a·b, s)` on Z_2^64 (`b = None`: a² by [`square`]), the truncation known-MSB
+/// (|a·b| < 2^62; the result is the floor or one less). Steps: [`product_trunc_steps`].
+pub(crate) fn product_trunc(
+    sess: &mut Session,
+    a: &[u64],
+    b: Option<&[u64]>,
+    s: u32,
+) -> Result<Vec<u64>> {
+    let r64 = Ring::R64;
+    let p = match b {
+        Some(b) => mul(sess, a, b, r64)?,
+        None => square(sess, a, r64)?,
+    };
+    trunc_cast(sess, &p, r64, r64, s, TruncKind::KnownMsb)
+}
+
+/// The two steps of [`product_trunc`] on n values (`square`: b = None).
+pub(crate) fn product_trunc_steps(n: usize, square: bool, s: u32) -> [(Cost, CotDemand); 2] {
+    let r64 = Ring::R64;
+    let product = if square {
+        (square_cost(n, r64), square_cots(n, r64))
+    } else {
+        (mul_cost(n, 1, r64), mul_cots(n, r64))
+    };
+    [product, known_msb_trunc_step(n, s)]
+}
+
+/// A known-MSB truncation by s (s ≤ 62) of n values on Z_2^64, as a step.
+pub(crate) fn known_msb_trunc_step(n: usize, s: u32) -> (Cost, CotDemand) {
+    let r64 = Ring::R64;
+    (
+        trunc_cost(n, r64, r64, s, TruncKind::KnownMsb).expect("s ≤ 62"),
+        trunc_cots(n, r64, r64, s, TruncKind::KnownMsb).expect("s ≤ 62"),
+    )
 }

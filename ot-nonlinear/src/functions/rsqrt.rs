@@ -12,19 +12,19 @@
 //! 3. `u = trunc(v·W, 16)` ∈ [0.25, 0.5) ([`mul`] + known-MSB truncation);
 //! 4. PUMA's quartic guess by Horner: the first step is local (public leading coefficient),
 //!    then three [`mul`] + truncation by 18;
-//! 5. one Newton step: `y2 = trunc(y², 18)` ([`square`]), `uy2 = trunc(u·y2, 18)`,
+//! 5. one Newton step: `y2 = trunc(y², 18)` ([`square`](crate::mpc::square)), `uy2 = trunc(u·y2, 18)`,
 //!    `y = trunc(y·(3 − uy2), 19)`;
 //! 6. `r = trunc(y·C, 28)`.
 //!
 //! Cost ([`rsqrt_cost`], exact): per value 31 DReLUs on Z_2^34 (≈ 31·320 bits), 32·64 bits of
 //! B2A, 6 products on Z_2^64 (4160 bits each) and 8 truncations; only per LayerNorm row, so
 //! ≈ 40 kbit per row. Rounds: about 40 (the steps are sequential).
-use super::{total_cost, total_cots};
+use super::{known_msb_trunc_step, product_trunc, product_trunc_steps, total_cost, total_cots};
 use crate::approx::layernorm::{rsqrt_scale, RSQRT_BITS, RSQRT_INIT};
 use crate::mpc::b2a::{b2a, b2a_cost, b2a_cots};
 use crate::mpc::drelu::{drelu, drelu_cost, drelu_cots};
-use crate::mpc::product::{mul, mul_cost, mul_cots, square, square_cost, square_cots};
-use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
+use crate::mpc::product::mul;
+use crate::mpc::trunc::{trunc_cast, TruncKind};
 use crate::mpc::{Cost, CotDemand, Session};
 use mpc_core::{FixedPoint, Result, Ring};
 
@@ -37,32 +37,21 @@ const SHIFTS: [u32; 9] = [16, 18, 18, 18, 18, 18, 18, 19, 28];
 fn steps(n: usize) -> Vec<(Cost, CotDemand)> {
     let (r64, cmp) = (Ring::R64, Ring::new(CMP_BITS).expect("constant"));
     let comparisons = n * (RSQRT_BITS as usize - 1);
-    let tr = |s| {
-        (
-            trunc_cost(n, r64, r64, s, TruncKind::KnownMsb).expect("valid"),
-            trunc_cots(n, r64, r64, s, TruncKind::KnownMsb).expect("valid"),
-        )
-    };
-    let product = (mul_cost(n, 1, r64), mul_cots(n, r64));
     let mut v = vec![
         (drelu_cost(comparisons, cmp), drelu_cots(comparisons, cmp)),
         (
             b2a_cost(n * RSQRT_BITS as usize, r64, 0),
             b2a_cots(n * RSQRT_BITS as usize, r64, 0),
         ),
-        product,
-        tr(SHIFTS[0]),
-        tr(SHIFTS[1]),
     ];
+    v.extend(product_trunc_steps(n, false, SHIFTS[0]));
+    v.push(known_msb_trunc_step(n, SHIFTS[1]));
     for &s in &SHIFTS[2..5] {
-        v.push(product);
-        v.push(tr(s));
+        v.extend(product_trunc_steps(n, false, s));
     }
-    v.push((square_cost(n, r64), square_cots(n, r64)));
-    v.push(tr(SHIFTS[5]));
+    v.extend(product_trunc_steps(n, true, SHIFTS[5]));
     for &s in &SHIFTS[6..] {
-        v.push(product);
-        v.push(tr(s));
+        v.extend(product_trunc_steps(n, false, s));
     }
     v
 }
@@ -140,14 +129,4 @@ pub fn rsqrt(sess: &mut Session, v: &[u64]) -> Result<Vec<u64>> {
         // 6. Back to 1/√v.
         product_trunc(sess, &y, Some(&c), SHIFTS[8])
     })
-}
-
-/// `trunc(a·b, s)` on Z_2^64 (`b = None`: a²), the truncation known-MSB.
-fn product_trunc(sess: &mut Session, a: &[u64], b: Option<&[u64]>, s: u32) -> Result<Vec<u64>> {
-    let r64 = Ring::R64;
-    let p = match b {
-        Some(b) => mul(sess, a, b, r64)?,
-        None => square(sess, a, r64)?,
-    };
-    trunc_cast(sess, &p, r64, r64, s, TruncKind::KnownMsb)
 }
