@@ -6,8 +6,9 @@
 //! truncations reproduces these results bit for bit.
 //!
 //! Shared by every set (PUMA-style, on Z_2^64 with 18 bits):
-//! * reciprocal of x > 0: normalise c = x / 2^{k+1} ∈ [0.5, 1) by the highest set bit k,
-//!   w = 2.9142 − 2c, [`RECIPROCAL_ITERATIONS`] Goldschmidt steps, scale back by 2^{f−1−k};
+//! * reciprocal of 2^-18 ≤ x < 2^18: normalise c = x / 2^{k+1} ∈ [0.5, 1) by the highest set
+//!   bit k, w = 2.9142 − 2c, [`RECIPROCAL_ITERATIONS`] Goldschmidt steps, scale back by
+//!   2^{f−1−k} (both scalings one product with 2^{35−k} and a truncation by 18);
 //! * rsqrt of x > 0: normalise u ∈ [0.25, 0.5), PUMA's quartic initial guess,
 //!   [`RSQRT_NEWTON_ITERATIONS`] Newton step, scale back by 2^{s/2} with a √2 fix for odd s;
 //! * tanh (pooler): sign(x) (1 − e)/(1 + e) with e = exp(−|x|)², exp by 8 squarings;
@@ -15,11 +16,21 @@
 use super::plan::{PiecewisePlan, SoftmaxPlan};
 use super::tables::{ApproxSet, ExpMethod, Piece, PiecewisePoly};
 use mpc_core::{FixedPoint, Ring};
+use std::ops::Range;
 
 /// Fraction bits of public scalar multipliers (1/n in means, 1/T in pooling).
 pub const PUBLIC_FRAC_BITS: u32 = 30;
 /// Goldschmidt iterations of the reciprocal (relative error ≈ 0.0858^{2^2} ≈ 5e-5).
 pub const RECIPROCAL_ITERATIONS: usize = 2;
+/// The reciprocal's initial guess of 1/c on [0.5, 1): w = 2.9142 − 2c (|1 − c·w| ≤ 0.0858).
+pub const RECIPROCAL_INIT: f64 = 2.9142;
+/// Candidate positions of the reciprocal's highest bit: 2^-18 ≤ x < 2^18 (x ∈ [1, 2^36) at
+/// 18 fraction bits).
+pub const RECIPROCAL_BITS: u32 = 36;
+/// tanh's exp by squarings: t and the lower bound (exp(−|x|) is 0 for |x| > 7).
+pub const TANH_EXP: (u32, f64) = (8, -7.0);
+/// Candidate highest bits of tanh's denominator 1 + e ∈ [1, 2] (raw [2^18, 2^19]).
+pub const TANH_DENOMINATOR_BITS: Range<u32> = 18..20;
 /// Newton iterations after rsqrt's quartic guess (guess error 8.2e-5, one step: < 1e-8).
 pub const RSQRT_NEWTON_ITERATIONS: usize = 1;
 
@@ -210,22 +221,59 @@ fn highest_bit(v: i64) -> i32 {
     63 - v.max(1).leading_zeros() as i32
 }
 
-/// 1/x for x > 0 (Z_2^64, 18 bits; x ≤ 0 is treated as the smallest positive value).
+/// 1/x for 2^-18 ≤ x < 2^18 (Z_2^64, 18 bits), relative error ≤ 1e-4 plus one unit: the
+/// reciprocal on the full candidate range, [`reciprocal_within`]`(0..`[`RECIPROCAL_BITS`]`, x)`.
+/// Beyond the range: x ≥ 2^18 gives 0 (1/x ≤ one unit); x = 0 gives 4·2.9142·2^17 (the
+/// steps on c = 0); x < 0 is outside the domain.
 pub fn reciprocal(x: u64) -> u64 {
-    let (ring, f) = (LIN.ring(), LIN.frac_bits() as i32);
-    let v = ring.to_signed(x).max(1) as u64;
-    // c = x / 2^{k+1} ∈ [0.5, 1): move the highest bit to position f − 1.
-    let s = f - 1 - highest_bit(v as i64);
-    let c = shift(ring, v, s);
+    reciprocal_within(0..RECIPROCAL_BITS, x)
+}
+
+/// 1/x with the highest set bit k of x (Z_2^64, 18 bits) taken among the candidates
+/// `bits = lo..hi` (hi ≤ [`RECIPROCAL_BITS`]), step by step as the secure protocol
+/// ([`crate::functions::reciprocal_any()`]) computes it:
+/// 1. k = highest set bit of x clamped to [lo, hi] (x ≤ 0 counts as lo; the protocol
+///    compares x − 2^j for j = lo+1..=hi); `S = `[`reciprocal_scale`]`(bits, k)` = 2^{35−k},
+///    0 for k = hi;
+/// 2. `c = trunc(x·S, 18)` = x·2^{17−k} ∈ [0.5, 1) (exact for k ≤ 17);
+/// 3. `w = 2.9142 − 2c`, `e = 1 − trunc(c·w, 18)`; [`RECIPROCAL_ITERATIONS`] Goldschmidt steps
+///    `w ← trunc(w·(1 + e), 18)`, `e ← trunc(e², 18)` (the last step's e² unused, skipped);
+/// 4. `trunc(w·S, 18)` = w·2^{17−k}.
+///
+/// So x ≥ 2^hi gives 0, and x < 2^lo is not normalised into [0.5, 1) (inaccurate): callers
+/// choose `bits` to cover their inputs.
+pub fn reciprocal_within(bits: Range<u32>, x: u64) -> u64 {
+    assert!(
+        bits.start < bits.end && bits.end <= RECIPROCAL_BITS,
+        "reciprocal candidates {bits:?} outside 0..{RECIPROCAL_BITS}"
+    );
+    let (ring, f) = (LIN.ring(), LIN.frac_bits());
+    let v = ring.to_signed(x);
+    let k = (highest_bit(v) as u32).clamp(bits.start, bits.end);
+    let k = if v <= 0 { bits.start } else { k };
+    let s = reciprocal_scale(&bits, k);
+    let c = trunc(ring, ring.mul(x, s), f);
     let one = enc(LIN, 1.0);
-    let mut r = ring.sub(enc(LIN, 2.9142), ring.add(c, c));
-    let mut e = ring.sub(one, mul_trunc(LIN, c, r));
-    for _ in 0..RECIPROCAL_ITERATIONS {
-        r = mul_trunc(LIN, r, ring.add(one, e));
-        e = mul_trunc(LIN, e, e);
+    let mut w = ring.sub(enc(LIN, RECIPROCAL_INIT), ring.add(c, c));
+    let mut e = ring.sub(one, mul_trunc(LIN, c, w));
+    for i in 0..RECIPROCAL_ITERATIONS {
+        w = mul_trunc(LIN, w, ring.add(one, e));
+        if i + 1 < RECIPROCAL_ITERATIONS {
+            e = mul_trunc(LIN, e, e);
+        }
     }
-    // 1/x = (1/c) · 2^{f−1−k} = r · 2^s.
-    shift(ring, r, s)
+    trunc(ring, ring.mul(w, s), f)
+}
+
+/// The reciprocal's normaliser (and denormaliser) for highest bit j among the candidates
+/// `bits`: 2^{35−j} for j in `bits`, 0 otherwise (x ≥ 2^hi). Both multiply an 18-bit value
+/// and are followed by a truncation by 18: x·2^{35−j}/2^18 = x·2^{17−j}.
+pub fn reciprocal_scale(bits: &Range<u32>, j: u32) -> u64 {
+    if bits.contains(&j) {
+        1 << (RECIPROCAL_BITS - 1 - j)
+    } else {
+        0
+    }
 }
 
 /// 1/√x for x > 0 (Z_2^64, 18 bits; x ≤ 0 is treated as the smallest positive value).
@@ -249,17 +297,21 @@ pub fn rsqrt(x: u64) -> u64 {
     shift(ring, y, q)
 }
 
-/// tanh(x) (Z_2^64, 18 bits): sign(x) · (1 − e) / (1 + e) with e = exp(−|x|)², exp(−|x|) by 8
-/// squarings (0 for |x| > 7).
+/// tanh(x) (Z_2^64, 18 bits, |x| < 2^13 for the secure version): sign(x) · (1 − e) / (1 + e)
+/// with e = exp(−|x|)², exp(−|x|) by [`exp_squaring`] with [`TANH_EXP`] (8 squarings, 0 for
+/// |x| > 7); steps, each one of [`crate::functions::tanh()`]: neg = msb(x), |x| = x − 2·neg·x,
+/// h = exp_squaring(−|x|), e = trunc(h², 18), r = [`reciprocal_within`]`(`[`TANH_DENOMINATOR_BITS`]`,
+/// 1 + e)` (= [`reciprocal`]`(1 + e)`), t = trunc((1 − e)·r, 18), result t − 2·neg·t.
 pub fn tanh(x: u64) -> u64 {
     let ring = LIN.ring();
     let neg = ring.msb(x);
     let abs = if neg { ring.neg(x) } else { x };
     // exp(−2|x|) = exp(−|x|)²: no doubling, so no overflow near the ring's extremes.
-    let half = exp_squaring(8, -7.0, ring.neg(abs));
+    let half = exp_squaring(TANH_EXP.0, TANH_EXP.1, ring.neg(abs));
     let e = mul_trunc(LIN, half, half);
     let one = enc(LIN, 1.0);
-    let t = mul_trunc(LIN, ring.sub(one, e), reciprocal(ring.add(one, e)));
+    let r = reciprocal_within(TANH_DENOMINATOR_BITS, ring.add(one, e));
+    let t = mul_trunc(LIN, ring.sub(one, e), r);
     if neg {
         ring.neg(t)
     } else {
@@ -535,7 +587,22 @@ mod tests {
     fn reciprocal_and_rsqrt_are_accurate_over_the_range() {
         let max = LIN.max_value() - 1.0;
         for x in [
-            ULP, 1e-3, 0.1, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 7.0, 128.0, 1e5, 1e9, max,
+            ULP,
+            1e-3,
+            0.1,
+            0.5,
+            0.75,
+            1.0 - ULP,
+            1.0,
+            1.5,
+            2.0,
+            3.0,
+            7.0,
+            128.0,
+            1e5,
+            262_144.0 - ULP,
+            1e9,
+            max,
         ] {
             let x = d(e(x)); // the input as encoded
             let r = d(reciprocal(e(x)));
@@ -547,8 +614,17 @@ mod tests {
                 "rsqrt({x}): {s} vs {want}"
             );
         }
-        // Non-positive inputs are the smallest positive value.
-        assert_eq!(reciprocal(0), reciprocal(1));
+        // Beyond the candidate range: 0 from 2^18 on; 0 gives the steps on c = 0.
+        assert_eq!(reciprocal(e(262_144.0)), 0);
+        assert_eq!(reciprocal(1 << 62), 0);
+        assert_eq!(d(reciprocal(0)), 4.0 * d(e(2.9142)) * 131_072.0);
+        // A restricted candidate range gives the same value on its range.
+        for x in [1.0, 1.0 + ULP, 1.5, 2.0 - ULP, 2.0] {
+            assert_eq!(
+                reciprocal_within(TANH_DENOMINATOR_BITS, e(x)),
+                reciprocal(e(x))
+            );
+        }
         assert_eq!(rsqrt(1 << 63), rsqrt(1));
     }
 
