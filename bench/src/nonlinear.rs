@@ -7,7 +7,8 @@
 //! set of `--approx` (default `nimbus,puma`; `--tables FILE` replaces nimbus' starting
 //! constants by a fitted file's layer `--layer`), LayerNorm once (approx `none`: it has no
 //! approximation set). With `--op X` it runs that one operation (relu, drelu, trunc, mul,
-//! gelu, exp, softmax, layernorm) at `--n` elements, by default its block size.
+//! gelu, exp, softmax, layernorm, reciprocal, tanh) at `--n` elements, by default its block
+//! size (768 for reciprocal and tanh: the pooler's one vector per inference).
 //!
 //! Each run sets up fresh Ferret instances per party (reported as setup, not timed), then, from
 //! a common start: reserves the COTs the operation draws (Ferret extensions, `ferret/extend`)
@@ -18,7 +19,7 @@
 //! * against the plaintext mirror (the function's fixed-point reference, or the exact
 //!   plaintext result of a primitive), checked before anything is printed: an output outside
 //!   the operation's tolerance is an error;
-//! * for the functions (gelu, exp, softmax, layernorm), against the f64 function of the same
+//! * for the functions (gelu, exp, softmax, layernorm, reciprocal, tanh), against the f64 function of the same
 //!   (fixed-point) inputs, in real units (outputs decoded at 18 fraction bits): `max_err`,
 //!   `mean_err` of the JSON. The exact primitives (relu, drelu, trunc, mul) have no f64
 //!   function: their `max_err`, `mean_err` are against the plaintext reference in ring units
@@ -35,9 +36,13 @@
 //! * softmax: scores N(0, 2²) plus a per-row N(0, 1) offset, no padding;
 //! * layernorm: residual-stream rows: per row an offset N(0, 1) and a scale |N(0, 1)|·2 + 0.3,
 //!   entries offset + scale·N(0, 1) (row standard deviations from 0.3 to ≈ 8);
+//! * reciprocal: x = 2^u, u uniform on [−4, 12) (log-uniform: row sums, norms and variances
+//!   of activations; the protocol's range is 2^-18 ≤ x < 2^18);
+//! * tanh: x = N(0, 2²), an assumed shape of the pooler's pre-activations (its dense layer on
+//!   the [CLS] vector);
 //! * primitives: uniform ring elements (trunc known-MSB: within its precondition).
 //!
-//! All activations are clamped to ±60 (only GELU's t₅ tail reaches it) and encoded in Z_2^64
+//! All activations (not the reciprocal's inputs) are clamped to ±60 (only GELU's t₅ tail reaches it) and encoded in Z_2^64
 //! with 18 fraction bits.
 //!
 //! Operations are rows of [`OPS`]: a name, the COTs to reserve, the plaintext input, the
@@ -58,7 +63,8 @@ use std::time::Instant;
 /// Arguments of `bench nonlinear`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
-    /// Operation: relu, drelu, trunc, mul; gelu, exp, softmax (with --approx), layernorm.
+    /// Operation: relu, drelu, trunc, mul; gelu, exp, softmax (with --approx), layernorm,
+    /// reciprocal, tanh.
     /// Without it: the BERT-base block suite (gelu, softmax per set; layernorm).
     #[arg(long)]
     op: Option<String>,
@@ -369,6 +375,49 @@ const OPS: &[Op] = &[
         tolerance: Tolerance::Each(layernorm_tolerance),
         boolean: false,
     },
+    Op {
+        name: "reciprocal",
+        uses_approx: false,
+        block: &[768],
+        ring: 64,
+        cots: |c| {
+            function_ring(c, 1)?;
+            Ok(funcs::reciprocal_any::reciprocal_any_cots(c.n))
+        },
+        input: |c, prg| {
+            let mut g = Gauss(prg);
+            (0..c.n)
+                .map(|_| {
+                    let v = (-4.0 + 16.0 * g.uniform()).exp2();
+                    LIN.encode(v).expect("2^-4 ≤ x < 2^12")
+                })
+                .collect()
+        },
+        secure: |_, s, x| funcs::reciprocal_any(s, x),
+        reference: |_, x| x.iter().map(|&v| fixed::reciprocal(v)).collect(),
+        exact: Some(|_, x| x.iter().map(|&v| 1.0 / v).collect()),
+        out_ring: |_| Ring::R64,
+        tolerance: Tolerance::Each(reciprocal_tolerance),
+        boolean: false,
+    },
+    Op {
+        name: "tanh",
+        uses_approx: false,
+        block: &[768],
+        ring: 64,
+        cots: |c| {
+            function_ring(c, 1)?;
+            Ok(funcs::tanh::tanh_cots(c.n))
+        },
+        input: |c, prg| activations(c, prg, 1, |_| (0.0, 2.0), |g| g.normal()),
+        secure: |_, s, x| funcs::tanh(s, x),
+        reference: |_, x| x.iter().map(|&v| fixed::tanh(v)).collect(),
+        exact: Some(|_, x| x.iter().map(|&v| v.tanh()).collect()),
+        out_ring: |_| Ring::R64,
+        // The squarings' carries, amplified (the bound of ot_nonlinear::functions::tanh).
+        tolerance: Tolerance::Units(1024),
+        boolean: false,
+    },
 ];
 
 /// The block suite run without `--op`: BERT-base's nonlinear layers.
@@ -407,6 +456,18 @@ fn layernorm_tolerance(_: &Ctx, x: &[u64], mirror: &[u64]) -> Vec<u64> {
                 let t = 2.0 * unit + relative * LIN.decode(m).abs();
                 (t * (1u64 << 18) as f64).ceil() as u64
             })
+        })
+        .collect()
+}
+
+/// Per element of a reciprocal output, the secure run's carries (ot_nonlinear's
+/// `functions::reciprocal_any`): 12 units of w at 18 bits scaled by 2^{17−k} (k the input's
+/// highest bit, at most 36), plus one.
+fn reciprocal_tolerance(_: &Ctx, x: &[u64], _: &[u64]) -> Vec<u64> {
+    x.iter()
+        .map(|&v| {
+            let k = (63 - v.max(1).leading_zeros()).min(36);
+            (12.0 * (17.0 - k as f64).exp2()).ceil() as u64 + 1
         })
         .collect()
 }
