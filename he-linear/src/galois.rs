@@ -7,11 +7,15 @@
 //! **Automorphism** τ_g: f(X) ↦ f(X^g) for odd g; X^i goes to ±X^{i·g mod N} (sign by
 //! ⌊i·g/N⌋ mod 2). A ciphertext (c0, c1) under s becomes (τ(c0), τ(c1)) under τ(s).
 //!
-//! **Key switching** from τ(s) back to s with the RNS gadget: digit j of c1 is its residue mod
-//! p_j (an integer below 2^30), and the key is k_j = (−a_j·s + e_j + g_j·τ(s), a_j) with
-//! g_j ≡ δ_ij (mod p_i), so Σ_j d_j·k_j = (c1·τ(s) + Σ_j d_j·e_j − (Σ_j d_j a_j)·s, Σ_j d_j a_j):
-//! one key per automorphism, L seeded ciphertexts (16 + 4·L·N bytes each). Added noise:
-//! |Σ_j d_j e_j| < 2^30·√(L·N)·σ·z (`noise::keyswitch_log2`), about 2^43 at N = 8192.
+//! **Key switching** from τ(s) back to s with the RNS gadget: digit j of c1 is its value modulo
+//! the product of a group of primes (`HeParams::keyswitch_digit_primes`, two by default: an
+//! integer below 2^60 from Garner's CRT), and the key is k_j = (−a_j·s + e_j + g_j·τ(s), a_j)
+//! with g_j ≡ 1 on the group's primes and 0 on the others, so Σ_j d_j·k_j =
+//! (c1·τ(s) + Σ_j d_j·e_j − (Σ_j d_j a_j)·s, Σ_j d_j a_j): one key per automorphism, D seeded
+//! ciphertexts (16 + 4·L·N bytes each; D = 4 for seven primes in pairs). Added noise:
+//! |Σ_j d_j e_j| < 2^{digit bits}·√(D·N)·σ·z (`noise::keyswitch_log2`): 2^72.7 with pairs, about
+//! the products' own noise (the budget has room), against 2^43 with single primes; pairs halve
+//! the NTTs of a key switch (L − 2 per digit, 21 + 7 instead of 42 + 7).
 //!
 //! **Merge** at level r (inputs useful at multiples of 2^r, garbage elsewhere), with
 //! g_r = 1 + N/2^{r−1}: `u + τ_{g_r}(v)`, u = E + X^{2^{r−1}}·O, v = E − X^{2^{r−1}}·O. τ_{g_r}
@@ -59,12 +63,13 @@ pub fn level_element(n: usize, r: u32) -> usize {
 /// The key-switching key from τ_g(s) to s.
 #[derive(Clone, Debug)]
 pub struct GaloisKey {
-    /// (seed of a_j, b_j in NTT form), one per RNS digit j.
+    /// (seed of a_j, b_j in NTT form), one per gadget digit j.
     digits: Vec<(Seed, RnsPoly)>,
     /// The expanded a_j (NTT form).
     a: Vec<RnsPoly>,
     /// τ_g on NTT values: `out[l·N + i] = in[l·N + perm[l·N + i]]`.
     perm: Vec<u32>,
+    n: usize,
 }
 
 /// The permutation of NTT values that τ_g induces, per limb: the NTT evaluates at roots ψ^{e_i},
@@ -92,6 +97,16 @@ fn ntt_permutation(params: &HeParams, g: usize) -> Vec<u32> {
     perm
 }
 
+/// The gadget's digits: consecutive groups of `HeParams::keyswitch_digit_primes` limbs (the last
+/// may be shorter). Digit j of c1 is c1 mod Π_{l ∈ group j} p_l.
+fn digit_groups(params: &HeParams) -> Vec<std::ops::Range<usize>> {
+    let (limbs, size) = (params.rns().len(), params.keyswitch_digit_primes());
+    (0..limbs)
+        .step_by(size)
+        .map(|a| a..(a + size).min(limbs))
+        .collect()
+}
+
 impl GaloisKey {
     fn generate(
         params: &HeParams,
@@ -103,15 +118,18 @@ impl GaloisKey {
         let n = params.n();
         let s = RnsPoly::from_signed(ctx, sk.coeffs());
         let s_g = automorphism(params, &s, g);
-        let digits: Vec<(Seed, RnsPoly)> = (0..ctx.len())
-            .map(|j| {
+        let digits: Vec<(Seed, RnsPoly)> = digit_groups(params)
+            .into_iter()
+            .map(|group| {
                 let seed = Seed::from_rng(rng);
-                // e_j + g_j·τ(s): τ(s) in limb j only.
+                // e_j + g_j·τ(s), g_j ≡ 1 on the digit's primes and 0 on the others.
                 let e: Vec<i64> = (0..n).map(|_| sampling::gaussian(rng)).collect();
                 let mut b = RnsPoly::from_signed(ctx, &e);
-                let m = &ctx.moduli()[j];
-                for (x, &y) in b.data_mut()[j * n..(j + 1) * n].iter_mut().zip(s_g.limb(j)) {
-                    *x = m.add(*x, y);
+                for l in group {
+                    let m = &ctx.moduli()[l];
+                    for (x, &y) in b.data_mut()[l * n..(l + 1) * n].iter_mut().zip(s_g.limb(l)) {
+                        *x = m.add(*x, y);
+                    }
                 }
                 b.to_ntt(ctx);
                 let mut a_s = expand_a(params, seed);
@@ -120,17 +138,22 @@ impl GaloisKey {
                 (seed, b)
             })
             .collect();
+        GaloisKey::from_digits(params, g, digits)
+    }
+
+    fn from_digits(params: &HeParams, g: usize, digits: Vec<(Seed, RnsPoly)>) -> GaloisKey {
         let a = digits.iter().map(|(s, _)| expand_a(params, *s)).collect();
         GaloisKey {
             digits,
             a,
             perm: ntt_permutation(params, g),
+            n: params.n(),
         }
     }
 
     /// τ_g on an NTT-form polynomial.
     fn permute(&self, p: &RnsPoly) -> RnsPoly {
-        let n = self.perm.len() / self.digits.len();
+        let n = self.n;
         let mut data = Vec::with_capacity(self.perm.len());
         for (limb, perm) in p.data().chunks_exact(n).zip(self.perm.chunks_exact(n)) {
             data.extend(perm.iter().map(|&i| limb[i as usize]));
@@ -146,19 +169,19 @@ impl GaloisKey {
         let c1 = self.permute(&ct.c1);
         let mut c1_coeff = c1.clone();
         c1_coeff.to_coeff(ctx);
-        // Digit j (the residues mod p_j, integers below 2^30) lifted to every prime, NTT form;
-        // in limb j it is c1's own limb.
-        let lifted: Vec<RnsPoly> = (0..ctx.len())
-            .map(|j| {
-                let d = c1_coeff.limb(j);
+        // Digit j (c1 mod the product of its primes, an integer below 2^60) lifted to every
+        // prime, NTT form; on the digit's own primes it is c1's own limb.
+        let lifted: Vec<RnsPoly> = digit_groups(params)
+            .into_iter()
+            .map(|group| {
+                let digit = digit_values(params, &c1_coeff, group.clone());
                 let mut data = Vec::with_capacity(n * ctx.len());
                 for (l, m) in ctx.moduli().iter().enumerate() {
-                    if l == j {
-                        data.extend_from_slice(c1.limb(j));
+                    if group.contains(&l) {
+                        data.extend_from_slice(c1.limb(l));
                     } else {
-                        // v < p_j < 2^30 < 2·p_l: one conditional subtraction reduces it.
                         let at = data.len();
-                        data.extend(d.iter().map(|&v| if v >= m.p { v - m.p } else { v }));
+                        data.extend(digit.iter().map(|&v| m.reduce(v)));
                         ctx.ntt(l, &mut data[at..]);
                     }
                 }
@@ -175,6 +198,28 @@ impl GaloisKey {
             c1: RnsPoly::dot(ctx, &refs, &as_),
         }
     }
+}
+
+/// The integer values (below Π p_l < 2^60) of a digit of a coefficient-form polynomial: the
+/// residue itself for a one-prime digit, Garner's CRT for two.
+fn digit_values(params: &HeParams, c1: &RnsPoly, group: std::ops::Range<usize>) -> Vec<u64> {
+    let moduli = params.rns().moduli();
+    let (a, len) = (group.start, group.len());
+    let ra = c1.limb(a);
+    if len == 1 {
+        return ra.iter().map(|&v| v as u64).collect();
+    }
+    debug_assert_eq!(len, 2, "digits of at most two primes");
+    let (pa, mb) = (moduli[a].p as u64, &moduli[a + 1]);
+    let inv = crate::rns::pow_mod(pa % mb.p as u64, mb.p as u64 - 2, mb.p as u64) as u32;
+    ra.iter()
+        .zip(c1.limb(a + 1))
+        .map(|(&x, &y)| {
+            // D = x + p_a·((y − x)·p_a^{-1} mod p_b), the value mod p_a·p_b.
+            let t = mb.mul(mb.sub(y, mb.reduce(x as u64)), inv);
+            x as u64 + pa * t as u64
+        })
+        .collect()
 }
 
 /// The key holder's Galois keys for merge levels 1..=R (R = `HeParams::pack_levels`).
@@ -201,7 +246,7 @@ impl GaloisKeys {
     /// Bytes [`GaloisKeys::send`] writes.
     pub fn bytes(params: &HeParams) -> usize {
         12 + params.pack_levels() as usize
-            * params.rns().len()
+            * digit_groups(params).len()
             * (16 + 4 * params.n() * params.rns().len())
     }
 
@@ -225,7 +270,7 @@ impl GaloisKeys {
         let ctx = params.rns();
         let keys = (1..=params.pack_levels())
             .map(|r| {
-                let digits = (0..ctx.len())
+                let digits = (0..digit_groups(params).len())
                     .map(|_| {
                         let mut seed = [0u8; 16];
                         ch.recv(&mut seed)?;
@@ -233,12 +278,11 @@ impl GaloisKeys {
                         Ok((Seed(seed), RnsPoly::from_residues(ctx, b, Repr::Ntt)?))
                     })
                     .collect::<Result<Vec<_>>>()?;
-                let a = digits.iter().map(|(s, _)| expand_a(params, *s)).collect();
-                Ok(GaloisKey {
+                Ok(GaloisKey::from_digits(
+                    params,
+                    level_element(params.n(), r),
                     digits,
-                    a,
-                    perm: ntt_permutation(params, level_element(params.n(), r)),
-                })
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(GaloisKeys { keys })

@@ -16,8 +16,8 @@
 //! * **Switching to 2^b** (rounding c·2^b/q): a c0 coefficient gets |ρ| ≤ 1/2 units of 2^{−b0}
 //!   (torus), and c1's rounding errors reach the message through s: |Σ s_j ρ_j| ≤ √(N·ln(2/δ)/2)
 //!   units of 2^{−b1} (Hoeffding over at most N nonzero ternary s_j).
-//! * **Key switching** (`galois`): digits d_j < 2^30 of c1 times fresh key errors e_j:
-//!   |Σ_j d_j e_j| ≤ 2^30·√(L·N)·σ·z.
+//! * **Key switching** (`galois`): D digits d_j < 2^b of c1 (b = 30 per prime in the digit)
+//!   times fresh key errors e_j: |Σ_j d_j e_j| ≤ 2^b·√(D·N)·σ·z.
 //! * **Packing** R levels (`galois`): at an output position a merge returns exactly twice one
 //!   input's coefficient (the automorphism fixes or negates output positions, and the other
 //!   input's garbage there cancels between u and τ(v)) plus one key switch, so the flooding
@@ -61,10 +61,10 @@ pub fn c1_rounding_log2(n: usize, fail_bits: f64) -> f64 {
         .log2()
 }
 
-/// log2 of the bound on a key switch's added noise Σ_j d_j·e_j: `limbs` digits below 2^30,
-/// each times a fresh Gaussian key error, summed over N coefficients.
-pub fn keyswitch_log2(n: usize, limbs: usize, fail_bits: f64) -> f64 {
-    30.0 + 0.5 * ((n * limbs) as f64).log2() + (tail_z(fail_bits) * SIGMA).log2()
+/// log2 of the bound on a key switch's added noise Σ_j d_j·e_j: `digits` digits below
+/// 2^digit_bits, each times a fresh Gaussian key error, summed over N coefficients.
+pub fn keyswitch_log2(n: usize, digits: usize, digit_bits: u32, fail_bits: f64) -> f64 {
+    digit_bits as f64 + 0.5 * ((n * digits) as f64).log2() + (tail_z(fail_bits) * SIGMA).log2()
 }
 
 /// log2(2^a + 2^b).

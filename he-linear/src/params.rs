@@ -37,6 +37,7 @@ pub struct HeParamsBuilder {
     max_terms: u64,
     revealed_log2: u32,
     pack_levels: u32,
+    ks_digit_primes: usize,
     primes: Option<Vec<u32>>,
 }
 
@@ -49,6 +50,7 @@ impl Default for HeParamsBuilder {
             max_terms: 1 << 15,
             revealed_log2: 20,
             pack_levels: 0,
+            ks_digit_primes: 2,
             primes: None,
         }
     }
@@ -96,6 +98,14 @@ impl HeParamsBuilder {
         self
     }
 
+    /// Primes per key-switching digit (1 or 2, default 2): two halve the key switch's NTTs and
+    /// key size; its noise grows from 2^43 to 2^73 (about the products' own), which the budget
+    /// then covers.
+    pub fn keyswitch_digit_primes(mut self, primes: usize) -> Self {
+        self.ks_digit_primes = primes;
+        self
+    }
+
     /// Forces the RNS primes instead of deriving them (they are still checked).
     pub fn primes(mut self, primes: Vec<u32>) -> Self {
         self.primes = Some(primes);
@@ -128,6 +138,12 @@ impl HeParamsBuilder {
                 "max_terms must be positive and revealed_log2 at most 40".into(),
             ));
         }
+        if !(1..=2).contains(&self.ks_digit_primes) {
+            return Err(Error::InvalidArgument(format!(
+                "{} primes per key-switching digit (1 or 2)",
+                self.ks_digit_primes
+            )));
+        }
         if 2 * self.pack_levels > n.0.trailing_zeros() + 1 {
             return Err(Error::InvalidArgument(format!(
                 "{} packing levels do not fit N = {}",
@@ -140,9 +156,11 @@ impl HeParamsBuilder {
         if self.pack_levels > 0 {
             // The key holder encrypts at Δ' = q/2^{ℓ+R}; at output positions each merge level
             // doubles the noise of one input coefficient and adds a key switch's.
-            // Digits: at most as many primes as the HE-standard modulus admits.
+            // Digits: at most as many primes as the HE-standard modulus admits, grouped.
             let limbs = (max_log_q as f64 / 29.0).ceil() as usize;
-            let ks = noise::keyswitch_log2(n.0, limbs, fail_bits);
+            let digits = limbs.div_ceil(self.ks_digit_primes);
+            let ks =
+                noise::keyswitch_log2(n.0, digits, 30 * self.ks_digit_primes as u32, fail_bits);
             acc = noise::log2_add(acc, ks) + self.pack_levels as f64;
         }
         let flood_bits = noise::flood_log2(acc, self.stat_bits, self.revealed_log2);
@@ -212,6 +230,7 @@ impl HeParamsBuilder {
                 max_terms: self.max_terms,
                 revealed_log2: self.revealed_log2,
                 pack_levels: self.pack_levels,
+                ks_digit_primes: self.ks_digit_primes,
                 acc_log2: acc,
                 flood_bits,
                 c0_bits,
@@ -231,6 +250,7 @@ struct Inner {
     max_terms: u64,
     revealed_log2: u32,
     pack_levels: u32,
+    ks_digit_primes: usize,
     acc_log2: f64,
     flood_bits: u32,
     c0_bits: u32,
@@ -296,6 +316,11 @@ impl HeParams {
     /// Ciphertext packing levels R (0: no packing).
     pub fn pack_levels(&self) -> u32 {
         self.inner.pack_levels
+    }
+
+    /// Primes per key-switching digit.
+    pub fn keyswitch_digit_primes(&self) -> usize {
+        self.inner.ks_digit_primes
     }
 
     /// Encryption scale bits: Δ' = q/2^{ℓ+R}, so that R merge levels bring a message to Δ.
@@ -379,6 +404,7 @@ impl HeParams {
         if i.pack_levels > 0 {
             h.update(b"pack");
             h.update(&i.pack_levels.to_le_bytes());
+            h.update(&(i.ks_digit_primes as u32).to_le_bytes());
         }
         h.finalize().as_bytes()[..8].try_into().unwrap()
     }

@@ -246,13 +246,14 @@ fn flooded_noise_does_not_depend_on_the_clients_share() {
 fn packing_doubles_the_output_noise_per_level() {
     use he_linear::galois::GaloisKeys;
     let levels = 5u32;
-    // ℓ = 8 and 2^13 revealed coefficients keep q within the 128-bit CRT of `exact_noise`
-    // (the key switches' 2^43 dominate the budget here).
+    // ℓ = 8, 2^13 revealed coefficients and one-prime digits keep q within the 128-bit CRT of
+    // `exact_noise` (the key switches' 2^43 dominate the budget here).
     let params = HeParams::builder()
         .plain_bits(8)
         .revealed_log2(13)
         .max_terms(256)
         .pack_levels(levels)
+        .keyswitch_digit_primes(1)
         .build()
         .unwrap();
     assert!(params.log_q() < 124.0, "{}", params.describe());
@@ -298,7 +299,7 @@ fn packing_doubles_the_output_noise_per_level() {
     // Key switches (2^R − 1 of them on any path, each scaled by at most 2^{R−1}) and the
     // rounding of 2^R·⌊Δ'm⌉ against ⌊Δm⌉ (at most 2^R).
     let slack = (levels as f64).exp2()
-        * (noise::keyswitch_log2(n, params.rns().len(), fail_bits).exp2() + 1.0);
+        * (noise::keyswitch_log2(n, params.rns().len(), 30, fail_bits).exp2() + 1.0);
     let mut worst: f64 = 0.0;
     for p in (0..n).step_by(stride) {
         for (i, e) in in_noise.iter().enumerate() {
