@@ -266,6 +266,45 @@ fn attention_products(
     RingMatrix::new(1, out.len(), out)
 }
 
+/// One party of the `attn` row: keys, the key exchange (the server, `setup == None`, sends
+/// first; the client records its setup stats in `setup`), then the products.
+fn attention_party(
+    ch: &mut Channel,
+    barrier: &Barrier,
+    params: &HeParams,
+    inputs: &[[RingMatrix; 4]],
+    setup: Option<&std::sync::Mutex<Stats>>,
+) -> Result<RingMatrix> {
+    let first = setup.is_none();
+    let mut rng = AesPrg::new(Seed::random());
+    let sk = SecretKey::generate(params, &mut rng);
+    let pk = PublicKey::generate(params, &sk, &mut rng);
+    let gk = GaloisKeys::generate(params, &sk, &mut rng);
+    let (peer_pk, peer_gk) = ch.scope("setup", |ch| {
+        let peer_pk = if first {
+            pk.send(ch, params)?;
+            PublicKey::recv(ch, params)?
+        } else {
+            let peer = PublicKey::recv(ch, params)?;
+            pk.send(ch, params)?;
+            peer
+        };
+        let peer_gk = GaloisKeys::exchange(ch, params, &gk, first)?;
+        ch.flush()?;
+        Ok::<_, Error>((peer_pk, peer_gk))
+    })?;
+    if let Some(s) = setup {
+        *s.lock().unwrap() = ch.stats_of("run/setup").unwrap_or_default();
+    }
+    barrier.wait();
+    let keys = ProductKeys {
+        my_sk: &sk,
+        peer_pk: &peer_pk,
+        peer_galois: peer_gk.as_ref(),
+    };
+    ch.scope("online", |ch| attention_products(ch, params, keys, inputs))
+}
+
 /// The `attn` row: 12 heads of QKᵀ and P·V on random shares, packed or not.
 fn run_attention(packed: bool, net: NetProfile, k: usize) -> Result<Row> {
     let params = if packed {
@@ -292,61 +331,12 @@ fn run_attention(packed: bool, net: NetProfile, k: usize) -> Result<Row> {
         }
     }
     let want = RingMatrix::new(1, want.len(), want)?;
-    let (sp, cp) = (params.clone(), params.clone());
-    let setup = Arc::new(std::sync::Mutex::new(Stats::default()));
-    let setup2 = setup.clone();
+    let sp = params.clone();
+    let setup = std::sync::Mutex::new(Stats::default());
     let (server_share, client_share, s_stats, c_stats, wall) = run_pair(
         net,
-        move |ch, barrier| {
-            let mut rng = AesPrg::new(Seed::random());
-            let sk = SecretKey::generate(&sp, &mut rng);
-            let pk = PublicKey::generate(&sp, &sk, &mut rng);
-            let (client_pk, client_gk) = ch.scope("setup", |ch| {
-                pk.send(ch, &sp)?;
-                let client_pk = PublicKey::recv(ch, &sp)?;
-                let gk = if packed {
-                    GaloisKeys::generate(&sp, &sk, &mut rng).send(ch, &sp)?;
-                    Some(GaloisKeys::recv(ch, &sp)?)
-                } else {
-                    None
-                };
-                ch.flush()?;
-                Ok::<_, Error>((client_pk, gk))
-            })?;
-            barrier.wait();
-            let keys = ProductKeys {
-                my_sk: &sk,
-                peer_pk: &client_pk,
-                peer_galois: client_gk.as_ref(),
-            };
-            ch.scope("online", |ch| attention_products(ch, &sp, keys, &server_in))
-        },
-        move |ch, barrier| {
-            let mut rng = AesPrg::new(Seed::random());
-            let sk = SecretKey::generate(&cp, &mut rng);
-            let pk = PublicKey::generate(&cp, &sk, &mut rng);
-            let (server_pk, server_gk) = ch.scope("setup", |ch| {
-                let server_pk = PublicKey::recv(ch, &cp)?;
-                pk.send(ch, &cp)?;
-                let gk = if packed {
-                    let theirs = GaloisKeys::recv(ch, &cp)?;
-                    GaloisKeys::generate(&cp, &sk, &mut rng).send(ch, &cp)?;
-                    Some(theirs)
-                } else {
-                    None
-                };
-                ch.flush()?;
-                Ok::<_, Error>((server_pk, gk))
-            })?;
-            *setup2.lock().unwrap() = ch.stats_of("run/setup").unwrap_or_default();
-            barrier.wait();
-            let keys = ProductKeys {
-                my_sk: &sk,
-                peer_pk: &server_pk,
-                peer_galois: server_gk.as_ref(),
-            };
-            ch.scope("online", |ch| attention_products(ch, &cp, keys, &client_in))
-        },
+        move |ch, barrier| attention_party(ch, barrier, &sp, &server_in, None),
+        |ch, barrier| attention_party(ch, barrier, &params, &client_in, Some(&setup)),
     )?;
     check(&server_share, &client_share, &want, "attention products")?;
     let setup = *setup.lock().unwrap();

@@ -203,28 +203,6 @@ fn he_params() -> Result<HeParams> {
     HeParams::default_params()
 }
 
-/// In packed mode, sends this party's Galois keys and receives the peer's, in the order
-/// `first` (the server) then the other, so that neither side blocks on a full transport.
-fn exchange_galois(
-    ch: &mut mpc_core::Channel,
-    params: &HeParams,
-    mine: &GaloisKeys,
-    first: bool,
-) -> Result<Option<GaloisKeys>> {
-    if params.pack_levels() == 0 {
-        return Ok(None);
-    }
-    let theirs = if first {
-        mine.send(ch, params)?;
-        GaloisKeys::recv(ch, params)?
-    } else {
-        let peer = GaloisKeys::recv(ch, params)?;
-        mine.send(ch, params)?;
-        peer
-    };
-    Ok(Some(theirs))
-}
-
 /// The shares of one linear layer's output, `trunc(X·W + b, 18)`.
 fn truncate_product(sess: &mut Session, y: &[u64]) -> Result<Vec<u64>> {
     trunc_cast(sess, y, R, R, LIN.frac_bits(), TruncKind::KnownMsb)
@@ -457,7 +435,7 @@ impl Server {
             })?;
             pk.send(ch, params)?;
             let client_pk = PublicKey::recv(ch, params)?;
-            let client_galois = exchange_galois(ch, pp, galois, true)?;
+            let client_galois = GaloisKeys::exchange(ch, pp, galois, true)?;
             for l in &m.layers {
                 for w in [&l.qkv, &l.o, &l.h1, &l.h2] {
                     cop::server_setup(ch, params, sk, pk, w)?;
@@ -573,7 +551,7 @@ impl Client {
             let pk = PublicKey::generate(&params, &sk, &mut rng);
             pk.send(ch, &params)?;
             let galois = GaloisKeys::generate(&product_params, &sk, &mut rng);
-            let server_galois = exchange_galois(ch, &product_params, &galois, false)?;
+            let server_galois = GaloisKeys::exchange(ch, &product_params, &galois, false)?;
             let c = &public.config;
             let layers = (0..c.num_hidden_layers)
                 .map(|l| {

@@ -288,6 +288,28 @@ impl GaloisKeys {
         Ok(GaloisKeys { keys })
     }
 
+    /// Sends `mine` and receives the peer's keys, the `first` party sending first so that
+    /// neither blocks on a full transport; parameters without packing exchange nothing.
+    pub fn exchange(
+        ch: &mut Channel,
+        params: &HeParams,
+        mine: &GaloisKeys,
+        first: bool,
+    ) -> Result<Option<GaloisKeys>> {
+        if params.pack_levels() == 0 {
+            return Ok(None);
+        }
+        let theirs = if first {
+            mine.send(ch, params)?;
+            GaloisKeys::recv(ch, params)?
+        } else {
+            let peer = GaloisKeys::recv(ch, params)?;
+            mine.send(ch, params)?;
+            peer
+        };
+        Ok(Some(theirs))
+    }
+
     /// Merges up to 2^R ciphertexts (NTT form) whose useful coefficients sit at multiples of
     /// `2^R`, R = `levels` ≤ `pack_levels`: input i's value at position p ends at p + i (times
     /// 2^{pack_levels}, see the module comment). `None` stands for an absent input. Returns the
