@@ -9,7 +9,7 @@
 use bert::calibrate::collect;
 use bert::classifier::embed_all;
 use bert::data::{read_tsv, Example};
-use bert::fit::fit_nimbus;
+use bert::fit::{fit_nimbus, Segments};
 use bert::fixed_model::Ablation;
 use bert::head::LogisticHead;
 use bert::secure::{self, Client, EmbeddingMode, Head, Server};
@@ -95,6 +95,10 @@ pub struct Args {
     /// output-projection row) when fitting.
     #[arg(long)]
     pub weighted: bool,
+    /// Polynomial segments of the fitted GELU and exp, `G,E` (Nimbus' shapes: `1,1`; each more
+    /// costs one comparison and one multiplexer per element).
+    #[arg(long, default_value = "1,1", value_parser = parse_segments)]
+    pub segments: Segments,
     /// Fixed mode only: parts of the pipeline to swap out, comma-separated (ablation studies).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub ablate: Vec<Swap>,
@@ -327,8 +331,14 @@ fn approx_set(args: &Args, float: &FloatBert, tokenizer: &Tokenizer) -> Result<A
         return Ok(TablesFile::load(path, layers)?.set);
     }
     let name = model_name(&args.model);
+    let segments = args.segments;
+    let shape = if segments == Segments::NIMBUS {
+        String::new()
+    } else {
+        format!(", {} GELU and {} exp segments", segments.gelu, segments.exp)
+    };
     let calibration = format!(
-        "first {} sentences of {}{}",
+        "first {} sentences of {}{}{shape}",
         args.calibration,
         canonical(&args.train),
         if args.weighted {
@@ -337,7 +347,14 @@ fn approx_set(args: &Args, float: &FloatBert, tokenizer: &Tokenizer) -> Result<A
             ""
         }
     );
-    let cache = args.cache_dir.join(format!("{name}-nimbus-tables.json"));
+    let suffix = if segments == Segments::NIMBUS {
+        String::new()
+    } else {
+        format!("-{}x{}", segments.gelu, segments.exp)
+    };
+    let cache = args
+        .cache_dir
+        .join(format!("{name}-nimbus{suffix}-tables.json"));
     if let Ok(file) = TablesFile::load(&cache, layers) {
         if file.calibration.starts_with(&format!("{calibration} (")) {
             eprintln!("tables: cached {}", cache.display());
@@ -355,6 +372,7 @@ fn approx_set(args: &Args, float: &FloatBert, tokenizer: &Tokenizer) -> Result<A
     let file = fit_nimbus(
         &calib,
         args.weighted.then(|| float.weights()),
+        segments,
         &name,
         &description,
     )?;
@@ -374,6 +392,10 @@ fn approx_set(args: &Args, float: &FloatBert, tokenizer: &Tokenizer) -> Result<A
         cache.display()
     );
     Ok(file.set)
+}
+
+fn parse_segments(s: &str) -> std::result::Result<Segments, String> {
+    Segments::parse(s).map_err(|e| e.to_string())
 }
 
 fn ablation(swaps: &[Swap]) -> Ablation {
@@ -542,6 +564,7 @@ mod tests {
             tables: None,
             calibration: 256,
             weighted: false,
+            segments: Segments::NIMBUS,
             ablate: vec![],
             margin: None,
             seq_len: 64,

@@ -65,6 +65,8 @@ fn coeff_bits(plan: &PiecewisePlan, format: FixedPoint, k: usize, d: usize) -> u
 struct Moments {
     xs: Vec<f64>,
     degree: usize,
+    plan: PiecewisePlan,
+    f: fn(f64) -> f64,
     gram: Vec<Vec<f64>>,
     phi_f: Vec<Vec<f64>>,
     f2: Vec<f64>,
@@ -106,6 +108,8 @@ impl Moments {
         Moments {
             xs: xw.into_iter().map(|(x, _)| x).collect(),
             degree,
+            plan: *plan,
+            f,
             gram,
             phi_f,
             f2,
@@ -159,71 +163,269 @@ impl Moments {
 }
 
 /// The breakpoint grid of `plan` on [lo, hi].
-fn grid(plan: &PiecewisePlan, lo: f64, hi: f64) -> impl Iterator<Item = f64> + Clone {
+fn grid(plan: &PiecewisePlan, lo: f64, hi: f64) -> Vec<f64> {
     let step = 1.0 / (plan.cmp_frac as f64).exp2();
     let n = ((hi - lo) / step).round() as usize;
-    (0..=n).map(move |i| lo + i as f64 * step)
+    (0..=n).map(move |i| lo + i as f64 * step).collect()
 }
 
-/// Fits GELU on calibration inputs (optionally weighted): {0; quadratic on [T1, T2); x}.
+/// The shapes to fit: how many polynomial segments each function has, and the largest error a
+/// piece may have on its interval. Nimbus' shapes ([`Segments::NIMBUS`]) have one segment each
+/// (GELU {0, quadratic, x}, exp {0, cubic}) and no bound: density-weighted least squares alone
+/// (Alg. 4). More segments cost one comparison and one multiplexer on the polynomial ring per
+/// element each; they are fitted under [`Segments::GELU_BOUND`] and [`Segments::EXP_BOUND`],
+/// so the largest error, not only the mean, meets the targets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Segments {
+    /// Quadratic segments of GELU between the zero and the identity piece.
+    pub gelu: usize,
+    /// Cubic segments of exp between the zero piece and 0.
+    pub exp: usize,
+    /// Largest error of any GELU piece (zero, quadratic, identity) on its interval, checked on
+    /// the 1/64 grid between the smallest and largest calibration input.
+    pub gelu_bound: f64,
+    /// Largest error of any exp piece on its interval, likewise.
+    pub exp_bound: f64,
+}
+
+impl Segments {
+    /// Nimbus' shapes: one polynomial segment each, unbounded.
+    pub const NIMBUS: Segments = Segments {
+        gelu: 1,
+        exp: 1,
+        gelu_bound: f64::INFINITY,
+        exp_bound: f64::INFINITY,
+    };
+    /// The approximation error allowed to a GELU piece when fitting more segments: 0.015, which
+    /// leaves 0.005 of the 0.02 target for the fixed-point evaluation.
+    pub const GELU_BOUND: f64 = 0.015;
+    /// The approximation error allowed to an exp piece: 0.007 of the 0.01 target.
+    pub const EXP_BOUND: f64 = 0.007;
+
+    /// `G,E` (e.g. `2,2`), each between 1 and 4; `1,1` is [`Segments::NIMBUS`], anything else
+    /// is bounded by [`Segments::GELU_BOUND`] and [`Segments::EXP_BOUND`].
+    pub fn parse(s: &str) -> Result<Segments> {
+        let bad =
+            || Error::InvalidArgument(format!("segments `{s}`: expected G,E with 1 ≤ G, E ≤ 4"));
+        let (g, e) = s.split_once(',').ok_or_else(bad)?;
+        let parse = |v: &str| {
+            v.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=4).contains(n))
+        };
+        let (gelu, exp) = (parse(g).ok_or_else(bad)?, parse(e).ok_or_else(bad)?);
+        if (gelu, exp) == (1, 1) {
+            return Ok(Segments::NIMBUS);
+        }
+        Ok(Segments {
+            gelu,
+            exp,
+            gelu_bound: Segments::GELU_BOUND,
+            exp_bound: Segments::EXP_BOUND,
+        })
+    }
+}
+
+/// The ends of a piecewise search: where the first breakpoint (zero piece to its left) may lie,
+/// and either where the last one (identity to its right) may lie or `None` (the last polynomial
+/// runs to the largest sample).
+struct Ends {
+    first: [f64; 2],
+    last: Option<[f64; 2]>,
+}
+
+/// Breakpoints (on `plan`'s grid, at least two comparison steps apart) minimising the total
+/// squared error of {0; `segments` polynomials; x or nothing} by dynamic programming over the
+/// grid: the best cost of j segments ending at each grid point from the best of j − 1, with every
+/// segment's least-squares error from the prefix moments. Only pieces whose largest error on
+/// their interval (the 1/64 grid from the smallest to the largest sample) is within `bound`
+/// take part. None if no admissible split exists.
+fn search(m: &Moments, ends: &Ends, segments: usize, bound: f64) -> Option<Vec<f64>> {
+    let plan = &m.plan;
+    let n = m.xs.len();
+    let (&xlo, &xhi) = (m.xs.first()?, m.xs.last()?);
+    let hi = ends.last.map_or(0.0, |l| l[1]);
+    // Polynomial pieces stay where their powers fit the plan's ring.
+    let reach = (2..=m.degree)
+        .map(|k| plan.poly_reach(k))
+        .fold(f64::INFINITY, f64::min);
+    let points: Vec<f64> = grid(plan, ends.first[0], hi)
+        .into_iter()
+        .filter(|t| t.abs() < reach)
+        .collect();
+    let within = |t: f64, r: [f64; 2]| t >= r[0] - 1e-9 && t <= r[1] + 1e-9;
+    let step = 1.0 / (plan.cmp_frac as f64).exp2();
+    let largest = |lo: f64, hi: f64, err: &dyn Fn(f64) -> f64| {
+        if !bound.is_finite() {
+            return 0.0;
+        }
+        let k = ((hi - lo) / step).ceil().max(0.0) as usize;
+        (0..=k)
+            .map(|i| err((lo + i as f64 * step).min(hi)))
+            .fold(0.0, f64::max)
+    };
+    let f = m.f;
+    // Node i < points.len() is a grid breakpoint; without an identity piece one more node stands
+    // for the end of the samples.
+    let idx: Vec<usize> = points
+        .iter()
+        .map(|&t| m.index(t))
+        .chain(ends.last.is_none().then_some(n))
+        .collect();
+    let nodes = idx.len();
+    let right = |b: usize| points.get(b).copied().unwrap_or(xhi);
+    let is_end = |b: usize| match ends.last {
+        Some(r) => b < points.len() && within(points[b], r),
+        None => b == points.len(),
+    };
+    let zero = vec![0.0; m.degree + 1];
+    // The segment's error, or None if its fit fails, is no better than `beat`, or leaves the
+    // bound (checked last: it is the expensive part).
+    let segment = |a: usize, b: usize, beat: f64| {
+        let (c, e) = m.fit(idx[a], idx[b], &zero, m.degree)?;
+        if e >= beat {
+            return None;
+        }
+        let poly = |x: f64| {
+            let phi = planned_powers(plan, x, m.degree);
+            (c.iter().zip(&phi).map(|(c, p)| c * p).sum::<f64>() - f(x)).abs()
+        };
+        (largest(points[a], right(b) - 1e-9, &poly) <= bound).then_some(e)
+    };
+    let tail = |b: usize| match ends.last {
+        Some(_) if largest(points[b], xhi, &|x| (x - f(x)).abs()) <= bound => {
+            Some(m.id_err[n] - m.id_err[idx[b]])
+        }
+        Some(_) => None,
+        None => Some(0.0),
+    };
+    // best[b]: least error with the current number of segments, the last ending at node b;
+    // from[j][b] the node where that segment started.
+    let mut best: Vec<f64> = (0..nodes)
+        .map(|b| {
+            let zero_ok = b < points.len()
+                && within(points[b], ends.first)
+                && largest(xlo, points[b] - 1e-9, &|x| f(x).abs()) <= bound;
+            if zero_ok {
+                m.f2[idx[b]]
+            } else {
+                f64::INFINITY
+            }
+        })
+        .collect();
+    let mut from = vec![vec![usize::MAX; nodes]; segments];
+    for level in from.iter_mut() {
+        let mut next = vec![f64::INFINITY; nodes];
+        for b in 0..nodes {
+            for a in 0..b.saturating_sub(1) {
+                if !best[a].is_finite() {
+                    continue;
+                }
+                if let Some(e) = segment(a, b, next[b] - best[a]) {
+                    next[b] = best[a] + e;
+                    level[b] = a;
+                }
+            }
+        }
+        best = next;
+    }
+    let (mut b, _) = (0..nodes)
+        .filter(|&b| is_end(b) && best[b].is_finite())
+        .filter_map(|b| tail(b).map(|t| (b, best[b] + t)))
+        .min_by(|x, y| x.1.total_cmp(&y.1))?;
+    let mut cuts = vec![b];
+    for level in from.iter().rev() {
+        b = level[b];
+        cuts.push(b);
+    }
+    cuts.reverse();
+    Some(
+        cuts.into_iter()
+            .filter(|&b| b < points.len())
+            .map(|b| points[b])
+            .collect(),
+    )
+}
+
+/// The pieces between `breakpoints`: zero, the rounded least-squares polynomials, then the
+/// identity when `identity`.
+fn rounded_pieces(
+    m: &Moments,
+    plan: &PiecewisePlan,
+    format: FixedPoint,
+    breakpoints: &[f64],
+    identity: bool,
+) -> Option<Vec<Piece>> {
+    let d = m.degree;
+    let bits: Vec<u32> = (0..=d).map(|k| coeff_bits(plan, format, k, d)).collect();
+    let mut bounds: Vec<usize> = breakpoints.iter().map(|&t| m.index(t)).collect();
+    if !identity {
+        bounds.push(m.xs.len());
+    }
+    let mut pieces = vec![Piece::Zero];
+    for w in bounds.windows(2) {
+        pieces.push(Piece::Poly(m.fit_rounded(w[0], w[1], &bits)?));
+    }
+    if identity {
+        pieces.push(Piece::Identity);
+    }
+    Some(pieces)
+}
+
+/// Fits GELU on calibration inputs (optionally weighted): {0; `segments` quadratics; x}, the
+/// first breakpoint in [−4, −1], the last in [−0.5, 3], every piece within `bound` of GELU on
+/// its interval.
 pub fn fit_gelu(
     samples: &[f32],
     weights: Option<&[f32]>,
     plan: &PiecewisePlan,
     format: FixedPoint,
+    (segments, bound): (usize, f64),
 ) -> Result<PiecewisePoly> {
     let m = Moments::new(samples, weights, plan, 2, gelu_f64);
-    let n = m.xs.len();
-    let mut best: Option<(f64, f64, f64)> = None;
-    for t1 in grid(plan, -4.0, -1.0) {
-        let lo = m.index(t1);
-        for t2 in grid(plan, -0.5, 3.0) {
-            let hi = m.index(t2);
-            let Some((_, sse)) = m.fit(lo, hi, &[0.0; 3], 2) else {
-                continue;
-            };
-            let err = m.f2[lo] + sse + (m.id_err[n] - m.id_err[hi]);
-            if best.is_none_or(|b| err < b.0) {
-                best = Some((err, t1, t2));
-            }
-        }
-    }
-    let too_few =
-        || Error::InvalidArgument(format!("{n} GELU calibration inputs are too few to fit"));
-    let (_, t1, t2) = best.ok_or_else(too_few)?;
-    let bits: Vec<u32> = (0..3).map(|k| coeff_bits(plan, format, k, 2)).collect();
-    let c = m
-        .fit_rounded(m.index(t1), m.index(t2), &bits)
-        .ok_or_else(too_few)?;
+    let too_few = || {
+        Error::InvalidArgument(format!(
+            "{} GELU calibration inputs admit no fit with {segments} segments within {bound}",
+            m.xs.len()
+        ))
+    };
+    let ends = Ends {
+        first: [-4.0, -1.0],
+        last: Some([-0.5, 3.0]),
+    };
+    let breakpoints = search(&m, &ends, segments, bound).ok_or_else(too_few)?;
+    let pieces = rounded_pieces(&m, plan, format, &breakpoints, true).ok_or_else(too_few)?;
     Ok(PiecewisePoly {
-        breakpoints: vec![t1, t2],
-        pieces: vec![Piece::Zero, Piece::Poly(c), Piece::Identity],
+        breakpoints,
+        pieces,
     })
 }
 
-/// Fits exp on calibration inputs (≤ 0): {0; cubic on [T, 0]}.
-pub fn fit_exp(samples: &[f32], plan: &PiecewisePlan, format: FixedPoint) -> Result<PiecewisePoly> {
+/// Fits exp on calibration inputs (≤ 0): {0; `segments` cubics up to 0}, the first breakpoint
+/// in [−8, −1], every piece within `bound` of exp on its interval.
+pub fn fit_exp(
+    samples: &[f32],
+    plan: &PiecewisePlan,
+    format: FixedPoint,
+    (segments, bound): (usize, f64),
+) -> Result<PiecewisePoly> {
     let m = Moments::new(samples, None, plan, 3, f64::exp);
-    let n = m.xs.len();
-    let mut best: Option<(f64, f64)> = None;
-    for t in grid(plan, -8.0, -1.0) {
-        let lo = m.index(t);
-        let Some((_, sse)) = m.fit(lo, n, &[0.0; 4], 3) else {
-            continue;
-        };
-        let err = m.f2[lo] + sse;
-        if best.is_none_or(|b| err < b.0) {
-            best = Some((err, t));
-        }
-    }
-    let too_few =
-        || Error::InvalidArgument(format!("{n} exp calibration inputs are too few to fit"));
-    let (_, t) = best.ok_or_else(too_few)?;
-    let bits: Vec<u32> = (0..4).map(|k| coeff_bits(plan, format, k, 3)).collect();
-    let c = m.fit_rounded(m.index(t), n, &bits).ok_or_else(too_few)?;
+    let too_few = || {
+        Error::InvalidArgument(format!(
+            "{} exp calibration inputs admit no fit with {segments} segments within {bound}",
+            m.xs.len()
+        ))
+    };
+    let ends = Ends {
+        first: [-8.0, -1.0],
+        last: None,
+    };
+    let breakpoints = search(&m, &ends, segments, bound).ok_or_else(too_few)?;
+    let pieces = rounded_pieces(&m, plan, format, &breakpoints, false).ok_or_else(too_few)?;
     Ok(PiecewisePoly {
-        breakpoints: vec![t],
-        pieces: vec![Piece::Zero, Piece::Poly(c)],
+        breakpoints,
+        pieces,
     })
 }
 
@@ -268,12 +470,14 @@ fn gelu_sensitivity(samples: usize, ffn_down: &ndarray::Array2<f32>) -> Vec<f32>
         .collect()
 }
 
-/// Fits every layer's GELU and exp from `calibration` into a Nimbus tables file. With
+/// Fits every layer's GELU and exp from `calibration` into a Nimbus tables file with the given
+/// number of polynomial segments per function ([`Segments::NIMBUS`]: Nimbus' own shapes). With
 /// `weights`, each GELU input is weighted by its downstream sensitivity (the squared norm of its
 /// row of the output projection) instead of 1.
 pub fn fit_nimbus(
     calibration: &Calibration,
     weights: Option<&BertWeights>,
+    segments: Segments,
     model: &str,
     description: &str,
 ) -> Result<TablesFile> {
@@ -282,8 +486,14 @@ pub fn fit_nimbus(
     let mut errors = Vec::new();
     for (l, (g, e)) in calibration.gelu.iter().zip(&calibration.exp).enumerate() {
         let w = weights.map(|w| gelu_sensitivity(g.len(), &w.layers[l].ffn_down.w));
-        let gelu = fit_gelu(g, w.as_deref(), &plan.gelu, format)?;
-        let exp = fit_exp(e, &plan.exp, format)?;
+        let gelu = fit_gelu(
+            g,
+            w.as_deref(),
+            &plan.gelu,
+            format,
+            (segments.gelu, segments.gelu_bound),
+        )?;
+        let exp = fit_exp(e, &plan.exp, format, (segments.exp, segments.exp_bound))?;
         errors.push(report(l, "gelu", (&gelu, &plan.gelu), g, gelu_f64));
         errors.push(report(l, "exp", (&exp, &plan.exp), e, f64::exp));
         layers.push(LayerTables {
@@ -311,6 +521,8 @@ pub fn fit_nimbus(
 mod tests {
     use super::*;
 
+    const ONE: (usize, f64) = (1, f64::INFINITY);
+
     fn normal_samples(n: usize, mean: f64, sd: f64) -> Vec<f32> {
         // Deterministic normal quantiles by inverting a fine CDF table (no RNG needed).
         (0..n)
@@ -334,7 +546,7 @@ mod tests {
     fn gelu_fit_beats_the_starting_constants_on_its_distribution() {
         let ApproxSet { format, plan, .. } = ApproxSet::nimbus();
         let xs = normal_samples(20_000, -1.0, 1.2);
-        let fitted = fit_gelu(&xs, None, &plan.gelu, format).unwrap();
+        let fitted = fit_gelu(&xs, None, &plan.gelu, format, ONE).unwrap();
         let start = ApproxSet::nimbus().layers[0].gelu.clone();
         let r_fit = report(0, "gelu", (&fitted, &plan.gelu), &xs, gelu_f64);
         let r_start = report(0, "gelu", (&start, &plan.gelu), &xs, gelu_f64);
@@ -352,9 +564,64 @@ mod tests {
         // Sensitivity weights that favour no sample change nothing.
         let ones = vec![1.0; xs.len()];
         assert_eq!(
-            fit_gelu(&xs, Some(&ones), &plan.gelu, format).unwrap(),
+            fit_gelu(&xs, Some(&ones), &plan.gelu, format, ONE).unwrap(),
             fitted
         );
+    }
+
+    #[test]
+    fn more_segments_cut_the_error_and_respect_the_plan() {
+        let ApproxSet { format, plan, .. } = ApproxSet::nimbus();
+        let gx = normal_samples(20_000, -1.0, 1.5);
+        let ex: Vec<f32> = normal_samples(20_000, 0.0, 2.5)
+            .iter()
+            .map(|x| -x.abs())
+            .collect();
+        let mut last = (f64::INFINITY, f64::INFINITY);
+        for k in 1..=3 {
+            let g = fit_gelu(&gx, None, &plan.gelu, format, (k, f64::INFINITY)).unwrap();
+            let e = fit_exp(&ex, &plan.exp, format, (k, f64::INFINITY)).unwrap();
+            assert_eq!(
+                (g.breakpoints.len(), g.pieces.len()),
+                (k + 1, k + 2),
+                "{g:?}"
+            );
+            assert_eq!((e.breakpoints.len(), e.pieces.len()), (k, k + 1), "{e:?}");
+            for (pw, pl) in [(&g, &plan.gelu), (&e, &plan.exp)] {
+                pw.validate(format).unwrap();
+                pl.validate(pw).unwrap();
+                // On the comparison grid, at least two steps apart.
+                assert!(pw.breakpoints.iter().all(|t| (t * 64.0).fract() == 0.0));
+                assert!(pw.breakpoints.windows(2).all(|w| w[1] - w[0] >= 2.0 / 64.0));
+            }
+            assert!(g.breakpoints[0] >= -4.0 && g.breakpoints[k] <= 3.0, "{g:?}");
+            assert!(
+                e.breakpoints[0] >= -8.0 && e.breakpoints[k - 1] < 0.0,
+                "{e:?}"
+            );
+            let rg = report(0, "gelu", (&g, &plan.gelu), &gx, gelu_f64).rmse;
+            let re = report(0, "exp", (&e, &plan.exp), &ex, f64::exp).rmse;
+            assert!(rg < last.0 && re < last.1, "{k}: {rg} {re} after {last:?}");
+            last = (rg, re);
+        }
+        // Bounded: the mirror's largest error (fixed point included) meets the targets.
+        let s = Segments::parse("3,2").unwrap();
+        let g = fit_gelu(&gx, None, &plan.gelu, format, (s.gelu, s.gelu_bound)).unwrap();
+        let e = fit_exp(&ex, &plan.exp, format, (s.exp, s.exp_bound)).unwrap();
+        let rg = report(0, "gelu", (&g, &plan.gelu), &gx, gelu_f64);
+        let re = report(0, "exp", (&e, &plan.exp), &ex, f64::exp);
+        assert!(
+            rg.max_error <= 0.02 && re.max_error <= 0.01,
+            "{g:?} {rg:?} {e:?} {re:?}"
+        );
+        // Two quadratics cannot stay within 0.015 of GELU: an error, not a silent unbounded fit.
+        let two = (2, Segments::GELU_BOUND);
+        assert!(fit_gelu(&gx, None, &plan.gelu, format, two).is_err());
+        assert_eq!(Segments::parse("1,1").unwrap(), Segments::NIMBUS);
+        assert_eq!((s.gelu, s.exp, s.exp_bound), (3, 2, Segments::EXP_BOUND));
+        for bad in ["2", "0,1", "1,5", "a,b"] {
+            assert!(Segments::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -364,10 +631,10 @@ mod tests {
             .iter()
             .map(|x| -x.abs())
             .collect();
-        let fitted = fit_exp(&xs, &plan.exp, format).unwrap();
+        let fitted = fit_exp(&xs, &plan.exp, format, ONE).unwrap();
         plan.exp.validate(&fitted).unwrap();
         let r = report(0, "exp", (&fitted, &plan.exp), &xs, f64::exp);
         assert!(r.rmse < 0.01 && r.max_error < 0.06, "{r:?}");
-        assert!(fit_exp(&[-1.0, -0.5], &plan.exp, format).is_err());
+        assert!(fit_exp(&[-1.0, -0.5], &plan.exp, format, ONE).is_err());
     }
 }

@@ -72,7 +72,13 @@ fn fixed_model_tracks_float_on_real_sentences() {
     let train = bert::data::read_tsv(&dir.join("../sentiment/train.tsv")).unwrap();
     let texts: Vec<&str> = train.iter().take(16).map(|e| e.text.as_str()).collect();
     let calibration = bert::calibrate::collect(&float, &tokenizer, &texts).unwrap();
-    let fitted = bert::fit::fit_nimbus(&calibration, None, "all-MiniLM-L6-v2", "test").unwrap();
+    let fitted = bert::fit::fit_nimbus(
+        &calibration,
+        None,
+        bert::fit::Segments::NIMBUS,
+        "all-MiniLM-L6-v2",
+        "test",
+    ).unwrap();
     assert_eq!(fitted.set.layers.len(), 6);
     for (l, t) in fitted.set.layers.iter().enumerate() {
         eprintln!("layer {l}: {:?}", t);

@@ -1,21 +1,22 @@
 //! Secure two-party inference of a tiny BERT against the fixed-point mirror and the float model,
-//! in both embedding modes and both attention modes, plus a peer that disappears mid-protocol.
+//! in both embedding modes, both attention modes and two approximation shapes, plus a peer that
+//! disappears mid-protocol.
+use bert::fit::{self, Segments};
 use bert::fixed_model::FixedBert;
 use bert::secure::{self, AttentionMode, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights, FloatBert};
 use mpc_core::{Channel, Error, Party, Seed};
-use ot_nonlinear::approx::ApproxSet;
+use ot_nonlinear::approx::{ApproxSet, ExpMethod, LayerTables};
 use ot_nonlinear::mpc::Session;
 use std::time::Duration;
 
 fn run(
-    mode: EmbeddingMode,
-    attention: AttentionMode,
+    (mode, attention, set): (EmbeddingMode, AttentionMode, ApproxSet),
     ids: &[u32],
     seq_len: usize,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let weights = BertWeights::random(&BertConfig::tiny(), 11).unwrap();
-    let fixed = FixedBert::new(&weights, ApproxSet::nimbus()).unwrap();
+    let fixed = FixedBert::new(&weights, set).unwrap();
     let head = Head::random(weights.config.hidden_size, 2, 3);
     let mut server = Server::new(&fixed, &head, seq_len, mode, Seed([5; 16]))
         .unwrap()
@@ -41,6 +42,24 @@ fn run(
     (got, want, float)
 }
 
+/// A set with three GELU and two exp segments (fitted under the bounds on evenly spread
+/// inputs): its redacted copy (placeholder breakpoints) must pass the client's checks.
+fn segmented_set() -> ApproxSet {
+    let mut set = ApproxSet::nimbus();
+    let (plan, format) = (set.plan, set.format);
+    let xs: Vec<f32> = (0..20_000)
+        .map(|i| -6.0 + 10.0 * i as f32 / 20_000.0)
+        .collect();
+    let neg: Vec<f32> = xs.iter().map(|x| -(x + 6.0) * 0.7).collect();
+    let gelu = fit::fit_gelu(&xs, None, &plan.gelu, format, (3, Segments::GELU_BOUND)).unwrap();
+    let exp = fit::fit_exp(&neg, &plan.exp, format, (2, Segments::EXP_BOUND)).unwrap();
+    set.layers = vec![LayerTables {
+        gelu,
+        exp: ExpMethod::Piecewise(exp),
+    }];
+    set
+}
+
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     a.iter()
         .zip(b)
@@ -50,23 +69,26 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
 
 #[test]
 fn secure_tiny_bert_matches_the_fixed_point_mirror() {
-    // Padded input (mask exercised) with the private embedding and packed attention; then the
-    // client-side embedding and unpacked attention with an input cut to the sequence length.
-    for (mode, attention, ids, len) in [
+    // Padded input (mask exercised) with the private embedding, packed attention and the Nimbus
+    // shapes; then the client-side embedding, unpacked attention and more segments with an
+    // input cut to the sequence length.
+    for (mode, attention, set, ids, len) in [
         (
             EmbeddingMode::Server,
             AttentionMode::Packed,
+            ApproxSet::nimbus(),
             vec![1u32, 57, 127, 9, 2],
             8,
         ),
         (
             EmbeddingMode::Client,
             AttentionMode::Unpacked,
+            segmented_set(),
             (0..12).map(|i| (i * 37 % 128) as u32).collect(),
             8,
         ),
     ] {
-        let (got, fixed, float) = run(mode, attention, &ids, len);
+        let (got, fixed, float) = run((mode, attention, set), &ids, len);
         let e = max_diff(&got, &fixed);
         assert!(
             e <= secure::FIXED_LOGIT_BOUND,

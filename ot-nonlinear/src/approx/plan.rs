@@ -316,11 +316,9 @@ impl PiecewisePlan {
         [lo, hi]
     }
 
-    /// Checks the plan against the tables it evaluates: ring sizes in range, breakpoints distinct
-    /// on the comparison grid, comparisons and the identity piece valid on the whole range, every
-    /// power and polynomial value inside the known-MSB precondition |v| < 2^{ℓ−2}.
-    pub fn validate(&self, pw: &PiecewisePoly) -> Result<()> {
-        let bad = |what: String| Err(Error::Malformed(format!("plan {self:?}: {what}")));
+    /// The checks that need no breakpoints (what a party that does not know them can verify):
+    /// ring sizes and fraction-bit counts in range, a non-empty input range.
+    pub fn validate_rings(&self) -> Result<()> {
         if !(2..=64).contains(&self.cmp_bits)
             || self.cmp_frac > LIN_FRAC
             || self.cmp_bits + self.cmp_drop() > 64
@@ -331,8 +329,19 @@ impl PiecewisePlan {
             || 2 * self.poly_frac >= self.poly_bits
             || self.range[0].partial_cmp(&self.range[1]) != Some(std::cmp::Ordering::Less)
         {
-            return bad("ring or fraction-bit counts out of range".into());
+            return Err(Error::Malformed(format!(
+                "plan {self:?}: ring or fraction-bit counts out of range"
+            )));
         }
+        Ok(())
+    }
+
+    /// Checks the plan against the tables it evaluates: ring sizes in range, breakpoints distinct
+    /// on the comparison grid, comparisons and the identity piece valid on the whole range, every
+    /// power and polynomial value inside the known-MSB precondition |v| < 2^{ℓ−2}.
+    pub fn validate(&self, pw: &PiecewisePoly) -> Result<()> {
+        self.validate_rings()?;
+        let bad = |what: String| Err(Error::Malformed(format!("plan {self:?}: {what}")));
         let grid: Vec<u64> = pw.breakpoints.iter().map(|&t| self.breakpoint(t)).collect();
         if grid
             .windows(2)
@@ -355,12 +364,12 @@ impl PiecewisePlan {
         let f = self.poly_frac as i64;
         let p_limit = pow2(self.poly_bits as i64 - 2);
         let out_limit = pow2(self.out_bits as i64 - 2 - LIN_FRAC as i64);
+        let schedule = self.power_schedule(pw);
         for (i, piece) in pw.pieces.iter().enumerate() {
             let Piece::Poly(c) = piece else { continue };
             let [lo, hi] = self.piece_interval(pw, i);
-            let m = lo.abs().max(hi.abs()) + pow2(-f);
-            for step in self.power_schedule(pw) {
-                if m.powi(step.k as i32) * pow2(2 * f) >= p_limit {
+            for step in &schedule {
+                if lo.abs().max(hi.abs()) >= self.poly_reach(step.k) {
                     return bad(format!("u^{} overflows Z_2^{}", step.k, self.poly_bits));
                 }
             }
@@ -378,6 +387,15 @@ impl PiecewisePlan {
             }
         }
         Ok(())
+    }
+
+    /// The bound on |x| below which the power u^k fits Z_2^poly_bits: at 2·poly_frac bits
+    /// before its truncation it needs (|x| + 2^-poly_frac)^k · 2^{2·poly_frac} < 2^{poly_bits−2}.
+    /// A polynomial piece's interval must lie strictly inside ±this for every power it uses.
+    pub fn poly_reach(&self, k: usize) -> f64 {
+        let f = self.poly_frac as f64;
+        let bits = self.poly_bits as f64 - 2.0 - 2.0 * f;
+        (bits / k.max(1) as f64).exp2() - (-f).exp2()
     }
 
     /// Largest difference (real value) between a secure evaluation and the mirror away from the

@@ -1,6 +1,6 @@
 //! Approximation tables as data: piecewise polynomials per function and per layer, the named
 //! sets, and the fitted-tables file.
-use super::plan::SetPlan;
+use super::plan::{PiecewisePlan, SetPlan};
 use mpc_core::{Error, FixedPoint, Result, Ring};
 use std::path::Path;
 
@@ -207,8 +207,20 @@ impl ApproxSet {
     }
 
     /// Checks the tables: a usable format (9 ≤ f, 2f < ℓ, at most 18 bits, ring ≤ 64), one or
-    /// `num_layers` entries, every table valid in the format.
+    /// `num_layers` entries, every table valid in the format and its plan (every piece's powers
+    /// and values fit the plan's rings on its interval).
     pub fn validate(&self, num_layers: usize) -> Result<()> {
+        self.check(num_layers, true)
+    }
+
+    /// [`ApproxSet::validate`] for a copy whose breakpoints are placeholders (the client's: the
+    /// breakpoints are the server's private inputs): every check that does not depend on where
+    /// the pieces lie. The server validates the real set.
+    pub fn validate_redacted(&self, num_layers: usize) -> Result<()> {
+        self.check(num_layers, false)
+    }
+
+    fn check(&self, num_layers: usize, breakpoints_known: bool) -> Result<()> {
         let f = self.format.frac_bits();
         if !(9..=FixedPoint::LINEAR.frac_bits()).contains(&f) || 2 * f >= self.format.ring().bits()
         {
@@ -227,13 +239,17 @@ impl ApproxSet {
         }
         for (l, t) in self.layers.iter().enumerate() {
             let ctx = |e: Error| Error::Malformed(format!("set `{}` layer {l}: {e}", self.name));
-            t.gelu.validate(self.format).map_err(ctx)?;
-            self.plan.gelu.validate(&t.gelu).map_err(ctx)?;
-            match &t.exp {
-                ExpMethod::Piecewise(p) => {
-                    p.validate(self.format).map_err(ctx)?;
-                    self.plan.exp.validate(p).map_err(ctx)?;
+            let against = |plan: &PiecewisePlan, pw: &PiecewisePoly| {
+                pw.validate(self.format)?;
+                if breakpoints_known {
+                    plan.validate(pw)
+                } else {
+                    plan.validate_rings()
                 }
+            };
+            against(&self.plan.gelu, &t.gelu).map_err(ctx)?;
+            match &t.exp {
+                ExpMethod::Piecewise(p) => against(&self.plan.exp, p).map_err(ctx)?,
                 ExpMethod::Squaring { t, lower } => {
                     if *t == 0 || *t > 16 || *lower >= 0.0 {
                         return Err(ctx(Error::Malformed(format!(
