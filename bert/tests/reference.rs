@@ -78,7 +78,8 @@ fn fixed_model_tracks_float_on_real_sentences() {
         bert::fit::Segments::NIMBUS,
         "all-MiniLM-L6-v2",
         "test",
-    ).unwrap();
+    )
+    .unwrap();
     assert_eq!(fitted.set.layers.len(), 6);
     for (l, t) in fitted.set.layers.iter().enumerate() {
         eprintln!("layer {l}: {:?}", t);
