@@ -77,8 +77,9 @@ pub struct SetPlan {
 /// 2. max by a binary tree: each party computes `y = ⌊x / 2^max_drop⌋ mod 2^max_keep` locally
 ///    once per element (the secure y may be one less, consistently for that element); a level
 ///    compares `[y_a − y_b ≥ 0]` exactly on Z_2^max_keep (DReLU) and multiplexes x and y of the
-///    winner (one mux on Z_2^64); the result is an element within 2^{max_drop+1−18} of the
-///    maximum;
+///    winner (one mux on Z_2^k, k the low bits of its input the exp reads,
+///    [`PiecewisePlan::input_bits`]: x − max is needed only modulo 2^k); the result is an
+///    element within 2^{max_drop+1−18} of the maximum;
 /// 3. d = x − max, exp (the set's), row sum s (Z_2^64, 18 bits);
 /// 4. reciprocal of s ([`SoftmaxPlan::recip_ranges`]): comparisons `[s ≥ 4]`, `[s ≥ 31]`
 ///    (reduced DReLU, drop 18, keep 9: at integer resolution, so s up to one above a threshold
@@ -224,6 +225,22 @@ impl PiecewisePlan {
     /// Bits the comparisons drop.
     pub fn cmp_drop(&self) -> u32 {
         LIN_FRAC - self.cmp_frac
+    }
+
+    /// How many low bits of the input the evaluation of `pieces` reads: the comparisons
+    /// `cmp_drop + cmp_bits`, the polynomial input `input_shift + poly_bits`, the identity
+    /// pieces `out_bits`. Every step is a local down-cast of these bits of each share (with the
+    /// known-MSB carry argument holding modulo 2^input_bits), so shares that are correct only
+    /// modulo 2^input_bits give the same result.
+    pub fn input_bits(&self, pieces: &[Piece]) -> u32 {
+        let mut bits = self.cmp_drop() + self.cmp_bits;
+        if pieces.iter().any(|p| matches!(p, Piece::Poly(_))) {
+            bits = bits.max(self.input_shift() + self.poly_bits);
+        }
+        if pieces.contains(&Piece::Identity) {
+            bits = bits.max(self.out_bits);
+        }
+        bits.min(64)
     }
 
     /// The truncation that produces `u` from the 18-bit input.
@@ -435,7 +452,7 @@ impl PiecewisePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::approx::ApproxSet;
+    use crate::approx::{ApproxSet, ExpMethod};
 
     #[test]
     fn named_plans_fit_their_tables() {
@@ -485,6 +502,26 @@ mod tests {
         let mut close = gelu.clone();
         close.breakpoints = vec![-1.0, -1.0 + 1.0 / 64.0];
         assert!(set.plan.gelu.validate(&close).is_err());
+    }
+
+    #[test]
+    fn input_bits_and_power_reach() {
+        let set = ApproxSet::nimbus();
+        let ExpMethod::Piecewise(exp) = &set.layers[0].exp else {
+            panic!("nimbus exp is piecewise")
+        };
+        // exp: u = ⌊x / 2^10⌋ on Z_2^25 reads 35 bits, the comparisons 12 + 17.
+        assert_eq!(set.plan.exp.input_bits(&exp.pieces), 35);
+        // GELU: u on Z_2^22 after 10 bits (32), the identity piece on Z_2^30.
+        assert_eq!(set.plan.gelu.input_bits(&set.layers[0].gelu.pieces), 32);
+        assert_eq!(
+            set.plan.gelu.input_bits(&[Piece::Zero, Piece::Identity]),
+            30
+        );
+        // u³ at 8 bits in Z_2^25: (|x| + 2^-8)³ · 2^16 < 2^23.
+        let reach = set.plan.exp.poly_reach(3);
+        assert!((reach + 1.0 / 256.0).powi(3) * 65536.0 <= 8_388_608.0 * (1.0 + 1e-12));
+        assert!((reach + 2.0 / 256.0).powi(3) * 65536.0 > 8_388_608.0);
     }
 
     #[test]

@@ -138,6 +138,18 @@ pub(crate) fn squaring(
     mux(sess, &keep, &y, r)
 }
 
+/// How many low bits of its input layer `layer`'s exp reads ([`PiecewisePlan::input_bits`]
+/// for the piecewise form; all 64 for the squaring method, whose first truncation needs the
+/// whole value): shares correct modulo 2^this suffice.
+///
+/// [`PiecewisePlan::input_bits`]: crate::approx::PiecewisePlan::input_bits
+pub fn exp_input_bits(set: &ApproxSet, layer: usize) -> u32 {
+    match &set.layer(layer).exp {
+        ExpMethod::Piecewise(pw) => set.plan.exp.input_bits(&pw.pieces),
+        ExpMethod::Squaring { .. } => 64,
+    }
+}
+
 /// The server-only breakpoints of layer `layer`'s exp: the piecewise breakpoints, or the
 /// squaring method's lower bound.
 pub fn exp_breakpoints(set: &ApproxSet, layer: usize) -> Vec<f64> {

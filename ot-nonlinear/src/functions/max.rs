@@ -12,8 +12,10 @@
 //!    exactly one per group, as the order is consistent);
 //!
 //! The last level (at most [`LAST_GROUP`] candidates left) is a single group.
-//! 3. one [`mux`] on Z_2^64 of every candidate's (x, y) by its indicator; the group's sums are
-//!    the winner's x and y.
+//! 3. one [`mux`] of every candidate's (x, y) by its indicator, on Z_2^max(v, keep) where v is
+//!    the caller's value ring (Softmax needs x only modulo 2^v, v the low bits its exp reads:
+//!    35 for the Nimbus exp); the group's sums are the winner's x and y (y reduced to
+//!    Z_2^keep).
 //!
 //! The winner is the first element with the largest y — the binary tree's winner too (a pair
 //! keeps the left on ties), so the mirror's binary tree computes the same value; it lies within
@@ -46,6 +48,11 @@ fn group_size(m: usize) -> usize {
     }
 }
 
+/// The ring of the muxes: the caller's value ring, widened to hold y.
+fn mux_ring(plan: &SoftmaxPlan, value: Ring) -> Ring {
+    Ring::new(value.bits().max(plan.max_keep)).expect("at most 64 bits")
+}
+
 /// Group sizes per level for a row of `cols` (the last group of a level may be smaller).
 fn levels(cols: usize) -> Vec<Vec<usize>> {
     let mut v = Vec::new();
@@ -75,7 +82,7 @@ fn and_depths(sizes: &[usize]) -> Vec<usize> {
     v
 }
 
-fn steps(plan: &SoftmaxPlan, rows: usize, cols: usize) -> Vec<(Cost, CotDemand)> {
+fn steps(plan: &SoftmaxPlan, rows: usize, cols: usize, value: Ring) -> Vec<(Cost, CotDemand)> {
     let yr = Ring::new(plan.max_keep).expect("validated plan");
     let mut v = Vec::new();
     for sizes in levels(cols) {
@@ -86,7 +93,7 @@ fn steps(plan: &SoftmaxPlan, rows: usize, cols: usize) -> Vec<(Cost, CotDemand)>
             v.push((and_cost(gates * rows, 0), and_cots(gates * rows)));
         }
         v.push((
-            mux_cost(2 * muxed * rows, Ring::R64),
+            mux_cost(2 * muxed * rows, mux_ring(plan, value)),
             mux_cots(2 * muxed * rows),
         ));
     }
@@ -94,23 +101,23 @@ fn steps(plan: &SoftmaxPlan, rows: usize, cols: usize) -> Vec<(Cost, CotDemand)>
 }
 
 /// Exact cost of [`row_max`] (label `max`).
-pub fn row_max_cost(plan: &SoftmaxPlan, rows: usize, cols: usize) -> Cost {
-    total_cost(steps(plan, rows, cols))
+pub fn row_max_cost(plan: &SoftmaxPlan, rows: usize, cols: usize, value: Ring) -> Cost {
+    total_cost(steps(plan, rows, cols, value))
 }
 
 /// COTs drawn by [`row_max`].
-pub fn row_max_cots(plan: &SoftmaxPlan, rows: usize, cols: usize) -> CotDemand {
-    total_cots(steps(plan, rows, cols))
+pub fn row_max_cots(plan: &SoftmaxPlan, rows: usize, cols: usize, value: Ring) -> CotDemand {
+    total_cots(steps(plan, rows, cols, value))
 }
 
-/// Shares (Z_2^64) of each row's tree maximum of `x` (rows × cols, row-major, Z_2^64).
-/// Label `max`.
+/// Shares of each row's tree maximum of `x` (rows × cols, row-major, Z_2^64), in the `value`
+/// ring (x mod 2^value.bits(); Z_2^64 for the whole value). Label `max`.
 pub fn row_max(
     sess: &mut Session,
     plan: &SoftmaxPlan,
     x: &[u64],
-    rows: usize,
-    cols: usize,
+    (rows, cols): (usize, usize),
+    value: Ring,
 ) -> Result<Vec<u64>> {
     if cols == 0 || x.len() != rows * cols {
         return Err(Error::Shape(format!(
@@ -119,13 +126,13 @@ pub fn row_max(
         )));
     }
     let yr = Ring::new(plan.max_keep)?;
-    let r64 = Ring::R64;
+    let mr = mux_ring(plan, value);
     sess.scope("max", |sess| {
         let mut cur: Vec<Vec<(u64, u64)>> = x
             .chunks(cols)
             .map(|row| {
                 row.iter()
-                    .map(|&v| (v, yr.reduce(v >> plan.max_drop)))
+                    .map(|&v| (mr.reduce(v), yr.reduce(v >> plan.max_drop)))
                     .collect()
             })
             .collect();
@@ -201,7 +208,7 @@ pub fn row_max(
                     w += 1;
                 }
             }
-            let m = mux(sess, &bits, &vals, r64)?;
+            let m = mux(sess, &bits, &vals, mr)?;
             let mut k = 0;
             let next: Vec<(u64, u64)> = groups
                 .iter()
@@ -211,7 +218,7 @@ pub fn row_max(
                     }
                     let mut win = (0u64, 0u64);
                     for _ in 0..g.len() {
-                        win = (r64.add(win.0, m[2 * k]), win.1.wrapping_add(m[2 * k + 1]));
+                        win = (mr.add(win.0, m[2 * k]), mr.add(win.1, m[2 * k + 1]));
                         k += 1;
                     }
                     (win.0, yr.reduce(win.1))
@@ -220,6 +227,6 @@ pub fn row_max(
             let per_row = groups.len() / cur.len();
             cur = next.chunks(per_row).map(|r| r.to_vec()).collect();
         }
-        Ok(cur.iter().map(|row| row[0].0).collect())
+        Ok(cur.iter().map(|row| value.reduce(row[0].0)).collect())
     })
 }

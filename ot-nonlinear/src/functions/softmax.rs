@@ -3,8 +3,10 @@
 //!
 //! 1. mask: the client subtracts `mask_offset` from its share of its own padding entries (no
 //!    message; the server never learns which);
-//! 2. [`row_max`] (binary tree, comparisons on Z_2^max_keep, muxes on Z_2^64);
-//! 3. d = x − max (local), exp of the set ([`super::exp::exp_reserved`]), row sums (local);
+//! 2. [`row_max`] (tournament tree, comparisons on Z_2^max_keep, muxes on Z_2^k with k the
+//!    low bits the exp reads, [`exp_input_bits`]: 35 for the Nimbus exp, 64 for PUMA's);
+//! 3. d = x − max (local; correct modulo 2^k, which is all the exp reads), exp of the set
+//!    ([`super::exp::exp_reserved`]), row sums (local);
 //! 4. [`reciprocal`] of the row sums (one per row);
 //! 5. free down-casts e → Z_2^prod_bits at e_frac bits and r (at r_frac bits) → Z_2^prod_bits, one
 //!    [`mul_row_scalar`] (the row's r against every e of the row), one fused known-MSB
@@ -17,7 +19,7 @@
 //! Secure vs mirror: the tree's winner may differ from the mirror's by < 2^{max_drop+1−18}
 //! (1/32), which shifts every d alike (softmax is shift-invariant up to the exp
 //! approximation's change over such a shift), plus the exp's and the truncations' carries.
-use super::exp::{exp_cost, exp_cots, exp_reserved};
+use super::exp::{exp_cost, exp_cots, exp_input_bits, exp_reserved};
 use super::max::{row_max, row_max_cost, row_max_cots};
 use super::reciprocal::{reciprocal, reciprocal_cost, reciprocal_cots};
 use super::{total_cost, total_cots};
@@ -32,8 +34,12 @@ fn steps(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> Vec<(Cost, 
     let n = rows * cols;
     let pr = Ring::new(p.prod_bits).expect("validated plan");
     let s = p.e_frac + p.r_frac - FixedPoint::LINEAR.frac_bits();
+    let value = max_ring(set, layer);
     vec![
-        (row_max_cost(p, rows, cols), row_max_cots(p, rows, cols)),
+        (
+            row_max_cost(p, rows, cols, value),
+            row_max_cots(p, rows, cols, value),
+        ),
         (exp_cost(set, layer, n), exp_cots(set, layer, n)),
         (reciprocal_cost(p, rows), reciprocal_cots(p, rows)),
         (mul_cost(rows, cols, pr), mul_cots(rows, pr)),
@@ -42,6 +48,11 @@ fn steps(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> Vec<(Cost, 
             trunc_cots(n, pr, Ring::R64, s, TruncKind::KnownMsb).expect("validated plan"),
         ),
     ]
+}
+
+/// The ring of the row maxima: the low bits of x − max that layer `layer`'s exp reads.
+fn max_ring(set: &ApproxSet, layer: usize) -> Ring {
+    Ring::new(exp_input_bits(set, layer)).expect("1 ≤ bits ≤ 64")
 }
 
 /// Exact cost of [`softmax`] (label `softmax`, the reservation excluded).
@@ -95,7 +106,7 @@ pub fn softmax(
                 .collect(),
             None => x.to_vec(),
         };
-        let max = row_max(sess, p, &xm, rows, cols)?;
+        let max = row_max(sess, p, &xm, (rows, cols), max_ring(set, layer))?;
         let d: Vec<u64> = xm
             .iter()
             .enumerate()
