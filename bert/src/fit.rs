@@ -373,6 +373,30 @@ fn rounded_pieces(
     Some(pieces)
 }
 
+/// The searched breakpoints and rounded pieces of `function` (named in errors) on the moments
+/// `m`: the identity piece last when `ends` has a last range.
+fn fit_shape(
+    m: &Moments,
+    function: &str,
+    ends: &Ends,
+    format: FixedPoint,
+    (segments, bound): (usize, f64),
+) -> Result<PiecewisePoly> {
+    let none = || {
+        Error::InvalidArgument(format!(
+            "{} {function} calibration inputs admit no fit with {segments} segments within {bound}",
+            m.xs.len()
+        ))
+    };
+    let breakpoints = search(m, ends, segments, bound).ok_or_else(none)?;
+    let identity = ends.last.is_some();
+    let pieces = rounded_pieces(m, &m.plan, format, &breakpoints, identity).ok_or_else(none)?;
+    Ok(PiecewisePoly {
+        breakpoints,
+        pieces,
+    })
+}
+
 /// Fits GELU on calibration inputs (optionally weighted): {0; `segments` quadratics; x}, the
 /// first breakpoint in [−4, −1], the last in [−0.5, 3], every piece within `bound` of GELU on
 /// its interval.
@@ -381,25 +405,14 @@ pub fn fit_gelu(
     weights: Option<&[f32]>,
     plan: &PiecewisePlan,
     format: FixedPoint,
-    (segments, bound): (usize, f64),
+    shape: (usize, f64),
 ) -> Result<PiecewisePoly> {
     let m = Moments::new(samples, weights, plan, 2, gelu_f64);
-    let too_few = || {
-        Error::InvalidArgument(format!(
-            "{} GELU calibration inputs admit no fit with {segments} segments within {bound}",
-            m.xs.len()
-        ))
-    };
     let ends = Ends {
         first: [-4.0, -1.0],
         last: Some([-0.5, 3.0]),
     };
-    let breakpoints = search(&m, &ends, segments, bound).ok_or_else(too_few)?;
-    let pieces = rounded_pieces(&m, plan, format, &breakpoints, true).ok_or_else(too_few)?;
-    Ok(PiecewisePoly {
-        breakpoints,
-        pieces,
-    })
+    fit_shape(&m, "GELU", &ends, format, shape)
 }
 
 /// Fits exp on calibration inputs (≤ 0): {0; `segments` cubics up to 0}, the first breakpoint
@@ -408,25 +421,14 @@ pub fn fit_exp(
     samples: &[f32],
     plan: &PiecewisePlan,
     format: FixedPoint,
-    (segments, bound): (usize, f64),
+    shape: (usize, f64),
 ) -> Result<PiecewisePoly> {
     let m = Moments::new(samples, None, plan, 3, f64::exp);
-    let too_few = || {
-        Error::InvalidArgument(format!(
-            "{} exp calibration inputs admit no fit with {segments} segments within {bound}",
-            m.xs.len()
-        ))
-    };
     let ends = Ends {
         first: [-8.0, -1.0],
         last: None,
     };
-    let breakpoints = search(&m, &ends, segments, bound).ok_or_else(too_few)?;
-    let pieces = rounded_pieces(&m, plan, format, &breakpoints, false).ok_or_else(too_few)?;
-    Ok(PiecewisePoly {
-        breakpoints,
-        pieces,
-    })
+    fit_shape(&m, "exp", &ends, format, shape)
 }
 
 /// RMSE and largest error of the plaintext mirror of `pw` under `plan` against `f` on the
