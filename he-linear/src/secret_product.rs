@@ -7,7 +7,11 @@
 //! Flights: 2 (both send encryptions; both send sealed responses), also for a batch of
 //! independent products ([`secret_products`], one per attention head), as long as the batch
 //! reveals at most `max_revealed` coefficients (larger batches run in several such rounds).
-//! Bytes each way: `SipPlan::input_bytes + SipPlan::output_bytes` per product.
+//! Bytes each way: [`ProductPlan::bytes`] per product.
+//!
+//! Each cross term runs in the orientation that sends fewer bytes ([`ProductPlan`]): X·Y with
+//! X encrypted, or (Yᵀ·Xᵀ)ᵀ with Yᵀ encrypted. Both parties derive it from the shapes. In
+//! attention, P·V (128×128·128×64) encrypts Vᵀ (one ciphertext) instead of P (two).
 //!
 //! With packing parameters ([`HeParams::packed_products`]) each party also holds the peer's
 //! Galois keys (sent once at setup, [`GaloisKeys`]) and the responses are merged ciphertexts:
@@ -19,6 +23,54 @@ use crate::params::HeParams;
 use crate::rlwe::{PublicKey, SecretKey};
 use crate::sip::{self, SipPlan};
 use mpc_core::{Channel, Result};
+use std::borrow::Cow;
+
+/// The SIP plan of one cross term and its orientation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProductPlan {
+    /// The SIP product actually run: k×m·m×n, or n×m·m×k when transposed.
+    pub sip: SipPlan,
+    /// Whether the cross term runs as (Yᵀ·Xᵀ)ᵀ (the Y share encrypted, X the plaintext).
+    pub transposed: bool,
+}
+
+impl ProductPlan {
+    /// The orientation of X (k×m) · Y (m×n) with fewer bytes each way (X encrypted on ties).
+    pub fn new(params: &HeParams, k: usize, m: usize, n: usize) -> Result<ProductPlan> {
+        let direct = SipPlan::new(params, k, m, n).map(|sip| ProductPlan {
+            sip,
+            transposed: false,
+        });
+        let transposed = SipPlan::new(params, n, m, k).map(|sip| ProductPlan {
+            sip,
+            transposed: true,
+        });
+        match (direct, transposed) {
+            (Ok(d), Ok(t)) if t.bytes(params) < d.bytes(params) => Ok(t),
+            (Ok(d), _) => Ok(d),
+            (Err(_), Ok(t)) => Ok(t),
+            (Err(e), Err(_)) => Err(e),
+        }
+    }
+
+    /// Bytes each party sends for this product: its encryptions and its responses.
+    pub fn bytes(&self, params: &HeParams) -> usize {
+        self.sip.input_bytes(params) + self.sip.output_bytes(params)
+    }
+
+    /// The encrypted operand and the plaintext operand, oriented.
+    fn operands<'a>(
+        &self,
+        x: &'a RingMatrix,
+        y: &'a RingMatrix,
+    ) -> (Cow<'a, RingMatrix>, Cow<'a, RingMatrix>) {
+        if self.transposed {
+            (Cow::Owned(y.transpose()), Cow::Owned(x.transpose()))
+        } else {
+            (Cow::Borrowed(x), Cow::Borrowed(y))
+        }
+    }
+}
 
 /// This party's key and the peer's evaluation keys.
 #[derive(Clone, Copy, Debug)]
@@ -84,26 +136,31 @@ fn product_round(
     } = keys;
     let plans = pairs
         .iter()
-        .map(|(x, y)| SipPlan::new(params, x.rows(), x.cols(), y.cols()))
+        .map(|(x, y)| ProductPlan::new(params, x.rows(), x.cols(), y.cols()))
         .collect::<Result<Vec<_>>>()?;
-    for (plan, (x, _)) in plans.iter().zip(pairs) {
-        sip::send_encrypted_input(ch, params, my_sk, plan, x)?;
+    let operands: Vec<_> = plans
+        .iter()
+        .zip(pairs)
+        .map(|(plan, (x, y))| plan.operands(x, y))
+        .collect();
+    for (plan, (enc, _)) in plans.iter().zip(&operands) {
+        sip::send_encrypted_input(ch, params, my_sk, &plan.sip, enc)?;
     }
     let peer_inputs = plans
         .iter()
-        .map(|plan| sip::recv_encrypted_input(ch, params, plan))
+        .map(|plan| sip::recv_encrypted_input(ch, params, &plan.sip))
         .collect::<Result<Vec<_>>>()?;
     let mut mine = Vec::with_capacity(pairs.len());
-    for ((plan, (_, y)), inputs) in plans.iter().zip(pairs).zip(&peer_inputs) {
-        let plain = sip::encode_plain(params, plan, y)?;
+    for ((plan, (_, plain)), inputs) in plans.iter().zip(&operands).zip(&peer_inputs) {
+        let encoded = sip::encode_plain(params, &plan.sip, plain)?;
         mine.push(sip::evaluate_and_respond(
             ch,
             params,
             peer_pk,
             peer_galois,
-            plan,
+            &plan.sip,
             inputs,
-            &plain,
+            &encoded,
         )?);
     }
     plans
@@ -111,8 +168,14 @@ fn product_round(
         .zip(pairs)
         .zip(mine)
         .map(|((plan, (x, y)), mine)| {
-            let opened = sip::recv_and_open(ch, params, my_sk, plan)?;
-            x.matmul(y)?.add(&mine)?.add(&opened)
+            let opened = sip::recv_and_open(ch, params, my_sk, &plan.sip)?;
+            let cross = mine.add(&opened)?;
+            let cross = if plan.transposed {
+                cross.transpose()
+            } else {
+                cross
+            };
+            x.matmul(y)?.add(&cross)
         })
         .collect()
 }

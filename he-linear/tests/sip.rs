@@ -6,7 +6,7 @@ use he_linear::galois::GaloisKeys;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
-use he_linear::secret_product::{secret_product, secret_products, ProductKeys};
+use he_linear::secret_product::{secret_product, secret_products, ProductKeys, ProductPlan};
 use he_linear::sip::{self, SipPlan};
 use mpc_core::{AesPrg, Channel, Error, Seed};
 
@@ -109,13 +109,9 @@ fn check_products(params: &HeParams, shapes: &[(usize, usize, usize)], seed: u8)
         assert_eq!(&c.add(s).unwrap(), w);
     }
     // Symmetric protocol: each party sends its encryptions and its responses.
-    let plans: Vec<SipPlan> = shapes
+    let expect: usize = shapes
         .iter()
-        .map(|&(k, m, n)| SipPlan::new(params, k, m, n).unwrap())
-        .collect();
-    let expect: usize = plans
-        .iter()
-        .map(|p| p.input_bytes(params) + p.output_bytes(params))
+        .map(|&(k, m, n)| ProductPlan::new(params, k, m, n).unwrap().bytes(params))
         .sum();
     assert_eq!(stats.bytes_sent as usize, expect);
     assert_eq!(stats.bytes_recv as usize, expect);
@@ -157,14 +153,18 @@ fn packed_secret_products_are_exact_and_smaller() {
         .sum();
     println!("one head, each way: packed {bytes} B, unpacked {unpacked} B");
     for &(k, m, n) in &head {
-        let p = SipPlan::new(&packed, k, m, n).unwrap();
+        let p = ProductPlan::new(&packed, k, m, n).unwrap();
         println!(
             "  {k}×{m}·{m}×{n}: {p:?}, {} + {} B, {} merges",
-            p.input_bytes(&packed),
-            p.output_bytes(&packed),
-            p.merges()
+            p.sip.input_bytes(&packed),
+            p.sip.output_bytes(&packed),
+            p.sip.merges()
         );
     }
+    // P·V encrypts Vᵀ (one ciphertext) rather than P (two).
+    let pv = ProductPlan::new(&packed, 128, 128, 64).unwrap();
+    assert!(pv.transposed && pv.sip.input_cts() == 1, "{pv:?}");
+    assert!(!ProductPlan::new(&packed, 128, 64, 128).unwrap().transposed);
 
     assert!((bytes as usize) * 3 < unpacked, "{bytes} vs {unpacked}");
 }
