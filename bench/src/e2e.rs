@@ -50,8 +50,9 @@ pub struct Args {
     /// Who supplies the embedded sequence: server (private tables) or client (papers' setting).
     #[arg(long, default_value = "server")]
     embedding: String,
-    /// Attention products: packed (Galois-key merged responses, fewer bytes) or unpacked (more
-    /// bytes, less compute). Chosen by the server in two-process mode.
+    /// Attention products: packed (Galois-key merged responses, and LayerNorm's products on HE:
+    /// fewer bytes) or unpacked (LayerNorm on COTs: more bytes, less compute). Chosen by the
+    /// server in two-process mode.
     #[arg(long, default_value = "packed")]
     attention: String,
     /// The input sentence (tokenized with the model's vocabulary).

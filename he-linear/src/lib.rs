@@ -5,6 +5,8 @@
 //!   (encrypted weights cached by the client, one flight online).
 //! * [`sip`]: the server-side inner-product baseline (Cheetah/BumbleBee style).
 //! * [`secret_product`]: X·Y with both operands shared (attention's QKᵀ and P·V).
+//! * [`row_products`]: row-scalar products and row sums of squares of shared matrices
+//!   (LayerNorm).
 //! * [`galois`]: automorphisms, Galois keys and ciphertext packing (compact product outputs).
 //! * [`embedding`]: secure lookup of the client's private token ids in the server's private
 //!   embedding table.
@@ -63,6 +65,7 @@ pub mod poly;
 pub mod response;
 pub mod rlwe;
 pub mod rns;
+pub mod row_products;
 pub mod sampling;
 pub mod secret_product;
 pub mod sip;

@@ -1,21 +1,12 @@
 //! SIP linear layer and the secret × secret product: exact reconstruction on random shares with
 //! edge values, cost formulas, and typed errors.
 mod common;
-use common::{random_matrix, run_pair};
-use he_linear::galois::GaloisKeys;
+use common::{keys, product_keys, random_matrix, run_pair};
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
-use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::{secret_product, secret_products, ProductKeys, ProductPlan};
 use he_linear::sip::{self, SipPlan};
-use mpc_core::{AesPrg, Channel, Error, Seed};
-
-fn keys(params: &HeParams, seed: u8) -> (SecretKey, PublicKey) {
-    let mut rng = AesPrg::new(Seed([seed; 16]));
-    let sk = SecretKey::generate(params, &mut rng);
-    let pk = PublicKey::generate(params, &sk, &mut rng);
-    (sk, pk)
-}
+use mpc_core::{Channel, Error};
 
 #[test]
 fn sip_linear_layer_is_exact() {
@@ -51,15 +42,6 @@ fn sip_linear_layer_is_exact() {
         assert_eq!(stats.bytes_sent as usize, plan.input_bytes(&params));
         assert_eq!(stats.bytes_recv as usize, plan.output_bytes(&params));
     }
-}
-
-/// Both parties' keys: (secret, public, Galois) for the server and the client.
-fn product_keys(params: &HeParams) -> [(SecretKey, PublicKey, GaloisKeys); 2] {
-    [7u8, 8].map(|seed| {
-        let (sk, pk) = keys(params, seed);
-        let gk = GaloisKeys::generate(params, &sk, &mut AesPrg::new(Seed([seed + 1; 16])));
-        (sk, pk, gk)
-    })
 }
 
 /// Runs a batch of secret products on random shares (with edge values) and checks the sums;

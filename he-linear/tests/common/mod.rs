@@ -1,7 +1,10 @@
 //! Shared test harness: run a server closure and a client closure on two threads over an
 //! in-memory channel pair, with a short read timeout so a failing peer cannot hang a test.
 #![allow(dead_code)]
+use he_linear::galois::GaloisKeys;
 use he_linear::matrix::RingMatrix;
+use he_linear::params::HeParams;
+use he_linear::rlwe::{PublicKey, SecretKey};
 use mpc_core::{AesPrg, Channel, Seed};
 use rand_core::RngCore;
 use std::time::Duration;
@@ -56,4 +59,21 @@ pub fn small_matrix(rows: usize, cols: usize, seed: u8, bits: u32) -> RingMatrix
         .map(|_| ((rng.next_u64() >> (64 - bits)) as i64 - half) as u64)
         .collect();
     RingMatrix::new(rows, cols, data).unwrap()
+}
+
+/// A key pair from a fixed seed.
+pub fn keys(params: &HeParams, seed: u8) -> (SecretKey, PublicKey) {
+    let mut rng = AesPrg::new(Seed([seed; 16]));
+    let sk = SecretKey::generate(params, &mut rng);
+    let pk = PublicKey::generate(params, &sk, &mut rng);
+    (sk, pk)
+}
+
+/// Both parties' keys: (secret, public, Galois) for the server and the client.
+pub fn product_keys(params: &HeParams) -> [(SecretKey, PublicKey, GaloisKeys); 2] {
+    [7u8, 8].map(|seed| {
+        let (sk, pk) = keys(params, seed);
+        let gk = GaloisKeys::generate(params, &sk, &mut AesPrg::new(Seed([seed + 1; 16])));
+        (sk, pk, gk)
+    })
 }

@@ -1,0 +1,133 @@
+//! Row-structured products on HE (LayerNorm's): exact reconstruction modulo 2^64 on random
+//! shares with edge values, exact bytes, two flights, and shape errors.
+mod common;
+use common::{product_keys, random_matrix, run_pair};
+use he_linear::matrix::RingMatrix;
+use he_linear::params::HeParams;
+use he_linear::row_products::{row_scalar_product, row_square_sums, row_square_sums_bytes};
+use he_linear::secret_product::{ProductKeys, ProductPlan};
+use mpc_core::{Channel, Error, Party};
+
+/// Runs `f` for both parties on shares of (r, V); returns (server, client) outputs and the
+/// client's (bytes sent, bytes received, rounds).
+#[allow(clippy::type_complexity)]
+fn both<T: Send + 'static>(
+    params: &HeParams,
+    k: usize,
+    n: usize,
+    seed: u8,
+    f: fn(&mut Channel, &HeParams, ProductKeys<'_>, Party, &[u64], &RingMatrix) -> T,
+) -> ((Vec<u64>, RingMatrix), T, T, (u64, u64, u64)) {
+    let (r, v) = (random_matrix(1, k, seed), random_matrix(k, n, seed + 1));
+    let (rc, vc) = (random_matrix(1, k, seed + 2), random_matrix(k, n, seed + 3));
+    let (rs, vs) = (r.sub(&rc).unwrap(), v.sub(&vc).unwrap());
+    let [(ssk, spk, sgk), (csk, cpk, cgk)] = product_keys(params);
+    let (sp, cp) = (params.clone(), params.clone());
+    let (server, (client, stats)) = run_pair(
+        move |ch: &mut Channel| {
+            let keys = ProductKeys {
+                my_sk: &ssk,
+                peer_pk: &cpk,
+                peer_galois: Some(&cgk),
+            };
+            f(ch, &sp, keys, Party::Server, rs.data(), &vs)
+        },
+        move |ch: &mut Channel| {
+            let keys = ProductKeys {
+                my_sk: &csk,
+                peer_pk: &spk,
+                peer_galois: Some(&sgk),
+            };
+            let out = ch.scope("rows", |ch| f(ch, &cp, keys, Party::Client, rc.data(), &vc));
+            (out, ch.stats_of("rows").unwrap())
+        },
+    );
+    let stats = (stats.bytes_sent, stats.bytes_recv, stats.rounds);
+    ((r.data().to_vec(), v), server, client, stats)
+}
+
+fn scalar(
+    ch: &mut Channel,
+    p: &HeParams,
+    keys: ProductKeys<'_>,
+    _: Party,
+    r: &[u64],
+    v: &RingMatrix,
+) -> RingMatrix {
+    row_scalar_product(ch, p, keys, r, v).unwrap()
+}
+
+fn squares(
+    ch: &mut Channel,
+    p: &HeParams,
+    keys: ProductKeys<'_>,
+    party: Party,
+    _: &[u64],
+    v: &RingMatrix,
+) -> Vec<u64> {
+    row_square_sums(ch, p, keys, party, v).unwrap()
+}
+
+#[test]
+fn row_scalar_products_are_exact() {
+    let params = HeParams::packed_products().unwrap();
+    for (k, n, seed) in [(5usize, 9usize, 1u8), (33, 70, 20)] {
+        let ((r, v), s, c, (sent, recv, rounds)) = both(&params, k, n, seed, scalar);
+        let got = s.add(&c).unwrap();
+        for i in 0..k {
+            for j in 0..n {
+                assert_eq!(got.get(i, j), r[i].wrapping_mul(v.get(i, j)), "({i}, {j})");
+            }
+        }
+        let bytes = ProductPlan::new(&params, k, k, n).unwrap().bytes(&params) as u64;
+        assert_eq!((sent, recv, rounds), (bytes, bytes, 2));
+    }
+}
+
+#[test]
+fn row_square_sums_are_exact_in_chunks() {
+    let params = HeParams::packed_products().unwrap();
+    // 700 columns exceed the packed parameters' 512 terms: two chunks of 350.
+    for (k, n, seed) in [(6usize, 11usize, 3u8), (17, 700, 40)] {
+        let ((_, v), s, c, (sent, recv, rounds)) = both(&params, k, n, seed, squares);
+        for i in 0..k {
+            let want = v
+                .row(i)
+                .iter()
+                .fold(0u64, |a, &x| a.wrapping_add(x.wrapping_mul(x)));
+            assert_eq!(s[i].wrapping_add(c[i]), want, "row {i}");
+        }
+        let (up, down) = row_square_sums_bytes(&params, k, n).unwrap();
+        assert_eq!((sent, recv, rounds), (up as u64, down as u64, 2));
+    }
+}
+
+#[test]
+fn layernorm_shapes_at_bert_base_cost() {
+    let params = HeParams::packed_products().unwrap();
+    let product = ProductPlan::new(&params, 128, 128, 768).unwrap();
+    let (up, down) = row_square_sums_bytes(&params, 128, 768).unwrap();
+    println!(
+        "BERT-base LayerNorm: row-scalar product {} B each way ({} merges per party), \
+         square sums {up} B client → server, {down} B back",
+        product.bytes(&params),
+        product.sip.merges()
+    );
+    assert_eq!(product.bytes(&params), 2_637_888);
+    assert_eq!((up, down), (2_752_704, 573_440));
+}
+
+#[test]
+fn mismatched_row_scalars_are_refused() {
+    let params = HeParams::packed_products().unwrap();
+    let [(sk, _, _), (_, pk, gk)] = product_keys(&params);
+    let keys = ProductKeys {
+        my_sk: &sk,
+        peer_pk: &pk,
+        peer_galois: Some(&gk),
+    };
+    let (mut ch, _peer) = Channel::mem_pair();
+    let v = random_matrix(4, 3, 9);
+    let err = row_scalar_product(&mut ch, &params, keys, &[1, 2, 3], &v).unwrap_err();
+    assert!(matches!(err, Error::Shape(_)), "{err}");
+}
