@@ -26,7 +26,10 @@
 //! element-wise product; element-wise products need SIMD slots (batching), which exist only for
 //! a plaintext modulus t ≡ 1 mod 2N, never for t = 2^ℓ. An HE element-wise product would need a
 //! prime plaintext modulus and conversions to and from Z_2^ℓ (extra protocols per element), so
-//! the OT route is the one built here; what to measure against is the lead's decision.
+//! the OT route is the one built here. The exception is a row-scalar product over long rows and
+//! the row sums of squares (LayerNorm's): they are matrix products (diag(r)·V and the diagonal of
+//! V^c·(V^s)ᵀ), which coefficient encoding does well; `he_linear::row_products` runs them on
+//! HE through [`crate::functions::layernorm::RowProducts`], at a third of these bytes.
 use super::acot::{acot_duplex, acot_server_sends, RecvSide, SendSide};
 use super::{check_len, check_shares, Cost, CotDemand, Session};
 use crate::adapters::AcotLayout;
