@@ -27,8 +27,10 @@
 //!
 //! Carries: each truncation may be one unit low; through the Goldschmidt steps (1/c's slope
 //! ≤ 4 on c's unit, ≈ 3 on e's, ≤ 2 on e²'s, 1 on each w's) that is at most 11 units of w,
-//! scaled by 2^{17−k}, plus the last truncation's unit: `|secure − mirror| ≤ 12·2^{17−k} + 1`
-//! units (measured ≤ 6·2^{17−k}); x = 0 is within 1e-4 of the mirror, relatively.
+//! scaled by 2^{17−k} (for k > 17 a shift right, and two values δ apart floor to integers at
+//! most ⌈δ⌉ apart), plus the last truncation's unit: `|secure − mirror| ≤ ⌈12·2^{17−k}⌉ + 1`
+//! units (measured ≤ 6·2^{17−k}, or 2 units for k > 17); x = 0 is within 1e-4 of the mirror,
+//! relatively.
 //!
 //! Cost ([`reciprocal_within_cost`], exact): per value hi − lo DReLUs on Z_2^64 (≈ 625 bits
 //! each), (hi − lo)·64 bits of B2A, 5 products on Z_2^64 (4160 bits each, the first
