@@ -48,7 +48,12 @@
 //! Operations are rows of [`OPS`]: a name, the COTs to reserve, the plaintext input, the
 //! secure computation on one party's share, the mirror, the f64 function, the output ring and
 //! the tolerance. A new operation is one row and its functions.
-use mpc_core::{Channel, Error, FixedPoint, NetProfile, Party, Result, Ring, Stats};
+use bert::secure::HeRowProducts;
+use he_linear::galois::GaloisKeys;
+use he_linear::params::HeParams;
+use he_linear::rlwe::{PublicKey, SecretKey};
+use he_linear::secret_product::ProductKeys;
+use mpc_core::{AesPrg, Channel, Error, FixedPoint, NetProfile, Party, Result, Ring, Seed, Stats};
 use ot_nonlinear::approx::layernorm::normalize_row;
 use ot_nonlinear::approx::{fixed, ApproxSet, TablesFile};
 use ot_nonlinear::block::Block;
@@ -116,6 +121,70 @@ pub struct Ctx {
     set: ApproxSet,
     /// The layer whose tables the functions use.
     layer: usize,
+    /// This party's HE keys (operations with `he_keys`, set by each party after the exchange).
+    he: Option<Arc<HeKeys>>,
+}
+
+/// A party's keys for HE products: its secret key and the peer's public and Galois keys.
+pub struct HeKeys {
+    params: HeParams,
+    sk: SecretKey,
+    peer_pk: PublicKey,
+    peer_galois: GaloisKeys,
+}
+
+impl std::fmt::Debug for HeKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeKeys { .. }")
+    }
+}
+
+impl HeKeys {
+    /// Generates this party's keys and swaps public and Galois keys with the peer.
+    fn exchange(ch: &mut Channel, role: Party) -> Result<HeKeys> {
+        let params = HeParams::packed_products()?;
+        let mut rng = AesPrg::new(Seed::random());
+        let sk = SecretKey::generate(&params, &mut rng);
+        let pk = PublicKey::generate(&params, &sk, &mut rng);
+        let galois = GaloisKeys::generate(&params, &sk, &mut rng);
+        let server = role == Party::Server;
+        let peer_pk = if server {
+            pk.send(ch, &params)?;
+            PublicKey::recv(ch, &params)?
+        } else {
+            let peer = PublicKey::recv(ch, &params)?;
+            pk.send(ch, &params)?;
+            peer
+        };
+        let peer_galois = GaloisKeys::exchange(ch, &params, &galois, server)?
+            .ok_or_else(|| Error::InvalidArgument("no Galois keys for packed products".into()))?;
+        // The client sends last: its keys must leave before it waits at the barrier.
+        ch.flush()?;
+        Ok(HeKeys {
+            params,
+            sk,
+            peer_pk,
+            peer_galois,
+        })
+    }
+
+    /// The row products of LayerNorm on these keys.
+    fn row_products(&self) -> HeRowProducts<'_> {
+        HeRowProducts::new(
+            &self.params,
+            ProductKeys {
+                my_sk: &self.sk,
+                peer_pk: &self.peer_pk,
+                peer_galois: Some(&self.peer_galois),
+            },
+        )
+    }
+}
+
+/// The HE keys of an operation with `he_keys`.
+fn he_keys(c: &Ctx) -> Result<&HeKeys> {
+    c.he.as_deref()
+        .ok_or_else(|| Error::InvalidArgument("this operation needs HE keys".into()))
 }
 
 /// How far the secure output may be from the mirror (in units of the output ring).
@@ -135,6 +204,9 @@ struct Op {
     name: &'static str,
     /// Whether the operation reads the approximation set (others run as approx `none`).
     uses_approx: bool,
+    /// Whether it runs HE products: both parties exchange public and Galois keys of the packed
+    /// products' parameters first (counted as setup).
+    he_keys: bool,
     /// Its BERT-base block shape: the default element count and the shape's trailing
     /// dimensions in the report.
     block: &'static [usize],
@@ -177,6 +249,7 @@ const OPS: &[Op] = &[
     Op {
         name: "relu",
         uses_approx: false,
+        he_keys: false,
         block: &[12, 128, 256],
         ring: 37,
         cots: |c| Ok(relu_cots(c.n, c.ring)),
@@ -195,6 +268,7 @@ const OPS: &[Op] = &[
     Op {
         name: "drelu",
         uses_approx: false,
+        he_keys: false,
         block: &[12, 128, 256],
         ring: 37,
         cots: |c| Ok(drelu_cots(c.n, c.ring)),
@@ -209,6 +283,7 @@ const OPS: &[Op] = &[
     Op {
         name: "trunc",
         uses_approx: false,
+        he_keys: false,
         block: &[12, 128, 256],
         ring: 37,
         cots: |c| trunc_cots(c.n, c.ring, c.to_ring, c.shift, c.kind),
@@ -237,6 +312,7 @@ const OPS: &[Op] = &[
     Op {
         name: "mul",
         uses_approx: false,
+        he_keys: false,
         block: &[12, 128, 256],
         ring: 37,
         cots: |c| Ok(mul_cots(c.n, c.ring)),
@@ -255,6 +331,7 @@ const OPS: &[Op] = &[
     Op {
         name: "gelu",
         uses_approx: true,
+        he_keys: false,
         block: &[128, 3072],
         ring: 64,
         cots: |c| {
@@ -281,6 +358,7 @@ const OPS: &[Op] = &[
     Op {
         name: "exp",
         uses_approx: true,
+        he_keys: false,
         block: &[128, 3072],
         ring: 64,
         cots: |c| {
@@ -306,6 +384,7 @@ const OPS: &[Op] = &[
     Op {
         name: "softmax",
         uses_approx: true,
+        he_keys: false,
         block: &[12, 128, SM_COLS],
         ring: 64,
         cots: |c| {
@@ -341,6 +420,7 @@ const OPS: &[Op] = &[
     Op {
         name: "layernorm",
         uses_approx: false,
+        he_keys: false,
         block: &[128, LN_COLS],
         ring: 64,
         cots: |c| {
@@ -376,8 +456,55 @@ const OPS: &[Op] = &[
         boolean: false,
     },
     Op {
+        name: "layernorm-he",
+        uses_approx: false,
+        he_keys: true,
+        block: &[128, LN_COLS],
+        ring: 64,
+        cots: |c| {
+            function_ring(c, LN_COLS)?;
+            let products = he_keys(c)?.row_products();
+            Ok(funcs::layernorm::layernorm_cots_with(
+                c.n / LN_COLS,
+                LN_COLS,
+                &products,
+            ))
+        },
+        input: |c, prg| {
+            activations(
+                c,
+                prg,
+                LN_COLS,
+                |g| (g.normal(), 2.0 * g.normal().abs() + 0.3),
+                |g| g.normal(),
+            )
+        },
+        secure: |c, s, x| {
+            let mut products = he_keys(c)?.row_products();
+            funcs::layernorm_with(s, x, LN_COLS, LN_EPS, &mut products)
+        },
+        reference: |_, x| {
+            let mut y = x.to_vec();
+            y.chunks_mut(LN_COLS).for_each(|r| normalize_row(r, LN_EPS));
+            y
+        },
+        // The same values as `layernorm`: its square sums and row-scalar product on HE.
+        exact: Some(|_, x| {
+            x.chunks(LN_COLS)
+                .flat_map(|row| {
+                    let (mean, var) = mean_var(row);
+                    row.iter().map(move |v| (v - mean) / (var + LN_EPS).sqrt())
+                })
+                .collect()
+        }),
+        out_ring: |_| Ring::R64,
+        tolerance: Tolerance::Each(layernorm_tolerance),
+        boolean: false,
+    },
+    Op {
         name: "reciprocal",
         uses_approx: false,
+        he_keys: false,
         block: &[768],
         ring: 64,
         cots: |c| {
@@ -403,6 +530,7 @@ const OPS: &[Op] = &[
     Op {
         name: "tanh",
         uses_approx: false,
+        he_keys: false,
         block: &[768],
         ring: 64,
         cots: |c| {
@@ -421,7 +549,7 @@ const OPS: &[Op] = &[
 ];
 
 /// The block suite run without `--op`: BERT-base's nonlinear layers.
-const SUITE: [&str; 3] = ["gelu", "softmax", "layernorm"];
+const SUITE: [&str; 4] = ["gelu", "softmax", "layernorm", "layernorm-he"];
 
 /// The functions take Z_2^64 shares with 18 fraction bits, `cols`-long rows.
 fn function_ring(c: &Ctx, cols: usize) -> Result<()> {
@@ -598,11 +726,21 @@ fn party(
     share: Vec<u64>,
     barrier: Arc<Barrier>,
 ) -> Result<PartyOut> {
-    let mut sess = Session::new(ch, role)?;
-    let setup = sess.ch.totals();
-    sess.ch.clear_stats();
-    let demand = (op.cots)(&ctx)?;
+    // Everything before the barrier may fail; both parties reach it regardless (a party that
+    // failed drops its channel after it, so the peer's next receive fails instead of hanging).
+    let prepared = (|| -> Result<_> {
+        let mut sess = Session::new(ch, role)?;
+        let mut ctx = ctx;
+        if op.he_keys {
+            ctx.he = Some(Arc::new(HeKeys::exchange(&mut sess.ch, role)?));
+        }
+        let setup = sess.ch.totals();
+        sess.ch.clear_stats();
+        let demand = (op.cots)(&ctx)?;
+        Ok((sess, ctx, setup, demand))
+    })();
     barrier.wait();
+    let (mut sess, ctx, setup, demand) = prepared?;
     let start = Instant::now();
     let before = sess.ch.totals();
     let out = sess.scope("run", |sess| {
@@ -827,6 +965,7 @@ fn plan(args: &Args) -> Result<Vec<Run>> {
                     kind,
                     set,
                     layer: args.layer,
+                    he: None,
                 },
                 approx: label,
             })

@@ -679,11 +679,22 @@ struct Engine<'a> {
     progress: &'a dyn Fn(usize, usize),
 }
 
-/// LayerNorm's row products on HE ([`row_products`]): at BERT-base's 128 × 768, 8.6 MB
-/// instead of the 27.3 MB of Gilboa products on COTs, the same values.
-struct HeRowProducts<'a> {
+/// LayerNorm's row products on HE ([`row_products`]) for
+/// [`functions::layernorm_with`](ot_nonlinear::functions::layernorm_with): at BERT-base's
+/// 128 × 768, 8.6 MB instead of the 27.3 MB of Gilboa products on COTs, the same values.
+/// Needs the packed products' parameters ([`HeParams::packed_products`]) and both parties'
+/// keys, the peer's Galois keys included.
+#[derive(Debug)]
+pub struct HeRowProducts<'a> {
     params: &'a HeParams,
     keys: ProductKeys<'a>,
+}
+
+impl<'a> HeRowProducts<'a> {
+    /// Row products with these parameters and keys.
+    pub fn new(params: &'a HeParams, keys: ProductKeys<'a>) -> Self {
+        HeRowProducts { params, keys }
+    }
 }
 
 impl RowProducts for HeRowProducts<'_> {
@@ -930,10 +941,7 @@ impl Engine<'_> {
         );
         match self.public.attention {
             AttentionMode::Packed => {
-                let mut he = HeRowProducts {
-                    params: self.product_params,
-                    keys: self.products,
-                };
+                let mut he = HeRowProducts::new(self.product_params, self.products);
                 functions::layernorm_with(sess, x, d, eps, &mut he)
             }
             AttentionMode::Unpacked => functions::layernorm_with(sess, x, d, eps, &mut OtProducts),

@@ -140,6 +140,11 @@ pub fn layernorm_cots(rows: usize, n: usize) -> CotDemand {
     total_cots(steps(rows, n, true))
 }
 
+/// COTs drawn by [`layernorm_with`] with `products`.
+pub fn layernorm_cots_with(rows: usize, n: usize, products: &dyn RowProducts) -> CotDemand {
+    total_cots(steps(rows, n, false)).plus(products.cots(rows, n))
+}
+
 /// Shares of the normalised rows ŷ (Z_2^64, 18 fraction bits) of `x` (rows of n values,
 /// row-major, Z_2^64 with 18 fraction bits). Label `layernorm`.
 pub fn layernorm(sess: &mut Session, x: &[u64], n: usize, eps: f64) -> Result<Vec<u64>> {
@@ -165,7 +170,7 @@ pub fn layernorm_with(
     let f = LIN.frac_bits();
     let server = sess.is_server();
     let c_n = mean_multiplier(n);
-    sess.reserve(total_cots(steps(rows, n, false)).plus(products.cots(rows, n)))?;
+    sess.reserve(layernorm_cots_with(rows, n, products))?;
     sess.scope("layernorm", |sess| {
         let known = |sess: &mut Session, v: &[u64], from: Ring, s: u32| {
             trunc_cast(sess, v, from, r64, s, TruncKind::KnownMsb)
