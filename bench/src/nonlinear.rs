@@ -5,9 +5,10 @@
 //! Without `--op` it runs the BERT-base block suite ([`SUITE`]): GELU on 128×3072, Softmax on
 //! 12×128 rows of 128 and LayerNorm on 128 rows of 768, the first two under each approximation
 //! set of `--approx` (default `nimbus,puma`; `--tables FILE` replaces nimbus' starting
-//! constants by a fitted file's layer `--layer`), LayerNorm once (approx `none`: it has no
-//! approximation set). With `--op X` it runs that one operation (relu, drelu, trunc, mul,
-//! gelu, exp, softmax, layernorm, reciprocal, tanh) at `--n` elements, by default its block
+//! constants by a fitted file's layer `--layer`), LayerNorm once with its products over COTs
+//! and once on HE (`layernorm-he`; approx `none`: it has no approximation set). With `--op X`
+//! it runs that one operation (relu, drelu, trunc, mul, gelu, exp, softmax, layernorm,
+//! layernorm-he, reciprocal, tanh) at `--n` elements, by default its block
 //! size (768 for reciprocal and tanh: the pooler's one vector per inference).
 //!
 //! Each run sets up fresh Ferret instances per party (reported as setup, not timed), then, from
@@ -69,7 +70,7 @@ use std::time::Instant;
 #[derive(clap::Args, Debug, Clone)]
 pub struct Args {
     /// Operation: relu, drelu, trunc, mul; gelu, exp, softmax (with --approx), layernorm,
-    /// reciprocal, tanh.
+    /// layernorm-he, reciprocal, tanh.
     /// Without it: the BERT-base block suite (gelu, softmax per set; layernorm).
     #[arg(long)]
     op: Option<String>,
