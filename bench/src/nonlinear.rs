@@ -240,6 +240,34 @@ const SM_COLS: usize = 128;
 /// Seed of the inputs: every run of an operation sees the same values.
 const INPUT_SEED: Block = Block(0x5eed);
 
+/// LayerNorm's inputs: residual-stream rows (see the module comment).
+fn layernorm_input(c: &Ctx, prg: &mut BlockPrg) -> Vec<u64> {
+    activations(
+        c,
+        prg,
+        LN_COLS,
+        |g| (g.normal(), 2.0 * g.normal().abs() + 0.3),
+        |g| g.normal(),
+    )
+}
+
+/// LayerNorm's plaintext mirror, row by row.
+fn layernorm_reference(_: &Ctx, x: &[u64]) -> Vec<u64> {
+    let mut y = x.to_vec();
+    y.chunks_mut(LN_COLS).for_each(|r| normalize_row(r, LN_EPS));
+    y
+}
+
+/// (x − mean)/√(var + ε) per row in f64.
+fn layernorm_exact(_: &Ctx, x: &[f64]) -> Vec<f64> {
+    x.chunks(LN_COLS)
+        .flat_map(|row| {
+            let (mean, var) = mean_var(row);
+            row.iter().map(move |v| (v - mean) / (var + LN_EPS).sqrt())
+        })
+        .collect()
+}
+
 /// `t` real units as a tolerance at 18 fraction bits.
 const fn real(t: f64) -> Tolerance {
     Tolerance::Units((t * (1u64 << 18) as f64) as u64)
@@ -428,30 +456,11 @@ const OPS: &[Op] = &[
             function_ring(c, LN_COLS)?;
             Ok(funcs::layernorm::layernorm_cots(c.n / LN_COLS, LN_COLS))
         },
-        input: |c, prg| {
-            activations(
-                c,
-                prg,
-                LN_COLS,
-                |g| (g.normal(), 2.0 * g.normal().abs() + 0.3),
-                |g| g.normal(),
-            )
-        },
+        input: layernorm_input,
         secure: |_, s, x| funcs::layernorm(s, x, LN_COLS, LN_EPS),
-        reference: |_, x| {
-            let mut y = x.to_vec();
-            y.chunks_mut(LN_COLS).for_each(|r| normalize_row(r, LN_EPS));
-            y
-        },
+        reference: layernorm_reference,
         // Only the normalisation: the secure LayerNorm leaves γ·ŷ + β to the next linear layer.
-        exact: Some(|_, x| {
-            x.chunks(LN_COLS)
-                .flat_map(|row| {
-                    let (mean, var) = mean_var(row);
-                    row.iter().map(move |v| (v - mean) / (var + LN_EPS).sqrt())
-                })
-                .collect()
-        }),
+        exact: Some(layernorm_exact),
         out_ring: |_| Ring::R64,
         tolerance: Tolerance::Each(layernorm_tolerance),
         boolean: false,
@@ -471,33 +480,14 @@ const OPS: &[Op] = &[
                 &products,
             ))
         },
-        input: |c, prg| {
-            activations(
-                c,
-                prg,
-                LN_COLS,
-                |g| (g.normal(), 2.0 * g.normal().abs() + 0.3),
-                |g| g.normal(),
-            )
-        },
+        input: layernorm_input,
         secure: |c, s, x| {
             let mut products = he_keys(c)?.row_products();
             funcs::layernorm_with(s, x, LN_COLS, LN_EPS, &mut products)
         },
-        reference: |_, x| {
-            let mut y = x.to_vec();
-            y.chunks_mut(LN_COLS).for_each(|r| normalize_row(r, LN_EPS));
-            y
-        },
+        reference: layernorm_reference,
         // The same values as `layernorm`: its square sums and row-scalar product on HE.
-        exact: Some(|_, x| {
-            x.chunks(LN_COLS)
-                .flat_map(|row| {
-                    let (mean, var) = mean_var(row);
-                    row.iter().map(move |v| (v - mean) / (var + LN_EPS).sqrt())
-                })
-                .collect()
-        }),
+        exact: Some(layernorm_exact),
         out_ring: |_| Ring::R64,
         tolerance: Tolerance::Each(layernorm_tolerance),
         boolean: false,

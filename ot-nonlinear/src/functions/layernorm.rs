@@ -137,7 +137,7 @@ pub fn layernorm_cost(rows: usize, n: usize) -> Cost {
 
 /// COTs drawn by [`layernorm`].
 pub fn layernorm_cots(rows: usize, n: usize) -> CotDemand {
-    total_cots(steps(rows, n, true))
+    layernorm_cots_with(rows, n, &OtProducts)
 }
 
 /// COTs drawn by [`layernorm_with`] with `products`.
