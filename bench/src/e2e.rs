@@ -179,7 +179,7 @@ const COMPONENTS: [(&str, &[&str]); 8] = [
     ("Linear_o", &["linear_o"]),
     ("Linear_h1", &["linear_h1"]),
     ("Linear_h2", &["linear_h2"]),
-    ("Softmax", &["attention/softmax"]),
+    ("Softmax", &["attention/softmax", "attention/normalize"]),
     ("GELU", &["gelu"]),
     ("QKᵀ&PV", &["attention/qk", "attention/pv"]),
     ("LayerNorm", &["layernorm"]),

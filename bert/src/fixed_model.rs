@@ -27,7 +27,7 @@ use crate::BertConfig;
 use mpc_core::{Error, FixedPoint, Result, Ring};
 use ndarray::Array2;
 use ot_nonlinear::approx::fixed::{
-    exp_nonpositive, gelu, mul_public, mul_trunc, reciprocal, softmax_row, tanh, trunc,
+    exp_nonpositive, gelu, mul_public, reciprocal, softmax_row_unnormalized, tanh, trunc,
 };
 use ot_nonlinear::approx::layernorm::normalize_row;
 use ot_nonlinear::approx::ApproxSet;
@@ -413,15 +413,20 @@ impl FixedBert {
                 let (qh, kh, vh) = (cols(0), cols(1), cols(2));
                 let kt: Vec<u64> = (0..dh * n).map(|i| kh[(i % n) * dh + i / n]).collect();
                 let mut scores = matmul(&qh, &kt, n, dh, n);
+                let mut recips = Vec::with_capacity(n);
                 for row in scores.chunks_exact_mut(n) {
                     row.iter_mut()
                         .for_each(|s| *s = trunc(R, R.add(*s, half), LIN.frac_bits()));
-                    self.softmax(l, row, mask);
+                    recips.push(self.softmax_unnormalized(l, row, mask));
                 }
+                // P·V as diag(r)·(E·V), each product rounded, as the secure attention does.
+                let (r_frac, r_half) = self.recip_frac();
                 let out = matmul(&scores, &vh, n, n, dh);
                 for (i, orow) in out.chunks_exact(dh).enumerate() {
                     for (t, &o) in orow.iter().enumerate() {
-                        ctx[i * d + hd * dh + t] = trunc(R, R.add(o, half), LIN.frac_bits());
+                        let ev = trunc(R, R.add(o, half), LIN.frac_bits());
+                        let p = R.add(R.mul(ev, recips[i]), if ab.floor { 0 } else { r_half });
+                        ctx[i * d + hd * dh + t] = trunc(R, p, r_frac);
                     }
                 }
             }
@@ -451,12 +456,20 @@ impl FixedBert {
         }
     }
 
-    /// Softmax of one attention row of layer `l`: the mirror's [`softmax_row`], or with the
-    /// ablation's exps and reciprocal.
-    fn softmax(&self, l: usize, row: &mut [u64], mask: Option<&[bool]>) {
+    /// Fraction bits of the softmax reciprocals [`Self::softmax_unnormalized`] returns, and
+    /// the rounding half at that shift.
+    fn recip_frac(&self) -> (u32, u64) {
+        let f = self.set.plan.softmax.r_frac;
+        (f, 1 << (f - 1))
+    }
+
+    /// Softmax of one attention row of layer `l` up to its normalisation: the exps replace the
+    /// row, the row sum's reciprocal is returned (at [`Self::recip_frac`] bits). The mirror's
+    /// [`softmax_row_unnormalized`], or with the ablation's exps and reciprocal.
+    fn softmax_unnormalized(&self, l: usize, row: &mut [u64], mask: Option<&[bool]>) -> u64 {
         let ab = self.ablation;
         if !(ab.exact_exp || ab.exact_reciprocal) {
-            return softmax_row(&self.set, l, row, mask);
+            return softmax_row_unnormalized(&self.set, l, row, mask);
         }
         let keep = |i: usize| mask.is_none_or(|m| m[i]);
         let max = (0..row.len())
@@ -476,12 +489,14 @@ impl FixedBert {
             };
             sum = R.add(sum, *v);
         }
+        // The reciprocal at 18 bits, rounded to the plan's r_frac.
         let r = if ab.exact_reciprocal {
             requantize(sum, |s| 1.0 / s)
         } else {
             reciprocal(sum)
         };
-        row.iter_mut().for_each(|v| *v = mul_trunc(LIN, *v, r));
+        let shift = LIN.frac_bits() - self.recip_frac().0;
+        trunc(R, R.add(r, 1 << (shift - 1)), shift)
     }
 
     /// Mean over tokens of a hidden state: the column sums times 1/n, truncated.

@@ -874,15 +874,17 @@ impl Engine<'_> {
             let pairs: Vec<_> = q.iter().zip(&kt).collect();
             let prods = secret_products(&mut s.ch, self.product_params, self.products, &pairs)?;
             let flat: Vec<u64> = prods.iter().flat_map(|p| p.data().to_vec()).collect();
-            self.round_product(s, flat)
+            self.round_shift(s, flat, LIN.frac_bits())
         })?;
-        let probs = sess.scope(&tag("attention/softmax"), |s| {
+        // Softmax up to its normalisation: the exps E and each row's reciprocal r; P·V is
+        // computed as diag(r)·(E·V), per head, which scales 64 values per row instead of 128.
+        let (exps, recips) = sess.scope(&tag("attention/softmax"), |s| {
             let set = &self.public.approx;
             let mask: Option<Vec<bool>> = self
                 .mask
                 .map(|m| (0..heads * n * n).map(|i| m[i % n]).collect());
             let bps = self.is_server().then(|| exp_breakpoints(set, l));
-            functions::softmax(
+            functions::softmax_unnormalized(
                 s,
                 set,
                 l,
@@ -893,13 +895,27 @@ impl Engine<'_> {
                 mask.as_deref(),
             )
         })?;
-        let ctx = sess.scope(&tag("attention/pv"), |s| -> Result<Vec<u64>> {
-            let p: Vec<RingMatrix> = probs
+        let ev = sess.scope(&tag("attention/pv"), |s| -> Result<Vec<RingMatrix>> {
+            let e: Vec<RingMatrix> = exps
                 .chunks_exact(n * n)
-                .map(|ph| matrix(n, n, ph.to_vec()))
+                .map(|eh| matrix(n, n, eh.to_vec()))
                 .collect::<Result<_>>()?;
-            let pairs: Vec<_> = p.iter().zip(&v).collect();
+            let pairs: Vec<_> = e.iter().zip(&v).collect();
             let prods = secret_products(&mut s.ch, self.product_params, self.products, &pairs)?;
+            let flat: Vec<u64> = prods.iter().flat_map(|p| p.data().to_vec()).collect();
+            self.round_shift(s, flat, LIN.frac_bits())?
+                .chunks_exact(n * dh)
+                .map(|oh| matrix(n, dh, oh.to_vec()))
+                .collect()
+        })?;
+        let ctx = sess.scope(&tag("attention/normalize"), |s| -> Result<Vec<u64>> {
+            let pairs: Vec<_> = recips.chunks_exact(n).zip(ev.iter()).collect();
+            let prods = row_products::row_scalar_products(
+                &mut s.ch,
+                self.product_params,
+                self.products,
+                &pairs,
+            )?;
             // Back to token-major n × d (head hd in columns hd·dh..).
             let mut ctx = vec![0u64; n * d];
             for (hd, ph) in prods.iter().enumerate() {
@@ -907,7 +923,7 @@ impl Engine<'_> {
                     ctx[t * d + hd * dh..t * d + (hd + 1) * dh].copy_from_slice(ph.row(t));
                 }
             }
-            self.round_product(s, ctx)
+            self.round_shift(s, ctx, self.public.approx.plan.softmax.r_frac)
         })?;
         let mut a = sess.scope(&tag("linear_o"), |s| self.linear(s, l, Weights::O, &ctx, n))?;
         add_residual(&mut a, &h);
@@ -948,14 +964,14 @@ impl Engine<'_> {
         }
     }
 
-    /// A secret × secret product (36 fraction bits) rounded to 18 bits: the server adds the
-    /// rounding half, then the known-MSB truncation.
-    fn round_product(&self, sess: &mut Session, mut p: Vec<u64>) -> Result<Vec<u64>> {
+    /// Shares rounded to the nearest multiple of 2^shift and divided by it: the server adds
+    /// the rounding half, then the known-MSB truncation.
+    fn round_shift(&self, sess: &mut Session, mut p: Vec<u64>, shift: u32) -> Result<Vec<u64>> {
         if self.is_server() {
-            let half = 1u64 << (LIN.frac_bits() - 1);
+            let half = 1u64 << (shift - 1);
             p.iter_mut().for_each(|v| *v = R.add(*v, half));
         }
-        truncate_product(sess, &p)
+        trunc_cast(sess, &p, R, R, shift, TruncKind::KnownMsb)
     }
 
     /// Per-token logits, the client's mask, the sum over tokens revealed to the client.

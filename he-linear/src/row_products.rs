@@ -2,8 +2,10 @@
 //! outputs. Everything is exact modulo 2^64, hence modulo any 2^ℓ the caller reduces to.
 //!
 //! * [`row_scalar_product`]: shares of r_i·V_ij for shared r (k) and V (k×n), as the
-//!   secret × secret product diag(r)·V ([`secret_products`]): both parties encrypt their
-//!   diag(r) share and evaluate the peer's with their V share, in the same two flights.
+//!   secret × secret product diag(r)·V ([`secret_products`], each cross term in its cheaper
+//!   orientation), both directions in the same two flights; [`row_scalar_products`] batches
+//!   several (attention's per-head normalisation, 128×128·128×64 per head: 372 752 bytes
+//!   each way, Oᵀ encrypted and diag(r) the plaintext).
 //! * [`row_square_sums`]: shares of Σ_j V_ij² for shared V (k×n). Only the cross term
 //!   2·Σ_j V^c_ij·V^s_ij needs both shares, and it is the diagonal of V^c·(V^s)ᵀ: the client
 //!   encrypts V^c (its key), the server evaluates with (V^s)ᵀ and returns the product's shares
@@ -34,19 +36,37 @@ pub fn row_scalar_product(
     r: &[u64],
     v: &RingMatrix,
 ) -> Result<RingMatrix> {
-    let k = v.rows();
-    if r.len() != k {
-        return Err(Error::Shape(format!(
-            "{} row scalars for a matrix of {k} rows",
-            r.len()
-        )));
-    }
-    let mut diag = RingMatrix::zeros(k, k);
-    for (i, &ri) in r.iter().enumerate() {
-        diag.data_mut()[i * k + i] = ri;
-    }
-    let mut out = secret_products(ch, params, keys, &[(&diag, v)])?;
+    let mut out = row_scalar_products(ch, params, keys, &[(r, v)])?;
     Ok(out.remove(0))
+}
+
+/// [`row_scalar_product`] of several (r, V) pairs in the same two flights (attention's
+/// per-head normalisation diag(r_h)·O_h).
+pub fn row_scalar_products(
+    ch: &mut Channel,
+    params: &HeParams,
+    keys: ProductKeys<'_>,
+    pairs: &[(&[u64], &RingMatrix)],
+) -> Result<Vec<RingMatrix>> {
+    let diags = pairs
+        .iter()
+        .map(|&(r, v)| {
+            let k = v.rows();
+            if r.len() != k {
+                return Err(Error::Shape(format!(
+                    "{} row scalars for a matrix of {k} rows",
+                    r.len()
+                )));
+            }
+            let mut diag = RingMatrix::zeros(k, k);
+            for (i, &ri) in r.iter().enumerate() {
+                diag.data_mut()[i * k + i] = ri;
+            }
+            Ok(diag)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let products: Vec<_> = diags.iter().zip(pairs).map(|(d, &(_, v))| (d, v)).collect();
+    secret_products(ch, params, keys, &products)
 }
 
 /// The column chunks of [`row_square_sums`] at width n: as few as keep every chunk's plan

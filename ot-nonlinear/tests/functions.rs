@@ -192,9 +192,12 @@ fn exp_matches_the_mirror_and_costs_what_it_says() {
     }
 }
 
-#[test]
-fn softmax_matches_the_mirror_and_costs_what_it_says() {
-    let (rows, cols) = (4, 17);
+const SOFTMAX_SHAPE: (usize, usize) = (4, 17);
+
+/// Softmax test rows (real values) and the client's mask: random rows plus edge rows (all
+/// equal, one dominant entry, near-equal maxima, extremes of the plan's range).
+fn softmax_inputs() -> (Vec<f64>, Vec<bool>) {
+    let (rows, cols) = SOFTMAX_SHAPE;
     let mut prg = BlockPrg::new(Block(9));
     let mut xs: Vec<f64> = (0..rows * cols)
         .map(|_| ((prg.block().low_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 16.0)
@@ -209,6 +212,13 @@ fn softmax_matches_the_mirror_and_costs_what_it_says() {
     let mask: Vec<bool> = (0..rows * cols)
         .map(|i| i % cols < cols - 3 || i / cols == 1)
         .collect();
+    (xs, mask)
+}
+
+#[test]
+fn softmax_matches_the_mirror_and_costs_what_it_says() {
+    let (rows, cols) = SOFTMAX_SHAPE;
+    let (xs, mask) = softmax_inputs();
     let x: Vec<u64> = xs.iter().map(|&v| enc(v)).collect();
     for set in [ApproxSet::nimbus(), ApproxSet::puma()] {
         let (ss, sc) = shares(&x, 13);
@@ -249,6 +259,71 @@ fn softmax_matches_the_mirror_and_costs_what_it_says() {
                     set.name
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn softmax_unnormalized_matches_the_mirror_and_costs_what_it_says() {
+    let (rows, cols) = SOFTMAX_SHAPE;
+    let (xs, mask) = softmax_inputs();
+    let x: Vec<u64> = xs.iter().map(|&v| enc(v)).collect();
+    for set in [ApproxSet::nimbus(), ApproxSet::puma()] {
+        let (ss, sc) = shares(&x, 17);
+        let (s2, m2) = (set.clone(), mask.clone());
+        let (((es, rs), st_s), ((ec, rc), st_c)) = both("softmax", move |sess| {
+            let bps = exp_breakpoints(&s2, 0);
+            if sess.is_server() {
+                softmax_unnormalized(sess, &s2, 0, rows, cols, &ss, Some(&bps), None)
+            } else {
+                softmax_unnormalized(sess, &s2, 0, rows, cols, &sc, None, Some(&m2))
+            }
+        });
+        let cost = softmax_unnormalized_cost(&set, 0, rows, cols);
+        let want = if set.name == "nimbus" { 47 } else { 71 };
+        assert_exact_cost(&set.name, (&st_s, &st_c), cost, want);
+        let r_scale = (1u64 << set.plan.softmax.r_frac) as f64;
+        for r in 0..rows {
+            let mut want = x[r * cols..(r + 1) * cols].to_vec();
+            let want_r = fixed::softmax_row_unnormalized(
+                &set,
+                0,
+                &mut want,
+                Some(&mask[r * cols..(r + 1) * cols]),
+            );
+            let got_r = rs[r].wrapping_add(rc[r]) as i64 as f64 / r_scale;
+            let m_r = want_r as f64 / r_scale;
+            // The tree's winner may sit up to 1/32 below the mirror's: every exp, so the row
+            // sum, may grow by up to e^{1/32} − 1 ≈ 3.2 %, the reciprocal shrink alike.
+            assert!(
+                (got_r / m_r - 1.0).abs() < 0.04,
+                "{} row {r}: r {got_r} vs mirror {m_r}",
+                set.name
+            );
+            let mut sum = 0.0;
+            for c in 0..cols {
+                let i = r * cols + c;
+                let got = dec(es[i].wrapping_add(ec[i]));
+                sum += got;
+                let m = dec(want[c]);
+                assert!(
+                    (got - m).abs() < 0.04,
+                    "{} [{r},{c}] e {got} vs mirror {m}",
+                    set.name
+                );
+                // In [0, 1] up to the carries.
+                assert!((-1e-3..=1.0 + 1e-3).contains(&got), "{} e {got}", set.name);
+                if !mask[i] {
+                    assert!(got < 1e-3, "{} padding [{r},{c}] e {got}", set.name);
+                }
+            }
+            // The parts compose to a distribution: Σ_j e_ij·r_i ≈ 1.
+            assert!(
+                (sum * got_r - 1.0).abs() < 0.01,
+                "{} row {r}: Σe·r = {}",
+                set.name,
+                sum * got_r
+            );
         }
     }
 }

@@ -343,7 +343,8 @@ pub fn max_tree(plan: &SoftmaxPlan, row: &[u64]) -> u64 {
 }
 
 /// The Softmax plan's reciprocal of a row sum s > 0 (Z_2^64, 18 bits; plan step 4), returned
-/// in Z_2^recip_bits with r_frac bits: the range by `[s ≥ 4]`, `[s ≥ 31]` at integer
+/// with r_frac bits (computed in Z_2^recip_bits; the value is below 2^46, the same in
+/// Z_2^64): the range by `[s ≥ 4]`, `[s ≥ 31]` at integer
 /// resolution, r0 from the range's table at index ⌊s / step⌋, one Newton step.
 pub fn softmax_reciprocal(plan: &SoftmaxPlan, s: u64) -> u64 {
     let r64 = Ring::R64;
@@ -364,11 +365,31 @@ pub fn softmax_reciprocal(plan: &SoftmaxPlan, s: u64) -> u64 {
     trunc(rr, rr.add(rr.reduce(r0 << w), rr.mul(r0, e)), w)
 }
 
-/// Softmax of one row in place (Z_2^64, 18 bits) by the set's [`SoftmaxPlan`]: masked entries
-/// (`mask[i]` false, the client's padding) are lowered by `mask_offset`; max by [`max_tree`];
-/// exp (layer `layer` of `set`) of x − max; row sum; [`softmax_reciprocal`]; the product
-/// ⌊e / 2^{18−e_frac}⌋ · ⌊r / 2^{18−r_frac}⌋ in Z_2^prod_bits, truncated back to 18 bits.
+/// Softmax of one row in place (Z_2^64, 18 bits) by the set's [`SoftmaxPlan`]:
+/// [`softmax_row_unnormalized`], then the product ⌊e / 2^{18−e_frac}⌋ · ⌊r / 2^{18−r_frac}⌋
+/// in Z_2^prod_bits, truncated back to 18 bits.
 pub fn softmax_row(set: &ApproxSet, layer: usize, row: &mut [u64], mask: Option<&[bool]>) {
+    let plan = &set.plan.softmax;
+    let r64 = Ring::R64;
+    let pr = Ring::new(plan.prod_bits).expect("validated plan");
+    let f = LIN.frac_bits();
+    let rs = pr.reduce(softmax_row_unnormalized(set, layer, row, mask));
+    for v in row.iter_mut() {
+        let es = trunc_cast(*v, r64, pr, f - plan.e_frac);
+        *v = trunc_cast(pr.mul(es, rs), pr, r64, plan.e_frac + plan.r_frac - f);
+    }
+}
+
+/// Softmax of one row up to the normalisation, in place (Z_2^64, 18 bits): masked entries
+/// (`mask[i]` false, the client's padding) are lowered by `mask_offset`; max by [`max_tree`];
+/// exp (layer `layer` of `set`) of x − max replaces each entry; returns the row sum's
+/// [`softmax_reciprocal`] (r_frac fraction bits), so that entry·r is the probability.
+pub fn softmax_row_unnormalized(
+    set: &ApproxSet,
+    layer: usize,
+    row: &mut [u64],
+    mask: Option<&[bool]>,
+) -> u64 {
     let plan = &set.plan.softmax;
     let r64 = Ring::R64;
     let offset = enc(LIN, plan.mask_offset);
@@ -383,13 +404,7 @@ pub fn softmax_row(set: &ApproxSet, layer: usize, row: &mut [u64], mask: Option<
         *v = exp_nonpositive(set, layer, r64.sub(*v, max));
         sum = r64.add(sum, *v);
     }
-    let pr = Ring::new(plan.prod_bits).expect("validated plan");
-    let f = LIN.frac_bits();
-    let rs = pr.reduce(softmax_reciprocal(plan, sum));
-    for v in row.iter_mut() {
-        let es = trunc_cast(*v, r64, pr, f - plan.e_frac);
-        *v = trunc_cast(pr.mul(es, rs), pr, r64, plan.e_frac + plan.r_frac - f);
-    }
+    softmax_reciprocal(plan, sum)
 }
 
 /// LayerNorm of one row in place (Z_2^64, 18 bits): mean = Σx · (1/n); variance =

@@ -10,7 +10,7 @@
 //! | [`reciprocal`](mod@reciprocal) | 1/s for row sums (Softmax plan): comparisons, 3 lookups, mux, Newton | per row |
 //! | [`layernorm`](mod@layernorm) | LayerNorm's normalisation (γ, β folded into the next linear layer) | ≈ 2260 bits per element + per row rsqrt |
 //! | [`rsqrt`](mod@rsqrt) | 1/√v per LayerNorm row: highest bit, quartic guess, Newton | ≈ 40 kbit per row |
-//! | [`softmax`](mod@softmax) | Softmax rows with a client-side mask | max + exp + reciprocal + row-scalar product |
+//! | [`softmax`](mod@softmax) | Softmax rows with a client-side mask; or up to the normalisation (exps and reciprocals, `softmax_unnormalized`) | max + exp + reciprocal + row-scalar product |
 //! | [`reciprocal_any`](mod@reciprocal_any) | 1/x for 2^-18 ≤ x < 2^18 (0 beyond): highest bit, normalisation, Goldschmidt; or on a public range of highest bits | 50 646 bits, 28 rounds (on 18..20: 27 220 bits) |
 //! | [`tanh`](mod@tanh) | tanh(x), \|x\| < 2^13 (the pooler): sign, exp by 8 squarings, square, reciprocal of 1 + e, product, sign | 51 598 bits, 86 rounds |
 //!
@@ -37,7 +37,7 @@ pub use reciprocal_any::{
     reciprocal_any, reciprocal_any_cost, reciprocal_within, reciprocal_within_cost,
 };
 pub use rsqrt::{rsqrt, rsqrt_cost};
-pub use softmax::{softmax, softmax_cost};
+pub use softmax::{softmax, softmax_cost, softmax_unnormalized, softmax_unnormalized_cost};
 pub use tanh::{tanh, tanh_cost};
 
 use crate::mpc::product::{mul, mul_cost, mul_cots, square, square_cost, square_cots};

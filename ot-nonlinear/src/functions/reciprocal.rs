@@ -1,8 +1,8 @@
 //! Reciprocal of a Softmax row sum on shares (the Softmax plan's step 4), label
 //! `reciprocal`. Mirror: [`crate::approx::fixed::softmax_reciprocal`].
 //!
-//! For s ∈ Z_2^64 with 18 fraction bits, s ∈ [≈0.9, 256), result in Z_2^recip_bits with
-//! r_frac fraction bits:
+//! For s ∈ Z_2^64 with 18 fraction bits, s ∈ [≈0.9, 256), result in Z_2^64 with r_frac
+//! fraction bits:
 //! 1. `[s ≥ 4]`, `[s ≥ 31]`: one reduced-ring DReLU (drop 18, keep 9: a millionaire on 8 bits,
 //!    3 rounds) on 2n values `s − T` (public thresholds, the server subtracts them); the range's
 //!    one-hot bits are local XORs. At integer resolution s may take the lower range up to one
@@ -12,7 +12,7 @@
 //! 3. one [`mux`] of the three r0 by the one-hot bits, summed;
 //! 4. one Newton step on Z_2^recip_bits: s' = ⌊s / 2^{18−s_frac}⌋ (free), t = s'·r0 and
 //!    r0·(2^w − t) by two [`mul`] (w = s_frac + r_frac), r = ⌊(r0·2^w + r0·(2^w − t)) / 2^w⌋ by
-//!    one known-MSB truncation. The lookup's relative error ≤ 3.2 % becomes ≤ 1e-3.
+//!    one known-MSB truncation with up-cast to Z_2^64 (callers read r at any ring width). The lookup's relative error ≤ 3.2 % becomes ≤ 1e-3.
 //!
 //! Cost: [`reciprocal_cost`] (exact); per row (256 + 128 + 128)·48 lookup bits + 2 products on
 //! Z_2^48; rounds 3 + 3·2 + 2 + 2·2 + 2.
@@ -43,8 +43,8 @@ fn steps(plan: &SoftmaxPlan, n: usize) -> Vec<(Cost, CotDemand)> {
         v.push((mul_cost(n, 1, rr), mul_cots(n, rr)));
     }
     v.push((
-        trunc_cost(n, rr, rr, w, TruncKind::KnownMsb).expect("validated plan"),
-        trunc_cots(n, rr, rr, w, TruncKind::KnownMsb).expect("validated plan"),
+        trunc_cost(n, rr, Ring::R64, w, TruncKind::KnownMsb).expect("validated plan"),
+        trunc_cots(n, rr, Ring::R64, w, TruncKind::KnownMsb).expect("validated plan"),
     ));
     v
 }
@@ -59,7 +59,7 @@ pub fn reciprocal_cots(plan: &SoftmaxPlan, n: usize) -> CotDemand {
     total_cots(steps(plan, n))
 }
 
-/// Shares of 1/s (Z_2^recip_bits, r_frac bits) for shares `s` (Z_2^64, 18 bits,
+/// Shares of 1/s (Z_2^64, r_frac bits) for shares `s` (Z_2^64, 18 bits,
 /// s ∈ [0.9, 256)). Label `reciprocal`.
 pub fn reciprocal(sess: &mut Session, plan: &SoftmaxPlan, s: &[u64]) -> Result<Vec<u64>> {
     let lin = FixedPoint::LINEAR;
@@ -109,6 +109,6 @@ pub fn reciprocal(sess: &mut Session, plan: &SoftmaxPlan, s: &[u64]) -> Result<V
             .zip(&re)
             .map(|(&a, &b)| rr.add(rr.reduce(a << w), b))
             .collect();
-        trunc_cast(sess, &wide, rr, rr, w, TruncKind::KnownMsb)
+        trunc_cast(sess, &wide, rr, r64, w, TruncKind::KnownMsb)
     })
 }

@@ -7,10 +7,15 @@
 //!    low bits the exp reads, [`exp_input_bits`]: 35 for the Nimbus exp, 64 for PUMA's);
 //! 3. d = x − max (local; correct modulo 2^k, which is all the exp reads), exp of the set
 //!    ([`super::exp::exp_reserved`]), row sums (local);
-//! 4. [`reciprocal`] of the row sums (one per row);
-//! 5. free down-casts e → Z_2^prod_bits at e_frac bits and r (at r_frac bits) → Z_2^prod_bits, one
+//! 4. [`reciprocal`] of the row sums (one per row, Z_2^64 at r_frac bits);
+//! 5. free down-casts e → Z_2^prod_bits at e_frac bits and r → Z_2^prod_bits, one
 //!    [`mul_row_scalar`] (the row's r against every e of the row), one fused known-MSB
 //!    truncation + up-cast back to Z_2^64 with 18 bits.
+//!
+//! [`softmax_unnormalized`] stops after step 4 and returns the exps and the reciprocals: a
+//! caller that multiplies the probabilities into a matrix next (attention's P·V) can scale the
+//! product's rows instead, which is cheaper when the product has fewer columns than the rows
+//! of P (`bert::secure` does, on HE: 64 values per row and head instead of 128).
 //!
 //! All COTs are reserved at the start, so no Ferret extension runs inside. Cost:
 //! [`softmax_cost`] (exact bytes; rounds as the steps' sum, the measured count is lower where
@@ -29,25 +34,43 @@ use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
 use crate::mpc::{Cost, CotDemand, Session};
 use mpc_core::{Error, FixedPoint, Result, Ring};
 
-fn steps(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> Vec<(Cost, CotDemand)> {
+/// Steps 2–4 (max, exp, reciprocal).
+fn unnormalized_steps(
+    set: &ApproxSet,
+    layer: usize,
+    rows: usize,
+    cols: usize,
+) -> Vec<(Cost, CotDemand)> {
     let p = &set.plan.softmax;
-    let n = rows * cols;
-    let pr = Ring::new(p.prod_bits).expect("validated plan");
-    let s = p.e_frac + p.r_frac - FixedPoint::LINEAR.frac_bits();
     let value = max_ring(set, layer);
     vec![
         (
             row_max_cost(p, rows, cols, value),
             row_max_cots(p, rows, cols, value),
         ),
-        (exp_cost(set, layer, n), exp_cots(set, layer, n)),
+        (
+            exp_cost(set, layer, rows * cols),
+            exp_cots(set, layer, rows * cols),
+        ),
         (reciprocal_cost(p, rows), reciprocal_cots(p, rows)),
+    ]
+}
+
+/// Steps 2–5.
+fn steps(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> Vec<(Cost, CotDemand)> {
+    let p = &set.plan.softmax;
+    let n = rows * cols;
+    let pr = Ring::new(p.prod_bits).expect("validated plan");
+    let s = p.e_frac + p.r_frac - FixedPoint::LINEAR.frac_bits();
+    let mut v = unnormalized_steps(set, layer, rows, cols);
+    v.extend([
         (mul_cost(rows, cols, pr), mul_cots(rows, pr)),
         (
             trunc_cost(n, pr, Ring::R64, s, TruncKind::KnownMsb).expect("validated plan"),
             trunc_cots(n, pr, Ring::R64, s, TruncKind::KnownMsb).expect("validated plan"),
         ),
-    ]
+    ]);
+    v
 }
 
 /// The ring of the row maxima: the low bits of x − max that layer `layer`'s exp reads.
@@ -65,6 +88,21 @@ pub fn softmax_cots(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> 
     total_cots(steps(set, layer, rows, cols))
 }
 
+/// Exact cost of [`softmax_unnormalized`] (label `softmax`, the reservation excluded).
+pub fn softmax_unnormalized_cost(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> Cost {
+    total_cost(unnormalized_steps(set, layer, rows, cols))
+}
+
+/// COTs drawn by [`softmax_unnormalized`] (it reserves them itself at its start).
+pub fn softmax_unnormalized_cots(
+    set: &ApproxSet,
+    layer: usize,
+    rows: usize,
+    cols: usize,
+) -> CotDemand {
+    total_cots(unnormalized_steps(set, layer, rows, cols))
+}
+
 /// Shares of the softmax of each row of `x` (rows × cols, row-major, Z_2^64, 18 bits) under
 /// layer `layer` of `set`. The server passes `Some(exp breakpoints)` and no mask; the client
 /// passes `None` and optionally its mask (`false` = padding, excluded). Label `softmax`.
@@ -79,7 +117,57 @@ pub fn softmax(
     exp_breakpoints: Option<&[f64]>,
     mask: Option<&[bool]>,
 ) -> Result<Vec<u64>> {
+    check_inputs(sess, rows, cols, x, mask)?;
+    sess.reserve(softmax_cots(set, layer, rows, cols))?;
     let p = &set.plan.softmax;
+    let f = FixedPoint::LINEAR.frac_bits();
+    sess.scope("softmax", |sess| {
+        let (e, r) = unnormalized(sess, set, layer, cols, x, exp_breakpoints, mask)?;
+        let pr = Ring::new(p.prod_bits)?;
+        let es = trunc_cast(sess, &e, Ring::R64, pr, f - p.e_frac, TruncKind::KnownMsb)?;
+        // r is at r_frac bits: a free down-cast (no shift).
+        let rs: Vec<u64> = r.iter().map(|&v| pr.reduce(v)).collect();
+        let prod = mul_row_scalar(sess, &es, &rs, cols, pr)?;
+        trunc_cast(
+            sess,
+            &prod,
+            pr,
+            Ring::R64,
+            p.e_frac + p.r_frac - f,
+            TruncKind::KnownMsb,
+        )
+    })
+}
+
+/// Softmax up to the normalisation: shares of the exps e (rows × cols, Z_2^64, 18 bits, in
+/// [0, 1]) and of the reciprocals r of their row sums (one per row, Z_2^64 with
+/// `set.plan.softmax.r_frac` fraction bits), so that e_ij·r_i is row i's softmax. Arguments
+/// and label as [`softmax`]. Mirror: [`crate::approx::fixed::softmax_row_unnormalized`].
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_unnormalized(
+    sess: &mut Session,
+    set: &ApproxSet,
+    layer: usize,
+    rows: usize,
+    cols: usize,
+    x: &[u64],
+    exp_breakpoints: Option<&[f64]>,
+    mask: Option<&[bool]>,
+) -> Result<(Vec<u64>, Vec<u64>)> {
+    check_inputs(sess, rows, cols, x, mask)?;
+    sess.reserve(softmax_unnormalized_cots(set, layer, rows, cols))?;
+    sess.scope("softmax", |sess| {
+        unnormalized(sess, set, layer, cols, x, exp_breakpoints, mask)
+    })
+}
+
+fn check_inputs(
+    sess: &Session,
+    rows: usize,
+    cols: usize,
+    x: &[u64],
+    mask: Option<&[bool]>,
+) -> Result<()> {
     let n = rows * cols;
     if cols == 0 || x.len() != n || mask.is_some_and(|m| m.len() != n) {
         return Err(Error::Shape(format!(
@@ -93,44 +181,41 @@ pub fn softmax(
             "softmax: the mask is the client's input".into(),
         ));
     }
-    sess.reserve(softmax_cots(set, layer, rows, cols))?;
+    Ok(())
+}
+
+/// Steps 1–4 on checked inputs, COTs reserved.
+fn unnormalized(
+    sess: &mut Session,
+    set: &ApproxSet,
+    layer: usize,
+    cols: usize,
+    x: &[u64],
+    exp_breakpoints: Option<&[f64]>,
+    mask: Option<&[bool]>,
+) -> Result<(Vec<u64>, Vec<u64>)> {
+    let p = &set.plan.softmax;
     let r64 = Ring::R64;
-    let lin = FixedPoint::LINEAR;
-    sess.scope("softmax", |sess| {
-        let offset = lin.encode(p.mask_offset)?;
-        let xm: Vec<u64> = match mask {
-            Some(m) => x
-                .iter()
-                .zip(m)
-                .map(|(&v, &keep)| if keep { v } else { r64.sub(v, offset) })
-                .collect(),
-            None => x.to_vec(),
-        };
-        let max = row_max(sess, p, &xm, (rows, cols), max_ring(set, layer))?;
-        let d: Vec<u64> = xm
+    let offset = FixedPoint::LINEAR.encode(p.mask_offset)?;
+    let xm: Vec<u64> = match mask {
+        Some(m) => x
             .iter()
-            .enumerate()
-            .map(|(i, &v)| r64.sub(v, max[i / cols]))
-            .collect();
-        let e = exp_reserved(sess, set, layer, exp_breakpoints, &d)?;
-        let sums: Vec<u64> = e
-            .chunks(cols)
-            .map(|row| row.iter().fold(0, |a, &v| r64.add(a, v)))
-            .collect();
-        let r = reciprocal(sess, p, &sums)?;
-        let pr = Ring::new(p.prod_bits)?;
-        let f = lin.frac_bits();
-        let es = trunc_cast(sess, &e, r64, pr, f - p.e_frac, TruncKind::KnownMsb)?;
-        // r is at r_frac bits in Z_2^recip_bits: a free down-cast (no shift).
-        let rs: Vec<u64> = r.iter().map(|&v| pr.reduce(v)).collect();
-        let prod = mul_row_scalar(sess, &es, &rs, cols, pr)?;
-        trunc_cast(
-            sess,
-            &prod,
-            pr,
-            r64,
-            p.e_frac + p.r_frac - f,
-            TruncKind::KnownMsb,
-        )
-    })
+            .zip(m)
+            .map(|(&v, &keep)| if keep { v } else { r64.sub(v, offset) })
+            .collect(),
+        None => x.to_vec(),
+    };
+    let max = row_max(sess, p, &xm, (x.len() / cols, cols), max_ring(set, layer))?;
+    let d: Vec<u64> = xm
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| r64.sub(v, max[i / cols]))
+        .collect();
+    let e = exp_reserved(sess, set, layer, exp_breakpoints, &d)?;
+    let sums: Vec<u64> = e
+        .chunks(cols)
+        .map(|row| row.iter().fold(0, |a, &v| r64.add(a, v)))
+        .collect();
+    let r = reciprocal(sess, p, &sums)?;
+    Ok((e, r))
 }
