@@ -42,9 +42,10 @@ use he_linear::embedding::{self, CachedTable, EmbeddingLayout};
 use he_linear::galois::GaloisKeys;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
+use he_linear::response::Window;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::row_products;
-use he_linear::secret_product::{secret_products, ProductKeys};
+use he_linear::secret_product::{secret_products_window, ProductKeys};
 use he_linear::weight_store::CachedLayer;
 use mpc_core::{AesPrg, Error, FixedPoint, Party, Result, Ring, Seed};
 use ot_nonlinear::approx::ApproxSet;
@@ -212,6 +213,12 @@ fn redact_breakpoints(set: &ApproxSet) -> ApproxSet {
 /// The HE parameters of every linear layer (checked, 128-bit).
 fn he_params() -> Result<HeParams> {
     HeParams::default_params()
+}
+
+/// Shares of a window of HE products (modulo 2^{window.bits()}, top two bits clear) up-cast
+/// to Z_2^64 by a known-MSB cast.
+fn upcast_window(sess: &mut Session, y: &[u64], window: Window) -> Result<Vec<u64>> {
+    trunc_cast(sess, y, Ring::new(window.bits())?, R, 0, TruncKind::KnownMsb)
 }
 
 /// The shares of one linear layer's output, `trunc(X·W + b, 18)`.
@@ -710,9 +717,14 @@ impl RowProducts for HeRowProducts<'_> {
         ring: Ring,
     ) -> Result<Vec<u64>> {
         let v = matrix(v.len() / n, n, v.to_vec())?;
-        let sums =
-            row_products::row_square_sums(&mut sess.ch, self.params, self.keys, sess.party, &v)?;
-        Ok(sums.into_iter().map(|s| ring.reduce(s)).collect())
+        row_products::row_square_sums(
+            &mut sess.ch,
+            self.params,
+            self.keys,
+            sess.party,
+            &v,
+            ring.bits(),
+        )
     }
 
     fn row_scalar_product(
@@ -722,10 +734,15 @@ impl RowProducts for HeRowProducts<'_> {
         r: &[u64],
         n: usize,
         ring: Ring,
+        shift: u32,
     ) -> Result<Vec<u64>> {
         let v = matrix(v.len() / n, n, v.to_vec())?;
-        let y = row_products::row_scalar_product(&mut sess.ch, self.params, self.keys, r, &v)?;
-        Ok(y.data().iter().map(|&x| ring.reduce(x)).collect())
+        // The responses reveal bits [shift, ring) only: shares of ⌊r·v / 2^shift⌋ (within 3
+        // units), up-cast to Z_2^64.
+        let window = Window::new(self.params, shift, ring.bits())?;
+        let y =
+            row_products::row_scalar_product(&mut sess.ch, self.params, self.keys, r, &v, window)?;
+        upcast_window(sess, y.data(), window)
     }
 }
 
@@ -872,9 +889,7 @@ impl Engine<'_> {
         }
         let scores = sess.scope(&tag("attention/qk"), |s| -> Result<Vec<u64>> {
             let pairs: Vec<_> = q.iter().zip(&kt).collect();
-            let prods = secret_products(&mut s.ch, self.product_params, self.products, &pairs)?;
-            let flat: Vec<u64> = prods.iter().flat_map(|p| p.data().to_vec()).collect();
-            self.round_shift(s, flat, LIN.frac_bits())
+            self.truncated_products(s, &pairs, LIN.frac_bits())
         })?;
         // Softmax up to its normalisation: the exps E and each row's reciprocal r; P·V is
         // computed as diag(r)·(E·V), per head, which scales 64 values per row instead of 128.
@@ -901,20 +916,21 @@ impl Engine<'_> {
                 .map(|eh| matrix(n, n, eh.to_vec()))
                 .collect::<Result<_>>()?;
             let pairs: Vec<_> = e.iter().zip(&v).collect();
-            let prods = secret_products(&mut s.ch, self.product_params, self.products, &pairs)?;
-            let flat: Vec<u64> = prods.iter().flat_map(|p| p.data().to_vec()).collect();
-            self.round_shift(s, flat, LIN.frac_bits())?
+            self.truncated_products(s, &pairs, LIN.frac_bits())?
                 .chunks_exact(n * dh)
                 .map(|oh| matrix(n, dh, oh.to_vec()))
                 .collect()
         })?;
         let ctx = sess.scope(&tag("attention/normalize"), |s| -> Result<Vec<u64>> {
             let pairs: Vec<_> = recips.chunks_exact(n).zip(ev.iter()).collect();
+            let r_frac = self.public.approx.plan.softmax.r_frac;
+            let window = Window::new(self.product_params, r_frac, R.bits())?;
             let prods = row_products::row_scalar_products(
                 &mut s.ch,
                 self.product_params,
                 self.products,
                 &pairs,
+                window,
             )?;
             // Back to token-major n × d (head hd in columns hd·dh..).
             let mut ctx = vec![0u64; n * d];
@@ -923,7 +939,7 @@ impl Engine<'_> {
                     ctx[t * d + hd * dh..t * d + (hd + 1) * dh].copy_from_slice(ph.row(t));
                 }
             }
-            self.round_shift(s, ctx, self.public.approx.plan.softmax.r_frac)
+            upcast_window(s, &ctx, window)
         })?;
         let mut a = sess.scope(&tag("linear_o"), |s| self.linear(s, l, Weights::O, &ctx, n))?;
         add_residual(&mut a, &h);
@@ -964,14 +980,24 @@ impl Engine<'_> {
         }
     }
 
-    /// Shares rounded to the nearest multiple of 2^shift and divided by it: the server adds
-    /// the rounding half, then the known-MSB truncation.
-    fn round_shift(&self, sess: &mut Session, mut p: Vec<u64>, shift: u32) -> Result<Vec<u64>> {
-        if self.is_server() {
-            let half = 1u64 << (shift - 1);
-            p.iter_mut().for_each(|v| *v = R.add(*v, half));
-        }
-        trunc_cast(sess, &p, R, R, shift, TruncKind::KnownMsb)
+    /// Secret × secret products truncated by `shift` (their responses reveal bits
+    /// [shift, 64) only), concatenated, up-cast back to Z_2^64: ⌊X·Y / 2^shift⌋ within 3 units.
+    fn truncated_products(
+        &self,
+        sess: &mut Session,
+        pairs: &[(&RingMatrix, &RingMatrix)],
+        shift: u32,
+    ) -> Result<Vec<u64>> {
+        let window = Window::new(self.product_params, shift, R.bits())?;
+        let prods = secret_products_window(
+            &mut sess.ch,
+            self.product_params,
+            self.products,
+            pairs,
+            window,
+        )?;
+        let flat: Vec<u64> = prods.iter().flat_map(|p| p.data().to_vec()).collect();
+        upcast_window(sess, &flat, window)
     }
 
     /// Per-token logits, the client's mask, the sum over tokens revealed to the client.

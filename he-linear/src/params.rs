@@ -365,8 +365,7 @@ impl HeParams {
 
     /// Bytes of one response ciphertext revealing `used` coefficients.
     pub fn response_bytes(&self, used: usize) -> usize {
-        (self.n() * self.c1_bits() as usize).div_ceil(8)
-            + (used * self.c0_bits() as usize).div_ceil(8)
+        crate::response::Window::full(self).response_bytes(self, used)
     }
 
     /// Checks a peer's fingerprint; `what` names the data it came with.

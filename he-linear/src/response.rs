@@ -15,6 +15,18 @@
 //! Key holder: computes ĉ1·s exactly (NTT over the first few primes, CRT), then
 //! m = round((ĉ0·2^{B−b0} + ĉ1·s·2^{B−b1}) / 2^{B−ℓ}) mod 2^ℓ, B = max(b0, b1): the evaluator's
 //! value minus R. Cost: one flight of `HeParams::response_bytes(revealed)` bytes.
+//!
+//! **Windows** ([`Window`], [`seal_window`], [`open_window`]): when the caller needs only bits
+//! [lo, hi) of the result (a product reduced to a smaller ring, or truncated next), the
+//! evaluator drops the δ = ℓ − hi top bits of ĉ0 and ĉ1 (exact: the decryption identity holds
+//! modulo 2^{B−δ}) and, for lo > 0, rounds lo − 1 more low bits away (the rounding stays below
+//! half a unit of bit lo, because the full-width rounding budget was below half a unit of bit
+//! 0). The mask R is still subtracted at full width before the rounding, so what the key
+//! holder sees is the window of m − R, uniform whatever m is. The key holder learns
+//! round((m − R) mod 2^hi / 2^lo) mod 2^{hi−lo}, the evaluator keeps ⌊R/2^lo⌋ mod 2^{hi−lo}:
+//! together ⌊m/2^lo⌋ + ε mod 2^{hi−lo}, ε ∈ {−1, 0, 1} (the low parts' carry and the
+//! rounding; ε = 0 when lo = 0). Each response is (δ + max(lo − 1, 0))·(N + revealed)/8 bytes
+//! shorter.
 use crate::bits::{packed_len, BitReader, BitWriter};
 use crate::params::HeParams;
 use crate::rlwe::{Ciphertext, PublicKey, SecretKey};
@@ -81,6 +93,78 @@ pub fn rerandomize_and_flood(
     Ok(ct)
 }
 
+/// The bits [lo, hi) of a response's plaintext that the key holder learns (module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    lo: u32,
+    hi: u32,
+}
+
+impl Window {
+    /// Bits [lo, hi) of the ℓ-bit plaintext; needs lo < hi ≤ ℓ.
+    pub fn new(params: &HeParams, lo: u32, hi: u32) -> Result<Window> {
+        if lo >= hi || hi > params.plain_bits() {
+            return Err(Error::InvalidArgument(format!(
+                "response window [{lo}, {hi}) of a {}-bit plaintext",
+                params.plain_bits()
+            )));
+        }
+        Ok(Window { lo, hi })
+    }
+
+    /// The whole plaintext, [0, ℓ).
+    pub fn full(params: &HeParams) -> Window {
+        Window {
+            lo: 0,
+            hi: params.plain_bits(),
+        }
+    }
+
+    /// The window's width hi − lo: outputs are shares modulo 2^{hi−lo}.
+    pub fn bits(&self) -> u32 {
+        self.hi - self.lo
+    }
+
+    /// The low bits dropped, lo.
+    pub fn lo(&self) -> u32 {
+        self.lo
+    }
+
+    /// Reduces a value modulo 2^{hi−lo}.
+    pub fn reduce(&self, v: u64) -> u64 {
+        v & mask_bits(self.bits())
+    }
+
+    /// The evaluator's share of the window from its mask R: ⌊R/2^lo⌋ mod 2^{hi−lo}.
+    pub fn evaluator_share(&self, r: u64) -> u64 {
+        self.reduce(r >> self.lo)
+    }
+
+    /// A locally known value v (full ring) brought into the window: round(v/2^lo) mod
+    /// 2^{hi−lo}, so that it adds to window shares (at most ½ unit of error).
+    pub fn local_share(&self, v: u64) -> u64 {
+        let half = if self.lo == 0 { 0 } else { 1u64 << (self.lo - 1) };
+        self.reduce(v.wrapping_add(half) >> self.lo)
+    }
+
+    /// (low bits rounded away from ĉ0 and ĉ1, width of ĉ0, width of ĉ1).
+    fn widths(&self, params: &HeParams) -> (u32, u32, u32) {
+        let drop_top = params.plain_bits() - self.hi;
+        let drop_low = self.lo.saturating_sub(1);
+        (
+            drop_low,
+            params.c0_bits() - drop_top - drop_low,
+            params.c1_bits() - drop_top - drop_low,
+        )
+    }
+
+    /// Bytes of one response revealing `used` coefficients through this window.
+    pub fn response_bytes(&self, params: &HeParams, used: usize) -> usize {
+        let (_, b0, b1) = self.widths(params);
+        (params.n() * b1 as usize).div_ceil(8) + (used * b0 as usize).div_ceil(8)
+    }
+}
+
 /// Evaluator side: steps 1–4 above; appends the packed response to `out`.
 pub fn seal(
     params: &HeParams,
@@ -88,6 +172,22 @@ pub fn seal(
     ct: Ciphertext,
     positions: &[u32],
     mask: &[u64],
+    rng: &mut (impl RngCore + ?Sized),
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    seal_window(params, pk, ct, positions, mask, Window::full(params), rng, out)
+}
+
+/// [`seal`] revealing only `window` of the plaintext (its share for the evaluator:
+/// [`Window::evaluator_share`] of each mask value).
+#[allow(clippy::too_many_arguments)]
+pub fn seal_window(
+    params: &HeParams,
+    pk: &PublicKey,
+    ct: Ciphertext,
+    positions: &[u32],
+    mask: &[u64],
+    window: Window,
     rng: &mut (impl RngCore + ?Sized),
     out: &mut Vec<u8>,
 ) -> Result<()> {
@@ -102,21 +202,24 @@ pub fn seal(
     let ct = rerandomize_and_flood(params, pk, ct, positions, rng)?;
     let ctx = params.rns();
     let (b0, b1, ell) = (params.c0_bits(), params.c1_bits(), params.plain_bits());
-    out.reserve(params.response_bytes(positions.len()));
+    let (drop, w0, w1) = window.widths(params);
+    out.reserve(window.response_bytes(params, positions.len()));
     let mut w = BitWriter::new(out);
     let c1 = ct.c1.data();
+    let w1_mask = (1u128 << w1) - 1;
     for i in 0..n {
-        w.push(
-            ctx.switch_to_pow2((0..ctx.len()).map(|l| c1[l * n + i]), b1),
-            b1,
-        );
+        let v = ctx.switch_to_pow2((0..ctx.len()).map(|l| c1[l * n + i]), b1 - drop);
+        w.push(v & w1_mask, w1);
     }
     let c0 = ct.c0.data();
     let b0_mask = (1u128 << b0) - 1;
+    let w0_mask = (1u128 << w0) - 1;
+    let half = if drop == 0 { 0 } else { 1u128 << (drop - 1) };
     for (&pos, &r) in positions.iter().zip(mask) {
         let pos = pos as usize;
         let v = ctx.switch_to_pow2((0..ctx.len()).map(|l| c0[l * n + pos]), b0);
-        w.push(v.wrapping_sub((r as u128) << (b0 - ell)) & b0_mask, b0);
+        let masked = v.wrapping_sub((r as u128) << (b0 - ell)) & b0_mask;
+        w.push(((masked + half) >> drop) & w0_mask, w0);
     }
     w.finish();
     Ok(())
@@ -125,9 +228,22 @@ pub fn seal(
 /// Key-holder side: decrypts a response revealing `positions`; `data` must be exactly
 /// `params.response_bytes(positions.len())` bytes.
 pub fn open(params: &HeParams, sk: &SecretKey, data: &[u8], positions: &[u32]) -> Result<Vec<u64>> {
+    open_window(params, sk, data, positions, Window::full(params))
+}
+
+/// [`open`] of a response sealed with `window`: values modulo 2^{hi−lo}; `data` must be
+/// exactly `window.response_bytes(params, positions.len())` bytes.
+pub fn open_window(
+    params: &HeParams,
+    sk: &SecretKey,
+    data: &[u8],
+    positions: &[u32],
+    window: Window,
+) -> Result<Vec<u64>> {
     let n = params.n();
-    let (b0, b1, ell) = (params.c0_bits(), params.c1_bits(), params.plain_bits());
-    let expect = params.response_bytes(positions.len());
+    let (_, b0, b1) = window.widths(params);
+    let ell = window.bits();
+    let expect = window.response_bytes(params, positions.len());
     if data.len() != expect {
         return Err(Error::Malformed(format!(
             "response ciphertext has {} bytes, expected {expect}",
@@ -225,5 +341,51 @@ mod tests {
             assert_eq!(g, m[p as usize].wrapping_sub(r));
         }
         assert!(open(&params, &sk, &bytes[1..], &positions).is_err());
+    }
+
+    #[test]
+    fn windows_reveal_their_bits_within_one_unit_and_are_shorter() {
+        let params = HeParams::default_params().unwrap();
+        let mut rng = AesPrg::new(Seed([9; 16]));
+        let sk = SecretKey::generate(&params, &mut rng);
+        let pk = PublicKey::generate(&params, &sk, &mut rng);
+        let n = params.n();
+        let mut m: Vec<u64> = (0..n as u64)
+            .map(|i| i.wrapping_mul(0x9E3779B97F4A7C15))
+            .collect();
+        m[..8].copy_from_slice(&[0, 1, u64::MAX, 1 << 63, (1 << 63) - 1, 1 << 17, 1 << 18, 3]);
+        let positions: Vec<u32> = (0..n as u32).step_by(3).collect();
+        let mut mask = rng.u64s(positions.len());
+        mask[..4].copy_from_slice(&[0, u64::MAX, 1 << 63, 1 << 17]);
+        assert!(Window::new(&params, 5, 5).is_err());
+        assert!(Window::new(&params, 0, 65).is_err());
+        for (lo, hi) in [(0, 64), (0, 38), (12, 38), (18, 64), (1, 64), (16, 48), (63, 64)] {
+            let window = Window::new(&params, lo, hi).unwrap();
+            let ct = encrypt_sk(&params, &sk, &m, Seed([10; 16]), &mut rng)
+                .unwrap()
+                .expand(&params);
+            let mut bytes = Vec::new();
+            seal_window(&params, &pk, ct, &positions, &mask, window, &mut rng, &mut bytes)
+                .unwrap();
+            assert_eq!(bytes.len(), window.response_bytes(&params, positions.len()));
+            let d = 64 - hi + lo.saturating_sub(1);
+            let (b0, b1) = ((params.c0_bits() - d) as usize, (params.c1_bits() - d) as usize);
+            assert_eq!(
+                bytes.len(),
+                (n * b1).div_ceil(8) + (positions.len() * b0).div_ceil(8),
+                "[{lo}, {hi})"
+            );
+            let got = open_window(&params, &sk, &bytes, &positions, window).unwrap();
+            for ((&p, &r), g) in positions.iter().zip(&mask).zip(got) {
+                let sum = window.reduce(g.wrapping_add(window.evaluator_share(r)));
+                let want = window.reduce(m[p as usize] >> lo);
+                let err = window.reduce(sum.wrapping_sub(want).wrapping_add(1));
+                assert!(err <= 2, "[{lo}, {hi}) at {p}: {sum} vs {want}");
+                if lo == 0 {
+                    assert_eq!(sum, want, "[{lo}, {hi}) at {p}");
+                }
+            }
+            assert!(open_window(&params, &sk, &bytes[1..], &positions, window).is_err());
+        }
     }
 }

@@ -24,19 +24,23 @@
 //! [`crate::response`] and docs/security.md): its output share and nothing else.
 use crate::matrix::RingMatrix;
 use crate::params::HeParams;
-use crate::secret_product::{secret_products, ProductKeys};
+use crate::response::Window;
+use crate::secret_product::{secret_products_window, ProductKeys};
 use crate::sip::{self, SipPlan};
 use mpc_core::{Channel, Error, Party, Result};
 
-/// Shares of r_i·V_ij (k×n) from shares of r (k) and V (k×n), modulo 2^64.
+/// Shares of r_i·V_ij (k×n) from shares of r (k) and V (k×n), through `window`
+/// ([`secret_products_window`]): ⌊r_i·V_ij / 2^lo⌋ modulo 2^{hi−lo} (exact for lo = 0, else
+/// within 3 units).
 pub fn row_scalar_product(
     ch: &mut Channel,
     params: &HeParams,
     keys: ProductKeys<'_>,
     r: &[u64],
     v: &RingMatrix,
+    window: Window,
 ) -> Result<RingMatrix> {
-    let mut out = row_scalar_products(ch, params, keys, &[(r, v)])?;
+    let mut out = row_scalar_products(ch, params, keys, &[(r, v)], window)?;
     Ok(out.remove(0))
 }
 
@@ -47,6 +51,7 @@ pub fn row_scalar_products(
     params: &HeParams,
     keys: ProductKeys<'_>,
     pairs: &[(&[u64], &RingMatrix)],
+    window: Window,
 ) -> Result<Vec<RingMatrix>> {
     let diags = pairs
         .iter()
@@ -66,7 +71,7 @@ pub fn row_scalar_products(
         })
         .collect::<Result<Vec<_>>>()?;
     let products: Vec<_> = diags.iter().zip(pairs).map(|(d, &(_, v))| (d, v)).collect();
-    secret_products(ch, params, keys, &products)
+    secret_products_window(ch, params, keys, &products, window)
 }
 
 /// The column chunks of [`row_square_sums`] at width n: as few as keep every chunk's plan
@@ -84,16 +89,23 @@ fn chunk_plans(
     params: &HeParams,
     k: usize,
     n: usize,
+    bits: u32,
 ) -> Result<Vec<(std::ops::Range<usize>, SipPlan)>> {
+    let window = Window::new(params, 0, bits)?;
     chunks(params, n)
         .into_iter()
-        .map(|c| SipPlan::new(params, k, c.len(), k).map(|p| (c, p)))
+        .map(|c| SipPlan::new(params, k, c.len(), k).map(|p| (c, p.with_window(window))))
         .collect()
 }
 
-/// Bytes of [`row_square_sums`] on k×n: (client → server, server → client).
-pub fn row_square_sums_bytes(params: &HeParams, k: usize, n: usize) -> Result<(usize, usize)> {
-    Ok(chunk_plans(params, k, n)?
+/// Bytes of [`row_square_sums`] on k×n modulo 2^bits: (client → server, server → client).
+pub fn row_square_sums_bytes(
+    params: &HeParams,
+    k: usize,
+    n: usize,
+    bits: u32,
+) -> Result<(usize, usize)> {
+    Ok(chunk_plans(params, k, n, bits)?
         .iter()
         .fold((0, 0), |(c, s), (_, p)| {
             (c + p.input_bytes(params), s + p.output_bytes(params))
@@ -107,18 +119,21 @@ fn columns(v: &RingMatrix, cols: &std::ops::Range<usize>) -> Result<RingMatrix> 
     RingMatrix::new(v.rows(), cols.len(), data)
 }
 
-/// Shares of Σ_j V_ij² per row from shares of V (k×n), modulo 2^64. `party` is this party's
-/// role: the client encrypts its share under `keys.my_sk`, the server evaluates with
-/// `keys.peer_pk` and `keys.peer_galois` (the client's).
+/// Shares of Σ_j V_ij² per row from shares of V (k×n), modulo 2^bits (the responses reveal
+/// only those bits). `party` is this party's role: the client encrypts its share under
+/// `keys.my_sk`, the server evaluates with `keys.peer_pk` and `keys.peer_galois` (the
+/// client's).
 pub fn row_square_sums(
     ch: &mut Channel,
     params: &HeParams,
     keys: ProductKeys<'_>,
     party: Party,
     v: &RingMatrix,
+    bits: u32,
 ) -> Result<Vec<u64>> {
     let k = v.rows();
-    let plans = chunk_plans(params, k, v.cols())?;
+    let plans = chunk_plans(params, k, v.cols(), bits)?;
+    let window = Window::new(params, 0, bits)?;
     let chunks = plans
         .iter()
         .map(|(cols, _)| columns(v, cols))
@@ -171,5 +186,5 @@ pub fn row_square_sums(
             *s = s.wrapping_add(m.get(i, i).wrapping_mul(2));
         }
     }
-    Ok(sums)
+    Ok(sums.into_iter().map(|s| window.reduce(s)).collect())
 }

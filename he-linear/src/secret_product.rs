@@ -20,6 +20,7 @@
 use crate::galois::GaloisKeys;
 use crate::matrix::RingMatrix;
 use crate::params::HeParams;
+use crate::response::Window;
 use crate::rlwe::{PublicKey, SecretKey};
 use crate::sip::{self, SipPlan};
 use mpc_core::{Channel, Result};
@@ -103,6 +104,19 @@ pub fn secret_products(
     keys: ProductKeys<'_>,
     pairs: &[(&RingMatrix, &RingMatrix)],
 ) -> Result<Vec<RingMatrix>> {
+    secret_products_window(ch, params, keys, pairs, Window::full(params))
+}
+
+/// [`secret_products`] revealing only `window` of the cross terms (`response`, "Windows"):
+/// shares of ⌊X_i·Y_i / 2^lo⌋ modulo 2^{hi−lo}, exact for lo = 0, else within 3 units (each
+/// party's local product rounded, the two cross terms' carries).
+pub fn secret_products_window(
+    ch: &mut Channel,
+    params: &HeParams,
+    keys: ProductKeys<'_>,
+    pairs: &[(&RingMatrix, &RingMatrix)],
+    window: Window,
+) -> Result<Vec<RingMatrix>> {
     let mut out = Vec::with_capacity(pairs.len());
     let mut start = 0;
     while start < pairs.len() {
@@ -116,7 +130,7 @@ pub fn secret_products(
             }
             end += 1;
         }
-        out.extend(product_round(ch, params, keys, &pairs[start..end])?);
+        out.extend(product_round(ch, params, keys, &pairs[start..end], window)?);
         start = end;
     }
     Ok(out)
@@ -128,6 +142,7 @@ fn product_round(
     params: &HeParams,
     keys: ProductKeys<'_>,
     pairs: &[(&RingMatrix, &RingMatrix)],
+    window: Window,
 ) -> Result<Vec<RingMatrix>> {
     let ProductKeys {
         my_sk,
@@ -136,7 +151,12 @@ fn product_round(
     } = keys;
     let plans = pairs
         .iter()
-        .map(|(x, y)| ProductPlan::new(params, x.rows(), x.cols(), y.cols()))
+        .map(|(x, y)| {
+            ProductPlan::new(params, x.rows(), x.cols(), y.cols()).map(|p| ProductPlan {
+                sip: p.sip.with_window(window),
+                ..p
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     let operands: Vec<_> = plans
         .iter()
@@ -175,7 +195,11 @@ fn product_round(
             } else {
                 cross
             };
-            x.matmul(y)?.add(&cross)
+            let mut out = x.matmul(y)?;
+            for (o, &c) in out.data_mut().iter_mut().zip(cross.data()) {
+                *o = window.reduce(window.local_share(*o).wrapping_add(c));
+            }
+            Ok(out)
         })
         .collect()
 }

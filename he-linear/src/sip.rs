@@ -26,7 +26,7 @@ use crate::galois::GaloisKeys;
 use crate::matrix::RingMatrix;
 use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
-use crate::response;
+use crate::response::{self, Window};
 use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
 use mpc_core::{AesPrg, Channel, Error, Result, Ring, Seed};
 use rayon::prelude::*;
@@ -53,6 +53,9 @@ pub struct SipPlan {
     pub group: usize,
     /// Whether outputs go through packing (the parameters' `pack_levels` > 0).
     pub packed: bool,
+    /// The bits of each output the responses reveal (the whole plaintext unless
+    /// [`SipPlan::with_window`]); outputs are shares modulo 2^{window.bits()}.
+    pub window: Window,
 }
 
 /// Evaluator work per ring product (2·L·N modular multiply-adds, ≈ 0.3 ms on one core) in
@@ -109,6 +112,7 @@ impl SipPlan {
                     nw,
                     group,
                     packed,
+                    window: Window::full(params),
                 };
                 let work = if packed {
                     kb * mb * nb * PACKED_PRODUCT_COST_BYTES + plan.merges() * MERGE_COST_BYTES
@@ -211,8 +215,14 @@ impl SipPlan {
     /// Bytes of flight 2 (evaluator → key holder).
     pub fn output_bytes(&self, params: &HeParams) -> usize {
         (0..self.output_cts())
-            .map(|g| params.response_bytes(self.revealed(g)))
+            .map(|g| self.window.response_bytes(params, self.revealed(g)))
             .sum()
+    }
+
+    /// The same plan with responses revealing only `window` of each output (the blocks stay
+    /// those chosen for the full width).
+    pub fn with_window(self, window: Window) -> SipPlan {
+        SipPlan { window, ..self }
     }
 
     /// Coefficients response `g` reveals (the length of `outputs(g)`, without building it).
@@ -340,7 +350,7 @@ pub fn encode_plain(params: &HeParams, plan: &SipPlan, b: &RingMatrix) -> Result
 }
 
 /// Evaluator, flight 2: multiplies, merges (packed plans, with the holder's Galois keys), seals
-/// with its fresh share R, sends; returns R (k×n).
+/// with its fresh share R, sends; returns its share of the window, ⌊R/2^lo⌋ (k×n).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_and_respond(
     ch: &mut Channel,
@@ -391,10 +401,18 @@ pub fn evaluate_and_respond(
             let mut rng = AesPrg::new(base.derive(g as u64));
             let mask = rng.u64s(positions.len());
             let mut bytes = Vec::new();
-            response::seal(
-                params, holder_pk, acc, &positions, &mask, &mut rng, &mut bytes,
+            response::seal_window(
+                params,
+                holder_pk,
+                acc,
+                &positions,
+                &mask,
+                plan.window,
+                &mut rng,
+                &mut bytes,
             )?;
-            Ok((bytes, (cells, mask)))
+            let share = mask.iter().map(|&r| plan.window.evaluator_share(r)).collect();
+            Ok((bytes, (cells, share)))
         })
         .collect();
     let mut share = RingMatrix::zeros(plan.k, plan.n);
@@ -409,7 +427,7 @@ pub fn evaluate_and_respond(
     Ok(share)
 }
 
-/// Key holder, flight 2 received: opens A·B − R.
+/// Key holder, flight 2 received: opens the window of A·B − R.
 pub fn recv_and_open(
     ch: &mut Channel,
     params: &HeParams,
@@ -419,13 +437,14 @@ pub fn recv_and_open(
     let mut jobs = Vec::with_capacity(plan.output_cts());
     for g in 0..plan.output_cts() {
         let (cells, positions) = plan.outputs(g);
-        let bytes = ch.recv_vec(params.response_bytes(positions.len()))?;
+        let bytes = ch.recv_vec(plan.window.response_bytes(params, positions.len()))?;
         jobs.push((cells, positions, bytes));
     }
     let opened: Vec<Result<Cells>> = jobs
         .into_par_iter()
         .map(|(cells, positions, bytes)| {
-            response::open(params, sk, &bytes, &positions).map(|v| (cells, v))
+            response::open_window(params, sk, &bytes, &positions, plan.window)
+                .map(|v| (cells, v))
         })
         .collect();
     let mut out = RingMatrix::zeros(plan.k, plan.n);

@@ -1,9 +1,12 @@
-//! Row-structured products on HE (LayerNorm's): exact reconstruction modulo 2^64 on random
-//! shares with edge values, exact bytes, two flights, and shape errors.
+//! Row-structured products on HE (LayerNorm's and attention's normalisation): exact
+//! reconstruction modulo 2^64 (modulo 2^38 through a top window, within 3 units through a
+//! truncating window) on random shares with edge values, exact bytes, two flights, and shape
+//! errors.
 mod common;
 use common::{product_keys, random_matrix, run_pair};
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
+use he_linear::response::Window;
 use he_linear::row_products::{row_scalar_product, row_square_sums, row_square_sums_bytes};
 use he_linear::secret_product::{ProductKeys, ProductPlan};
 use mpc_core::{Channel, Error, Party};
@@ -54,7 +57,23 @@ fn scalar(
     r: &[u64],
     v: &RingMatrix,
 ) -> RingMatrix {
-    row_scalar_product(ch, p, keys, r, v).unwrap()
+    row_scalar_product(ch, p, keys, r, v, Window::full(p)).unwrap()
+}
+
+/// LayerNorm's window: bits [12, 38) of the product.
+fn layernorm_window(p: &HeParams) -> Window {
+    Window::new(p, 12, 38).unwrap()
+}
+
+fn scalar_truncated(
+    ch: &mut Channel,
+    p: &HeParams,
+    keys: ProductKeys<'_>,
+    _: Party,
+    r: &[u64],
+    v: &RingMatrix,
+) -> RingMatrix {
+    row_scalar_product(ch, p, keys, r, v, layernorm_window(p)).unwrap()
 }
 
 fn squares(
@@ -65,7 +84,18 @@ fn squares(
     _: &[u64],
     v: &RingMatrix,
 ) -> Vec<u64> {
-    row_square_sums(ch, p, keys, party, v).unwrap()
+    row_square_sums(ch, p, keys, party, v, 64).unwrap()
+}
+
+fn squares_38(
+    ch: &mut Channel,
+    p: &HeParams,
+    keys: ProductKeys<'_>,
+    party: Party,
+    _: &[u64],
+    v: &RingMatrix,
+) -> Vec<u64> {
+    row_square_sums(ch, p, keys, party, v, 38).unwrap()
 }
 
 #[test]
@@ -85,6 +115,28 @@ fn row_scalar_products_are_exact() {
 }
 
 #[test]
+fn truncating_window_is_within_three_units() {
+    let params = HeParams::packed_products().unwrap();
+    let window = layernorm_window(&params);
+    for (k, n, seed) in [(5usize, 9usize, 5u8), (33, 70, 60)] {
+        let ((r, v), s, c, (sent, recv, rounds)) = both(&params, k, n, seed, scalar_truncated);
+        for i in 0..k {
+            for j in 0..n {
+                let got = window.reduce(s.get(i, j).wrapping_add(c.get(i, j)));
+                let want = window.reduce(r[i].wrapping_mul(v.get(i, j)) >> 12);
+                let err = window.reduce(got.wrapping_sub(want).wrapping_add(3));
+                assert!(err <= 6, "({i}, {j}): {got} vs {want}");
+            }
+        }
+        let plan = ProductPlan::new(&params, k, k, n).unwrap();
+        let windowed = plan.sip.with_window(window);
+        let bytes = (windowed.input_bytes(&params) + windowed.output_bytes(&params)) as u64;
+        assert!(bytes < plan.bytes(&params) as u64);
+        assert_eq!((sent, recv, rounds), (bytes, bytes, 2));
+    }
+}
+
+#[test]
 fn row_square_sums_are_exact_in_chunks() {
     let params = HeParams::packed_products().unwrap();
     // 700 columns exceed the packed parameters' 512 terms: two chunks of 350.
@@ -97,7 +149,18 @@ fn row_square_sums_are_exact_in_chunks() {
                 .fold(0u64, |a, &x| a.wrapping_add(x.wrapping_mul(x)));
             assert_eq!(s[i].wrapping_add(c[i]), want, "row {i}");
         }
-        let (up, down) = row_square_sums_bytes(&params, k, n).unwrap();
+        let (up, down) = row_square_sums_bytes(&params, k, n, 64).unwrap();
+        assert_eq!((sent, recv, rounds), (up as u64, down as u64, 2));
+        let ((_, v), s, c, (sent, recv, rounds)) = both(&params, k, n, seed, squares_38);
+        for i in 0..k {
+            let want = v
+                .row(i)
+                .iter()
+                .fold(0u64, |a, &x| a.wrapping_add(x.wrapping_mul(x)));
+            assert_eq!(s[i].wrapping_add(c[i]) % (1 << 38), want % (1 << 38), "row {i}");
+            assert!(s[i] < 1 << 38 && c[i] < 1 << 38);
+        }
+        let (up, down) = row_square_sums_bytes(&params, k, n, 38).unwrap();
         assert_eq!((sent, recv, rounds), (up as u64, down as u64, 2));
     }
 }
@@ -106,15 +169,20 @@ fn row_square_sums_are_exact_in_chunks() {
 fn layernorm_shapes_at_bert_base_cost() {
     let params = HeParams::packed_products().unwrap();
     let product = ProductPlan::new(&params, 128, 128, 768).unwrap();
-    let (up, down) = row_square_sums_bytes(&params, 128, 768).unwrap();
-    println!(
-        "BERT-base LayerNorm: row-scalar product {} B each way ({} merges per party), \
-         square sums {up} B client → server, {down} B back",
-        product.bytes(&params),
-        product.sip.merges()
-    );
+    let (up, down) = row_square_sums_bytes(&params, 128, 768, 64).unwrap();
     assert_eq!(product.bytes(&params), 2_637_888);
     assert_eq!((up, down), (2_752_704, 573_440));
+    // As LayerNorm runs them: the product through bits [12, 38), the sums modulo 2^38.
+    let windowed = product.sip.with_window(layernorm_window(&params));
+    let scalar = windowed.input_bytes(&params) + windowed.output_bytes(&params);
+    let (up, down) = row_square_sums_bytes(&params, 128, 768, 38).unwrap();
+    println!(
+        "BERT-base LayerNorm: row-scalar product {scalar} B each way ({} merges per party), \
+         square sums {up} B client → server, {down} B back",
+        product.sip.merges()
+    );
+    assert_eq!(scalar, 1_728_576);
+    assert_eq!((up, down), (2_752_704, 360_448));
 }
 
 #[test]
@@ -128,6 +196,7 @@ fn mismatched_row_scalars_are_refused() {
     };
     let (mut ch, _peer) = Channel::mem_pair();
     let v = random_matrix(4, 3, 9);
-    let err = row_scalar_product(&mut ch, &params, keys, &[1, 2, 3], &v).unwrap_err();
+    let err = row_scalar_product(&mut ch, &params, keys, &[1, 2, 3], &v, Window::full(&params))
+        .unwrap_err();
     assert!(matches!(err, Error::Shape(_)), "{err}");
 }

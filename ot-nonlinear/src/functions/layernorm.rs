@@ -56,7 +56,9 @@ pub trait RowProducts {
         n: usize,
         ring: Ring,
     ) -> Result<Vec<u64>>;
-    /// Shares of r_i·v_ij (v in rows of n, one r per row), in `ring`.
+    /// Shares in Z_2^64 of ⌊r_i·v_ij / 2^shift⌋ (v in rows of n, one r per row, both shared in
+    /// `ring`; the product fits it with its top two bits clear), within a few units where the
+    /// implementation truncates with carries.
     fn row_scalar_product(
         &mut self,
         sess: &mut Session,
@@ -64,11 +66,12 @@ pub trait RowProducts {
         r: &[u64],
         n: usize,
         ring: Ring,
+        shift: u32,
     ) -> Result<Vec<u64>>;
 }
 
 /// Gilboa products on the session's COTs: [`square`] with local row sums, and
-/// [`mul_row_scalar`].
+/// [`mul_row_scalar`] with a known-MSB truncation (exact).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OtProducts;
 
@@ -99,8 +102,10 @@ impl RowProducts for OtProducts {
         r: &[u64],
         n: usize,
         ring: Ring,
+        shift: u32,
     ) -> Result<Vec<u64>> {
-        mul_row_scalar(sess, v, r, n, ring)
+        let y = mul_row_scalar(sess, v, r, n, ring)?;
+        trunc_cast(sess, &y, ring, Ring::R64, shift, TruncKind::KnownMsb)
     }
 }
 
@@ -126,6 +131,9 @@ fn steps(rows: usize, n: usize, ot_products: bool) -> Vec<(Cost, CotDemand)> {
     if ot_products {
         v.push((mul_cost(rows, n, prod), mul_cots(rows, prod)));
     }
+    // The row-scalar product's closing known-MSB truncation to Z_2^64: by 12 from Z_2^38
+    // over COTs; on HE the responses already dropped those bits ([`RowProducts`]
+    // implementations end with one known-MSB cast of the same size, from Z_2^26 by 0).
     v.push(tr(rows * n, prod, PRODUCT_V_FRAC + R_FRAC - f));
     v
 }
@@ -203,7 +211,6 @@ pub fn layernorm_with(
             .collect();
         // 4. ŷ.
         let vp = trunc_cast(sess, &v, r64, prod, f - PRODUCT_V_FRAC, TruncKind::KnownMsb)?;
-        let y = products.row_scalar_product(sess, &vp, &inv, n, prod)?;
-        known(sess, &y, prod, PRODUCT_V_FRAC + R_FRAC - f)
+        products.row_scalar_product(sess, &vp, &inv, n, prod, PRODUCT_V_FRAC + R_FRAC - f)
     })
 }
