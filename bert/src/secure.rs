@@ -218,12 +218,14 @@ fn he_params() -> Result<HeParams> {
 /// Shares of a window of HE products (modulo 2^{window.bits()}, top two bits clear) up-cast
 /// to Z_2^64 by a known-MSB cast.
 fn upcast_window(sess: &mut Session, y: &[u64], window: Window) -> Result<Vec<u64>> {
-    trunc_cast(sess, y, Ring::new(window.bits())?, R, 0, TruncKind::KnownMsb)
-}
-
-/// The shares of one linear layer's output, `trunc(X·W + b, 18)`.
-fn truncate_product(sess: &mut Session, y: &[u64]) -> Result<Vec<u64>> {
-    trunc_cast(sess, y, R, R, LIN.frac_bits(), TruncKind::KnownMsb)
+    trunc_cast(
+        sess,
+        y,
+        Ring::new(window.bits())?,
+        R,
+        0,
+        TruncKind::KnownMsb,
+    )
 }
 
 /// The server: the encoded model, its keys, and the client's public key after setup.
@@ -835,6 +837,8 @@ impl Engine<'_> {
     ) -> Result<Vec<u64>> {
         let cols_in = x.len() / rows;
         let x = matrix(rows, cols_in, x.to_vec())?;
+        // trunc(X·W + b, 18): the responses reveal bits [18, 64) only.
+        let window = Window::new(self.params, LIN.frac_bits(), R.bits())?;
         let y = match &self.role {
             Role::Server { sk, model } => {
                 let l = &model.layers[layer];
@@ -844,17 +848,19 @@ impl Engine<'_> {
                     Weights::H1 => (&l.h1, &l.h1_b),
                     Weights::H2 => (&l.h2, &l.h2_b),
                 };
-                let mut y = cop::server_online(&mut sess.ch, self.params, sk, w, &x)?;
-                add_bias(&mut y, b);
+                let mut y =
+                    cop::server_online_window(&mut sess.ch, self.params, sk, w, &x, window)?;
+                add_bias(&mut y, b, window);
                 y
             }
             Role::Client { client } => {
                 let cached = &client.layers[layer][which as usize];
                 let enc = cached.open(self.params)?;
-                cop::client_online(&mut sess.ch, self.params, self.products.peer_pk, &enc, &x)?
+                let pk = self.products.peer_pk;
+                cop::client_online_window(&mut sess.ch, self.params, pk, &enc, &x, window)?
             }
         };
-        truncate_product(sess, y.data())
+        upcast_window(sess, y.data(), window)
     }
 
     /// One encoder layer on the normalised input ŷ (the previous LayerNorm's, its affine
@@ -939,7 +945,7 @@ impl Engine<'_> {
                     ctx[t * d + hd * dh..t * d + (hd + 1) * dh].copy_from_slice(ph.row(t));
                 }
             }
-            upcast_window(s, &ctx, window)
+            self.round_products(s, ctx, window)
         })?;
         let mut a = sess.scope(&tag("linear_o"), |s| self.linear(s, l, Weights::O, &ctx, n))?;
         add_residual(&mut a, &h);
@@ -980,6 +986,23 @@ impl Engine<'_> {
         }
     }
 
+    /// Shares of secret × secret products through a truncating `window`, up-cast to Z_2^64.
+    /// Each of the two cross terms comes out ½ unit low on average (its mask's carry and the
+    /// response's rounding); the server adds one unit, so that the shares sum to X·Y / 2^lo
+    /// rounded to the nearest on average, as the mirror's products are.
+    fn round_products(
+        &self,
+        sess: &mut Session,
+        mut y: Vec<u64>,
+        window: Window,
+    ) -> Result<Vec<u64>> {
+        if self.is_server() {
+            y.iter_mut()
+                .for_each(|v| *v = window.reduce(v.wrapping_add(1)));
+        }
+        upcast_window(sess, &y, window)
+    }
+
     /// Secret × secret products truncated by `shift` (their responses reveal bits
     /// [shift, 64) only), concatenated, up-cast back to Z_2^64: ⌊X·Y / 2^shift⌋ within 3 units.
     fn truncated_products(
@@ -997,7 +1020,7 @@ impl Engine<'_> {
             window,
         )?;
         let flat: Vec<u64> = prods.iter().flat_map(|p| p.data().to_vec()).collect();
-        upcast_window(sess, &flat, window)
+        self.round_products(sess, flat, window)
     }
 
     /// Per-token logits, the client's mask, the sum over tokens revealed to the client.
@@ -1008,7 +1031,7 @@ impl Engine<'_> {
         let z = match &self.role {
             Role::Server { sk, model } => {
                 let mut z = cop::server_online(&mut sess.ch, self.params, sk, &model.head_w, &x)?;
-                add_bias(&mut z, &model.head_b);
+                add_bias(&mut z, &model.head_b, Window::full(self.params));
                 z
             }
             Role::Client { client } => {
@@ -1044,11 +1067,13 @@ impl Engine<'_> {
     }
 }
 
-fn add_bias(y: &mut RingMatrix, b: &[u64]) {
+/// Adds the bias (36 fraction bits) to the server's share of a product revealed through
+/// `window`, rounded into it.
+fn add_bias(y: &mut RingMatrix, b: &[u64], window: Window) {
     let cols = y.cols();
     for row in y.data_mut().chunks_exact_mut(cols) {
         for (v, &bb) in row.iter_mut().zip(b) {
-            *v = R.add(*v, bb);
+            *v = window.reduce(v.wrapping_add(window.local_share(bb)));
         }
     }
 }

@@ -15,11 +15,17 @@
 //! server opens them, getting X_c·W − R, and adds X_s·W in plaintext.
 //! Bytes: 24 + Σ_ct (N·b1 + used_ct·b0)/8, with ⌈k/⌊N/n⌋⌉ ciphertexts when n ≤ N and k·⌈n/N⌉
 //! otherwise. Rounds: 1.
+//!
+//! **Windows** ([`client_online_window`], [`server_online_window`]): when the caller truncates
+//! Y next, the responses reveal only bits [lo, hi) (`response`, "Windows") and the shares are
+//! of ⌊Y/2^lo⌋ modulo 2^{hi−lo}, within 2 units (the server's rounded X_s·W, the carry of the
+//! client's share, the response's rounding). `bert::secure` drops the 18 bits its truncation
+//! would, 17 bits fewer per c0 and c1 coefficient (−24 % bytes).
 use crate::kernel::{accumulate_group, TILE};
 use crate::matrix::RingMatrix;
 use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
-use crate::response;
+use crate::response::{self, Window};
 use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
 use crate::weight_store::{
     client_answer_setup, layer_path, server_offer_setup, CachedLayer, EncryptedLayer, LayerBuilder,
@@ -98,10 +104,21 @@ pub fn slot_positions(slots: &[Slot]) -> Vec<u32> {
 /// Online bytes of one COP call, X (k×m) · W (m×n) (formula; equals what the channel
 /// measures).
 pub fn online_bytes(params: &HeParams, k: usize, m: usize, n: usize) -> usize {
+    online_bytes_window(params, k, m, n, Window::full(params))
+}
+
+/// [`online_bytes`] of a call revealing `window`.
+pub fn online_bytes_window(
+    params: &HeParams,
+    k: usize,
+    m: usize,
+    n: usize,
+    window: Window,
+) -> usize {
     ONLINE_HEADER
         + output_layout(params, k, m, n)
             .iter()
-            .map(|slots| params.response_bytes(slots.iter().map(|s| s.width).sum()))
+            .map(|slots| window.response_bytes(params, slots.iter().map(|s| s.width).sum()))
             .sum::<usize>()
 }
 
@@ -261,6 +278,18 @@ pub fn client_online(
     layer: &EncryptedLayer,
     x_c: &RingMatrix,
 ) -> Result<RingMatrix> {
+    client_online_window(ch, params, server_pk, layer, x_c, Window::full(params))
+}
+
+/// [`client_online`] revealing only `window` (module docs): returns ⌊R/2^lo⌋ mod 2^{hi−lo}.
+pub fn client_online_window(
+    ch: &mut Channel,
+    params: &HeParams,
+    server_pk: &PublicKey,
+    layer: &EncryptedLayer,
+    x_c: &RingMatrix,
+    window: Window,
+) -> Result<RingMatrix> {
     let h = *layer.header();
     let (k, m, n) = (x_c.rows(), x_c.cols(), h.n);
     if m != h.m {
@@ -329,13 +358,13 @@ pub fn client_online(
             let positions = slot_positions(slots);
             let mask = mpc_core::AesPrg::u64s(&mut rng, positions.len());
             let mut bytes = Vec::new();
-            response::seal(
-                params, server_pk, ct, &positions, &mask, &mut rng, &mut bytes,
+            response::seal_window(
+                params, server_pk, ct, &positions, &mask, window, &mut rng, &mut bytes,
             )?;
             Ok((bytes, mask))
         })
         .collect();
-    let mut msg = Vec::with_capacity(online_bytes(params, k, m, n));
+    let mut msg = Vec::with_capacity(online_bytes_window(params, k, m, n, window));
     msg.extend_from_slice(&response::message_head(ONLINE_MAGIC, params));
     for v in [k, m, n] {
         msg.extend_from_slice(&(v as u32).to_le_bytes());
@@ -351,7 +380,7 @@ pub fn client_online(
                 .iter_mut()
                 .zip(&mut it)
             {
-                *dst = v;
+                *dst = window.evaluator_share(v);
             }
         }
     }
@@ -369,6 +398,19 @@ pub fn server_online(
     w: &RingMatrix,
     x_s: &RingMatrix,
 ) -> Result<RingMatrix> {
+    server_online_window(ch, params, sk, w, x_s, Window::full(params))
+}
+
+/// [`server_online`] of a call revealing `window` (module docs): returns the window of
+/// X_c·W − R plus X_s·W rounded to the window, modulo 2^{hi−lo}.
+pub fn server_online_window(
+    ch: &mut Channel,
+    params: &HeParams,
+    sk: &SecretKey,
+    w: &RingMatrix,
+    x_s: &RingMatrix,
+    window: Window,
+) -> Result<RingMatrix> {
     let (k, m, n) = (x_s.rows(), x_s.cols(), w.cols());
     if m != w.rows() {
         return Err(Error::Shape(format!(
@@ -377,7 +419,7 @@ pub fn server_online(
         )));
     }
     check_shape(params, k, m, n)?;
-    let expect = online_bytes(params, k, m, n);
+    let expect = online_bytes_window(params, k, m, n, window);
     let msg = ch.recv_bytes_framed(expect)?;
     if msg.len() != expect {
         return Err(Error::Malformed(format!(
@@ -400,16 +442,21 @@ pub fn server_online(
     let mut offsets = Vec::with_capacity(layout.len());
     let mut at = ONLINE_HEADER;
     for slots in &layout {
-        let len = params.response_bytes(slots.iter().map(|s| s.width).sum());
+        let len = window.response_bytes(params, slots.iter().map(|s| s.width).sum());
         offsets.push(at..at + len);
         at += len;
     }
     let opened: Vec<Result<Vec<u64>>> = layout
         .par_iter()
         .zip(offsets)
-        .map(|(slots, range)| response::open(params, sk, &msg[range], &slot_positions(slots)))
+        .map(|(slots, range)| {
+            response::open_window(params, sk, &msg[range], &slot_positions(slots), window)
+        })
         .collect();
     let mut out = x_s.matmul(w)?;
+    out.data_mut()
+        .iter_mut()
+        .for_each(|v| *v = window.local_share(*v));
     let poly_n = params.n();
     for (slots, values) in layout.iter().zip(opened) {
         let values = values?;
@@ -420,7 +467,7 @@ pub fn server_online(
                 .iter_mut()
                 .zip(&mut it)
             {
-                *dst = dst.wrapping_add(v);
+                *dst = window.reduce(dst.wrapping_add(v));
             }
         }
     }

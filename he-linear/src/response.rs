@@ -143,7 +143,11 @@ impl Window {
     /// A locally known value v (full ring) brought into the window: round(v/2^lo) mod
     /// 2^{hi−lo}, so that it adds to window shares (at most ½ unit of error).
     pub fn local_share(&self, v: u64) -> u64 {
-        let half = if self.lo == 0 { 0 } else { 1u64 << (self.lo - 1) };
+        let half = if self.lo == 0 {
+            0
+        } else {
+            1u64 << (self.lo - 1)
+        };
         self.reduce(v.wrapping_add(half) >> self.lo)
     }
 
@@ -175,7 +179,16 @@ pub fn seal(
     rng: &mut (impl RngCore + ?Sized),
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    seal_window(params, pk, ct, positions, mask, Window::full(params), rng, out)
+    seal_window(
+        params,
+        pk,
+        ct,
+        positions,
+        mask,
+        Window::full(params),
+        rng,
+        out,
+    )
 }
 
 /// [`seal`] revealing only `window` of the plaintext (its share for the evaluator:
@@ -359,17 +372,30 @@ mod tests {
         mask[..4].copy_from_slice(&[0, u64::MAX, 1 << 63, 1 << 17]);
         assert!(Window::new(&params, 5, 5).is_err());
         assert!(Window::new(&params, 0, 65).is_err());
-        for (lo, hi) in [(0, 64), (0, 38), (12, 38), (18, 64), (1, 64), (16, 48), (63, 64)] {
+        for (lo, hi) in [
+            (0, 64),
+            (0, 38),
+            (12, 38),
+            (18, 64),
+            (1, 64),
+            (16, 48),
+            (63, 64),
+        ] {
             let window = Window::new(&params, lo, hi).unwrap();
             let ct = encrypt_sk(&params, &sk, &m, Seed([10; 16]), &mut rng)
                 .unwrap()
                 .expand(&params);
             let mut bytes = Vec::new();
-            seal_window(&params, &pk, ct, &positions, &mask, window, &mut rng, &mut bytes)
-                .unwrap();
+            seal_window(
+                &params, &pk, ct, &positions, &mask, window, &mut rng, &mut bytes,
+            )
+            .unwrap();
             assert_eq!(bytes.len(), window.response_bytes(&params, positions.len()));
             let d = 64 - hi + lo.saturating_sub(1);
-            let (b0, b1) = ((params.c0_bits() - d) as usize, (params.c1_bits() - d) as usize);
+            let (b0, b1) = (
+                (params.c0_bits() - d) as usize,
+                (params.c1_bits() - d) as usize,
+            );
             assert_eq!(
                 bytes.len(),
                 (n * b1).div_ceil(8) + (positions.len() * b0).div_ceil(8),

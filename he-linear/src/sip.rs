@@ -411,7 +411,10 @@ pub fn evaluate_and_respond(
                 &mut rng,
                 &mut bytes,
             )?;
-            let share = mask.iter().map(|&r| plan.window.evaluator_share(r)).collect();
+            let share = mask
+                .iter()
+                .map(|&r| plan.window.evaluator_share(r))
+                .collect();
             Ok((bytes, (cells, share)))
         })
         .collect();
@@ -443,8 +446,7 @@ pub fn recv_and_open(
     let opened: Vec<Result<Cells>> = jobs
         .into_par_iter()
         .map(|(cells, positions, bytes)| {
-            response::open_window(params, sk, &bytes, &positions, plan.window)
-                .map(|v| (cells, v))
+            response::open_window(params, sk, &bytes, &positions, plan.window).map(|v| (cells, v))
         })
         .collect();
     let mut out = RingMatrix::zeros(plan.k, plan.n);

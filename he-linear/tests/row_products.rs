@@ -157,7 +157,11 @@ fn row_square_sums_are_exact_in_chunks() {
                 .row(i)
                 .iter()
                 .fold(0u64, |a, &x| a.wrapping_add(x.wrapping_mul(x)));
-            assert_eq!(s[i].wrapping_add(c[i]) % (1 << 38), want % (1 << 38), "row {i}");
+            assert_eq!(
+                s[i].wrapping_add(c[i]) % (1 << 38),
+                want % (1 << 38),
+                "row {i}"
+            );
             assert!(s[i] < 1 << 38 && c[i] < 1 << 38);
         }
         let (up, down) = row_square_sums_bytes(&params, k, n, 38).unwrap();
@@ -196,7 +200,14 @@ fn mismatched_row_scalars_are_refused() {
     };
     let (mut ch, _peer) = Channel::mem_pair();
     let v = random_matrix(4, 3, 9);
-    let err = row_scalar_product(&mut ch, &params, keys, &[1, 2, 3], &v, Window::full(&params))
-        .unwrap_err();
+    let err = row_scalar_product(
+        &mut ch,
+        &params,
+        keys,
+        &[1, 2, 3],
+        &v,
+        Window::full(&params),
+    )
+    .unwrap_err();
     assert!(matches!(err, Error::Shape(_)), "{err}");
 }
