@@ -1,23 +1,26 @@
-//! Row-structured products of shared matrices on HE (LayerNorm's two products), with packed
-//! outputs. Everything is exact modulo 2^64, hence modulo any 2^ℓ the caller reduces to.
+//! Row-structured products of shared matrices on HE (LayerNorm's two products, attention's
+//! softmax normalisation), with packed outputs and response windows ([`Window`]). Without a
+//! truncating window everything is exact modulo 2^64, hence modulo any 2^ℓ the caller reduces to.
 //!
 //! * [`row_scalar_product`]: shares of r_i·V_ij for shared r (k) and V (k×n), as the
-//!   secret × secret product diag(r)·V ([`secret_products`], each cross term in its cheaper
-//!   orientation), both directions in the same two flights; [`row_scalar_products`] batches
-//!   several (attention's per-head normalisation, 128×128·128×64 per head: 372 752 bytes
-//!   each way, Oᵀ encrypted and diag(r) the plaintext).
-//! * [`row_square_sums`]: shares of Σ_j V_ij² for shared V (k×n). Only the cross term
-//!   2·Σ_j V^c_ij·V^s_ij needs both shares, and it is the diagonal of V^c·(V^s)ᵀ: the client
-//!   encrypts V^c (its key), the server evaluates with (V^s)ᵀ and returns the product's shares
-//!   (SIP), in column chunks that keep each product within the parameters' terms per
-//!   coefficient (two chunks of 384 at BERT-base's 768). Flights: 2 (C→S encryptions,
-//!   S→C responses).
+//!   secret × secret product diag(r)·V ([`secret_products_window`], each cross term in its
+//!   cheaper orientation), both directions in the same two flights; [`row_scalar_products`]
+//!   batches several (attention's per-head normalisation, 128×128·128×64 per head: 372 752
+//!   bytes each way, Oᵀ encrypted and diag(r) the plaintext; 342 032 through bits [16, 64)).
+//! * [`row_square_sums`]: shares of Σ_j V_ij² modulo 2^bits for shared V (k×n). Only the cross
+//!   term 2·Σ_j V^c_ij·V^s_ij needs both shares, and it is the diagonal of V^c·(V^s)ᵀ: the
+//!   client encrypts V^c (its key), the server evaluates with (V^s)ᵀ and returns the product's
+//!   shares (SIP), in column chunks that keep each product within the parameters' terms per
+//!   coefficient (two chunks of 384 at BERT-base's 768). Flights: 2 (C→S encryptions, S→C
+//!   responses).
 //!
 //! Cost at BERT-base's LayerNorm (128×768, packed parameters; exact, `tests/row_products.rs`):
 //! the row-scalar product 2 637 888 B each way (2 input ciphertexts, 12 merged responses, 372
-//! merges per party); the square sums 2 752 704 B client → server (12 ciphertexts) and
-//! 573 440 B back (2 chunks × 2 responses, 252 merges on the server). 8.60 MB in all, against
-//! 27.3 MB for Gilboa products on Z_2^38 over COTs (square 9.1, row-scalar product 18.2).
+//! merges per party), 1 728 576 B through the window [12, 38) LayerNorm uses; the square sums
+//! 2 752 704 B client → server (12 ciphertexts) and 573 440 B back (2 chunks × 2 responses,
+//! 252 merges on the server), 360 448 B modulo 2^38. 6.57 MB in all as LayerNorm runs them,
+//! against 27.3 MB for Gilboa products on Z_2^38 over COTs (square 9.1, row-scalar product
+//! 18.2).
 //!
 //! What each party sees: the peer's fresh RLWE encryptions (semantically secure) and
 //! responses re-randomized, noise-flooded and masked by uniform values over Z_2^64 (see

@@ -5,6 +5,7 @@ use common::{random_matrix, run_pair};
 use he_linear::cop;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
+use he_linear::response::Window;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::weight_store::EncryptedLayer;
 use mpc_core::{AesPrg, Channel, Error, Seed};
@@ -18,6 +19,16 @@ struct Run {
 }
 
 fn run_cop(params: &HeParams, x: &RingMatrix, w: &RingMatrix, cache: &Path) -> Run {
+    run_cop_window(params, x, w, cache, Window::full(params))
+}
+
+fn run_cop_window(
+    params: &HeParams,
+    x: &RingMatrix,
+    w: &RingMatrix,
+    cache: &Path,
+    window: Window,
+) -> Run {
     let mut rng = AesPrg::new(Seed([42; 16]));
     let x_c = random_matrix(x.rows(), x.cols(), 77);
     let x_s = x.sub(&x_c).unwrap();
@@ -30,8 +41,10 @@ fn run_cop(params: &HeParams, x: &RingMatrix, w: &RingMatrix, cache: &Path) -> R
         move |ch: &mut Channel| {
             pk.send(ch, &sp).unwrap();
             cop::server_setup(ch, &sp, &sk, &pk, &w2).unwrap();
-            ch.scope("online", |ch| cop::server_online(ch, &sp, &sk, &w2, &x_s))
-                .unwrap()
+            ch.scope("online", |ch| {
+                cop::server_online_window(ch, &sp, &sk, &w2, &x_s, window)
+            })
+            .unwrap()
         },
         move |ch: &mut Channel| {
             let pk = PublicKey::recv(ch, &cp).unwrap();
@@ -41,7 +54,7 @@ fn run_cop(params: &HeParams, x: &RingMatrix, w: &RingMatrix, cache: &Path) -> R
                 .unwrap();
             let share = ch
                 .scope("online", |ch| {
-                    cop::client_online(ch, &cp, &pk, &layer, &x_c)
+                    cop::client_online_window(ch, &cp, &pk, &layer, &x_c, window)
                 })
                 .unwrap();
             (share, ch.stats_of("online").unwrap())
@@ -75,6 +88,35 @@ fn check(params: &HeParams, k: usize, m: usize, n: usize, seed: u8) {
         run.online_bytes as usize,
         cop::online_bytes(params, k, m, n) + 8
     );
+}
+
+#[test]
+fn truncating_window_is_within_two_units_and_shorter() {
+    let params = HeParams::default_params().unwrap();
+    let window = Window::new(&params, 18, 64).unwrap();
+    for (k, m, n, seed) in [(7usize, 5usize, 3000usize, 11u8), (2, 3, 8192 + 100, 12)] {
+        let dir = tempfile::tempdir().unwrap();
+        let x = random_matrix(k, m, seed);
+        let w = random_matrix(m, n, seed.wrapping_add(1));
+        let run = run_cop_window(&params, &x, &w, dir.path(), window);
+        let want = x.matmul(&w).unwrap();
+        for (i, (&c, &s)) in run
+            .client_share
+            .data()
+            .iter()
+            .zip(run.server_share.data())
+            .enumerate()
+        {
+            let got = window.reduce(c.wrapping_add(s));
+            let exact = window.reduce(want.data()[i] >> 18);
+            let err = window.reduce(got.wrapping_sub(exact).wrapping_add(2));
+            assert!(err <= 4, "k={k} m={m} n={n} at {i}: {got} vs {exact}");
+        }
+        assert_eq!(run.online_rounds, 1);
+        let bytes = cop::online_bytes_window(&params, k, m, n, window);
+        assert_eq!(run.online_bytes as usize, bytes + 8);
+        assert!(bytes < cop::online_bytes(&params, k, m, n));
+    }
 }
 
 #[test]

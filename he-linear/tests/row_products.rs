@@ -170,7 +170,7 @@ fn row_square_sums_are_exact_in_chunks() {
 }
 
 #[test]
-fn layernorm_shapes_at_bert_base_cost() {
+fn layernorm_and_normalisation_shapes_at_bert_base_cost() {
     let params = HeParams::packed_products().unwrap();
     let product = ProductPlan::new(&params, 128, 128, 768).unwrap();
     let (up, down) = row_square_sums_bytes(&params, 128, 768, 64).unwrap();
@@ -187,6 +187,16 @@ fn layernorm_shapes_at_bert_base_cost() {
     );
     assert_eq!(scalar, 1_728_576);
     assert_eq!((up, down), (2_752_704, 360_448));
+    // Attention's normalisation per head, diag(r)·O with O 128 × 64: Oᵀ encrypted, through
+    // bits [16, 64).
+    let norm = ProductPlan::new(&params, 128, 128, 64).unwrap();
+    assert!(norm.transposed);
+    assert_eq!(norm.bytes(&params), 372_752);
+    let windowed = norm.sip.with_window(Window::new(&params, 16, 64).unwrap());
+    assert_eq!(
+        windowed.input_bytes(&params) + windowed.output_bytes(&params),
+        342_032
+    );
 }
 
 #[test]
