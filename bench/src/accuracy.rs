@@ -255,18 +255,20 @@ fn secure_predictions(
         by_len.entry(padded_len(s.len())).or_default().push(i);
     }
     let (mut pred, mut fixed_pred) = (vec![0u8; texts.len()], vec![0u8; texts.len()]);
-    let (start, mut done) = (Instant::now(), 0);
+    let (start, mut done, mut agreed) = (Instant::now(), 0, 0);
     for (&seq_len, members) in &by_len {
         let batch: Vec<&[u32]> = members.iter().map(|&i| ids[i].as_slice()).collect();
-        let (p, f) = secure_batch(args, fixed, &head, seq_len, &batch, |k| {
+        let (p, f) = secure_batch(args, fixed, &head, seq_len, &batch, |k, same| {
             eprintln!(
-                "secure: {}/{} sentences in {:.1?} ({seq_len} tokens)",
+                "secure: {}/{} sentences in {:.1?} ({seq_len} tokens), {} agree with the mirror",
                 done + k,
                 texts.len(),
-                start.elapsed()
+                start.elapsed(),
+                agreed + same
             )
         })?;
         done += members.len();
+        agreed += p.iter().zip(&f).filter(|(a, b)| a == b).count();
         for (j, &i) in members.iter().enumerate() {
             (pred[i], fixed_pred[i]) = (p[j], f[j]);
         }
@@ -275,14 +277,15 @@ fn secure_predictions(
 }
 
 /// One session at `seq_len` tokens: setup (the client's encrypted-weight cache is shared by
-/// every length), then one inference per sentence; `progress(k)` after every tenth.
+/// every length), then one inference per sentence; `progress(k, agreeing)` after every tenth
+/// (`agreeing`: how many of the k secure predictions equal the mirror's).
 fn secure_batch(
     args: &Args,
     fixed: &FixedBert,
     head: &Head,
     seq_len: usize,
     sentences: &[&[u32]],
-    progress: impl Fn(usize),
+    progress: impl Fn(usize, usize),
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     let vocab = fixed.config().vocab_size;
     let dir = args.cache_dir.join("secure-accuracy");
@@ -306,7 +309,8 @@ fn secure_batch(
             pred.extend(predict(&logits));
             fixed_pred.extend(predict(&want));
             if (i + 1) % 10 == 0 || i + 1 == n {
-                progress(i + 1);
+                let same = pred.iter().zip(&fixed_pred).filter(|(a, b)| a == b).count();
+                progress(i + 1, same);
             }
         }
         Ok((pred, fixed_pred))
