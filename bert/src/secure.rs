@@ -17,10 +17,13 @@
 //!   rows on the server's share (positions are public), or, in the papers' setting, the client
 //!   supplies the embedded sequence; then LayerNorm;
 //! * per layer: fused QKV (COP), QKᵀ per head (secret × secret, all heads in 2 flights),
-//!   Softmax with the client's padding mask, P·V, output projection (COP), residual, LayerNorm,
-//!   FFN up (COP), GELU, FFN down (COP), residual, LayerNorm; every product at 36 fraction bits
-//!   is rounded back to 18 by a known-MSB truncation (the rounding half is in the bias, or
-//!   added by the server for QKᵀ and P·V);
+//!   Softmax up to its normalisation with the client's padding mask (exps E, reciprocals r),
+//!   E·V per head, its rows scaled by r on HE (diag(r)·(E·V), 64 values per row and head
+//!   instead of 128 exps), output projection (COP), residual, LayerNorm, FFN up (COP), GELU,
+//!   FFN down (COP), residual, LayerNorm. Every HE product that is truncated next reveals only
+//!   the bits kept ([`Window`]: 18 low bits dropped at 36 fraction bits, 16 for the
+//!   normalisation, LayerNorm's products modulo 2^38), and the shares are cast back up to
+//!   Z_2^64 by a known-MSB cast; they sum to the truncated product within a few units;
 //! * LayerNorm computes the normalisation ŷ only; its affine γ·ŷ + β is folded into the COP
 //!   that consumes it, whose weights are `[diag(γ) | diag(γ)·W]` (the first block yields the
 //!   residual branch γ·ŷ + β, the second the layer): same setup size (one ciphertext per row
@@ -30,8 +33,8 @@
 //!   which divides by its own number of real tokens.
 //!
 //! The mirror of all of it is [`fixed_reference`] (the fixed-point model's arithmetic); the
-//! secure logits differ from it by the truncation carries and the comparisons near breakpoints
-//! (bound [`FIXED_LOGIT_BOUND`], measured).
+//! secure logits differ from it by the truncation carries (the windows' included) and the
+//! comparisons near breakpoints (bound [`FIXED_LOGIT_BOUND`], measured).
 //!
 //! Every step runs under a channel label `layerNN/<component>` (or `embedding`, `head`), so the
 //! bench reports bytes, rounds and time per component and per layer.
