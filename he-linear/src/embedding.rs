@@ -30,7 +30,7 @@ use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
 use crate::response;
 use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
-use crate::weight_store::{cache_path, client_answer_setup, server_offer_setup};
+use crate::weight_store::{cache_path, client_answer_setup, server_offer_setup, write_cache_file};
 use mpc_core::{AesPrg, Channel, Error, Result, Seed};
 use rayon::prelude::*;
 use std::fs::File;
@@ -325,38 +325,34 @@ pub fn client_setup(
     if have {
         return Ok(cached);
     }
-    if let Some(dir) = cached.path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = cached.path.with_extension("tmp");
-    let mut f = std::io::BufWriter::with_capacity(8 << 20, File::create(&tmp)?);
-    let mut head = [0u8; FILE_HEADER];
-    head[..8].copy_from_slice(FILE_MAGIC);
-    head[8..16].copy_from_slice(&params.fingerprint());
-    head[16..48].copy_from_slice(&header.digest);
-    let limbs = params.rns().len();
-    for (i, v) in [l.vocab, l.dim, l.rows_per_poly, l.poly_n, limbs]
-        .into_iter()
-        .enumerate()
-    {
-        head[48 + 8 * i..56 + 8 * i].copy_from_slice(&(v as u64).to_le_bytes());
-    }
-    f.write_all(&head)?;
-    let mut rec = vec![0u8; poly_record_bytes(params)];
-    for _ in 0..layout.polys() {
-        ch.recv(&mut rec)?;
-        // Validates every residue before it reaches the cache.
-        RnsPoly::from_residues(
-            params.rns(),
-            bytemuck::pod_collect_to_vec(&rec[16..]),
-            Repr::Ntt,
-        )?;
-        f.write_all(&rec)?;
-    }
-    f.into_inner()
-        .map_err(|e| Error::Io(e.into_error()))?
-        .sync_all()?;
-    std::fs::rename(&tmp, &cached.path)?;
+    let record = poly_record_bytes(params);
+    let len = (FILE_HEADER + layout.polys() * record) as u64;
+    write_cache_file(&cached.path, len, |f| {
+        let mut head = [0u8; FILE_HEADER];
+        head[..8].copy_from_slice(FILE_MAGIC);
+        head[8..16].copy_from_slice(&params.fingerprint());
+        head[16..48].copy_from_slice(&header.digest);
+        let limbs = params.rns().len();
+        for (i, v) in [l.vocab, l.dim, l.rows_per_poly, l.poly_n, limbs]
+            .into_iter()
+            .enumerate()
+        {
+            head[48 + 8 * i..56 + 8 * i].copy_from_slice(&(v as u64).to_le_bytes());
+        }
+        f.write_all(&head)?;
+        let mut rec = vec![0u8; record];
+        for _ in 0..layout.polys() {
+            ch.recv(&mut rec)?;
+            // Validates every residue before it reaches the cache.
+            RnsPoly::from_residues(
+                params.rns(),
+                bytemuck::pod_collect_to_vec(&rec[16..]),
+                Repr::Ntt,
+            )?;
+            f.write_all(&rec)?;
+        }
+        Ok(())
+    })?;
     Ok(cached)
 }
 

@@ -100,23 +100,80 @@ impl LayerBuilder {
         scatter_row(row, mu, self.header.m, &mut self.groups[g]);
     }
 
-    /// Writes the file atomically (temporary file, then rename).
+    /// Writes the file atomically ([`write_cache_file`]).
     pub fn write(self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("tmp");
+        let len = HEADER_BYTES as u64
+            + (self.header.groups() * self.header.group_len() * std::mem::size_of::<u32>()) as u64;
+        write_cache_file(path, len, |f| {
+            f.write_all(&self.header.encode())?;
+            for g in &self.groups {
+                f.write_all(bytemuck::cast_slice(g))?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Writes a cache file of `len` bytes atomically: refuses up front, with the sizes in the
+/// error, when the file system holding `path` has less than `len` bytes free (a BERT-base
+/// cache is 29 GB; failing after half of it would waste the setup so far), writes through
+/// `fill` into `path` with the extension `tmp`, syncs and renames. On any error the temporary
+/// file is removed, so a failed setup leaves only complete entries behind (and a rerun reuses
+/// them).
+pub fn write_cache_file(
+    path: &Path,
+    len: u64,
+    fill: impl FnOnce(&mut std::io::BufWriter<File>) -> Result<()>,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    check_free_space(dir, len, path)?;
+    let tmp = path.with_extension("tmp");
+    let written = (|| {
         let mut f = std::io::BufWriter::with_capacity(8 << 20, File::create(&tmp)?);
-        f.write_all(&self.header.encode())?;
-        for g in &self.groups {
-            f.write_all(bytemuck::cast_slice(g))?;
-        }
+        fill(&mut f)?;
         f.into_inner()
             .map_err(|e| Error::Io(e.into_error()))?
             .sync_all()?;
         std::fs::rename(&tmp, path)?;
         Ok(())
+    })();
+    if written.is_err() {
+        // Best effort: the original error is the one worth reporting.
+        let _ = std::fs::remove_file(&tmp);
     }
+    written
+}
+
+/// Errors with [`std::io::ErrorKind::StorageFull`] when `dir`'s file system has fewer than
+/// `len` bytes available to this user.
+#[cfg(unix)]
+fn check_free_space(dir: &Path, len: u64, path: &Path) -> Result<()> {
+    let st = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if free < len {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!(
+                "the cache entry {} needs {:.2} GB, its file system has {:.2} GB free \
+                 (free space or choose another --cache-dir; complete entries are reused)",
+                path.display(),
+                len as f64 / 1e9,
+                free as f64 / 1e9
+            ),
+        )));
+    }
+    Ok(())
+}
+
+/// Other platforms: no portable free-space query; a full disk surfaces as the write's error
+/// (and the temporary file is still removed).
+#[cfg(not(unix))]
+fn check_free_space(_dir: &Path, _len: u64, _path: &Path) -> Result<()> {
+    Ok(())
 }
 
 /// A memory-mapped layer file.
@@ -219,4 +276,39 @@ pub fn client_answer_setup(ch: &mut Channel, have: bool) -> Result<()> {
         ch.flush()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_files_are_complete_or_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("entry.helw");
+        let listing = || std::fs::read_dir(path.parent().unwrap()).unwrap().count();
+
+        // A failing writer leaves neither the entry nor its temporary file.
+        let failed = write_cache_file(&path, 8, |f| {
+            f.write_all(b"half")?;
+            Err(Error::Disconnected)
+        });
+        assert!(matches!(failed, Err(Error::Disconnected)));
+        assert_eq!(listing(), 0);
+
+        // More than any file system holds: refused before anything is created.
+        #[cfg(unix)]
+        match write_cache_file(&path, u64::MAX, |_| unreachable!("no space, no write")) {
+            Err(Error::Io(e)) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::StorageFull);
+                assert!(e.to_string().contains("GB free"), "{e}");
+            }
+            other => panic!("expected a storage-full error, got {other:?}"),
+        }
+        assert_eq!(listing(), 0);
+
+        write_cache_file(&path, 8, |f| Ok(f.write_all(b"complete")?)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"complete");
+        assert_eq!(listing(), 1);
+    }
 }
