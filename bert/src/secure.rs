@@ -49,7 +49,7 @@ use he_linear::response::Window;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::row_products;
 use he_linear::secret_product::{secret_products_window, ProductKeys};
-use he_linear::weight_store::CachedLayer;
+use he_linear::weight_store::{self, CachedLayer};
 use mpc_core::{AesPrg, Error, FixedPoint, Party, Result, Ring, Seed};
 use ot_nonlinear::approx::ApproxSet;
 use ot_nonlinear::functions::{self, exp_breakpoints, gelu_spec, OtProducts, RowProducts};
@@ -567,6 +567,7 @@ impl Client {
             let ch = &mut s.ch;
             let public: PublicModel = ch.recv_msg(1 << 20)?;
             public.check(true)?;
+            check_cache_room(&params, &public, cache_dir)?;
             let product_params = public.attention.params()?;
             let server_pk = PublicKey::recv(ch, &params)?;
             let mut rng = AesPrg::new(Seed::random());
@@ -647,6 +648,54 @@ impl Client {
         let sums = eng.run(sess, Some(&ids))?;
         Ok(logits_from_sums(&sums, &mask))
     }
+}
+
+/// Refuses, before any weight is sent, a setup whose cache cannot fit in `cache_dir`: the
+/// encrypted weights need at least one ciphertext per weight row (layers of at most N columns,
+/// as in BERT-base and -large, need exactly that) and the private embedding table; entries
+/// already in the directory may be reused, so the check is need ≤ free space + their size and
+/// never refuses a setup that could succeed. (`write_cache_file` still checks each file.)
+fn check_cache_room(params: &HeParams, public: &PublicModel, cache_dir: &Path) -> Result<()> {
+    let c = &public.config;
+    let d = c.hidden_size;
+    let rows_per_layer = [d, d, d, c.intermediate_size];
+    let per_layer = rows_per_layer
+        .iter()
+        .map(|&m| weight_store::layer_file_bytes(params, m, 1))
+        .fold(0u64, u64::saturating_add);
+    let mut need = per_layer
+        .saturating_mul(c.num_hidden_layers as u64)
+        .saturating_add(weight_store::layer_file_bytes(params, d, 1));
+    if public.embedding == EmbeddingMode::Server {
+        let layout = EmbeddingLayout::densest(params, c.vocab_size, d)?;
+        need = need.saturating_add(embedding::table_file_bytes(params, &layout));
+    }
+    std::fs::create_dir_all(cache_dir)?;
+    let Some(free) = weight_store::free_bytes(cache_dir)? else {
+        return Ok(());
+    };
+    let mut existing = 0u64;
+    for entry in std::fs::read_dir(cache_dir)? {
+        let meta = entry?.metadata()?;
+        if meta.is_file() {
+            existing += meta.len();
+        }
+    }
+    if need > free.saturating_add(existing) {
+        return Err(Error::Io(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!(
+                "the encrypted weights need at least {:.1} GB in {}; its file system has \
+                 {:.1} GB free and the directory's entries (reused where they match) hold \
+                 {:.1} GB: free space or choose another --cache-dir",
+                need as f64 / 1e9,
+                cache_dir.display(),
+                free as f64 / 1e9,
+                existing as f64 / 1e9
+            ),
+        )));
+    }
+    Ok(())
 }
 
 /// Cuts or pads `ids` to `len` (pad id 0) and returns the mask of real tokens.

@@ -244,15 +244,7 @@ pub fn client_setup(
     let ctx = params.rns();
     let (poly_n, limbs) = (params.n(), ctx.len());
     let chunks = n.div_ceil(poly_n);
-    let mut layer = LayerBuilder::new(LayerHeader {
-        fingerprint: params.fingerprint(),
-        digest: header.digest,
-        m,
-        n,
-        cts_per_row: chunks,
-        limbs,
-        poly_n,
-    });
+    let mut layer = LayerBuilder::new(LayerHeader::new(params, header.digest, m, n));
     for mu in 0..m {
         for c in 0..chunks {
             let mut seed = [0u8; 16];

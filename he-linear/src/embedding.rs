@@ -262,8 +262,8 @@ impl CachedTable {
                 self.layout
             )));
         }
-        let want = FILE_HEADER + layout.polys() * poly_record_bytes(params);
-        if map.len() != want {
+        let want = table_file_bytes(params, &layout);
+        if map.len() as u64 != want {
             return Err(bad(format!(
                 "{} bytes, expected {want} (truncated?)",
                 map.len()
@@ -301,6 +301,13 @@ impl EncryptedTable {
     }
 }
 
+/// Length of the cache file of an encrypted table with `layout` under `params`.
+pub fn table_file_bytes(params: &HeParams, layout: &EmbeddingLayout) -> u64 {
+    (layout.polys() as u64)
+        .saturating_mul(poly_record_bytes(params) as u64)
+        .saturating_add(FILE_HEADER as u64)
+}
+
 /// Client side of setup: returns the (new or reused) cache entry.
 pub fn client_setup(
     ch: &mut Channel,
@@ -326,8 +333,7 @@ pub fn client_setup(
         return Ok(cached);
     }
     let record = poly_record_bytes(params);
-    let len = (FILE_HEADER + layout.polys() * record) as u64;
-    write_cache_file(&cached.path, len, |f| {
+    write_cache_file(&cached.path, table_file_bytes(params, &layout), |f| {
         let mut head = [0u8; FILE_HEADER];
         head[..8].copy_from_slice(FILE_MAGIC);
         head[8..16].copy_from_slice(&params.fingerprint());
@@ -545,6 +551,12 @@ mod tests {
                 layout.setup_bytes(&params) + setup_framing(&params, layout)
             );
             assert_eq!(online as usize, layout.online_bytes(&params, ids.len()) + 8);
+            // The size setup checks the disk for is the cache file's.
+            let entry = std::fs::read_dir(dir.path()).unwrap().next().unwrap();
+            assert_eq!(
+                entry.unwrap().metadata().unwrap().len(),
+                table_file_bytes(&params, &layout)
+            );
             // A second setup against the same cache sends no polynomials.
             let (_, _, again, _) = run(&params, layout, &table, &ids, dir.path()).unwrap();
             assert!(again < 200, "{again} bytes on a cache hit");

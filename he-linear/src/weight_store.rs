@@ -37,6 +37,27 @@ pub struct LayerHeader {
 }
 
 impl LayerHeader {
+    /// The header of an m × n weight matrix encrypted under `params`.
+    pub fn new(params: &HeParams, digest: [u8; 32], m: usize, n: usize) -> LayerHeader {
+        LayerHeader {
+            fingerprint: params.fingerprint(),
+            digest,
+            m,
+            n,
+            cts_per_row: n.div_ceil(params.n()),
+            limbs: params.rns().len(),
+            poly_n: params.n(),
+        }
+    }
+
+    /// Length of the layer file (saturating: a decoded header may be malformed).
+    pub fn file_bytes(&self) -> u64 {
+        [self.cts_per_row, 2, self.limbs, self.m, self.poly_n, 4]
+            .into_iter()
+            .fold(1u64, |acc, f| acc.saturating_mul(f as u64))
+            .saturating_add(HEADER_BYTES as u64)
+    }
+
     /// Number of column groups.
     pub fn groups(&self) -> usize {
         self.cts_per_row * 2 * self.limbs
@@ -102,9 +123,7 @@ impl LayerBuilder {
 
     /// Writes the file atomically ([`write_cache_file`]).
     pub fn write(self, path: &Path) -> Result<()> {
-        let len = HEADER_BYTES as u64
-            + (self.header.groups() * self.header.group_len() * std::mem::size_of::<u32>()) as u64;
-        write_cache_file(path, len, |f| {
+        write_cache_file(path, self.header.file_bytes(), |f| {
             f.write_all(&self.header.encode())?;
             for g in &self.groups {
                 f.write_all(bytemuck::cast_slice(g))?;
@@ -148,12 +167,32 @@ pub fn write_cache_file(
     written
 }
 
+/// Length of the cache file of an m × n layer under `params`.
+pub fn layer_file_bytes(params: &HeParams, m: usize, n: usize) -> u64 {
+    LayerHeader::new(params, [0; 32], m, n).file_bytes()
+}
+
+/// Bytes available to this user on the file system holding `dir` (which must exist), the
+/// figure [`write_cache_file`] checks against; `None` where no portable query exists.
+#[cfg(unix)]
+pub fn free_bytes(dir: &Path) -> Result<Option<u64>> {
+    let st = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok(Some(st.f_bavail.saturating_mul(st.f_frsize)))
+}
+
+/// Other platforms: no portable free-space query; a full disk surfaces as the write's error
+/// (and the temporary file is still removed).
+#[cfg(not(unix))]
+pub fn free_bytes(_dir: &Path) -> Result<Option<u64>> {
+    Ok(None)
+}
+
 /// Errors with [`std::io::ErrorKind::StorageFull`] when `dir`'s file system has fewer than
 /// `len` bytes available to this user.
-#[cfg(unix)]
 fn check_free_space(dir: &Path, len: u64, path: &Path) -> Result<()> {
-    let st = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
-    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let Some(free) = free_bytes(dir)? else {
+        return Ok(());
+    };
     if free < len {
         return Err(Error::Io(std::io::Error::new(
             std::io::ErrorKind::StorageFull,
@@ -166,13 +205,6 @@ fn check_free_space(dir: &Path, len: u64, path: &Path) -> Result<()> {
             ),
         )));
     }
-    Ok(())
-}
-
-/// Other platforms: no portable free-space query; a full disk surfaces as the write's error
-/// (and the temporary file is still removed).
-#[cfg(not(unix))]
-fn check_free_space(_dir: &Path, _len: u64, _path: &Path) -> Result<()> {
     Ok(())
 }
 
@@ -205,8 +237,8 @@ impl EncryptedLayer {
                 path.display()
             )));
         }
-        let want = HEADER_BYTES + header.groups() * header.group_len() * 4;
-        if map.len() != want {
+        let want = header.file_bytes();
+        if map.len() as u64 != want {
             return Err(Error::Malformed(format!(
                 "{}: {} bytes, expected {want} (truncated?)",
                 path.display(),

@@ -7,7 +7,7 @@ use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::response::Window;
 use he_linear::rlwe::{PublicKey, SecretKey};
-use he_linear::weight_store::EncryptedLayer;
+use he_linear::weight_store::{self, EncryptedLayer};
 use mpc_core::{AesPrg, Channel, Error, Seed};
 use std::path::Path;
 
@@ -168,6 +168,11 @@ fn cache_is_reused_and_stale_cache_is_rejected() {
         .unwrap()
         .unwrap()
         .path();
+    // The size setup checks the disk for is the file's.
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        weight_store::layer_file_bytes(&params, 3, 10)
+    );
     assert!(matches!(
         EncryptedLayer::open(&path, &params, &[0u8; 32]),
         Err(Error::ParamMismatch(_))
