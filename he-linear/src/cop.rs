@@ -242,11 +242,11 @@ pub fn client_setup(
         return Ok(cached);
     }
     let ctx = params.rns();
-    let (poly_n, limbs) = (params.n(), ctx.len());
-    let chunks = n.div_ceil(poly_n);
-    let mut layer = LayerBuilder::new(LayerHeader::new(params, header.digest, m, n));
+    let layer_header = LayerHeader::new(params, header.digest, m, n);
+    let (poly_n, limbs) = (layer_header.poly_n, layer_header.limbs);
+    let mut layer = LayerBuilder::new(layer_header);
     for mu in 0..m {
-        for c in 0..chunks {
+        for c in 0..layer_header.cts_per_row {
             let mut seed = [0u8; 16];
             ch.recv(&mut seed)?;
             let b =

@@ -92,9 +92,8 @@ fn chunk_plans(
     params: &HeParams,
     k: usize,
     n: usize,
-    bits: u32,
+    window: Window,
 ) -> Result<Vec<(std::ops::Range<usize>, SipPlan)>> {
-    let window = Window::new(params, 0, bits)?;
     chunks(params, n)
         .into_iter()
         .map(|c| SipPlan::new(params, k, c.len(), k).map(|p| (c, p.with_window(window))))
@@ -108,7 +107,7 @@ pub fn row_square_sums_bytes(
     n: usize,
     bits: u32,
 ) -> Result<(usize, usize)> {
-    Ok(chunk_plans(params, k, n, bits)?
+    Ok(chunk_plans(params, k, n, Window::new(params, 0, bits)?)?
         .iter()
         .fold((0, 0), |(c, s), (_, p)| {
             (c + p.input_bytes(params), s + p.output_bytes(params))
@@ -135,8 +134,8 @@ pub fn row_square_sums(
     bits: u32,
 ) -> Result<Vec<u64>> {
     let k = v.rows();
-    let plans = chunk_plans(params, k, v.cols(), bits)?;
     let window = Window::new(params, 0, bits)?;
+    let plans = chunk_plans(params, k, v.cols(), window)?;
     let chunks = plans
         .iter()
         .map(|(cols, _)| columns(v, cols))

@@ -76,7 +76,8 @@ fn scalar_truncated(
     row_scalar_product(ch, p, keys, r, v, layernorm_window(p)).unwrap()
 }
 
-fn squares(
+/// Square sums modulo 2^BITS.
+fn squares<const BITS: u32>(
     ch: &mut Channel,
     p: &HeParams,
     keys: ProductKeys<'_>,
@@ -84,18 +85,7 @@ fn squares(
     _: &[u64],
     v: &RingMatrix,
 ) -> Vec<u64> {
-    row_square_sums(ch, p, keys, party, v, 64).unwrap()
-}
-
-fn squares_38(
-    ch: &mut Channel,
-    p: &HeParams,
-    keys: ProductKeys<'_>,
-    party: Party,
-    _: &[u64],
-    v: &RingMatrix,
-) -> Vec<u64> {
-    row_square_sums(ch, p, keys, party, v, 38).unwrap()
+    row_square_sums(ch, p, keys, party, v, BITS).unwrap()
 }
 
 #[test]
@@ -141,7 +131,7 @@ fn row_square_sums_are_exact_in_chunks() {
     let params = HeParams::packed_products().unwrap();
     // 700 columns exceed the packed parameters' 512 terms: two chunks of 350.
     for (k, n, seed) in [(6usize, 11usize, 3u8), (17, 700, 40)] {
-        let ((_, v), s, c, (sent, recv, rounds)) = both(&params, k, n, seed, squares);
+        let ((_, v), s, c, (sent, recv, rounds)) = both(&params, k, n, seed, squares::<64>);
         for i in 0..k {
             let want = v
                 .row(i)
@@ -151,7 +141,7 @@ fn row_square_sums_are_exact_in_chunks() {
         }
         let (up, down) = row_square_sums_bytes(&params, k, n, 64).unwrap();
         assert_eq!((sent, recv, rounds), (up as u64, down as u64, 2));
-        let ((_, v), s, c, (sent, recv, rounds)) = both(&params, k, n, seed, squares_38);
+        let ((_, v), s, c, (sent, recv, rounds)) = both(&params, k, n, seed, squares::<38>);
         for i in 0..k {
             let want = v
                 .row(i)

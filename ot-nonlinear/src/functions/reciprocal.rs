@@ -12,7 +12,8 @@
 //! 3. one [`mux`] of the three r0 by the one-hot bits, summed;
 //! 4. one Newton step on Z_2^recip_bits: s' = ⌊s / 2^{18−s_frac}⌋ (free), t = s'·r0 and
 //!    r0·(2^w − t) by two [`mul`] (w = s_frac + r_frac), r = ⌊(r0·2^w + r0·(2^w − t)) / 2^w⌋ by
-//!    one known-MSB truncation with up-cast to Z_2^64 (callers read r at any ring width). The lookup's relative error ≤ 3.2 % becomes ≤ 1e-3.
+//!    one known-MSB truncation with up-cast to Z_2^64 (callers read r at any ring width).
+//!    The lookup's relative error ≤ 3.2 % becomes ≤ 1e-3.
 //!
 //! Cost: [`reciprocal_cost`] (exact); per row (256 + 128 + 128)·48 lookup bits + 2 products on
 //! Z_2^48; rounds 3 + 3·2 + 2 + 2·2 + 2.
