@@ -13,7 +13,7 @@ use mpc_core::{Result, Ring};
 use ot_nonlinear::approx::fixed::eval_piecewise;
 use ot_nonlinear::approx::{PiecewisePlan, PiecewisePoly};
 use ot_nonlinear::functions::{gelu, Output, PiecewiseSpec};
-use ot_nonlinear::mpc::relu::relu_cost as ot_relu_cost;
+use ot_nonlinear::mpc::relu::{relu_cost as ot_relu_cost, relu_cots};
 use ot_nonlinear::mpc::{relu as ot_relu, Cost, Session};
 
 /// A piecewise activation as one party holds it: the public pieces and plan, and on the
@@ -83,6 +83,7 @@ pub fn piecewise_mirror(table: &PiecewisePoly, plan: &PiecewisePlan, x: &[u64]) 
 
 /// Shares of max(x, 0), exact, on any ring.
 pub fn relu(sess: &mut Session, x: &SharedTensor) -> Result<SharedTensor> {
+    sess.reserve(relu_cots(x.share().len(), x.ring()))?;
     let y = ot_relu(sess, x.share(), x.ring())?;
     SharedTensor::new(x.shape().clone(), x.format(), y)
 }

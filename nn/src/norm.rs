@@ -7,6 +7,11 @@
 //! ([`HeRowProducts`], when the session has packed product keys: 3.2× fewer bytes at BERT-base's
 //! 128 × 768) or on COTs ([`OtProducts`]). Same values either way.
 //!
+//! Precision: the variance is taken from v at 6 fraction bits (the LayerNorm plan,
+//! `ot_nonlinear::approx::layernorm`). Centred, the truncations' carries cancel across a row;
+//! uncentred (RMSNorm) they do not, and the secure result may sit up to 2·mean|x|·2^-6/mean(x²)
+//! relatively from the mirror (≈ 3 % for a row of values near 0.5, < 0.5 % for rms ≥ 4).
+//!
 //! Mirror: [`norm_mirror`]. Cost: [`norm_cost`] (OT products; the HE products' bytes are
 //! [`he_linear::row_products`]'s).
 use crate::cast::{upcast_window, LINEAR};
