@@ -67,6 +67,11 @@ impl ServerEmbedding {
         SharedTensor::matrix(tokens, self.layout.dim, LINEAR, share)
     }
 
+    /// The table (vocab × dim, row-major).
+    pub fn table(&self) -> &[u64] {
+        &self.table
+    }
+
     /// The table's packing.
     pub fn layout(&self) -> &EmbeddingLayout {
         &self.layout
