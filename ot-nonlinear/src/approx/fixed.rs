@@ -536,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn reciprocal_and_rsqrt_are_accurate_over_the_range() {
+    fn reciprocal_is_accurate_over_the_range() {
         let max = LIN.max_value() - 1.0;
         for x in [
             ULP,
@@ -559,12 +559,6 @@ mod tests {
             let x = d(e(x)); // the input as encoded
             let r = d(reciprocal(e(x)));
             assert!((r - 1.0 / x).abs() <= 1e-4 / x + 2.0 * ULP, "1/{x}: {r}");
-            let s = d(rsqrt(e(x)));
-            let want = 1.0 / x.sqrt();
-            assert!(
-                (s - want).abs() <= 1e-5 * want + 2.0 * ULP,
-                "rsqrt({x}): {s} vs {want}"
-            );
         }
         // Beyond the candidate range: 0 from 2^18 on; 0 gives the steps on c = 0.
         assert_eq!(reciprocal(e(262_144.0)), 0);
@@ -577,7 +571,6 @@ mod tests {
                 reciprocal(e(x))
             );
         }
-        assert_eq!(rsqrt(1 << 63), rsqrt(1));
     }
 
     #[test]
