@@ -71,7 +71,7 @@ impl LpnParams {
         let ok = self.log_bin >= 1
             && self.log_bin < 32
             && self.n == self.t << self.log_bin
-            && self.n % 2 == 0
+            && self.n.is_multiple_of(2)
             && self.k >= 1
             && self.k < u32::MAX as usize
             && self.reserve() < self.n;
@@ -107,7 +107,7 @@ pub fn encode(matrix: &mut BlockPrg, first_row: usize, input: &[Block], out: &mu
     let k = input.len() as u64;
     assert!(k >= 1 && k < u32::MAX as u64, "LPN dimension out of range");
     assert!(
-        first_row % 2 == 0 && out.len() % 2 == 0,
+        first_row.is_multiple_of(2) && out.len().is_multiple_of(2),
         "rows come in pairs (5 AES blocks of indices per pair)"
     );
     let prg = matrix;

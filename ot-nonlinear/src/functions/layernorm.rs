@@ -167,7 +167,7 @@ pub fn layernorm_with(
     eps: f64,
     products: &mut dyn RowProducts,
 ) -> Result<Vec<u64>> {
-    if n == 0 || x.len() % n != 0 {
+    if n == 0 || !x.len().is_multiple_of(n) {
         return Err(Error::Shape(format!(
             "LayerNorm: {} values are not rows of {n}",
             x.len()
