@@ -33,8 +33,8 @@ pub struct LpnParams {
 }
 
 impl LpnParams {
-    /// The main iteration: emp-ot's current set (`emp-ot/ferret/constants.h`, `N_REG`,
-    /// `K_REG`, `T_REG`), regular noise, n = 10 608 640, k = 589 824, t = 1 295; its security
+    /// The main iteration: emp-ot's `N_REG`, `K_REG`, `T_REG` (`emp-ot/ferret/constants.h`
+    /// before its 2026 rewrite), regular noise, n = 10 608 640, k = 589 824, t = 1 295; its security
     /// estimate, against the 2023 regular-noise attacks too, is in docs/security.md
     /// ("Oblivious transfer", LPN).
     pub const MAIN: LpnParams = LpnParams {
