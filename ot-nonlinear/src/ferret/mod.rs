@@ -3,7 +3,9 @@
 //! **Setup** (once per direction): a coin toss fixes the public LPN matrices; the sender picks
 //! Δ (low bit set); IKNP under that Δ ([`crate::iknp`], 128 base OTs) produces the
 //! [`LpnParams::PRE`] reserve of 47 709 COTs; one bootstrapping iteration with the PRE set turns
-//! it into the 606 659 COTs the main iteration reserves.
+//! it into the 606 659 COTs the main iteration reserves. Setup also maps and faults in the
+//! main iteration's 170 MB output buffer, a one-time cost that would otherwise land on the
+//! first batch.
 //!
 //! **Iteration** (parameters p, reserve of p.k + p.t·p.log_bin COTs): the regular multi-point
 //! COT ([`mpcot`]) consumes t·log_bin reserve COTs and fills n positions with `v`, `w = v ⊕ e·Δ`;
@@ -116,7 +118,7 @@ impl FerretSender {
                 delta,
                 lpn_seed,
                 reserve: main_reserve(&out),
-                pool: Pool::default(),
+                pool: Pool::with_buffer(LpnParams::MAIN.n),
                 prg,
             })
         })
@@ -208,7 +210,7 @@ impl FerretReceiver {
             Ok(FerretReceiver {
                 lpn_seed,
                 reserve: main_reserve(&out),
-                pool: Pool::default(),
+                pool: Pool::with_buffer(LpnParams::MAIN.n),
             })
         })
     }
