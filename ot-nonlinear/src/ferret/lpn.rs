@@ -12,8 +12,10 @@ use mpc_core::{Error, Result};
 /// Ones per row of the LPN matrix.
 pub const LPN_D: usize = 10;
 
-/// Rows encoded per AES batch (even, so that row pairs share 5 blocks of indices).
-const ROWS: usize = 32;
+/// Rows encoded per AES batch (even, so that row pairs share 5 blocks of indices). With
+/// [`AHEAD`] = 1, the inputs of up to 2·128·d rows are being fetched while a batch is XORed:
+/// 128 measured ≈ 20 % faster than 32, 256 or 512 (CPU time per row, main set, this VM).
+const ROWS: usize = 128;
 
 /// Batches whose inputs are prefetched ahead of the one being XORed.
 const AHEAD: usize = 1;
@@ -88,15 +90,19 @@ impl LpnParams {
     }
 }
 
-/// Hints that `x` will be read soon (a no-op off x86-64).
+/// Hints that `x` will be read soon, into L2 (a no-op off x86-64). An L2 hint rather than an
+/// L1 one (`T0`): the line does not wait in one of the core's few L1 fill buffers, so more
+/// random reads of the reserve are in flight at once (≈ 10 % faster than `T0` here).
 #[inline(always)]
 fn prefetch(x: &Block) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint; it never faults and `x` is a valid reference anyway.
     unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>((x as *const Block).cast());
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        _mm_prefetch::<_MM_HINT_T1>((x as *const Block).cast());
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
 }
 
 /// `out[r] ^= ⊕_{j<d} input[A(first_row + r, j)]` for every row r of `out`, with A the matrix
