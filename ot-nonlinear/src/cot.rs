@@ -116,6 +116,11 @@ impl Pool {
         Ok(start)
     }
 
+    /// COTs served so far (the stream index of the next one).
+    pub(crate) fn served(&self) -> u64 {
+        self.produced
+    }
+
     /// COTs buffered and not yet served.
     pub(crate) fn available(&self) -> usize {
         self.chunks.iter().map(|(buf, pos)| buf.len() - pos).sum()

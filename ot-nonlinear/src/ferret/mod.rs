@@ -125,6 +125,14 @@ impl FerretSender {
     }
 }
 
+impl FerretSender {
+    /// COTs served so far (the stream index of the next one); protocols' COT counts are
+    /// measured as differences of it.
+    pub fn served(&self) -> u64 {
+        self.pool.served()
+    }
+}
+
 impl RandomCotSender for FerretSender {
     fn delta(&self) -> Block {
         self.delta
@@ -213,6 +221,13 @@ impl FerretReceiver {
                 pool: Pool::with_buffer(LpnParams::MAIN.n),
             })
         })
+    }
+}
+
+impl FerretReceiver {
+    /// COTs served so far (the mirror of [`FerretSender::served`]).
+    pub fn served(&self) -> u64 {
+        self.pool.served()
     }
 }
 
