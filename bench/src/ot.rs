@@ -1,9 +1,9 @@
 //! `bench ot`: random-COT throughput of IKNP and Ferret, over the in-memory channel and over
 //! TCP loopback, both parties in one process on one thread each.
 //!
-//! For each protocol and transport: setup time and bytes (both directions), the steady-state
-//! rate (COTs per second once set up), the rate including setup, and the bits per COT of the
-//! steady state (both directions). `--json FILE` writes the rows as a JSON array.
+//! For each protocol and transport: the AES path the CPU runs (VAES-512 or portable), setup
+//! time and bytes (both directions), the steady-state rate (COTs per second once set up), the
+//! rate including setup, and the bits per COT of the steady state (both directions). `--json FILE` writes the rows as a JSON array.
 //!
 //! The machine may be shared, so wall-clock rates understate the protocols when other work
 //! runs. Each row also reports the CPU time of each party's thread during the steady state
@@ -39,6 +39,8 @@ pub struct Args {
 struct Row {
     protocol: &'static str,
     transport: &'static str,
+    /// The AES path of this run: `vaes512` or `portable` (see `ot_nonlinear::aes_batch`).
+    aes: &'static str,
     n: usize,
     setup_s: f64,
     setup_bytes: u64,
@@ -137,6 +139,11 @@ fn measure<S: RandomCotSender, R: RandomCotReceiver + 'static>(
     Ok(Row {
         protocol,
         transport,
+        aes: if ot_nonlinear::aes_batch::has_vaes() {
+            "vaes512"
+        } else {
+            "portable"
+        },
         n,
         setup_s,
         setup_bytes: setup.bytes(),
@@ -179,14 +186,15 @@ pub fn run(args: Args) -> Result<()> {
         )?);
     }
     println!(
-        "| protocol | transport | n | setup_s | setup_bytes | cot_per_s (steady) | cot_per_s (incl. setup) | bits_per_cot | cpu_s sender / receiver | cot_per_cpu_s |"
+        "| protocol | transport | aes | n | setup_s | setup_bytes | cot_per_s (steady) | cot_per_s (incl. setup) | bits_per_cot | cpu_s sender / receiver | cot_per_cpu_s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {:.3} | {} | {:.2} M | {:.2} M | {:.3} | {:.2} / {:.2} | {:.2} M |",
+            "| {} | {} | {} | {} | {:.3} | {} | {:.2} M | {:.2} M | {:.3} | {:.2} / {:.2} | {:.2} M |",
             r.protocol,
             r.transport,
+            r.aes,
             r.n,
             r.setup_s,
             r.setup_bytes,

@@ -36,7 +36,7 @@ fn bench_ferret(c: &mut Criterion) {
     prg.fill(&mut reserve);
     let mut matrix = BlockPrg::new(Block(3));
     let mut row = 0;
-    g.bench_function("LPN rows of one bin, k = 589 760", |b| {
+    g.bench_function("LPN rows of one bin, main set", |b| {
         b.iter(|| {
             lpn::encode(&mut matrix, row, &reserve, black_box(&mut leaves));
             row = (row + bin) % p.n;

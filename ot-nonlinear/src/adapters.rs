@@ -587,7 +587,7 @@ pub fn ot_1_of_n_send<S: RandomCotSender>(
     msgs: &[u64],
 ) -> Result<()> {
     let big_n = check_log_n(log_n)?;
-    if msgs.len() % big_n != 0 {
+    if !msgs.len().is_multiple_of(big_n) {
         return Err(Error::Shape(format!(
             "{} messages are not a whole number of groups of {big_n}",
             msgs.len()

@@ -1,6 +1,7 @@
 //! Fixed-key AES hashes: the random permutation π and the correlation-robust hashes built on it.
 //!
-//! π is AES-128 under a public constant key (AES-NI detected at run time by the `aes` crate).
+//! π is AES-128 under a public constant key ([`AesBatch`]: VAES-512 or AES-NI, detected at run
+//! time).
 //! With the linear orthomorphism σ(x_L ‖ x_R) = (x_L ⊕ x_R) ‖ x_L (Guo et al., S&P 2020):
 //!
 //! * [`ccr`]: H(x) = π(σ(x)) ⊕ σ(x), circular correlation robust; one AES call. It is the
@@ -8,9 +9,8 @@
 //! * [`tccr`]: H(i, x) = π(π(x) ⊕ i) ⊕ π(x), tweakable circular correlation robust; two AES
 //!   calls. Every OT key is hashed with its index `i` as the tweak (the adapters of
 //!   [`crate::adapters`]), so keys of different OTs under the same Δ are independent.
+use crate::aes_batch::AesBatch;
 use crate::block::Block;
-use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
-use aes::Aes128;
 use std::sync::OnceLock;
 
 /// The public key of π (the first 32 hexadecimal digits of π's fractional part).
@@ -19,29 +19,16 @@ const FIXED_KEY: u128 = 0x243f_6a88_85a3_08d3_1319_8a2e_0370_7344;
 /// Blocks per AES call in the batch helpers (keeps the 8-way AES-NI pipeline full).
 pub const AES_BATCH: usize = 64;
 
-/// Views blocks as AES blocks (both are 16 plain bytes; `GenericArray<u8, U16>` is
-/// `repr(transparent)` over `[u8; 16]` with alignment 1, `Block` has alignment 16).
-#[inline(always)]
-pub(crate) fn as_aes_blocks(blocks: &mut [Block]) -> &mut [aes::Block] {
-    // SAFETY: same size (16 bytes), the target alignment (1) divides the source alignment,
-    // every bit pattern is valid for both types, and the lifetime and length are kept.
-    unsafe { std::slice::from_raw_parts_mut(blocks.as_mut_ptr().cast(), blocks.len()) }
-}
-
-/// An AES-128 cipher keyed by a block.
-pub(crate) fn aes_with_key(key: Block) -> Aes128 {
-    Aes128::new(GenericArray::from_slice(&key.to_bytes()))
-}
-
-fn pi() -> &'static Aes128 {
-    static PI: OnceLock<Aes128> = OnceLock::new();
-    PI.get_or_init(|| aes_with_key(Block(FIXED_KEY)))
+/// π: AES-128 under the fixed key, on the VAES path when the CPU has it.
+pub fn pi() -> &'static AesBatch {
+    static PI: OnceLock<AesBatch> = OnceLock::new();
+    PI.get_or_init(|| AesBatch::new(Block(FIXED_KEY)))
 }
 
 /// π applied in place to every block.
 #[inline]
 pub fn permute_blocks(blocks: &mut [Block]) {
-    pi().encrypt_blocks(as_aes_blocks(blocks));
+    pi().encrypt(blocks);
 }
 
 /// σ(x_L ‖ x_R) = (x_L ⊕ x_R) ‖ x_L, a linear orthomorphism.

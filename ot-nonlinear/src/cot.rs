@@ -77,6 +77,16 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
+    /// A pool whose first batch is produced into a pre-faulted buffer of `n` blocks
+    /// ([`crate::block::huge_vec_faulted`]), so that the first batch after setup costs what
+    /// every later one does.
+    pub(crate) fn with_buffer(n: usize) -> Pool {
+        Pool {
+            spare: Some(crate::block::huge_vec_faulted(n)),
+            ..Pool::default()
+        }
+    }
+
     /// Copies the next `out.len()` COTs into `out`, calling `refill(buf, missing)` whenever the
     /// pool is empty; `refill` overwrites `buf` (a recycled buffer or an empty one) with a
     /// batch of any size and returns the position of its first usable COT. Returns the stream
@@ -104,6 +114,11 @@ impl Pool {
         }
         self.produced += out.len() as u64;
         Ok(start)
+    }
+
+    /// COTs served so far (the stream index of the next one).
+    pub(crate) fn served(&self) -> u64 {
+        self.produced
     }
 
     /// COTs buffered and not yet served.

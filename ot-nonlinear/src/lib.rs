@@ -2,8 +2,9 @@
 //!
 //! The OT stack, layered as in emp-ot (DESIGN.md §5):
 //!
-//! * [`block`], [`aes_hash`], [`prg`], [`transpose`]: 128-bit blocks, fixed-key AES
-//!   correlation-robust hashes, a block AES-CTR generator, bit-matrix transpose.
+//! * [`block`], [`aes_batch`], [`aes_hash`], [`prg`], [`transpose`]: 128-bit blocks, batch AES
+//!   (VAES-512 detected at run time, portable fallback), fixed-key AES correlation-robust
+//!   hashes, a block AES-CTR generator, bit-matrix transpose.
 //! * [`base_ot`]: Chou–Orlandi simplest OT on ristretto255 (128 per connection).
 //! * [`iknp`]: IKNP correlated-OT extension (bootstrap and test oracle).
 //! * [`ferret`]: Ferret silent random COT (regular-noise primal LPN, half-tree single-point
@@ -39,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod adapters;
+pub mod aes_batch;
 pub mod aes_hash;
 pub mod approx;
 pub mod base_ot;

@@ -3,17 +3,15 @@
 //! `mpc_core::AesPrg` is a byte-oriented `RngCore` that allocates a buffer per refill; the OT
 //! hot paths (IKNP column expansion, GGM seeds, LPN matrix indices) need whole blocks written
 //! straight into a caller's slice, so this generator encrypts counter blocks in place there:
-//! no allocation, no copy, eight blocks per AES-NI pipeline.
-use crate::aes_hash::{aes_with_key, as_aes_blocks};
+//! no allocation, no copy, 16 blocks per VAES loop step ([`AesBatch`]).
+use crate::aes_batch::AesBatch;
 use crate::block::Block;
-use aes::cipher::BlockEncrypt;
-use aes::Aes128;
 use mpc_core::Seed;
 
 /// AES-128 in counter mode, block by block: output `j` is AES_seed(j).
 #[derive(Clone)]
 pub struct BlockPrg {
-    cipher: Aes128,
+    cipher: AesBatch,
     counter: u128,
 }
 
@@ -27,7 +25,7 @@ impl BlockPrg {
     /// The generator of `seed`, at counter 0.
     pub fn new(seed: Block) -> BlockPrg {
         BlockPrg {
-            cipher: aes_with_key(seed),
+            cipher: AesBatch::new(seed),
             counter: 0,
         }
     }
@@ -49,7 +47,7 @@ impl BlockPrg {
             *b = Block(self.counter.wrapping_add(j as u128));
         }
         self.counter = self.counter.wrapping_add(out.len() as u128);
-        self.cipher.encrypt_blocks(as_aes_blocks(out));
+        self.cipher.encrypt(out);
     }
 
     /// The next output block.

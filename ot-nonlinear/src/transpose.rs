@@ -11,7 +11,7 @@
 /// `nrows·ncols/8` bytes.
 pub fn transpose(out: &mut [u8], inp: &[u8], nrows: usize, ncols: usize) {
     assert!(
-        nrows % 16 == 0 && ncols % 8 == 0,
+        nrows.is_multiple_of(16) && ncols.is_multiple_of(8),
         "transpose needs nrows % 16 == 0 and ncols % 8 == 0 (got {nrows} × {ncols})"
     );
     assert_eq!(inp.len(), nrows * ncols / 8, "input length");

@@ -7,8 +7,8 @@
 //!
 //! **Tree**: level 1 is `(s, s ⊕ Δ)` for a fresh seed s; a node x has children
 //! `H(x)` and `x ⊕ H(x)` with H the circular-correlation-robust hash [`ccr`] (one AES call
-//! per parent), so every level XORs to Δ. For level i the sender sends
-//! `c_i = K0_i ⊕ q_i` (K0_i the XOR of the level's left children); the receiver gets
+//! per parent, four parents per VAES instruction when the CPU has it), so every level XORs
+//! to Δ. For level i the sender sends `c_i = K0_i ⊕ q_i` (K0_i the XOR of the level's left children); the receiver gets
 //! `c_i ⊕ t_i = K_{r_i}`, the XOR of the side off its path, from which it recovers the one
 //! off-path node it misses. At the leaves, `w_α` is the XOR of the other leaves.
 //! Finally bit 0 of every sender leaf is cleared, and of every receiver leaf set to `[j = α]`,
@@ -16,10 +16,10 @@
 //!
 //! **Cost**: h blocks (128·h bits) sender → receiver, part of the one flight of
 //! [`super::mpcot`]; 2^h − 2 AES calls per party.
-use crate::aes_hash::{ccr, permute_blocks, sigma};
+use crate::aes_hash::{ccr, pi};
 use crate::block::{xor_all, Block};
 
-/// Parents expanded per AES batch.
+/// Parents expanded per batch (copied out before their children overwrite them).
 const CHUNK: usize = 64;
 
 /// Replaces the first `parents` nodes of `buf` by their `2·parents` children (in place,
@@ -27,30 +27,17 @@ const CHUNK: usize = 64;
 #[inline]
 fn expand_level(buf: &mut [Block], parents: usize) -> (Block, Block) {
     let mut par = [Block::ZERO; CHUNK];
-    let mut sig = [Block::ZERO; CHUNK];
-    let mut enc = [Block::ZERO; CHUNK];
     let (mut left_xor, mut right_xor) = (Block::ZERO, Block::ZERO);
     let mut end = parents;
     while end > 0 {
         let start = end.saturating_sub(CHUNK);
         let len = end - start;
-        for j in 0..len {
-            par[j] = buf[start + j];
-            sig[j] = sigma(par[j]);
-            enc[j] = sig[j];
-        }
-        permute_blocks(&mut enc[..len]);
+        par[..len].copy_from_slice(&buf[start..end]);
         // Children land in [2·start, 2·end): at or above `end` unless start = 0, and the
         // parents of this chunk are already copied, so nothing unread is overwritten.
-        let children = &mut buf[2 * start..2 * end];
-        for (j, pair) in children.chunks_exact_mut(2).enumerate() {
-            let left = enc[j] ^ sig[j];
-            let right = par[j] ^ left;
-            pair[0] = left;
-            pair[1] = right;
-            left_xor ^= left;
-            right_xor ^= right;
-        }
+        let (l, r) = pi().half_tree_level(&par[..len], &mut buf[2 * start..2 * end]);
+        left_xor ^= l;
+        right_xor ^= r;
         end = start;
     }
     (left_xor, right_xor)

@@ -210,7 +210,7 @@ pub fn normalize_with(
     center: Centering,
     products: &mut dyn RowProducts,
 ) -> Result<Vec<u64>> {
-    if n == 0 || x.len() % n != 0 {
+    if n == 0 || !x.len().is_multiple_of(n) {
         return Err(Error::Shape(format!(
             "LayerNorm: {} values are not rows of {n}",
             x.len()

@@ -220,6 +220,20 @@ impl Session {
         self.reserve_cots(send, recv)
     }
 
+    /// COTs drawn so far in each direction (server as sender, client as sender): a protocol's
+    /// COT count is the difference around it, the number its `*_cots` function announces.
+    pub fn cots_drawn(&self) -> CotDemand {
+        let (own, other) = (self.ot.sender.served(), self.ot.receiver.served());
+        let (server, client) = match self.party {
+            Party::Server => (own, other),
+            Party::Client => (other, own),
+        };
+        CotDemand {
+            server: server as usize,
+            client: client as usize,
+        }
+    }
+
     /// Runs `f` on this session under the channel label `label` (nested in the current one),
     /// recording its cost there like [`Channel::scope`].
     pub fn scope<R>(&mut self, label: &str, f: impl FnOnce(&mut Session) -> R) -> R {
