@@ -366,7 +366,8 @@ pub const FIXED_LOGIT_BOUND: f64 = 0.05;
 impl Server {
     /// Encodes the model (the same encoding as the fixed-point reference); the HE keys come
     /// from `key_seed` (the server's secret: the same seed gives the same keys, so a client's
-    /// cache of encrypted weights stays valid across runs — see [`load_or_create_key_seed`]).
+    /// cache of encrypted weights stays valid across runs — see
+    /// [`he_linear::key_file::load_or_create_key_seed`]).
     pub fn new(
         fixed: &FixedBert,
         head: &Head,
@@ -1145,33 +1146,6 @@ fn split_columns(x: &[u64], rows: usize, first: usize) -> (Vec<u64>, Vec<u64>) {
 fn add_residual(x: &mut [u64], r: &[u64]) {
     for (v, &rr) in x.iter_mut().zip(r) {
         *v = R.add(*v, rr);
-    }
-}
-
-/// The server's key seed in `path` (16 bytes, created with a fresh random seed and mode 0600
-/// when absent). It is the server's long-term secret: whoever reads it decrypts every
-/// response, so it never leaves the server's side.
-pub fn load_or_create_key_seed(path: &Path) -> Result<Seed> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let seed: [u8; 16] = bytes.as_slice().try_into().map_err(|_| {
-                Error::Malformed(format!("{}: a key seed is 16 bytes", path.display()))
-            })?;
-            Ok(Seed(seed))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let seed = Seed::random();
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            std::io::Write::write_all(&mut opts.open(path)?, &seed.0)?;
-            Ok(seed)
-        }
-        Err(e) => Err(e.into()),
     }
 }
 

@@ -58,6 +58,7 @@ pub mod cop;
 pub mod embedding;
 pub mod galois;
 pub mod kernel;
+pub mod key_file;
 pub mod matrix;
 pub mod noise;
 pub mod params;
