@@ -152,6 +152,7 @@ impl PublicModel {
         if self.classes == 0 || self.classes > 1024 {
             return Err(Error::Shape(format!("{} head outputs", self.classes)));
         }
+        crate::reveals::check(self)?;
         if redacted {
             self.approx.validate_redacted(c.num_hidden_layers)
         } else {
@@ -194,9 +195,10 @@ impl Head {
     }
 }
 
-/// The set as the client receives it: the breakpoints are the server's inputs to the
-/// comparisons (it subtracts them from its share) and are replaced by placeholders; the
-/// coefficients and plans are public (docs/security.md).
+/// The set as the client receives it: the breakpoints and PUMA's exp lower bound are the
+/// server's inputs to the comparisons (it subtracts them from its share) and are replaced by
+/// placeholders; the coefficients and plans are public (docs/security.md says what the
+/// coefficients reveal about the breakpoints).
 fn redact_breakpoints(set: &ApproxSet) -> ApproxSet {
     let placeholder = |b: &mut Vec<f64>| {
         for (i, v) in b.iter_mut().enumerate() {
@@ -206,8 +208,9 @@ fn redact_breakpoints(set: &ApproxSet) -> ApproxSet {
     let mut out = set.clone();
     for t in &mut out.layers {
         placeholder(&mut t.gelu.breakpoints);
-        if let ot_nonlinear::approx::ExpMethod::Piecewise(pw) = &mut t.exp {
-            placeholder(&mut pw.breakpoints);
+        match &mut t.exp {
+            ot_nonlinear::approx::ExpMethod::Piecewise(pw) => placeholder(&mut pw.breakpoints),
+            ot_nonlinear::approx::ExpMethod::Squaring { lower, .. } => *lower = -1.0,
         }
     }
     out
@@ -594,11 +597,18 @@ impl Client {
                 EmbeddingMode::Server => ClientEmbedding::Private(embedding::client_setup(
                     ch, &params, cache_dir, "word",
                 )?),
-                EmbeddingMode::Client => ClientEmbedding::Plain {
-                    word: ch.recv_u64s(c.vocab_size * d)?,
-                    position: ch.recv_u64s(c.max_position_embeddings * d)?,
-                    token_type: ch.recv_u64s(c.type_vocab_size * d)?,
-                },
+                EmbeddingMode::Client => {
+                    let values = |rows: usize| {
+                        rows.checked_mul(d).ok_or_else(|| {
+                            Error::Shape(format!("an embedding table of {rows} × {d} values"))
+                        })
+                    };
+                    ClientEmbedding::Plain {
+                        word: ch.recv_u64s(values(c.vocab_size)?)?,
+                        position: ch.recv_u64s(values(c.max_position_embeddings)?)?,
+                        token_type: ch.recv_u64s(values(c.type_vocab_size)?)?,
+                    }
+                }
             };
             Ok(Client {
                 public,
@@ -703,6 +713,12 @@ fn check_cache_room(params: &HeParams, public: &PublicModel, cache_dir: &Path) -
 pub fn pad(ids: &[u32], len: usize, vocab: usize) -> Result<(Vec<u32>, Vec<bool>)> {
     if ids.is_empty() {
         return Err(Error::Shape("an empty token sequence".into()));
+    }
+    if len == 0 || len > crate::config::limits::POSITIONS {
+        return Err(Error::Shape(format!(
+            "sequence length {len} outside 1..={}",
+            crate::config::limits::POSITIONS
+        )));
     }
     if let Some(id) = ids.iter().find(|&&id| id as usize >= vocab) {
         return Err(Error::OutOfRange(format!(
