@@ -84,6 +84,10 @@ pub struct Args {
     /// Where the trained head (and fitted tables) are cached.
     #[arg(long, default_value = "target/bench-cache")]
     pub cache_dir: PathBuf,
+    /// The server's key seed for `--mode secure` (created with mode 0600 if absent; refused
+    /// inside `--cache-dir` or when readable by group or others).
+    #[arg(long, default_value = crate::DEFAULT_KEY_FILE)]
+    pub key_file: PathBuf,
     /// Fitted Nimbus tables (`approx-tables-v1` JSON); if absent they are fitted on the first
     /// `--calibration` sentences of `--train` and cached in `--cache-dir`.
     #[arg(long)]
@@ -289,7 +293,7 @@ fn secure_batch(
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     let vocab = fixed.config().vocab_size;
     let dir = args.cache_dir.join("secure-accuracy");
-    let seed = secure::load_or_create_key_seed(&dir.join("server.key"))?;
+    let seed = he_linear::key_file::load_or_create_key_seed(&args.key_file, &[&args.cache_dir])?;
     let mut server = Server::new(fixed, head, seq_len, EmbeddingMode::Server, seed)?;
     let (cs, cc) = Channel::mem_pair();
     let n = sentences.len();
@@ -565,6 +569,7 @@ mod tests {
             head: None,
             train: "../../shared/data/sentiment/train.tsv".into(),
             cache_dir: std::env::temp_dir(),
+            key_file: crate::DEFAULT_KEY_FILE.into(),
             tables: None,
             calibration: 256,
             weighted: false,

@@ -5,10 +5,18 @@
 //! Both parties run in this process on two threads over a shaped in-memory link by default;
 //! `--role server --listen ADDR` and `--role client --connect ADDR` run them as two processes
 //! over TCP. Correctness is checked before anything is printed: the client's logits must match
-//! the fixed-point reference (bound below) and are compared with the float model.
+//! the fixed-point reference (bound below) and are compared with the float model — always with
+//! both parties in this process, with `--check` for `--role client` (a real client holds no
+//! model: without `--check` it reads only the public configuration and vocabulary).
+//!
+//! The server's long-term key seed lives in `--key-file` (default
+//! [`crate::DEFAULT_KEY_FILE`], a server-only directory), never in the client's cache: it is
+//! created 0600 and refused when inside a cache directory or readable by group or others
+//! (`he_linear::key_file`).
 use bert::fixed_model::FixedBert;
 use bert::secure::{self, AttentionMode, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights, FloatBert, Tokenizer};
+use he_linear::key_file::load_or_create_key_seed;
 use indicatif::{ProgressBar, ProgressStyle};
 use nn::label::{layer_of, Component as Label};
 use mpc_core::{Channel, Error, NetProfile, Party, Result, Stats};
@@ -44,10 +52,18 @@ pub struct Args {
     /// Worker threads per process (rayon); default all cores.
     #[arg(long)]
     threads: Option<usize>,
-    /// The client's cache of encrypted weights (reused across runs); the server keeps its key
-    /// seed in `server.key` there (in two-process mode each process's own directory).
+    /// The client's cache of encrypted weights (reused across runs).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// The server's key seed (created with mode 0600 if absent; refused inside the cache
+    /// directory or when readable by group or others).
+    #[arg(long, default_value = crate::DEFAULT_KEY_FILE)]
+    key_file: PathBuf,
+    /// `--role client`: also load the model and compare the secure logits with the fixed-point
+    /// and float references (off by default: a real client has no model file). Always on with
+    /// both parties in this process.
+    #[arg(long)]
+    check: bool,
     /// Who supplies the embedded sequence: server (private tables) or client (papers' setting).
     #[arg(long, default_value = "server")]
     embedding: String,
@@ -80,16 +96,49 @@ pub struct Args {
     plot: Option<PathBuf>,
 }
 
-/// The model, its tokenizer (if any) and the reference evaluators.
-struct Loaded {
+/// What a client needs without the model: its name, public configuration and tokenizer.
+struct PublicPart {
     name: String,
-    weights: BertWeights,
+    config: BertConfig,
     tokenizer: Option<Tokenizer>,
+}
+
+/// The public part from `config.json` and `vocab.txt` only (no weights are read).
+fn load_public(args: &Args) -> Result<PublicPart> {
+    let config = match args.model.as_str() {
+        "bert-base" => BertConfig::bert_base(),
+        "bert-large" => BertConfig::bert_large(),
+        "bert-tiny" => BertConfig::bert_tiny(),
+        dir => {
+            let dir = Path::new(dir);
+            return Ok(PublicPart {
+                name: model_name(dir),
+                config: BertConfig::from_model_dir(dir)?,
+                tokenizer: Some(Tokenizer::from_model_dir(dir)?),
+            });
+        }
+    };
+    Ok(PublicPart {
+        name: args.model.clone(),
+        config,
+        tokenizer: None,
+    })
+}
+
+fn model_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into())
+}
+
+/// The model (weights, approximation set, head): the server's inputs and the references.
+struct Loaded {
+    weights: BertWeights,
     set: ApproxSet,
     head: Head,
 }
 
-fn load(args: &Args) -> Result<Loaded> {
+fn load(args: &Args, public: &PublicPart) -> Result<Loaded> {
     let set = match args.approx.as_str() {
         "nimbus" => ApproxSet::nimbus(),
         "puma" => ApproxSet::puma(),
@@ -100,30 +149,12 @@ fn load(args: &Args) -> Result<Loaded> {
         }
     };
     // Built-in shapes get deterministic random weights (seed 1), so they run without files.
-    let builtin = match args.model.as_str() {
-        "bert-base" => Some(BertConfig::bert_base()),
-        "bert-large" => Some(BertConfig::bert_large()),
-        "bert-tiny" => Some(BertConfig::bert_tiny()),
-        _ => None,
-    };
-    let (name, weights, tokenizer, committed_tables) = match builtin {
-        Some(config) => (
-            args.model.clone(),
-            BertWeights::random(&config, 1)?,
-            None,
-            None,
-        ),
-        None => {
-            let dir = Path::new(&args.model);
-            let weights = BertWeights::from_model_dir(dir)?;
-            let tokenizer = Tokenizer::from_model_dir(dir)?;
-            let name = dir
-                .file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "model".into());
-            let tables = PathBuf::from(format!("bert/tables/{name}.nimbus.json"));
-            (name, weights, Some(tokenizer), Some(tables))
-        }
+    let (weights, committed_tables) = if public.tokenizer.is_none() {
+        (BertWeights::random(&public.config, 1)?, None)
+    } else {
+        let dir = Path::new(&args.model);
+        let tables = PathBuf::from(format!("bert/tables/{}.nimbus.json", public.name));
+        (BertWeights::from_model_dir(dir)?, Some(tables))
     };
     let layers = weights.config.num_hidden_layers;
     let tables = args
@@ -139,13 +170,7 @@ fn load(args: &Args) -> Result<Loaded> {
         Some(path) => Head::from_logistic(&bert::head::LogisticHead::load(path, d)?),
         None => Head::random(d, 2, 7),
     };
-    Ok(Loaded {
-        name,
-        weights,
-        tokenizer,
-        set,
-        head,
-    })
+    Ok(Loaded { weights, set, head })
 }
 
 /// The token ids of the run: the model's tokenizer when it has one; for the built-in shapes
@@ -237,8 +262,9 @@ struct Report {
     components: Vec<Component>,
     per_layer: Vec<Vec<Component>>,
     logits: Vec<f64>,
-    max_abs_err_vs_fixed: f64,
-    max_abs_err_vs_float: f64,
+    /// None when the references were not computed (`--role client` without `--check`).
+    max_abs_err_vs_fixed: Option<f64>,
+    max_abs_err_vs_float: Option<f64>,
 }
 
 /// Sums the stats of every `layerNN/<label>` of `components` in layer `layer` (None: all
@@ -361,9 +387,9 @@ pub fn run(args: Args) -> Result<()> {
     match args.role.as_str() {
         "both" | "client" => {}
         "server" => {
-            let loaded = load(&args)?;
+            let loaded = load(&args, &load_public(&args)?)?;
             let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
-            let seed = secure::load_or_create_key_seed(&cache.join("server.key"))?;
+            let seed = load_or_create_key_seed(&args.key_file, &[&cache])?;
             let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
                 .with_attention(attention)?;
             let addr = args.listen.as_deref().unwrap_or("127.0.0.1:7878");
@@ -380,17 +406,24 @@ pub fn run(args: Args) -> Result<()> {
             )))
         }
     }
-    let loaded = load(&args)?;
-    let c = loaded.weights.config.clone();
+    let checked = args.role == "both" || args.check;
+    let public = load_public(&args)?;
+    let loaded = if checked {
+        Some(load(&args, &public)?)
+    } else {
+        None
+    };
+    let c = public.config.clone();
     let text = args.text.as_deref().unwrap_or(DEFAULT_TEXT);
-    let ids = token_ids(text, loaded.tokenizer.as_ref(), c.vocab_size);
-    let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
+    let ids = token_ids(text, public.tokenizer.as_ref(), c.vocab_size);
     let measured = if args.role == "client" {
         let addr = args.connect.as_deref().unwrap_or("127.0.0.1:7878");
         let ch = Channel::tcp_connect(addr, Duration::from_secs(60))?.shaped(net);
         consult(ch, &cache, &ids, c.num_hidden_layers, None)?
     } else {
-        let seed = secure::load_or_create_key_seed(&cache.join("server.key"))?;
+        let loaded = loaded.as_ref().expect("both roles load the model");
+        let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
+        let seed = load_or_create_key_seed(&args.key_file, &[&cache])?;
         let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
             .with_attention(attention)?;
         let (cs, cc) = Channel::mem_pair_shaped(net);
@@ -405,22 +438,22 @@ pub fn run(args: Args) -> Result<()> {
         s?;
         m
     };
-    let (padded, mask) = secure::pad(&ids, args.seq_len, c.vocab_size)?;
-    let want_fixed = secure::fixed_reference(&fixed, &padded, &mask, &loaded.head)?;
-    let real = mask.iter().filter(|&&m| m).count();
-    let float = FloatBert::new(loaded.weights.clone());
-    let want_float = secure::float_reference(&float, &padded[..real], &loaded.head)?;
-    let err = |want: &[f64]| {
-        measured
-            .logits
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max)
-    };
-    let (err_fixed, err_float) = (err(&want_fixed), err(&want_float));
-    let report = build_report(&args, &loaded, &c, &measured, err_fixed, err_float, mode);
-    print_report(&report, &measured, &want_fixed, &want_float);
+    let references = loaded
+        .as_ref()
+        .map(|loaded| references(&args, loaded, &ids, &measured.logits))
+        .transpose()?;
+    let approx = loaded
+        .as_ref()
+        .map_or(args.approx.clone(), |l| l.set.name.clone());
+    let report = build_report(
+        &args,
+        (&public.name, &approx),
+        &c,
+        &measured,
+        references.as_ref(),
+        mode,
+    );
+    print_report(&report, &measured, references.as_ref());
     if let Some(path) = &args.json {
         let text =
             serde_json::to_string_pretty(&report).map_err(|e| Error::Malformed(e.to_string()))?;
@@ -429,22 +462,53 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(path) = &args.plot {
         std::fs::write(path, svg_chart(&report))?;
     }
-    if err_fixed > secure::FIXED_LOGIT_BOUND {
+    if let Some(r) = references.filter(|r| r.err_fixed > secure::FIXED_LOGIT_BOUND) {
         return Err(Error::Malformed(format!(
-            "secure logits differ from the fixed-point reference by {err_fixed:.3e} > {:.1e}",
+            "secure logits differ from the fixed-point reference by {:.3e} > {:.1e}",
+            r.err_fixed,
             secure::FIXED_LOGIT_BOUND
         )));
     }
     Ok(())
 }
 
-fn build_report(
-    args: &Args,
-    loaded: &Loaded,
-    c: &BertConfig,
-    m: &Measured,
+/// The plaintext references of a run and the secure logits' largest distance to each.
+struct References {
+    fixed: Vec<f64>,
+    float: Vec<f64>,
     err_fixed: f64,
     err_float: f64,
+}
+
+fn references(args: &Args, loaded: &Loaded, ids: &[u32], logits: &[f64]) -> Result<References> {
+    let c = &loaded.weights.config;
+    let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
+    let (padded, mask) = secure::pad(ids, args.seq_len, c.vocab_size)?;
+    let want_fixed = secure::fixed_reference(&fixed, &padded, &mask, &loaded.head)?;
+    let real = mask.iter().filter(|&&m| m).count();
+    let float = FloatBert::new(loaded.weights.clone());
+    let want_float = secure::float_reference(&float, &padded[..real], &loaded.head)?;
+    let err = |want: &[f64]| {
+        logits
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+    };
+    Ok(References {
+        err_fixed: err(&want_fixed),
+        err_float: err(&want_float),
+        fixed: want_fixed,
+        float: want_float,
+    })
+}
+
+fn build_report(
+    args: &Args,
+    (model, approx): (&str, &str),
+    c: &BertConfig,
+    m: &Measured,
+    references: Option<&References>,
     mode: EmbeddingMode,
 ) -> Report {
     let layers = c.num_hidden_layers;
@@ -468,11 +532,11 @@ fn build_report(
         })
         .collect();
     Report {
-        model: loaded.name.clone(),
+        model: model.to_string(),
         seq_len: args.seq_len,
         layers,
         net: args.net.clone(),
-        approx: loaded.set.name.clone(),
+        approx: approx.to_string(),
         embedding: format!("{mode:?}").to_lowercase(),
         attention: args.attention.clone(),
         setup: BytesWall {
@@ -487,14 +551,14 @@ fn build_report(
         components,
         per_layer,
         logits: m.logits.clone(),
-        max_abs_err_vs_fixed: err_fixed,
-        max_abs_err_vs_float: err_float,
+        max_abs_err_vs_fixed: references.map(|r| r.err_fixed),
+        max_abs_err_vs_float: references.map(|r| r.err_float),
     }
 }
 
 const MB: f64 = 1e6;
 
-fn print_report(r: &Report, m: &Measured, fixed: &[f64], float: &[f64]) {
+fn print_report(r: &Report, m: &Measured, references: Option<&References>) {
     let layers = r.layers.max(1) as f64;
     println!(
         "\nsecure {} inference: {} layers, {} tokens, net {}, approx {}, embedding {}, attention {}",
@@ -551,14 +615,19 @@ fn print_report(r: &Report, m: &Measured, fixed: &[f64], float: &[f64]) {
         m.online.wait_s
     );
     println!("logits (secure):      {:?}", r.logits);
-    println!("logits (fixed point): {fixed:?}");
-    println!("logits (float):       {float:?}");
-    println!(
-        "max |secure − fixed| = {:.3e} (bound {:.1e}), max |secure − float| = {:.3e}",
-        r.max_abs_err_vs_fixed,
-        secure::FIXED_LOGIT_BOUND,
-        r.max_abs_err_vs_float
-    );
+    match references {
+        Some(refs) => {
+            println!("logits (fixed point): {:?}", refs.fixed);
+            println!("logits (float):       {:?}", refs.float);
+            println!(
+                "max |secure − fixed| = {:.3e} (bound {:.1e}), max |secure − float| = {:.3e}",
+                refs.err_fixed,
+                secure::FIXED_LOGIT_BOUND,
+                refs.err_float
+            );
+        }
+        None => println!("(not compared with the plaintext model: give --check)"),
+    }
 }
 
 /// Text for an SVG element (`QKᵀ&PV` holds an ampersand).
@@ -635,4 +704,55 @@ fn svg_chart(r: &Report) -> String {
         h - 6.0
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    /// Issue 16, item 7: a client process reads only the public configuration and vocabulary;
+    /// the model file is needed for `--check` alone. Its server key lives outside its cache.
+    #[test]
+    fn a_client_needs_no_model_file_unless_it_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"vocab_size": 8, "hidden_size": 4, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "intermediate_size": 8,
+                "max_position_embeddings": 16, "type_vocab_size": 2, "hidden_act": "gelu"}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("vocab.txt"),
+            "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nfilm\n##s\n",
+        )
+        .unwrap();
+        let model = dir.path().to_str().unwrap();
+        let cli = Cli::parse_from(["bench", "--model", model, "--role", "client"]);
+        assert!(!cli.args.check);
+        let public = load_public(&cli.args).unwrap();
+        assert_eq!(public.config.vocab_size, 8);
+        assert_eq!(
+            token_ids("a film", public.tokenizer.as_ref(), 8),
+            vec![2, 5, 6, 3]
+        );
+        // There is no model.safetensors: only --check needs it.
+        assert!(load(&cli.args, &public).is_err());
+        assert!(
+            Cli::parse_from(["bench", "--model", model, "--check"])
+                .args
+                .check
+        );
+        // The default server key is not under the default client cache.
+        let key = std::path::Path::new(crate::DEFAULT_KEY_FILE);
+        assert!(!key.starts_with("target/bench-cache"));
+        assert_eq!(cli.args.key_file, key);
+    }
 }

@@ -11,6 +11,10 @@
 //! Each subcommand lives in its own module with its own arguments and `run`.
 use clap::{Parser, Subcommand};
 
+/// Where the server keeps its key seed by default: a server-only directory, apart from every
+/// client cache (`target/bench-cache/...`), so that whoever reads a cache cannot decrypt it.
+pub const DEFAULT_KEY_FILE: &str = "target/bench-server/server.key";
+
 mod accuracy;
 mod e2e;
 mod linear;

@@ -3,6 +3,30 @@
 use mpc_core::{Error, Result};
 use std::path::Path;
 
+/// Upper bounds on every size a configuration announces ([`BertConfig::validate`]). A client
+/// receives the configuration from the server and allocates by it, so each bound keeps a
+/// hostile announcement to a typed error instead of an overflow or a huge allocation; all are
+/// far above BERT-large and the multilingual vocabularies.
+pub mod limits {
+    /// Vocabulary rows (2^20; bert-base has 30 522, multilingual models 250 002).
+    pub const VOCAB: usize = 1 << 20;
+    /// Hidden size d.
+    pub const HIDDEN: usize = 8192;
+    /// Transformer blocks.
+    pub const LAYERS: usize = 128;
+    /// Attention heads.
+    pub const HEADS: usize = 128;
+    /// Feed-forward width.
+    pub const INTERMEDIATE: usize = 32768;
+    /// Position-embedding rows (the longest sequence).
+    pub const POSITIONS: usize = 8192;
+    /// Token-type rows.
+    pub const TYPE_VOCAB: usize = 1024;
+    /// Values of any one weight table (an embedding table, a layer's d × intermediate):
+    /// 2^28, 2 GiB of 64-bit shares.
+    pub const TABLE_VALUES: usize = 1 << 28;
+}
+
 /// The shape of a BERT encoder.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BertConfig {
@@ -122,24 +146,64 @@ impl BertConfig {
         Ok(config)
     }
 
-    /// Checks that the shapes are usable (non-zero, heads divide the hidden size).
+    /// Checks that the shapes are usable: every size non-zero and within its [`limits`], each
+    /// weight table within [`limits::TABLE_VALUES`] (products checked, never overflowing),
+    /// heads dividing the hidden size, a finite positive LayerNorm ε.
     pub fn validate(&self) -> Result<()> {
         let sizes = [
-            self.vocab_size,
-            self.hidden_size,
-            self.num_hidden_layers,
-            self.num_attention_heads,
-            self.intermediate_size,
-            self.max_position_embeddings,
-            self.type_vocab_size,
+            ("vocab_size", self.vocab_size, limits::VOCAB),
+            ("hidden_size", self.hidden_size, limits::HIDDEN),
+            ("num_hidden_layers", self.num_hidden_layers, limits::LAYERS),
+            (
+                "num_attention_heads",
+                self.num_attention_heads,
+                limits::HEADS,
+            ),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                limits::INTERMEDIATE,
+            ),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                limits::POSITIONS,
+            ),
+            ("type_vocab_size", self.type_vocab_size, limits::TYPE_VOCAB),
         ];
-        if sizes.contains(&0) {
-            return Err(Error::InvalidArgument(format!("zero size in {self:?}")));
+        for (name, value, max) in sizes {
+            if value == 0 || value > max {
+                return Err(Error::Shape(format!(
+                    "{name} = {value} outside the supported 1..={max}"
+                )));
+            }
+        }
+        let d = self.hidden_size;
+        for (name, rows) in [
+            ("word embedding", self.vocab_size),
+            ("position embedding", self.max_position_embeddings),
+            ("feed-forward", self.intermediate_size),
+        ] {
+            match rows.checked_mul(d) {
+                Some(values) if values <= limits::TABLE_VALUES => {}
+                _ => {
+                    return Err(Error::Shape(format!(
+                        "the {name} table of {rows} × {d} values exceeds the supported {}",
+                        limits::TABLE_VALUES
+                    )))
+                }
+            }
         }
         if self.hidden_size % self.num_attention_heads != 0 {
             return Err(Error::InvalidArgument(format!(
                 "{} heads do not divide hidden size {}",
                 self.num_attention_heads, self.hidden_size
+            )));
+        }
+        if !(self.layer_norm_eps > 0.0 && self.layer_norm_eps <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "LayerNorm ε = {} outside (0, 1]",
+                self.layer_norm_eps
             )));
         }
         Ok(())
@@ -166,6 +230,49 @@ mod tests {
             ..BertConfig::tiny()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn announced_sizes_are_bounded() {
+        BertConfig::bert_large().validate().unwrap();
+        let base = BertConfig::bert_base();
+        for bad in [
+            BertConfig {
+                vocab_size: usize::MAX,
+                ..base.clone()
+            },
+            BertConfig {
+                vocab_size: limits::VOCAB,
+                hidden_size: limits::HIDDEN,
+                num_attention_heads: 8,
+                ..base.clone()
+            },
+            BertConfig {
+                max_position_embeddings: 1 << 40,
+                ..base.clone()
+            },
+            BertConfig {
+                num_hidden_layers: 1 << 30,
+                ..base.clone()
+            },
+            BertConfig {
+                hidden_size: 1 << 62,
+                num_attention_heads: 1,
+                ..base.clone()
+            },
+            BertConfig {
+                layer_norm_eps: f64::NAN,
+                ..base.clone()
+            },
+        ] {
+            assert!(
+                matches!(
+                    bad.validate(),
+                    Err(Error::Shape(_) | Error::InvalidArgument(_))
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

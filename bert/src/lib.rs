@@ -11,6 +11,7 @@
 //! * [`classifier`]: parallel sentence embeddings.
 //! * [`calibrate`], [`fit`]: per-layer Nimbus fitting of GELU and exp on calibration inputs.
 //! * [`secure`]: the secure two-party inference (server and client roles) and its mirror.
+//! * [`reveals`]: the HE coefficients an inference reveals per key, checked against the floods.
 #![warn(missing_docs)]
 
 pub mod calibrate;
@@ -22,6 +23,7 @@ pub mod fixed_model;
 pub mod float_model;
 pub mod head;
 mod linalg;
+pub mod reveals;
 pub mod secure;
 pub mod tokenizer;
 pub mod weights;

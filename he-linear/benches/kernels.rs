@@ -16,10 +16,10 @@ fn bench_ntt(c: &mut Criterion) {
     let mut limb: Vec<u32> = (0..n as u32).map(|i| i % ctx.moduli()[0].p).collect();
     let mut g = c.benchmark_group("ntt");
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("forward N=8192 (one 30-bit prime)", |b| {
+    g.bench_function("forward N=8192 (one 31-bit prime)", |b| {
         b.iter(|| ctx.ntt(0, black_box(&mut limb)))
     });
-    g.bench_function("inverse N=8192 (one 30-bit prime)", |b| {
+    g.bench_function("inverse N=8192 (one 31-bit prime)", |b| {
         b.iter(|| ctx.intt(0, black_box(&mut limb)))
     });
     g.finish();
@@ -41,7 +41,7 @@ fn bench_accumulate(c: &mut Criterion) {
         let k_pad = k.div_ceil(TILE) * TILE;
         let x: Vec<u32> = (0..rows * k_pad).map(|_| rng.next_u32() % m.p).collect();
         let mut out = vec![0u32; k * n];
-        // One element = one 30-bit multiply-accumulate.
+        // One element = one 31-bit multiply-accumulate.
         g.throughput(Throughput::Elements((k * rows * n) as u64));
         g.bench_with_input(
             BenchmarkId::new("mul-acc one limb", format!("k={k} m={rows} N={n}")),

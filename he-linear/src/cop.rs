@@ -5,7 +5,9 @@
 //! own secret key, ⌈n/N⌉ polynomials per row (coefficients 0..n−1 of chunk c hold
 //! `W[μ][cN..cN+N)`), seeded: it sends (seed, b) per polynomial, 16 + 4·L·N bytes. The client
 //! expands `a`, stores both parts in the kernel's panel layout on disk (`weight_store`), keyed
-//! by a digest of (parameters, server key, W); with a matching cache the rows are not resent.
+//! by an opaque id: a BLAKE3 hash of (parameters, server key, W) keyed with a key derived from
+//! the server's secret key ([`layer_digest`]), so the client cannot test a guess of W against
+//! it; with a matching cache the rows are not resent.
 //! Flights: header (S→C), have/need (C→S), rows (S→C).
 //!
 //! **Online** (one flight, client → server). The client computes, for every token r,
@@ -150,10 +152,13 @@ fn check_shape(params: &HeParams, k: usize, m: usize, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// Digest binding a layer cache to (parameters, server key, W).
-pub fn layer_digest(params: &HeParams, pk: &PublicKey, w: &RingMatrix) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    h.update(b"cop layer v1");
+/// The cache id binding a layer cache to (parameters, server key, W): a hash keyed with
+/// [`SecretKey::cache_id_key`], which only the server can compute. The client sees only this
+/// id; without the key it is a PRF output, unrelated to W (so a guess of W cannot be tested)
+/// and unrelated between two server keys.
+pub fn layer_digest(params: &HeParams, sk: &SecretKey, pk: &PublicKey, w: &RingMatrix) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_keyed(&sk.cache_id_key());
+    h.update(b"cop layer v2");
     h.update(&params.fingerprint());
     h.update(&pk.digest());
     h.update(&(w.rows() as u64).to_le_bytes());
@@ -182,7 +187,7 @@ pub fn server_setup(
     w: &RingMatrix,
 ) -> Result<()> {
     let (m, n) = (w.rows(), w.cols());
-    let digest = layer_digest(params, pk, w);
+    let digest = layer_digest(params, sk, pk, w);
     let header = SetupHeader {
         fingerprint: params.fingerprint(),
         digest,

@@ -5,7 +5,8 @@
 //! **Setup** (once per table). The server packs R rows per polynomial (row `i` in polynomial
 //! `⌊i/R⌋` at coefficients `(i mod R)·S .. (i mod R)·S + d`, stride S = ⌊N/R⌋ ≥ d), encrypts
 //! the ⌈V/R⌉ polynomials under its secret key, seeded, and sends (seed, b): 16 + 4·L·N bytes
-//! each. The client caches them on disk, keyed by a digest of (parameters, server key, E, R);
+//! each. The client caches them on disk, keyed by an opaque id ([`table_digest`]: a hash of
+//! (parameters, server key, E, R) keyed with a key derived from the server's secret key);
 //! a matching cache is reused and nothing is resent. Flights: header (S→C), have/need (C→S),
 //! polynomials (S→C).
 //!
@@ -123,15 +124,18 @@ impl EmbeddingLayout {
     }
 }
 
-/// Digest binding a client's cache to (parameters, server key, table, layout).
+/// The cache id binding a client's cache to (parameters, server key, table, layout): keyed
+/// with [`SecretKey::cache_id_key`] as [`crate::cop::layer_digest`], so only the server can
+/// compute it and the client cannot test a guess of the table.
 pub fn table_digest(
     params: &HeParams,
+    sk: &SecretKey,
     pk: &PublicKey,
     layout: &EmbeddingLayout,
     table: &[u64],
 ) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    h.update(b"embedding table v1");
+    let mut h = blake3::Hasher::new_keyed(&sk.cache_id_key());
+    h.update(b"embedding table v2");
     h.update(&params.fingerprint());
     h.update(&pk.digest());
     for v in [layout.vocab, layout.dim, layout.rows_per_poly] {
@@ -170,7 +174,7 @@ pub fn server_setup(
     }
     let header = SetupHeader {
         fingerprint: params.fingerprint(),
-        digest: table_digest(params, pk, layout, table),
+        digest: table_digest(params, sk, pk, layout, table),
         layout: *layout,
     };
     if !server_offer_setup(ch, &header)? {
@@ -212,7 +216,7 @@ const FILE_HEADER: usize = 96;
 pub struct CachedTable {
     /// The cache file.
     pub path: PathBuf,
-    /// Digest of (parameters, server key, table, layout).
+    /// The server's keyed cache id of (parameters, server key, table, layout).
     pub digest: [u8; 32],
     /// The packing.
     pub layout: EmbeddingLayout,

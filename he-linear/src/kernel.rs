@@ -1,7 +1,7 @@
 //! The COP client's hot loop: for every token r and every column c of a column group (one RNS
 //! limb of one ciphertext part), `acc[r][c] = Σ_μ x[μ][r] · w[μ][c] mod p`.
 //!
-//! It is a modular matrix product with 30-bit operands. Products are < 2^60, accumulated lazily
+//! It is a modular matrix product with 31-bit operands. Products are < 2^62, accumulated lazily
 //! in `u64` lanes and folded every [`FOLD`] terms (`rns::lazy_fold`). Weights are
 //! stored in panels of 8 columns × all rows (`[block][μ][8]`), so the inner loop streams one
 //! contiguous panel (m·32 bytes, L2-resident) for a tile of [`TILE`] tokens held in registers;

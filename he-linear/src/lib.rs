@@ -13,7 +13,7 @@
 //!
 //! Underneath: [`params`] (the checked parameter builder, refusing anything above the HE-standard
 //! modulus for N or failing the noise bound), [`noise`] (every noise formula), [`rns`] / [`poly`]
-//! (30-bit NTT primes on `tfhe-ntt`, polynomials that know their representation), [`rlwe`]
+//! (31-bit NTT primes on `tfhe-ntt`, polynomials that know their representation), [`rlwe`]
 //! (ternary keys, seeded and public-key encryption with Δ = q/2^ℓ), [`response`] (circuit privacy:
 //! re-randomization, flooding, modulus switching, masking), [`kernel`] (the AVX2 accumulation
 //! loop), [`weight_store`] (the client's on-disk cache).
@@ -58,6 +58,7 @@ pub mod cop;
 pub mod embedding;
 pub mod galois;
 pub mod kernel;
+pub mod key_file;
 pub mod matrix;
 pub mod noise;
 pub mod params;

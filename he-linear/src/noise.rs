@@ -8,15 +8,16 @@
 //!   error ε_i ∈ (−1, 1) of the encoding Δ·w: both sums are sub-Gaussian with variance proxy at
 //!   most 2^{2(ℓ−1)}·M·σ² and 2^{2(ℓ−1)}·M, so by the Gaussian/Hoeffding tail
 //!   |Σ x_i(e_i + ε_i)| ≤ 2^{ℓ−1}·√M·z·(σ + 1), z = √(2 ln(2/δ)).
-//! * **Flooding**: uniform on [−F, F) hides any shift |d| ≤ B at statistical distance B/F per
-//!   coefficient; over K revealed coefficients the distance is at most K·B/F, so
-//!   F = B·2^{κ}·K gives 2^{−κ} (κ = 40).
+//! * **Flooding**: uniform on [−F, F) hides any shift |d| ≤ B at statistical distance B/(2F)
+//!   per coefficient; over the K coefficients revealed under one key in one inference the
+//!   distance is at most K·B/(2F), so F = B·2^{κ}·K gives 2^{−(κ+1)}, and the tail bounds (each
+//!   failing with probability 2^{−(κ+1)}/K) the other 2^{−(κ+1)}: 2^{−κ} per inference (κ = 40).
 //! * **Re-randomization** by a public-key encryption of zero (p0·u + e0, p1·u + e1), u ternary:
 //!   adds e_pk·u + e0 + e1·s, each coefficient a sum of ≤ 2N+1 terms of width σ.
 //! * **Switching to 2^b** (rounding c·2^b/q): a c0 coefficient gets |ρ| ≤ 1/2 units of 2^{−b0}
 //!   (torus), and c1's rounding errors reach the message through s: |Σ s_j ρ_j| ≤ √(N·ln(2/δ)/2)
 //!   units of 2^{−b1} (Hoeffding over at most N nonzero ternary s_j).
-//! * **Key switching** (`galois`): D digits d_j < 2^b of c1 (b = 30 per prime in the digit)
+//! * **Key switching** (`galois`): D digits d_j < 2^b of c1 (b = 31 per prime in the digit)
 //!   times fresh key errors e_j: |Σ_j d_j e_j| ≤ 2^b·√(D·N)·σ·z.
 //! * **Packing** R levels (`galois`): at an output position a merge returns exactly twice one
 //!   input's coefficient (the automorphism fixes or negates output positions, and the other
@@ -43,7 +44,7 @@ pub fn accumulation_log2(plain_bits: u32, terms: u64, fail_bits: f64) -> f64 {
         + (tail_z(fail_bits) * (SIGMA + 1.0)).log2()
 }
 
-/// log2 of the flooding width F hiding a shift of 2^acc_log2 at distance 2^-stat_bits over
+/// log2 of the flooding width F hiding a shift of 2^acc_log2 at distance 2^-(stat_bits+1) over
 /// 2^revealed_log2 coefficients.
 pub fn flood_log2(acc_log2: f64, stat_bits: u32, revealed_log2: u32) -> u32 {
     (acc_log2 + stat_bits as f64 + revealed_log2 as f64).ceil() as u32

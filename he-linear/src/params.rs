@@ -1,10 +1,28 @@
 //! Checked HE parameters: one builder derives the modulus from the stated needs (plaintext ring
-//! width ℓ, largest number of terms summed into one coefficient, statistical security) and
-//! refuses anything above the HE-standard modulus for N or whose noise budget fails.
+//! width ℓ, largest number of terms summed into one coefficient, statistical security, and the
+//! most coefficients revealed under one key in one inference) and refuses anything above the
+//! HE-standard modulus for N or whose noise budget fails.
+//!
+//! **Statistical security is per inference, not per call.** Every decryption a key holder makes
+//! in one inference, over every protocol and both parameter sets ([`HeParams::default_params`],
+//! [`HeParams::packed_products`]), counts against one budget of K = 2^[`INFERENCE_REVEALED_LOG2`]
+//! coefficients: each flood makes one coefficient's view 2^-(κ+1)/K close to a simulated one
+//! and each tail bound fails with probability 2^-(κ+1)/K, so K coefficients stay within 2^-κ.
+//! A model's plan must count its coefficients and refuse to run above K
+//! ([`HeParams::check_inference_reveals`]).
 use crate::noise;
 use crate::rns::{ntt_primes, RnsContext};
 use mpc_core::{Error, Result};
 use std::sync::Arc;
+
+/// log2 of the most coefficients revealed under one key in one inference that the default
+/// parameters cover: 27, the most for which the packed products' flood still fits the 218-bit
+/// HE-standard modulus of N = 8192 (seven 31-bit primes; 2^28 needs 218.x bits, refused by
+/// `params::tests`). BERT-base at 512 tokens reveals 2^26.8, BERT-large at 128 tokens 2^25.7.
+pub const INFERENCE_REVEALED_LOG2: u32 = 27;
+
+/// Bits of the largest RNS prime (every prime is below 2^31, `rns::PRIME_BOUND`).
+const PRIME_BITS: u32 = crate::rns::PRIME_BOUND.trailing_zeros();
 
 /// Ring degree N (a power of two).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -48,7 +66,7 @@ impl Default for HeParamsBuilder {
             plain: PlainBits(64),
             stat_bits: 40,
             max_terms: 1 << 15,
-            revealed_log2: 20,
+            revealed_log2: INFERENCE_REVEALED_LOG2,
             pack_levels: 0,
             ks_digit_primes: 2,
             primes: None,
@@ -82,7 +100,8 @@ impl HeParamsBuilder {
         self
     }
 
-    /// log2 of the most coefficients one protocol call reveals to the key holder (default 20).
+    /// log2 of the most coefficients revealed to one key holder in one inference, over all
+    /// calls and parameter sets that share the key (default [`INFERENCE_REVEALED_LOG2`]).
     pub fn revealed_log2(mut self, bits: u32) -> Self {
         self.revealed_log2 = bits;
         self
@@ -150,17 +169,18 @@ impl HeParamsBuilder {
                 self.pack_levels, n.0
             )));
         }
-        // Failure probability of each tail bound: 2^-(κ + log K), union-bounded over K.
-        let fail_bits = (self.stat_bits + self.revealed_log2) as f64;
+        // Failure probability of each tail bound: 2^-(κ + 1 + log K), union-bounded over the K
+        // coefficients of an inference: 2^-(κ+1); the floods' distance is the other 2^-(κ+1).
+        let fail_bits = (self.stat_bits + self.revealed_log2 + 1) as f64;
         let mut acc = noise::accumulation_log2(ell, self.max_terms, fail_bits);
         if self.pack_levels > 0 {
             // The key holder encrypts at Δ' = q/2^{ℓ+R}; at output positions each merge level
             // doubles the noise of one input coefficient and adds a key switch's.
             // Digits: at most as many primes as the HE-standard modulus admits, grouped.
-            let limbs = (max_log_q as f64 / 29.0).ceil() as usize;
+            let limbs = (max_log_q as f64 / (PRIME_BITS - 1) as f64).ceil() as usize;
             let digits = limbs.div_ceil(self.ks_digit_primes);
-            let ks =
-                noise::keyswitch_log2(n.0, digits, 30 * self.ks_digit_primes as u32, fail_bits);
+            let digit_bits = PRIME_BITS * self.ks_digit_primes as u32;
+            let ks = noise::keyswitch_log2(n.0, digits, digit_bits, fail_bits);
             acc = noise::log2_add(acc, ks) + self.pack_levels as f64;
         }
         let flood_bits = noise::flood_log2(acc, self.stat_bits, self.revealed_log2);
@@ -173,7 +193,7 @@ impl HeParamsBuilder {
         let primes = match self.primes {
             Some(p) => p,
             None => {
-                let count = (need_log_q / 29.99).ceil() as usize;
+                let count = (need_log_q / (PRIME_BITS as f64 - 0.01)).ceil() as usize;
                 ntt_primes(n.0, count)?
             }
         };
@@ -266,7 +286,8 @@ pub struct HeParams {
 }
 
 impl HeParams {
-    /// A builder with the defaults (N = 8192, ℓ = 64, κ = 40, 2^15 terms, 2^20 coefficients).
+    /// A builder with the defaults (N = 8192, ℓ = 64, κ = 40, 2^15 terms, 2^27 coefficients per
+    /// inference).
     pub fn builder() -> HeParamsBuilder {
         HeParamsBuilder::default()
     }
@@ -277,15 +298,11 @@ impl HeParams {
     }
 
     /// Parameters of the packed secret × secret products (attention's QKᵀ and P·V): seven merge
-    /// levels (groups of up to 128 outputs), inner width up to 512 (sequence length), 2^19
-    /// coefficients per call. They keep
-    /// the defaults' N and primes, so the same secret and public keys serve both.
+    /// levels (groups of up to 128 outputs), inner width up to 512 (sequence length), the same
+    /// per-inference budget of 2^[`INFERENCE_REVEALED_LOG2`] coefficients. They keep the
+    /// defaults' N and primes, so the same secret and public keys serve both.
     pub fn packed_products() -> Result<HeParams> {
-        HeParams::builder()
-            .max_terms(512)
-            .revealed_log2(19)
-            .pack_levels(7)
-            .build()
+        HeParams::builder().max_terms(512).pack_levels(7).build()
     }
 
     /// N.
@@ -308,9 +325,32 @@ impl HeParams {
         self.inner.max_terms
     }
 
-    /// Most coefficients one call may reveal.
+    /// Most coefficients revealed under one key in one inference (a call reveals at most
+    /// this many too).
     pub fn max_revealed(&self) -> u64 {
         1 << self.inner.revealed_log2
+    }
+
+    /// Refuses an inference plan that reveals `revealed` coefficients under one key (`what`
+    /// names the plan): above [`HeParams::max_revealed`] the floods no longer give κ bits of
+    /// statistical security for the whole inference.
+    ///
+    /// ```
+    /// let p = he_linear::params::HeParams::default_params()?;
+    /// assert!(p.check_inference_reveals(1 << 24, "bert-base").is_ok());
+    /// assert!(p.check_inference_reveals((1 << 27) + 1, "bert-large").is_err());
+    /// # Ok::<(), mpc_core::Error>(())
+    /// ```
+    pub fn check_inference_reveals(&self, revealed: u64, what: &str) -> Result<()> {
+        if revealed > self.max_revealed() {
+            return Err(Error::InsecureParams(format!(
+                "{what} reveals {revealed} (2^{:.1}) coefficients under one key per inference;                  the floods cover 2^{} at {} bits of statistical security (shorten the sequence                  or use a smaller model)",
+                (revealed as f64).log2(),
+                self.inner.revealed_log2,
+                self.stat_bits()
+            )));
+        }
+        Ok(())
     }
 
     /// Ciphertext packing levels R (0: no packing).
@@ -411,7 +451,7 @@ impl HeParams {
     /// One-line description for reports.
     pub fn describe(&self) -> String {
         format!(
-            "N={} log2q={:.1} ({} primes <2^30) t=2^{} κ={} flood=2^{} response c0/c1={}/{} bits{}",
+            "N={} log2q={:.1} ({} primes <2^31) t=2^{} κ={} flood=2^{} response c0/c1={}/{} bits{}",
             self.n(),
             self.log_q(),
             self.rns().len(),
@@ -441,6 +481,26 @@ mod tests {
         assert!(p.c0_bits() > 64 && p.c1_bits() <= 80, "{}", p.describe());
         assert!(p.flood_bits() >= p.acc_log2() as u32 + 60);
         println!("{}", p.describe());
+    }
+
+    #[test]
+    fn floods_cover_every_coefficient_of_an_inference() {
+        // One BERT-base inference at 128 tokens reveals 2^24.3 coefficients under the server's
+        // key (bert::reveals); both parameter sets share that key and one budget.
+        for p in [
+            HeParams::default_params().unwrap(),
+            HeParams::packed_products().unwrap(),
+        ] {
+            assert!(p.max_revealed() >= 1 << 25, "{}", p.describe());
+            let need = p.acc_log2() + p.stat_bits() as f64 + (p.max_revealed() as f64).log2();
+            assert!(p.flood_bits() as f64 >= need, "{}", p.describe());
+            assert!(p.log_q() <= 218.0 && p.rns().len() == 7, "{}", p.describe());
+            assert!(p.check_inference_reveals(p.max_revealed(), "max").is_ok());
+            assert!(matches!(
+                p.check_inference_reveals(p.max_revealed() + 1, "max + 1"),
+                Err(Error::InsecureParams(_))
+            ));
+        }
     }
 
     #[test]
@@ -480,10 +540,19 @@ mod tests {
         // and so is a packed workload whose noise needs more than 218 bits.
         assert!(HeParams::builder()
             .max_terms(512)
-            .revealed_log2(19)
+            .revealed_log2(INFERENCE_REVEALED_LOG2)
             .pack_levels(7)
             .build()
             .is_ok());
+        // The per-inference budget is the most the 218-bit modulus admits for packing.
+        assert!(matches!(
+            HeParams::builder()
+                .max_terms(512)
+                .revealed_log2(INFERENCE_REVEALED_LOG2 + 1)
+                .pack_levels(7)
+                .build(),
+            Err(Error::InsecureParams(_))
+        ));
         assert!(matches!(
             HeParams::builder().pack_levels(8).build(),
             Err(Error::InvalidArgument(_))

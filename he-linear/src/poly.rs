@@ -184,8 +184,8 @@ impl RnsPoly {
         }
     }
 
-    /// Σ_i a_i ⊙ b_i (all NTT form), accumulated lazily: products of 30-bit residues are summed
-    /// in `u64` and folded every 12 terms with 2^32 ≡ c (mod p), then reduced once.
+    /// Σ_i a_i ⊙ b_i (all NTT form), accumulated lazily: products of 31-bit residues are summed
+    /// in `u64` and folded every [`LAZY_TERMS`] terms with 2^32 ≡ c (mod p), then reduced once.
     pub fn dot(ctx: &RnsContext, a: &[&RnsPoly], b: &[&RnsPoly]) -> RnsPoly {
         assert_eq!(a.len(), b.len(), "dot product of unequal lengths");
         assert!(

@@ -45,6 +45,17 @@ impl SecretKey {
     pub fn coeffs(&self) -> &[i64] {
         &self.coeffs
     }
+
+    /// A 256-bit key for the cache ids of data encrypted under this key (`cop::layer_digest`,
+    /// `embedding::table_digest`): derived from the secret, so only its holder can compute an
+    /// id, and unrelated between two keys (BLAKE3's key derivation, a PRF of the secret).
+    pub fn cache_id_key(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("he-linear cache id key v1");
+        for &c in &self.coeffs {
+            h.update(&[c as i8 as u8]);
+        }
+        *h.finalize().as_bytes()
+    }
 }
 
 /// A ciphertext (c0, c1), decrypting as c0 + c1·s.

@@ -1,6 +1,7 @@
-//! The RNS modulus q = p_0·…·p_{L−1}: NTT-friendly primes below 2^30 (so tfhe-ntt's AVX2 path
-//! applies and two residues multiply within a `u64` with room for lazy accumulation), their NTT
-//! plans, and the constants for Barrett reduction, CRT and switching to a power-of-two modulus.
+//! The RNS modulus q = p_0·…·p_{L−1}: NTT-friendly primes below 2^31 (so tfhe-ntt's Shoup path
+//! applies and two residues multiply within a `u64` with room for [`LAZY_TERMS`] lazily
+//! accumulated products), their NTT plans, and the constants for Barrett reduction, CRT and
+//! switching to a power-of-two modulus.
 use mpc_core::{Error, Result};
 use tfhe_ntt::prime32::Plan;
 
@@ -51,18 +52,18 @@ pub fn pow_mod(mut a: u64, mut e: u64, m: u64) -> u64 {
     r
 }
 
-/// The `count` largest primes p < 2^30 with p ≡ 1 (mod 2n), in decreasing order.
+/// The `count` largest primes p < 2^31 with p ≡ 1 (mod 2n), in decreasing order.
 pub fn ntt_primes(n: usize, count: usize) -> Result<Vec<u32>> {
     let step = 2 * n as u32;
-    let mut p = ((1u32 << 30) - 1) / step * step + 1;
+    let mut p = (PRIME_BOUND - 1) / step * step + 1;
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
         if p <= step {
             return Err(Error::InsecureParams(format!(
-                "not enough NTT primes below 2^30 for N = {n}"
+                "not enough NTT primes below 2^31 for N = {n}"
             )));
         }
-        if p < (1 << 30) && is_prime_u32(p) {
+        if p < PRIME_BOUND && is_prime_u32(p) {
             out.push(p);
         }
         p -= step;
@@ -70,15 +71,27 @@ pub fn ntt_primes(n: usize, count: usize) -> Result<Vec<u32>> {
     Ok(out)
 }
 
-/// Products of two residues (< 2^60) that can be added to a folded accumulator (< 2^62.01)
-/// without overflowing a `u64`: 12·2^60 + 2^62.01 < 2^64.
-pub const LAZY_TERMS: usize = 12;
+/// Every prime of a basis is below this bound (2^31).
+pub const PRIME_BOUND: u32 = 1 << 31;
 
-/// Folds a lazily accumulated `u64` below 2^62.01 using 2^32 ≡ `two32` (mod p), p < 2^30:
-/// (a mod 2^32) + ⌊a/2^32⌋·two32 ≡ a.
+/// Products of two residues (< 2^62) that can be added to a folded accumulator without
+/// overflowing a `u64`: 3·2^62 + fold < 2^64 whenever the fold bound (2^32 − 1)·(1 + 2^32 mod p)
+/// is below 2^62, i.e. 2^32 mod p < 2^30 − 1, which [`RnsContext::new`] checks for every prime
+/// (the primes just below 2^31 have 2^32 mod p < 2^21: folds stay below 2^53).
+pub const LAZY_TERMS: usize = 3;
+
+/// Folds a lazily accumulated `u64` using 2^32 ≡ `two32` (mod p): (a mod 2^32) +
+/// ⌊a/2^32⌋·two32 ≡ a, below (2^32 − 1)·(1 + two32).
 #[inline(always)]
 pub fn lazy_fold(a: u64, two32: u64) -> u64 {
     (a & 0xFFFF_FFFF) + (a >> 32) * two32
+}
+
+/// Whether a folded accumulator plus [`LAZY_TERMS`] products of residues mod `p` fits a `u64`.
+pub fn lazy_accumulation_fits(p: u32) -> bool {
+    let fold = (u32::MAX as u128) * (1 + (1u128 << 32) % p as u128);
+    let product = (p as u128 - 1) * (p as u128 - 1);
+    fold + LAZY_TERMS as u128 * product <= u64::MAX as u128
 }
 
 /// Per-prime constants.
@@ -88,7 +101,7 @@ pub struct Modulus {
     pub p: u32,
     /// floor(2^64 / p), for Barrett reduction of any `u64`.
     pub barrett: u64,
-    /// 2^32 mod p, to fold a lazily accumulated `u64` back below 2^62.
+    /// 2^32 mod p, to fold a lazily accumulated `u64` back below 2^62 (checked per prime).
     pub two32: u64,
     /// 2^{64 j} mod p for j = 0..4, to reduce multi-limb integers.
     pub pow64: [u64; 4],
@@ -199,7 +212,8 @@ pub struct RnsContext {
 }
 
 impl RnsContext {
-    /// Builds the basis for ring degree `n` over `primes` (each prime, < 2^30, ≡ 1 mod 2n).
+    /// Builds the basis for ring degree `n` over `primes` (each prime < 2^31, ≡ 1 mod 2n, with
+    /// 2^32 mod p small enough for [`LAZY_TERMS`] lazy products).
     pub fn new(n: usize, primes: &[u32]) -> Result<RnsContext> {
         if primes.is_empty() || primes.len() > 8 {
             return Err(Error::InvalidArgument(format!(
@@ -210,9 +224,15 @@ impl RnsContext {
         let mut moduli = Vec::new();
         let mut plans = Vec::new();
         for (i, &p) in primes.iter().enumerate() {
-            if p >= 1 << 30 || !is_prime_u32(p) || (p as u64 - 1) % (2 * n as u64) != 0 {
+            if p >= PRIME_BOUND || !is_prime_u32(p) || (p as u64 - 1) % (2 * n as u64) != 0 {
                 return Err(Error::InvalidArgument(format!(
-                    "{p} is not a prime below 2^30 congruent to 1 mod 2N"
+                    "{p} is not a prime below 2^31 congruent to 1 mod 2N"
+                )));
+            }
+            if !lazy_accumulation_fits(p) {
+                return Err(Error::InvalidArgument(format!(
+                    "{p}: {LAZY_TERMS} lazy products plus a fold overflow a u64 (2^32 mod p = {})",
+                    (1u64 << 32) % p as u64
                 )));
             }
             if primes[..i].contains(&p) {
@@ -296,8 +316,9 @@ impl RnsContext {
     ///
     /// With y_i = c_i·(q/p_i)^{-1} mod p_i, c = Σ y_i·q/p_i − κq, hence
     /// c·2^b/q ≡ Σ y_i·2^b/p_i (mod 2^b); the sum is computed in 128-bit fixed point with
-    /// θ_i = ⌊2^128/p_i⌋, whose total error is below L·2^30 units of 2^{b−128} (< 2^{-60} for
-    /// b ≤ 96 and L ≤ 8), far under the switching noise budget.
+    /// θ_i = ⌊2^128/p_i⌋, whose total error is below L·2^31 units of 2^{b−128} (below 2^-18
+    /// units of the result for the response widths b ≤ 76 and L ≤ 8), far under the switching
+    /// noise budget.
     #[inline]
     pub fn switch_to_pow2(&self, residues: impl Iterator<Item = u32>, bits: u32) -> u128 {
         debug_assert!(bits <= 96);
@@ -365,7 +386,7 @@ impl SmallCrt {
         let mut acc = 0u128;
         for ((m, &(qhat, inv)), &c) in self.moduli.iter().zip(&self.terms).zip(residues) {
             let y = m.mul(c, inv) as u128;
-            acc += y * qhat; // < 2^30 · 2^94 each, at most 4 terms: no overflow
+            acc += y * qhat; // < 2^31 · 2^93 each, at most 4 terms: no overflow
             if acc >= self.big_q {
                 acc -= self.big_q * (acc / self.big_q);
             }
@@ -387,11 +408,12 @@ mod tests {
         let ps = ntt_primes(8192, 7).unwrap();
         assert_eq!(ps.len(), 7);
         for &p in &ps {
-            assert!(is_prime_u32(p) && p < 1 << 30 && (p - 1) % 16384 == 0);
+            assert!(is_prime_u32(p) && p < PRIME_BOUND && (p - 1) % 16384 == 0);
+            assert!(lazy_accumulation_fits(p), "{p}");
         }
         assert!(!is_prime_u32(1 << 30) && is_prime_u32(998244353) && !is_prime_u32(561));
         // Pinned: a change of search or NTT crate must not silently change the basis.
-        assert_eq!(ps[0], 1073692673);
+        assert_eq!(ps[0], 2147352577);
     }
 
     #[test]

@@ -51,15 +51,15 @@ pub fn ternary(n: usize, rng: &mut (impl RngCore + ?Sized)) -> Vec<i64> {
     out
 }
 
-/// Fills `out` with uniform residues mod p by rejection on 30-bit draws.
+/// Fills `out` with uniform residues mod p by rejection on 31-bit draws.
 pub fn uniform_mod(p: u32, out: &mut [u32], rng: &mut (impl RngCore + ?Sized)) {
-    debug_assert!(p <= 1 << 30);
+    debug_assert!(p <= crate::rns::PRIME_BOUND);
     let mut buf = [0u32; 256];
     let mut filled = 0;
     while filled < out.len() {
         rng.fill_bytes(bytemuck::cast_slice_mut(&mut buf));
         for &w in &buf {
-            let v = w & ((1 << 30) - 1);
+            let v = w & (crate::rns::PRIME_BOUND - 1);
             if v < p && filled < out.len() {
                 out[filled] = v;
                 filled += 1;

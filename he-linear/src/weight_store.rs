@@ -22,7 +22,7 @@ pub const HEADER_BYTES: usize = 96;
 pub struct LayerHeader {
     /// Parameter fingerprint.
     pub fingerprint: [u8; 8],
-    /// Digest of (parameters, server key, weights).
+    /// The server's keyed cache id of (parameters, server key, weights).
     pub digest: [u8; 32],
     /// Rows of W (inner dimension).
     pub m: usize,
@@ -266,7 +266,7 @@ impl EncryptedLayer {
 pub struct CachedLayer {
     /// The layer file.
     pub path: PathBuf,
-    /// Digest of (parameters, server key, weights).
+    /// The server's keyed cache id of (parameters, server key, weights).
     pub digest: [u8; 32],
 }
 

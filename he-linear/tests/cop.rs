@@ -296,3 +296,70 @@ fn client_refuses_shape_mismatch_and_oversized_products() {
     assert!(matches!(r2, Err(Error::InvalidArgument(_))));
     let _ = params;
 }
+
+/// Issue 16, item 1: the cache id the client receives is keyed with the server's secret, so it
+/// neither equals the unkeyed hash of (parameters, key, W) that anyone holding W can compute
+/// nor relates between two server keys; the same holds for the embedding table's id.
+#[test]
+fn cache_ids_are_keyed_by_the_server_secret() {
+    use he_linear::embedding::{self, EmbeddingLayout};
+    let params = HeParams::default_params().unwrap();
+    let w = random_matrix(3, 5, 21);
+    let mut rng = AesPrg::new(Seed([23; 16]));
+    let (sk1, sk2) = (
+        SecretKey::generate(&params, &mut rng),
+        SecretKey::generate(&params, &mut rng),
+    );
+    let pk1 = PublicKey::generate(&params, &sk1, &mut rng);
+    let pk2 = PublicKey::generate(&params, &sk2, &mut rng);
+    let differing_bits = |a: &[u8; 32], b: &[u8; 32]| -> u32 {
+        a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+    };
+    // Unrelated ids: about half of the 256 bits differ (outside 64..=192: probability < 2^-40).
+    let id1 = cop::layer_digest(&params, &sk1, &pk1, &w);
+    for other in [
+        cop::layer_digest(&params, &sk2, &pk2, &w),
+        cop::layer_digest(&params, &sk2, &pk1, &w),
+    ] {
+        let d = differing_bits(&id1, &other);
+        assert!((64..=192).contains(&d), "{d} bits differ");
+    }
+    let layout = EmbeddingLayout::densest(&params, 40, 7).unwrap();
+    let table: Vec<u64> = random_matrix(40, 7, 22).data().to_vec();
+    let t1 = embedding::table_digest(&params, &sk1, &pk1, &layout, &table);
+    let t2 = embedding::table_digest(&params, &sk2, &pk2, &layout, &table);
+    assert!((64..=192).contains(&differing_bits(&t1, &t2)));
+    // What the client receives is the keyed id, not a hash it could recompute from a guess of W.
+    let unkeyed = |tag: &[u8], pk: &PublicKey| {
+        let mut h = blake3::Hasher::new();
+        h.update(tag);
+        h.update(&params.fingerprint());
+        h.update(&pk.digest());
+        h.update(&3u64.to_le_bytes());
+        h.update(&5u64.to_le_bytes());
+        h.update(bytemuck::cast_slice(w.data()));
+        *h.finalize().as_bytes()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (sp, cp, w2, cache) = (
+        params.clone(),
+        params.clone(),
+        w.clone(),
+        dir.path().to_path_buf(),
+    );
+    let (pk_sent, seen) = (pk1.clone(), pk1.clone());
+    let ((), received) = run_pair(
+        move |ch: &mut Channel| {
+            pk_sent.send(ch, &sp).unwrap();
+            cop::server_setup(ch, &sp, &sk1, &pk_sent, &w2).unwrap();
+        },
+        move |ch: &mut Channel| {
+            PublicKey::recv(ch, &cp).unwrap();
+            cop::client_setup(ch, &cp, &cache, "layer").unwrap().digest
+        },
+    );
+    assert_eq!(received, id1);
+    for tag in [&b"cop layer v1"[..], b"cop layer v2"] {
+        assert_ne!(received, unkeyed(tag, &seen));
+    }
+}

@@ -5,7 +5,7 @@ use super::EmbeddingMode;
 use he_linear::embedding::{self, EmbeddingLayout};
 use he_linear::params::HeParams;
 use he_linear::weight_store;
-use mpc_core::{Error, Result, Seed};
+use mpc_core::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Refuses, before any weight is sent, a setup whose cache cannot fit in `cache_dir`: the
@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 /// as in BERT-base and -large, need exactly that) and the private embedding table; entries
 /// already in the directory may be reused, so the check is need ≤ free space + their size and
 /// never refuses a setup that could succeed. (`write_cache_file` still checks each file.)
-pub(crate) fn check_cache_room(params: &HeParams, public: &PublicModel, cache_dir: &Path) -> Result<()> {
+pub(crate) fn check_cache_room(
+    params: &HeParams,
+    public: &PublicModel,
+    cache_dir: &Path,
+) -> Result<()> {
     let c = &public.config;
     let d = c.hidden_size;
     let rows_per_layer = [d, d, d, c.intermediate_size];
@@ -54,32 +58,6 @@ pub(crate) fn check_cache_room(params: &HeParams, public: &PublicModel, cache_di
         )));
     }
     Ok(())
-}
-/// The server's key seed in `path` (16 bytes, created with a fresh random seed and mode 0600
-/// when absent). It is the server's long-term secret: whoever reads it decrypts every
-/// response, so it never leaves the server's side.
-pub fn load_or_create_key_seed(path: &Path) -> Result<Seed> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let seed: [u8; 16] = bytes.as_slice().try_into().map_err(|_| {
-                Error::Malformed(format!("{}: a key seed is 16 bytes", path.display()))
-            })?;
-            Ok(Seed(seed))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let seed = Seed::random();
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-            std::io::Write::write_all(&mut opts.open(path)?, &seed.0)?;
-            Ok(seed)
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Where a model's encrypted weights are cached by default.

@@ -60,12 +60,23 @@ pub(crate) fn run(
 
 /// LayerNorm's normalisation; its two row products on HE with the attention products' keys
 /// when those pack outputs, else on COTs.
-fn layernorm(sess: &mut Session, public: &PublicModel, he: &HeKeys<'_>, x: &SharedTensor) -> Result<SharedTensor> {
+fn layernorm(
+    sess: &mut Session,
+    public: &PublicModel,
+    he: &HeKeys<'_>,
+    x: &SharedTensor,
+) -> Result<SharedTensor> {
     let backend = match public.attention {
         AttentionMode::Packed => RowProductBackend::He(he),
         AttentionMode::Unpacked => RowProductBackend::Ot,
     };
-    normalize(sess, Norm::LayerNorm, x, public.config.layer_norm_eps, backend)
+    normalize(
+        sess,
+        Norm::LayerNorm,
+        x,
+        public.config.layer_norm_eps,
+        backend,
+    )
 }
 
 /// One encoder layer on the normalised input ŷ (the previous LayerNorm's, its affine folded
@@ -83,31 +94,63 @@ fn layer(
     let tag = |comp: Component| comp.in_layer(l);
     let server = role.party() == Party::Server;
     // [h | Q | K | V]: the residual branch and the fused projections.
-    let hqkv = sess.scope(&tag(Component::LinearQkv), |s| role.linear(s, he, l, Weights::Qkv, y))?;
+    let hqkv = sess.scope(&tag(Component::LinearQkv), |s| {
+        role.linear(s, he, l, Weights::Qkv, y)
+    })?;
     let (h, qkv) = hqkv.split_columns(d)?;
     let (q, kv) = qkv.split_columns(d)?;
     let (k, v) = kv.split_columns(d)?;
     let set = &public.approx;
     let bps = server.then(|| exp_breakpoints(set, l));
     let mask = Mask::Padding(role.mask());
-    let shape = AttentionShape { queries: n, keys: n, heads, kv_heads: heads, head_dim: d / heads };
-    let ctx = attention(sess, he, set, l, bps.as_deref(), shape, (&q, &k, &v), mask, &tag)?;
-    let a = sess.scope(&tag(Component::LinearO), |s| role.linear(s, he, l, Weights::O, &ctx))?;
+    let shape = AttentionShape {
+        queries: n,
+        keys: n,
+        heads,
+        kv_heads: heads,
+        head_dim: d / heads,
+    };
+    let ctx = attention(
+        sess,
+        he,
+        set,
+        l,
+        bps.as_deref(),
+        shape,
+        (&q, &k, &v),
+        mask,
+        &tag,
+    )?;
+    let a = sess.scope(&tag(Component::LinearO), |s| {
+        role.linear(s, he, l, Weights::O, &ctx)
+    })?;
     let a = a.add(&h)?;
-    let y1 = sess.scope(&tag(Component::NormAttention), |s| layernorm(s, public, he, &a))?;
-    let aup = sess.scope(&tag(Component::LinearH1), |s| role.linear(s, he, l, Weights::H1, &y1))?;
+    let y1 = sess.scope(&tag(Component::NormAttention), |s| {
+        layernorm(s, public, he, &a)
+    })?;
+    let aup = sess.scope(&tag(Component::LinearH1), |s| {
+        role.linear(s, he, l, Weights::H1, &y1)
+    })?;
     let (a_res, up) = aup.split_columns(d)?;
     let act = sess.scope(&tag(Component::Activation), |s| {
         let table = &set.layer(l).gelu;
         piecewise(s, Piecewise::for_party(s, table, &set.plan.gelu), &up)
     })?;
-    let out = sess.scope(&tag(Component::LinearH2), |s| role.linear(s, he, l, Weights::H2, &act))?;
+    let out = sess.scope(&tag(Component::LinearH2), |s| {
+        role.linear(s, he, l, Weights::H2, &act)
+    })?;
     let out = out.add(&a_res)?;
     sess.scope(&tag(Component::NormFfn), |s| layernorm(s, public, he, &out))
 }
 
 /// Per-token logits, the client's mask, the sum over tokens revealed to the client.
-fn head(role: &dyn Role, sess: &mut Session, public: &PublicModel, he: &HeKeys<'_>, h: &SharedTensor) -> Result<Vec<u64>> {
+fn head(
+    role: &dyn Role,
+    sess: &mut Session,
+    public: &PublicModel,
+    he: &HeKeys<'_>,
+    h: &SharedTensor,
+) -> Result<Vec<u64>> {
     let (n, classes) = (public.seq_len, public.classes);
     let z = role.head(sess, he, h)?;
     // The mask is the client's input: its bit shares are the mask, the server's are 0.
@@ -128,7 +171,11 @@ fn head(role: &dyn Role, sess: &mut Session, public: &PublicModel, he: &HeKeys<'
         }
         Party::Client => {
             let theirs = sess.ch.recv_u64s(classes)?;
-            Ok(sums.iter().zip(&theirs).map(|(&a, &b)| R.add(a, b)).collect())
+            Ok(sums
+                .iter()
+                .zip(&theirs)
+                .map(|(&a, &b)| R.add(a, b))
+                .collect())
         }
     }
 }

@@ -30,7 +30,10 @@ pub fn layer_weights(fixed: &FixedBert) -> Result<Vec<[ServerLinear; 4]>> {
         .iter()
         .map(|l| {
             let plain = |lin: &FixedLinear| {
-                ServerLinear::new(RingMatrix::new(lin.inputs, lin.outputs, lin.w.clone())?, lin.b.clone())
+                ServerLinear::new(
+                    RingMatrix::new(lin.inputs, lin.outputs, lin.w.clone())?,
+                    lin.b.clone(),
+                )
             };
             let (qkv, qkv_b) = with_residual(&l.input_affine, &l.qkv)?;
             let (h1, h1_b) = with_residual(&l.ffn_affine, &l.ffn_up)?;
@@ -45,7 +48,10 @@ pub fn layer_weights(fixed: &FixedBert) -> Result<Vec<[ServerLinear; 4]>> {
 }
 
 /// `[diag(γ) | W]` and `[β | b]`: one COP yields the residual branch and the layer.
-pub(crate) fn with_residual(affine: &FixedAffine, lin: &FixedLinear) -> Result<(RingMatrix, Vec<u64>)> {
+pub(crate) fn with_residual(
+    affine: &FixedAffine,
+    lin: &FixedLinear,
+) -> Result<(RingMatrix, Vec<u64>)> {
     let (d, n) = (lin.inputs, lin.outputs);
     let mut w = Vec::with_capacity(d * (d + n));
     for i in 0..d {
@@ -84,4 +90,3 @@ pub fn fold_head(fixed: &FixedBert, head: &Head) -> Result<(RingMatrix, Vec<u64>
         .map_err(ctx)?;
     Ok((RingMatrix::new(d, classes, w)?, b))
 }
-

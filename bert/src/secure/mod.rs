@@ -52,7 +52,7 @@ pub mod public;
 pub mod reference;
 pub mod server;
 
-pub use cache::{default_cache_dir, load_or_create_key_seed};
+pub use cache::default_cache_dir;
 pub use client::Client;
 pub use public::{Head, PublicModel};
 pub use reference::{fixed_reference, float_reference, FIXED_LOGIT_BOUND};
@@ -131,6 +131,12 @@ pub fn pad(ids: &[u32], len: usize, vocab: usize) -> Result<(Vec<u32>, Vec<bool>
     if ids.is_empty() {
         return Err(Error::Shape("an empty token sequence".into()));
     }
+    if len == 0 || len > crate::config::limits::POSITIONS {
+        return Err(Error::Shape(format!(
+            "sequence length {len} outside 1..={}",
+            crate::config::limits::POSITIONS
+        )));
+    }
     if let Some(id) = ids.iter().find(|&&id| id as usize >= vocab) {
         return Err(Error::OutOfRange(format!(
             "token id {id} outside the vocabulary of {vocab}"
@@ -142,4 +148,3 @@ pub fn pad(ids: &[u32], len: usize, vocab: usize) -> Result<(Vec<u32>, Vec<bool>
     let mask = (0..len).map(|t| t < real).collect();
     Ok((out, mask))
 }
-

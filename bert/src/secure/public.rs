@@ -38,6 +38,7 @@ impl PublicModel {
         if self.classes == 0 || self.classes > 1024 {
             return Err(Error::Shape(format!("{} head outputs", self.classes)));
         }
+        crate::reveals::check(self)?;
         if redacted {
             self.approx.validate_redacted(c.num_hidden_layers)
         } else {
@@ -81,8 +82,9 @@ impl Head {
 }
 
 /// The set as the client receives it: the breakpoints are the server's inputs to the
-/// comparisons (it subtracts them from its share) and are replaced by placeholders; the
-/// coefficients and plans are public (docs/security.md).
+/// comparisons (it subtracts them from its share) and are replaced by placeholders, as is
+/// PUMA's exp lower bound; the coefficients and plans are public (docs/security.md says what
+/// the coefficients reveal about the breakpoints).
 pub(crate) fn redact_breakpoints(set: &ApproxSet) -> ApproxSet {
     let placeholder = |b: &mut Vec<f64>| {
         for (i, v) in b.iter_mut().enumerate() {
@@ -92,10 +94,10 @@ pub(crate) fn redact_breakpoints(set: &ApproxSet) -> ApproxSet {
     let mut out = set.clone();
     for t in &mut out.layers {
         placeholder(&mut t.gelu.breakpoints);
-        if let ot_nonlinear::approx::ExpMethod::Piecewise(pw) = &mut t.exp {
-            placeholder(&mut pw.breakpoints);
+        match &mut t.exp {
+            ot_nonlinear::approx::ExpMethod::Piecewise(pw) => placeholder(&mut pw.breakpoints),
+            ot_nonlinear::approx::ExpMethod::Squaring { lower, .. } => *lower = -1.0,
         }
     }
     out
 }
-

@@ -59,4 +59,3 @@ pub(crate) fn logits_from_sums(sums: &[u64], mask: &[bool]) -> Vec<f64> {
 /// truncation carries (one unit at 2^-18 per truncation) through ≤ 24 layers, and comparisons
 /// that fall on the other side of a breakpoint within their resolution.
 pub const FIXED_LOGIT_BOUND: f64 = 0.05;
-

@@ -46,7 +46,7 @@ impl Server {
     /// Encodes the model (the same encoding as the fixed-point reference); the HE keys come
     /// from `key_seed` (the server's secret: the same seed gives the same keys, so a client's
     /// cache of encrypted weights stays valid across runs — see
-    /// [`super::load_or_create_key_seed`]).
+    /// [`he_linear::key_file::load_or_create_key_seed`]).
     pub fn new(
         fixed: &FixedBert,
         head: &Head,
@@ -110,32 +110,33 @@ impl Server {
         let public = &self.public;
         let (layers, head, emb) = (&self.layers, &self.head, &self.embedding);
         let tables = [emb.table(), &self.position[..], &self.token_type[..]];
-        let (client_pk, client_galois) = sess.scope(Component::Setup.label(), |s| -> Result<_> {
-            let ch = &mut s.ch;
-            ch.send_msg(&PublicModel {
-                approx: redact_breakpoints(&public.approx),
-                ..public.clone()
-            })?;
-            pk.send(ch, params)?;
-            let client_pk = PublicKey::recv(ch, params)?;
-            let client_galois = GaloisKeys::exchange(ch, pp, galois, true)?;
-            for layer in layers {
-                for w in layer {
-                    w.setup(ch, params, sk, pk)?;
-                }
-            }
-            head.setup(ch, params, sk, pk)?;
-            match public.embedding {
-                EmbeddingMode::Server => emb.setup(ch, params, sk, pk)?,
-                EmbeddingMode::Client => {
-                    for t in tables {
-                        ch.send_u64s(t)?;
+        let (client_pk, client_galois) =
+            sess.scope(Component::Setup.label(), |s| -> Result<_> {
+                let ch = &mut s.ch;
+                ch.send_msg(&PublicModel {
+                    approx: redact_breakpoints(&public.approx),
+                    ..public.clone()
+                })?;
+                pk.send(ch, params)?;
+                let client_pk = PublicKey::recv(ch, params)?;
+                let client_galois = GaloisKeys::exchange(ch, pp, galois, true)?;
+                for layer in layers {
+                    for w in layer {
+                        w.setup(ch, params, sk, pk)?;
                     }
                 }
-            }
-            ch.flush()?;
-            Ok((client_pk, client_galois))
-        })?;
+                head.setup(ch, params, sk, pk)?;
+                match public.embedding {
+                    EmbeddingMode::Server => emb.setup(ch, params, sk, pk)?,
+                    EmbeddingMode::Client => {
+                        for t in tables {
+                            ch.send_u64s(t)?;
+                        }
+                    }
+                }
+                ch.flush()?;
+                Ok((client_pk, client_galois))
+            })?;
         self.client_pk = Some(client_pk);
         self.client_galois = client_galois;
         Ok(())
@@ -193,7 +194,10 @@ impl Role for Server {
                 }
                 SharedTensor::matrix(n, d, nn::cast::LINEAR, data)
             }
-            EmbeddingMode::Client => Ok(SharedTensor::zeros(nn::Shape::matrix(n, d), nn::cast::LINEAR)),
+            EmbeddingMode::Client => Ok(SharedTensor::zeros(
+                nn::Shape::matrix(n, d),
+                nn::cast::LINEAR,
+            )),
         }
     }
 

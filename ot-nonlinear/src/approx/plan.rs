@@ -127,6 +127,35 @@ impl SoftmaxPlan {
         }
     }
 
+    /// Checks what the protocol relies on before building rings or shifting: every ring in
+    /// 2..=64 bits, the max tree's dropped and kept bits within 64, fraction bits at most the
+    /// linear format's 18, e_frac + r_frac ≥ 18 (the final truncation is non-negative),
+    /// s_frac + r_frac below the reciprocal's ring and e_frac + r_frac below the product's,
+    /// a finite mask offset in (0, 2^20). A plan received from the peer is refused otherwise.
+    pub fn validate(&self) -> Result<()> {
+        let ring = |b: u32| (2..=64).contains(&b);
+        let ok = self.mask_offset.is_finite()
+            && self.mask_offset > 0.0
+            && self.mask_offset < (1u64 << 20) as f64
+            && ring(self.max_keep)
+            && self.max_drop < 64
+            && self.max_drop + self.max_keep <= 64
+            && ring(self.recip_bits)
+            && ring(self.prod_bits)
+            && self.s_frac <= LIN_FRAC
+            && self.e_frac <= LIN_FRAC
+            && self.r_frac <= 64
+            && self.e_frac + self.r_frac >= LIN_FRAC
+            && self.s_frac + self.r_frac < self.recip_bits
+            && self.e_frac + self.r_frac < self.prod_bits;
+        if !ok {
+            return Err(Error::Malformed(format!(
+                "softmax plan {self:?}: ring or fraction-bit counts out of range"
+            )));
+        }
+        Ok(())
+    }
+
     /// The reciprocal's ranges: (lower bound of s, index shift = 18 − log2(1/step), index
     /// bits). s below 4 (and up to 5, the comparison's slack) on a 1/32 grid of [0, 8); [4, 31)
     /// (up to 32) on a 1/4 grid of [0, 32); [31, 256) on a grid of 2: every cell's midpoint is

@@ -206,9 +206,10 @@ impl ApproxSet {
         &self.layers[l.min(self.layers.len() - 1)]
     }
 
-    /// Checks the tables: a usable format (9 ≤ f, 2f < ℓ, at most 18 bits, ring ≤ 64), one or
-    /// `num_layers` entries, every table valid in the format and its plan (every piece's powers
-    /// and values fit the plan's rings on its interval).
+    /// Checks the tables: a usable format (9 ≤ f, 2f < ℓ, at most 18 bits, ring ≤ 64), a valid
+    /// softmax plan ([`SoftmaxPlan::validate`](super::plan::SoftmaxPlan::validate)), one or `num_layers` entries, every table valid
+    /// in the format and its plan (every piece's powers and values fit the plan's rings on its
+    /// interval).
     pub fn validate(&self, num_layers: usize) -> Result<()> {
         self.check(num_layers, true)
     }
@@ -237,6 +238,7 @@ impl ApproxSet {
                 self.layers.len()
             )));
         }
+        self.plan.softmax.validate()?;
         for (l, t) in self.layers.iter().enumerate() {
             let ctx = |e: Error| Error::Malformed(format!("set `{}` layer {l}: {e}", self.name));
             let against = |plan: &PiecewisePlan, pw: &PiecewisePoly| {
@@ -330,6 +332,75 @@ impl TablesFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16, item 4: a peer's set whose softmax plan would make a ring constructor or a
+    /// shift fail is refused by both checks (the client only has the redacted one).
+    #[test]
+    fn hostile_softmax_plans_are_refused() {
+        use super::super::plan::SoftmaxPlan;
+        let good = SoftmaxPlan::standard();
+        good.validate().unwrap();
+        for bad in [
+            SoftmaxPlan {
+                max_drop: 64,
+                ..good
+            },
+            SoftmaxPlan {
+                max_drop: 60,
+                ..good
+            },
+            SoftmaxPlan {
+                max_keep: 0,
+                ..good
+            },
+            SoftmaxPlan {
+                max_keep: 65,
+                ..good
+            },
+            SoftmaxPlan {
+                recip_bits: 1,
+                ..good
+            },
+            SoftmaxPlan {
+                recip_bits: 200,
+                ..good
+            },
+            SoftmaxPlan {
+                prod_bits: 0,
+                ..good
+            },
+            SoftmaxPlan { s_frac: 19, ..good },
+            SoftmaxPlan {
+                e_frac: 1,
+                r_frac: 1,
+                ..good
+            },
+            SoftmaxPlan { r_frac: 40, ..good },
+            SoftmaxPlan {
+                r_frac: u32::MAX,
+                ..good
+            },
+            SoftmaxPlan {
+                mask_offset: f64::NAN,
+                ..good
+            },
+            SoftmaxPlan {
+                mask_offset: 1e300,
+                ..good
+            },
+        ] {
+            let mut set = ApproxSet::nimbus();
+            set.plan.softmax = bad;
+            assert!(
+                matches!(set.validate(1), Err(Error::Malformed(_))),
+                "{bad:?}"
+            );
+            assert!(
+                matches!(set.validate_redacted(1), Err(Error::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn named_sets_are_valid_and_close_to_the_functions() {

@@ -1,0 +1,143 @@
+//! How many HE coefficients one secure inference reveals to each key holder, counted from the
+//! public plan, and the check that the floods cover them all (`docs/security.md`, "Statistical
+//! security per inference").
+//!
+//! The floods of both parameter sets are sized for one budget of
+//! [`HeParams::max_revealed`] coefficients decrypted under one key in one inference
+//! (`he_linear::params`); a plan that reveals more would fall below 40 bits of statistical
+//! security, so [`check`] refuses it before setup. Per layer, with n tokens, hidden size d,
+//! h heads and feed-forward width f:
+//!
+//! * **server's key** (the client seals, the server decrypts): the COP outputs
+//!   n·(4d + d + (d + f) + d) (QKV with the residual block, output projection, FFN up with the
+//!   residual block, FFN down); one cross term of every secret × secret product: QKᵀ h·n²,
+//!   E·V n·d, the normalisation diag(r)·(E·V) n·d, and with packed attention LayerNorm's
+//!   row-scalar product n·d twice. Once per inference: the embedding lookup n·d (private
+//!   embedding) and the head n·classes.
+//! * **client's key**: the other cross term of the same products, and with packed attention
+//!   LayerNorm's square sums, whose whole n × n product per column chunk
+//!   (⌈d / terms⌉ chunks) the client decrypts, twice per layer.
+use crate::secure::{AttentionMode, EmbeddingMode, PublicModel};
+use he_linear::params::HeParams;
+use mpc_core::{Error, Result};
+
+/// Coefficients revealed under each party's key in one inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reveals {
+    /// Decrypted by the server (COP, embedding, head, its cross terms).
+    pub server_key: u64,
+    /// Decrypted by the client (its cross terms, LayerNorm's square sums).
+    pub client_key: u64,
+}
+
+impl Reveals {
+    /// The larger of the two: what one budget must cover.
+    pub fn max(&self) -> u64 {
+        self.server_key.max(self.client_key)
+    }
+}
+
+/// The counts of one inference of `public` (module docs); `None` if they overflow a `u64`.
+/// `products` are the attention products' parameters (their terms per coefficient set the
+/// square sums' chunks).
+pub fn per_inference(public: &PublicModel, products: &HeParams) -> Option<Reveals> {
+    let c = &public.config;
+    let to = |v: usize| u64::try_from(v).ok();
+    let (n, d, f, h) = (
+        to(public.seq_len)?,
+        to(c.hidden_size)?,
+        to(c.intermediate_size)?,
+        to(c.num_attention_heads)?,
+    );
+    let layers = to(c.num_hidden_layers)?;
+    let nd = n.checked_mul(d)?;
+    let cop_widths = d.checked_mul(7)?.checked_add(f)?;
+    let cop = n.checked_mul(cop_widths)?;
+    let attention = h
+        .checked_mul(n.checked_mul(n)?)?
+        .checked_add(nd.checked_mul(2)?)?;
+    let packed = public.attention == AttentionMode::Packed;
+    let layernorm_scalar = if packed { nd.checked_mul(2)? } else { 0 };
+    let chunks = d.div_ceil(products.max_terms().max(1));
+    let square_sums = if packed {
+        n.checked_mul(n)?.checked_mul(chunks)?.checked_mul(2)?
+    } else {
+        0
+    };
+    let server_layer = cop.checked_add(attention)?.checked_add(layernorm_scalar)?;
+    let client_layer = attention
+        .checked_add(layernorm_scalar)?
+        .checked_add(square_sums)?;
+    let embedding = if public.embedding == EmbeddingMode::Server {
+        nd
+    } else {
+        0
+    };
+    let head = n.checked_mul(to(public.classes)?)?;
+    Some(Reveals {
+        server_key: server_layer
+            .checked_mul(layers)?
+            .checked_add(embedding)?
+            .checked_add(head)?,
+        client_key: client_layer.checked_mul(layers)?,
+    })
+}
+
+/// Refuses a plan that reveals more coefficients under one key in one inference than the
+/// floods of the linear layers' and the products' parameters cover.
+pub fn check(public: &PublicModel) -> Result<()> {
+    let linear = HeParams::default_params()?;
+    let products = HeParams::packed_products()?;
+    let what = format!(
+        "a {}-layer model of hidden size {} at {} tokens",
+        public.config.num_hidden_layers, public.config.hidden_size, public.seq_len
+    );
+    let reveals = per_inference(public, &products)
+        .ok_or_else(|| Error::Shape(format!("{what}: the revealed-coefficient count overflows")))?;
+    for params in [&linear, &products] {
+        params.check_inference_reveals(reveals.max(), &what)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BertConfig;
+    use ot_nonlinear::approx::ApproxSet;
+
+    fn model(config: BertConfig, seq_len: usize) -> PublicModel {
+        PublicModel {
+            config,
+            seq_len,
+            classes: 2,
+            embedding: EmbeddingMode::Server,
+            attention: AttentionMode::Packed,
+            approx: ApproxSet::nimbus(),
+        }
+    }
+
+    #[test]
+    fn bert_base_fits_the_per_inference_budget_and_bert_large_at_512_does_not() {
+        let products = HeParams::packed_products().unwrap();
+        let base = per_inference(&model(BertConfig::bert_base(), 128), &products).unwrap();
+        // COP 12·128·8448 + embedding 128·768 + head 256 + products 12·(12·128² + 4·128·768).
+        assert_eq!(base.server_key, 12_976_128 + 98_304 + 256 + 12 * 589_824);
+        assert_eq!(base.client_key, 12 * (393_216 + 196_608 + 2 * 2 * 16_384));
+        println!(
+            "bert-base at 128 tokens: 2^{:.2} (server key), 2^{:.2} (client key)",
+            (base.server_key as f64).log2(),
+            (base.client_key as f64).log2()
+        );
+        for (config, n) in [
+            (BertConfig::bert_base(), 128),
+            (BertConfig::bert_base(), 512),
+            (BertConfig::bert_large(), 128),
+            (BertConfig::bert_tiny(), 128),
+        ] {
+            check(&model(config.clone(), n)).unwrap_or_else(|e| panic!("{config:?} {n}: {e}"));
+        }
+        let e = check(&model(BertConfig::bert_large(), 512)).unwrap_err();
+        assert!(matches!(e, Error::InsecureParams(_)), "{e}");
+    }
+}
