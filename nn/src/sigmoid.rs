@@ -15,12 +15,13 @@
 //! The constants were fitted by a minimax search on [−8, 8]. pl3 and pl5 are continuous up to
 //! 0.003; the cubic jumps by 0.04 at its clip points.
 //!
-//! Plan ([`SIGMOID_PLAN`]): comparisons at 1/256 on Z_2^22 (valid for |x| < 4096); the pieces
-//! in Z_2^64 with u at 12 fraction bits (so u³ fits for |x| < 6500, which the plan's check
-//! needs because the constant-1 piece is a polynomial piece too); coefficients at 18 bits;
-//! the pieces summed in Z_2^24 (a free down-cast), then one up-cast to Z_2^64.
+//! Plan ([`SIGMOID_PLAN`]): comparisons at 1/256 on Z_2^20 (valid for |x| < 1024); u at 12
+//! fraction bits in Z_2^58 (a free down-cast of the input, and u³ fits for |x| < 1625, which
+//! the plan's check needs because the constant-1 piece is a polynomial piece too);
+//! coefficients at 18 bits; the pieces summed in Z_2^24 (a free down-cast), then one up-cast
+//! to Z_2^64.
 //!
-//! Inputs must satisfy |x| < 4096 (18 fraction bits); callers bound their logits.
+//! Inputs must satisfy |x| < 1024 (18 fraction bits); callers bound their logits.
 //! Who sends what: only what [`piecewise`] sends (the comparisons' millionaire messages, the
 //! products', multiplexers' and truncations' COT messages). The breakpoints are public here
 //! (the server passes them because the protocol keeps them on its side).
@@ -41,10 +42,10 @@ use ot_nonlinear::mpc::{Cost, CotDemand, Session};
 
 /// The evaluation plan shared by the three approximations.
 pub const SIGMOID_PLAN: PiecewisePlan = PiecewisePlan {
-    range: [-4096.0, 4096.0],
+    range: [-1024.0, 1024.0],
     cmp_frac: 8,
-    cmp_bits: 22,
-    poly_bits: 64,
+    cmp_bits: 20,
+    poly_bits: 58,
     poly_frac: 12,
     coef_frac: 18,
     out_bits: 24,
@@ -168,7 +169,7 @@ pub fn sigmoid_fixed(approx: SigmoidApprox, x: u64) -> u64 {
     eval_piecewise(&approx.table(), &SIGMOID_PLAN, x)
 }
 
-/// Shares of σ̃(x) (Z_2^64, 18 fraction bits) for shares `x` (same format, |x| < 4096), all
+/// Shares of σ̃(x) (Z_2^64, 18 fraction bits) for shares `x` (same format, |x| < 1024), all
 /// comparisons of the batch in one flight. Label `sigmoid` (with `piecewise` inside).
 pub fn sigmoid(sess: &mut Session, approx: SigmoidApprox, x: &[u64]) -> Result<Vec<u64>> {
     let table = approx.table();

@@ -35,7 +35,7 @@ pub trait Arith {
     fn rsqrt(&mut self, v: &[u64]) -> Result<Vec<u64>>;
     /// 1/x (18 fraction bits in and out; 2^-18 ≤ x < 2^18).
     fn reciprocal(&mut self, x: &[u64]) -> Result<Vec<u64>>;
-    /// σ̃(x) (18 fraction bits, |x| < 4096).
+    /// σ̃(x) (18 fraction bits, |x| < 1024).
     fn sigmoid(&mut self, approx: SigmoidApprox, x: &[u64]) -> Result<Vec<u64>>;
     /// Opens x to the holders `to` selects; `None` for a holder that does not learn it.
     fn reveal(&mut self, x: &[u64], to: Reveal) -> Result<Option<Vec<u64>>>;

@@ -81,16 +81,17 @@ impl Arith for SecureArith {
             Holder::A => Holder::B,
             Holder::B => Holder::A,
         };
-        let ch = &mut self.sess.ch;
-        if to.includes(peer) {
-            ch.send_u64s(x)?;
-        }
-        if !to.includes(me) {
-            ch.flush()?;
-            return Ok(None);
-        }
-        let theirs = ch.recv_u64s(x.len())?;
-        Ok(Some(RING.reconstruct_vec(x, &theirs)?))
+        self.sess.ch.scope("open", |ch| {
+            if to.includes(peer) {
+                ch.send_u64s(x)?;
+            }
+            if !to.includes(me) {
+                ch.flush()?;
+                return Ok(None);
+            }
+            let theirs = ch.recv_u64s(x.len())?;
+            Ok(Some(RING.reconstruct_vec(x, &theirs)?))
+        })
     }
 
     fn scope<R>(&mut self, label: &str, f: impl FnOnce(&mut Self) -> R) -> R {
@@ -117,8 +118,10 @@ pub struct HolderReport {
     pub setup: Stats,
     /// Each epoch.
     pub epochs: Vec<Stats>,
-    /// Opening the model.
+    /// Computing and opening the model.
     pub reveal: Stats,
+    /// Of which the opening itself (the shares sent to the holders that learn the model).
+    pub open: Stats,
     /// The Ferret setup (base OTs and the first extension).
     pub ot_setup: Stats,
 }
@@ -159,6 +162,7 @@ pub fn train_holder(
         setup: stats(&a.sess, "train/setup"),
         epochs,
         reveal: stats(&a.sess, "train/reveal"),
+        open: stats(&a.sess, "train/reveal/open"),
         ot_setup,
     })
 }
