@@ -10,6 +10,7 @@ use bert::fixed_model::FixedBert;
 use bert::secure::{self, AttentionMode, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights, FloatBert, Tokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
+use nn::label::{layer_of, Component as Label};
 use mpc_core::{Channel, Error, NetProfile, Party, Result, Stats};
 use ot_nonlinear::approx::ApproxSet;
 use ot_nonlinear::mpc::Session;
@@ -173,16 +174,16 @@ struct Measured {
     logits: Vec<f64>,
 }
 
-/// The component rows of the report, in print order, with the label suffixes they sum.
-const COMPONENTS: [(&str, &[&str]); 8] = [
-    ("Linear_qkv", &["linear_qkv"]),
-    ("Linear_o", &["linear_o"]),
-    ("Linear_h1", &["linear_h1"]),
-    ("Linear_h2", &["linear_h2"]),
-    ("Softmax", &["attention/softmax", "attention/normalize"]),
-    ("GELU", &["gelu"]),
-    ("QKᵀ&PV", &["attention/qk", "attention/pv"]),
-    ("LayerNorm", &["layernorm"]),
+/// The component rows of the report, in print order, with the labels they sum.
+const COMPONENTS: [(&str, &[Label]); 8] = [
+    ("Linear_qkv", &[Label::LinearQkv]),
+    ("Linear_o", &[Label::LinearO]),
+    ("Linear_h1", &[Label::LinearH1]),
+    ("Linear_h2", &[Label::LinearH2]),
+    ("Softmax", &[Label::AttentionSoftmax, Label::AttentionNormalize]),
+    ("GELU", &[Label::Activation]),
+    ("QKᵀ&PV", &[Label::AttentionQk, Label::AttentionPv]),
+    ("LayerNorm", &[Label::NormAttention, Label::NormFfn]),
 ];
 
 /// Nimbus's published per-block figures (REFERENCE.md): MB, rounds, LAN s, WAN s.
@@ -240,20 +241,18 @@ struct Report {
     max_abs_err_vs_float: f64,
 }
 
-/// Sums the stats of every `layerNN/<suffix>` label of layer `layer` (None: all layers).
-fn sum_layer(labels: &BTreeMap<String, Stats>, layer: Option<usize>, suffixes: &[&str]) -> Stats {
+/// Sums the stats of every `layerNN/<label>` of `components` in layer `layer` (None: all
+/// layers).
+fn sum_layer(labels: &BTreeMap<String, Stats>, layer: Option<usize>, components: &[Label]) -> Stats {
     let mut s = Stats::default();
     for (path, st) in labels {
-        let Some(rest) = path.strip_prefix("layer") else {
+        let Some((num, tail)) = layer_of(path) else {
             continue;
         };
-        let Some((num, tail)) = rest.split_once('/') else {
-            continue;
-        };
-        if layer.is_some_and(|l| num.parse::<usize>().ok() != Some(l)) {
+        if layer.is_some_and(|l| num != l) {
             continue;
         }
-        if suffixes.contains(&tail) {
+        if components.iter().any(|c| c.label() == tail) {
             s.accumulate(st);
         }
     }
@@ -453,7 +452,7 @@ fn build_report(
         .iter()
         .map(|(name, suffixes)| component(name, &sum_layer(&m.labels, None, suffixes)))
         .collect();
-    for name in ["embedding", "head"] {
+    for name in [Label::Embedding.label(), Label::Head.label()] {
         components.push(component(
             name,
             &m.labels.get(name).copied().unwrap_or_default(),

@@ -49,7 +49,7 @@
 //! Operations are rows of [`OPS`]: a name, the COTs to reserve, the plaintext input, the
 //! secure computation on one party's share, the mirror, the f64 function, the output ring and
 //! the tolerance. A new operation is one row and its functions.
-use bert::secure::HeRowProducts;
+use nn::norm::HeRowProducts;
 use he_linear::galois::GaloisKeys;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
@@ -377,7 +377,7 @@ const OPS: &[Op] = &[
             funcs::gelu(s, &spec, s.is_server().then_some(bps), x)
         },
         reference: |c, x| x.iter().map(|&v| fixed::gelu(&c.set, c.layer, v)).collect(),
-        exact: Some(|_, x| x.iter().map(|&v| bert::float_model::gelu_f64(v)).collect()),
+        exact: Some(|_, x| x.iter().map(|&v| ot_nonlinear::approx::fixed::gelu_exact(v)).collect()),
         out_ring: |_| Ring::R64,
         // Carries (≤ 0.007) plus the largest jump at a breakpoint (0.145 for the starting
         // constants' T2 = 0.2), where the left piece may apply within 1/64 above it.

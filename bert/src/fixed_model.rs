@@ -26,6 +26,7 @@ use crate::weights::{BertWeights, LayerNormParams, Linear};
 use crate::BertConfig;
 use mpc_core::{Error, FixedPoint, Result, Ring};
 use ndarray::Array2;
+use nn::linear::ring_matmul;
 use ot_nonlinear::approx::fixed::{
     exp_nonpositive, gelu, mul_public, reciprocal, softmax_row_unnormalized, tanh, trunc,
 };
@@ -133,7 +134,7 @@ impl FixedLinear {
 
     /// `trunc(X · W + b, 18)` for `X` of `rows × inputs`.
     fn forward(&self, x: &[u64], rows: usize) -> Vec<u64> {
-        let mut out = matmul(x, &self.w, rows, self.inputs, self.outputs);
+        let mut out = ring_matmul(x, &self.w, rows, self.inputs, self.outputs);
         for row in out.chunks_exact_mut(self.outputs) {
             for (v, &b) in row.iter_mut().zip(&self.b) {
                 *v = trunc(R, v.wrapping_add(b), LIN.frac_bits());
@@ -141,53 +142,6 @@ impl FixedLinear {
         }
         out
     }
-}
-
-/// `A · B` in Z_2^64 (wrapping), `A` is `n × k`, `B` is `k × m`, both row-major; no truncation.
-///
-/// When every signed entry fits 32 bits (the usual case at 18 fraction bits) the products are
-/// 32 × 32 → 64-bit signed multiplies, which equal the ring products exactly and vectorise
-/// (AVX2 `vpmuldq`, chosen at run time); otherwise full 64-bit wrapping products.
-fn matmul(a: &[u64], b: &[u64], n: usize, k: usize, m: usize) -> Vec<u64> {
-    let fits = |v: &[u64]| v.iter().all(|&x| i32::try_from(x as i64).is_ok());
-    let mut out = vec![0u64; n * m];
-    if fits(a) && fits(b) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked just above).
-            unsafe { matmul_small_avx2(a, b, k, m, &mut out) };
-            return out;
-        }
-        matmul_small(a, b, k, m, &mut out);
-    } else {
-        for (orow, arow) in out.chunks_exact_mut(m).zip(a.chunks_exact(k)) {
-            for (&x, brow) in arow.iter().zip(b.chunks_exact(m)) {
-                for (o, &y) in orow.iter_mut().zip(brow) {
-                    *o = o.wrapping_add(x.wrapping_mul(y));
-                }
-            }
-        }
-    }
-    out
-}
-
-/// [`matmul`] for entries that fit 32 signed bits, accumulating into `out`.
-#[inline(always)]
-fn matmul_small(a: &[u64], b: &[u64], k: usize, m: usize, out: &mut [u64]) {
-    for (orow, arow) in out.chunks_exact_mut(m).zip(a.chunks_exact(k)) {
-        for (&x, brow) in arow.iter().zip(b.chunks_exact(m)) {
-            let x = x as i32 as i64;
-            for (o, &y) in orow.iter_mut().zip(brow) {
-                *o = o.wrapping_add(x.wrapping_mul(y as i32 as i64) as u64);
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn matmul_small_avx2(a: &[u64], b: &[u64], k: usize, m: usize, out: &mut [u64]) {
-    matmul_small(a, b, k, m, out)
 }
 
 /// A LayerNorm's affine part as the consuming COP computes it: `trunc(ŷ·γ + β + ½, 18)`
@@ -412,7 +366,7 @@ impl FixedBert {
                 };
                 let (qh, kh, vh) = (cols(0), cols(1), cols(2));
                 let kt: Vec<u64> = (0..dh * n).map(|i| kh[(i % n) * dh + i / n]).collect();
-                let mut scores = matmul(&qh, &kt, n, dh, n);
+                let mut scores = ring_matmul(&qh, &kt, n, dh, n);
                 let mut recips = Vec::with_capacity(n);
                 for row in scores.chunks_exact_mut(n) {
                     row.iter_mut()
@@ -421,7 +375,7 @@ impl FixedBert {
                 }
                 // P·V as diag(r)·(E·V), each product rounded, as the secure attention does.
                 let (r_frac, r_half) = self.recip_frac();
-                let out = matmul(&scores, &vh, n, n, dh);
+                let out = ring_matmul(&scores, &vh, n, n, dh);
                 for (i, orow) in out.chunks_exact(dh).enumerate() {
                     for (t, &o) in orow.iter().enumerate() {
                         let ev = trunc(R, R.add(o, half), LIN.frac_bits());
@@ -540,7 +494,7 @@ mod tests {
         // [[1, 2]] · [[3], [−4]] = −5 in the ring.
         let a = [1, 2];
         let b = [3, R.from_signed(-4)];
-        assert_eq!(matmul(&a, &b, 1, 2, 1), vec![R.from_signed(-5)]);
+        assert_eq!(ring_matmul(&a, &b, 1, 2, 1), vec![R.from_signed(-5)]);
         // The 32-bit fast path and the 64-bit path agree with the ring definition.
         for big in [0u64, 1 << 40] {
             let a: Vec<u64> = (0..12u64)
@@ -557,7 +511,7 @@ mod tests {
                     })
                 })
                 .collect();
-            assert_eq!(matmul(&a, &b, 3, 4, 5), want);
+            assert_eq!(ring_matmul(&a, &b, 3, 4, 5), want);
         }
         let l = Linear {
             w: Array2::from_shape_vec((2, 1), vec![0.5, -0.25]).unwrap(),

@@ -28,12 +28,12 @@ impl FixedPoint {
     }
 
     /// The ring.
-    pub fn ring(self) -> Ring {
+    pub const fn ring(self) -> Ring {
         self.ring
     }
 
     /// Fraction bits f.
-    pub fn frac_bits(self) -> u32 {
+    pub const fn frac_bits(self) -> u32 {
         self.frac_bits
     }
 

@@ -1,8 +1,47 @@
-//! Model-independent secure operators, each on the protocols of `ot-nonlinear` (and
-//! `he-linear`), each with its fixed-point mirror and its exact cost.
+//! Secure tensor operators for every model family: each takes and returns [`SharedTensor`]s
+//! (one party's additive share with its shape, ring and fraction bits), runs one two-party
+//! protocol of `he-linear` or `ot-nonlinear` on a [`Session`](ot_nonlinear::mpc::Session), and
+//! comes with its plaintext fixed-point mirror and its exact cost.
 //!
-//! * [`sigmoid`]: the logistic function's MPC-friendly approximations (3- and 5-piece linear,
-//!   a cubic on a clipped range), the whole batch's comparisons in one flight.
+//! | file | operator | protocol |
+//! |---|---|---|
+//! | [`linear`] | X·W + b, W the server's ([`linear::ServerLinear`] / [`linear::ClientLinear`]) | COP (HE), response window, up-cast |
+//! | [`matmul`] | X·Y, both shared (attention's products) | secret products (HE), packed or not |
+//! | [`attention`] | multi-head attention with padding or causal mask, grouped KV heads | `matmul` + Softmax + row products |
+//! | [`softmax`] | Softmax of rows with a mask | OT (max tree, exp, reciprocal, product) |
+//! | [`norm`] | LayerNorm, RMSNorm | OT (rsqrt) + row products on HE or OT |
+//! | [`activation`] | GELU, SiLU (piecewise polynomials), ReLU | OT |
+//! | [`silu`] | SiLU's piecewise table (least-squares fit) | — |
+//! | [`embedding`] | private table lookup ([`embedding::ServerEmbedding`] / [`embedding::ClientEmbedding`]) | HE |
+//! | [`argmax`] | index of each row's maximum, revealed to one party | OT (DReLU, mux) |
+//! | [`sigmoid`] | σ by 3- or 5-piece linear or a clipped cubic, a batch's comparisons in one flight | OT (piecewise) |
+//! | [`cast`] | truncations, ring casts, window up-casts | OT |
+//!
+//! Accounting labels are defined once in [`label`].
+//!
+//! ```
+//! use mpc_core::FixedPoint;
+//! use nn::{Shape, SharedTensor};
+//! let x = SharedTensor::zeros(Shape::matrix(2, 3), FixedPoint::LINEAR);
+//! assert_eq!((x.rows(), x.cols(), x.frac_bits()), (2, 3, 18));
+//! ```
 #![warn(missing_docs)]
 
+pub mod activation;
+pub mod argmax;
+pub mod attention;
+pub mod cast;
+pub mod embedding;
+pub mod keys;
+pub mod label;
+pub mod linear;
+pub mod matmul;
+pub mod norm;
 pub mod sigmoid;
+pub mod silu;
+pub mod softmax;
+pub mod tensor;
+
+pub use keys::HeKeys;
+pub use label::Component;
+pub use tensor::{Shape, SharedTensor};

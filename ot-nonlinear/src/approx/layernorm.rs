@@ -91,13 +91,23 @@ pub fn rsqrt(v: u64) -> u64 {
 
 /// The normalised row ŷ (18 fraction bits) of `row` (Z_2^64, 18 fraction bits), in place.
 pub fn normalize_row(row: &mut [u64], eps: f64) {
+    normalize_row_with(row, eps, true)
+}
+
+/// [`normalize_row`] centred on the mean (LayerNorm) or not (`center` false: RMSNorm, the
+/// mean taken as 0).
+pub fn normalize_row_with(row: &mut [u64], eps: f64, center: bool) {
     let r = Ring::R64;
     let sq_ring = Ring::new(SQUARE_BITS).expect("valid ring");
     let prod = Ring::new(PRODUCT_BITS).expect("valid ring");
     let f = LIN.frac_bits();
     let c_n = mean_multiplier(row.len());
     let sum = row.iter().fold(0u64, |a, &x| r.add(a, x));
-    let mean = trunc(r, r.mul(sum, c_n), PUBLIC_FRAC_BITS);
+    let mean = if center {
+        trunc(r, r.mul(sum, c_n), PUBLIC_FRAC_BITS)
+    } else {
+        0
+    };
     let mut sq = 0u64;
     for v in row.iter_mut() {
         *v = r.sub(*v, mean);

@@ -109,8 +109,9 @@ impl RowProducts for OtProducts {
     }
 }
 
-/// The steps of [`layernorm`], with or without the two products' (Gilboa on COTs).
-fn steps(rows: usize, n: usize, ot_products: bool) -> Vec<(Cost, CotDemand)> {
+/// The steps of [`layernorm`] (`center`: with the mean; RMSNorm without), with or without the
+/// two products' (Gilboa on COTs).
+fn steps(rows: usize, n: usize, center: Centering, ot_products: bool) -> Vec<(Cost, CotDemand)> {
     let (r64, sq, prod) = rings();
     let f = LIN.frac_bits();
     let tr = |count: usize, from: Ring, s: u32| {
@@ -119,7 +120,10 @@ fn steps(rows: usize, n: usize, ot_products: bool) -> Vec<(Cost, CotDemand)> {
             trunc_cots(count, from, r64, s, TruncKind::KnownMsb).expect("valid"),
         )
     };
-    let mut v = vec![tr(rows, r64, PUBLIC_FRAC_BITS)];
+    let mut v = Vec::new();
+    if center == Centering::Mean {
+        v.push(tr(rows, r64, PUBLIC_FRAC_BITS));
+    }
     if ot_products {
         v.push((square_cost(rows * n, sq), square_cots(rows * n, sq)));
     }
@@ -140,7 +144,21 @@ fn steps(rows: usize, n: usize, ot_products: bool) -> Vec<(Cost, CotDemand)> {
 
 /// Exact cost of [`layernorm`] on `rows` rows of n values (label `layernorm`).
 pub fn layernorm_cost(rows: usize, n: usize) -> Cost {
-    total_cost(steps(rows, n, true))
+    normalize_cost(rows, n, Centering::Mean)
+}
+
+/// Exact cost of [`normalize_with`] on `rows` rows of n values with the products on COTs.
+pub fn normalize_cost(rows: usize, n: usize, center: Centering) -> Cost {
+    total_cost(steps(rows, n, center, true))
+}
+
+/// Whether a normalisation subtracts the row mean (LayerNorm) or not (RMSNorm).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Centering {
+    /// LayerNorm: ŷ = (x − mean)/√(var + ε).
+    Mean,
+    /// RMSNorm: ŷ = x/√(mean(x²) + ε).
+    None,
 }
 
 /// COTs drawn by [`layernorm`].
@@ -150,7 +168,17 @@ pub fn layernorm_cots(rows: usize, n: usize) -> CotDemand {
 
 /// COTs drawn by [`layernorm_with`] with `products`.
 pub fn layernorm_cots_with(rows: usize, n: usize, products: &dyn RowProducts) -> CotDemand {
-    total_cots(steps(rows, n, false)).plus(products.cots(rows, n))
+    normalize_cots_with(rows, n, Centering::Mean, products)
+}
+
+/// COTs drawn by [`normalize_with`].
+pub fn normalize_cots_with(
+    rows: usize,
+    n: usize,
+    center: Centering,
+    products: &dyn RowProducts,
+) -> CotDemand {
+    total_cots(steps(rows, n, center, false)).plus(products.cots(rows, n))
 }
 
 /// Shares of the normalised rows ŷ (Z_2^64, 18 fraction bits) of `x` (rows of n values,
@@ -167,6 +195,21 @@ pub fn layernorm_with(
     eps: f64,
     products: &mut dyn RowProducts,
 ) -> Result<Vec<u64>> {
+    normalize_with(sess, x, n, eps, Centering::Mean, products)
+}
+
+/// The normalisation of rows of n values, centred (LayerNorm) or not (RMSNorm: the mean is
+/// taken as 0 and step 1 is skipped; the same ranges hold for the row's root mean square),
+/// the two row-structured products run by `products`. Label `layernorm` or `rmsnorm`. Mirror:
+/// [`normalize_row_with`](crate::approx::layernorm::normalize_row_with).
+pub fn normalize_with(
+    sess: &mut Session,
+    x: &[u64],
+    n: usize,
+    eps: f64,
+    center: Centering,
+    products: &mut dyn RowProducts,
+) -> Result<Vec<u64>> {
     if n == 0 || x.len() % n != 0 {
         return Err(Error::Shape(format!(
             "LayerNorm: {} values are not rows of {n}",
@@ -178,8 +221,12 @@ pub fn layernorm_with(
     let f = LIN.frac_bits();
     let server = sess.is_server();
     let c_n = mean_multiplier(n);
-    sess.reserve(layernorm_cots_with(rows, n, products))?;
-    sess.scope("layernorm", |sess| {
+    sess.reserve(normalize_cots_with(rows, n, center, products))?;
+    let label = match center {
+        Centering::Mean => "layernorm",
+        Centering::None => "rmsnorm",
+    };
+    sess.scope(label, |sess| {
         let known = |sess: &mut Session, v: &[u64], from: Ring, s: u32| {
             trunc_cast(sess, v, from, r64, s, TruncKind::KnownMsb)
         };
@@ -188,7 +235,10 @@ pub fn layernorm_with(
             .chunks_exact(n)
             .map(|row| row.iter().fold(0, |a, &v| r64.add(a, v)).wrapping_mul(c_n))
             .collect();
-        let mean = known(sess, &sums, r64, PUBLIC_FRAC_BITS)?;
+        let mean = match center {
+            Centering::Mean => known(sess, &sums, r64, PUBLIC_FRAC_BITS)?,
+            Centering::None => vec![0; rows],
+        };
         let v: Vec<u64> = x
             .iter()
             .enumerate()

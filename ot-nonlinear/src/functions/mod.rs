@@ -29,7 +29,10 @@ pub mod tanh;
 
 pub use exp::{exp, exp_breakpoints, exp_cost, exp_input_bits};
 pub use gelu::{gelu, gelu_cost, gelu_spec};
-pub use layernorm::{layernorm, layernorm_cost, layernorm_with, OtProducts, RowProducts};
+pub use layernorm::{
+    layernorm, layernorm_cost, layernorm_with, normalize_cost, normalize_cots_with, normalize_with,
+    Centering, OtProducts, RowProducts,
+};
 pub use max::{row_max, row_max_cost};
 pub use piecewise::{piecewise, piecewise_cost, piecewise_cots, Output, PiecewiseSpec};
 pub use reciprocal::{reciprocal, reciprocal_cost};

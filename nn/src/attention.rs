@@ -1,0 +1,322 @@
+//! Multi-head attention on shares, after the projections: per head h,
+//! `softmax(Q_h·K_hᵀ + mask)·V_h`, with grouped-query heads (several query heads reading one
+//! key/value head) and a padding or causal mask. The 1/√d_head scale is folded into the query
+//! weights by the caller.
+//!
+//! Steps, each under its own label ([`Component`]):
+//! 1. `attention/qk`: Q_h·K_hᵀ for all heads, secret × secret ([`secret_matmul`]);
+//! 2. `attention/softmax`: the Softmax up to its normalisation
+//!    ([`ot_nonlinear::functions::softmax_unnormalized`]): exps E and per-row reciprocals r; the
+//!    mask is applied by the client alone, on its share (a padding mask is its private input,
+//!    a causal mask is public);
+//! 3. `attention/pv`: E_h·V_h, secret × secret;
+//! 4. `attention/normalize`: diag(r_h)·(E_h·V_h) on HE ([`he_linear::row_products`]), which
+//!    scales d_head values per row instead of the row's keys.
+//!
+//! Mirror: [`attention_mirror`]. Cost: [`attention_cost`].
+use crate::cast::{round_products, LINEAR};
+use crate::keys::HeKeys;
+use crate::label::Component;
+use crate::matmul::{matmul_cost, matmul_mirror, secret_matmul, PRODUCT_SHIFT};
+use crate::tensor::SharedTensor;
+use he_linear::matrix::RingMatrix;
+use he_linear::params::HeParams;
+use he_linear::response::Window;
+use he_linear::row_products;
+use mpc_core::{Error, Result, Ring};
+use ot_nonlinear::approx::fixed::softmax_row_unnormalized;
+use ot_nonlinear::approx::ApproxSet;
+use ot_nonlinear::functions::{softmax_unnormalized, softmax_unnormalized_cost};
+use ot_nonlinear::mpc::{Cost, Session};
+
+/// Which keys a query may attend to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mask<'a> {
+    /// Every key.
+    Full,
+    /// The client's padding mask over the keys (true = a real token): the client's private
+    /// input, so the client passes `Some` and the server `None`.
+    Padding(Option<&'a [bool]>),
+    /// Causal: query i (at absolute position `past + i`) sees keys 0..=past + i. Public.
+    Causal {
+        /// Positions before the first query (keys already in the cache).
+        past: usize,
+    },
+}
+
+impl Mask<'_> {
+    /// Whether query `i` may see key `j` (the padding mask as the client holds it).
+    pub(crate) fn allows(&self, i: usize, j: usize) -> bool {
+        match *self {
+            Mask::Full => true,
+            Mask::Padding(m) => m.is_none_or(|m| m[j]),
+            Mask::Causal { past } => j <= past + i,
+        }
+    }
+
+    /// The client's per-score mask for `heads` heads of `q × k` scores (None on the server,
+    /// and wherever nothing is masked).
+    pub(crate) fn client_mask(
+        &self,
+        sess: &Session,
+        heads: usize,
+        q: usize,
+        k: usize,
+    ) -> Result<Option<Vec<bool>>> {
+        if let Mask::Padding(Some(m)) = self {
+            if sess.is_server() {
+                return Err(Error::InvalidArgument(
+                    "the padding mask is the client's input".into(),
+                ));
+            }
+            if m.len() != k {
+                return Err(Error::Shape(format!(
+                    "a padding mask of {} for {k} keys",
+                    m.len()
+                )));
+            }
+        }
+        if sess.is_server() || *self == Mask::Full {
+            return Ok(None);
+        }
+        if let Mask::Causal { past } = self {
+            if past + q < k {
+                return Err(Error::Shape(format!(
+                    "causal mask: {q} queries after {past} positions see fewer than {k} keys"
+                )));
+            }
+        }
+        Ok(Some(
+            (0..heads * q * k)
+                .map(|e| self.allows((e / k) % q, e % k))
+                .collect(),
+        ))
+    }
+}
+
+/// The shapes of one attention call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionShape {
+    /// Query rows (tokens of this call).
+    pub queries: usize,
+    /// Key/value rows (the queries' own and any cached ones).
+    pub keys: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (divides `heads`; equal to it without grouped queries).
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl AttentionShape {
+    fn check(&self) -> Result<()> {
+        if self.queries == 0
+            || self.keys == 0
+            || self.head_dim == 0
+            || self.kv_heads == 0
+            || self.heads % self.kv_heads != 0
+        {
+            return Err(Error::Shape(format!("attention shape {self:?}")));
+        }
+        Ok(())
+    }
+
+    /// The key/value head that query head `h` reads.
+    pub fn kv_head(&self, h: usize) -> usize {
+        h / (self.heads / self.kv_heads)
+    }
+}
+
+/// Columns `[h·dh, (h+1)·dh)` of a row-major `rows × (heads·dh)` share.
+fn head_columns(x: &SharedTensor, h: usize, dh: usize) -> Result<SharedTensor> {
+    let data = (0..x.rows())
+        .flat_map(|t| x.row(t)[h * dh..(h + 1) * dh].iter().copied())
+        .collect();
+    SharedTensor::matrix(x.rows(), dh, x.format(), data)
+}
+
+fn transpose(x: &SharedTensor) -> Result<SharedTensor> {
+    let m = RingMatrix::new(x.rows(), x.cols(), x.share().to_vec())?.transpose();
+    SharedTensor::matrix(m.rows(), m.cols(), x.format(), m.data().to_vec())
+}
+
+/// Multi-head attention: Q (queries × heads·dh), K and V (keys × kv_heads·dh), all Z_2^64 with
+/// 18 fraction bits; returns the context (queries × heads·dh). `layer` selects the set's exp.
+/// The server passes the exp's breakpoints, the client `None`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention(
+    sess: &mut Session,
+    he: &HeKeys<'_>,
+    set: &ApproxSet,
+    layer: usize,
+    exp_breakpoints: Option<&[f64]>,
+    shape: AttentionShape,
+    (q, k, v): (&SharedTensor, &SharedTensor, &SharedTensor),
+    mask: Mask<'_>,
+    tag: &dyn Fn(Component) -> String,
+) -> Result<SharedTensor> {
+    shape.check()?;
+    let AttentionShape {
+        queries,
+        keys,
+        heads,
+        kv_heads,
+        head_dim: dh,
+    } = shape;
+    q.expect(
+        "queries",
+        &crate::Shape::matrix(queries, heads * dh),
+        LINEAR,
+    )?;
+    k.expect("keys", &crate::Shape::matrix(keys, kv_heads * dh), LINEAR)?;
+    v.expect("values", &crate::Shape::matrix(keys, kv_heads * dh), LINEAR)?;
+    let qh = (0..heads)
+        .map(|h| head_columns(q, h, dh))
+        .collect::<Result<Vec<_>>>()?;
+    let kt = (0..kv_heads)
+        .map(|h| transpose(&head_columns(k, h, dh)?))
+        .collect::<Result<Vec<_>>>()?;
+    let vh = (0..kv_heads)
+        .map(|h| head_columns(v, h, dh))
+        .collect::<Result<Vec<_>>>()?;
+    let scores = sess.scope(&tag(Component::AttentionQk), |s| {
+        let pairs: Vec<_> = (0..heads)
+            .map(|h| (&qh[h], &kt[shape.kv_head(h)]))
+            .collect();
+        secret_matmul(s, he, &pairs, PRODUCT_SHIFT)
+    })?;
+    let flat: Vec<u64> = scores
+        .iter()
+        .flat_map(|s| s.share().iter().copied())
+        .collect();
+    let (exps, recips) = sess.scope(&tag(Component::AttentionSoftmax), |s| {
+        let m = mask.client_mask(s, heads, queries, keys)?;
+        softmax_unnormalized(
+            s,
+            set,
+            layer,
+            heads * queries,
+            keys,
+            &flat,
+            exp_breakpoints,
+            m.as_deref(),
+        )
+    })?;
+    let ev = sess.scope(&tag(Component::AttentionPv), |s| {
+        let e = exps
+            .chunks_exact(queries * keys)
+            .map(|eh| SharedTensor::matrix(queries, keys, LINEAR, eh.to_vec()))
+            .collect::<Result<Vec<_>>>()?;
+        let pairs: Vec<_> = (0..heads).map(|h| (&e[h], &vh[shape.kv_head(h)])).collect();
+        secret_matmul(s, he, &pairs, PRODUCT_SHIFT)
+    })?;
+    sess.scope(&tag(Component::AttentionNormalize), |s| {
+        let r_frac = set.plan.softmax.r_frac;
+        let window = Window::new(he.product_params, r_frac, Ring::R64.bits())?;
+        let mats = ev
+            .iter()
+            .map(|o| RingMatrix::new(o.rows(), o.cols(), o.share().to_vec()))
+            .collect::<Result<Vec<_>>>()?;
+        let pairs: Vec<_> = recips.chunks_exact(queries).zip(mats.iter()).collect();
+        let prods = row_products::row_scalar_products(
+            &mut s.ch,
+            he.product_params,
+            he.keys,
+            &pairs,
+            window,
+        )?;
+        // Back to token-major queries × heads·dh.
+        let d = heads * dh;
+        let mut ctx = vec![0u64; queries * d];
+        for (h, ph) in prods.iter().enumerate() {
+            for t in 0..queries {
+                ctx[t * d + h * dh..t * d + (h + 1) * dh].copy_from_slice(ph.row(t));
+            }
+        }
+        let out = round_products(s, ctx, window)?;
+        SharedTensor::matrix(queries, d, LINEAR, out)
+    })
+}
+
+/// Exact cost of [`attention`] per label: (qk, softmax, pv, normalize).
+pub fn attention_cost(
+    params: &HeParams,
+    set: &ApproxSet,
+    layer: usize,
+    shape: AttentionShape,
+) -> Result<[Cost; 4]> {
+    shape.check()?;
+    let AttentionShape {
+        queries,
+        keys,
+        heads,
+        head_dim: dh,
+        ..
+    } = shape;
+    let qk = matmul_cost(params, &vec![(queries, dh, keys); heads], PRODUCT_SHIFT)?;
+    let softmax = softmax_unnormalized_cost(set, layer, heads * queries, keys);
+    let pv = matmul_cost(params, &vec![(queries, keys, dh); heads], PRODUCT_SHIFT)?;
+    // Each head's diag(r)·O is a secret product of queries × queries by queries × dh.
+    let normalize = matmul_cost(
+        params,
+        &vec![(queries, queries, dh); heads],
+        set.plan.softmax.r_frac,
+    )?;
+    Ok([qk, softmax, pv, normalize])
+}
+
+/// The mirror of [`attention`] on plaintext Q, K, V (same layouts): per head
+/// round(round(E·V / 2^18)·r / 2^r_frac) with E, r from the set's Softmax mirror.
+pub fn attention_mirror(
+    set: &ApproxSet,
+    layer: usize,
+    shape: AttentionShape,
+    (q, k, v): (&[u64], &[u64], &[u64]),
+    mask: Mask<'_>,
+) -> Vec<u64> {
+    let AttentionShape {
+        queries,
+        keys,
+        heads,
+        kv_heads,
+        head_dim: dh,
+    } = shape;
+    let cols = |x: &[u64], rows: usize, width: usize, h: usize| -> Vec<u64> {
+        (0..rows)
+            .flat_map(|t| {
+                x[t * width + h * dh..t * width + (h + 1) * dh]
+                    .iter()
+                    .copied()
+            })
+            .collect()
+    };
+    let r_frac = set.plan.softmax.r_frac;
+    let d = heads * dh;
+    let mut out = vec![0u64; queries * d];
+    for h in 0..heads {
+        let g = shape.kv_head(h);
+        let qh = cols(q, queries, d, h);
+        let kh = cols(k, keys, kv_heads * dh, g);
+        let vh = cols(v, keys, kv_heads * dh, g);
+        let kt: Vec<u64> = (0..dh * keys)
+            .map(|i| kh[(i % keys) * dh + i / keys])
+            .collect();
+        let mut scores = matmul_mirror(&qh, &kt, queries, dh, keys, PRODUCT_SHIFT);
+        let mut recips = Vec::with_capacity(queries);
+        for (i, row) in scores.chunks_exact_mut(keys).enumerate() {
+            let m: Vec<bool> = (0..keys).map(|j| mask.allows(i, j)).collect();
+            let masked = (mask != Mask::Full).then_some(m.as_slice());
+            recips.push(softmax_row_unnormalized(set, layer, row, masked));
+        }
+        let ev = matmul_mirror(&scores, &vh, queries, keys, dh, PRODUCT_SHIFT);
+        let half = 1u64 << (r_frac - 1);
+        for t in 0..queries {
+            for j in 0..dh {
+                let p = ev[t * dh + j].wrapping_mul(recips[t]).wrapping_add(half);
+                out[t * d + h * dh + j] = ((p as i64) >> r_frac) as u64;
+            }
+        }
+    }
+    out
+}

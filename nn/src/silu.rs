@@ -1,0 +1,134 @@
+//! SiLU(x) = x·σ(x) as a piecewise polynomial for [`crate::activation::piecewise`]: 0 below
+//! −T, a polynomial of degree d on [−T, T), x from T on, the polynomial fitted by least squares
+//! on a uniform grid (a model family refits it per layer on calibration data, as GELU's
+//! tables are). SiLU − x/2 is even, so the fit is close to x/2 plus even powers.
+//!
+//! Evaluated under [`SetPlan::puma`]'s GELU plan (degree ≤ 6, coefficients at 18 bits).
+use mpc_core::{Error, Result};
+use ot_nonlinear::approx::tables::Piece;
+use ot_nonlinear::approx::{PiecewisePlan, PiecewisePoly, SetPlan};
+
+/// The exact SiLU.
+pub fn silu_exact(x: f64) -> f64 {
+    x / (1.0 + (-x).exp())
+}
+
+/// The plan SiLU tables are evaluated under.
+pub fn silu_plan() -> PiecewisePlan {
+    SetPlan::puma().gelu
+}
+
+/// The SiLU table {0 below −bound; the least-squares polynomial of `degree` on [−bound,
+/// bound); x above}, checked against [`silu_plan`].
+pub fn silu_table(degree: usize, bound: f64) -> Result<PiecewisePoly> {
+    if !(1..=6).contains(&degree) || !(bound > 0.0 && bound <= 16.0) {
+        return Err(Error::InvalidArgument(format!(
+            "SiLU fit of degree {degree} on ±{bound}: degree 1..=6, bound in (0, 16]"
+        )));
+    }
+    let coeffs = least_squares(silu_exact, -bound, bound, degree)?;
+    let table = PiecewisePoly {
+        breakpoints: vec![-bound, bound],
+        pieces: vec![Piece::Zero, Piece::Poly(coeffs), Piece::Identity],
+    };
+    silu_plan().validate(&table)?;
+    Ok(table)
+}
+
+/// The default table: degree 6 on [−6, 6).
+pub fn silu_default() -> Result<PiecewisePoly> {
+    silu_table(6, 6.0)
+}
+
+/// Coefficients (constant term first) of the degree-`degree` polynomial closest to `f` in
+/// least squares on 4001 uniform points of [lo, hi]; solved in the variable t = x/s (s the
+/// interval's half-width) for conditioning.
+fn least_squares(f: impl Fn(f64) -> f64, lo: f64, hi: f64, degree: usize) -> Result<Vec<f64>> {
+    let k = degree + 1;
+    let s = (hi - lo) / 2.0;
+    let mid = (hi + lo) / 2.0;
+    if mid != 0.0 {
+        return Err(Error::InvalidArgument(
+            "least squares on a symmetric interval only".into(),
+        ));
+    }
+    let mut ata = vec![0.0; k * k];
+    let mut aty = vec![0.0; k];
+    let points = 4001;
+    for p in 0..points {
+        let x = lo + (hi - lo) * p as f64 / (points - 1) as f64;
+        let t = x / s;
+        let pows: Vec<f64> = (0..k).map(|j| t.powi(j as i32)).collect();
+        let y = f(x);
+        for i in 0..k {
+            aty[i] += pows[i] * y;
+            for j in 0..k {
+                ata[i * k + j] += pows[i] * pows[j];
+            }
+        }
+    }
+    let a = solve(&mut ata, &mut aty, k)?;
+    Ok(a.iter()
+        .enumerate()
+        .map(|(j, c)| c / s.powi(j as i32))
+        .collect())
+}
+
+/// Gaussian elimination with partial pivoting on a k×k system.
+fn solve(a: &mut [f64], b: &mut [f64], k: usize) -> Result<Vec<f64>> {
+    for col in 0..k {
+        let pivot = (col..k)
+            .max_by(|&i, &j| a[i * k + col].abs().total_cmp(&a[j * k + col].abs()))
+            .unwrap_or(col);
+        if a[pivot * k + col].abs() < 1e-12 {
+            return Err(Error::InvalidArgument(
+                "singular least-squares system".into(),
+            ));
+        }
+        for j in 0..k {
+            a.swap(col * k + j, pivot * k + j);
+        }
+        b.swap(col, pivot);
+        for i in col + 1..k {
+            let m = a[i * k + col] / a[col * k + col];
+            for j in col..k {
+                a[i * k + j] -= m * a[col * k + j];
+            }
+            b[i] -= m * b[col];
+        }
+    }
+    let mut x = vec![0.0; k];
+    for i in (0..k).rev() {
+        let s: f64 = (i + 1..k).map(|j| a[i * k + j] * x[j]).sum();
+        x[i] = (b[i] - s) / a[i * k + i];
+    }
+    Ok(x)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_silu_fit_is_within_its_documented_error() {
+        let t = silu_default().unwrap();
+        let worst = (-1600..=1600)
+            .map(|i| i as f64 / 100.0)
+            .map(|x| (t.eval_f64(x) - silu_exact(x)).abs())
+            .fold(0.0, f64::max);
+        eprintln!("SiLU default table: max error {worst:.4} on [−16, 16]");
+        assert!(worst < SILU_DEFAULT_MAX_ERROR, "max error {worst}");
+    }
+
+    #[test]
+    fn a_polynomial_is_recovered_exactly() {
+        let c = least_squares(|x| 0.5 - 0.25 * x + 0.125 * x * x * x, -2.0, 2.0, 3).unwrap();
+        for (got, want) in c.iter().zip([0.5, -0.25, 0.0, 0.125]) {
+            assert!((got - want).abs() < 1e-9, "{c:?}");
+        }
+    }
+}
+
+/// Largest error of [`silu_default`] against the exact SiLU on [−16, 16] (measured by the
+/// test, rounded up).
+pub const SILU_DEFAULT_MAX_ERROR: f64 = 0.05;
