@@ -10,8 +10,8 @@ use bert::fixed_model::FixedBert;
 use bert::secure::{self, AttentionMode, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights, FloatBert, Tokenizer};
 use indicatif::{ProgressBar, ProgressStyle};
-use nn::label::{layer_of, Component as Label};
 use mpc_core::{Channel, Error, NetProfile, Party, Result, Stats};
+use nn::label::{layer_of, Component as Label};
 use ot_nonlinear::approx::ApproxSet;
 use ot_nonlinear::mpc::Session;
 use std::collections::BTreeMap;
@@ -180,7 +180,10 @@ const COMPONENTS: [(&str, &[Label]); 8] = [
     ("Linear_o", &[Label::LinearO]),
     ("Linear_h1", &[Label::LinearH1]),
     ("Linear_h2", &[Label::LinearH2]),
-    ("Softmax", &[Label::AttentionSoftmax, Label::AttentionNormalize]),
+    (
+        "Softmax",
+        &[Label::AttentionSoftmax, Label::AttentionNormalize],
+    ),
     ("GELU", &[Label::Activation]),
     ("QKᵀ&PV", &[Label::AttentionQk, Label::AttentionPv]),
     ("LayerNorm", &[Label::NormAttention, Label::NormFfn]),
@@ -243,7 +246,11 @@ struct Report {
 
 /// Sums the stats of every `layerNN/<label>` of `components` in layer `layer` (None: all
 /// layers).
-fn sum_layer(labels: &BTreeMap<String, Stats>, layer: Option<usize>, components: &[Label]) -> Stats {
+fn sum_layer(
+    labels: &BTreeMap<String, Stats>,
+    layer: Option<usize>,
+    components: &[Label],
+) -> Stats {
     let mut s = Stats::default();
     for (path, st) in labels {
         let Some((num, tail)) = layer_of(path) else {

@@ -49,12 +49,12 @@
 //! Operations are rows of [`OPS`]: a name, the COTs to reserve, the plaintext input, the
 //! secure computation on one party's share, the mirror, the f64 function, the output ring and
 //! the tolerance. A new operation is one row and its functions.
-use nn::norm::HeRowProducts;
 use he_linear::galois::GaloisKeys;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
 use mpc_core::{AesPrg, Channel, Error, FixedPoint, NetProfile, Party, Result, Ring, Seed, Stats};
+use nn::norm::HeRowProducts;
 use ot_nonlinear::approx::layernorm::normalize_row;
 use ot_nonlinear::approx::{fixed, ApproxSet, TablesFile};
 use ot_nonlinear::block::Block;
@@ -377,7 +377,11 @@ const OPS: &[Op] = &[
             funcs::gelu(s, &spec, s.is_server().then_some(bps), x)
         },
         reference: |c, x| x.iter().map(|&v| fixed::gelu(&c.set, c.layer, v)).collect(),
-        exact: Some(|_, x| x.iter().map(|&v| ot_nonlinear::approx::fixed::gelu_exact(v)).collect()),
+        exact: Some(|_, x| {
+            x.iter()
+                .map(|&v| ot_nonlinear::approx::fixed::gelu_exact(v))
+                .collect()
+        }),
         out_ring: |_| Ring::R64,
         // Carries (≤ 0.007) plus the largest jump at a breakpoint (0.145 for the starting
         // constants' T2 = 0.2), where the left piece may apply within 1/64 above it.

@@ -27,6 +27,34 @@ use crate::config::{ClassWeight, Holder, RawModel, Reveal, TrainConfig};
 use crate::data::Sample;
 use mpc_core::{Error, Result};
 
+/// Accounting labels, defined once (the secure run nests them under [`label::TRAIN`]).
+pub mod label {
+    /// The whole training.
+    pub const TRAIN: &str = "train";
+    /// Standardisation and class weights.
+    pub const SETUP: &str = "setup";
+    /// Means and 1/σ.
+    pub const STANDARDISE: &str = "standardise";
+    /// The standardised rows.
+    pub const ROWS: &str = "rows";
+    /// The row weights κ.
+    pub const CLASS_WEIGHTS: &str = "class_weights";
+    /// One pass over the rows.
+    pub const EPOCH: &str = "epoch";
+    /// Computing and opening the model.
+    pub const REVEAL: &str = "reveal";
+    /// Opening the model's shares (inside [`REVEAL`]).
+    pub const OPEN: &str = "open";
+
+    /// `train/<label>`, the path of a phase in the secure run's accounting.
+    pub fn path(parts: &[&str]) -> String {
+        std::iter::once(TRAIN)
+            .chain(parts.iter().copied())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
 /// Fraction bits of the activations, weights, means and labels.
 pub const FRAC: u32 = 18;
 /// Fraction bits of the second moment and the variance.
@@ -131,10 +159,10 @@ impl Trainer {
     pub fn setup<A: Arith>(a: &mut A, view: &TrainView, cfg: TrainConfig) -> Result<Trainer> {
         let (n, d) = (view.owners.len(), view.features);
         cfg.check(n)?;
-        a.scope("setup", |a| {
-            let (mu, s) = a.scope("standardise", |a| inverse_std(a, view))?;
-            let z = a.scope("rows", |a| standardised_rows(a, view, &mu, &s))?;
-            let kappa = a.scope("class_weights", |a| row_weights(a, view, &cfg))?;
+        a.scope(label::SETUP, |a| {
+            let (mu, s) = a.scope(label::STANDARDISE, |a| inverse_std(a, view))?;
+            let z = a.scope(label::ROWS, |a| standardised_rows(a, view, &mu, &s))?;
+            let kappa = a.scope(label::CLASS_WEIGHTS, |a| row_weights(a, view, &cfg))?;
             Ok(Trainer {
                 cfg,
                 n,
@@ -156,7 +184,7 @@ impl Trainer {
 
     /// One pass over the training rows (label `epoch`).
     pub fn epoch<A: Arith>(&mut self, a: &mut A, epoch: usize) -> Result<()> {
-        a.scope("epoch", |a| {
+        a.scope(label::EPOCH, |a| {
             for batch in self.cfg.batches(self.n, epoch) {
                 self.step(a, &batch)?;
             }
@@ -211,7 +239,7 @@ impl Trainer {
     /// The raw-feature model, opened to the holders `to` selects (label `reveal`); `None` for
     /// a holder that does not learn it.
     pub fn model<A: Arith>(&self, a: &mut A, to: Reveal) -> Result<Option<RawModel>> {
-        a.scope("reveal", |a| {
+        a.scope(label::REVEAL, |a| {
             let d = self.d;
             let vs = a.mul(&self.w[1..], &self.s)?;
             let v = a.trunc(&vs, FRAC + S_FRAC - MODEL_FRAC)?;

@@ -3,7 +3,7 @@
 //! client). [`train_holder`] is one data holder's whole run.
 use crate::arith::{Arith, RING};
 use crate::config::{Holder, RawModel, Reveal, TrainConfig};
-use crate::protocol::{TrainView, Trainer};
+use crate::protocol::{label, TrainView, Trainer};
 use mpc_core::{Channel, Result, Stats};
 use nn::sigmoid::{sigmoid, SigmoidApprox};
 use ot_nonlinear::functions::{reciprocal_any, rsqrt};
@@ -81,7 +81,7 @@ impl Arith for SecureArith {
             Holder::A => Holder::B,
             Holder::B => Holder::A,
         };
-        self.sess.ch.scope("open", |ch| {
+        self.sess.ch.scope(label::OPEN, |ch| {
             if to.includes(peer) {
                 ch.send_u64s(x)?;
             }
@@ -137,7 +137,7 @@ pub fn train_holder(
 ) -> Result<HolderReport> {
     let ot_setup = sess.ch.totals();
     sess.ch.clear_stats();
-    let stats = |sess: &Session, label: &str| sess.ch.stats_of(label).unwrap_or_default();
+    let stats = |sess: &Session, path: &str| sess.ch.stats_of(path).unwrap_or_default();
     let delta = |after: Stats, before: Stats| Stats {
         bytes_sent: after.bytes_sent - before.bytes_sent,
         bytes_recv: after.bytes_recv - before.bytes_recv,
@@ -147,22 +147,23 @@ pub fn train_holder(
         calls: after.calls - before.calls,
     };
     let mut a = SecureArith::new(sess, me)?;
-    let mut trainer = a.scope("train", |a| Trainer::setup(a, view, cfg))?;
+    let mut trainer = a.scope(label::TRAIN, |a| Trainer::setup(a, view, cfg))?;
+    let epoch_path = label::path(&[label::EPOCH]);
     let mut epochs = Vec::with_capacity(cfg.epochs);
     for e in 0..cfg.epochs {
-        let before = stats(&a.sess, "train/epoch");
-        a.scope("train", |a| trainer.epoch(a, e))?;
-        epochs.push(delta(stats(&a.sess, "train/epoch"), before));
+        let before = stats(&a.sess, &epoch_path);
+        a.scope(label::TRAIN, |a| trainer.epoch(a, e))?;
+        epochs.push(delta(stats(&a.sess, &epoch_path), before));
     }
-    let model = a.scope("train", |a| trainer.model(a, reveal))?;
+    let model = a.scope(label::TRAIN, |a| trainer.model(a, reveal))?;
     a.sess.ch.flush()?;
 
     Ok(HolderReport {
         model,
-        setup: stats(&a.sess, "train/setup"),
+        setup: stats(&a.sess, &label::path(&[label::SETUP])),
         epochs,
-        reveal: stats(&a.sess, "train/reveal"),
-        open: stats(&a.sess, "train/reveal/open"),
+        reveal: stats(&a.sess, &label::path(&[label::REVEAL])),
+        open: stats(&a.sess, &label::path(&[label::REVEAL, label::OPEN])),
         ot_setup,
     })
 }
