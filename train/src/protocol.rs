@@ -26,6 +26,10 @@ use crate::arith::{Arith, RING};
 use crate::config::{ClassWeight, Holder, RawModel, Reveal, TrainConfig};
 use crate::data::Sample;
 use mpc_core::{Error, Result};
+use nn::sigmoid::{sigmoid_cost, sigmoid_cots};
+use ot_nonlinear::mpc::product::{mul_cost, mul_cots};
+use ot_nonlinear::mpc::trunc::{trunc_cost, trunc_cots};
+use ot_nonlinear::mpc::{Cost, CotDemand, TruncKind};
 
 /// Accounting labels, defined once (the secure run nests them under [`label::TRAIN`]).
 pub mod label {
@@ -190,6 +194,13 @@ impl Trainer {
             }
             Ok(())
         })
+    }
+
+    /// Exact bytes each way (A = server, B = client) of epoch `epoch` and the COTs it draws
+    /// (reserve them beforehand and the epoch holds no Ferret extension). The rounds are the
+    /// steps' sum, an upper bound: consecutive steps' flights merge on the channel.
+    pub fn epoch_cost(&self, epoch: usize) -> (Cost, CotDemand) {
+        batch_costs(&self.cfg, self.n, self.d, epoch)
     }
 
     fn step<A: Arith>(&mut self, a: &mut A, batch: &[usize]) -> Result<()> {
@@ -368,4 +379,31 @@ fn row_weights<A: Arith>(a: &mut A, view: &TrainView, cfg: &TrainConfig) -> Resu
     Ok(RowWeight::Shared(
         picked.into_iter().map(|p| RING.add(kappa[0], p)).collect(),
     ))
+}
+
+/// The protocol steps of every batch of an epoch, in [`Trainer`]'s order, summed.
+fn batch_costs(cfg: &TrainConfig, n: usize, d: usize, epoch: usize) -> (Cost, CotDemand) {
+    let cols = d + 1;
+    let trunc = |m: usize, s: u32| {
+        let c = trunc_cost(m, RING, RING, s, TruncKind::KnownMsb).expect("s ≤ 62");
+        let t = trunc_cots(m, RING, RING, s, TruncKind::KnownMsb).expect("s ≤ 62");
+        (c, t)
+    };
+    let mut steps = Vec::new();
+    for batch in cfg.batches(n, epoch) {
+        let b = batch.len();
+        steps.push((mul_cost(cols, b, RING), mul_cots(cols, RING)));
+        steps.push(trunc(b, FRAC));
+        steps.push((sigmoid_cost(cfg.sigmoid, b), sigmoid_cots(cfg.sigmoid, b)));
+        if cfg.class_weight == ClassWeight::Balanced {
+            steps.push((mul_cost(b, 1, RING), mul_cots(b, RING)));
+        }
+        steps.push(trunc(b, FRAC));
+        steps.push((mul_cost(b, cols, RING), mul_cots(b, RING)));
+        steps.push(trunc(cols, R_FRAC));
+    }
+    steps.into_iter().fold(
+        (Cost::default(), CotDemand::default()),
+        |(c, t), (c2, t2)| (c.then(c2), t.plus(t2)),
+    )
 }

@@ -124,6 +124,11 @@ pub struct HolderReport {
     pub open: Stats,
     /// The Ferret setup (base OTs and the first extension).
     pub ot_setup: Stats,
+    /// Everything after the Ferret setup: setup, the COT extensions reserved before each
+    /// epoch, the epochs and the reveal (rounds and wall time from start to end).
+    pub total: Stats,
+    /// The Ferret extensions reserved before the epochs (outside the epochs' labels).
+    pub ot_extend: Stats,
 }
 
 /// One holder's whole secure run on `sess`: setup, `cfg.epochs` epochs, the reveal; every
@@ -137,6 +142,7 @@ pub fn train_holder(
 ) -> Result<HolderReport> {
     let ot_setup = sess.ch.totals();
     sess.ch.clear_stats();
+    let start = std::time::Instant::now();
     let stats = |sess: &Session, path: &str| sess.ch.stats_of(path).unwrap_or_default();
     let delta = |after: Stats, before: Stats| Stats {
         bytes_sent: after.bytes_sent - before.bytes_sent,
@@ -149,8 +155,12 @@ pub fn train_holder(
     let mut a = SecureArith::new(sess, me)?;
     let mut trainer = a.scope(label::TRAIN, |a| Trainer::setup(a, view, cfg))?;
     let epoch_path = label::path(&[label::EPOCH]);
+    let mut ot_extend = Stats::default();
     let mut epochs = Vec::with_capacity(cfg.epochs);
     for e in 0..cfg.epochs {
+        let outside = a.sess.ch.totals();
+        a.sess.reserve(trainer.epoch_cost(e).1)?;
+        ot_extend.accumulate(&delta(a.sess.ch.totals(), outside));
         let before = stats(&a.sess, &epoch_path);
         a.scope(label::TRAIN, |a| trainer.epoch(a, e))?;
         epochs.push(delta(stats(&a.sess, &epoch_path), before));
@@ -158,8 +168,15 @@ pub fn train_holder(
     let model = a.scope(label::TRAIN, |a| trainer.model(a, reveal))?;
     a.sess.ch.flush()?;
 
+    let end = a.sess.ch.totals();
+    let total = Stats {
+        wall_s: start.elapsed().as_secs_f64(),
+        ..delta(end, ot_setup)
+    };
     Ok(HolderReport {
         model,
+        total,
+        ot_extend,
         setup: stats(&a.sess, &label::path(&[label::SETUP])),
         epochs,
         reveal: stats(&a.sess, &label::path(&[label::REVEAL])),

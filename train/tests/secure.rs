@@ -82,6 +82,22 @@ fn secure_training_equals_the_twin_within_the_bound() {
     );
     assert!(gap <= SECURE_TWIN_BOUND, "gap {gap}");
     assert_eq!(a.epochs.len(), 2);
+    // Exact bytes each way per epoch (COTs reserved before each epoch).
+    let view = train::protocol::TrainView::new(&data, &owners, &Holder::BOTH).unwrap();
+    let trainer = train::protocol::Trainer::setup(&mut train::arith::Twin, &view, cfg).unwrap();
+    for (e, (sa, sb)) in a.epochs.iter().zip(&b.epochs).enumerate() {
+        let (cost, _) = trainer.epoch_cost(e);
+        assert_eq!(
+            (sa.bytes_sent, sb.bytes_sent),
+            (cost.server_bytes, cost.client_bytes)
+        );
+        assert!(
+            sa.rounds <= cost.rounds,
+            "{} rounds > {}",
+            sa.rounds,
+            cost.rounds
+        );
+    }
     assert_eq!(
         a.epochs[0].bytes(),
         a.epochs[1].bytes(),
