@@ -1,7 +1,7 @@
 //! The logistic sigmoid σ(x) = 1/(1 + e^−x) by MPC-friendly approximations, on a whole batch at
 //! once: every comparison of every element runs in one batched reduced-ring DReLU (one
 //! millionaire tree), then the pieces are combined and multiplexed. Secure version
-//! [`sigmoid`] (on [`piecewise`]), mirror [`sigmoid_fixed`] (on
+//! [`sigmoid`] (on [`piecewise()`]), mirror [`sigmoid_fixed`] (on
 //! [`eval_piecewise`]), exact cost [`sigmoid_cost`].
 //!
 //! | approximation | pieces | max \|σ̃ − σ\| on [−8, 8] |
@@ -22,7 +22,7 @@
 //! to Z_2^64.
 //!
 //! Inputs must satisfy |x| < 1024 (18 fraction bits); callers bound their logits.
-//! Who sends what: only what [`piecewise`] sends (the comparisons' millionaire messages, the
+//! Who sends what: only what [`piecewise()`] sends (the comparisons' millionaire messages, the
 //! products', multiplexers' and truncations' COT messages). The breakpoints are public here
 //! (the server passes them because the protocol keeps them on its side).
 //!
@@ -113,9 +113,9 @@ impl SigmoidApprox {
         }
     }
 
-    /// The largest |σ̃(x) − σ(x)| of the real-valued table on [`ERROR_INTERVAL`], on a grid of
-    /// 2^-10 (fine enough: both functions have slopes ≤ 1/4 between grid points... and the
-    /// jumps are at grid points).
+    /// The largest |σ̃(x) − σ(x)| of the real-valued table on [`ERROR_INTERVAL`], sampled on a
+    /// grid of 2^-10 (both functions have slopes ≤ 1/4, so the true maximum is at most 2^-12
+    /// above the sampled one).
     pub fn max_error(self) -> f64 {
         let t = self.table();
         let [lo, hi] = ERROR_INTERVAL;

@@ -54,33 +54,26 @@ pub trait Arith {
     /// The holders' own inputs `f(h)` combined: the value is their sum (each holder's input is
     /// its share of it).
     fn input(&self, f: impl Fn(Holder) -> Vec<u64>) -> Vec<u64> {
-        let mut out: Vec<u64> = Vec::new();
-        for &h in self.holders() {
-            let v = f(h);
-            if out.is_empty() {
-                out = v;
-            } else {
-                out.iter_mut()
-                    .zip(v)
-                    .for_each(|(a, b)| *a = RING.add(*a, b));
-            }
-        }
-        out
+        combine(self.holders(), f, |a, b| RING.add(a, b))
     }
 
     /// The holders' own bits `f(h)` combined by XOR.
     fn input_bits(&self, f: impl Fn(Holder) -> Vec<bool>) -> Vec<bool> {
-        let mut out: Vec<bool> = Vec::new();
-        for &h in self.holders() {
-            let v = f(h);
-            if out.is_empty() {
-                out = v;
-            } else {
-                out.iter_mut().zip(v).for_each(|(a, b)| *a ^= b);
-            }
-        }
-        out
+        combine(self.holders(), f, |a, b| a ^ b)
     }
+}
+
+/// `f(h)` of every holder in `holders`, combined element-wise by `op`.
+fn combine<T: Copy>(
+    holders: &[Holder],
+    f: impl Fn(Holder) -> Vec<T>,
+    op: impl Fn(T, T) -> T,
+) -> Vec<T> {
+    let mut parts = holders.iter().map(|&h| f(h));
+    let first = parts.next().unwrap_or_default();
+    parts.fold(first, |acc, v| {
+        acc.into_iter().zip(v).map(|(a, b)| op(a, b)).collect()
+    })
 }
 
 /// The plaintext twin: the values themselves, the secure run's arithmetic step by step with

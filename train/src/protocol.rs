@@ -5,7 +5,7 @@
 //! Setup (once):
 //! 1. moments: each holder encodes Σx/n (18 fraction bits) and Σx²/n (36) of its own rows per
 //!    feature; the sums of the two are shares of the joint mean μ and second moment;
-//! 2. var = E[x²] − μ² + ε (36 bits; μ² by a square, exact);
+//! 2. var = E\[x²\] − μ² + ε (36 bits; μ² by a square, exact);
 //! 3. s = 1/σ at [`S_FRAC`] bits by two LayerNorm rsqrts, one on var at 30 bits (its range
 //!    is var < 4) and one at 6 bits (var ≥ 4), multiplexed by [var ≥ 4] (one DReLU);
 //! 4. z = trunc((x − μ)·s, 26): each row's holder puts x in its share; one row-scalar product;
