@@ -24,25 +24,28 @@ pub fn evaluate(model: &RawModel, rows: &[Sample]) -> Metrics {
         right[c] += ((p >= 0.5) == r.label) as usize;
     }
     let recall = |c: usize| right[c] as f64 / total[c].max(1) as f64;
-    // AUC by ranks: the fraction of (positive, negative) pairs ordered right.
-    let mut pairs = 0.0;
-    for (ri, &pi) in rows.iter().zip(&p).filter(|(r, _)| r.label) {
-        let _ = ri;
-        for &pj in rows
-            .iter()
+    // AUC: the fraction of (positive, negative) pairs ordered right, ties one half.
+    let scores = |label: bool| -> Vec<f64> {
+        rows.iter()
             .zip(&p)
-            .filter(|(r, _)| !r.label)
-            .map(|(_, q)| q)
-        {
-            pairs += if pi > pj {
+            .filter(|(r, _)| r.label == label)
+            .map(|(_, &q)| q)
+            .collect()
+    };
+    let (pos, neg) = (scores(true), scores(false));
+    let pairs: f64 = pos
+        .iter()
+        .flat_map(|&a| neg.iter().map(move |&b| a - b))
+        .map(|d| {
+            if d > 0.0 {
                 1.0
-            } else if pi == pj {
+            } else if d == 0.0 {
                 0.5
             } else {
                 0.0
-            };
-        }
-    }
+            }
+        })
+        .sum();
     Metrics {
         accuracy: (right[0] + right[1]) as f64 / rows.len() as f64,
         balanced_accuracy: (recall(0) + recall(1)) / 2.0,

@@ -146,3 +146,31 @@ fn subsampling_keeps_one_minority_row_in_nine() {
     assert_eq!(thin.test.len(), 2);
     assert_eq!(d.subsample_minority(9, 7), thin, "seeded");
 }
+
+#[test]
+fn metrics_on_a_known_ranking() {
+    use train::config::RawModel;
+    use train::metrics::evaluate;
+    // P(y = 1 | x) = σ(x): scores 0.9, 0.2 (positives) and 0.5, 0.1 (negatives) in logit form.
+    let logit = |p: f64| (p / (1.0 - p)).ln();
+    let rows: Vec<_> = [(0.9, true), (0.2, true), (0.5, false), (0.1, false)]
+        .iter()
+        .enumerate()
+        .map(|(i, &(p, label))| train::data::Sample {
+            x: vec![logit(p)],
+            label,
+            line: i + 2,
+        })
+        .collect();
+    let m = evaluate(
+        &RawModel {
+            bias: 0.0,
+            weights: vec![1.0],
+        },
+        &rows,
+    );
+    // Pairs: (0.9 > 0.5, 0.9 > 0.1, 0.2 < 0.5, 0.2 > 0.1) → 3/4; predictions ≥ 1/2: 0.9, 0.5.
+    assert!((m.auc - 0.75).abs() < 1e-12, "{m:?}");
+    assert!((m.accuracy - 0.5).abs() < 1e-12, "{m:?}");
+    assert!((m.balanced_accuracy - 0.5).abs() < 1e-12, "{m:?}");
+}
