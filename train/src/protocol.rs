@@ -107,6 +107,13 @@ impl TrainView {
             )));
         }
         let features = rows[0].x.len();
+        if let Some(r) = rows.iter().find(|r| r.x.len() != features) {
+            return Err(Error::Shape(format!(
+                "line {}: {} features, the first row has {features}",
+                r.line,
+                r.x.len()
+            )));
+        }
         Ok(TrainView {
             owners: owners.to_vec(),
             rows: rows
