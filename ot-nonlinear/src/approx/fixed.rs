@@ -31,18 +31,6 @@ pub const RECIPROCAL_BITS: u32 = 36;
 pub const TANH_EXP: (u32, f64) = (8, -7.0);
 /// Candidate highest bits of tanh's denominator 1 + e ∈ [1, 2] (raw [2^18, 2^19]).
 pub const TANH_DENOMINATOR_BITS: Range<u32> = 18..20;
-/// Newton iterations after rsqrt's quartic guess (guess error 8.2e-5, one step: < 1e-8).
-pub const RSQRT_NEWTON_ITERATIONS: usize = 1;
-
-/// PUMA's initial guess of 1/√u on [0.25, 0.5), constant term first.
-const RSQRT_INIT: [f64; 5] = [
-    4.14285016,
-    -15.47994394,
-    38.4714796,
-    -49.86605845,
-    26.02942339,
-];
-
 const LIN: FixedPoint = FixedPoint::LINEAR;
 
 /// Truncation by `s` in `ring`: floor(signed(x) / 2^s), reduced into the ring.
@@ -74,15 +62,6 @@ pub fn mul_public(fp: FixedPoint, x: u64, c: f64) -> u64 {
         fp.ring().mul(x, fp.ring().from_signed(enc)),
         PUBLIC_FRAC_BITS,
     )
-}
-
-/// `x · 2^s` for a signed shift: a left shift for s ≥ 0, a truncation by −s otherwise.
-fn shift(ring: Ring, x: u64, s: i32) -> u64 {
-    if s >= 0 {
-        ring.reduce(x << s)
-    } else {
-        trunc(ring, x, (-s) as u32)
-    }
 }
 
 /// Encodes a constant known to fit (validated tables, small literals).
@@ -276,27 +255,6 @@ pub fn reciprocal_scale(bits: &Range<u32>, j: u32) -> u64 {
     }
 }
 
-/// 1/√x for x > 0 (Z_2^64, 18 bits; x ≤ 0 is treated as the smallest positive value).
-pub fn rsqrt(x: u64) -> u64 {
-    let (ring, f) = (LIN.ring(), LIN.frac_bits() as i32);
-    let v = ring.to_signed(x).max(1) as u64;
-    // u = x · 2^s ∈ [0.25, 0.5): the highest bit moves to position f − 2.
-    let s = f - 2 - highest_bit(v as i64);
-    let u = shift(ring, v, s);
-    let mut y = trunc(ring, horner_wide(LIN, &RSQRT_INIT, u), LIN.frac_bits());
-    let three = enc(LIN, 3.0);
-    for _ in 0..RSQRT_NEWTON_ITERATIONS {
-        let uy2 = mul_trunc(LIN, u, mul_trunc(LIN, y, y));
-        y = trunc(ring, mul_trunc(LIN, y, ring.sub(three, uy2)), 1);
-    }
-    // 1/√x = 1/√u · 2^{s/2}, s = 2q + r: 2^q, times √2 if r = 1.
-    let (q, r) = (s.div_euclid(2), s.rem_euclid(2));
-    if r == 1 {
-        y = mul_trunc(LIN, y, enc(LIN, std::f64::consts::SQRT_2));
-    }
-    shift(ring, y, q)
-}
-
 /// tanh(x) (Z_2^64, 18 bits, |x| < 2^13 for the secure version): sign(x) · (1 − e) / (1 + e)
 /// with e = exp(−|x|)², exp(−|x|) by [`exp_squaring`] with [`TANH_EXP`] (8 squarings, 0 for
 /// |x| > 7); steps, each one of [`crate::functions::tanh()`]: neg = msb(x), |x| = x − 2·neg·x,
@@ -405,27 +363,6 @@ pub fn softmax_row_unnormalized(
         sum = r64.add(sum, *v);
     }
     softmax_reciprocal(plan, sum)
-}
-
-/// LayerNorm of one row in place (Z_2^64, 18 bits): mean = Σx · (1/n); variance =
-/// (Σ (x − mean)² / 2^f) · (1/n); y = (x − mean) · rsqrt(variance + eps) / 2^f;
-/// out = y · γ / 2^f + β. `gamma` and `beta` are encoded with 18 bits.
-pub fn layernorm_row(row: &mut [u64], gamma: &[u64], beta: &[u64], eps: f64) {
-    let (ring, f) = (LIN.ring(), LIN.frac_bits());
-    let inv_n = 1.0 / row.len() as f64;
-    let sum = row.iter().fold(0u64, |a, &x| ring.add(a, x));
-    let mean = mul_public(LIN, sum, inv_n);
-    let mut sq = 0u64;
-    for v in row.iter_mut() {
-        *v = ring.sub(*v, mean);
-        sq = ring.add(sq, ring.mul(*v, *v));
-    }
-    let var = mul_public(LIN, trunc(ring, sq, f), inv_n);
-    let r = rsqrt(ring.add(var, LIN.encode(eps).unwrap_or(0)));
-    for ((v, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
-        let y = mul_trunc(LIN, *v, r);
-        *v = ring.add(mul_trunc(LIN, y, g), b);
-    }
 }
 
 /// GELU in f64 (x·Φ(x), erf by its Taylor series, saturated beyond |x| > 4.5·√2): the
@@ -599,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn reciprocal_and_rsqrt_are_accurate_over_the_range() {
+    fn reciprocal_is_accurate_over_the_range() {
         let max = LIN.max_value() - 1.0;
         for x in [
             ULP,
@@ -622,12 +559,6 @@ mod tests {
             let x = d(e(x)); // the input as encoded
             let r = d(reciprocal(e(x)));
             assert!((r - 1.0 / x).abs() <= 1e-4 / x + 2.0 * ULP, "1/{x}: {r}");
-            let s = d(rsqrt(e(x)));
-            let want = 1.0 / x.sqrt();
-            assert!(
-                (s - want).abs() <= 1e-5 * want + 2.0 * ULP,
-                "rsqrt({x}): {s} vs {want}"
-            );
         }
         // Beyond the candidate range: 0 from 2^18 on; 0 gives the steps on c = 0.
         assert_eq!(reciprocal(e(262_144.0)), 0);
@@ -640,7 +571,6 @@ mod tests {
                 reciprocal(e(x))
             );
         }
-        assert_eq!(rsqrt(1 << 63), rsqrt(1));
     }
 
     #[test]
@@ -654,7 +584,7 @@ mod tests {
     }
 
     #[test]
-    fn softmax_and_layernorm_rows() {
+    fn softmax_rows() {
         let xs = [0.3, -1.2, 2.5, 0.0, 1.1, -7.0];
         let exact: Vec<f64> = {
             let m = xs.iter().cloned().fold(f64::MIN, f64::max);
@@ -693,16 +623,6 @@ mod tests {
                 let tol = if s < 4.0 { 3e-4 } else { 1.1e-3 };
                 assert!((r * s - 1.0).abs() < tol + s * 3.0 / 65536.0, "1/{s}: {r}");
             }
-        }
-        let gamma: Vec<u64> = (0..6).map(|i| e(0.5 + i as f64 * 0.1)).collect();
-        let beta: Vec<u64> = (0..6).map(|i| e(i as f64 * -0.2)).collect();
-        let mut row: Vec<u64> = xs.iter().map(|&x| e(x)).collect();
-        layernorm_row(&mut row, &gamma, &beta, 1e-12);
-        let mean = xs.iter().sum::<f64>() / 6.0;
-        let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 6.0;
-        for (i, (&g, &x)) in row.iter().zip(&xs).enumerate() {
-            let want = (x - mean) / var.sqrt() * (0.5 + i as f64 * 0.1) - 0.2 * i as f64;
-            assert!((d(g) - want).abs() < 1e-4, "{} vs {want}", d(g));
         }
     }
 }
