@@ -7,6 +7,8 @@
 //! * `bench nonlinear --net lan`: the nonlinear functions at BERT-base block shapes (GELU,
 //!   Softmax per approximation set; LayerNorm); `--op relu` etc.: one operation.
 //! * `bench accuracy --model DIR --data FILE.tsv`: classifier accuracy (float / fixed / secure).
+//! * `bench train --data FILE.csv --net lan`: secure logistic-regression training between two
+//!   data holders (secure / twin / f64).
 //!
 //! Each subcommand lives in its own module with its own arguments and `run`.
 use clap::{Parser, Subcommand};
@@ -20,6 +22,7 @@ mod e2e;
 mod linear;
 mod nonlinear;
 mod ot;
+mod train;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -45,6 +48,8 @@ enum Command {
     Nonlinear(nonlinear::Args),
     /// Classifier accuracy on a labelled TSV file.
     Accuracy(accuracy::Args),
+    /// Secure logistic-regression training between two data holders on a CSV file.
+    Train(train::Args),
 }
 
 fn main() {
@@ -54,6 +59,7 @@ fn main() {
         (Some(Command::Ot(a)), _) => ot::run(a),
         (Some(Command::Nonlinear(a)), _) => nonlinear::run(a),
         (Some(Command::Accuracy(a)), _) => accuracy::run(a),
+        (Some(Command::Train(a)), _) => train::run(a),
         (None, Some(a)) => e2e::run(a),
         (None, None) => Err(mpc_core::Error::InvalidArgument(
             "give --model (end-to-end run) or a subcommand; see --help".into(),

@@ -14,6 +14,7 @@
 //! | [`silu`] | SiLU's piecewise table (least-squares fit) | — |
 //! | [`embedding`] | private table lookup ([`embedding::ServerEmbedding`] / [`embedding::ClientEmbedding`]) | HE |
 //! | [`argmax`] | index of each row's maximum, revealed to one party | OT (DReLU, mux) |
+//! | [`sigmoid`] | σ by 3- or 5-piece linear or a clipped cubic, a batch's comparisons in one flight | OT (piecewise) |
 //! | [`cast`] | truncations, ring casts, window up-casts | OT |
 //!
 //! Accounting labels are defined once in [`label`].
@@ -36,6 +37,7 @@ pub mod label;
 pub mod linear;
 pub mod matmul;
 pub mod norm;
+pub mod sigmoid;
 pub mod silu;
 pub mod softmax;
 pub mod tensor;

@@ -96,6 +96,12 @@ impl PiecewiseSpec<'_> {
             v.push((drelu_cost(k * n, cmp), drelu_cots(k * n, cmp)));
         }
         if self.polys() > 0 {
+            // u: free (a local down-cast) when input_shift + poly_bits ≤ 64.
+            let s = p.input_shift();
+            v.push((
+                trunc_cost(n, Ring::R64, pr, s, TruncKind::KnownMsb).expect("validated plan"),
+                trunc_cots(n, Ring::R64, pr, s, TruncKind::KnownMsb).expect("validated plan"),
+            ));
             for st in self.schedule() {
                 v.push(if st.a == st.b {
                     (square_cost(n, pr), square_cots(n, pr))
