@@ -40,7 +40,7 @@
 //! * reciprocal: x = 2^u, u uniform on [−4, 12) (log-uniform: row sums, norms and variances
 //!   of activations; the protocol's range is 2^-18 ≤ x < 2^18);
 //! * tanh: x = N(0, 2²), an assumed shape of the pooler's pre-activations (its dense layer on
-//!   the [CLS] vector);
+//!   the \[CLS\] vector);
 //! * primitives: uniform ring elements (trunc known-MSB: within its precondition).
 //!
 //! All activations (not the reciprocal's inputs) are clamped to ±60 (only GELU's t₅ tail reaches it) and encoded in Z_2^64

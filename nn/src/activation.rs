@@ -1,10 +1,10 @@
 //! Element-wise activations on shares, Z_2^64 with 18 fraction bits in and out:
 //!
-//! * GELU and SiLU: a piecewise polynomial ([`ot_nonlinear::functions::piecewise`]) whose
+//! * GELU and SiLU: a piecewise polynomial ([`ot_nonlinear::functions::piecewise()`]) whose
 //!   breakpoints stay with the server (it subtracts them from its share before the
 //!   comparisons) and whose coefficients are public; GELU's tables come from the approximation
 //!   set, SiLU's from [`crate::silu`];
-//! * ReLU: DReLU and a multiplexer ([`ot_nonlinear::mpc::relu`]), exact.
+//! * ReLU: DReLU and a multiplexer ([`ot_nonlinear::mpc::relu()`]), exact.
 //!
 //! Mirrors: [`piecewise_mirror`], [`relu_mirror`]. Costs: [`piecewise_cost`], [`relu_cost`].
 use crate::cast::LINEAR;

@@ -21,7 +21,7 @@ pub fn silu_plan() -> PiecewisePlan {
 /// The SiLU table {0 below −bound; the least-squares polynomial of `degree` on [−bound,
 /// bound); x above}, checked against [`silu_plan`].
 pub fn silu_table(degree: usize, bound: f64) -> Result<PiecewisePoly> {
-    if !(1..=6).contains(&degree) || !(bound > 0.0 && bound <= 16.0) {
+    if !((1..=6).contains(&degree) && bound > 0.0 && bound <= 16.0) {
         return Err(Error::InvalidArgument(format!(
             "SiLU fit of degree {degree} on ±{bound}: degree 1..=6, bound in (0, 16]"
         )));
@@ -41,6 +41,10 @@ pub fn silu_table(degree: usize, bound: f64) -> Result<PiecewisePoly> {
 pub fn silu_default() -> Result<PiecewisePoly> {
     silu_table(6, 5.0)
 }
+
+/// Largest error of [`silu_default`] against the exact SiLU on [−16, 16] (measured by the
+/// test: 0.0403, at the interval's ends).
+pub const SILU_DEFAULT_MAX_ERROR: f64 = 0.05;
 
 /// Coefficients (constant term first) of the degree-`degree` polynomial closest to `f` in
 /// least squares on 4001 uniform points of [lo, hi]; solved in the variable t = x/s (s the
@@ -130,7 +134,3 @@ mod tests {
         }
     }
 }
-
-/// Largest error of [`silu_default`] against the exact SiLU on [−16, 16] (measured by the
-/// test, rounded up).
-pub const SILU_DEFAULT_MAX_ERROR: f64 = 0.05;

@@ -1,6 +1,6 @@
 //! Softmax of rows on shares (Z_2^64, 18 fraction bits in and out), with a padding mask (the
 //! client's private input) or a causal mask (public): the protocol of
-//! [`ot_nonlinear::functions::softmax`] (row max by a tournament, the set's exp, reciprocal of
+//! [`ot_nonlinear::functions::softmax()`] (row max by a tournament, the set's exp, reciprocal of
 //! the row sums, row-scalar product), the masked scores lowered on the client's share before
 //! the max. Attention uses the unnormalised form inside [`crate::attention`].
 //!

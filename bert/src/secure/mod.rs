@@ -3,7 +3,7 @@
 //!
 //! Roles: [`Server`] (weights, HE secret key of the linear layers) and [`Client`] (input, the
 //! encrypted weights cached on its disk). Both run the same sequence of two-party protocols on a
-//! [`Session`] (one channel, Ferret in both directions), each with its own shares.
+//! [`Session`](ot_nonlinear::mpc::Session) (one channel, Ferret in both directions), each with its own shares.
 //!
 //! **Setup** (once per model and server key): the server sends the public description (shapes,
 //! sequence length, the approximation set's public part), both exchange RLWE public keys, and
@@ -40,8 +40,8 @@
 //! bench reports bytes, rounds and time per component and per layer.
 //!
 //! Files: [`public`] (what both parties know, the redaction of the client's copy, the head),
-//! [`fold`] (the server's weights folded with the LayerNorms), [`reference`] (the fixed-point
-//! and float references), [`server`], [`client`], [`engine`] (the online composition of `nn`
+//! [`fold`] (the server's weights folded with the LayerNorms), [`reference`](mod@reference) (the fixed-point
+//! and float references), [`server`], [`client`], `engine` (the online composition of `nn`
 //! operators, written once over the two roles) and [`cache`] (the client's cache directory).
 
 pub mod cache;

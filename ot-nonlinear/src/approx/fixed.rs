@@ -9,8 +9,7 @@
 //! * reciprocal of 2^-18 ≤ x < 2^18: normalise c = x / 2^{k+1} ∈ [0.5, 1) by the highest set
 //!   bit k, w = 2.9142 − 2c, [`RECIPROCAL_ITERATIONS`] Goldschmidt steps, scale back by
 //!   2^{f−1−k} (both scalings one product with 2^{35−k} and a truncation by 18);
-//! * rsqrt of x > 0: normalise u ∈ [0.25, 0.5), PUMA's quartic initial guess,
-//!   [`RSQRT_NEWTON_ITERATIONS`] Newton step, scale back by 2^{s/2} with a √2 fix for odd s;
+//! * rsqrt (LayerNorm, RMSNorm): its mirror is [`super::layernorm::rsqrt`];
 //! * tanh (pooler): sign(x) (1 − e)/(1 + e) with e = exp(−|x|)², exp by 8 squarings;
 //! * public scalars such as 1/n are encoded with [`PUBLIC_FRAC_BITS`] fraction bits.
 use super::plan::{PiecewisePlan, SoftmaxPlan};
