@@ -1,0 +1,123 @@
+//! Attention on random shares against its mirror: a causal mask over a key cache (past > 0)
+//! with grouped KV heads (the decoder's case) and a padding mask with one KV head per query
+//! head (the encoder's), with exact bytes per step.
+mod common;
+use common::*;
+use mpc_core::{FixedPoint, Ring};
+use nn::attention::{attention, attention_cost, attention_mirror, AttentionShape, Mask};
+use nn::label::Component;
+use nn::SharedTensor;
+use ot_nonlinear::approx::ApproxSet;
+
+const LIN: FixedPoint = FixedPoint::LINEAR;
+/// COTs each party pre-extends in each direction outside the operator's labels, so that the
+/// labels count the protocol's messages only (the costs exclude Ferret's extensions).
+const RESERVE: usize = 15_000_000;
+
+fn shared(rows: usize, cols: usize, x: &[u64], seed: u64) -> (SharedTensor, SharedTensor) {
+    let (s, c) = share(x, Ring::R64, &mut prg(seed));
+    (
+        SharedTensor::matrix(rows, cols, LIN, s).unwrap(),
+        SharedTensor::matrix(rows, cols, LIN, c).unwrap(),
+    )
+}
+
+/// Runs attention on shares of (q, k, v) with the client's mask `mask_c` (the server passes
+/// `mask_s`) and checks the output against the mirror and every step's bytes against the cost.
+fn check(seed: u64, shape: AttentionShape, mask_s: Mask<'static>, padding: Option<Vec<bool>>) {
+    let set = ApproxSet::nimbus();
+    let (nq, nk) = (shape.queries, shape.keys);
+    let (dq, dkv) = (
+        shape.heads * shape.head_dim,
+        shape.kv_heads * shape.head_dim,
+    );
+    let mut rng = prg(seed);
+    let q = values(&mut rng, nq * dq, -1.5, 1.5, &[0.0, 1.5, -1.5]);
+    let k = values(&mut rng, nk * dkv, -1.5, 1.5, &[]);
+    let v = values(&mut rng, nk * dkv, -4.0, 4.0, &[4.0, -4.0]);
+    let (qs, qc) = shared(nq, dq, &q, seed ^ 1);
+    let (ks, kc) = shared(nk, dkv, &k, seed ^ 2);
+    let (vs, vc) = shared(nk, dkv, &v, seed ^ 3);
+    let fx = Fixture::new(seed);
+    let bps = ot_nonlinear::functions::exp_breakpoints(&set, 0);
+    let (ss, sc) = (set.clone(), set.clone());
+    let tag = |c: Component| format!("op/{}", c.label());
+    let pad_c = padding.clone();
+    let (ys, yc, cs, cc) = run(
+        &fx,
+        move |s, he| {
+            s.reserve_cots(RESERVE, RESERVE).unwrap();
+            attention(
+                s,
+                he,
+                &ss,
+                0,
+                Some(&bps),
+                shape,
+                (&qs, &ks, &vs),
+                mask_s,
+                &|c| format!("op/{}", c.label()),
+            )
+            .unwrap()
+        },
+        move |s, he| {
+            s.reserve_cots(RESERVE, RESERVE).unwrap();
+            let mask = match &pad_c {
+                Some(p) => Mask::Padding(Some(p.as_slice())),
+                None => mask_s,
+            };
+            attention(s, he, &sc, 0, None, shape, (&qc, &kc, &vc), mask, &tag).unwrap()
+        },
+    );
+    let got = ys.reconstruct(&yc).unwrap();
+    let mask_c = match &padding {
+        Some(p) => Mask::Padding(Some(p.as_slice())),
+        None => mask_s,
+    };
+    let want = attention_mirror(&set, 0, shape, (&q, &k, &v), mask_c);
+    let gap = max_gap(&got, &want);
+    // The Softmax's probabilities are within 2^12 units of the mirror's (the max tree's
+    // resolution and the exp's carries, as in the Softmax test); each output sums `keys` of them
+    // times |v| ≤ 4, plus the products' rounding. A wrong head, mask or KV group is off by
+    // O(|v|) = O(2^20) units.
+    let bound = (nk as u64) * 4 * (1 << 12) + 64;
+    assert!(gap <= bound, "{shape:?} {mask_c:?}: gap {gap} > {bound} (seed {seed})");
+    eprintln!("{shape:?} {mask_c:?}: gap {gap} units of 2^-18 (bound {bound})");
+    let costs = attention_cost(&fx.packed, &set, 0, shape).unwrap();
+    let steps = [
+        Component::AttentionQk,
+        Component::AttentionSoftmax,
+        Component::AttentionPv,
+        Component::AttentionNormalize,
+    ];
+    for (step, cost) in steps.iter().zip(costs) {
+        assert_bytes(&format!("op/{}", step.label()), &cs, &cc, cost);
+    }
+}
+
+#[test]
+fn causal_attention_over_a_cache_with_grouped_kv_heads_matches_its_mirror() {
+    let seed = seed(11);
+    let shape = AttentionShape {
+        queries: 3,
+        keys: 7,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 8,
+    };
+    check(seed, shape, Mask::Causal { past: 4 }, None);
+}
+
+#[test]
+fn padded_attention_with_a_kv_head_per_query_head_matches_its_mirror() {
+    let seed = seed(12);
+    let shape = AttentionShape {
+        queries: 6,
+        keys: 6,
+        heads: 2,
+        kv_heads: 2,
+        head_dim: 8,
+    };
+    let padding = (0..6).map(|j| j < 4).collect();
+    check(seed, shape, Mask::Padding(None), Some(padding));
+}
