@@ -22,6 +22,7 @@ mod e2e;
 mod linear;
 mod nonlinear;
 mod ot;
+mod progress;
 mod train;
 
 #[derive(Parser, Debug)]
