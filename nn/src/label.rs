@@ -79,6 +79,56 @@ impl Component {
     }
 }
 
+/// An operation of a convolutional network whose traffic and time are reported per layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CnnOp {
+    /// A convolution (its product and truncation).
+    Conv,
+    /// ReLU.
+    Relu,
+    /// Max pooling (comparison tree).
+    MaxPool,
+    /// Average pooling (sum and division).
+    AvgPool,
+    /// A residual addition (local).
+    Add,
+    /// The dense layer (Gemm / MatMul) and the reveal of its logits.
+    Dense,
+    /// Reshapes (Flatten; local).
+    Flatten,
+}
+
+impl CnnOp {
+    /// Every operation.
+    pub const ALL: [CnnOp; 7] = [
+        CnnOp::Conv,
+        CnnOp::Relu,
+        CnnOp::MaxPool,
+        CnnOp::AvgPool,
+        CnnOp::Add,
+        CnnOp::Dense,
+        CnnOp::Flatten,
+    ];
+
+    /// The operation's name, also its label.
+    pub const fn label(self) -> &'static str {
+        match self {
+            CnnOp::Conv => "conv",
+            CnnOp::Relu => "relu",
+            CnnOp::MaxPool => "maxpool",
+            CnnOp::AvgPool => "avgpool",
+            CnnOp::Add => "add",
+            CnnOp::Dense => "dense",
+            CnnOp::Flatten => "flatten",
+        }
+    }
+
+    /// The label of the operation as layer `layer` of a network: `layerNN/<op>`.
+    pub fn in_layer(self, layer: usize) -> String {
+        format!("{}/{}", layer_prefix(layer), self.label())
+    }
+}
+
 /// `layerNN`, the prefix of every label of layer `layer`.
 pub fn layer_prefix(layer: usize) -> String {
     format!("layer{layer:02}")
@@ -104,5 +154,8 @@ mod tests {
         assert_eq!(l, "layer07/norm_ffn");
         assert_eq!(layer_of(&l), Some((7, "norm_ffn")));
         assert_eq!(layer_of("head"), None);
+        let ops: std::collections::HashSet<_> = CnnOp::ALL.iter().map(|c| c.label()).collect();
+        assert_eq!(ops.len(), CnnOp::ALL.len());
+        assert_eq!(layer_of(&CnnOp::Conv.in_layer(3)), Some((3, "conv")));
     }
 }

@@ -15,6 +15,8 @@
 //! | [`embedding`] | private table lookup ([`embedding::ServerEmbedding`] / [`embedding::ClientEmbedding`]) | HE |
 //! | [`argmax`] | index of each row's maximum, revealed to one party | OT (DReLU, mux) |
 //! | [`sigmoid`] | σ by 3- or 5-piece linear or a clipped cubic, a batch's comparisons in one flight | OT (piecewise) |
+//! | [`conv`] | 2-D convolution, the kernel the server's: im2col or Winograd ([`winograd`]) | OT matrix product (CrypTFlow2) + truncation |
+//! | [`pool`] | max pooling (comparison tree), average pooling | OT (ReLU) / truncation |
 //! | [`cast`] | truncations, ring casts, window up-casts | OT |
 //!
 //! Accounting labels are defined once in [`label`].
@@ -31,17 +33,20 @@ pub mod activation;
 pub mod argmax;
 pub mod attention;
 pub mod cast;
+pub mod conv;
 pub mod embedding;
 pub mod keys;
 pub mod label;
 pub mod linear;
 pub mod matmul;
 pub mod norm;
+pub mod pool;
 pub mod sigmoid;
 pub mod silu;
 pub mod softmax;
 pub mod tensor;
+pub mod winograd;
 
 pub use keys::HeKeys;
-pub use label::Component;
+pub use label::{CnnOp, Component};
 pub use tensor::{Shape, SharedTensor};

@@ -29,6 +29,7 @@
 //! | [`b2a`](mod@b2a) | bit → Z_2^ℓ, scaled by 2^s | ℓ − s | 2 |
 //! | [`trunc`](mod@trunc) | floor(x / 2^s) mod 2^L (down-cast, known-MSB fast path, 1-bit error, faithful) | 0 / L − ℓ + s + 1 / … | 0 / 2 / … |
 //! | [`product`](mod@product) | x·y (Gilboa), x², x·(row scalar) | 2(ℓ + ℓ(ℓ+1)/2) | 2 |
+//! | [`matmul`](mod@matmul) | W·X, W the server's, X shared (CrypTFlow2) | inner·cols·(ℓ + rows·ℓ(ℓ+1)/2) in total | 2 |
 //! | [`lut`](mod@lut) | `T[x]` for x ∈ Z_2^n (n ≤ 8), server-held T | n + 2^n·ℓ | 2 |
 //! | [`relu`](mod@relu) | x·[x ≥ 0] | DReLU + mux | DReLU + 2 |
 pub mod acot;
@@ -36,6 +37,7 @@ pub mod and;
 pub mod b2a;
 pub mod drelu;
 pub mod lut;
+pub mod matmul;
 pub mod millionaire;
 pub mod mux;
 pub mod product;
@@ -52,6 +54,7 @@ pub use and::and;
 pub use b2a::b2a;
 pub use drelu::{drelu, drelu_reduced, greater_equal_threshold, msb, wrap};
 pub use lut::lut;
+pub use matmul::{server_matmul, MatmulDims};
 pub use millionaire::millionaire;
 pub use mux::mux;
 pub use product::{mul, mul_row_scalar, square};
