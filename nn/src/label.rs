@@ -92,15 +92,17 @@ pub enum CnnOp {
     AvgPool,
     /// A residual addition (local).
     Add,
-    /// The dense layer (Gemm / MatMul) and the reveal of its logits.
+    /// The dense layer (Gemm / MatMul).
     Dense,
     /// Reshapes (Flatten; local).
     Flatten,
+    /// The output's reveal to the client.
+    Reveal,
 }
 
 impl CnnOp {
     /// Every operation.
-    pub const ALL: [CnnOp; 7] = [
+    pub const ALL: [CnnOp; 8] = [
         CnnOp::Conv,
         CnnOp::Relu,
         CnnOp::MaxPool,
@@ -108,6 +110,7 @@ impl CnnOp {
         CnnOp::Add,
         CnnOp::Dense,
         CnnOp::Flatten,
+        CnnOp::Reveal,
     ];
 
     /// The operation's name, also its label.
@@ -120,6 +123,7 @@ impl CnnOp {
             CnnOp::Add => "add",
             CnnOp::Dense => "dense",
             CnnOp::Flatten => "flatten",
+            CnnOp::Reveal => "reveal",
         }
     }
 

@@ -1,0 +1,226 @@
+//! The two-party pass: the client's image enters as its own share (the server's is zero),
+//! every layer runs one `nn` operator under the label `layerNN/<op>`, and the output is revealed
+//! to the client alone (the server sends its share; it learns nothing).
+//!
+//! Convolutions run on the protocol the [`ConvPlan`] picks per layer: forced (`direct-ot`,
+//! `winograd-ot`; Winograd needs 3×3 kernels with stride 1, other layers fall back to
+//! `direct-ot`) or `auto`, the cheapest by the exact cost formula (bytes).
+use crate::graph::{Network, Op};
+use crate::reference::{value_frac_bits, LayerWeights, Quantized};
+use crate::{CnnError, Result};
+use mpc_core::{FixedPoint, Party};
+use nn::cast::truncate;
+use nn::conv::{conv2d, conv2d_cost, ConvParty, ConvProtocol, ConvShape};
+use nn::label::layer_prefix;
+use nn::pool::{avg_pool, max_pool};
+use nn::{CnnOp, Shape, SharedTensor};
+use ot_nonlinear::mpc::matmul::server_matmul_cots;
+use ot_nonlinear::mpc::{relu, server_matmul, MatmulDims, Session};
+
+/// How convolutions are assigned their protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvPlan {
+    /// This protocol wherever it applies, `direct-ot` elsewhere.
+    Forced(ConvProtocol),
+    /// The cheapest (bytes, exact formula) per layer.
+    Auto,
+}
+
+impl ConvPlan {
+    /// Parses `auto`, `direct-ot`, `winograd-ot`; `he` and `winograd-he` are refused (not
+    /// built: see docs/protocols/conv.md).
+    pub fn parse(s: &str) -> Result<ConvPlan> {
+        match s {
+            "auto" => Ok(ConvPlan::Auto),
+            "direct-ot" => Ok(ConvPlan::Forced(ConvProtocol::DirectOt)),
+            "winograd-ot" => Ok(ConvPlan::Forced(ConvProtocol::WinogradOt)),
+            "he" | "winograd-he" => Err(mpc_core::Error::Unavailable(format!(
+                "--conv {s}: the HE convolution is not built yet (docs/protocols/conv.md)"
+            ))
+            .into()),
+            other => Err(mpc_core::Error::InvalidArgument(format!(
+                "--conv {other}: expected auto, direct-ot, winograd-ot, he or winograd-he"
+            ))
+            .into()),
+        }
+    }
+
+    /// The protocol for a convolution of `shape`.
+    pub fn choose(self, shape: &ConvShape, format: FixedPoint) -> Result<ConvProtocol> {
+        match self {
+            ConvPlan::Forced(p) if p.supports(shape) => Ok(p),
+            ConvPlan::Forced(_) => Ok(ConvProtocol::DirectOt),
+            ConvPlan::Auto => {
+                let mut best = (ConvProtocol::DirectOt, u64::MAX);
+                for p in [ConvProtocol::DirectOt, ConvProtocol::WinogradOt] {
+                    if p.supports(shape) {
+                        let bytes = conv2d_cost(shape, p, format)?.bytes();
+                        if bytes < best.1 {
+                            best = (p, bytes);
+                        }
+                    }
+                }
+                Ok(best.0)
+            }
+        }
+    }
+}
+
+/// What a party brings: the server its encoded weights, the client its encoded image.
+#[derive(Clone, Copy, Debug)]
+pub enum Role<'a> {
+    /// The server.
+    Server(&'a Quantized),
+    /// The client with its image (C × H × W, encoded in the format).
+    Client(&'a [u64]),
+}
+
+/// The label of layer `i`'s work: `layerNN`.
+pub fn layer_label(i: usize) -> String {
+    layer_prefix(i)
+}
+
+/// Runs the network; the client gets the output (encoded, [`value_frac_bits`] fraction bits),
+/// the server `None`. Both parties pass the same network (the client's copy without weights),
+/// format and plan.
+pub fn infer(
+    sess: &mut Session,
+    net: &Network,
+    format: FixedPoint,
+    role: Role<'_>,
+    plan: ConvPlan,
+) -> Result<Option<Vec<u64>>> {
+    let input_shape = Shape::new(net.input_shape());
+    let x = match role {
+        Role::Server(q) => {
+            if q.format() != format {
+                return Err(mpc_core::Error::ParamMismatch("weights in another format".into()).into());
+            }
+            SharedTensor::zeros(input_shape, format)
+        }
+        Role::Client(image) => SharedTensor::new(input_shape, format, image.to_vec())?,
+    };
+    let layers = net.layers();
+    // The last layer reading each value, so that a value is dropped after it.
+    let mut last_use = vec![0usize; layers.len() + 1];
+    for (i, l) in layers.iter().enumerate() {
+        l.inputs.iter().for_each(|&v| last_use[v] = i);
+    }
+    last_use[net.output()] = usize::MAX;
+    let mut values: Vec<Option<SharedTensor>> = vec![Some(x)];
+    for (i, layer) in layers.iter().enumerate() {
+        let get = |v: usize| -> Result<&SharedTensor> {
+            values[v].as_ref().ok_or_else(|| CnnError::Graph {
+                node: layer.name.clone(),
+                reason: format!("value {v} was dropped"),
+            })
+        };
+        let a = get(layer.inputs[0])?;
+        let weights = match role {
+            Role::Server(q) => q.layer(i),
+            Role::Client(_) => None,
+        };
+        let y = sess.scope(&layer_label(i), |sess| -> Result<SharedTensor> {
+            Ok(match &layer.op {
+                Op::Conv(c) => {
+                    let party = match (role, weights) {
+                        (Role::Server(_), Some(LayerWeights::Conv(w))) => ConvParty::Server(w),
+                        (Role::Client(_), _) => ConvParty::Client,
+                        _ => return Err(missing(&layer.name)),
+                    };
+                    let protocol = plan.choose(&c.shape, format)?;
+                    conv2d(sess, party, &c.shape, protocol, a)?
+                }
+                Op::Relu => {
+                    sess.reserve(ot_nonlinear::mpc::relu::relu_cots(a.share().len(), a.ring()))?;
+                    let y = relu(sess, a.share(), a.ring())?;
+                    SharedTensor::new(a.shape().clone(), format, y)?
+                }
+                Op::Add => {
+                    let b = get(layer.inputs[1])?;
+                    sess.scope(CnnOp::Add.label(), |_| a.add(b))?
+                }
+                Op::MaxPool(p) => max_pool(sess, p, a)?,
+                Op::AvgPool(p) => avg_pool(sess, p, a)?,
+                Op::Flatten => a.clone().reshape(Shape::new(&[a.shape().len()]))?,
+                Op::Dense(d) => {
+                    let w = match (role, weights) {
+                        (Role::Server(_), Some(LayerWeights::Dense { weights, bias })) => {
+                            Some((weights, bias))
+                        }
+                        (Role::Client(_), _) => None,
+                        _ => return Err(missing(&layer.name)),
+                    };
+                    dense(sess, d.inputs, d.outputs, w, a, i + 1 == net.output())?
+                }
+            })
+        })?;
+        values.push(Some(y));
+        for &v in &layer.inputs {
+            if last_use[v] == i {
+                values[v] = None;
+            }
+        }
+    }
+    let out = values[net.output()].take().ok_or_else(|| CnnError::Graph {
+        node: "graph output".into(),
+        reason: "not computed".into(),
+    })?;
+    debug_assert_eq!(
+        out.frac_bits(),
+        value_frac_bits(net, net.output(), format)
+    );
+    sess.scope(CnnOp::Reveal.label(), |sess| match sess.party {
+        Party::Server => {
+            sess.ch.send_u64s(out.share())?;
+            sess.ch.flush()?;
+            Ok(None)
+        }
+        Party::Client => {
+            let theirs = sess.ch.recv_u64s(out.share().len())?;
+            let ring = format.ring();
+            ring.check_all(&theirs)?;
+            Ok(Some(ring.reconstruct_vec(out.share(), &theirs)?))
+        }
+    })
+}
+
+fn missing(node: &str) -> CnnError {
+    CnnError::Graph {
+        node: node.into(),
+        reason: "the server has no weights for this layer".into(),
+    }
+}
+
+/// y = W·x + b on the OT matrix product; truncated to s fraction bits unless it is the output.
+fn dense(
+    sess: &mut Session,
+    inputs: usize,
+    outputs: usize,
+    weights: Option<(&Vec<u64>, &Vec<u64>)>,
+    x: &SharedTensor,
+    is_output: bool,
+) -> Result<SharedTensor> {
+    let format = x.format();
+    let ring = format.ring();
+    let dims = MatmulDims {
+        batch: 1,
+        rows: outputs,
+        inner: inputs,
+        cols: 1,
+    };
+    sess.reserve(server_matmul_cots(dims, ring))?;
+    sess.scope(CnnOp::Dense.label(), |sess| {
+        let mut y = server_matmul(sess, weights.map(|(w, _)| &w[..]), x.share(), dims, ring)?;
+        if let Some((_, b)) = weights {
+            y.iter_mut().zip(b).for_each(|(v, &b)| *v = ring.add(*v, b));
+        }
+        let wide = FixedPoint::new(ring, 2 * format.frac_bits())?;
+        let y = SharedTensor::new(Shape::new(&[outputs]), wide, y)?;
+        if is_output {
+            Ok(y)
+        } else {
+            Ok(truncate(sess, &y, format.frac_bits(), ring)?)
+        }
+    })
+}
