@@ -9,6 +9,8 @@
 //! * `bench accuracy --model DIR --data FILE.tsv`: classifier accuracy (float / fixed / secure).
 //! * `bench train --data FILE.csv --net lan`: secure logistic-regression training between two
 //!   data holders (secure / twin / f64).
+//! * `bench cnn --model resnet32-cifar100 --conv auto --net lan`: secure CNN inference per
+//!   layer; `--data FILE.csv`: accuracy; `--compare`: the convolution protocols' exact costs.
 //!
 //! Each subcommand lives in its own module with its own arguments and `run`.
 use clap::{Parser, Subcommand};
@@ -18,6 +20,7 @@ use clap::{Parser, Subcommand};
 pub const DEFAULT_KEY_FILE: &str = "target/bench-server/server.key";
 
 mod accuracy;
+mod cnn;
 mod e2e;
 mod linear;
 mod nonlinear;
@@ -51,6 +54,8 @@ enum Command {
     Accuracy(accuracy::Args),
     /// Secure logistic-regression training between two data holders on a CSV file.
     Train(train::Args),
+    /// Secure CNN inference: ResNet-18/32 (CIFAR-100 shapes) or an ONNX file.
+    Cnn(cnn::Args),
 }
 
 fn main() {
@@ -61,6 +66,7 @@ fn main() {
         (Some(Command::Nonlinear(a)), _) => nonlinear::run(a),
         (Some(Command::Accuracy(a)), _) => accuracy::run(a),
         (Some(Command::Train(a)), _) => train::run(a),
+        (Some(Command::Cnn(a)), _) => cnn::run(a),
         (None, Some(a)) => e2e::run(a),
         (None, None) => Err(mpc_core::Error::InvalidArgument(
             "give --model (end-to-end run) or a subcommand; see --help".into(),

@@ -5,6 +5,7 @@
 //!   AveragePool, GlobalAveragePool, Flatten, Gemm/MatMul; NCHW, one image);
 //! * [`graph`]: the [`Network`] (layers over values, shapes, float weights);
 //! * [`reference`]: the float reference and the fixed-point mirror ([`Quantized`] weights);
+//! * [`cost`]: every layer's exact cost under a plan;
 //! * [`secure`]: the two-party pass over `nn` operators, one convolution protocol per layer
 //!   ([`ConvPlan`]: forced or chosen by exact cost);
 //! * [`resnet`]: ResNet-18 and ResNet-32 with CIFAR-100 shapes and deterministic random weights;
@@ -18,6 +19,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cost;
 pub mod data;
 pub mod graph;
 pub mod onnx;

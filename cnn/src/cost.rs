@@ -1,0 +1,60 @@
+//! The exact cost of every layer of the secure pass (its operator's own messages: bytes each
+//! way and rounds; the Ferret extensions that supply its COTs are reported apart), from the
+//! `nn` cost functions the operator tests check against the channel counters.
+use crate::graph::{Network, Op};
+use crate::secure::ConvPlan;
+use crate::Result;
+use mpc_core::FixedPoint;
+use nn::activation::relu_cost;
+use nn::cast::truncate_cost;
+use nn::conv::{conv2d_cost, ConvProtocol};
+use nn::pool::{avg_pool_cost, max_pool_cost};
+use ot_nonlinear::mpc::matmul::server_matmul_cost;
+use ot_nonlinear::mpc::{Cost, MatmulDims};
+
+/// One layer's predicted cost and, for a convolution, its protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerCost {
+    /// The convolution protocol (convolutions only).
+    pub protocol: Option<ConvProtocol>,
+    /// Bytes and rounds of the operator.
+    pub cost: Cost,
+}
+
+/// The cost of every layer of `net` under `plan`, in layer order.
+pub fn network_cost(net: &Network, plan: ConvPlan, format: FixedPoint) -> Result<Vec<LayerCost>> {
+    let ring = format.ring();
+    net.layers()
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| {
+            let n: usize = net.shape(layer.inputs[0]).iter().product();
+            let (protocol, cost) = match &layer.op {
+                Op::Conv(c) => {
+                    let p = plan.choose(&c.shape, format)?;
+                    (Some(p), conv2d_cost(&c.shape, p, format)?)
+                }
+                Op::Relu => (None, relu_cost(n, ring)),
+                Op::Add | Op::Flatten => (None, Cost::default()),
+                Op::MaxPool(p) => (None, max_pool_cost(p, ring)),
+                Op::AvgPool(p) => (None, avg_pool_cost(p, format)?),
+                Op::Dense(d) => {
+                    let dims = MatmulDims {
+                        batch: 1,
+                        rows: d.outputs,
+                        inner: d.inputs,
+                        cols: 1,
+                    };
+                    let product = server_matmul_cost(dims, ring);
+                    let cost = if i + 1 == net.output() {
+                        product
+                    } else {
+                        product.then(truncate_cost(d.outputs, ring, ring, format.frac_bits())?)
+                    };
+                    (None, cost)
+                }
+            };
+            Ok(LayerCost { protocol, cost })
+        })
+        .collect()
+}
