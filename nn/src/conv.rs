@@ -22,6 +22,7 @@ use crate::tensor::{Shape, SharedTensor};
 use crate::winograd;
 use mpc_core::{Error, FixedPoint, Result, Ring};
 use ot_nonlinear::mpc::matmul::{server_matmul_cost, server_matmul_cots};
+use ot_nonlinear::mpc::trunc::{trunc_cots, TruncKind};
 use ot_nonlinear::mpc::{server_matmul, Cost, CotDemand, MatmulDims, Session};
 
 /// The geometry of a convolution: channels, input size, kernel, strides and zero padding.
@@ -228,7 +229,7 @@ pub fn conv2d(
     }
     let format = x.format();
     let ring = format.ring();
-    sess.reserve(conv2d_cots(shape, protocol, ring))?;
+    sess.reserve(conv2d_cots(shape, protocol, format)?)?;
     sess.scope(CnnOp::Conv.label(), |sess| {
         let (mut product, extra) = match protocol {
             ConvProtocol::DirectOt => {
@@ -292,12 +293,16 @@ pub fn im2col(shape: &ConvShape, x: &[u64]) -> Vec<u64> {
     out
 }
 
-/// COTs drawn by [`conv2d`].
-pub fn conv2d_cots(shape: &ConvShape, protocol: ConvProtocol, ring: Ring) -> CotDemand {
-    match protocol {
-        ConvProtocol::DirectOt => server_matmul_cots(direct_dims(shape), ring),
-        ConvProtocol::WinogradOt => server_matmul_cots(winograd::dims(shape), ring),
-    }
+/// COTs drawn by [`conv2d`] on `format` (product and truncation).
+pub fn conv2d_cots(shape: &ConvShape, protocol: ConvProtocol, format: FixedPoint) -> Result<CotDemand> {
+    let ring = format.ring();
+    let (product, extra) = match protocol {
+        ConvProtocol::DirectOt => (server_matmul_cots(direct_dims(shape), ring), 0),
+        ConvProtocol::WinogradOt => (server_matmul_cots(winograd::dims(shape), ring), 2),
+    };
+    let n = shape.out_channels * shape.out_height() * shape.out_width();
+    let shift = format.frac_bits() + extra;
+    Ok(product.plus(trunc_cots(n, ring, ring, shift, TruncKind::KnownMsb)?))
 }
 
 /// Exact cost of [`conv2d`] on `format` (product and truncation: label `conv`).

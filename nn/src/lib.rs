@@ -16,6 +16,7 @@
 //! | [`argmax`] | index of each row's maximum, revealed to one party | OT (DReLU, mux) |
 //! | [`sigmoid`] | σ by 3- or 5-piece linear or a clipped cubic, a batch's comparisons in one flight | OT (piecewise) |
 //! | [`conv`] | 2-D convolution, the kernel the server's: im2col or Winograd ([`winograd`]) | OT matrix product (CrypTFlow2) + truncation |
+//! | [`conv_he`] | 2-D convolution on the HE linear layer (im2col, kernel encrypted once, cached) | COP (HE) + ring casts |
 //! | [`pool`] | max pooling (comparison tree), average pooling | OT (ReLU) / truncation |
 //! | [`cast`] | truncations, ring casts, window up-casts | OT |
 //!
@@ -34,6 +35,7 @@ pub mod argmax;
 pub mod attention;
 pub mod cast;
 pub mod conv;
+pub mod conv_he;
 pub mod embedding;
 pub mod keys;
 pub mod label;

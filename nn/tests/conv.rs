@@ -291,3 +291,53 @@ fn pooling_matches_plaintext_and_costs_what_it_says() {
     assert_floor_or_one_below(&a.2.reconstruct(&b.2).unwrap(), &want, ring);
     assert_cost("avg2/avgpool", &cs, &cc, avg_pool_cost(&avg2, fp).unwrap());
 }
+
+#[test]
+fn he_convolution_matches_plaintext_and_costs_what_it_says() {
+    use nn::conv_he::{conv_he_cost, ClientConvHe, ServerConvHe};
+    let seed = seed(36);
+    let fp = format();
+    let shape = ConvShape {
+        in_channels: 5,
+        out_channels: 3,
+        height: 7,
+        width: 6,
+        kernel: (3, 3),
+        stride: (2, 1),
+        pads: [1, 0, 1, 1],
+    };
+    let mut rng = prg(seed);
+    let kernel = encoded(&mut rng, shape.out_channels * shape.patch(), 1.0, fp);
+    let bias_fp = FixedPoint::new(fp.ring(), 2 * fp.frac_bits()).unwrap();
+    let bias = encoded(&mut rng, shape.out_channels, 4.0, bias_fp);
+    let weights = ConvWeights::new(shape, kernel, bias).unwrap();
+    let x = encoded(&mut rng, shape.in_channels * shape.height * shape.width, 8.0, fp);
+    let (xs, xc) = shared(&x, shape.input_shape(), seed);
+    let want = conv2d_mirror(&weights, &x, fp);
+    let fx = Fixture::new(seed);
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().to_path_buf();
+    let fxs = fx.clone();
+    let (ys, yc, cs, cc) = run(
+        &fx,
+        move |s, he| {
+            let layer = ServerConvHe::new(&weights, fp).unwrap();
+            layer
+                .setup(&mut s.ch, &fxs.params, &fxs.server.sk, &fxs.server.pk)
+                .unwrap();
+            s.ch.flush().unwrap();
+            s.scope("op", |s| layer.online(s, he, &xs)).unwrap()
+        },
+        move |s, he| {
+            let layer = ClientConvHe::setup(&mut s.ch, he.params, shape, fp, &dir, "c").unwrap();
+            s.scope("op", |s| layer.online(s, he, &xc)).unwrap()
+        },
+    );
+    let got = ys.reconstruct(&yc).unwrap();
+    let ring = fp.ring();
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        let d = ring.to_signed(ring.sub(w, g));
+        assert!((0..=2).contains(&d), "element {i}: {d} units below the mirror");
+    }
+    assert_cost("op/conv", &cs, &cc, conv_he_cost(&fx.params, &shape, fp).unwrap());
+}
