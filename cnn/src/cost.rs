@@ -2,12 +2,14 @@
 //! way and rounds; the Ferret extensions that supply its COTs are reported apart), from the
 //! `nn` cost functions the operator tests check against the channel counters.
 use crate::graph::{Network, Op};
-use crate::secure::ConvPlan;
+use crate::secure::{ConvPlan, LayerProtocol};
+use he_linear::params::HeParams;
+use nn::conv_he::conv_he_cost;
 use crate::Result;
 use mpc_core::FixedPoint;
 use nn::activation::relu_cost;
 use nn::cast::truncate_cost;
-use nn::conv::{conv2d_cost, ConvProtocol};
+use nn::conv::conv2d_cost;
 use nn::pool::{avg_pool_cost, max_pool_cost};
 use ot_nonlinear::mpc::matmul::server_matmul_cost;
 use ot_nonlinear::mpc::{Cost, MatmulDims};
@@ -16,13 +18,19 @@ use ot_nonlinear::mpc::{Cost, MatmulDims};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LayerCost {
     /// The convolution protocol (convolutions only).
-    pub protocol: Option<ConvProtocol>,
+    pub protocol: Option<LayerProtocol>,
     /// Bytes and rounds of the operator.
     pub cost: Cost,
 }
 
-/// The cost of every layer of `net` under `plan`, in layer order.
-pub fn network_cost(net: &Network, plan: ConvPlan, format: FixedPoint) -> Result<Vec<LayerCost>> {
+/// The online cost of every layer of `net` under `plan` (HE available when `he` holds its
+/// parameters), in layer order.
+pub fn network_cost(
+    net: &Network,
+    plan: ConvPlan,
+    format: FixedPoint,
+    he: Option<&HeParams>,
+) -> Result<Vec<LayerCost>> {
     let ring = format.ring();
     net.layers()
         .iter()
@@ -31,8 +39,13 @@ pub fn network_cost(net: &Network, plan: ConvPlan, format: FixedPoint) -> Result
             let n: usize = net.shape(layer.inputs[0]).iter().product();
             let (protocol, cost) = match &layer.op {
                 Op::Conv(c) => {
-                    let p = plan.choose(&c.shape, format)?;
-                    (Some(p), conv2d_cost(&c.shape, p, format)?)
+                    let p = plan.choose(&c.shape, format, he)?;
+                    let cost = match (p, he) {
+                        (LayerProtocol::Ot(o), _) => conv2d_cost(&c.shape, o, format)?,
+                        (LayerProtocol::He, Some(params)) => conv_he_cost(params, &c.shape, format)?,
+                        (LayerProtocol::He, None) => unreachable!("choose refuses HE without parameters"),
+                    };
+                    (Some(p), cost)
                 }
                 Op::Relu => (None, relu_cost(n, ring)),
                 Op::Add | Op::Flatten => (None, Cost::default()),

@@ -3,12 +3,18 @@
 //! to the client alone (the server sends its share; it learns nothing).
 //!
 //! Convolutions run on the protocol the [`ConvPlan`] picks per layer: forced (`direct-ot`,
-//! `winograd-ot`; Winograd needs 3×3 kernels with stride 1, other layers fall back to
-//! `direct-ot`) or `auto`, the cheapest by the exact cost formula (bytes).
+//! `winograd-ot`, `he`; Winograd needs 3×3 kernels with stride 1, other layers fall back to
+//! `direct-ot`) or `auto`, the cheapest by the exact online cost formula (bytes). The HE
+//! layers' encrypted kernels are sent once, in [`he_setup_server`] / [`he_setup_client`].
 use crate::graph::{Network, Op};
 use crate::reference::{value_frac_bits, LayerWeights, Quantized};
 use crate::{CnnError, Result};
-use mpc_core::{FixedPoint, Party};
+use he_linear::params::HeParams;
+use he_linear::rlwe::PublicKey;
+use mpc_core::{Channel, FixedPoint, Party};
+use nn::conv_he::{conv_he_cost, ClientConvHe, ServerConvHe};
+use nn::HeKeys;
+use std::path::Path;
 use nn::cast::truncate;
 use nn::conv::{conv2d, conv2d_cost, ConvParty, ConvProtocol, ConvShape};
 use nn::label::layer_prefix;
@@ -17,26 +23,49 @@ use nn::{CnnOp, Shape, SharedTensor};
 use ot_nonlinear::mpc::matmul::server_matmul_cots;
 use ot_nonlinear::mpc::{relu, server_matmul, MatmulDims, Session};
 
+/// A convolution protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LayerProtocol {
+    /// On the OT matrix product: direct (im2col) or Winograd.
+    Ot(ConvProtocol),
+    /// On the HE linear layer (im2col; the kernel encrypted once, cached by the client).
+    He,
+}
+
+impl LayerProtocol {
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerProtocol::Ot(p) => p.name(),
+            LayerProtocol::He => "he",
+        }
+    }
+}
+
 /// How convolutions are assigned their protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvPlan {
     /// This protocol wherever it applies, `direct-ot` elsewhere.
-    Forced(ConvProtocol),
-    /// The cheapest (bytes, exact formula) per layer.
+    Forced(LayerProtocol),
+    /// The cheapest online bytes (exact formula) per layer; HE only when HE parameters are
+    /// given.
     Auto,
 }
 
 impl ConvPlan {
-    /// Parses `auto`, `direct-ot`, `winograd-ot`; `he` and `winograd-he` are refused (not
-    /// built: see docs/protocols/conv.md).
+    /// Parses `auto`, `direct-ot`, `winograd-ot`, `he`; `winograd-he` is refused (it would not
+    /// help: see docs/protocols/conv.md).
     pub fn parse(s: &str) -> Result<ConvPlan> {
         match s {
             "auto" => Ok(ConvPlan::Auto),
-            "direct-ot" => Ok(ConvPlan::Forced(ConvProtocol::DirectOt)),
-            "winograd-ot" => Ok(ConvPlan::Forced(ConvProtocol::WinogradOt)),
-            "he" | "winograd-he" => Err(mpc_core::Error::Unavailable(format!(
-                "--conv {s}: the HE convolution is not built yet (docs/protocols/conv.md)"
-            ))
+            "direct-ot" => Ok(ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::DirectOt))),
+            "winograd-ot" => Ok(ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::WinogradOt))),
+            "he" => Ok(ConvPlan::Forced(LayerProtocol::He)),
+            "winograd-he" => Err(mpc_core::Error::Unavailable(
+                "--conv winograd-he: not built; with coefficient-encoded HE the online bytes \
+                 follow the outputs, which Winograd multiplies by 4 (docs/protocols/conv.md)"
+                    .into(),
+            )
             .into()),
             other => Err(mpc_core::Error::InvalidArgument(format!(
                 "--conv {other}: expected auto, direct-ot, winograd-ot, he or winograd-he"
@@ -45,25 +74,113 @@ impl ConvPlan {
         }
     }
 
-    /// The protocol for a convolution of `shape`.
-    pub fn choose(self, shape: &ConvShape, format: FixedPoint) -> Result<ConvProtocol> {
+    /// The protocol for a convolution of `shape`; `he` holds the HE parameters when HE is
+    /// available.
+    pub fn choose(
+        self,
+        shape: &ConvShape,
+        format: FixedPoint,
+        he: Option<&HeParams>,
+    ) -> Result<LayerProtocol> {
         match self {
-            ConvPlan::Forced(p) if p.supports(shape) => Ok(p),
-            ConvPlan::Forced(_) => Ok(ConvProtocol::DirectOt),
+            ConvPlan::Forced(LayerProtocol::He) if he.is_some() => Ok(LayerProtocol::He),
+            ConvPlan::Forced(LayerProtocol::He) => Err(mpc_core::Error::InvalidArgument(
+                "--conv he needs HE parameters".into(),
+            )
+            .into()),
+            ConvPlan::Forced(LayerProtocol::Ot(p)) if p.supports(shape) => Ok(LayerProtocol::Ot(p)),
+            ConvPlan::Forced(_) => Ok(LayerProtocol::Ot(ConvProtocol::DirectOt)),
             ConvPlan::Auto => {
-                let mut best = (ConvProtocol::DirectOt, u64::MAX);
+                let mut best = (LayerProtocol::Ot(ConvProtocol::DirectOt), u64::MAX);
                 for p in [ConvProtocol::DirectOt, ConvProtocol::WinogradOt] {
                     if p.supports(shape) {
                         let bytes = conv2d_cost(shape, p, format)?.bytes();
                         if bytes < best.1 {
-                            best = (p, bytes);
+                            best = (LayerProtocol::Ot(p), bytes);
                         }
+                    }
+                }
+                if let Some(params) = he {
+                    if conv_he_cost(params, shape, format)?.bytes() < best.1 {
+                        best.0 = LayerProtocol::He;
                     }
                 }
                 Ok(best.0)
             }
         }
     }
+}
+
+/// One party's HE convolutions (set up) and keys.
+#[derive(Debug)]
+pub struct HeLayers<'a> {
+    /// Parameters and keys.
+    pub keys: HeKeys<'a>,
+    layers: Vec<Option<HeConv>>,
+}
+
+#[derive(Debug)]
+enum HeConv {
+    Server(ServerConvHe),
+    Client(ClientConvHe),
+}
+
+/// The server's setup of the HE convolutions of `plan`: sends each encrypted kernel.
+pub fn he_setup_server<'a>(
+    ch: &mut Channel,
+    net: &Network,
+    q: &Quantized,
+    plan: ConvPlan,
+    keys: HeKeys<'a>,
+    pk: &PublicKey,
+) -> Result<HeLayers<'a>> {
+    let format = q.format();
+    let mut layers = Vec::with_capacity(net.layers().len());
+    for (i, layer) in net.layers().iter().enumerate() {
+        let he = match (&layer.op, q.layer(i)) {
+            (Op::Conv(c), Some(LayerWeights::Conv(w)))
+                if plan.choose(&c.shape, format, Some(keys.params))? == LayerProtocol::He =>
+            {
+                let conv = ServerConvHe::new(w, format)?;
+                conv.setup(ch, keys.params, keys.keys.my_sk, pk)?;
+                Some(HeConv::Server(conv))
+            }
+            _ => None,
+        };
+        layers.push(he);
+    }
+    ch.flush()?;
+    Ok(HeLayers { keys, layers })
+}
+
+/// The client's setup of the HE convolutions of `plan` (cache entries `layerNN` in
+/// `cache_dir`).
+pub fn he_setup_client<'a>(
+    ch: &mut Channel,
+    net: &Network,
+    format: FixedPoint,
+    plan: ConvPlan,
+    keys: HeKeys<'a>,
+    cache_dir: &Path,
+) -> Result<HeLayers<'a>> {
+    let mut layers = Vec::with_capacity(net.layers().len());
+    for (i, layer) in net.layers().iter().enumerate() {
+        let he = match &layer.op {
+            Op::Conv(c) if plan.choose(&c.shape, format, Some(keys.params))? == LayerProtocol::He => {
+                Some(HeConv::Client(ClientConvHe::setup(
+                    ch,
+                    keys.params,
+                    c.shape,
+                    format,
+                    cache_dir,
+                    &layer_label(i),
+                )?))
+            }
+            _ => None,
+        };
+        layers.push(he);
+    }
+    Ok(HeLayers { keys, layers })
 }
 
 /// What a party brings: the server its encoded weights, the client its encoded image.
@@ -89,7 +206,9 @@ pub fn infer(
     format: FixedPoint,
     role: Role<'_>,
     plan: ConvPlan,
+    he: Option<&HeLayers<'_>>,
 ) -> Result<Option<Vec<u64>>> {
+    let params = he.map(|h| h.keys.params);
     let input_shape = Shape::new(net.input_shape());
     let x = match role {
         Role::Server(q) => {
@@ -128,8 +247,17 @@ pub fn infer(
                         (Role::Client(_), _) => ConvParty::Client,
                         _ => return Err(missing(&layer.name)),
                     };
-                    let protocol = plan.choose(&c.shape, format)?;
-                    conv2d(sess, party, &c.shape, protocol, a)?
+                    match plan.choose(&c.shape, format, params)? {
+                        LayerProtocol::Ot(p) => conv2d(sess, party, &c.shape, p, a)?,
+                        LayerProtocol::He => {
+                            let h = he.ok_or_else(|| missing(&layer.name))?;
+                            match h.layers.get(i).and_then(Option::as_ref) {
+                                Some(HeConv::Server(conv)) => conv.online(sess, &h.keys, a)?,
+                                Some(HeConv::Client(conv)) => conv.online(sess, &h.keys, a)?,
+                                None => return Err(missing(&layer.name)),
+                            }
+                        }
+                    }
                 }
                 Op::Relu => {
                     sess.reserve(ot_nonlinear::mpc::relu::relu_cots(a.share().len(), a.ring()))?;
@@ -188,7 +316,7 @@ pub fn infer(
 fn missing(node: &str) -> CnnError {
     CnnError::Graph {
         node: node.into(),
-        reason: "the server has no weights for this layer".into(),
+        reason: "no weights (or HE setup) for this layer".into(),
     }
 }
 

@@ -4,7 +4,16 @@
 use cnn::reference::{
     argmax, decode_output, encode_image, fixed_forward, float_forward, value_frac_bits,
 };
-use cnn::secure::{infer, ConvPlan, Role};
+use cnn::cost::network_cost;
+use cnn::secure::{
+    he_setup_client, he_setup_server, infer, layer_label, ConvPlan, LayerProtocol, Role,
+};
+use he_linear::params::HeParams;
+use he_linear::rlwe::{PublicKey, SecretKey};
+use he_linear::secret_product::ProductKeys;
+use mpc_core::{AesPrg, Seed};
+use nn::HeKeys;
+use std::sync::Arc;
 use cnn::{cnn_format, data, onnx, CnnError, Network, Quantized};
 use mpc_core::{Channel, Party};
 use nn::conv::ConvProtocol;
@@ -62,21 +71,72 @@ fn float_reference_matches_onnxruntime_and_the_mirror_matches_float() {
     assert!((accuracy - r["test_accuracy"].as_f64().unwrap()).abs() < 1e-9);
 }
 
-/// Runs the secure pass on one image; returns the client's decoded logits.
-fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> Vec<f64> {
+struct Keys {
+    params: HeParams,
+    server: (SecretKey, PublicKey),
+    client: (SecretKey, PublicKey),
+}
+
+fn keys() -> Arc<Keys> {
+    let params = HeParams::default_params().unwrap();
+    let pair = |t: u64| {
+        let mut rng = AesPrg::new(Seed([0x19; 16]).derive(t));
+        let sk = SecretKey::generate(&params, &mut rng);
+        let pk = PublicKey::generate(&params, &sk, &mut rng);
+        (sk, pk)
+    };
+    let (server, client) = (pair(1), pair(2));
+    Arc::new(Keys {
+        params,
+        server,
+        client,
+    })
+}
+
+fn he_keys<'a>(params: &'a HeParams, me: &'a SecretKey, peer: &'a PublicKey) -> HeKeys<'a> {
+    HeKeys {
+        params,
+        product_params: params,
+        keys: ProductKeys {
+            my_sk: me,
+            peer_pk: peer,
+            peer_galois: None,
+        },
+    }
+}
+
+/// Runs the secure pass on one image (HE set up first); returns the client's decoded logits
+/// and the online bytes of every layer, both directions.
+fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> (Vec<f64>, Vec<u64>) {
     let fp = cnn_format();
+    let k = keys();
+    let cache = tempfile::tempdir().unwrap();
     let (cs, cc) = Channel::mem_pair();
-    let (server_net, server_q) = (net.clone(), q.clone());
+    let (server_net, server_q, ks) = (net.clone(), q.clone(), k.clone());
     let server = std::thread::spawn(move || {
         let mut s = Session::new(cs, Party::Server).unwrap();
-        infer(&mut s, &server_net, fp, Role::Server(&server_q), plan).unwrap()
+        let keys = he_keys(&ks.params, &ks.server.0, &ks.client.1);
+        let he =
+            he_setup_server(&mut s.ch, &server_net, &server_q, plan, keys, &ks.server.1).unwrap();
+        infer(&mut s, &server_net, fp, Role::Server(&server_q), plan, Some(&he)).unwrap()
     });
     let public = net.public();
     let x = encode_image(image, fp).unwrap();
     let mut c = Session::new(cc, Party::Client).unwrap();
-    let y = infer(&mut c, &public, fp, Role::Client(&x), plan).unwrap().unwrap();
+    let keys = he_keys(&k.params, &k.client.0, &k.server.1);
+    let he = he_setup_client(&mut c.ch, &public, fp, plan, keys, cache.path()).unwrap();
+    let y = infer(&mut c, &public, fp, Role::Client(&x), plan, Some(&he))
+        .unwrap()
+        .unwrap();
     assert!(server.join().unwrap().is_none());
-    decode_output(&y, fp, value_frac_bits(net, net.output(), fp)).unwrap()
+    let bytes = (0..net.layers().len())
+        .map(|i| {
+            let label = format!("{}/{}", layer_label(i), net.layers()[i].op.kind().label());
+            c.ch.stats_of(&label).unwrap_or_default().bytes()
+        })
+        .collect();
+    let logits = decode_output(&y, fp, value_frac_bits(net, net.output(), fp)).unwrap();
+    (logits, bytes)
 }
 
 #[test]
@@ -87,12 +147,22 @@ fn secure_predictions_equal_float_on_a_few_images() {
     let rows = test_rows();
     let frac = value_frac_bits(&net, net.output(), fp);
     for (i, plan) in [
-        (0, ConvPlan::Forced(ConvProtocol::DirectOt)),
-        (1, ConvPlan::Forced(ConvProtocol::WinogradOt)),
-        (2, ConvPlan::Auto),
+        (0, ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::DirectOt))),
+        (1, ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::WinogradOt))),
+        (2, ConvPlan::Forced(LayerProtocol::He)),
+        (3, ConvPlan::Auto),
     ] {
         let row = &rows[i];
-        let got = secure(&net, &q, &row.values, plan);
+        let (got, bytes) = secure(&net, &q, &row.values, plan);
+        // Every operator sent exactly its predicted bytes.
+        let params = HeParams::default_params().unwrap();
+        let predicted = network_cost(&net, plan, fp, Some(&params)).unwrap();
+        for (l, (b, p)) in bytes.iter().zip(&predicted).enumerate() {
+            if matches!(net.layers()[l].op, cnn::Op::Add | cnn::Op::Flatten) {
+                continue;
+            }
+            assert_eq!(*b, p.cost.bytes(), "row {i}, {plan:?}: layer {l}");
+        }
         let mirror = decode_output(
             &fixed_forward(&net, &q, &encode_image(&row.values, fp).unwrap()).unwrap(),
             fp,
