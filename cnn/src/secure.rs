@@ -125,6 +125,26 @@ enum HeConv {
     Client(ClientConvHe),
 }
 
+/// Coefficients one inference reveals under the server's key: every HE convolution's COP
+/// outputs, Ho·Wo·K each (the CNN has no other HE step; the client's key reveals nothing).
+pub fn he_reveals(net: &Network, plan: ConvPlan, format: FixedPoint, params: &HeParams) -> Result<u64> {
+    let mut total = 0u64;
+    for layer in net.layers() {
+        if let Op::Conv(c) = &layer.op {
+            if plan.choose(&c.shape, format, Some(params))? == LayerProtocol::He {
+                total += c.shape.output_shape().len() as u64;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Refuses a plan whose HE reveals exceed the floods' per-inference budget.
+fn check_reveals(net: &Network, plan: ConvPlan, format: FixedPoint, params: &HeParams) -> Result<()> {
+    let n = he_reveals(net, plan, format, params)?;
+    Ok(params.check_inference_reveals(n, "this CNN")?)
+}
+
 /// The server's setup of the HE convolutions of `plan`: sends each encrypted kernel.
 pub fn he_setup_server<'a>(
     ch: &mut Channel,
@@ -135,6 +155,7 @@ pub fn he_setup_server<'a>(
     pk: &PublicKey,
 ) -> Result<HeLayers<'a>> {
     let format = q.format();
+    check_reveals(net, plan, format, keys.params)?;
     let mut layers = Vec::with_capacity(net.layers().len());
     for (i, layer) in net.layers().iter().enumerate() {
         let he = match (&layer.op, q.layer(i)) {
@@ -163,6 +184,7 @@ pub fn he_setup_client<'a>(
     keys: HeKeys<'a>,
     cache_dir: &Path,
 ) -> Result<HeLayers<'a>> {
+    check_reveals(net, plan, format, keys.params)?;
     let mut layers = Vec::with_capacity(net.layers().len());
     for (i, layer) in net.layers().iter().enumerate() {
         let he = match &layer.op {
