@@ -5,10 +5,17 @@ use cnn::cost::network_cost;
 use cnn::reference::{
     argmax, decode_output, encode_image, fixed_forward, float_forward, value_frac_bits,
 };
-use cnn::secure::{infer, layer_label, ConvPlan, Role};
+use cnn::secure::{
+    he_setup_client, he_setup_server, infer, layer_label, ConvPlan, LayerProtocol, Role,
+};
 use cnn::{cnn_format, data, onnx, resnet, Network, Op, Quantized};
+use he_linear::params::HeParams;
+use he_linear::rlwe::{PublicKey, SecretKey};
+use he_linear::secret_product::ProductKeys;
+use mpc_core::{AesPrg, Seed};
 use mpc_core::{Channel, Error, NetProfile, Party, Result, Stats};
 use nn::conv::ConvProtocol;
+use nn::HeKeys;
 use ot_nonlinear::mpc::Session;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,7 +25,7 @@ pub struct Args {
     /// resnet18-cifar100, resnet32-cifar100 or an ONNX file.
     #[arg(long)]
     model: String,
-    /// Convolution protocol: auto, direct-ot, winograd-ot (he, winograd-he: not built).
+    /// Convolution protocol: auto, direct-ot, winograd-ot, he (winograd-he: refused).
     #[arg(long, default_value = "auto")]
     conv: String,
     /// Labelled images (`split,label,values…`); only `test` rows are evaluated.
@@ -39,6 +46,9 @@ pub struct Args {
     /// Print the exact costs of every protocol (no secure run).
     #[arg(long)]
     compare: bool,
+    /// The client's cache of encrypted kernels (default target/bench-cache/cnn/<model>).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
     #[arg(long)]
     json: Option<PathBuf>,
 }
@@ -112,8 +122,9 @@ pub fn run(args: Args) -> Result<()> {
     let plan = ConvPlan::parse(&args.conv).map_err(cnn_err)?;
     let net = load_model(&args.model, args.seed)?;
     let fp = cnn_format();
+    let params = HeParams::default_params()?;
     if args.compare {
-        return compare(&net, &args.model);
+        return compare(&net, &args.model, &params);
     }
     let q = Quantized::new(&net, fp).map_err(cnn_err)?;
     let inputs: usize = net.input_shape().iter().product();
@@ -143,24 +154,57 @@ pub fn run(args: Args) -> Result<()> {
     );
     let frac = value_frac_bits(&net, net.output(), fp);
     let (cs, cc) = Channel::mem_pair_shaped(net_profile);
-    let (server_net, server_q) = (net.clone(), q.clone());
     let count = images.len();
+    // Each party's HE key pair from fresh entropy; the server's public key reaches the client
+    // with the encrypted kernels (its bytes are part of the setup).
+    let (server_keys, client_keys) = (key_pair(&params), key_pair(&params));
+    let (server_pk, client_pk) = (server_keys.1.clone(), client_keys.1.clone());
+    let (server_net, server_q, server_params) = (net.clone(), q.clone(), params.clone());
     let server = std::thread::spawn(move || -> Result<Channel> {
         let mut s = Session::new(cs, Party::Server)?;
+        let keys = he_keys(&server_params, &server_keys.0, &client_pk);
+        let he = he_setup_server(
+            &mut s.ch,
+            &server_net,
+            &server_q,
+            plan,
+            keys,
+            &server_keys.1,
+        )
+        .map_err(cnn_err)?;
         for _ in 0..count {
-            infer(&mut s, &server_net, fp, Role::Server(&server_q), plan).map_err(cnn_err)?;
+            infer(
+                &mut s,
+                &server_net,
+                fp,
+                Role::Server(&server_q),
+                plan,
+                Some(&he),
+            )
+            .map_err(cnn_err)?;
         }
         s.ch.flush()?;
         Ok(s.ch)
     });
     let t0 = Instant::now();
     let mut client = Session::new(cc, Party::Client)?;
+    let public = net.public();
+    let cache_dir = args.cache_dir.clone().unwrap_or_else(|| {
+        PathBuf::from("target/bench-cache/cnn").join(
+            std::path::Path::new(&args.model)
+                .file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy().to_string()),
+        )
+    });
+    std::fs::create_dir_all(&cache_dir)?;
+    let keys = he_keys(&params, &client_keys.0, &server_pk);
+    let he =
+        he_setup_client(&mut client.ch, &public, fp, plan, keys, &cache_dir).map_err(cnn_err)?;
     let setup = Cost {
         wall_s: t0.elapsed().as_secs_f64(),
         ..client.ch.totals().into()
     };
-    let public = net.public();
-    let predicted = network_cost(&net, plan, fp).map_err(cnn_err)?;
+    let predicted = network_cost(&net, plan, fp, Some(&params)).map_err(cnn_err)?;
     let (mut correct, mut float_correct, mut fixed_correct, mut agree) = (0, 0, 0, 0);
     let mut first: Option<(Vec<LayerRow>, Cost)> = None;
     for (idx, (label, image)) in images.iter().enumerate() {
@@ -168,7 +212,7 @@ pub fn run(args: Args) -> Result<()> {
         let before = client.ch.totals();
         let t = Instant::now();
         let x = encode_image(image, fp).map_err(cnn_err)?;
-        let y = infer(&mut client, &public, fp, Role::Client(&x), plan)
+        let y = infer(&mut client, &public, fp, Role::Client(&x), plan, Some(&he))
             .map_err(cnn_err)?
             .ok_or_else(|| Error::Unavailable("the client got no output".into()))?;
         let after = client.ch.totals();
@@ -238,6 +282,25 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+fn key_pair(params: &HeParams) -> (SecretKey, PublicKey) {
+    let mut rng = AesPrg::new(Seed::random());
+    let sk = SecretKey::generate(params, &mut rng);
+    let pk = PublicKey::generate(params, &sk, &mut rng);
+    (sk, pk)
+}
+
+fn he_keys<'a>(params: &'a HeParams, me: &'a SecretKey, peer: &'a PublicKey) -> HeKeys<'a> {
+    HeKeys {
+        params,
+        product_params: params,
+        keys: ProductKeys {
+            my_sk: me,
+            peer_pk: peer,
+            peer_galois: None,
+        },
+    }
+}
+
 fn seed_values(seed: u64, n: usize) -> Vec<f32> {
     let mut prg = mpc_core::AesPrg::new(mpc_core::Seed([0x1c; 16]).derive(seed));
     prg.u64s(n)
@@ -296,41 +359,58 @@ fn print_table(rows: &[LayerRow], total: Cost, setup: Cost) {
         mb(setup.bytes),
         setup.wall_s
     );
-    println!("(MB: the layer's traffic incl. its Ferret extensions; op MB: the operator's exact cost)");
+    println!(
+        "(MB: the layer's traffic incl. its Ferret extensions; op MB: the operator's exact cost)"
+    );
 }
 
 /// Exact cost of every protocol, convolutions and the rest, side by side.
-fn compare(net: &Network, model: &str) -> Result<()> {
+fn compare(net: &Network, model: &str, params: &HeParams) -> Result<()> {
     let fp = cnn_format();
     let plans = [
-        ("direct-ot", ConvPlan::Forced(ConvProtocol::DirectOt)),
-        ("winograd-ot", ConvPlan::Forced(ConvProtocol::WinogradOt)),
+        (
+            "direct-ot",
+            ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::DirectOt)),
+        ),
+        (
+            "winograd-ot",
+            ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::WinogradOt)),
+        ),
+        ("he", ConvPlan::Forced(LayerProtocol::He)),
         ("auto", ConvPlan::Auto),
     ];
-    println!("{model}: exact operator bytes (formulas checked against the channel counters in tests; Ferret extensions not included)");
     println!(
-        "{:<12} {:>14} {:>14} {:>14} {:>8}",
+        "{model}: exact online operator bytes (formulas checked against the channel counters in \
+         tests; Ferret extensions and the HE setup not included)"
+    );
+    println!(
+        "{:<12} {:>14} {:>14} {:>14} {:>8}  protocols chosen",
         "protocol", "conv MB", "other MB", "total MB", "rounds"
     );
     let mut conv_bytes = Vec::new();
     for (name, plan) in plans {
-        let costs = network_cost(net, plan, fp).map_err(cnn_err)?;
+        let costs = network_cost(net, plan, fp, Some(params)).map_err(cnn_err)?;
         let (mut conv, mut other, mut rounds) = (0u64, 0u64, 0u64);
+        let mut chosen = std::collections::BTreeMap::<&str, usize>::new();
         for (l, c) in net.layers().iter().zip(&costs) {
             if matches!(l.op, Op::Conv(_)) {
                 conv += c.cost.bytes();
             } else {
                 other += c.cost.bytes();
             }
+            if let Some(p) = c.protocol {
+                *chosen.entry(p.name()).or_default() += 1;
+            }
             rounds += c.cost.rounds;
         }
         println!(
-            "{:<12} {:>14.1} {:>14.1} {:>14.1} {:>8}",
+            "{:<12} {:>14.1} {:>14.1} {:>14.1} {:>8}  {:?}",
             name,
             mb(conv),
             mb(other),
             mb(conv + other),
-            rounds
+            rounds,
+            chosen
         );
         conv_bytes.push(conv);
     }

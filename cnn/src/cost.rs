@@ -3,13 +3,13 @@
 //! `nn` cost functions the operator tests check against the channel counters.
 use crate::graph::{Network, Op};
 use crate::secure::{ConvPlan, LayerProtocol};
-use he_linear::params::HeParams;
-use nn::conv_he::conv_he_cost;
 use crate::Result;
+use he_linear::params::HeParams;
 use mpc_core::FixedPoint;
 use nn::activation::relu_cost;
 use nn::cast::truncate_cost;
 use nn::conv::conv2d_cost;
+use nn::conv_he::conv_he_cost;
 use nn::pool::{avg_pool_cost, max_pool_cost};
 use ot_nonlinear::mpc::matmul::server_matmul_cost;
 use ot_nonlinear::mpc::{Cost, MatmulDims};
@@ -42,8 +42,12 @@ pub fn network_cost(
                     let p = plan.choose(&c.shape, format, he)?;
                     let cost = match (p, he) {
                         (LayerProtocol::Ot(o), _) => conv2d_cost(&c.shape, o, format)?,
-                        (LayerProtocol::He, Some(params)) => conv_he_cost(params, &c.shape, format)?,
-                        (LayerProtocol::He, None) => unreachable!("choose refuses HE without parameters"),
+                        (LayerProtocol::He, Some(params)) => {
+                            conv_he_cost(params, &c.shape, format)?
+                        }
+                        (LayerProtocol::He, None) => {
+                            unreachable!("choose refuses HE without parameters")
+                        }
                     };
                     (Some(p), cost)
                 }

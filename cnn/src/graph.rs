@@ -157,7 +157,10 @@ impl Network {
         }
         let arity = if layer.op == Op::Add { 2 } else { 1 };
         if layer.inputs.len() != arity {
-            return Err(err(format!("{} inputs, expected {arity}", layer.inputs.len())));
+            return Err(err(format!(
+                "{} inputs, expected {arity}",
+                layer.inputs.len()
+            )));
         }
         let x = &self.shapes[layer.inputs[0]];
         let map = |c: usize, h: usize, w: usize| vec![c, h, w];
@@ -231,7 +234,9 @@ impl Network {
             op: Op::Conv(conv), ..
         }) = x.checked_sub(1).and_then(|i| self.layers.get_mut(i))
         else {
-            return Err(err("BatchNormalization is supported only right after a Conv".into()));
+            return Err(err(
+                "BatchNormalization is supported only right after a Conv".into(),
+            ));
         };
         let k = conv.shape.out_channels;
         if [gamma, beta, mean, var].iter().any(|p| p.len() != k) {

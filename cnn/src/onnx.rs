@@ -145,11 +145,16 @@ fn tensor(t: &TensorProto, file: &str) -> Result<Tensor> {
         .collect::<Result<_>>()?;
     let n = dims
         .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d).filter(|&v| v <= MAX_TENSOR))
+        .try_fold(1usize, |a, &d| {
+            a.checked_mul(d).filter(|&v| v <= MAX_TENSOR)
+        })
         .ok_or_else(|| bad(format!("dimensions {dims:?} too large")))?;
     let data = if !t.raw_data.is_empty() {
         if t.raw_data.len() != 4 * n {
-            return Err(bad(format!("{} raw bytes for {n} floats", t.raw_data.len())));
+            return Err(bad(format!(
+                "{} raw bytes for {n} floats",
+                t.raw_data.len()
+            )));
         }
         t.raw_data
             .chunks_exact(4)
@@ -258,9 +263,7 @@ impl<'a> Attributes<'a> {
 
     fn ones(&mut self, name: &str) -> Result<()> {
         match self.ints(name)? {
-            Some(v) if v.iter().any(|&d| d != 1) => {
-                Err(self.bad(name, format!("{v:?} (only 1)")))
-            }
+            Some(v) if v.iter().any(|&d| d != 1) => Err(self.bad(name, format!("{v:?} (only 1)"))),
             _ => Ok(()),
         }
     }
@@ -372,10 +375,13 @@ impl<'a> Builder<'a> {
     }
 
     fn value(&self, name: &str, node: &str) -> Result<(ValueId, Vec<usize>)> {
-        self.values.get(name).cloned().ok_or_else(|| CnnError::Graph {
-            node: node.into(),
-            reason: format!("input `{name}` is not computed by an earlier node"),
-        })
+        self.values
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CnnError::Graph {
+                node: node.into(),
+                reason: format!("input `{name}` is not computed by an earlier node"),
+            })
     }
 
     fn init(&self, node: &str, names: &[String], i: usize, what: &str) -> Result<&Tensor> {
@@ -467,7 +473,10 @@ impl<'a> Builder<'a> {
                     .collect::<Result<_>>()?;
                 self.net
                     .fold_batch_norm(x, name, &p[0], &p[1], &p[2], &p[3], eps)?;
-                let out = node.output.first().ok_or_else(|| graph_err("no output".into()))?;
+                let out = node
+                    .output
+                    .first()
+                    .ok_or_else(|| graph_err("no output".into()))?;
                 let v = self.value(first, name)?;
                 self.values.insert(out.clone(), v);
                 Ok(())
@@ -480,7 +489,10 @@ impl<'a> Builder<'a> {
             "Add" => {
                 attrs.finish()?;
                 let (a, _) = self.value(first, name)?;
-                let second = node.input.get(1).ok_or_else(|| graph_err("one input".into()))?;
+                let second = node
+                    .input
+                    .get(1)
+                    .ok_or_else(|| graph_err("one input".into()))?;
                 let (b, _) = self.value(second, name)?;
                 self.push(node, name, Op::Add, vec![a, b])
             }

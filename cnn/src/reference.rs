@@ -38,10 +38,12 @@ pub fn float_forward(net: &Network, x: &[f32]) -> Result<Vec<f64>> {
                                         let q = (ox * s.stride.1 + dx).checked_sub(s.pads[1]);
                                         if let (Some(r), Some(q)) = (r, q) {
                                             if r < s.height && q < s.width {
-                                                let w = c.kernel
-                                                    [((k * s.in_channels + ch) * kh + dy) * kw + dx];
-                                                acc += w as f64
-                                                    * a[(ch * s.height + r) * s.width + q];
+                                                let w = c.kernel[((k * s.in_channels + ch) * kh
+                                                    + dy)
+                                                    * kw
+                                                    + dx];
+                                                acc +=
+                                                    w as f64 * a[(ch * s.height + r) * s.width + q];
                                             }
                                         }
                                     }
@@ -226,8 +228,7 @@ pub fn fixed_forward(net: &Network, q: &Quantized, x: &[u64]) -> Result<Vec<u64>
 
 /// Encodes an image in `format` (an error names the first value out of range).
 pub fn encode_image(x: &[f32], format: FixedPoint) -> Result<Vec<u64>> {
-    Ok(x
-        .iter()
+    Ok(x.iter()
         .map(|&v| format.encode(v as f64))
         .collect::<mpc_core::Result<_>>()?)
 }

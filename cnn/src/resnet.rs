@@ -25,7 +25,9 @@ struct Builder {
 
 impl Builder {
     fn uniform(&mut self, n: usize, bound: f32) -> Vec<f32> {
-        (0..n).map(|_| self.rng.random_range(-bound..bound)).collect()
+        (0..n)
+            .map(|_| self.rng.random_range(-bound..bound))
+            .collect()
     }
 
     fn push(&mut self, kind: &str, op: Op, inputs: Vec<ValueId>) -> Result<ValueId> {
@@ -34,7 +36,14 @@ impl Builder {
         Ok(self.net.push(Layer { name, op, inputs })?.0)
     }
 
-    fn conv(&mut self, x: ValueId, k: usize, kernel: usize, stride: usize, gain: f32) -> Result<ValueId> {
+    fn conv(
+        &mut self,
+        x: ValueId,
+        k: usize,
+        kernel: usize,
+        stride: usize,
+        gain: f32,
+    ) -> Result<ValueId> {
         let s = self.net.shape(x).to_vec();
         let pad = kernel / 2;
         let shape = ConvShape {
@@ -49,7 +58,15 @@ impl Builder {
         let bound = gain * (3.0 / shape.patch() as f32).sqrt();
         let kernel = self.uniform(k * shape.patch(), bound);
         let bias = self.uniform(k, 0.05);
-        self.push("conv", Op::Conv(Conv { shape, kernel, bias }), vec![x])
+        self.push(
+            "conv",
+            Op::Conv(Conv {
+                shape,
+                kernel,
+                bias,
+            }),
+            vec![x],
+        )
     }
 
     fn relu(&mut self, x: ValueId) -> Result<ValueId> {
@@ -71,7 +88,11 @@ impl Builder {
 
     fn head(mut self, x: ValueId, classes: usize) -> Result<Network> {
         let s = self.net.shape(x).to_vec();
-        let g = self.push("gap", Op::AvgPool(PoolShape::global(s[0], s[1], s[2])), vec![x])?;
+        let g = self.push(
+            "gap",
+            Op::AvgPool(PoolShape::global(s[0], s[1], s[2])),
+            vec![x],
+        )?;
         let f = self.push("flatten", Op::Flatten, vec![g])?;
         let bound = (3.0 / s[0] as f32).sqrt();
         let dense = Dense {
@@ -103,7 +124,12 @@ fn resnet(name: &str, seed: u64, stem: usize, stages: &[(usize, usize, usize)]) 
 
 /// ResNet-18 for CIFAR-100 with weights drawn from `seed`.
 pub fn resnet18_cifar100(seed: u64) -> Result<Network> {
-    resnet("resnet18", seed, 64, &[(64, 1, 2), (128, 2, 2), (256, 2, 2), (512, 2, 2)])
+    resnet(
+        "resnet18",
+        seed,
+        64,
+        &[(64, 1, 2), (128, 2, 2), (256, 2, 2), (512, 2, 2)],
+    )
 }
 
 /// ResNet-32 for CIFAR-100 with weights drawn from `seed`.

@@ -12,16 +12,16 @@ use crate::{CnnError, Result};
 use he_linear::params::HeParams;
 use he_linear::rlwe::PublicKey;
 use mpc_core::{Channel, FixedPoint, Party};
-use nn::conv_he::{conv_he_cost, ClientConvHe, ServerConvHe};
-use nn::HeKeys;
-use std::path::Path;
 use nn::cast::truncate;
 use nn::conv::{conv2d, conv2d_cost, ConvParty, ConvProtocol, ConvShape};
+use nn::conv_he::{conv_he_cost, ClientConvHe, ServerConvHe};
 use nn::label::layer_prefix;
 use nn::pool::{avg_pool, max_pool};
+use nn::HeKeys;
 use nn::{CnnOp, Shape, SharedTensor};
 use ot_nonlinear::mpc::matmul::server_matmul_cots;
 use ot_nonlinear::mpc::{relu, server_matmul, MatmulDims, Session};
+use std::path::Path;
 
 /// A convolution protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,7 +59,9 @@ impl ConvPlan {
         match s {
             "auto" => Ok(ConvPlan::Auto),
             "direct-ot" => Ok(ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::DirectOt))),
-            "winograd-ot" => Ok(ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::WinogradOt))),
+            "winograd-ot" => Ok(ConvPlan::Forced(LayerProtocol::Ot(
+                ConvProtocol::WinogradOt,
+            ))),
             "he" => Ok(ConvPlan::Forced(LayerProtocol::He)),
             "winograd-he" => Err(mpc_core::Error::Unavailable(
                 "--conv winograd-he: not built; with coefficient-encoded HE the online bytes \
@@ -84,10 +86,9 @@ impl ConvPlan {
     ) -> Result<LayerProtocol> {
         match self {
             ConvPlan::Forced(LayerProtocol::He) if he.is_some() => Ok(LayerProtocol::He),
-            ConvPlan::Forced(LayerProtocol::He) => Err(mpc_core::Error::InvalidArgument(
-                "--conv he needs HE parameters".into(),
-            )
-            .into()),
+            ConvPlan::Forced(LayerProtocol::He) => {
+                Err(mpc_core::Error::InvalidArgument("--conv he needs HE parameters".into()).into())
+            }
             ConvPlan::Forced(LayerProtocol::Ot(p)) if p.supports(shape) => Ok(LayerProtocol::Ot(p)),
             ConvPlan::Forced(_) => Ok(LayerProtocol::Ot(ConvProtocol::DirectOt)),
             ConvPlan::Auto => {
@@ -127,7 +128,12 @@ enum HeConv {
 
 /// Coefficients one inference reveals under the server's key: every HE convolution's COP
 /// outputs, Ho·Wo·K each (the CNN has no other HE step; the client's key reveals nothing).
-pub fn he_reveals(net: &Network, plan: ConvPlan, format: FixedPoint, params: &HeParams) -> Result<u64> {
+pub fn he_reveals(
+    net: &Network,
+    plan: ConvPlan,
+    format: FixedPoint,
+    params: &HeParams,
+) -> Result<u64> {
     let mut total = 0u64;
     for layer in net.layers() {
         if let Op::Conv(c) = &layer.op {
@@ -140,7 +146,12 @@ pub fn he_reveals(net: &Network, plan: ConvPlan, format: FixedPoint, params: &He
 }
 
 /// Refuses a plan whose HE reveals exceed the floods' per-inference budget.
-fn check_reveals(net: &Network, plan: ConvPlan, format: FixedPoint, params: &HeParams) -> Result<()> {
+fn check_reveals(
+    net: &Network,
+    plan: ConvPlan,
+    format: FixedPoint,
+    params: &HeParams,
+) -> Result<()> {
     let n = he_reveals(net, plan, format, params)?;
     Ok(params.check_inference_reveals(n, "this CNN")?)
 }
@@ -188,7 +199,9 @@ pub fn he_setup_client<'a>(
     let mut layers = Vec::with_capacity(net.layers().len());
     for (i, layer) in net.layers().iter().enumerate() {
         let he = match &layer.op {
-            Op::Conv(c) if plan.choose(&c.shape, format, Some(keys.params))? == LayerProtocol::He => {
+            Op::Conv(c)
+                if plan.choose(&c.shape, format, Some(keys.params))? == LayerProtocol::He =>
+            {
                 Some(HeConv::Client(ClientConvHe::setup(
                     ch,
                     keys.params,
@@ -235,7 +248,9 @@ pub fn infer(
     let x = match role {
         Role::Server(q) => {
             if q.format() != format {
-                return Err(mpc_core::Error::ParamMismatch("weights in another format".into()).into());
+                return Err(
+                    mpc_core::Error::ParamMismatch("weights in another format".into()).into(),
+                );
             }
             SharedTensor::zeros(input_shape, format)
         }
@@ -282,7 +297,10 @@ pub fn infer(
                     }
                 }
                 Op::Relu => {
-                    sess.reserve(ot_nonlinear::mpc::relu::relu_cots(a.share().len(), a.ring()))?;
+                    sess.reserve(ot_nonlinear::mpc::relu::relu_cots(
+                        a.share().len(),
+                        a.ring(),
+                    ))?;
                     let y = relu(sess, a.share(), a.ring())?;
                     SharedTensor::new(a.shape().clone(), format, y)?
                 }
@@ -316,10 +334,7 @@ pub fn infer(
         node: "graph output".into(),
         reason: "not computed".into(),
     })?;
-    debug_assert_eq!(
-        out.frac_bits(),
-        value_frac_bits(net, net.output(), format)
-    );
+    debug_assert_eq!(out.frac_bits(), value_frac_bits(net, net.output(), format));
     sess.scope(CnnOp::Reveal.label(), |sess| match sess.party {
         Party::Server => {
             sess.ch.send_u64s(out.share())?;

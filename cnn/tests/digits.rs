@@ -1,24 +1,24 @@
 //! The digits ResNet (ONNX): the float reference against onnxruntime's outputs, the
 //! fixed-point mirror against the float predictions on all 360 test images, the secure pass
 //! (direct and Winograd convolutions) against both on a few images, and the loader's errors.
+use cnn::cost::network_cost;
 use cnn::reference::{
     argmax, decode_output, encode_image, fixed_forward, float_forward, value_frac_bits,
 };
-use cnn::cost::network_cost;
 use cnn::secure::{
     he_setup_client, he_setup_server, infer, layer_label, ConvPlan, LayerProtocol, Role,
 };
+use cnn::{cnn_format, data, onnx, CnnError, Network, Quantized};
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
 use mpc_core::{AesPrg, Seed};
-use nn::HeKeys;
-use std::sync::Arc;
-use cnn::{cnn_format, data, onnx, CnnError, Network, Quantized};
 use mpc_core::{Channel, Party};
 use nn::conv::ConvProtocol;
+use nn::HeKeys;
 use ot_nonlinear::mpc::Session;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/digits-resnet")
@@ -49,10 +49,18 @@ fn float_reference_matches_onnxruntime_and_the_mirror_matches_float() {
         .iter()
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
-    for (i, want) in r["first_test_logits"].as_array().unwrap().iter().enumerate() {
+    for (i, want) in r["first_test_logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
         let got = float_forward(&net, &rows[i].values).unwrap();
         for (g, w) in got.iter().zip(want.as_array().unwrap()) {
-            assert!((g - w.as_f64().unwrap()).abs() < 1e-4, "row {i}: {g} vs {w}");
+            assert!(
+                (g - w.as_f64().unwrap()).abs() < 1e-4,
+                "row {i}: {g} vs {w}"
+            );
         }
     }
     let fp = cnn_format();
@@ -64,7 +72,11 @@ fn float_reference_matches_onnxruntime_and_the_mirror_matches_float() {
         assert_eq!(float, preds[i], "row {i}: float vs onnxruntime");
         let x = encode_image(&row.values, fp).unwrap();
         let fixed = decode_output(&fixed_forward(&net, &q, &x).unwrap(), fp, frac).unwrap();
-        assert_eq!(argmax(&fixed), float, "row {i}: fixed-point mirror vs float");
+        assert_eq!(
+            argmax(&fixed),
+            float,
+            "row {i}: fixed-point mirror vs float"
+        );
         correct += (float == row.label) as usize;
     }
     let accuracy = correct as f64 / 360.0;
@@ -118,7 +130,15 @@ fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> (Vec<f
         let keys = he_keys(&ks.params, &ks.server.0, &ks.client.1);
         let he =
             he_setup_server(&mut s.ch, &server_net, &server_q, plan, keys, &ks.server.1).unwrap();
-        infer(&mut s, &server_net, fp, Role::Server(&server_q), plan, Some(&he)).unwrap()
+        infer(
+            &mut s,
+            &server_net,
+            fp,
+            Role::Server(&server_q),
+            plan,
+            Some(&he),
+        )
+        .unwrap()
     });
     let public = net.public();
     let x = encode_image(image, fp).unwrap();
@@ -147,8 +167,14 @@ fn secure_predictions_equal_float_on_a_few_images() {
     let rows = test_rows();
     let frac = value_frac_bits(&net, net.output(), fp);
     for (i, plan) in [
-        (0, ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::DirectOt))),
-        (1, ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::WinogradOt))),
+        (
+            0,
+            ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::DirectOt)),
+        ),
+        (
+            1,
+            ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::WinogradOt)),
+        ),
         (2, ConvPlan::Forced(LayerProtocol::He)),
         (3, ConvPlan::Auto),
     ] {
@@ -202,7 +228,10 @@ fn loader_errors_name_the_node_or_file() {
     );
     let bytes = std::fs::read(dir().join("digits-resnet.onnx")).unwrap();
     let err = onnx::parse(&bytes[..bytes.len() / 2], "half.onnx").unwrap_err();
-    assert!(matches!(&err, CnnError::Onnx { file, .. } if file == "half.onnx"), "{err}");
+    assert!(
+        matches!(&err, CnnError::Onnx { file, .. } if file == "half.onnx"),
+        "{err}"
+    );
     let err = onnx::load(Path::new("/nonexistent/model.onnx")).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/model.onnx"), "{err}");
 }
@@ -211,7 +240,12 @@ fn loader_errors_name_the_node_or_file() {
 fn resnets_have_cifar100_shapes() {
     let r18 = cnn::resnet::resnet18_cifar100(1).unwrap();
     let r32 = cnn::resnet::resnet32_cifar100(1).unwrap();
-    let convs = |n: &Network| n.layers().iter().filter(|l| matches!(l.op, cnn::Op::Conv(_))).count();
+    let convs = |n: &Network| {
+        n.layers()
+            .iter()
+            .filter(|l| matches!(l.op, cnn::Op::Conv(_)))
+            .count()
+    };
     // 17 3×3 convolutions + 3 projections; 31 + 2.
     assert_eq!((convs(&r18), convs(&r32)), (20, 33));
     assert_eq!((r18.classes(), r32.classes()), (100, 100));

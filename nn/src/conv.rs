@@ -64,7 +64,9 @@ impl ConvShape {
             || kw > pw;
         let big = [
             self.in_channels.saturating_mul(ph).saturating_mul(pw),
-            self.in_channels.saturating_mul(kh * kw).saturating_mul(ph * pw),
+            self.in_channels
+                .saturating_mul(kh * kw)
+                .saturating_mul(ph * pw),
             self.out_channels
                 .saturating_mul(self.in_channels)
                 .saturating_mul(kh.saturating_mul(kw)),
@@ -153,8 +155,7 @@ impl ConvWeights {
     /// Checks the lengths against `shape`.
     pub fn new(shape: ConvShape, kernel: Vec<u64>, bias: Vec<u64>) -> Result<ConvWeights> {
         shape.validate()?;
-        if kernel.len() != shape.out_channels * shape.patch() || bias.len() != shape.out_channels
-        {
+        if kernel.len() != shape.out_channels * shape.patch() || bias.len() != shape.out_channels {
             return Err(Error::Shape(format!(
                 "convolution weights: {} kernel and {} bias elements for {shape:?}",
                 kernel.len(),
@@ -294,7 +295,11 @@ pub fn im2col(shape: &ConvShape, x: &[u64]) -> Vec<u64> {
 }
 
 /// COTs drawn by [`conv2d`] on `format` (product and truncation).
-pub fn conv2d_cots(shape: &ConvShape, protocol: ConvProtocol, format: FixedPoint) -> Result<CotDemand> {
+pub fn conv2d_cots(
+    shape: &ConvShape,
+    protocol: ConvProtocol,
+    format: FixedPoint,
+) -> Result<CotDemand> {
     let ring = format.ring();
     let (product, extra) = match protocol {
         ConvProtocol::DirectOt => (server_matmul_cots(direct_dims(shape), ring), 0),

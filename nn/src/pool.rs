@@ -10,8 +10,8 @@
 //! Mirrors: [`max_pool_mirror`] (exact), [`avg_pool_mirror`] (floors; the secure result is that
 //! or one less). Costs: [`max_pool_cost`], [`avg_pool_cost`] (exact).
 use crate::activation::relu_cost;
-use crate::label::CnnOp;
 use crate::cast::{truncate, truncate_cost, truncate_mirror};
+use crate::label::CnnOp;
 use crate::tensor::{Shape, SharedTensor};
 use mpc_core::{Error, FixedPoint, Result, Ring};
 use ot_nonlinear::mpc::relu::relu_cots;

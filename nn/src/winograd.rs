@@ -33,7 +33,10 @@ pub fn supports(shape: &ConvShape) -> bool {
 
 /// Tiles (rows, columns) of 2×2 outputs.
 fn tiles(shape: &ConvShape) -> (usize, usize) {
-    (shape.out_height().div_ceil(2), shape.out_width().div_ceil(2))
+    (
+        shape.out_height().div_ceil(2),
+        shape.out_width().div_ceil(2),
+    )
 }
 
 /// The batched product's dimensions: 16 × (K×C)·(C×T).

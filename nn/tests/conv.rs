@@ -65,8 +65,16 @@ fn ot_matmul_is_exact_and_costs_what_it_says() {
         cols: 3,
     };
     let mut rng = prg(seed);
-    let w: Vec<u64> = rng.u64s(2 * 5 * 7).iter().map(|&v| ring.reduce(v)).collect();
-    let mut x: Vec<u64> = rng.u64s(2 * 7 * 3).iter().map(|&v| ring.reduce(v)).collect();
+    let w: Vec<u64> = rng
+        .u64s(2 * 5 * 7)
+        .iter()
+        .map(|&v| ring.reduce(v))
+        .collect();
+    let mut x: Vec<u64> = rng
+        .u64s(2 * 7 * 3)
+        .iter()
+        .map(|&v| ring.reduce(v))
+        .collect();
     x[0] = ring.mask();
     x[1] = 0;
     let (xs, xc) = share(&x, ring, &mut rng);
@@ -114,8 +122,16 @@ fn winograd_transforms_give_four_times_the_direct_product() {
             stride: (1, 1),
             pads,
         };
-        let kernel: Vec<u64> = rng.u64s(k * c * 9).iter().map(|&v| ring.reduce(v)).collect();
-        let x: Vec<u64> = rng.u64s(c * h * w).iter().map(|&v| ring.reduce(v)).collect();
+        let kernel: Vec<u64> = rng
+            .u64s(k * c * 9)
+            .iter()
+            .map(|&v| ring.reduce(v))
+            .collect();
+        let x: Vec<u64> = rng
+            .u64s(c * h * w)
+            .iter()
+            .map(|&v| ring.reduce(v))
+            .collect();
         let u = winograd::transform_kernel(&shape, &kernel, ring);
         let v = winograd::transform_input(&shape, &x, ring);
         let d = winograd::dims(&shape);
@@ -126,7 +142,10 @@ fn winograd_transforms_give_four_times_the_direct_product() {
                     m[(b * d.rows + kk) * d.cols + p] = (0..d.inner).fold(0, |a, i| {
                         ring.add(
                             a,
-                            ring.mul(u[(b * d.rows + kk) * d.inner + i], v[(b * d.inner + i) * d.cols + p]),
+                            ring.mul(
+                                u[(b * d.rows + kk) * d.inner + i],
+                                v[(b * d.inner + i) * d.cols + p],
+                            ),
                         )
                     });
                 }
@@ -140,7 +159,11 @@ fn winograd_transforms_give_four_times_the_direct_product() {
                 let direct = (0..shape.patch()).fold(0u64, |a, i| {
                     ring.add(a, ring.mul(kernel[kk * shape.patch() + i], cols[i * p + q]))
                 });
-                assert_eq!(y[kk * p + q], ring.mul(4, direct), "channel {kk}, output {q}");
+                assert_eq!(
+                    y[kk * p + q],
+                    ring.mul(4, direct),
+                    "channel {kk}, output {q}"
+                );
             }
         }
     }
@@ -282,7 +305,10 @@ fn pooling_matches_plaintext_and_costs_what_it_says() {
             (m, g, h)
         },
     );
-    assert_eq!(a.0.reconstruct(&b.0).unwrap(), max_pool_mirror(&max, &x, ring));
+    assert_eq!(
+        a.0.reconstruct(&b.0).unwrap(),
+        max_pool_mirror(&max, &x, ring)
+    );
     assert_cost("max/maxpool", &cs, &cc, max_pool_cost(&max, ring));
     let want = avg_pool_mirror(&avg, &x, fp).unwrap();
     assert_floor_or_one_below(&a.1.reconstruct(&b.1).unwrap(), &want, ring);
@@ -311,7 +337,12 @@ fn he_convolution_matches_plaintext_and_costs_what_it_says() {
     let bias_fp = FixedPoint::new(fp.ring(), 2 * fp.frac_bits()).unwrap();
     let bias = encoded(&mut rng, shape.out_channels, 4.0, bias_fp);
     let weights = ConvWeights::new(shape, kernel, bias).unwrap();
-    let x = encoded(&mut rng, shape.in_channels * shape.height * shape.width, 8.0, fp);
+    let x = encoded(
+        &mut rng,
+        shape.in_channels * shape.height * shape.width,
+        8.0,
+        fp,
+    );
     let (xs, xc) = shared(&x, shape.input_shape(), seed);
     let want = conv2d_mirror(&weights, &x, fp);
     let fx = Fixture::new(seed);
@@ -337,7 +368,15 @@ fn he_convolution_matches_plaintext_and_costs_what_it_says() {
     let ring = fp.ring();
     for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
         let d = ring.to_signed(ring.sub(w, g));
-        assert!((0..=2).contains(&d), "element {i}: {d} units below the mirror");
+        assert!(
+            (0..=2).contains(&d),
+            "element {i}: {d} units below the mirror"
+        );
     }
-    assert_cost("op/conv", &cs, &cc, conv_he_cost(&fx.params, &shape, fp).unwrap());
+    assert_cost(
+        "op/conv",
+        &cs,
+        &cc,
+        conv_he_cost(&fx.params, &shape, fp).unwrap(),
+    );
 }

@@ -162,7 +162,10 @@ fn server_side(
     } = dims;
     let per_unit = layout.cots_per_unit();
     let delta = sess.ot.sender.delta();
-    let (start, mut q) = sess.ot.sender.next_n(&mut sess.ch, dims.units() * per_unit)?;
+    let (start, mut q) = sess
+        .ot
+        .sender
+        .next_n(&mut sess.ch, dims.units() * per_unit)?;
     let d = recv_bitbuf(&mut sess.ch, q.len())?;
     apply_corrections(&mut q, delta, &d);
     // Own term W·X_0, then minus the COT sums chunk by chunk (unit u = (b·inner + i)·cols + p).
@@ -240,7 +243,10 @@ fn accumulate(
     op: impl Fn(u64, u64) -> u64,
 ) {
     for (u, unit) in sums.chunks_exact(dims.rows).enumerate() {
-        let (p, b) = ((first + u) % dims.cols, (first + u) / dims.cols / dims.inner);
+        let (p, b) = (
+            (first + u) % dims.cols,
+            (first + u) / dims.cols / dims.inner,
+        );
         for (k, &v) in unit.iter().enumerate() {
             let o = &mut out[(b * dims.rows + k) * dims.cols + p];
             *o = op(*o, v);
