@@ -49,6 +49,7 @@
 //! Operations are rows of [`OPS`]: a name, the COTs to reserve, the plaintext input, the
 //! secure computation on one party's share, the mirror, the f64 function, the output ring and
 //! the tolerance. A new operation is one row and its functions.
+use crate::seed::RunSeed;
 use he_linear::galois::GaloisKeys;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
@@ -142,9 +143,9 @@ impl std::fmt::Debug for HeKeys {
 
 impl HeKeys {
     /// Generates this party's keys and swaps public and Galois keys with the peer.
-    fn exchange(ch: &mut Channel, role: Party) -> Result<HeKeys> {
+    fn exchange(ch: &mut Channel, role: Party, seed: Seed) -> Result<HeKeys> {
         let params = HeParams::packed_products()?;
-        let mut rng = AesPrg::new(Seed::random());
+        let mut rng = AesPrg::new(seed);
         let sk = SecretKey::generate(&params, &mut rng);
         let pk = PublicKey::generate(&params, &sk, &mut rng);
         let galois = GaloisKeys::generate(&params, &sk, &mut rng);
@@ -720,14 +721,16 @@ fn party(
     ctx: Ctx,
     share: Vec<u64>,
     barrier: Arc<Barrier>,
+    seed: Seed,
 ) -> Result<PartyOut> {
     // Everything before the barrier may fail; both parties reach it regardless (a party that
     // failed drops its channel after it, so the peer's next receive fails instead of hanging).
     let prepared = (|| -> Result<_> {
-        let mut sess = Session::new(ch, role)?;
+        let mut sess = Session::new(ch, role, seed.derive(0))?;
         let mut ctx = ctx;
         if op.he_keys {
-            ctx.he = Some(Arc::new(HeKeys::exchange(&mut sess.ch, role)?));
+            let keys = HeKeys::exchange(&mut sess.ch, role, seed.derive(1))?;
+            ctx.he = Some(Arc::new(keys));
         }
         let setup = sess.ch.totals();
         sess.ch.clear_stats();
@@ -780,18 +783,28 @@ struct Run {
 }
 
 /// Runs `op` once on fresh shares of its input and checks the output against the mirror.
-fn measure(run: &Run, net: NetProfile, tables: Option<&PathBuf>) -> Result<Row> {
+fn measure(run: &Run, net: NetProfile, tables: Option<&PathBuf>, seed: Seed) -> Result<Row> {
     let Run { op, ctx, approx } = run;
     let op: &'static Op = op;
     let ring = ctx.ring;
     let x = (op.input)(ctx, &mut BlockPrg::new(INPUT_SEED));
-    let mask = uniform_n(ring, x.len(), &mut BlockPrg::from_entropy());
+    let mask = uniform_n(ring, x.len(), &mut BlockPrg::new(Block::from_bytes(seed.0)));
     let client_share: Vec<u64> = x.iter().zip(&mask).map(|(&v, &m)| ring.sub(v, m)).collect();
     let (cs, cc) = Channel::mem_pair_shaped(net);
     let barrier = Arc::new(Barrier::new(2));
     let (b2, c2) = (barrier.clone(), ctx.clone());
-    let server = std::thread::spawn(move || party(cs, Party::Server, op, c2, mask, b2));
-    let client = party(cc, Party::Client, op, ctx.clone(), client_share, barrier);
+    let (server_seed, client_seed) = (seed.derive(1), seed.derive(2));
+    let server =
+        std::thread::spawn(move || party(cs, Party::Server, op, c2, mask, b2, server_seed));
+    let client = party(
+        cc,
+        Party::Client,
+        op,
+        ctx.clone(),
+        client_share,
+        barrier,
+        client_seed,
+    );
     let server = server
         .join()
         .map_err(|_| Error::Unavailable("server thread panicked".into()))??;
@@ -1018,7 +1031,7 @@ fn plan(args: &Args) -> Result<Vec<Run>> {
 }
 
 /// Runs `bench nonlinear`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let net: NetProfile = args.net.parse()?;
     let runs = plan(&args)?;
     println!(
@@ -1043,8 +1056,9 @@ pub fn run(args: Args) -> Result<()> {
         "max vs mirr"
     );
     let mut rows = Vec::with_capacity(runs.len());
-    for run in &runs {
-        let row = measure(run, net, args.tables.as_ref())?;
+    for (i, run) in runs.iter().enumerate() {
+        let run_seed = seed.named(&format!("nonlinear/{i}"));
+        let row = measure(run, net, args.tables.as_ref(), run_seed)?;
         let err = |v: f64| {
             if row.err_units == "real" {
                 format!("{v:.5}")

@@ -66,6 +66,8 @@ fn create(path: &Path) -> Result<Seed> {
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(dir)?;
     }
+    // The server's long-term key: the one secret that must come from the operating system
+    // whatever the run's seed (a `--seed` given for reproducibility is not secret).
     let seed = Seed::random();
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

@@ -23,7 +23,7 @@ use crate::params::HeParams;
 use crate::response::Window;
 use crate::rlwe::{PublicKey, SecretKey};
 use crate::sip::{self, SipPlan};
-use mpc_core::{Channel, Result};
+use mpc_core::{Channel, Result, Seed};
 use std::borrow::Cow;
 
 /// The SIP plan of one cross term and its orientation.
@@ -91,8 +91,9 @@ pub fn secret_product(
     keys: ProductKeys<'_>,
     x: &RingMatrix,
     y: &RingMatrix,
+    seed: Seed,
 ) -> Result<RingMatrix> {
-    let mut out = secret_products(ch, params, keys, &[(x, y)])?;
+    let mut out = secret_products(ch, params, keys, &[(x, y)], seed)?;
     Ok(out.remove(0))
 }
 
@@ -103,8 +104,9 @@ pub fn secret_products(
     params: &HeParams,
     keys: ProductKeys<'_>,
     pairs: &[(&RingMatrix, &RingMatrix)],
+    seed: Seed,
 ) -> Result<Vec<RingMatrix>> {
-    secret_products_window(ch, params, keys, pairs, Window::full(params))
+    secret_products_window(ch, params, keys, pairs, Window::full(params), seed)
 }
 
 /// [`secret_products`] revealing only `window` of the cross terms (`response`, "Windows"):
@@ -116,8 +118,10 @@ pub fn secret_products_window(
     keys: ProductKeys<'_>,
     pairs: &[(&RingMatrix, &RingMatrix)],
     window: Window,
+    seed: Seed,
 ) -> Result<Vec<RingMatrix>> {
     let mut out = Vec::with_capacity(pairs.len());
+    let mut round = 0u64;
     let mut start = 0;
     while start < pairs.len() {
         let mut end = start;
@@ -130,7 +134,16 @@ pub fn secret_products_window(
             }
             end += 1;
         }
-        out.extend(product_round(ch, params, keys, &pairs[start..end], window)?);
+        let round_seed = seed.derive(round);
+        round += 1;
+        out.extend(product_round(
+            ch,
+            params,
+            keys,
+            &pairs[start..end],
+            window,
+            round_seed,
+        )?);
         start = end;
     }
     Ok(out)
@@ -143,6 +156,7 @@ fn product_round(
     keys: ProductKeys<'_>,
     pairs: &[(&RingMatrix, &RingMatrix)],
     window: Window,
+    seed: Seed,
 ) -> Result<Vec<RingMatrix>> {
     let ProductKeys {
         my_sk,
@@ -163,15 +177,18 @@ fn product_round(
         .zip(pairs)
         .map(|(plan, (x, y))| plan.operands(x, y))
         .collect();
-    for (plan, (enc, _)) in plans.iter().zip(&operands) {
-        sip::send_encrypted_input(ch, params, my_sk, &plan.sip, enc)?;
+    // Stream 2i seeds product i's encryption, 2i + 1 its response's masks and floods.
+    for (i, (plan, (enc, _))) in plans.iter().zip(&operands).enumerate() {
+        let input_seed = seed.derive(2 * i as u64);
+        sip::send_encrypted_input(ch, params, my_sk, &plan.sip, enc, input_seed)?;
     }
     let peer_inputs = plans
         .iter()
         .map(|plan| sip::recv_encrypted_input(ch, params, &plan.sip))
         .collect::<Result<Vec<_>>>()?;
     let mut mine = Vec::with_capacity(pairs.len());
-    for ((plan, (_, plain)), inputs) in plans.iter().zip(&operands).zip(&peer_inputs) {
+    let products = plans.iter().zip(&operands).zip(&peer_inputs);
+    for (i, ((plan, (_, plain)), inputs)) in products.enumerate() {
         let encoded = sip::encode_plain(params, &plan.sip, plain)?;
         mine.push(sip::evaluate_and_respond(
             ch,
@@ -181,6 +198,7 @@ fn product_round(
             &plan.sip,
             inputs,
             &encoded,
+            seed.derive(2 * i as u64 + 1),
         )?);
     }
     plans

@@ -43,7 +43,15 @@ pub fn secret_matmul(
     }
     let refs: Vec<(&RingMatrix, &RingMatrix)> = mats.iter().map(|(x, y)| (x, y)).collect();
     let window = Window::new(he.product_params, shift, Ring::R64.bits())?;
-    let prods = secret_products_window(&mut sess.ch, he.product_params, he.keys, &refs, window)?;
+    let seed = sess.fresh_seed();
+    let prods = secret_products_window(
+        &mut sess.ch,
+        he.product_params,
+        he.keys,
+        &refs,
+        window,
+        seed,
+    )?;
     let shapes: Vec<(usize, usize)> = prods.iter().map(|p| (p.rows(), p.cols())).collect();
     let flat: Vec<u64> = prods
         .iter()
