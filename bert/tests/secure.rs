@@ -60,7 +60,13 @@ fn run_seeded(
 /// seeds give other shares but logits within the mirror's bound.
 #[test]
 fn same_seeds_reproduce_a_run_bit_for_bit() {
-    let config = || (EmbeddingMode::Server, AttentionMode::Packed, ApproxSet::nimbus());
+    let config = || {
+        (
+            EmbeddingMode::Server,
+            AttentionMode::Packed,
+            ApproxSet::nimbus(),
+        )
+    };
     let ids = [5, 9, 3];
     let seeds = [Seed([7; 16]), Seed([8; 16])];
     let (a, want, _, sa) = run_seeded(config(), &ids, 4, seeds);
