@@ -16,6 +16,7 @@ use he_linear::cop;
 use he_linear::galois::GaloisKeys;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
+use he_linear::response::Window;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::{secret_products, ProductKeys};
 use he_linear::sip::{self, SipPlan};
@@ -281,7 +282,8 @@ fn attention_products(
     let pv: Vec<_> = inputs.iter().map(|m| (&m[2], &m[3])).collect();
     let mut out = Vec::new();
     for (i, pairs) in [qk, pv].into_iter().enumerate() {
-        for z in secret_products(ch, params, keys, &pairs, seed.derive(i as u64))? {
+        let full = Window::full(params);
+        for z in secret_products(ch, params, keys, &pairs, full, seed.derive(i as u64))? {
             out.extend_from_slice(z.data());
         }
     }

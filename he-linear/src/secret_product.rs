@@ -84,35 +84,25 @@ pub struct ProductKeys<'a> {
     pub peer_galois: Option<&'a GaloisKeys>,
 }
 
-/// Runs the product; returns this party's share of X·Y.
+/// Runs the product through `window` ([`secret_products`]); returns this party's share.
 pub fn secret_product(
     ch: &mut Channel,
     params: &HeParams,
     keys: ProductKeys<'_>,
-    x: &RingMatrix,
-    y: &RingMatrix,
+    (x, y): (&RingMatrix, &RingMatrix),
+    window: Window,
     seed: Seed,
 ) -> Result<RingMatrix> {
-    let mut out = secret_products(ch, params, keys, &[(x, y)], seed)?;
+    let mut out = secret_products(ch, params, keys, &[(x, y)], window, seed)?;
     Ok(out.remove(0))
 }
 
 /// Several independent products (e.g. one per attention head) in the same 2 flights (per
-/// `max_revealed` coefficients); returns this party's share of each X_i·Y_i.
+/// `max_revealed` coefficients), revealing only `window` of the cross terms (`response`,
+/// "Windows"): this party's shares of ⌊X_i·Y_i / 2^lo⌋ modulo 2^{hi−lo}, exact for lo = 0
+/// ([`Window::full`]: shares of X_i·Y_i), else within 3 units (each party's local product
+/// rounded, the two cross terms' carries).
 pub fn secret_products(
-    ch: &mut Channel,
-    params: &HeParams,
-    keys: ProductKeys<'_>,
-    pairs: &[(&RingMatrix, &RingMatrix)],
-    seed: Seed,
-) -> Result<Vec<RingMatrix>> {
-    secret_products_window(ch, params, keys, pairs, Window::full(params), seed)
-}
-
-/// [`secret_products`] revealing only `window` of the cross terms (`response`, "Windows"):
-/// shares of ⌊X_i·Y_i / 2^lo⌋ modulo 2^{hi−lo}, exact for lo = 0, else within 3 units (each
-/// party's local product rounded, the two cross terms' carries).
-pub fn secret_products_window(
     ch: &mut Channel,
     params: &HeParams,
     keys: ProductKeys<'_>,

@@ -4,6 +4,7 @@ mod common;
 use common::{keys, product_keys, random_matrix, run_pair};
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
+use he_linear::response::Window;
 use he_linear::secret_product::{secret_product, secret_products, ProductKeys, ProductPlan};
 use he_linear::sip::{self, SipPlan};
 use mpc_core::{Channel, Error, Seed};
@@ -72,9 +73,10 @@ fn check_products(params: &HeParams, shapes: &[(usize, usize, usize)], seed: u8)
             };
             if pairs.len() == 1 {
                 let (x, y) = pairs[0];
-                vec![secret_product(ch, &sp, keys, x, y, Seed([3; 16])).unwrap()]
+                let full = Window::full(&sp);
+                vec![secret_product(ch, &sp, keys, (x, y), full, Seed([3; 16])).unwrap()]
             } else {
-                secret_products(ch, &sp, keys, &pairs, Seed([3; 16])).unwrap()
+                secret_products(ch, &sp, keys, &pairs, Window::full(&sp), Seed([3; 16])).unwrap()
             }
         },
         move |ch: &mut Channel| {
@@ -86,7 +88,7 @@ fn check_products(params: &HeParams, shapes: &[(usize, usize, usize)], seed: u8)
             };
             let z = ch
                 .scope("products", |ch| {
-                    secret_products(ch, &cp, keys, &pairs, Seed([4; 16]))
+                    secret_products(ch, &cp, keys, &pairs, Window::full(&cp), Seed([4; 16]))
                 })
                 .unwrap();
             (z, ch.stats_of("products").unwrap())

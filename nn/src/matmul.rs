@@ -14,7 +14,7 @@ use crate::tensor::SharedTensor;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::response::Window;
-use he_linear::secret_product::{secret_products_window, ProductPlan};
+use he_linear::secret_product::{secret_products, ProductPlan};
 use mpc_core::{Error, Result, Ring};
 use ot_nonlinear::mpc::{Cost, Session, Side};
 
@@ -44,7 +44,7 @@ pub fn secret_matmul(
     let refs: Vec<(&RingMatrix, &RingMatrix)> = mats.iter().map(|(x, y)| (x, y)).collect();
     let window = Window::new(he.product_params, shift, Ring::R64.bits())?;
     let seed = sess.fresh_seed();
-    let prods = secret_products_window(
+    let prods = secret_products(
         &mut sess.ch,
         he.product_params,
         he.keys,
