@@ -1,6 +1,7 @@
 //! `bench cnn`: secure CNN inference (ResNet-18/32 with CIFAR-100 shapes, or an ONNX file),
 //! per-layer table from the channel counters, accuracy on a labelled CSV; `--compare` prints
 //! the exact per-protocol costs of the convolutions side by side without running them.
+use crate::seed::RunSeed;
 use cnn::cost::network_cost;
 use cnn::reference::{
     argmax, decode_output, encode_image, fixed_forward, float_forward, value_frac_bits,
@@ -40,9 +41,10 @@ pub struct Args {
     /// Network profile: none, lan, wan, bolt-lan, bolt-wan.
     #[arg(long, default_value = "lan")]
     net: String,
-    /// Seed of the ResNets' random weights and image.
+    /// Seed of the ResNets' random weights and image (the protocols' randomness follows the
+    /// global --seed).
     #[arg(long, default_value_t = 1)]
-    seed: u64,
+    weights_seed: u64,
     /// Print the exact costs of every protocol (no secure run).
     #[arg(long)]
     compare: bool,
@@ -117,10 +119,10 @@ fn load_model(name: &str, seed: u64) -> Result<Network> {
     .map_err(cnn_err)
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let net_profile: NetProfile = args.net.parse()?;
     let plan = ConvPlan::parse(&args.conv).map_err(cnn_err)?;
-    let net = load_model(&args.model, args.seed)?;
+    let net = load_model(&args.model, args.weights_seed)?;
     let fp = cnn_format();
     let params = HeParams::default_params()?;
     if args.compare {
@@ -137,7 +139,7 @@ pub fn run(args: Args) -> Result<()> {
             .collect(),
         None => {
             // One deterministic image in [0, 1).
-            let mut x = seed_values(args.seed, inputs);
+            let mut x = seed_values(args.weights_seed, inputs);
             x.iter_mut().for_each(|v| *v = v.abs());
             vec![(None, x)]
         }
@@ -155,13 +157,21 @@ pub fn run(args: Args) -> Result<()> {
     let frac = value_frac_bits(&net, net.output(), fp);
     let (cs, cc) = Channel::mem_pair_shaped(net_profile);
     let count = images.len();
-    // Each party's HE key pair from fresh entropy; the server's public key reaches the client
+    // Each party's HE key pair from the run seed; the server's public key reaches the client
     // with the encrypted kernels (its bytes are part of the setup).
-    let (server_keys, client_keys) = (key_pair(&params), key_pair(&params));
+    let (server_keys, client_keys) = (
+        key_pair(&params, seed.named("cnn/keys/server")),
+        key_pair(&params, seed.named("cnn/keys/client")),
+    );
+    let (server_seed, client_seed) = (
+        seed.party("cnn/session", Party::Server),
+        seed.party("cnn/session", Party::Client),
+    );
+    let setup_seed = seed.named("cnn/he-setup");
     let (server_pk, client_pk) = (server_keys.1.clone(), client_keys.1.clone());
     let (server_net, server_q, server_params) = (net.clone(), q.clone(), params.clone());
     let server = std::thread::spawn(move || -> Result<Channel> {
-        let mut s = Session::new(cs, Party::Server)?;
+        let mut s = Session::new(cs, Party::Server, server_seed)?;
         let keys = he_keys(&server_params, &server_keys.0, &client_pk);
         let he = he_setup_server(
             &mut s.ch,
@@ -170,6 +180,7 @@ pub fn run(args: Args) -> Result<()> {
             plan,
             keys,
             &server_keys.1,
+            setup_seed,
         )
         .map_err(cnn_err)?;
         for _ in 0..count {
@@ -187,7 +198,7 @@ pub fn run(args: Args) -> Result<()> {
         Ok(s.ch)
     });
     let t0 = Instant::now();
-    let mut client = Session::new(cc, Party::Client)?;
+    let mut client = Session::new(cc, Party::Client, client_seed)?;
     let public = net.public();
     let cache_dir = args.cache_dir.clone().unwrap_or_else(|| {
         PathBuf::from("target/bench-cache/cnn").join(
@@ -282,8 +293,8 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn key_pair(params: &HeParams) -> (SecretKey, PublicKey) {
-    let mut rng = AesPrg::new(Seed::random());
+fn key_pair(params: &HeParams, seed: Seed) -> (SecretKey, PublicKey) {
+    let mut rng = AesPrg::new(seed);
     let sk = SecretKey::generate(params, &mut rng);
     let pk = PublicKey::generate(params, &sk, &mut rng);
     (sk, pk)

@@ -11,7 +11,7 @@ use crate::reference::{value_frac_bits, LayerWeights, Quantized};
 use crate::{CnnError, Result};
 use he_linear::params::HeParams;
 use he_linear::rlwe::PublicKey;
-use mpc_core::{Channel, FixedPoint, Party};
+use mpc_core::{Channel, FixedPoint, Party, Seed};
 use nn::cast::truncate;
 use nn::conv::{conv2d, conv2d_cost, ConvParty, ConvProtocol, ConvShape};
 use nn::conv_he::{conv_he_cost, ClientConvHe, ServerConvHe};
@@ -156,7 +156,8 @@ fn check_reveals(
     Ok(params.check_inference_reveals(n, "this CNN")?)
 }
 
-/// The server's setup of the HE convolutions of `plan`: sends each encrypted kernel.
+/// The server's setup of the HE convolutions of `plan`: sends each encrypted kernel; `seed`
+/// (fresh, secret) seeds the encryptions (layer i's from `seed.derive(i)`).
 pub fn he_setup_server<'a>(
     ch: &mut Channel,
     net: &Network,
@@ -164,6 +165,7 @@ pub fn he_setup_server<'a>(
     plan: ConvPlan,
     keys: HeKeys<'a>,
     pk: &PublicKey,
+    seed: Seed,
 ) -> Result<HeLayers<'a>> {
     let format = q.format();
     check_reveals(net, plan, format, keys.params)?;
@@ -174,7 +176,7 @@ pub fn he_setup_server<'a>(
                 if plan.choose(&c.shape, format, Some(keys.params))? == LayerProtocol::He =>
             {
                 let conv = ServerConvHe::new(w, format)?;
-                conv.setup(ch, keys.params, keys.keys.my_sk, pk)?;
+                conv.setup(ch, keys.params, keys.keys.my_sk, pk, seed.derive(i as u64))?;
                 Some(HeConv::Server(conv))
             }
             _ => None,

@@ -126,10 +126,18 @@ fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> (Vec<f
     let (cs, cc) = Channel::mem_pair();
     let (server_net, server_q, ks) = (net.clone(), q.clone(), k.clone());
     let server = std::thread::spawn(move || {
-        let mut s = Session::new(cs, Party::Server).unwrap();
+        let mut s = Session::new(cs, Party::Server, Seed([0x51; 16])).unwrap();
         let keys = he_keys(&ks.params, &ks.server.0, &ks.client.1);
-        let he =
-            he_setup_server(&mut s.ch, &server_net, &server_q, plan, keys, &ks.server.1).unwrap();
+        let he = he_setup_server(
+            &mut s.ch,
+            &server_net,
+            &server_q,
+            plan,
+            keys,
+            &ks.server.1,
+            Seed([0x53; 16]),
+        )
+        .unwrap();
         infer(
             &mut s,
             &server_net,
@@ -142,7 +150,7 @@ fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> (Vec<f
     });
     let public = net.public();
     let x = encode_image(image, fp).unwrap();
-    let mut c = Session::new(cc, Party::Client).unwrap();
+    let mut c = Session::new(cc, Party::Client, Seed([0x52; 16])).unwrap();
     let keys = he_keys(&k.params, &k.client.0, &k.server.1);
     let he = he_setup_client(&mut c.ch, &public, fp, plan, keys, cache.path()).unwrap();
     let y = infer(&mut c, &public, fp, Role::Client(&x), plan, Some(&he))

@@ -23,7 +23,7 @@ use crate::tensor::SharedTensor;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
-use mpc_core::{Channel, Error, FixedPoint, Result, Ring};
+use mpc_core::{Channel, Error, FixedPoint, Result, Ring, Seed};
 use ot_nonlinear::mpc::trunc::{trunc_cots, TruncKind};
 use ot_nonlinear::mpc::{Cost, CotDemand, Session};
 use std::path::Path;
@@ -73,15 +73,17 @@ impl ServerConvHe {
         })
     }
 
-    /// Sends the encrypted kernel (setup), against [`ClientConvHe::setup`].
+    /// Sends the encrypted kernel (setup), against [`ClientConvHe::setup`]; `seed` (fresh,
+    /// secret) seeds the encryptions.
     pub fn setup(
         &self,
         ch: &mut Channel,
         params: &HeParams,
         sk: &SecretKey,
         pk: &PublicKey,
+        seed: Seed,
     ) -> Result<()> {
-        self.linear.setup(ch, params, sk, pk)
+        self.linear.setup(ch, params, sk, pk, seed)
     }
 
     /// The server's share of the convolution (label `conv`).

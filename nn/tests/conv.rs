@@ -354,7 +354,13 @@ fn he_convolution_matches_plaintext_and_costs_what_it_says() {
         move |s, he| {
             let layer = ServerConvHe::new(&weights, fp).unwrap();
             layer
-                .setup(&mut s.ch, &fxs.params, &fxs.server.sk, &fxs.server.pk)
+                .setup(
+                    &mut s.ch,
+                    &fxs.params,
+                    &fxs.server.sk,
+                    &fxs.server.pk,
+                    mpc_core::Seed([0x36; 16]),
+                )
                 .unwrap();
             s.ch.flush().unwrap();
             s.scope("op", |s| layer.online(s, he, &xs)).unwrap()

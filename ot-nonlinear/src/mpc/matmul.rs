@@ -85,7 +85,7 @@ fn layout(dims: MatmulDims, ring: Ring) -> AcotLayout {
 /// passes `None` and its share. Label `matmul_ot`.
 ///
 /// ```
-/// use mpc_core::{Channel, Party, Ring};
+/// use mpc_core::{Channel, Party, Ring, Seed};
 /// use ot_nonlinear::mpc::{server_matmul, MatmulDims, Session};
 /// let ring = Ring::new(37)?;
 /// let dims = MatmulDims { batch: 1, rows: 2, inner: 3, cols: 1 };
@@ -94,10 +94,10 @@ fn layout(dims: MatmulDims, ring: Ring) -> AcotLayout {
 /// let x_server: Vec<u64> = x.iter().zip(&x_client).map(|(&v, &r)| ring.sub(v, r)).collect();
 /// let (cs, cc) = Channel::mem_pair();
 /// let server = std::thread::spawn(move || -> mpc_core::Result<Vec<u64>> {
-///     let mut s = Session::new(cs, Party::Server)?;
+///     let mut s = Session::new(cs, Party::Server, Seed([1; 16]))?;
 ///     server_matmul(&mut s, Some(&w), &x_server, dims, ring)
 /// });
-/// let mut c = Session::new(cc, Party::Client)?;
+/// let mut c = Session::new(cc, Party::Client, Seed([2; 16]))?;
 /// let yc = server_matmul(&mut c, None, &x_client, dims, ring)?;
 /// let ys = server.join().unwrap()?;
 /// assert_eq!(ring.reconstruct_vec(&ys, &yc)?, vec![50, 122]);
