@@ -93,8 +93,7 @@ const MAX_LAYERS: usize = 10_000;
 impl Network {
     /// An empty network on an image of `shape` (C, H, W).
     pub fn new(input_name: &str, shape: [usize; 3]) -> Result<Network> {
-        if shape.iter().any(|&d| d == 0) || shape.iter().product::<usize>() > nn::conv::MAX_ELEMENTS
-        {
+        if shape.contains(&0) || shape.iter().product::<usize>() > nn::conv::MAX_ELEMENTS {
             return Err(CnnError::Graph {
                 node: input_name.into(),
                 reason: format!("input shape {shape:?}"),
