@@ -4,7 +4,7 @@
 //! * [`onnx`]: loads an ONNX CNN (Conv, BatchNormalization folded into it, Relu, Add, MaxPool,
 //!   AveragePool, GlobalAveragePool, Flatten, Gemm/MatMul; NCHW, one image);
 //! * [`graph`]: the [`Network`] (layers over values, shapes, float weights);
-//! * [`reference`]: the float reference and the fixed-point mirror ([`Quantized`] weights);
+//! * [`reference`](mod@reference): the float reference and the fixed-point mirror ([`Quantized`] weights);
 //! * [`cost`]: every layer's exact cost under a plan;
 //! * [`secure`]: the two-party pass over `nn` operators, one convolution protocol per layer
 //!   ([`ConvPlan`]: forced or chosen by exact cost);

@@ -95,7 +95,7 @@ fn two_sided<const N: usize, const M: usize>(
     std::array::from_fn(|i| f(t[i]))
 }
 
-/// The server's transformed kernel U_ξ[k][c] = ((2G)·g·(2G)ᵀ)_ξ, laid out ξ-major.
+/// The server's transformed kernel `U_ξ[k][c]` = ((2G)·g·(2G)ᵀ)_ξ, laid out ξ-major.
 pub fn transform_kernel(shape: &ConvShape, kernel: &[u64], ring: Ring) -> Vec<u64> {
     let (k_n, c_n) = (shape.out_channels, shape.in_channels);
     let mut u = vec![0u64; POSITIONS * k_n * c_n];
@@ -112,7 +112,7 @@ pub fn transform_kernel(shape: &ConvShape, kernel: &[u64], ring: Ring) -> Vec<u6
     u
 }
 
-/// The input transform of a share: V_ξ[c][t] = (Bᵀ·d_{c,t}·B)_ξ, ξ-major.
+/// The input transform of a share: `V_ξ[c][t] = (Bᵀ·d_{c,t}·B)_ξ`, ξ-major.
 pub fn transform_input(shape: &ConvShape, x: &[u64], ring: Ring) -> Vec<u64> {
     let (th, tw) = tiles(shape);
     let (c_n, t_n) = (shape.in_channels, th * tw);
