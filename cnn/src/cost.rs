@@ -46,7 +46,10 @@ pub fn network_cost(
                             conv_he_cost(params, &c.shape, format)?
                         }
                         (LayerProtocol::He, None) => {
-                            unreachable!("choose refuses HE without parameters")
+                            return Err(mpc_core::Error::InvalidArgument(
+                                "an HE convolution without HE parameters".into(),
+                            )
+                            .into())
                         }
                     };
                     (Some(p), cost)
