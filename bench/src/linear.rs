@@ -20,7 +20,7 @@ use he_linear::response::Window;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::{secret_products, ProductKeys};
 use he_linear::sip::{self, SipPlan};
-use mpc_core::{AesPrg, Channel, Error, NetProfile, Result, Seed, Stats};
+use mpc_core::{AesPrg, Channel, Error, NetProfile, Result, Seed, Stats, Turn};
 use rand_core::RngCore;
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
@@ -314,7 +314,12 @@ fn attention_party(
             pk.send(ch, params)?;
             peer
         };
-        let peer_gk = GaloisKeys::exchange(ch, params, &gk, first)?;
+        let turn = if first {
+            Turn::SendFirst
+        } else {
+            Turn::ReceiveFirst
+        };
+        let peer_gk = GaloisKeys::exchange(ch, params, &gk, turn)?;
         ch.flush()?;
         Ok::<_, Error>((peer_pk, peer_gk))
     })?;

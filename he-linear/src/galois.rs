@@ -35,7 +35,7 @@ use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
 use crate::rlwe::{expand_a, Ciphertext, SecretKey};
 use crate::sampling;
-use mpc_core::{Channel, Error, Result, Seed};
+use mpc_core::{Channel, Error, Result, Seed, Turn};
 use rand_core::RngCore;
 
 /// τ_g(p) for a polynomial in coefficient form.
@@ -288,24 +288,27 @@ impl GaloisKeys {
         Ok(GaloisKeys { keys })
     }
 
-    /// Sends `mine` and receives the peer's keys, the `first` party sending first so that
-    /// neither blocks on a full transport; parameters without packing exchange nothing.
+    /// Sends `mine` and receives the peer's keys in the order `turn` says (the peer takes the
+    /// other turn); parameters without packing exchange nothing.
     pub fn exchange(
         ch: &mut Channel,
         params: &HeParams,
         mine: &GaloisKeys,
-        first: bool,
+        turn: Turn,
     ) -> Result<Option<GaloisKeys>> {
         if params.pack_levels() == 0 {
             return Ok(None);
         }
-        let theirs = if first {
-            mine.send(ch, params)?;
-            GaloisKeys::recv(ch, params)?
-        } else {
-            let peer = GaloisKeys::recv(ch, params)?;
-            mine.send(ch, params)?;
-            peer
+        let theirs = match turn {
+            Turn::SendFirst => {
+                mine.send(ch, params)?;
+                GaloisKeys::recv(ch, params)?
+            }
+            Turn::ReceiveFirst => {
+                let peer = GaloisKeys::recv(ch, params)?;
+                mine.send(ch, params)?;
+                peer
+            }
         };
         Ok(Some(theirs))
     }

@@ -25,12 +25,14 @@
 //! What each party sees: the peer's fresh RLWE encryptions (semantically secure) and
 //! responses re-randomized, noise-flooded and masked by uniform values over Z_2^64 (see
 //! [`crate::response`] and docs/security.md): its output share and nothing else.
+use crate::galois::GaloisKeys;
 use crate::matrix::RingMatrix;
 use crate::params::HeParams;
 use crate::response::Window;
+use crate::rlwe::{PublicKey, SecretKey};
 use crate::secret_product::{secret_products, ProductKeys};
 use crate::sip::{self, SipPlan};
-use mpc_core::{Channel, Error, Party, Result, Seed};
+use mpc_core::{Channel, Error, Result, Seed};
 
 /// Shares of r_i·V_ij (k×n) from shares of r (k) and V (k×n), through `window`
 /// ([`secret_products`]): ⌊r_i·V_ij / 2^lo⌋ modulo 2^{hi−lo} (exact for lo = 0, else
@@ -123,15 +125,39 @@ fn columns(v: &RingMatrix, cols: &std::ops::Range<usize>) -> Result<RingMatrix> 
     RingMatrix::new(v.rows(), cols.len(), data)
 }
 
+/// A party's half of [`row_square_sums`], with the keys that half uses.
+#[derive(Clone, Copy)]
+pub enum SquareSumsRole<'a> {
+    /// Encrypts its share of V under its own key and opens the responses.
+    KeyHolder {
+        /// Its secret key.
+        sk: &'a SecretKey,
+    },
+    /// Multiplies the key holder's encrypted share by its own and answers, re-randomized under
+    /// the key holder's public key (and packed with its Galois keys when the parameters pack).
+    Evaluator {
+        /// The key holder's public key.
+        holder_pk: &'a PublicKey,
+        /// The key holder's Galois keys (packing parameters only).
+        holder_galois: Option<&'a GaloisKeys>,
+    },
+}
+
+impl std::fmt::Debug for SquareSumsRole<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SquareSumsRole::KeyHolder { .. } => "KeyHolder",
+            SquareSumsRole::Evaluator { .. } => "Evaluator",
+        })
+    }
+}
+
 /// Shares of Σ_j V_ij² per row from shares of V (k×n), modulo 2^bits (the responses reveal
-/// only those bits). `party` is this party's role: the client encrypts its share under
-/// `keys.my_sk`, the server evaluates with `keys.peer_pk` and `keys.peer_galois` (the
-/// client's).
+/// only those bits); one party is the key holder, the other the evaluator (`role`).
 pub fn row_square_sums(
     ch: &mut Channel,
     params: &HeParams,
-    keys: ProductKeys<'_>,
-    party: Party,
+    role: SquareSumsRole<'_>,
     v: &RingMatrix,
     bits: u32,
     seed: Seed,
@@ -151,19 +177,22 @@ pub fn row_square_sums(
                 .fold(0u64, |a, &x| a.wrapping_add(x.wrapping_mul(x)))
         })
         .collect();
-    let cross: Vec<RingMatrix> = match party {
-        Party::Client => {
+    let cross: Vec<RingMatrix> = match role {
+        SquareSumsRole::KeyHolder { sk } => {
             for (i, ((_, plan), chunk)) in plans.iter().zip(&chunks).enumerate() {
                 let chunk_seed = seed.derive(i as u64);
-                sip::send_encrypted_input(ch, params, keys.my_sk, plan, chunk, chunk_seed)?;
+                sip::send_encrypted_input(ch, params, sk, plan, chunk, chunk_seed)?;
             }
             ch.flush()?;
             plans
                 .iter()
-                .map(|(_, plan)| sip::recv_and_open(ch, params, keys.my_sk, plan))
+                .map(|(_, plan)| sip::recv_and_open(ch, params, sk, plan))
                 .collect::<Result<_>>()?
         }
-        Party::Server => {
+        SquareSumsRole::Evaluator {
+            holder_pk,
+            holder_galois,
+        } => {
             let inputs = plans
                 .iter()
                 .map(|(_, plan)| sip::recv_encrypted_input(ch, params, plan))
@@ -178,8 +207,8 @@ pub fn row_square_sums(
                     sip::evaluate_and_respond(
                         ch,
                         params,
-                        keys.peer_pk,
-                        keys.peer_galois,
+                        holder_pk,
+                        holder_galois,
                         plan,
                         inputs,
                         &plain,

@@ -7,7 +7,9 @@ use common::{product_keys, random_matrix, run_pair};
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::response::Window;
-use he_linear::row_products::{row_scalar_product, row_square_sums, row_square_sums_bytes};
+use he_linear::row_products::{
+    row_scalar_product, row_square_sums, row_square_sums_bytes, SquareSumsRole,
+};
 use he_linear::secret_product::{ProductKeys, ProductPlan};
 use mpc_core::{Channel, Error, Party, Seed};
 
@@ -85,7 +87,14 @@ fn squares<const BITS: u32>(
     _: &[u64],
     v: &RingMatrix,
 ) -> Vec<u64> {
-    row_square_sums(ch, p, keys, party, v, BITS, Seed([4; 16])).unwrap()
+    let role = match party {
+        Party::Client => SquareSumsRole::KeyHolder { sk: keys.my_sk },
+        Party::Server => SquareSumsRole::Evaluator {
+            holder_pk: keys.peer_pk,
+            holder_galois: keys.peer_galois,
+        },
+    };
+    row_square_sums(ch, p, role, v, BITS, Seed([4; 16])).unwrap()
 }
 
 #[test]

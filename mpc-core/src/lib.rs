@@ -59,6 +59,16 @@ impl Party {
     }
 }
 
+/// Which side of a symmetric exchange (both parties send the same kind of message) sends
+/// first, so that neither blocks on a full transport waiting for the other to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    /// Sends, then receives.
+    SendFirst,
+    /// Receives, then sends.
+    ReceiveFirst,
+}
+
 impl std::fmt::Display for Party {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -20,9 +20,9 @@ use crate::tensor::SharedTensor;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::response::Window;
-use he_linear::row_products;
+use he_linear::row_products::{self, SquareSumsRole};
 use he_linear::secret_product::ProductKeys;
-use mpc_core::{Result, Ring};
+use mpc_core::{Party, Result, Ring};
 use ot_nonlinear::approx::layernorm::normalize_row_with;
 use ot_nonlinear::functions::{normalize_cost, normalize_with, Centering, OtProducts, RowProducts};
 use ot_nonlinear::mpc::{Cost, CotDemand, Session};
@@ -132,15 +132,17 @@ impl RowProducts for HeRowProducts<'_> {
     ) -> Result<Vec<u64>> {
         let v = RingMatrix::new(v.len() / n, n, v.to_vec())?;
         let seed = sess.fresh_seed();
-        row_products::row_square_sums(
-            &mut sess.ch,
-            self.params,
-            self.keys,
-            sess.party,
-            &v,
-            ring.bits(),
-            seed,
-        )
+        // The client holds the key of the square sums, the server evaluates.
+        let role = match sess.party {
+            Party::Client => SquareSumsRole::KeyHolder {
+                sk: self.keys.my_sk,
+            },
+            Party::Server => SquareSumsRole::Evaluator {
+                holder_pk: self.keys.peer_pk,
+                holder_galois: self.keys.peer_galois,
+            },
+        };
+        row_products::row_square_sums(&mut sess.ch, self.params, role, &v, ring.bits(), seed)
     }
 
     fn row_scalar_product(

@@ -6,7 +6,7 @@ use he_linear::galois::GaloisKeys;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
-use mpc_core::{AesPrg, Channel, Error, FixedPoint, Party, Result, Ring, Seed};
+use mpc_core::{AesPrg, Channel, Error, FixedPoint, Party, Result, Ring, Seed, Turn};
 use nn::norm::HeRowProducts;
 use ot_nonlinear::approx::fixed;
 use ot_nonlinear::approx::layernorm::normalize_row;
@@ -38,7 +38,10 @@ impl HeKeys {
         let sk = SecretKey::generate(&params, &mut rng);
         let pk = PublicKey::generate(&params, &sk, &mut rng);
         let galois = GaloisKeys::generate(&params, &sk, &mut rng);
-        let server = role == Party::Server;
+        let (server, turn) = match role {
+            Party::Server => (true, Turn::SendFirst),
+            Party::Client => (false, Turn::ReceiveFirst),
+        };
         let peer_pk = if server {
             pk.send(ch, &params)?;
             PublicKey::recv(ch, &params)?
@@ -47,7 +50,7 @@ impl HeKeys {
             pk.send(ch, &params)?;
             peer
         };
-        let peer_galois = GaloisKeys::exchange(ch, &params, &galois, server)?
+        let peer_galois = GaloisKeys::exchange(ch, &params, &galois, turn)?
             .ok_or_else(|| Error::InvalidArgument("no Galois keys for packed products".into()))?;
         // The client sends last: its keys must leave before it waits at the barrier.
         ch.flush()?;

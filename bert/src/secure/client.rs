@@ -9,7 +9,7 @@ use he_linear::galois::GaloisKeys;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
-use mpc_core::{AesPrg, Error, Party, Result, Ring};
+use mpc_core::{AesPrg, Error, Party, Result, Ring, Turn};
 use nn::embedding::ClientEmbedding;
 use nn::linear::ClientLinear;
 use nn::{Component, HeKeys, SharedTensor};
@@ -85,7 +85,8 @@ impl Client {
             let pk = PublicKey::generate(&params, &sk, &mut rng);
             pk.send(ch, &params)?;
             let galois = GaloisKeys::generate(&product_params, &sk, &mut rng);
-            let server_galois = GaloisKeys::exchange(ch, &product_params, &galois, false)?;
+            let server_galois =
+                GaloisKeys::exchange(ch, &product_params, &galois, Turn::ReceiveFirst)?;
             let c = &public.config;
             let layers = (0..c.num_hidden_layers)
                 .map(|l| {

@@ -8,7 +8,7 @@ use he_linear::galois::GaloisKeys;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
-use mpc_core::{AesPrg, Error, Party, Result, Ring, Seed};
+use mpc_core::{AesPrg, Error, Party, Result, Ring, Seed, Turn};
 use nn::embedding::ServerEmbedding;
 use nn::linear::ServerLinear;
 use nn::{Component, HeKeys, SharedTensor};
@@ -123,7 +123,7 @@ impl Server {
                 })?;
                 pk.send(ch, params)?;
                 let client_pk = PublicKey::recv(ch, params)?;
-                let client_galois = GaloisKeys::exchange(ch, pp, galois, true)?;
+                let client_galois = GaloisKeys::exchange(ch, pp, galois, Turn::SendFirst)?;
                 for layer in layers {
                     for w in layer {
                         w.setup(ch, params, sk, pk, seed())?;
