@@ -1,6 +1,7 @@
 //! `bench cnn`: secure CNN inference (ResNet-18/32 with CIFAR-100 shapes, or an ONNX file),
 //! per-layer table from the channel counters, accuracy on a labelled CSV; `--compare` prints
 //! the exact per-protocol costs of the convolutions side by side without running them.
+use crate::report::Cost;
 use crate::seed::RunSeed;
 use cnn::cost::network_cost;
 use cnn::reference::{
@@ -12,9 +13,8 @@ use cnn::secure::{
 use cnn::{cnn_format, data, onnx, resnet, Network, Op, Quantized};
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
-use he_linear::secret_product::ProductKeys;
 use mpc_core::{AesPrg, Seed};
-use mpc_core::{Channel, Error, NetProfile, Party, Result, Stats};
+use mpc_core::{Channel, Error, NetProfile, Party, Result};
 use nn::conv::ConvProtocol;
 use nn::HeKeys;
 use ot_nonlinear::mpc::Session;
@@ -51,25 +51,9 @@ pub struct Args {
     /// The client's cache of encrypted kernels (default target/bench-cache/cnn/<model>).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Write the report (per-layer costs, accuracy, setup) as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
-}
-
-#[derive(serde::Serialize, Debug, Default, Clone, Copy)]
-struct Cost {
-    bytes: u64,
-    rounds: u64,
-    wall_s: f64,
-}
-
-impl From<Stats> for Cost {
-    fn from(s: Stats) -> Cost {
-        Cost {
-            bytes: s.bytes(),
-            rounds: s.rounds,
-            wall_s: s.wall_s,
-        }
-    }
 }
 
 #[derive(serde::Serialize, Debug)]
@@ -172,7 +156,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let (server_net, server_q, server_params) = (net.clone(), q.clone(), params.clone());
     let server = std::thread::spawn(move || -> Result<Channel> {
         let mut s = Session::new(cs, Party::Server, server_seed)?;
-        let keys = he_keys(&server_params, &server_keys.0, &client_pk);
+        let keys = HeKeys::unpacked(&server_params, &server_keys.0, &client_pk);
         let he = he_setup_server(
             &mut s.ch,
             &server_net,
@@ -208,7 +192,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         )
     });
     std::fs::create_dir_all(&cache_dir)?;
-    let keys = he_keys(&params, &client_keys.0, &server_pk);
+    let keys = HeKeys::unpacked(&params, &client_keys.0, &server_pk);
     let he =
         he_setup_client(&mut client.ch, &public, fp, plan, keys, &cache_dir).map_err(cnn_err)?;
     let setup = Cost {
@@ -298,18 +282,6 @@ fn key_pair(params: &HeParams, seed: Seed) -> (SecretKey, PublicKey) {
     let sk = SecretKey::generate(params, &mut rng);
     let pk = PublicKey::generate(params, &sk, &mut rng);
     (sk, pk)
-}
-
-fn he_keys<'a>(params: &'a HeParams, me: &'a SecretKey, peer: &'a PublicKey) -> HeKeys<'a> {
-    HeKeys {
-        params,
-        product_params: params,
-        keys: ProductKeys {
-            my_sk: me,
-            peer_pk: peer,
-            peer_galois: None,
-        },
-    }
 }
 
 fn seed_values(seed: u64, n: usize) -> Vec<f32> {

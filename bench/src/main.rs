@@ -26,6 +26,7 @@ mod linear;
 mod nonlinear;
 mod ot;
 mod progress;
+mod report;
 mod seed;
 mod train;
 

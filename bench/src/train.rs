@@ -6,8 +6,9 @@
 //! time) and the twin's and the f64 reference's training loss (the secure run opens no
 //! intermediate model), then test accuracy, balanced accuracy and AUC of the three models.
 //! `--json FILE` writes the keys of issue 20 (plus setup costs and the per-epoch lists).
+use crate::report::Cost;
 use crate::seed::RunSeed;
-use mpc_core::{Error, NetProfile, Result, Stats};
+use mpc_core::{Error, NetProfile, Result};
 use nn::sigmoid::SigmoidApprox;
 use train::config::{ClassWeight, Reveal, RowSplit, TrainConfig};
 use train::data::Dataset;
@@ -68,23 +69,6 @@ impl From<Metrics> for Scores {
             accuracy: m.accuracy,
             balanced_accuracy: m.balanced_accuracy,
             auc: m.auc,
-        }
-    }
-}
-
-#[derive(serde::Serialize, Debug, Default, Clone, Copy)]
-struct Cost {
-    bytes: u64,
-    rounds: u64,
-    wall_s: f64,
-}
-
-impl From<Stats> for Cost {
-    fn from(s: Stats) -> Cost {
-        Cost {
-            bytes: s.bytes(),
-            rounds: s.rounds,
-            wall_s: s.wall_s,
         }
     }
 }

@@ -11,7 +11,6 @@ use cnn::secure::{
 use cnn::{cnn_format, data, onnx, CnnError, Network, Quantized};
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
-use he_linear::secret_product::ProductKeys;
 use mpc_core::{AesPrg, Seed};
 use mpc_core::{Channel, Party};
 use nn::conv::ConvProtocol;
@@ -105,18 +104,6 @@ fn keys() -> Arc<Keys> {
     })
 }
 
-fn he_keys<'a>(params: &'a HeParams, me: &'a SecretKey, peer: &'a PublicKey) -> HeKeys<'a> {
-    HeKeys {
-        params,
-        product_params: params,
-        keys: ProductKeys {
-            my_sk: me,
-            peer_pk: peer,
-            peer_galois: None,
-        },
-    }
-}
-
 /// Runs the secure pass on one image (HE set up first); returns the client's decoded logits
 /// and the online bytes of every layer, both directions.
 fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> (Vec<f64>, Vec<u64>) {
@@ -127,7 +114,7 @@ fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> (Vec<f
     let (server_net, server_q, ks) = (net.clone(), q.clone(), k.clone());
     let server = std::thread::spawn(move || {
         let mut s = Session::new(cs, Party::Server, Seed([0x51; 16])).unwrap();
-        let keys = he_keys(&ks.params, &ks.server.0, &ks.client.1);
+        let keys = HeKeys::unpacked(&ks.params, &ks.server.0, &ks.client.1);
         let he = he_setup_server(
             &mut s.ch,
             &server_net,
@@ -151,7 +138,7 @@ fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> (Vec<f
     let public = net.public();
     let x = encode_image(image, fp).unwrap();
     let mut c = Session::new(cc, Party::Client, Seed([0x52; 16])).unwrap();
-    let keys = he_keys(&k.params, &k.client.0, &k.server.1);
+    let keys = HeKeys::unpacked(&k.params, &k.client.0, &k.server.1);
     let he = he_setup_client(&mut c.ch, &public, fp, plan, keys, cache.path()).unwrap();
     let y = infer(&mut c, &public, fp, Role::Client(&x), plan, Some(&he))
         .unwrap()

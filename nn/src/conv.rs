@@ -48,6 +48,12 @@ pub struct ConvShape {
 /// before allocating).
 pub const MAX_ELEMENTS: usize = 1 << 28;
 
+/// Positions of a `kernel`-wide window moving by `stride` along `len` elements padded with
+/// `pads` in all (the shape's checks guarantee `kernel ≤ len + pads` and `stride ≥ 1`).
+pub(crate) fn window_positions(len: usize, pads: usize, kernel: usize, stride: usize) -> usize {
+    (len + pads - kernel) / stride + 1
+}
+
 impl ConvShape {
     /// Checks the geometry: non-empty, the kernel fits the padded input, sizes bounded.
     pub fn validate(&self) -> Result<()> {
@@ -81,12 +87,22 @@ impl ConvShape {
 
     /// Output height Ho.
     pub fn out_height(&self) -> usize {
-        (self.height + self.pads[0] + self.pads[2] - self.kernel.0) / self.stride.0 + 1
+        window_positions(
+            self.height,
+            self.pads[0] + self.pads[2],
+            self.kernel.0,
+            self.stride.0,
+        )
     }
 
     /// Output width Wo.
     pub fn out_width(&self) -> usize {
-        (self.width + self.pads[1] + self.pads[3] - self.kernel.1) / self.stride.1 + 1
+        window_positions(
+            self.width,
+            self.pads[1] + self.pads[3],
+            self.kernel.1,
+            self.stride.1,
+        )
     }
 
     /// The input's shape C × H × W.

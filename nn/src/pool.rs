@@ -75,12 +75,22 @@ impl PoolShape {
 
     /// Output height.
     pub fn out_height(&self) -> usize {
-        (self.height + self.pads[0] + self.pads[2] - self.kernel.0) / self.stride.0 + 1
+        crate::conv::window_positions(
+            self.height,
+            self.pads[0] + self.pads[2],
+            self.kernel.0,
+            self.stride.0,
+        )
     }
 
     /// Output width.
     pub fn out_width(&self) -> usize {
-        (self.width + self.pads[1] + self.pads[3] - self.kernel.1) / self.stride.1 + 1
+        crate::conv::window_positions(
+            self.width,
+            self.pads[1] + self.pads[3],
+            self.kernel.1,
+            self.stride.1,
+        )
     }
 
     /// The input's shape.

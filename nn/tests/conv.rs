@@ -169,8 +169,13 @@ fn winograd_transforms_give_four_times_the_direct_product() {
     }
 }
 
-fn run_conv(shape: ConvShape, protocol: ConvProtocol, seed: u64) {
-    let fp = format();
+/// A random convolution of `shape` (kernel entries in ±1, bias in ±4, inputs in ±8), the
+/// input's two shares, and the mirror's output.
+fn conv_case(
+    shape: ConvShape,
+    fp: FixedPoint,
+    seed: u64,
+) -> (ConvWeights, SharedTensor, SharedTensor, Vec<u64>) {
     let mut rng = prg(seed);
     let kernel = encoded(&mut rng, shape.out_channels * shape.patch(), 1.0, fp);
     let bias_fp = FixedPoint::new(fp.ring(), 2 * fp.frac_bits()).unwrap();
@@ -184,6 +189,12 @@ fn run_conv(shape: ConvShape, protocol: ConvProtocol, seed: u64) {
     );
     let (xs, xc) = shared(&x, shape.input_shape(), seed);
     let want = conv2d_mirror(&weights, &x, fp);
+    (weights, xs, xc, want)
+}
+
+fn run_conv(shape: ConvShape, protocol: ConvProtocol, seed: u64) {
+    let fp = format();
+    let (weights, xs, xc, want) = conv_case(shape, fp, seed);
     let fx = Fixture::new(seed);
     let (ys, yc, cs, cc) = run(
         &fx,
@@ -332,19 +343,7 @@ fn he_convolution_matches_plaintext_and_costs_what_it_says() {
         stride: (2, 1),
         pads: [1, 0, 1, 1],
     };
-    let mut rng = prg(seed);
-    let kernel = encoded(&mut rng, shape.out_channels * shape.patch(), 1.0, fp);
-    let bias_fp = FixedPoint::new(fp.ring(), 2 * fp.frac_bits()).unwrap();
-    let bias = encoded(&mut rng, shape.out_channels, 4.0, bias_fp);
-    let weights = ConvWeights::new(shape, kernel, bias).unwrap();
-    let x = encoded(
-        &mut rng,
-        shape.in_channels * shape.height * shape.width,
-        8.0,
-        fp,
-    );
-    let (xs, xc) = shared(&x, shape.input_shape(), seed);
-    let want = conv2d_mirror(&weights, &x, fp);
+    let (weights, xs, xc, want) = conv_case(shape, fp, seed);
     let fx = Fixture::new(seed);
     let cache = tempfile::tempdir().unwrap();
     let dir = cache.path().to_path_buf();
