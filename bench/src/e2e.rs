@@ -18,6 +18,7 @@ use bert::fixed_model::FixedBert;
 use bert::secure::{self, AttentionMode, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights, FloatBert, Tokenizer};
 use he_linear::key_file::load_or_create_key_seed;
+use he_linear::layout::Packing;
 use mpc_core::{Channel, Error, NetProfile, Party, Result, Stats};
 use nn::label::{layer_of, Component as Label};
 use ot_nonlinear::approx::ApproxSet;
@@ -73,6 +74,10 @@ pub struct Args {
     /// server in two-process mode.
     #[arg(long, default_value = "packed")]
     attention: String,
+    /// Encrypted weight rows per ciphertext: compact (as many as fit: the smallest setup and
+    /// cache) or online (one: fewer online bytes in a single-phase run). Chosen by the server.
+    #[arg(long, default_value = "compact")]
+    packing: String,
     /// The input sentence (tokenized with the model's vocabulary).
     #[arg(long)]
     text: Option<String>,
@@ -199,6 +204,7 @@ fn token_ids(text: &str, tokenizer: Option<&Tokenizer>, vocab: usize) -> Vec<u32
 #[derive(Debug, Clone)]
 struct Measured {
     setup: Stats,
+    cache_bytes: u64,
     online: Stats,
     online_wall: f64,
     labels: BTreeMap<String, Stats>,
@@ -266,7 +272,10 @@ struct Report {
     approx: String,
     embedding: String,
     attention: String,
+    packing: String,
     setup: BytesWall,
+    /// Bytes of the client's cache directory after setup (encrypted weights and table).
+    cache_bytes: u64,
     online: OnlineTotals,
     components: Vec<Component>,
     per_layer: Vec<Vec<Component>>,
@@ -336,6 +345,7 @@ fn consult(
     })?;
     bar.finish_with_message(&format!("{:.1} s", t0.elapsed().as_secs_f64()));
     let setup = sess.ch.totals();
+    let cache_bytes = client.cache_bytes()?;
     if let Some(b) = barrier {
         b.wait();
     }
@@ -364,6 +374,7 @@ fn consult(
         .collect();
     Ok(Measured {
         setup,
+        cache_bytes,
         online,
         online_wall,
         labels,
@@ -382,6 +393,7 @@ pub fn run(args: Args) -> Result<()> {
     let net: NetProfile = args.net.parse()?;
     let mode: EmbeddingMode = args.embedding.parse()?;
     let attention: AttentionMode = args.attention.parse()?;
+    let packing: Packing = args.packing.parse()?;
     let cache = args
         .cache_dir
         .clone()
@@ -393,7 +405,8 @@ pub fn run(args: Args) -> Result<()> {
             let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
             let seed = load_or_create_key_seed(&args.key_file, &[&cache])?;
             let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
-                .with_attention(attention)?;
+                .with_attention(attention)?
+                .with_packing(packing);
             let addr = args.listen.as_deref().unwrap_or("127.0.0.1:7878");
             let listener = std::net::TcpListener::bind(addr)?;
             eprintln!("server: listening on {addr}");
@@ -427,7 +440,8 @@ pub fn run(args: Args) -> Result<()> {
         let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
         let seed = load_or_create_key_seed(&args.key_file, &[&cache])?;
         let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
-            .with_attention(attention)?;
+            .with_attention(attention)?
+            .with_packing(packing);
         let (cs, cc) = Channel::mem_pair_shaped(net);
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
         let b2 = barrier.clone();
@@ -541,6 +555,8 @@ fn build_report(
         approx: approx.to_string(),
         embedding: format!("{mode:?}").to_lowercase(),
         attention: args.attention.clone(),
+        packing: args.packing.clone(),
+        cache_bytes: m.cache_bytes,
         setup: BytesWall {
             bytes: m.setup.bytes(),
             wall_s: m.setup.wall_s,
@@ -567,9 +583,12 @@ fn print_report(r: &Report, m: &Measured, references: Option<&References>) {
         r.model, r.layers, r.seq_len, r.net, r.approx, r.embedding, r.attention
     );
     println!(
-        "setup: {:.1} MB, {:.1} s (Ferret setup, keys, encrypted weights; cached weights are not resent)",
+        "setup: {:.1} MB, {:.1} s (Ferret setup, keys, encrypted weights; cached weights are not resent); \
+         weight rows packed {}, client cache {:.1} MB",
         r.setup.bytes as f64 / MB,
-        r.setup.wall_s
+        r.setup.wall_s,
+        r.packing,
+        r.cache_bytes as f64 / MB
     );
     println!(
         "\n| component | per block s | per block MB | per block rounds | model s | model MB | model rounds | Nimbus MB / rounds | Nimbus LAN / WAN s |"

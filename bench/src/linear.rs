@@ -13,6 +13,7 @@
 //! keys (`X·Y pk`, the default in `bert::secure`) side by side; setup is the key exchange.
 use he_linear::cop;
 use he_linear::galois::GaloisKeys;
+use he_linear::layout::{CopLayout, Packing};
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
@@ -39,6 +40,10 @@ pub struct Args {
     /// Protocols to run: cop, sip, attn (repeatable); default all three.
     #[arg(long = "protocol")]
     protocols: Vec<String>,
+    /// COP row packings: compact (rows per ciphertext as fit: row `COPc`), online (one row per
+    /// ciphertext: row `COP1`); repeatable, default both.
+    #[arg(long = "packing")]
+    packings: Vec<String>,
     /// Directory for the client's encrypted-weight cache (default: a temporary directory,
     /// removed afterwards, so setup is measured from scratch).
     #[arg(long)]
@@ -138,15 +143,16 @@ fn run_cop(
     params: &HeParams,
     net: NetProfile,
     k: usize,
-    m: usize,
-    n: usize,
+    (m, n): (usize, usize),
+    packing: Packing,
     cache: &std::path::Path,
 ) -> Result<Row> {
+    let layout = CopLayout::choose(params, m, n, packing)?;
     let (w, x, x_c, x_s) = random_inputs(k, m, n);
     let want = x.matmul(&w)?;
     let (sp, cp) = (params.clone(), params.clone());
     let cache = cache.to_path_buf();
-    let name = format!("cop-{m}x{n}");
+    let name = format!("cop-{m}x{n}-p{}", layout.rows_per_ct);
     let setup_stats = Arc::new(std::sync::Mutex::new((Stats::default(), Stats::default())));
     let (ss, cs_) = (setup_stats.clone(), setup_stats.clone());
     let (server_share, client_share, s_stats, c_stats, wall) = run_pair(
@@ -157,11 +163,13 @@ fn run_cop(
             let pk = PublicKey::generate(&sp, &sk, &mut rng);
             ch.scope("setup", |ch| {
                 pk.send(ch, &sp)?;
-                cop::server_setup(ch, &sp, &sk, &pk, &w)
+                cop::server_setup(ch, &sp, &sk, &pk, &layout, &w)
             })?;
             ss.lock().unwrap().0 = ch.stats_of("run/setup").unwrap_or_default();
             barrier.wait();
-            ch.scope("online", |ch| cop::server_online(ch, &sp, &sk, &w, &x_s))
+            ch.scope("online", |ch| {
+                cop::server_online(ch, &sp, &sk, &layout, &w, &x_s)
+            })
         },
         move |ch, barrier| {
             let (pk, cached) = ch.scope("setup", |ch| {
@@ -181,7 +189,11 @@ fn run_cop(
     let (s_setup, c_setup) = *setup_stats.lock().unwrap();
     Ok(Row {
         shape: format!("{k}x{m}x{n}"),
-        protocol: "COP".into(),
+        protocol: match packing {
+            Packing::Compact => "COPc",
+            Packing::Online => "COP1",
+        }
+        .into(),
         setup_bytes: c_setup.bytes(),
         setup_s: s_setup.wall_s.max(c_setup.wall_s),
         online_bytes: c_stats.bytes(),
@@ -387,6 +399,14 @@ pub fn run(args: Args) -> Result<()> {
             "unknown protocol `{p}` (cop, sip or attn)"
         )));
     }
+    let packings = if args.packings.is_empty() {
+        vec![Packing::Compact, Packing::Online]
+    } else {
+        args.packings
+            .iter()
+            .map(|p| p.to_lowercase().parse())
+            .collect::<Result<_>>()?
+    };
     let (cache, temporary) = match &args.cache_dir {
         Some(d) => (d.clone(), false),
         None => (
@@ -409,13 +429,18 @@ pub fn run(args: Args) -> Result<()> {
     let mut rows = Vec::new();
     for &(m, n) in &shapes {
         for p in &protocols {
-            let row = match p.as_str() {
-                "cop" => run_cop(&params, net, args.tokens, m, n, &cache)?,
-                "sip" => run_sip(&params, net, args.tokens, m, n)?,
+            let done = match p.as_str() {
+                "cop" => packings
+                    .iter()
+                    .map(|&packing| run_cop(&params, net, args.tokens, (m, n), packing, &cache))
+                    .collect::<Result<Vec<_>>>()?,
+                "sip" => vec![run_sip(&params, net, args.tokens, m, n)?],
                 _ => continue,
             };
-            eprintln!("  done {} {}", row.shape, row.protocol);
-            rows.push(row);
+            for row in done {
+                eprintln!("  done {} {}", row.shape, row.protocol);
+                rows.push(row);
+            }
         }
     }
     if protocols.iter().any(|p| p == "attn") {
@@ -449,7 +474,7 @@ pub fn run(args: Args) -> Result<()> {
                 d.get(2).copied().unwrap_or(0),
             )
         };
-        let nimbus = if r.protocol == "COP" && args.tokens == 128 {
+        let nimbus = if r.protocol.starts_with("COP") && args.tokens == 128 {
             nimbus_mb(m, n)
                 .map(|v| format!("{v:.2}"))
                 .unwrap_or_else(|| "-".into())

@@ -10,7 +10,7 @@ use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
 use mpc_core::{AesPrg, Error, Party, Result, Ring, Seed};
 use nn::embedding::ServerEmbedding;
-use nn::linear::ServerLinear;
+use nn::linear::{Packing, ServerLinear};
 use nn::{Component, HeKeys, SharedTensor};
 use ot_nonlinear::mpc::Session;
 
@@ -101,6 +101,18 @@ impl Server {
         self.product_params = mode.params()?;
         self.public.attention = mode;
         Ok(self)
+    }
+
+    /// Chooses how every linear layer packs its encrypted rows (before setup; default
+    /// [`Packing::Compact`], the smallest setup and cache; [`Packing::Online`] sends ⌊N/n⌋
+    /// times more at setup for fewer single-phase online bytes).
+    pub fn with_packing(mut self, packing: Packing) -> Server {
+        self.layers = std::mem::take(&mut self.layers)
+            .into_iter()
+            .map(|layer| layer.map(|w| w.with_packing(packing)))
+            .collect();
+        self.head = self.head.with_packing(packing);
+        self
     }
 
     /// Setup against [`super::Client::setup`] (label `setup`).
