@@ -74,10 +74,15 @@ pub struct Args {
     /// server in two-process mode.
     #[arg(long, default_value = "packed")]
     attention: String,
-    /// Encrypted weight rows per ciphertext: compact (as many as fit: the smallest setup and
-    /// cache) or online (one: fewer online bytes in a single-phase run). Chosen by the server.
-    #[arg(long, default_value = "compact")]
+    /// Encrypted weight rows per ciphertext: auto (per layer, the fewest online bytes whose
+    /// encrypted weights fit --weights-budget-gb), compact (as many as fit: the smallest setup
+    /// and cache) or online (one: the fewest online bytes). Chosen by the server.
+    #[arg(long, default_value = "auto")]
     packing: String,
+    /// Setup budget of the linear layers' encrypted weights for `--packing auto`, in GB (3.2
+    /// leaves room for BERT-base's 0.7 GB embedding table under 4 GB).
+    #[arg(long, default_value_t = 3.2)]
+    weights_budget_gb: f64,
     /// The input sentence (tokenized with the model's vocabulary).
     #[arg(long)]
     text: Option<String>,
@@ -382,6 +387,14 @@ fn consult(
     })
 }
 
+/// The server with its layers packed as `packing`, or by cost within `budget` bytes.
+fn pack(server: Server, packing: Option<Packing>, budget: u64) -> Result<Server> {
+    Ok(match packing {
+        Some(p) => server.with_packing(p),
+        None => server.with_setup_budget(budget)?.0,
+    })
+}
+
 /// Runs the end-to-end inference and prints the report.
 pub fn run(args: Args) -> Result<()> {
     if let Some(t) = args.threads {
@@ -393,7 +406,11 @@ pub fn run(args: Args) -> Result<()> {
     let net: NetProfile = args.net.parse()?;
     let mode: EmbeddingMode = args.embedding.parse()?;
     let attention: AttentionMode = args.attention.parse()?;
-    let packing: Packing = args.packing.parse()?;
+    let packing: Option<Packing> = match args.packing.as_str() {
+        "auto" => None,
+        other => Some(other.parse()?),
+    };
+    let weights_budget = (args.weights_budget_gb * 1e9) as u64;
     let cache = args
         .cache_dir
         .clone()
@@ -404,9 +421,9 @@ pub fn run(args: Args) -> Result<()> {
             let loaded = load(&args, &load_public(&args)?)?;
             let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
             let seed = load_or_create_key_seed(&args.key_file, &[&cache])?;
-            let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
-                .with_attention(attention)?
-                .with_packing(packing);
+            let server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
+                .with_attention(attention)?;
+            let mut server = pack(server, packing, weights_budget)?;
             let addr = args.listen.as_deref().unwrap_or("127.0.0.1:7878");
             let listener = std::net::TcpListener::bind(addr)?;
             eprintln!("server: listening on {addr}");
@@ -439,9 +456,9 @@ pub fn run(args: Args) -> Result<()> {
         let loaded = loaded.as_ref().expect("both roles load the model");
         let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
         let seed = load_or_create_key_seed(&args.key_file, &[&cache])?;
-        let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
-            .with_attention(attention)?
-            .with_packing(packing);
+        let server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
+            .with_attention(attention)?;
+        let mut server = pack(server, packing, weights_budget)?;
         let (cs, cc) = Channel::mem_pair_shaped(net);
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
         let b2 = barrier.clone();

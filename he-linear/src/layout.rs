@@ -5,7 +5,7 @@
 //! of m. Rows longer than N take ⌈n/N⌉ ciphertexts each (P = 1, one per column chunk).
 //!
 //! **Outputs.** T = ⌊S/n⌋ tokens share one response (capped so the m·T terms summed into one
-//! coefficient stay inside the parameters' noise analysis, and by [`MAX_TERMS_PER_PRODUCT`]).
+//! coefficient stay inside the parameters' noise analysis).
 //! Token τ of a response multiplies ciphertext j by x[τ, jP + i]·X^{τ·n − i·S} for every i: row
 //! i lands on the token's slot τ·n .. τ·n + n, the other rows at distance ≥ S − (T − 1)·n ≥ n
 //! from every slot, with no wrap-around onto a slot because P·S ≤ N. So the client multiplies
@@ -19,9 +19,9 @@ use crate::params::HeParams;
 use crate::response::Window;
 use mpc_core::{Error, Result};
 
-/// Bound on T·P, the terms of the plaintext polynomial multiplying one ciphertext (the client
-/// keeps one NTT-domain monomial per term: T·P·L·N residues).
-pub const MAX_TERMS_PER_PRODUCT: usize = 32;
+/// Bound on P: the client accumulates k·P "virtual tokens" per column group (`cop`), k·P·N
+/// residues, and gains little setup beyond it (a 768×2 head is 24 ciphertexts at P = 32).
+pub const MAX_ROWS_PER_CT: usize = 32;
 
 /// Which end of the setup / online trade a layer takes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -77,7 +77,7 @@ pub struct CopLayout {
 }
 
 impl CopLayout {
-    /// P rows per ciphertext, checked: 1 ≤ P ≤ min(⌊N/n⌋, m, [`MAX_TERMS_PER_PRODUCT`]) (P = 1
+    /// P rows per ciphertext, checked: 1 ≤ P ≤ min(⌊N/n⌋, m, [`MAX_ROWS_PER_CT`]) (P = 1
     /// when n > N).
     pub fn new(params: &HeParams, m: usize, n: usize, rows_per_ct: usize) -> Result<CopLayout> {
         if m == 0 || n == 0 {
@@ -99,7 +99,7 @@ impl CopLayout {
     }
 
     fn most_rows(params: &HeParams, m: usize, n: usize) -> usize {
-        (params.n() / n).clamp(1, MAX_TERMS_PER_PRODUCT).min(m)
+        (params.n() / n).clamp(1, MAX_ROWS_PER_CT).min(m)
     }
 
     /// The layout `packing` gives an m×n matrix.
@@ -137,8 +137,7 @@ impl CopLayout {
             return 1;
         }
         let by_noise = (self.max_terms / self.m).max(1);
-        let by_terms = (MAX_TERMS_PER_PRODUCT / self.rows_per_ct).max(1);
-        (self.stride() / self.n).min(by_noise).min(by_terms).max(1)
+        (self.stride() / self.n).min(by_noise).max(1)
     }
 
     /// Setup bytes from server to client: (seed, b) per ciphertext.
@@ -226,7 +225,7 @@ mod tests {
             ((768, 768), (10, 1, 77, 10, 768)),
             ((768, 3072), (2, 1, 384, 2, 768)),
             ((3072, 768), (10, 1, 308, 10, 3072)),
-            ((768, 2), (32, 1, 24, 32, 768)),
+            ((768, 2), (32, 42, 24, 42, 768)),
             ((3, 8292), (1, 1, 6, 1, 6)),
         ] {
             let c = CopLayout::choose(&params, m, n, Packing::Compact).unwrap();

@@ -189,7 +189,12 @@ impl ServerLinear {
 
     /// How the encrypted rows are packed under `params`.
     pub fn layout(&self, params: &HeParams) -> Result<CopLayout> {
-        CopLayout::choose(params, self.w.rows(), self.w.cols(), self.packing)
+        self.layout_with(params, self.packing)
+    }
+
+    /// How the rows would be packed under `params` with `packing` (to compare costs).
+    pub fn layout_with(&self, params: &HeParams, packing: Packing) -> Result<CopLayout> {
+        CopLayout::choose(params, self.w.rows(), self.w.cols(), packing)
     }
 
     /// The weights.
