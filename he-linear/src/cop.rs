@@ -145,7 +145,7 @@ fn packed_rows(layout: &CopLayout, w: &RingMatrix, ct: usize) -> Vec<u64> {
     msg
 }
 
-/// Server side of setup for one layer, packed as `layout`.
+/// Server side of setup for one layer, packed as `layout` (`seed`: the encryptions' randomness).
 pub fn server_setup(
     ch: &mut Channel,
     params: &HeParams,
@@ -153,6 +153,7 @@ pub fn server_setup(
     pk: &PublicKey,
     layout: &CopLayout,
     w: &RingMatrix,
+    seed: Seed,
 ) -> Result<()> {
     check_layout(layout, w)?;
     let header = SetupHeader {
@@ -165,7 +166,7 @@ pub fn server_setup(
     if !server_offer_setup(ch, &header)? {
         return Ok(());
     }
-    let base = Seed::random();
+    let base = seed;
     for batch in (0..layout.ciphertexts())
         .collect::<Vec<_>>()
         .chunks(SETUP_BATCH)
@@ -234,8 +235,17 @@ pub fn client_online(
     server_pk: &PublicKey,
     layer: &EncryptedLayer,
     x_c: &RingMatrix,
+    seed: Seed,
 ) -> Result<RingMatrix> {
-    client_online_window(ch, params, server_pk, layer, x_c, Window::full(params))
+    client_online_window(
+        ch,
+        params,
+        server_pk,
+        layer,
+        x_c,
+        Window::full(params),
+        seed,
+    )
 }
 
 /// Σ_j p_j ⊙ ct_j for every output ciphertext of `layout` (module docs), NTT form.
@@ -355,6 +365,7 @@ pub fn client_online_window(
     layer: &EncryptedLayer,
     x_c: &RingMatrix,
     window: Window,
+    seed: Seed,
 ) -> Result<RingMatrix> {
     let layout = *layer.layout();
     let (k, m, n) = (x_c.rows(), x_c.cols(), layout.n);
@@ -368,7 +379,7 @@ pub fn client_online_window(
     let poly_n = params.n();
     let outputs = layout.output_layout(k);
     let products = accumulate_outputs(params, layer, x_c, &outputs);
-    let base = Seed::random();
+    let base = seed;
     let sealed: Vec<Result<(Vec<u8>, Vec<u64>)>> = outputs
         .par_iter()
         .zip(products)
