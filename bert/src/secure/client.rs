@@ -59,6 +59,23 @@ struct Query<'a> {
 }
 
 impl Client {
+    /// Bytes of this model's entries in the client's cache (encrypted weights and table).
+    pub fn cache_bytes(&self) -> Result<u64> {
+        let mut files: Vec<&std::path::Path> = self
+            .layers
+            .iter()
+            .flatten()
+            .chain(std::iter::once(&self.head))
+            .map(|l| l.cache_file())
+            .collect();
+        if let Embedding::Private(e) = &self.embedding {
+            files.push(e.cache_file());
+        }
+        files
+            .into_iter()
+            .try_fold(0u64, |acc, f| Ok(acc + std::fs::metadata(f)?.len()))
+    }
+
     /// Setup against [`super::Server::setup`]: receives the public model and the encrypted
     /// weights (or reuses the cache in `cache_dir`).
     pub fn setup(sess: &mut Session, cache_dir: &Path) -> Result<Client> {

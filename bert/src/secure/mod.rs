@@ -8,9 +8,11 @@
 //! **Setup** (once per model and server key): the server sends the public description (shapes,
 //! sequence length, the approximation set's public part), both exchange RLWE public keys, and
 //! the server sends its encrypted weights for every linear layer (COP) and, with a private
-//! embedding, its encrypted word-embedding table. The client caches them on disk keyed by a
-//! digest of (parameters, server key, weights) and reuses them across runs; layers are mapped
-//! one at a time during inference.
+//! embedding, its encrypted word-embedding table; every layer packs as many weight rows per
+//! ciphertext as fit ([`nn::linear::Packing::Compact`], unless
+//! [`Server::with_packing`] says otherwise). The client caches them on disk keyed by a
+//! digest of (parameters, packing, server key, weights) and reuses them across runs; layers are
+//! mapped one at a time during inference.
 //!
 //! **Online**, all values additively shared over Z_2^64 with 18 fraction bits:
 //! * embedding: private table lookup ([`he_linear::embedding`]) plus the position and token-type
@@ -26,8 +28,8 @@
 //!   Z_2^64 by a known-MSB cast; they sum to the truncated product within a few units;
 //! * LayerNorm computes the normalisation ŷ only; its affine γ·ŷ + β is folded into the COP
 //!   that consumes it, whose weights are `[diag(γ) | diag(γ)·W]` (the first block yields the
-//!   residual branch γ·ŷ + β, the second the layer): same setup size (one ciphertext per row
-//!   either way), 128×d more outputs online;
+//!   residual branch γ·ŷ + β, the second the layer): d more columns per row (at BERT-base,
+//!   2 rows per ciphertext instead of 3 for QKV), 128×d more outputs online;
 //! * head: per-token logits `ŷ_t·(diag(γ)·W) + β·W + b` (COP, 36 fraction bits), the
 //!   client's mask applied by a multiplexer, the sum over tokens revealed to the client only,
 //!   which divides by its own number of real tokens.

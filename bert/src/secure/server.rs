@@ -4,13 +4,14 @@ use super::fold::{fold_head, layer_weights, Weights};
 use super::public::{redact_breakpoints, Head, PublicModel};
 use super::{he_params, AttentionMode, EmbeddingMode};
 use crate::fixed_model::FixedBert;
+use he_linear::cop;
 use he_linear::galois::GaloisKeys;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
 use mpc_core::{AesPrg, Error, Party, Result, Ring, Seed};
 use nn::embedding::ServerEmbedding;
-use nn::linear::ServerLinear;
+use nn::linear::{Packing, ServerLinear};
 use nn::{Component, HeKeys, SharedTensor};
 use ot_nonlinear::mpc::Session;
 
@@ -101,6 +102,68 @@ impl Server {
         self.product_params = mode.params()?;
         self.public.attention = mode;
         Ok(self)
+    }
+
+    /// Chooses how every linear layer packs its encrypted rows (before setup; default
+    /// [`Packing::Compact`], the smallest setup and cache; [`Packing::Online`] sends ⌊N/n⌋
+    /// times more at setup for fewer single-phase online bytes).
+    pub fn with_packing(mut self, packing: Packing) -> Server {
+        self.layers = std::mem::take(&mut self.layers)
+            .into_iter()
+            .map(|layer| layer.map(|w| w.with_packing(packing)))
+            .collect();
+        self.head = self.head.with_packing(packing);
+        self
+    }
+
+    /// Chooses each linear layer's packing by cost: the fewest online bytes (at this model's
+    /// sequence length, single phase) whose encrypted weights fit `budget` setup bytes.
+    /// Starting from one row per ciphertext everywhere ([`Packing::Online`]), it packs
+    /// ([`Packing::Compact`]) the layers that save the most setup bytes per online byte added
+    /// until the weights fit; if even all-compact does not fit, every layer is compact (the
+    /// client's disk check still refuses a cache it cannot hold). Returns the setup bytes of
+    /// the linear layers.
+    pub fn with_setup_budget(mut self, budget: u64) -> Result<(Server, u64)> {
+        let (params, k) = (&self.params, self.public.seq_len);
+        // (setup bytes online, setup bytes compact, online bytes online, online bytes compact)
+        let mut costs = Vec::new();
+        for w in self
+            .layers
+            .iter()
+            .flatten()
+            .chain(std::iter::once(&self.head))
+        {
+            let cost = |packing: Packing| -> Result<(u64, u64)> {
+                let layout = w.layout_with(params, packing)?;
+                Ok((
+                    layout.setup_bytes(params) as u64,
+                    cop::online_bytes(params, &layout, k) as u64,
+                ))
+            };
+            let ((s1, o1), (sc, oc)) = (cost(Packing::Online)?, cost(Packing::Compact)?);
+            costs.push((s1, sc, o1, oc));
+        }
+        let mut total: u64 = costs.iter().map(|c| c.0).sum();
+        let mut order: Vec<usize> = (0..costs.len()).collect();
+        // Most setup saved per online byte added first.
+        let ratio =
+            |c: &(u64, u64, u64, u64)| (c.0 - c.1) as f64 / (c.3.saturating_sub(c.2) + 1) as f64;
+        order.sort_by(|&a, &b| ratio(&costs[b]).total_cmp(&ratio(&costs[a])));
+        let mut packings = vec![Packing::Online; costs.len()];
+        for i in order {
+            if total <= budget {
+                break;
+            }
+            packings[i] = Packing::Compact;
+            total = total - costs[i].0 + costs[i].1;
+        }
+        let mut it = packings.into_iter();
+        self.layers = std::mem::take(&mut self.layers)
+            .into_iter()
+            .map(|layer| layer.map(|w| w.with_packing(it.next().unwrap_or_default())))
+            .collect();
+        self.head = self.head.with_packing(it.next().unwrap_or_default());
+        Ok((self, total))
     }
 
     /// Setup against [`super::Client::setup`] (label `setup`).

@@ -13,12 +13,16 @@
 //! [`crate::DEFAULT_KEY_FILE`], a server-only directory), never in the client's cache: it is
 //! created 0600 and refused when inside a cache directory or readable by group or others
 //! (`he_linear::key_file`).
+mod chart;
+
 use crate::progress::Progress;
 use crate::seed::RunSeed;
 use bert::fixed_model::FixedBert;
 use bert::secure::{self, AttentionMode, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights, FloatBert, Tokenizer};
+use chart::svg_chart;
 use he_linear::key_file::load_or_create_key_seed;
+use he_linear::layout::Packing;
 use mpc_core::{Channel, Error, NetProfile, Party, Result, Seed, Stats};
 use nn::label::{layer_of, Component as Label};
 use ot_nonlinear::approx::ApproxSet;
@@ -74,6 +78,15 @@ pub struct Args {
     /// server in two-process mode.
     #[arg(long, default_value = "packed")]
     attention: String,
+    /// Encrypted weight rows per ciphertext: auto (per layer, the fewest online bytes whose
+    /// encrypted weights fit --weights-budget-gb), compact (as many as fit: the smallest setup
+    /// and cache) or online (one: the fewest online bytes). Chosen by the server.
+    #[arg(long, default_value = "auto")]
+    packing: String,
+    /// Setup budget of the linear layers' encrypted weights for `--packing auto`, in GB (3.2
+    /// leaves room for BERT-base's 0.7 GB embedding table under 4 GB).
+    #[arg(long, default_value_t = 3.2)]
+    weights_budget_gb: f64,
     /// The input sentence (tokenized with the model's vocabulary).
     #[arg(long)]
     text: Option<String>,
@@ -200,6 +213,7 @@ fn token_ids(text: &str, tokenizer: Option<&Tokenizer>, vocab: usize) -> Vec<u32
 #[derive(Debug, Clone)]
 struct Measured {
     setup: Stats,
+    cache_bytes: u64,
     online: Stats,
     online_wall: f64,
     labels: BTreeMap<String, Stats>,
@@ -267,7 +281,10 @@ struct Report {
     approx: String,
     embedding: String,
     attention: String,
+    packing: String,
     setup: BytesWall,
+    /// Bytes of the client's cache directory after setup (encrypted weights and table).
+    cache_bytes: u64,
     online: OnlineTotals,
     components: Vec<Component>,
     per_layer: Vec<Vec<Component>>,
@@ -343,6 +360,7 @@ fn consult(
     })?;
     bar.finish_with_message(&format!("{:.1} s", t0.elapsed().as_secs_f64()));
     let setup = sess.ch.totals();
+    let cache_bytes = client.cache_bytes()?;
     if let Some(b) = barrier {
         b.wait();
     }
@@ -371,10 +389,19 @@ fn consult(
         .collect();
     Ok(Measured {
         setup,
+        cache_bytes,
         online,
         online_wall,
         labels,
         logits,
+    })
+}
+
+/// The server with its layers packed as `packing`, or by cost within `budget` bytes.
+fn pack(server: Server, packing: Option<Packing>, budget: u64) -> Result<Server> {
+    Ok(match packing {
+        Some(p) => server.with_packing(p),
+        None => server.with_setup_budget(budget)?.0,
     })
 }
 
@@ -393,6 +420,11 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let net: NetProfile = args.net.parse()?;
     let mode: EmbeddingMode = args.embedding.parse()?;
     let attention: AttentionMode = args.attention.parse()?;
+    let packing: Option<Packing> = match args.packing.as_str() {
+        "auto" => None,
+        other => Some(other.parse()?),
+    };
+    let weights_budget = (args.weights_budget_gb * 1e9) as u64;
     let cache = args
         .cache_dir
         .clone()
@@ -403,8 +435,9 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
             let loaded = load(&args, &load_public(&args)?)?;
             let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
             let seed = load_or_create_key_seed(&args.key_file, &[&cache])?;
-            let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
+            let server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
                 .with_attention(attention)?;
+            let mut server = pack(server, packing, weights_budget)?;
             let addr = args.listen.as_deref().unwrap_or("127.0.0.1:7878");
             let listener = std::net::TcpListener::bind(addr)?;
             eprintln!("server: listening on {addr}");
@@ -437,8 +470,9 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         let loaded = loaded.as_ref().expect("both roles load the model");
         let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
         let seed = load_or_create_key_seed(&args.key_file, &[&cache])?;
-        let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
+        let server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
             .with_attention(attention)?;
+        let mut server = pack(server, packing, weights_budget)?;
         let (cs, cc) = Channel::mem_pair_shaped(net);
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
         let b2 = barrier.clone();
@@ -553,6 +587,8 @@ fn build_report(
         approx: approx.to_string(),
         embedding: format!("{mode:?}").to_lowercase(),
         attention: args.attention.clone(),
+        packing: args.packing.clone(),
+        cache_bytes: m.cache_bytes,
         setup: BytesWall {
             bytes: m.setup.bytes(),
             wall_s: m.setup.wall_s,
@@ -579,9 +615,12 @@ fn print_report(r: &Report, m: &Measured, references: Option<&References>) {
         r.model, r.layers, r.seq_len, r.net, r.approx, r.embedding, r.attention
     );
     println!(
-        "setup: {:.1} MB, {:.1} s (Ferret setup, keys, encrypted weights; cached weights are not resent)",
+        "setup: {:.1} MB, {:.1} s (Ferret setup, keys, encrypted weights; cached weights are not resent); \
+         weight rows packed {}, client cache {:.1} MB",
         r.setup.bytes as f64 / MB,
-        r.setup.wall_s
+        r.setup.wall_s,
+        r.packing,
+        r.cache_bytes as f64 / MB
     );
     println!(
         "\n| component | per block s | per block MB | per block rounds | model s | model MB | model rounds | Nimbus MB / rounds | Nimbus LAN / WAN s |"
@@ -645,128 +684,5 @@ fn print_report(r: &Report, m: &Measured, references: Option<&References>) {
 }
 
 /// Text for an SVG element (`QKᵀ&PV` holds an ampersand).
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;")
-}
-
-/// A stacked bar per layer (seconds by component), self-contained SVG.
-fn svg_chart(r: &Report) -> String {
-    const COLORS: [&str; 8] = [
-        "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    ];
-    let (w, h, left, bottom, top) = (900.0, 420.0, 60.0, 40.0, 30.0);
-    let layers = r.per_layer.len().max(1);
-    let max = r
-        .per_layer
-        .iter()
-        .map(|l| l.iter().map(|c| c.wall_s).sum::<f64>())
-        .fold(1e-9, f64::max);
-    let plot_h = h - bottom - top;
-    let bar_w = (w - left - 180.0) / layers as f64;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
-         <text x=\"{left}\" y=\"18\" font-size=\"13\">{} secure inference, {} tokens, net {}: seconds per layer by component</text>\n",
-        xml_escape(&r.model), r.seq_len, r.net
-    );
-    for (l, comps) in r.per_layer.iter().enumerate() {
-        let x = left + l as f64 * bar_w;
-        let mut y = h - bottom;
-        for (i, c) in comps.iter().enumerate() {
-            let bh = c.wall_s / max * plot_h;
-            y -= bh;
-            s += &format!(
-                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{}\"><title>layer {l} {}: {:.3} s, {:.2} MB, {} rounds</title></rect>\n",
-                x + 2.0,
-                bar_w - 4.0,
-                COLORS[i % COLORS.len()],
-                xml_escape(&c.name),
-                c.wall_s,
-                c.bytes as f64 / MB,
-                c.rounds
-            );
-        }
-        s += &format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{l}</text>\n",
-            x + bar_w / 2.0,
-            h - bottom + 14.0
-        );
-    }
-    for k in 0..=4 {
-        let v = max * k as f64 / 4.0;
-        let y = h - bottom - plot_h * k as f64 / 4.0;
-        s += &format!(
-            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ccc\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{v:.2} s</text>\n",
-            left + bar_w * layers as f64,
-            left - 4.0,
-            y + 4.0
-        );
-    }
-    for (i, (name, _)) in COMPONENTS.iter().enumerate() {
-        let name = xml_escape(name);
-        let y = top + 16.0 * i as f64;
-        let x = w - 170.0;
-        s += &format!(
-            "<rect x=\"{x}\" y=\"{y}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{name}</text>\n",
-            COLORS[i % COLORS.len()],
-            x + 16.0,
-            y + 10.0
-        );
-    }
-    s += &format!(
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">layer</text>\n</svg>\n",
-        left + bar_w * layers as f64 / 2.0,
-        h - 6.0
-    );
-    s
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
-
-    /// Issue 16, item 7: a client process reads only the public configuration and vocabulary;
-    /// the model file is needed for `--check` alone. Its server key lives outside its cache.
-    #[test]
-    fn a_client_needs_no_model_file_unless_it_checks() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("config.json"),
-            r#"{"vocab_size": 8, "hidden_size": 4, "num_hidden_layers": 1,
-                "num_attention_heads": 2, "intermediate_size": 8,
-                "max_position_embeddings": 16, "type_vocab_size": 2, "hidden_act": "gelu"}"#,
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("vocab.txt"),
-            "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nfilm\n##s\n",
-        )
-        .unwrap();
-        let model = dir.path().to_str().unwrap();
-        let cli = Cli::parse_from(["bench", "--model", model, "--role", "client"]);
-        assert!(!cli.args.check);
-        let public = load_public(&cli.args).unwrap();
-        assert_eq!(public.config.vocab_size, 8);
-        assert_eq!(
-            token_ids("a film", public.tokenizer.as_ref(), 8),
-            vec![2, 5, 6, 3]
-        );
-        // There is no model.safetensors: only --check needs it.
-        assert!(load(&cli.args, &public).is_err());
-        assert!(
-            Cli::parse_from(["bench", "--model", model, "--check"])
-                .args
-                .check
-        );
-        // The default server key is not under the default client cache.
-        let key = std::path::Path::new(crate::DEFAULT_KEY_FILE);
-        assert!(!key.starts_with("target/bench-cache"));
-        assert_eq!(cli.args.key_file, key);
-    }
-}
+mod tests;
