@@ -445,13 +445,33 @@ pub fn server_online_window(
     window: Window,
 ) -> Result<RingMatrix> {
     check_layout(layout, w)?;
-    let (k, m, n) = (x_s.rows(), x_s.cols(), w.cols());
-    if m != w.rows() {
+    if x_s.cols() != w.rows() {
         return Err(Error::Shape(format!(
-            "input has {m} columns, W has {} rows",
+            "input has {} columns, W has {} rows",
+            x_s.cols(),
             w.rows()
         )));
     }
+    let mut out = server_open_window(ch, params, sk, layout, x_s.rows(), window)?;
+    let local = x_s.matmul(w)?;
+    for (dst, &v) in out.data_mut().iter_mut().zip(local.data()) {
+        *dst = window.reduce(dst.wrapping_add(window.local_share(v)));
+    }
+    Ok(out)
+}
+
+/// The server's half of a COP call on k tokens without a share of its own (the offline
+/// phase, where the client's input is its random R): receives and opens the responses,
+/// returning the window of X_c·W − R (k × n), modulo 2^{hi−lo}.
+pub fn server_open_window(
+    ch: &mut Channel,
+    params: &HeParams,
+    sk: &SecretKey,
+    layout: &CopLayout,
+    k: usize,
+    window: Window,
+) -> Result<RingMatrix> {
+    let (m, n) = (layout.m, layout.n);
     check_shape(params, layout, k)?;
     let expect = online_bytes_window(params, layout, k, window);
     let msg = ch.recv_bytes_framed(expect)?;
@@ -487,10 +507,7 @@ pub fn server_online_window(
             response::open_window(params, sk, &msg[range], &slot_positions(slots), window)
         })
         .collect();
-    let mut out = x_s.matmul(w)?;
-    out.data_mut()
-        .iter_mut()
-        .for_each(|v| *v = window.local_share(*v));
+    let mut out = RingMatrix::zeros(k, n);
     let poly_n = params.n();
     for (slots, values) in outputs.iter().zip(opened) {
         let values = values?;
@@ -501,7 +518,7 @@ pub fn server_online_window(
                 .iter_mut()
                 .zip(&mut it)
             {
-                *dst = window.reduce(dst.wrapping_add(v));
+                *dst = window.reduce(v);
             }
         }
     }

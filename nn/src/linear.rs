@@ -29,6 +29,7 @@ use he_linear::weight_store::CachedLayer;
 use mpc_core::{Channel, Error, FixedPoint, Result, Ring, Seed};
 use ot_nonlinear::mpc::{Cost, Session, Side};
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// What a linear layer does with its 36-fraction-bit products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub enum Rescale {
 }
 
 impl Rescale {
-    fn window(self, params: &HeParams) -> Result<Window> {
+    pub(crate) fn window(self, params: &HeParams) -> Result<Window> {
         match self {
             Rescale::Truncate => Window::new(params, LINEAR.frac_bits(), Ring::R64.bits()),
             Rescale::Keep => Ok(Window::full(params)),
@@ -57,7 +58,7 @@ impl Rescale {
 }
 
 /// Bytes of the length prefix of a framed message.
-const FRAME_PREFIX: u64 = 8;
+pub(crate) const FRAME_PREFIX: u64 = 8;
 
 /// Exact cost of one linear layer on X of k×m and W of m×n, packed as `layout`.
 pub fn linear_cost(
@@ -151,6 +152,8 @@ pub struct ServerLinear {
     w: RingMatrix,
     bias: Vec<u64>,
     packing: Packing,
+    /// The layer's cache digest ([`cop::layer_digest`]), known after setup.
+    digest: OnceLock<[u8; 32]>,
 }
 
 impl std::fmt::Debug for ServerLinear {
@@ -179,12 +182,25 @@ impl ServerLinear {
             w,
             bias,
             packing: Packing::default(),
+            digest: OnceLock::new(),
         })
     }
 
     /// The same layer with its rows packed as `packing` (before setup).
     pub fn with_packing(self, packing: Packing) -> ServerLinear {
-        ServerLinear { packing, ..self }
+        ServerLinear {
+            packing,
+            digest: OnceLock::new(),
+            ..self
+        }
+    }
+
+    /// The digest naming this layer's encrypted weights (parameters, packing, server key, W):
+    /// the same as the client's cache id; an error before setup.
+    pub fn digest(&self) -> Result<&[u8; 32]> {
+        self.digest
+            .get()
+            .ok_or_else(|| Error::InvalidArgument("a linear layer used before its setup".into()))
     }
 
     /// How the encrypted rows are packed under `params`.
@@ -217,7 +233,15 @@ impl ServerLinear {
         pk: &PublicKey,
         seed: Seed,
     ) -> Result<()> {
-        cop::server_setup(ch, params, sk, pk, &self.layout(params)?, &self.w, seed)
+        let layout = self.layout(params)?;
+        let digest = cop::layer_digest(params, sk, pk, &layout, &self.w);
+        if self.digest.get().is_some_and(|d| *d != digest) {
+            return Err(Error::InvalidArgument(
+                "a linear layer set up twice under different keys".into(),
+            ));
+        }
+        let _ = self.digest.set(digest);
+        cop::server_setup(ch, params, sk, pk, &layout, &self.w, seed)
     }
 
     /// The server's share of the layer's output on its share of X, against
@@ -276,6 +300,16 @@ impl ClientLinear {
         &self.cached.path
     }
 
+    /// The digest naming the server's encrypted weights (parameters, packing, server key, W),
+    /// as the server announced it at setup.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.cached.digest
+    }
+
+    pub(crate) fn cached(&self) -> &CachedLayer {
+        &self.cached
+    }
+
     /// The client's share of the layer's output on its share of X, against
     /// [`ServerLinear::online`].
     pub fn online(
@@ -303,7 +337,7 @@ impl ClientLinear {
     }
 }
 
-fn check_input(x: &SharedTensor, inputs: usize) -> Result<()> {
+pub(crate) fn check_input(x: &SharedTensor, inputs: usize) -> Result<()> {
     if x.format() != LINEAR || x.cols() != inputs {
         return Err(Error::Shape(format!(
             "linear layer of {inputs} inputs given a tensor of shape {} with {} fraction bits on Z_2^{}",
@@ -315,7 +349,7 @@ fn check_input(x: &SharedTensor, inputs: usize) -> Result<()> {
     Ok(())
 }
 
-fn finish(
+pub(crate) fn finish(
     sess: &mut Session,
     y: RingMatrix,
     window: Window,

@@ -1,6 +1,6 @@
 //! The SVG chart of the end-to-end report (`--plot`): seconds per component, ours next to
 //! Nimbus's.
-use super::{Report, COMPONENTS, MB};
+use super::report::{Report, COMPONENTS, MB};
 
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;")

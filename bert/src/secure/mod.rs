@@ -41,6 +41,12 @@
 //! Every step runs under a channel label `layerNN/<component>` (or `embedding`, `head`), so the
 //! bench reports bytes, rounds and time per component and per layer.
 //!
+//! **Offline / online** ([`offline`], issue 17): [`Server::offline`] / [`Client::offline`]
+//! run every linear layer's COP on the client's random R before the input exists and file
+//! the material on disk (keyed by model, server key and session, used once);
+//! [`Server::infer_offline`] / [`Client::infer_offline`] then run the inference with each
+//! linear layer reduced to one plaintext message (X_c − R) and no HE.
+//!
 //! Files: [`public`] (what both parties know, the redaction of the client's copy, the head),
 //! [`fold`] (the server's weights folded with the LayerNorms), [`reference`](mod@reference) (the fixed-point
 //! and float references), [`server`], [`client`], `engine` (the online composition of `nn`
@@ -50,12 +56,14 @@ pub mod cache;
 pub mod client;
 mod engine;
 pub mod fold;
+pub mod offline;
 pub mod public;
 pub mod reference;
 pub mod server;
 
 pub use cache::default_cache_dir;
 pub use client::Client;
+pub use offline::{OfflineStore, SessionId};
 pub use public::{Head, PublicModel};
 pub use reference::{fixed_reference, float_reference, FIXED_LOGIT_BOUND};
 pub use server::Server;
