@@ -14,6 +14,7 @@
 use crate::seed::RunSeed;
 use he_linear::cop;
 use he_linear::galois::GaloisKeys;
+use he_linear::layout::{CopLayout, Packing};
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::response::Window;
@@ -41,6 +42,10 @@ pub struct Args {
     /// Protocols to run: cop, sip, attn (repeatable); default all three.
     #[arg(long = "protocol")]
     protocols: Vec<String>,
+    /// COP row packings: compact (rows per ciphertext as fit: row `COPc`), online (one row per
+    /// ciphertext: row `COP1`); repeatable, default both.
+    #[arg(long = "packing")]
+    packings: Vec<String>,
     /// Directory for the client's encrypted-weight cache (default: a temporary directory,
     /// removed afterwards, so setup is measured from scratch).
     #[arg(long)]
@@ -150,16 +155,17 @@ fn run_cop(
     params: &HeParams,
     net: NetProfile,
     k: usize,
-    m: usize,
-    n: usize,
+    (m, n): (usize, usize),
+    packing: Packing,
     cache: &std::path::Path,
     seed: Seed,
 ) -> Result<Row> {
+    let layout = CopLayout::choose(params, m, n, packing)?;
     let (w, x, x_c, x_s) = random_inputs(k, m, n, seed);
     let want = x.matmul(&w)?;
     let (sp, cp) = (params.clone(), params.clone());
     let cache = cache.to_path_buf();
-    let name = format!("cop-{m}x{n}");
+    let name = format!("cop-{m}x{n}-p{}", layout.rows_per_ct);
     let setup_stats = Arc::new(std::sync::Mutex::new((Stats::default(), Stats::default())));
     let (ss, cs_) = (setup_stats.clone(), setup_stats.clone());
     let (server_share, client_share, s_stats, c_stats, wall) = run_pair(
@@ -171,11 +177,13 @@ fn run_cop(
             let setup_seed = Seed::from_rng(&mut rng);
             ch.scope("setup", |ch| {
                 pk.send(ch, &sp)?;
-                cop::server_setup(ch, &sp, &sk, &pk, &w, setup_seed)
+                cop::server_setup(ch, &sp, &sk, &pk, &layout, &w, setup_seed)
             })?;
             ss.lock().unwrap().0 = ch.stats_of("run/setup").unwrap_or_default();
             barrier.wait();
-            ch.scope("online", |ch| cop::server_online(ch, &sp, &sk, &w, &x_s))
+            ch.scope("online", |ch| {
+                cop::server_online(ch, &sp, &sk, &layout, &w, &x_s)
+            })
         },
         move |ch, barrier| {
             let (pk, cached) = ch.scope("setup", |ch| {
@@ -195,7 +203,11 @@ fn run_cop(
     let (s_setup, c_setup) = *setup_stats.lock().unwrap();
     Ok(Row {
         shape: format!("{k}x{m}x{n}"),
-        protocol: "COP".into(),
+        protocol: match packing {
+            Packing::Compact => "COPc",
+            Packing::Online => "COP1",
+        }
+        .into(),
         setup_bytes: c_setup.bytes(),
         setup_s: s_setup.wall_s.max(c_setup.wall_s),
         online_bytes: c_stats.bytes(),
@@ -426,6 +438,14 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
             "unknown protocol `{p}` (cop, sip or attn)"
         )));
     }
+    let packings = if args.packings.is_empty() {
+        vec![Packing::Compact, Packing::Online]
+    } else {
+        args.packings
+            .iter()
+            .map(|p| p.to_lowercase().parse())
+            .collect::<Result<_>>()?
+    };
     let (cache, temporary) = match &args.cache_dir {
         Some(d) => (d.clone(), false),
         None => (
@@ -448,19 +468,25 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let mut rows = Vec::new();
     for &(m, n) in &shapes {
         for p in &protocols {
-            let row = match p.as_str() {
-                "cop" => {
-                    let seed = seed.named(&format!("linear/cop/{m}x{n}"));
-                    run_cop(&params, net, args.tokens, m, n, &cache, seed)?
-                }
+            let done = match p.as_str() {
+                "cop" => packings
+                    .iter()
+                    .map(|&packing| {
+                        let name = format!("linear/cop/{m}x{n}/{packing:?}");
+                        let seed = seed.named(&name);
+                        run_cop(&params, net, args.tokens, (m, n), packing, &cache, seed)
+                    })
+                    .collect::<Result<Vec<_>>>()?,
                 "sip" => {
                     let seed = seed.named(&format!("linear/sip/{m}x{n}"));
-                    run_sip(&params, net, (args.tokens, m, n), seed)?
+                    vec![run_sip(&params, net, (args.tokens, m, n), seed)?]
                 }
                 _ => continue,
             };
-            eprintln!("  done {} {}", row.shape, row.protocol);
-            rows.push(row);
+            for row in done {
+                eprintln!("  done {} {}", row.shape, row.protocol);
+                rows.push(row);
+            }
         }
     }
     if protocols.iter().any(|p| p == "attn") {
@@ -495,7 +521,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
                 d.get(2).copied().unwrap_or(0),
             )
         };
-        let nimbus = if r.protocol == "COP" && args.tokens == 128 {
+        let nimbus = if r.protocol.starts_with("COP") && args.tokens == 128 {
             nimbus_mb(m, n)
                 .map(|v| format!("{v:.2}"))
                 .unwrap_or_else(|| "-".into())

@@ -6,12 +6,13 @@ use bert::fixed_model::FixedBert;
 use bert::secure::{self, AttentionMode, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights, FloatBert};
 use mpc_core::{Channel, Error, Party, Seed};
+use nn::linear::Packing;
 use ot_nonlinear::approx::{ApproxSet, ExpMethod, LayerTables};
 use ot_nonlinear::mpc::Session;
 use std::time::Duration;
 
 fn run(
-    config: (EmbeddingMode, AttentionMode, ApproxSet),
+    config: (EmbeddingMode, AttentionMode, ApproxSet, Packing),
     ids: &[u32],
     seq_len: usize,
 ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
@@ -22,7 +23,7 @@ fn run(
 
 /// [`run`] with the parties' session seeds given; also returns the client's channel totals.
 fn run_seeded(
-    (mode, attention, set): (EmbeddingMode, AttentionMode, ApproxSet),
+    (mode, attention, set, packing): (EmbeddingMode, AttentionMode, ApproxSet, Packing),
     ids: &[u32],
     seq_len: usize,
     [server_seed, client_seed]: [Seed; 2],
@@ -33,7 +34,8 @@ fn run_seeded(
     let mut server = Server::new(&fixed, &head, seq_len, mode, Seed([5; 16]))
         .unwrap()
         .with_attention(attention)
-        .unwrap();
+        .unwrap()
+        .with_packing(packing);
     let (mut cs, mut cc) = Channel::mem_pair();
     cs.set_timeout(Duration::from_secs(120));
     cc.set_timeout(Duration::from_secs(120));
@@ -65,6 +67,7 @@ fn same_seeds_reproduce_a_run_bit_for_bit() {
             EmbeddingMode::Server,
             AttentionMode::Packed,
             ApproxSet::nimbus(),
+            Packing::Compact,
         )
     };
     let ids = [5, 9, 3];
@@ -109,14 +112,15 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
 
 #[test]
 fn secure_tiny_bert_matches_the_fixed_point_mirror() {
-    // Padded input (mask exercised) with the private embedding, packed attention and the Nimbus
-    // shapes; then the client-side embedding, unpacked attention and more segments with an
-    // input cut to the sequence length.
-    for (mode, attention, set, ids, len) in [
+    // Padded input (mask exercised) with the private embedding, packed attention, the Nimbus
+    // shapes and compact weight rows; then the client-side embedding, unpacked attention, more
+    // segments and one weight row per ciphertext with an input cut to the sequence length.
+    for (mode, attention, set, packing, ids, len) in [
         (
             EmbeddingMode::Server,
             AttentionMode::Packed,
             ApproxSet::nimbus(),
+            Packing::Compact,
             vec![1u32, 57, 127, 9, 2],
             8,
         ),
@@ -124,11 +128,12 @@ fn secure_tiny_bert_matches_the_fixed_point_mirror() {
             EmbeddingMode::Client,
             AttentionMode::Unpacked,
             segmented_set(),
+            Packing::Online,
             (0..12).map(|i| (i * 37 % 128) as u32).collect(),
             8,
         ),
     ] {
-        let (got, fixed, float) = run((mode, attention, set), &ids, len);
+        let (got, fixed, float) = run((mode, attention, set, packing), &ids, len);
         let e = max_diff(&got, &fixed);
         assert!(
             e <= secure::FIXED_LOGIT_BOUND,
@@ -139,6 +144,22 @@ fn secure_tiny_bert_matches_the_fixed_point_mirror() {
             "{mode:?}: {got:?} vs float {float:?}"
         );
     }
+}
+
+#[test]
+fn the_setup_budget_chooses_packings_that_fit() {
+    let weights = BertWeights::random(&BertConfig::tiny(), 11).unwrap();
+    let fixed = FixedBert::new(&weights, ApproxSet::nimbus()).unwrap();
+    let head = Head::random(weights.config.hidden_size, 2, 3);
+    let server = || Server::new(&fixed, &head, 8, EmbeddingMode::Client, Seed([5; 16])).unwrap();
+    // No budget pressure: one row per ciphertext everywhere; none possible: all compact.
+    let (_, widest) = server().with_setup_budget(u64::MAX).unwrap();
+    let (_, compact) = server().with_setup_budget(0).unwrap();
+    assert!(compact * 4 < widest, "{compact} vs {widest}");
+    // In between: within the budget, and more than all-compact (some layers keep P = 1).
+    let budget = (widest + compact) / 2;
+    let (_, chosen) = server().with_setup_budget(budget).unwrap();
+    assert!(chosen <= budget && chosen > compact, "{chosen} of {budget}");
 }
 
 #[test]

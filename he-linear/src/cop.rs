@@ -1,139 +1,68 @@
 //! COP, the client-side outer-product protocol of Nimbus: Y = X·W for X (k×m) additively
 //! shared over Z_{2^64} and W (m×n) held by the server. Output: additive shares of Y, exact.
 //!
-//! **Setup** (once per model, input independent). The server encrypts every row W_μ under its
-//! own secret key, ⌈n/N⌉ polynomials per row (coefficients 0..n−1 of chunk c hold
-//! `W[μ][cN..cN+N)`), seeded: it sends (seed, b) per polynomial, 16 + 4·L·N bytes. The client
-//! expands `a`, stores both parts in the kernel's panel layout on disk (`weight_store`), keyed
-//! by an opaque id: a BLAKE3 hash of (parameters, server key, W) keyed with a key derived from
-//! the server's secret key ([`layer_digest`]), so the client cannot test a guess of W against
-//! it; with a matching cache the rows are not resent.
-//! Flights: header (S→C), have/need (C→S), rows (S→C).
+//! **Setup** (once per model, input independent). The server packs P rows of W per
+//! polynomial ([`CopLayout`]: row jP + i at coefficients i·S .., S = ⌊N/P⌋; rows longer than
+//! N take ⌈n/N⌉ polynomials), encrypts the ⌈m/P⌉·⌈n/N⌉ polynomials under its own secret key,
+//! seeded, and sends (seed, b) per polynomial, 16 + 4·L·N bytes. The client stores them as
+//! received (`weight_store`: `a` stays a seed until the layer is used), keyed by an opaque id:
+//! a BLAKE3 hash of (parameters, packing, server key, W) keyed with a key derived from the
+//! server's secret key ([`layer_digest`]), so the client cannot test a guess of W against it;
+//! with a matching cache the rows are not resent. Flights: header (S→C), have/need (C→S),
+//! rows (S→C).
 //!
-//! **Online** (one flight, client → server). The client computes, for every token r,
-//! `Σ_μ X_c[r,μ]·Enc(W_μ)` (scalar × ciphertext in the NTT domain, `kernel`), packs ⌊N/n⌋ tokens
-//! per ciphertext by X^{j·n}, and seals each ciphertext (`response`: re-randomize with the
-//! server's public key, flood, switch to 2^{b1}/2^{b0}, subtract its uniform output share R). The
+//! **Online** (one flight, client → server). For every response (T tokens, `layout`), the
+//! client computes `Σ_j p_j ⊙ Enc(rows of ciphertext j)` where the plaintext polynomial p_j
+//! carries the tokens' inputs x[τ, jP + i] at the exponents τ·n − i·S (`kernel`, NTT domain),
+//! so that token τ's output row lands on coefficients τ·n .. τ·n + n, and seals it
+//! (`response`: re-randomize with the server's public key, flood, switch to 2^{b1}/2^{b0},
+//! subtract its uniform output share R; only the slots' coefficients of c0 are sent). The
 //! server opens them, getting X_c·W − R, and adds X_s·W in plaintext.
-//! Bytes: 24 + Σ_ct (N·b1 + used_ct·b0)/8, with ⌈k/⌊N/n⌋⌉ ciphertexts when n ≤ N and k·⌈n/N⌉
-//! otherwise. Rounds: 1.
+//! Bytes: 24 + Σ_ct (N·b1 + used_ct·b0)/8 over ⌈k/T⌉ responses when n ≤ N, k·⌈n/N⌉ otherwise.
+//! Rounds: 1.
 //!
 //! **Windows** ([`client_online_window`], [`server_online_window`]): when the caller truncates
 //! Y next, the responses reveal only bits [lo, hi) (`response`, "Windows") and the shares are
 //! of ⌊Y/2^lo⌋ modulo 2^{hi−lo}, within 2 units (the server's rounded X_s·W, the carry of the
 //! client's share, the response's rounding). `bert::secure` drops the 18 bits its truncation
 //! would, 17 bits fewer per c0 and c1 coefficient (−24 % bytes).
-use crate::kernel::{accumulate_group, TILE};
+use crate::kernel::{accumulate_group, scatter_row, TILE};
+pub use crate::layout::{slot_positions, CopLayout, Packing, Slot};
 use crate::matrix::RingMatrix;
 use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
 use crate::response::{self, Window};
 use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
 use crate::weight_store::{
-    client_answer_setup, layer_path, server_offer_setup, CachedLayer, EncryptedLayer, LayerBuilder,
+    client_answer_setup, layer_path, server_offer_setup, write_layer, CachedLayer, EncryptedLayer,
     LayerHeader,
 };
 use mpc_core::{AesPrg, Channel, Error, Result, Seed};
 use rayon::prelude::*;
 use std::path::Path;
 
-/// One token's chunk placed in an output ciphertext.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Slot {
-    /// Token (row of X).
-    pub token: usize,
-    /// Chunk of the output row (columns chunk·N ..).
-    pub chunk: usize,
-    /// First coefficient in the ciphertext.
-    pub offset: usize,
-    /// Number of coefficients.
-    pub width: usize,
-}
-
-/// Tokens packed per output ciphertext for an m×n weight matrix: ⌊N/n⌋, capped so that the
-/// m·(packed tokens) terms summed into one coefficient stay within the parameters' noise
-/// analysis (`max_terms`) — narrow outputs such as a classifier head would otherwise pack
-/// thousands of tokens.
-pub fn packing(params: &HeParams, m: usize, n: usize) -> usize {
-    let cap = (params.max_terms() as usize / m.max(1)).max(1);
-    (params.n() / n.max(1)).clamp(1, cap)
-}
-
-/// How the k×n output of an m×n weight matrix is packed into ciphertexts (both parties derive
-/// it from the shape).
-pub fn output_layout(params: &HeParams, k: usize, m: usize, n: usize) -> Vec<Vec<Slot>> {
-    let poly_n = params.n();
-    if n <= poly_n {
-        let per = packing(params, m, n);
-        (0..k.div_ceil(per))
-            .map(|ct| {
-                (ct * per..((ct + 1) * per).min(k))
-                    .enumerate()
-                    .map(|(j, token)| Slot {
-                        token,
-                        chunk: 0,
-                        offset: j * n,
-                        width: n,
-                    })
-                    .collect()
-            })
-            .collect()
-    } else {
-        let chunks = n.div_ceil(poly_n);
-        (0..k)
-            .flat_map(|token| {
-                (0..chunks).map(move |chunk| {
-                    vec![Slot {
-                        token,
-                        chunk,
-                        offset: 0,
-                        width: poly_n.min(n - chunk * poly_n),
-                    }]
-                })
-            })
-            .collect()
-    }
-}
-
-/// Revealed coefficient positions of one output ciphertext.
-pub fn slot_positions(slots: &[Slot]) -> Vec<u32> {
-    slots
-        .iter()
-        .flat_map(|s| (s.offset..s.offset + s.width).map(|p| p as u32))
-        .collect()
-}
-
-/// Online bytes of one COP call, X (k×m) · W (m×n) (formula; equals what the channel
-/// measures).
-pub fn online_bytes(params: &HeParams, k: usize, m: usize, n: usize) -> usize {
-    online_bytes_window(params, k, m, n, Window::full(params))
+/// Online bytes of one COP call on k tokens (formula; equals what the channel measures).
+pub fn online_bytes(params: &HeParams, layout: &CopLayout, k: usize) -> usize {
+    online_bytes_window(params, layout, k, Window::full(params))
 }
 
 /// [`online_bytes`] of a call revealing `window`.
 pub fn online_bytes_window(
     params: &HeParams,
+    layout: &CopLayout,
     k: usize,
-    m: usize,
-    n: usize,
     window: Window,
 ) -> usize {
-    ONLINE_HEADER
-        + output_layout(params, k, m, n)
-            .iter()
-            .map(|slots| window.response_bytes(params, slots.iter().map(|s| s.width).sum()))
-            .sum::<usize>()
+    ONLINE_HEADER + layout.responses_bytes(params, k, window)
 }
 
-const ONLINE_MAGIC: u32 = 0x434f_5031; // "COP1"
+const ONLINE_MAGIC: u32 = 0x434f_5032; // "COP2"
 const ONLINE_HEADER: usize = 24;
 
 /// Checks that a COP call of this shape stays inside the parameters' noise analysis.
-fn check_shape(params: &HeParams, k: usize, m: usize, n: usize) -> Result<()> {
-    let packing = if n <= params.n() {
-        packing(params, m, n)
-    } else {
-        1
-    };
+fn check_shape(params: &HeParams, layout: &CopLayout, k: usize) -> Result<()> {
+    let (m, n) = (layout.m, layout.n);
+    let packing = layout.tokens_per_ct();
     let terms = (m * packing.min(k)) as u64;
     if terms > params.max_terms() {
         return Err(Error::InvalidArgument(format!(
@@ -152,17 +81,24 @@ fn check_shape(params: &HeParams, k: usize, m: usize, n: usize) -> Result<()> {
     Ok(())
 }
 
-/// The cache id binding a layer cache to (parameters, server key, W): a hash keyed with
-/// [`SecretKey::cache_id_key`], which only the server can compute. The client sees only this
-/// id; without the key it is a PRF output, unrelated to W (so a guess of W cannot be tested)
-/// and unrelated between two server keys.
-pub fn layer_digest(params: &HeParams, sk: &SecretKey, pk: &PublicKey, w: &RingMatrix) -> [u8; 32] {
+/// The cache id binding a layer cache to (parameters, packing, server key, W): a hash keyed
+/// with [`SecretKey::cache_id_key`], which only the server can compute. The client sees only
+/// this id; without the key it is a PRF output, unrelated to W (so a guess of W cannot be
+/// tested) and unrelated between two server keys.
+pub fn layer_digest(
+    params: &HeParams,
+    sk: &SecretKey,
+    pk: &PublicKey,
+    layout: &CopLayout,
+    w: &RingMatrix,
+) -> [u8; 32] {
     let mut h = blake3::Hasher::new_keyed(&sk.cache_id_key());
-    h.update(b"cop layer v2");
+    h.update(b"cop layer v3");
     h.update(&params.fingerprint());
     h.update(&pk.digest());
     h.update(&(w.rows() as u64).to_le_bytes());
     h.update(&(w.cols() as u64).to_le_bytes());
+    h.update(&(layout.rows_per_ct as u64).to_le_bytes());
     h.update(bytemuck::cast_slice(w.data()));
     *h.finalize().as_bytes()
 }
@@ -173,53 +109,81 @@ struct SetupHeader {
     digest: [u8; 32],
     m: u64,
     n: u64,
+    rows_per_ct: u64,
 }
 
-/// Rows encrypted and sent per batch during setup (bounds the server's memory).
+/// Ciphertexts encrypted and sent per batch during setup (bounds the server's memory).
 const SETUP_BATCH: usize = 32;
 
-/// Server side of setup for one layer.
+fn check_layout(layout: &CopLayout, w: &RingMatrix) -> Result<()> {
+    if (layout.m, layout.n) != (w.rows(), w.cols()) {
+        return Err(Error::Shape(format!(
+            "a layout for {}×{} weights given a {}×{} matrix",
+            layout.m,
+            layout.n,
+            w.rows(),
+            w.cols()
+        )));
+    }
+    Ok(())
+}
+
+/// The plaintext of ciphertext `ct` (chunk-major): rows jP + i of columns chunk·N .. at
+/// coefficients i·S ...
+fn packed_rows(layout: &CopLayout, w: &RingMatrix, ct: usize) -> Vec<u64> {
+    let (chunk, j) = (ct / layout.cts_per_chunk(), ct % layout.cts_per_chunk());
+    let poly_n = layout.poly_n;
+    let cols = chunk * poly_n..((chunk + 1) * poly_n).min(layout.n);
+    let mut msg = vec![0u64; poly_n];
+    for i in 0..layout.rows_per_ct {
+        let row = j * layout.rows_per_ct + i;
+        if row < layout.m {
+            let at = layout.row_offset(i);
+            msg[at..at + cols.len()].copy_from_slice(&w.row(row)[cols.clone()]);
+        }
+    }
+    msg
+}
+
+/// Server side of setup for one layer, packed as `layout` (`seed`: the encryptions' randomness).
 pub fn server_setup(
     ch: &mut Channel,
     params: &HeParams,
     sk: &SecretKey,
     pk: &PublicKey,
+    layout: &CopLayout,
     w: &RingMatrix,
     seed: Seed,
 ) -> Result<()> {
-    let (m, n) = (w.rows(), w.cols());
-    let digest = layer_digest(params, sk, pk, w);
+    check_layout(layout, w)?;
     let header = SetupHeader {
         fingerprint: params.fingerprint(),
-        digest,
-        m: m as u64,
-        n: n as u64,
+        digest: layer_digest(params, sk, pk, layout, w),
+        m: layout.m as u64,
+        n: layout.n as u64,
+        rows_per_ct: layout.rows_per_ct as u64,
     };
     if !server_offer_setup(ch, &header)? {
         return Ok(());
     }
-    let poly_n = params.n();
-    let chunks = n.div_ceil(poly_n);
     let base = seed;
-    for batch in (0..m).collect::<Vec<_>>().chunks(SETUP_BATCH) {
-        let cts: Vec<Result<Vec<(Seed, RnsPoly)>>> = batch
+    for batch in (0..layout.ciphertexts())
+        .collect::<Vec<_>>()
+        .chunks(SETUP_BATCH)
+    {
+        let cts: Vec<Result<(Seed, RnsPoly)>> = batch
             .par_iter()
-            .map(|&mu| {
-                let mut rng = AesPrg::new(base.derive(mu as u64));
-                (0..chunks)
-                    .map(|c| {
-                        let row = &w.row(mu)[c * poly_n..((c + 1) * poly_n).min(n)];
-                        let seed = Seed::from_rng(&mut rng);
-                        encrypt_sk(params, sk, row, seed, &mut rng).map(|ct| (ct.seed, ct.b))
-                    })
-                    .collect()
+            .map(|&ct| {
+                let mut rng = AesPrg::new(base.derive(ct as u64));
+                let seed = Seed::from_rng(&mut rng);
+                let msg = packed_rows(layout, w, ct);
+                encrypt_sk(params, sk, &msg, seed, &mut rng).map(|ct| (ct.seed, ct.b))
             })
             .collect();
-        for row in cts {
-            for (seed, b) in row? {
-                ch.send(&seed.0)?;
-                ch.send_pod(b.data())?;
-            }
+        for ct in cts {
+            let (seed, b) = ct?;
+            ch.send(&seed.0)?;
+            ch.send_pod(b.data())?;
         }
     }
     ch.flush()
@@ -238,6 +202,12 @@ pub fn client_setup(
     if m == 0 || n == 0 || m > 1 << 20 || n > 1 << 20 {
         return Err(Error::Shape(format!("implausible layer shape {m}×{n}")));
     }
+    let layout = CopLayout::new(
+        params,
+        m,
+        n,
+        usize::try_from(header.rows_per_ct).unwrap_or(usize::MAX),
+    )?;
     let cached = CachedLayer {
         path: layer_path(cache_dir, name, &header.digest),
         digest: header.digest,
@@ -248,23 +218,13 @@ pub fn client_setup(
         return Ok(cached);
     }
     let ctx = params.rns();
-    let layer_header = LayerHeader::new(params, header.digest, m, n);
-    let (poly_n, limbs) = (layer_header.poly_n, layer_header.limbs);
-    let mut layer = LayerBuilder::new(layer_header);
-    for mu in 0..m {
-        for c in 0..layer_header.cts_per_row {
-            let mut seed = [0u8; 16];
-            ch.recv(&mut seed)?;
-            let b =
-                RnsPoly::from_residues(ctx, ch.recv_pod_vec::<u32>(poly_n * limbs)?, Repr::Ntt)?;
-            let a = expand_a(params, Seed(seed));
-            for l in 0..limbs {
-                layer.put_row((c * 2) * limbs + l, mu, b.limb(l));
-                layer.put_row((c * 2 + 1) * limbs + l, mu, a.limb(l));
-            }
-        }
-    }
-    layer.write(&cached.path)?;
+    let layer_header = LayerHeader::new(params, header.digest, layout);
+    write_layer(&cached.path, &layer_header, |rec| {
+        ch.recv(rec)?;
+        // Validates every residue of b before it reaches the cache.
+        RnsPoly::from_residues(ctx, bytemuck::pod_collect_to_vec(&rec[16..]), Repr::Ntt)?;
+        Ok(())
+    })?;
     Ok(cached)
 }
 
@@ -288,6 +248,115 @@ pub fn client_online(
     )
 }
 
+/// Σ_j p_j ⊙ ct_j for every output ciphertext of `layout` (module docs), NTT form.
+///
+/// Computed as Σ_{τ,i} X^{τn − iS} ⊙ (Σ_j x[t_τ, jP + i]·ct_j): the inner sums are scalar ×
+/// ciphertext accumulations over the ⌈m/P⌉ ciphertexts for k·P "virtual tokens" (t, i), the
+/// `kernel`'s register-tiled loop (k·m·2·L·N multiply-adds in all, whatever P), and each
+/// output then takes T·P monomial products per limb. One column group (chunk, part, limb) at
+/// a time: its panels are built from the cache's records (`b`) or the expanded seeds (`a`).
+fn accumulate_outputs(
+    params: &HeParams,
+    layer: &EncryptedLayer,
+    x_c: &RingMatrix,
+    outputs: &[Vec<Slot>],
+) -> Vec<Ciphertext> {
+    let layout = *layer.layout();
+    let ctx = params.rns();
+    let (poly_n, limbs) = (params.n(), ctx.len());
+    let rows = layout.rows_per_ct;
+    let cts = layout.cts_per_chunk();
+    let (k, m) = (x_c.rows(), x_c.cols());
+    let virtual_tokens = k * rows;
+    let k_pad = virtual_tokens.div_ceil(TILE) * TILE;
+    // x[t, jP + i] mod each prime at [j][t·P + i] (padded), as the kernel reads it.
+    let x_res: Vec<Vec<u32>> = ctx
+        .moduli()
+        .par_iter()
+        .map(|md| {
+            let mut v = vec![0u32; cts * k_pad];
+            for t in 0..k {
+                for (mu, &x) in x_c.row(t).iter().enumerate() {
+                    let (j, i) = (mu / rows, mu % rows);
+                    v[j * k_pad + t * rows + i] = md.from_i64(x as i64);
+                }
+            }
+            v
+        })
+        .collect();
+    debug_assert_eq!(m, layout.m);
+    // NTT values of the monomials ±X^{τn − iS}, [q][limb·N], q = τ·P + i.
+    let tokens = layout.tokens_per_ct();
+    let monomials: Vec<RnsPoly> = (0..tokens * rows)
+        .map(|q| {
+            let (e, negated) = layout.shift(q / rows, q % rows);
+            let mut mono = vec![0i64; poly_n];
+            mono[e] = if negated { -1 } else { 1 };
+            let mut mono = RnsPoly::from_signed(ctx, &mono);
+            mono.to_ntt(ctx);
+            mono
+        })
+        .collect();
+    let a: Vec<RnsPoly> = (0..layout.ciphertexts())
+        .into_par_iter()
+        .map(|ct| expand_a(params, layer.seed(ct)))
+        .collect();
+    // Group g = (chunk·2 + part)·L + limb → that limb of that part of every output.
+    let groups = layout.chunks() * 2 * limbs;
+    let parts: Vec<Vec<u32>> = (0..groups)
+        .into_par_iter()
+        .map(|g| {
+            let (chunk, part, l) = (g / (2 * limbs), (g / limbs) % 2, g % limbs);
+            let md = &ctx.moduli()[l];
+            let mut panels = vec![0u32; cts * poly_n];
+            for j in 0..cts {
+                let ct = chunk * cts + j;
+                let src = match part {
+                    0 => &layer.b(ct)[l * poly_n..(l + 1) * poly_n],
+                    _ => a[ct].limb(l),
+                };
+                scatter_row(src, j, cts, &mut panels);
+            }
+            let mut sums = vec![0u32; virtual_tokens * poly_n];
+            accumulate_group(&panels, &x_res[l], virtual_tokens, md, &mut sums);
+            drop(panels);
+            let mut out = vec![0u32; outputs.len() * poly_n];
+            for (o, slots) in outputs.iter().enumerate() {
+                if slots[0].chunk != chunk {
+                    continue;
+                }
+                let dst = &mut out[o * poly_n..(o + 1) * poly_n];
+                for (tau, slot) in slots.iter().enumerate() {
+                    for i in 0..rows {
+                        let q = tau * rows + i;
+                        let v = slot.token * rows + i;
+                        let sum = &sums[v * poly_n..(v + 1) * poly_n];
+                        for ((d, &x), &w) in dst.iter_mut().zip(sum).zip(monomials[q].limb(l)) {
+                            *d = md.add(*d, md.mul(x, w));
+                        }
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    let mut out: Vec<Ciphertext> = (0..outputs.len())
+        .map(|_| Ciphertext::zero(params))
+        .collect();
+    for (g, part_out) in parts.iter().enumerate() {
+        let (part, l) = ((g / limbs) % 2, g % limbs);
+        for (o, ct) in out.iter_mut().enumerate() {
+            if outputs[o][0].chunk != g / (2 * limbs) {
+                continue;
+            }
+            let poly = if part == 0 { &mut ct.c0 } else { &mut ct.c1 };
+            poly.data_mut()[l * poly_n..(l + 1) * poly_n]
+                .copy_from_slice(&part_out[o * poly_n..(o + 1) * poly_n]);
+        }
+    }
+    out
+}
+
 /// [`client_online`] revealing only `window` (module docs): returns ⌊R/2^lo⌋ mod 2^{hi−lo}.
 pub fn client_online_window(
     ch: &mut Channel,
@@ -298,71 +367,25 @@ pub fn client_online_window(
     window: Window,
     seed: Seed,
 ) -> Result<RingMatrix> {
-    let h = *layer.header();
-    let (k, m, n) = (x_c.rows(), x_c.cols(), h.n);
-    if m != h.m {
+    let layout = *layer.layout();
+    let (k, m, n) = (x_c.rows(), x_c.cols(), layout.n);
+    if m != layout.m {
         return Err(Error::Shape(format!(
             "input has {m} columns, the layer has {} rows",
-            h.m
+            layout.m
         )));
     }
-    check_shape(params, k, m, n)?;
-    let ctx = params.rns();
-    let (poly_n, limbs) = (params.n(), ctx.len());
-    // X_c mod each prime, laid out [μ][k_pad] for the kernel.
-    let k_pad = k.div_ceil(TILE) * TILE;
-    let x_res: Vec<Vec<u32>> = ctx
-        .moduli()
-        .par_iter()
-        .map(|md| {
-            let mut v = vec![0u32; m * k_pad];
-            for r in 0..k {
-                for (mu, &x) in x_c.row(r).iter().enumerate() {
-                    v[mu * k_pad + r] = md.from_i64(x as i64);
-                }
-            }
-            v
-        })
-        .collect();
-    // Σ_μ X_c[r,μ]·ct_μ for every token and column group (g = (chunk·2 + part)·L + limb).
-    let acc: Vec<Vec<u32>> = (0..h.groups())
-        .into_par_iter()
-        .map(|g| {
-            let l = g % limbs;
-            let mut out = vec![0u32; k * poly_n];
-            accumulate_group(layer.group(g), &x_res[l], k, &ctx.moduli()[l], &mut out);
-            out
-        })
-        .collect();
-    let layout = output_layout(params, k, m, n);
+    check_shape(params, &layout, k)?;
+    let poly_n = params.n();
+    let outputs = layout.output_layout(k);
+    let products = accumulate_outputs(params, layer, x_c, &outputs);
     let base = seed;
-    let sealed: Vec<Result<(Vec<u8>, Vec<u64>)>> = layout
+    let sealed: Vec<Result<(Vec<u8>, Vec<u64>)>> = outputs
         .par_iter()
+        .zip(products)
         .enumerate()
-        .map(|(i, slots)| {
+        .map(|(i, (slots, ct))| {
             let mut rng = AesPrg::new(base.derive(i as u64));
-            let mut ct = Ciphertext::zero(params);
-            for s in slots {
-                let gather = |part: usize| {
-                    let mut p = RnsPoly::zero(ctx, Repr::Ntt);
-                    for l in 0..limbs {
-                        let g = (s.chunk * 2 + part) * limbs + l;
-                        p.data_mut()[l * poly_n..(l + 1) * poly_n]
-                            .copy_from_slice(&acc[g][s.token * poly_n..(s.token + 1) * poly_n]);
-                    }
-                    p
-                };
-                let (mut c0, mut c1) = (gather(0), gather(1));
-                if s.offset > 0 {
-                    let mut mono = vec![0i64; s.offset + 1];
-                    mono[s.offset] = 1;
-                    let mut mono = RnsPoly::from_signed(ctx, &mono);
-                    mono.to_ntt(ctx);
-                    c0.mul_assign(ctx, &mono);
-                    c1.mul_assign(ctx, &mono);
-                }
-                ct.add_assign(params, &Ciphertext { c0, c1 });
-            }
             let positions = slot_positions(slots);
             let mask = mpc_core::AesPrg::u64s(&mut rng, positions.len());
             let mut bytes = Vec::new();
@@ -372,13 +395,13 @@ pub fn client_online_window(
             Ok((bytes, mask))
         })
         .collect();
-    let mut msg = Vec::with_capacity(online_bytes_window(params, k, m, n, window));
+    let mut msg = Vec::with_capacity(online_bytes_window(params, &layout, k, window));
     msg.extend_from_slice(&response::message_head(ONLINE_MAGIC, params));
     for v in [k, m, n] {
         msg.extend_from_slice(&(v as u32).to_le_bytes());
     }
     let mut share = RingMatrix::zeros(k, n);
-    for (slots, sealed) in layout.iter().zip(sealed) {
+    for (slots, sealed) in outputs.iter().zip(sealed) {
         let (bytes, mask) = sealed?;
         msg.extend_from_slice(&bytes);
         let mut it = mask.into_iter();
@@ -403,10 +426,11 @@ pub fn server_online(
     ch: &mut Channel,
     params: &HeParams,
     sk: &SecretKey,
+    layout: &CopLayout,
     w: &RingMatrix,
     x_s: &RingMatrix,
 ) -> Result<RingMatrix> {
-    server_online_window(ch, params, sk, w, x_s, Window::full(params))
+    server_online_window(ch, params, sk, layout, w, x_s, Window::full(params))
 }
 
 /// [`server_online`] of a call revealing `window` (module docs): returns the window of
@@ -415,19 +439,41 @@ pub fn server_online_window(
     ch: &mut Channel,
     params: &HeParams,
     sk: &SecretKey,
+    layout: &CopLayout,
     w: &RingMatrix,
     x_s: &RingMatrix,
     window: Window,
 ) -> Result<RingMatrix> {
-    let (k, m, n) = (x_s.rows(), x_s.cols(), w.cols());
-    if m != w.rows() {
+    check_layout(layout, w)?;
+    if x_s.cols() != w.rows() {
         return Err(Error::Shape(format!(
-            "input has {m} columns, W has {} rows",
+            "input has {} columns, W has {} rows",
+            x_s.cols(),
             w.rows()
         )));
     }
-    check_shape(params, k, m, n)?;
-    let expect = online_bytes_window(params, k, m, n, window);
+    let mut out = server_open_window(ch, params, sk, layout, x_s.rows(), window)?;
+    let local = x_s.matmul(w)?;
+    for (dst, &v) in out.data_mut().iter_mut().zip(local.data()) {
+        *dst = window.reduce(dst.wrapping_add(window.local_share(v)));
+    }
+    Ok(out)
+}
+
+/// The server's half of a COP call on k tokens without a share of its own (the offline
+/// phase, where the client's input is its random R): receives and opens the responses,
+/// returning the window of X_c·W − R (k × n), modulo 2^{hi−lo}.
+pub fn server_open_window(
+    ch: &mut Channel,
+    params: &HeParams,
+    sk: &SecretKey,
+    layout: &CopLayout,
+    k: usize,
+    window: Window,
+) -> Result<RingMatrix> {
+    let (m, n) = (layout.m, layout.n);
+    check_shape(params, layout, k)?;
+    let expect = online_bytes_window(params, layout, k, window);
     let msg = ch.recv_bytes_framed(expect)?;
     if msg.len() != expect {
         return Err(Error::Malformed(format!(
@@ -446,27 +492,24 @@ pub fn server_online_window(
             u32_at(20)
         )));
     }
-    let layout = output_layout(params, k, m, n);
-    let mut offsets = Vec::with_capacity(layout.len());
+    let outputs = layout.output_layout(k);
+    let mut offsets = Vec::with_capacity(outputs.len());
     let mut at = ONLINE_HEADER;
-    for slots in &layout {
+    for slots in &outputs {
         let len = window.response_bytes(params, slots.iter().map(|s| s.width).sum());
         offsets.push(at..at + len);
         at += len;
     }
-    let opened: Vec<Result<Vec<u64>>> = layout
+    let opened: Vec<Result<Vec<u64>>> = outputs
         .par_iter()
         .zip(offsets)
         .map(|(slots, range)| {
             response::open_window(params, sk, &msg[range], &slot_positions(slots), window)
         })
         .collect();
-    let mut out = x_s.matmul(w)?;
-    out.data_mut()
-        .iter_mut()
-        .for_each(|v| *v = window.local_share(*v));
+    let mut out = RingMatrix::zeros(k, n);
     let poly_n = params.n();
-    for (slots, values) in layout.iter().zip(opened) {
+    for (slots, values) in outputs.iter().zip(opened) {
         let values = values?;
         let mut it = values.into_iter();
         for s in slots {
@@ -475,7 +518,7 @@ pub fn server_online_window(
                 .iter_mut()
                 .zip(&mut it)
             {
-                *dst = window.reduce(dst.wrapping_add(v));
+                *dst = window.reduce(v);
             }
         }
     }

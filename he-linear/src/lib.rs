@@ -2,7 +2,8 @@
 //! two-party Transformer inference.
 //!
 //! * [`cop`]: Nimbus's client-side outer product, Y = X·W with X shared and W the server's
-//!   (encrypted weights cached by the client, one flight online).
+//!   (encrypted weights cached by the client, several rows per ciphertext as [`layout`] packs
+//!   them, one flight online).
 //! * [`sip`]: the server-side inner-product baseline (Cheetah/BumbleBee style).
 //! * [`secret_product`]: X·Y with both operands shared (attention's QKᵀ and P·V).
 //! * [`row_products`]: row-scalar products and row sums of squares of shared matrices
@@ -15,13 +16,14 @@
 //! modulus for N or failing the noise bound), [`noise`] (every noise formula), [`rns`] / [`poly`]
 //! (31-bit NTT primes on `tfhe-ntt`, polynomials that know their representation), [`rlwe`]
 //! (ternary keys, seeded and public-key encryption with Δ = q/2^ℓ), [`response`] (circuit privacy:
-//! re-randomization, flooding, modulus switching, masking), [`kernel`] (the AVX2 accumulation
-//! loop), [`weight_store`] (the client's on-disk cache).
+//! re-randomization, flooding, modulus switching, masking), [`kernel`] (the packed
+//! accumulation loop), [`weight_store`] (the client's on-disk cache).
 //!
 //! Shares are elements of Z_{2^64} held in `u64`; outputs reconstruct to the exact product.
 //!
 //! ```
 //! use he_linear::{cop, matrix::RingMatrix, params::HeParams};
+//! use he_linear::layout::{CopLayout, Packing};
 //! use he_linear::rlwe::{PublicKey, SecretKey};
 //! use mpc_core::{AesPrg, Channel, Seed};
 //!
@@ -31,6 +33,7 @@
 //! let x_c = RingMatrix::new(2, 3, vec![9, 8, 7, 6, 5, 4])?;
 //! let x_s = x.sub(&x_c)?;
 //! let want = x.matmul(&w)?;
+//! let layout = CopLayout::choose(&params, 3, 4, Packing::Compact)?; // 3 rows per ciphertext
 //!
 //! let (mut server_ch, mut client_ch) = Channel::mem_pair();
 //! let cache = std::env::temp_dir().join(format!("he-linear-doc-{}", std::process::id()));
@@ -41,8 +44,8 @@
 //!     let pk = PublicKey::generate(&sp, &sk, &mut rng);
 //!     pk.send(&mut server_ch, &sp)?;
 //!     let setup_seed = Seed::from_rng(&mut rng);
-//!     cop::server_setup(&mut server_ch, &sp, &sk, &pk, &w2, setup_seed)?; // once per model
-//!     cop::server_online(&mut server_ch, &sp, &sk, &w2, &x_s)           // per query
+//!     cop::server_setup(&mut server_ch, &sp, &sk, &pk, &layout, &w2, setup_seed)?; // once
+//!     cop::server_online(&mut server_ch, &sp, &sk, &layout, &w2, &x_s)             // per query
 //! });
 //! let pk = PublicKey::recv(&mut client_ch, &params)?;
 //! let layer = cop::client_setup(&mut client_ch, &params, &cache, "layer0")?.open(&params)?;
@@ -61,6 +64,7 @@ pub mod embedding;
 pub mod galois;
 pub mod kernel;
 pub mod key_file;
+pub mod layout;
 pub mod matrix;
 pub mod noise;
 pub mod params;

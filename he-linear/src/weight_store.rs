@@ -1,19 +1,20 @@
-//! The client's on-disk cache of one layer's encrypted weights, in the kernel's panel layout.
+//! The client's on-disk cache of one layer's encrypted weights: the seeded ciphertexts as the
+//! server sent them, (seed, b) per ciphertext; `a` is expanded from its seed when the layer is
+//! used, so the cache is half the size of the expanded ciphertexts.
 //!
 //! File format (little-endian): a 96-byte header
-//! `"HELWv001" | params fingerprint [8] | layer digest [32] | m u64 | n u64 | cts_per_row u32 |
-//! limbs u32 | N u32 | zero padding`, then G = cts_per_row·2·limbs column groups, group
-//! g = (chunk·2 + part)·limbs + limb, each `[block][μ][8]` u32 residues (m·N values). The digest
-//! binds the file to the parameters, the server's key and the weights, so a stale cache is never
-//! used. Layers are memory-mapped one at a time: the client never holds more than one layer.
-use crate::kernel::scatter_row;
+//! `"HELWv002" | params fingerprint [8] | layer digest [32] | m u64 | n u64 | rows_per_ct u32 |
+//! limbs u32 | N u32 | zero padding`, then one record per ciphertext in the order of
+//! [`CopLayout`] (chunk-major): a 16-byte seed and the L·N residues of `b` (NTT form). The
+//! digest binds the file to the parameters, the packing, the server's key and the weights, so a
+//! stale cache is never used. Layers are memory-mapped one at a time.
+use crate::layout::CopLayout;
 use crate::params::HeParams;
-use mpc_core::{Channel, Error, Result};
+use mpc_core::{Channel, Error, Result, Seed};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"HELWv001";
+const MAGIC: &[u8; 8] = b"HELWv002";
 /// Header bytes (a multiple of 4 so the residues stay aligned).
 pub const HEADER_BYTES: usize = 96;
 
@@ -22,50 +23,35 @@ pub const HEADER_BYTES: usize = 96;
 pub struct LayerHeader {
     /// Parameter fingerprint.
     pub fingerprint: [u8; 8],
-    /// The server's keyed cache id of (parameters, server key, weights).
+    /// The server's keyed cache id of (parameters, packing, server key, weights).
     pub digest: [u8; 32],
-    /// Rows of W (inner dimension).
-    pub m: usize,
-    /// Columns of W.
-    pub n: usize,
-    /// Ciphertexts per row, ⌈n/N⌉.
-    pub cts_per_row: usize,
+    /// How the rows are packed into ciphertexts.
+    pub layout: CopLayout,
     /// RNS limbs.
     pub limbs: usize,
-    /// Ring degree.
-    pub poly_n: usize,
 }
 
 impl LayerHeader {
-    /// The header of an m × n weight matrix encrypted under `params`.
-    pub fn new(params: &HeParams, digest: [u8; 32], m: usize, n: usize) -> LayerHeader {
+    /// The header of a layer packed as `layout` under `params`.
+    pub fn new(params: &HeParams, digest: [u8; 32], layout: CopLayout) -> LayerHeader {
         LayerHeader {
             fingerprint: params.fingerprint(),
             digest,
-            m,
-            n,
-            cts_per_row: n.div_ceil(params.n()),
+            layout,
             limbs: params.rns().len(),
-            poly_n: params.n(),
         }
+    }
+
+    /// Bytes of one record: the seed and `b`.
+    pub fn record_bytes(&self) -> usize {
+        16 + 4 * self.limbs * self.layout.poly_n
     }
 
     /// Length of the layer file (saturating: a decoded header may be malformed).
     pub fn file_bytes(&self) -> u64 {
-        [self.cts_per_row, 2, self.limbs, self.m, self.poly_n, 4]
-            .into_iter()
-            .fold(1u64, |acc, f| acc.saturating_mul(f as u64))
+        (self.layout.ciphertexts() as u64)
+            .saturating_mul(self.record_bytes() as u64)
             .saturating_add(HEADER_BYTES as u64)
-    }
-
-    /// Number of column groups.
-    pub fn groups(&self) -> usize {
-        self.cts_per_row * 2 * self.limbs
-    }
-
-    /// Residues per group.
-    pub fn group_len(&self) -> usize {
-        self.m * self.poly_n
     }
 
     fn encode(&self) -> [u8; HEADER_BYTES] {
@@ -73,64 +59,65 @@ impl LayerHeader {
         h[..8].copy_from_slice(MAGIC);
         h[8..16].copy_from_slice(&self.fingerprint);
         h[16..48].copy_from_slice(&self.digest);
-        h[48..56].copy_from_slice(&(self.m as u64).to_le_bytes());
-        h[56..64].copy_from_slice(&(self.n as u64).to_le_bytes());
-        h[64..68].copy_from_slice(&(self.cts_per_row as u32).to_le_bytes());
+        h[48..56].copy_from_slice(&(self.layout.m as u64).to_le_bytes());
+        h[56..64].copy_from_slice(&(self.layout.n as u64).to_le_bytes());
+        h[64..68].copy_from_slice(&(self.layout.rows_per_ct as u32).to_le_bytes());
         h[68..72].copy_from_slice(&(self.limbs as u32).to_le_bytes());
-        h[72..76].copy_from_slice(&(self.poly_n as u32).to_le_bytes());
+        h[72..76].copy_from_slice(&(self.layout.poly_n as u32).to_le_bytes());
         h
     }
 
-    fn decode(h: &[u8], path: &Path) -> Result<LayerHeader> {
+    fn decode(h: &[u8], params: &HeParams, path: &Path) -> Result<LayerHeader> {
         let bad = |what: &str| Error::Malformed(format!("{}: {what}", path.display()));
         if h.len() < HEADER_BYTES || &h[..8] != MAGIC {
-            return Err(bad("not an encrypted-weights file (bad magic)"));
+            return Err(bad(
+                "not an encrypted-weights file (bad magic or older version)",
+            ));
         }
-        let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap()) as usize;
+        let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap());
         let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap()) as usize;
+        let fingerprint: [u8; 8] = h[8..16].try_into().unwrap();
+        if fingerprint != params.fingerprint()
+            || u32_at(68) != params.rns().len()
+            || u32_at(72) != params.n()
+        {
+            return Err(Error::ParamMismatch(format!(
+                "{} was written for other HE parameters",
+                path.display()
+            )));
+        }
+        let (m, n) = (u64_at(48), u64_at(56));
+        if m == 0 || n == 0 || m > 1 << 20 || n > 1 << 20 {
+            return Err(bad(&format!("implausible layer shape {m}×{n}")));
+        }
+        let layout = CopLayout::new(params, m as usize, n as usize, u32_at(64))
+            .map_err(|e| bad(&e.to_string()))?;
         Ok(LayerHeader {
-            fingerprint: h[8..16].try_into().unwrap(),
+            fingerprint,
             digest: h[16..48].try_into().unwrap(),
-            m: u64_at(48),
-            n: u64_at(56),
-            cts_per_row: u32_at(64),
+            layout,
             limbs: u32_at(68),
-            poly_n: u32_at(72),
         })
     }
 }
 
-/// A layer's panels being filled row by row during setup (one layer in memory).
-#[derive(Debug)]
-pub struct LayerBuilder {
-    header: LayerHeader,
-    groups: Vec<Vec<u32>>,
-}
-
-impl LayerBuilder {
-    /// An empty layer.
-    pub fn new(header: LayerHeader) -> LayerBuilder {
-        let groups = (0..header.groups())
-            .map(|_| vec![0u32; header.group_len()])
-            .collect();
-        LayerBuilder { header, groups }
-    }
-
-    /// Stores row `mu` of group `g` (N residues).
-    pub fn put_row(&mut self, g: usize, mu: usize, row: &[u32]) {
-        scatter_row(row, mu, self.header.m, &mut self.groups[g]);
-    }
-
-    /// Writes the file atomically ([`write_cache_file`]).
-    pub fn write(self, path: &Path) -> Result<()> {
-        write_cache_file(path, self.header.file_bytes(), |f| {
-            f.write_all(&self.header.encode())?;
-            for g in &self.groups {
-                f.write_all(bytemuck::cast_slice(g))?;
-            }
-            Ok(())
-        })
-    }
+/// Writes a layer file: the header, then `records` (each [`LayerHeader::record_bytes`] long,
+/// validated by the caller) pulled one at a time, so the client never holds a whole layer.
+pub fn write_layer(
+    path: &Path,
+    header: &LayerHeader,
+    mut next_record: impl FnMut(&mut [u8]) -> Result<()>,
+) -> Result<()> {
+    use std::io::Write;
+    write_cache_file(path, header.file_bytes(), |f| {
+        f.write_all(&header.encode())?;
+        let mut rec = vec![0u8; header.record_bytes()];
+        for _ in 0..header.layout.ciphertexts() {
+            next_record(&mut rec)?;
+            f.write_all(&rec)?;
+        }
+        Ok(())
+    })
 }
 
 /// Writes a cache file of `len` bytes atomically: refuses up front, with the sizes in the
@@ -167,9 +154,9 @@ pub fn write_cache_file(
     written
 }
 
-/// Length of the cache file of an m × n layer under `params`.
-pub fn layer_file_bytes(params: &HeParams, m: usize, n: usize) -> u64 {
-    LayerHeader::new(params, [0; 32], m, n).file_bytes()
+/// Length of the cache file of a layer packed as `layout` under `params`.
+pub fn layer_file_bytes(params: &HeParams, layout: CopLayout) -> u64 {
+    LayerHeader::new(params, [0; 32], layout).file_bytes()
 }
 
 /// Bytes available to this user on the file system holding `dir` (which must exist), the
@@ -221,16 +208,7 @@ impl EncryptedLayer {
         let file = File::open(path)?;
         // SAFETY: the cache file is private to this client and not modified while mapped.
         let map = unsafe { memmap2::Mmap::map(&file)? };
-        let header = LayerHeader::decode(&map, path)?;
-        if header.fingerprint != params.fingerprint()
-            || header.limbs != params.rns().len()
-            || header.poly_n != params.n()
-        {
-            return Err(Error::ParamMismatch(format!(
-                "{} was written for other HE parameters",
-                path.display()
-            )));
-        }
+        let header = LayerHeader::decode(&map, params, path)?;
         if &header.digest != digest {
             return Err(Error::ParamMismatch(format!(
                 "{} holds other weights or another server key",
@@ -253,11 +231,26 @@ impl EncryptedLayer {
         &self.header
     }
 
-    /// Panels of column group `g`.
-    pub fn group(&self, g: usize) -> &[u32] {
-        let len = self.header.group_len() * 4;
-        let at = HEADER_BYTES + g * len;
-        bytemuck::cast_slice(&self.map[at..at + len])
+    /// The packing.
+    pub fn layout(&self) -> &CopLayout {
+        &self.header.layout
+    }
+
+    fn record(&self, ct: usize) -> &[u8] {
+        let len = self.header.record_bytes();
+        let at = HEADER_BYTES + ct * len;
+        &self.map[at..at + len]
+    }
+
+    /// The seed of ciphertext `ct`'s `a`.
+    pub fn seed(&self, ct: usize) -> Seed {
+        Seed(self.record(ct)[..16].try_into().unwrap())
+    }
+
+    /// The residues of ciphertext `ct`'s `b` (NTT form, limb-major; validated when written).
+    pub fn b(&self, ct: usize) -> &[u32] {
+        // Records start at 96 + ct·(16 + 4LN) bytes of a page-aligned map: 4-byte aligned.
+        bytemuck::cast_slice(&self.record(ct)[16..])
     }
 }
 
@@ -313,6 +306,7 @@ pub fn client_answer_setup(ch: &mut Channel, have: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn cache_files_are_complete_or_absent() {

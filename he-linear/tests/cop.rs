@@ -3,6 +3,7 @@
 mod common;
 use common::{random_matrix, run_pair};
 use he_linear::cop;
+use he_linear::layout::{CopLayout, Packing};
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::response::Window;
@@ -19,11 +20,13 @@ struct Run {
 }
 
 fn run_cop(params: &HeParams, x: &RingMatrix, w: &RingMatrix, cache: &Path) -> Run {
-    run_cop_window(params, x, w, cache, Window::full(params))
+    let layout = CopLayout::choose(params, w.rows(), w.cols(), Packing::Compact).unwrap();
+    run_cop_window(params, layout, x, w, cache, Window::full(params))
 }
 
 fn run_cop_window(
     params: &HeParams,
+    layout: CopLayout,
     x: &RingMatrix,
     w: &RingMatrix,
     cache: &Path,
@@ -40,9 +43,9 @@ fn run_cop_window(
     let (server_share, (client_share, stats)) = run_pair(
         move |ch: &mut Channel| {
             pk.send(ch, &sp).unwrap();
-            cop::server_setup(ch, &sp, &sk, &pk, &w2, Seed([1; 16])).unwrap();
+            cop::server_setup(ch, &sp, &sk, &pk, &layout, &w2, Seed([1; 16])).unwrap();
             ch.scope("online", |ch| {
-                cop::server_online_window(ch, &sp, &sk, &w2, &x_s, window)
+                cop::server_online_window(ch, &sp, &sk, &layout, &w2, &x_s, window)
             })
             .unwrap()
         },
@@ -74,20 +77,33 @@ fn file_digest(path: &Path) -> [u8; 32] {
     bytes[16..48].try_into().unwrap()
 }
 
+/// Every row packing from one row per ciphertext to the most that fit.
 fn check(params: &HeParams, k: usize, m: usize, n: usize, seed: u8) {
-    let dir = tempfile::tempdir().unwrap();
-    let x = random_matrix(k, m, seed);
-    let w = random_matrix(m, n, seed.wrapping_add(1));
-    let run = run_cop(params, &x, &w, dir.path());
-    let want = x.matmul(&w).unwrap();
-    let got = run.client_share.add(&run.server_share).unwrap();
-    assert_eq!(got, want, "k={k} m={m} n={n}");
-    assert_eq!(run.online_rounds, 1);
-    // Payload plus the 8-byte length prefix of the framed message.
-    assert_eq!(
-        run.online_bytes as usize,
-        cop::online_bytes(params, k, m, n) + 8
-    );
+    let most = CopLayout::choose(params, m, n, Packing::Compact)
+        .unwrap()
+        .rows_per_ct;
+    let mut packings = vec![1, most];
+    if most > 2 {
+        packings.push(most / 2);
+    }
+    packings.dedup();
+    for rows in packings {
+        let layout = CopLayout::new(params, m, n, rows).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let x = random_matrix(k, m, seed);
+        let w = random_matrix(m, n, seed.wrapping_add(1));
+        let run = run_cop_window(params, layout, &x, &w, dir.path(), Window::full(params));
+        let want = x.matmul(&w).unwrap();
+        let got = run.client_share.add(&run.server_share).unwrap();
+        println!("seed {seed}: k={k} m={m} n={n} P={rows}");
+        assert_eq!(got, want, "k={k} m={m} n={n} P={rows}");
+        assert_eq!(run.online_rounds, 1);
+        // Payload plus the 8-byte length prefix of the framed message.
+        assert_eq!(
+            run.online_bytes as usize,
+            cop::online_bytes(params, &layout, k) + 8
+        );
+    }
 }
 
 #[test]
@@ -98,7 +114,8 @@ fn truncating_window_is_within_two_units_and_shorter() {
         let dir = tempfile::tempdir().unwrap();
         let x = random_matrix(k, m, seed);
         let w = random_matrix(m, n, seed.wrapping_add(1));
-        let run = run_cop_window(&params, &x, &w, dir.path(), window);
+        let layout = CopLayout::choose(&params, m, n, Packing::Compact).unwrap();
+        let run = run_cop_window(&params, layout, &x, &w, dir.path(), window);
         let want = x.matmul(&w).unwrap();
         for (i, (&c, &s)) in run
             .client_share
@@ -113,9 +130,9 @@ fn truncating_window_is_within_two_units_and_shorter() {
             assert!(err <= 4, "k={k} m={m} n={n} at {i}: {got} vs {exact}");
         }
         assert_eq!(run.online_rounds, 1);
-        let bytes = cop::online_bytes_window(&params, k, m, n, window);
+        let bytes = cop::online_bytes_window(&params, &layout, k, window);
         assert_eq!(run.online_bytes as usize, bytes + 8);
-        assert!(bytes < cop::online_bytes(&params, k, m, n));
+        assert!(bytes < cop::online_bytes(&params, &layout, k));
     }
 }
 
@@ -129,6 +146,8 @@ fn exact_for_random_shapes_including_n_above_n_and_ragged_packing() {
         (2, 3, 8192 + 100, 3),
         (5, 1, 1, 4),
         (1, 17, 700, 5),
+        (12, 23, 768, 7),
+        (3, 40, 2, 8),
     ] {
         check(&params, k, m, n, seed);
     }
@@ -139,8 +158,9 @@ fn narrow_outputs_pack_no_more_tokens_than_the_noise_analysis_allows() {
     // A head-like 100×2 matrix would pack ⌊N/2⌋ = 4096 tokens per ciphertext, 100 terms each;
     // with max_terms = 2^10 at most 10 tokens share a ciphertext.
     let params = HeParams::builder().max_terms(1 << 10).build().unwrap();
-    assert_eq!(cop::packing(&params, 100, 2), 10);
-    assert_eq!(cop::output_layout(&params, 25, 100, 2).len(), 3);
+    let layout = CopLayout::choose(&params, 100, 2, Packing::Online).unwrap();
+    assert_eq!(layout.tokens_per_ct(), 10);
+    assert_eq!(layout.output_layout(25).len(), 3);
     check(&params, 25, 100, 2, 6);
 }
 
@@ -171,7 +191,10 @@ fn cache_is_reused_and_stale_cache_is_rejected() {
     // The size setup checks the disk for is the file's.
     assert_eq!(
         std::fs::metadata(&path).unwrap().len(),
-        weight_store::layer_file_bytes(&params, 3, 10)
+        weight_store::layer_file_bytes(
+            &params,
+            CopLayout::choose(&params, 3, 10, Packing::Compact).unwrap()
+        )
     );
     assert!(matches!(
         EncryptedLayer::open(&path, &params, &[0u8; 32]),
@@ -199,8 +222,11 @@ fn server_with_message(msg: Vec<u8>, k: usize, m: usize, n: usize) -> Error {
     let sk = SecretKey::generate(&params, &mut rng);
     let w = random_matrix(m, n, 1);
     let x_s = random_matrix(k, m, 2);
+    let layout = CopLayout::choose(&params, m, n, Packing::Compact).unwrap();
     let (err, _) = run_pair(
-        move |ch: &mut Channel| cop::server_online(ch, &params, &sk, &w, &x_s).unwrap_err(),
+        move |ch: &mut Channel| {
+            cop::server_online(ch, &params, &sk, &layout, &w, &x_s).unwrap_err()
+        },
         move |ch: &mut Channel| {
             if !msg.is_empty() {
                 ch.send_bytes_framed(&msg).unwrap();
@@ -215,9 +241,10 @@ fn server_with_message(msg: Vec<u8>, k: usize, m: usize, n: usize) -> Error {
 fn malformed_truncated_oversized_and_mismatched_messages_are_errors() {
     let params = HeParams::default_params().unwrap();
     let (k, m, n) = (2, 3, 100);
-    let len = cop::online_bytes(&params, k, m, n);
+    let layout = CopLayout::choose(&params, m, n, Packing::Compact).unwrap();
+    let len = cop::online_bytes(&params, &layout, k);
     let header = |fp: [u8; 8], dims: [u32; 3]| {
-        let mut v = 0x434f_5031u32.to_le_bytes().to_vec();
+        let mut v = 0x434f_5032u32.to_le_bytes().to_vec();
         v.extend_from_slice(&fp);
         for d in dims {
             v.extend_from_slice(&d.to_le_bytes());
@@ -275,8 +302,12 @@ fn client_refuses_shape_mismatch_and_oversized_products() {
     let pk = PublicKey::generate(&small, &sk, &mut rng);
     let (sp, cp) = (small.clone(), small.clone());
     let cache = dir.path().to_path_buf();
+    // One row per ciphertext: 2 tokens share a response (⌊N/10⌋ capped by max_terms/20).
+    let layout = CopLayout::choose(&small, 20, 10, Packing::Online).unwrap();
     let (_, (r1, r2)) = run_pair(
-        move |ch: &mut Channel| cop::server_setup(ch, &sp, &sk, &pk, &w, Seed([1; 16])).unwrap(),
+        move |ch: &mut Channel| {
+            cop::server_setup(ch, &sp, &sk, &pk, &layout, &w, Seed([1; 16])).unwrap()
+        },
         move |ch: &mut Channel| {
             let layer = cop::client_setup(ch, &cp, &cache, "l")
                 .unwrap()
@@ -330,18 +361,26 @@ fn cache_ids_are_keyed_by_the_server_secret() {
         a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
     };
     // Unrelated ids: about half of the 256 bits differ (outside 64..=192: probability < 2^-40).
-    let id1 = cop::layer_digest(&params, &sk1, &pk1, &w);
+    let layout = CopLayout::choose(&params, 3, 5, Packing::Compact).unwrap();
+    let id1 = cop::layer_digest(&params, &sk1, &pk1, &layout, &w);
     for other in [
-        cop::layer_digest(&params, &sk2, &pk2, &w),
-        cop::layer_digest(&params, &sk2, &pk1, &w),
+        cop::layer_digest(&params, &sk2, &pk2, &layout, &w),
+        cop::layer_digest(&params, &sk2, &pk1, &layout, &w),
+        cop::layer_digest(
+            &params,
+            &sk1,
+            &pk1,
+            &CopLayout::choose(&params, 3, 5, Packing::Online).unwrap(),
+            &w,
+        ),
     ] {
         let d = differing_bits(&id1, &other);
         assert!((64..=192).contains(&d), "{d} bits differ");
     }
-    let layout = EmbeddingLayout::densest(&params, 40, 7).unwrap();
+    let table_layout = EmbeddingLayout::densest(&params, 40, 7).unwrap();
     let table: Vec<u64> = random_matrix(40, 7, 22).data().to_vec();
-    let t1 = embedding::table_digest(&params, &sk1, &pk1, &layout, &table);
-    let t2 = embedding::table_digest(&params, &sk2, &pk2, &layout, &table);
+    let t1 = embedding::table_digest(&params, &sk1, &pk1, &table_layout, &table);
+    let t2 = embedding::table_digest(&params, &sk2, &pk2, &table_layout, &table);
     assert!((64..=192).contains(&differing_bits(&t1, &t2)));
     // What the client receives is the keyed id, not a hash it could recompute from a guess of W.
     let unkeyed = |tag: &[u8], pk: &PublicKey| {
@@ -365,7 +404,7 @@ fn cache_ids_are_keyed_by_the_server_secret() {
     let ((), received) = run_pair(
         move |ch: &mut Channel| {
             pk_sent.send(ch, &sp).unwrap();
-            cop::server_setup(ch, &sp, &sk1, &pk_sent, &w2, Seed([1; 16])).unwrap();
+            cop::server_setup(ch, &sp, &sk1, &pk_sent, &layout, &w2, Seed([1; 16])).unwrap();
         },
         move |ch: &mut Channel| {
             PublicKey::recv(ch, &cp).unwrap();
@@ -373,7 +412,7 @@ fn cache_ids_are_keyed_by_the_server_secret() {
         },
     );
     assert_eq!(received, id1);
-    for tag in [&b"cop layer v1"[..], b"cop layer v2"] {
+    for tag in [&b"cop layer v1"[..], b"cop layer v2", b"cop layer v3"] {
         assert_ne!(received, unkeyed(tag, &seen));
     }
 }

@@ -14,11 +14,15 @@
 //! shifted by 36 − 2s, so the product is exactly 2^{2(18−s)} times the direct protocol's and
 //! the mirror is [`crate::conv::conv2d_mirror`]; the secure result is within 2 units below it
 //! (the window's rounding and two truncations).
+//!
+//! The kernel keeps one row per ciphertext ([`PACKING`]): a convolution has many output
+//! positions (tokens) and few output channels, so packing rows would multiply its online bytes
+//! by up to ⌊N/K⌋ to shrink a setup that is already small.
 use crate::cast::{truncate, truncate_cost, LINEAR};
 use crate::conv::{im2col, ConvShape, ConvWeights};
 use crate::keys::HeKeys;
 use crate::label::CnnOp;
-use crate::linear::{linear_cost, ClientLinear, Rescale, ServerLinear};
+use crate::linear::{linear_cost, ClientLinear, CopLayout, Packing, Rescale, ServerLinear};
 use crate::tensor::SharedTensor;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
@@ -27,6 +31,9 @@ use mpc_core::{Channel, Error, FixedPoint, Result, Ring, Seed};
 use ot_nonlinear::mpc::trunc::{trunc_cots, TruncKind};
 use ot_nonlinear::mpc::{Cost, CotDemand, Session};
 use std::path::Path;
+
+/// The row packing of every HE convolution's kernel (both parties derive the layout from it).
+pub const PACKING: Packing = Packing::Online;
 
 fn check_format(format: FixedPoint) -> Result<u32> {
     let s = format.frac_bits();
@@ -69,7 +76,7 @@ impl ServerConvHe {
         Ok(ServerConvHe {
             shape,
             format,
-            linear: ServerLinear::new(RingMatrix::new(patch, k, w)?, bias)?,
+            linear: ServerLinear::new(RingMatrix::new(patch, k, w)?, bias)?.with_packing(PACKING),
         })
     }
 
@@ -202,9 +209,8 @@ pub fn conv_he_cost(params: &HeParams, shape: &ConvShape, format: FixedPoint) ->
     Ok(truncate_cost(n_in, ring, Ring::R64, 0)?
         .then(linear_cost(
             params,
+            &CopLayout::choose(params, shape.patch(), shape.out_channels, PACKING)?,
             p,
-            shape.patch(),
-            shape.out_channels,
             Rescale::Truncate,
         )?)
         .then(truncate_cost(n_out, Ring::R64, ring, up)?))

@@ -87,6 +87,11 @@ pub struct ClientEmbedding {
 }
 
 impl ClientEmbedding {
+    /// The cache file holding the encrypted table.
+    pub fn cache_file(&self) -> &std::path::Path {
+        &self.cached.path
+    }
+
     /// Receives the encrypted table against [`ServerEmbedding::setup`] (or reuses the cache
     /// entry `name` in `cache_dir`).
     pub fn setup(

@@ -32,12 +32,15 @@ pub enum Component {
     Head,
     /// One-time setup (keys, encrypted weights).
     Setup,
+    /// The input-independent offline phase of one inference (`crate::linear_offline`).
+    Offline,
 }
 
 impl Component {
     /// Every component, in the order of a layer's dataflow.
-    pub const ALL: [Component; 14] = [
+    pub const ALL: [Component; 15] = [
         Component::Setup,
+        Component::Offline,
         Component::Embedding,
         Component::LinearQkv,
         Component::AttentionQk,
@@ -70,6 +73,7 @@ impl Component {
             Component::Activation => "activation",
             Component::Head => "head",
             Component::Setup => "setup",
+            Component::Offline => "offline",
         }
     }
 

@@ -6,6 +6,8 @@
 //! | file | operator | protocol |
 //! |---|---|---|
 //! | [`linear`] | X·W + b, W the server's ([`linear::ServerLinear`] / [`linear::ClientLinear`]) | COP (HE), response window, up-cast |
+//! | [`linear_offline`] | the same layer split: COP on the client's random R offline, one message online | COP (HE) offline; plaintext online |
+//! | [`offline`] | offline material on disk, keyed by model and session, used once | — |
 //! | [`matmul`] | X·Y, both shared (attention's products) | secret products (HE), packed or not |
 //! | [`attention`] | multi-head attention with padding or causal mask, grouped KV heads | `matmul` + Softmax + row products |
 //! | [`softmax`] | Softmax of rows with a mask | OT (max tree, exp, reciprocal, product) |
@@ -40,8 +42,10 @@ pub mod embedding;
 pub mod keys;
 pub mod label;
 pub mod linear;
+pub mod linear_offline;
 pub mod matmul;
 pub mod norm;
+pub mod offline;
 pub mod pool;
 pub mod sigmoid;
 pub mod silu;

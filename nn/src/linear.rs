@@ -7,7 +7,8 @@
 //! encryption; each has its own `setup` and `online`.
 //!
 //! Online, per call on X of k×m and W of m×n (labels are the caller's):
-//! 1. client → server: the COP responses ([`cop::online_bytes_window`] bytes, one flight),
+//! 1. client → server: the COP responses ([`cop::online_bytes_window`] bytes, one flight;
+//!    how many depends on the layer's row packing, [`Packing`], chosen by the server),
 //!    revealing only the bits the [`Rescale`] keeps (bits [18, 64) for a truncated layer);
 //! 2. the server adds its bias (36 fraction bits) rounded into the window;
 //! 3. [`Rescale::Truncate`]: a known-MSB up-cast of the window shares to Z_2^64 (2 flights,
@@ -19,6 +20,7 @@ use crate::cast::{upcast_cost, upcast_window, LINEAR};
 use crate::keys::HeKeys;
 use crate::tensor::SharedTensor;
 use he_linear::cop;
+pub use he_linear::layout::{CopLayout, Packing};
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::response::Window;
@@ -27,6 +29,7 @@ use he_linear::weight_store::CachedLayer;
 use mpc_core::{Channel, Error, FixedPoint, Result, Ring, Seed};
 use ot_nonlinear::mpc::{Cost, Session, Side};
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// What a linear layer does with its 36-fraction-bit products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +42,7 @@ pub enum Rescale {
 }
 
 impl Rescale {
-    fn window(self, params: &HeParams) -> Result<Window> {
+    pub(crate) fn window(self, params: &HeParams) -> Result<Window> {
         match self {
             Rescale::Truncate => Window::new(params, LINEAR.frac_bits(), Ring::R64.bits()),
             Rescale::Keep => Ok(Window::full(params)),
@@ -55,20 +58,19 @@ impl Rescale {
 }
 
 /// Bytes of the length prefix of a framed message.
-const FRAME_PREFIX: u64 = 8;
+pub(crate) const FRAME_PREFIX: u64 = 8;
 
-/// Exact cost of one linear layer on X of k×m and W of m×n.
+/// Exact cost of one linear layer on X of k×m and W of m×n, packed as `layout`.
 pub fn linear_cost(
     params: &HeParams,
+    layout: &CopLayout,
     k: usize,
-    m: usize,
-    n: usize,
     rescale: Rescale,
 ) -> Result<Cost> {
-    let window = rescale.window(params)?;
+    let (n, window) = (layout.n, rescale.window(params)?);
     let cop = Cost {
         server_bytes: 0,
-        client_bytes: cop::online_bytes_window(params, k, m, n, window) as u64 + FRAME_PREFIX,
+        client_bytes: cop::online_bytes_window(params, layout, k, window) as u64 + FRAME_PREFIX,
         rounds: 1,
         first: Side::Client,
         last: Side::Client,
@@ -149,6 +151,9 @@ fn matmul_small_avx2(a: &[u64], b: &[u64], k: usize, m: usize, out: &mut [u64]) 
 pub struct ServerLinear {
     w: RingMatrix,
     bias: Vec<u64>,
+    packing: Packing,
+    /// The layer's cache digest ([`cop::layer_digest`]), known after setup.
+    digest: OnceLock<[u8; 32]>,
 }
 
 impl std::fmt::Debug for ServerLinear {
@@ -157,12 +162,14 @@ impl std::fmt::Debug for ServerLinear {
         f.debug_struct("ServerLinear")
             .field("inputs", &self.w.rows())
             .field("outputs", &self.w.cols())
+            .field("packing", &self.packing)
             .finish_non_exhaustive()
     }
 }
 
 impl ServerLinear {
-    /// A layer from its weights and one bias per output column.
+    /// A layer from its weights and one bias per output column, its rows packed
+    /// [`Packing::Compact`] (the smallest setup; see [`ServerLinear::with_packing`]).
     pub fn new(w: RingMatrix, bias: Vec<u64>) -> Result<ServerLinear> {
         if bias.len() != w.cols() {
             return Err(Error::Shape(format!(
@@ -171,7 +178,39 @@ impl ServerLinear {
                 w.cols()
             )));
         }
-        Ok(ServerLinear { w, bias })
+        Ok(ServerLinear {
+            w,
+            bias,
+            packing: Packing::default(),
+            digest: OnceLock::new(),
+        })
+    }
+
+    /// The same layer with its rows packed as `packing` (before setup).
+    pub fn with_packing(self, packing: Packing) -> ServerLinear {
+        ServerLinear {
+            packing,
+            digest: OnceLock::new(),
+            ..self
+        }
+    }
+
+    /// The digest naming this layer's encrypted weights (parameters, packing, server key, W):
+    /// the same as the client's cache id; an error before setup.
+    pub fn digest(&self) -> Result<&[u8; 32]> {
+        self.digest
+            .get()
+            .ok_or_else(|| Error::InvalidArgument("a linear layer used before its setup".into()))
+    }
+
+    /// How the encrypted rows are packed under `params`.
+    pub fn layout(&self, params: &HeParams) -> Result<CopLayout> {
+        self.layout_with(params, self.packing)
+    }
+
+    /// How the rows would be packed under `params` with `packing` (to compare costs).
+    pub fn layout_with(&self, params: &HeParams, packing: Packing) -> Result<CopLayout> {
+        CopLayout::choose(params, self.w.rows(), self.w.cols(), packing)
     }
 
     /// The weights.
@@ -194,7 +233,15 @@ impl ServerLinear {
         pk: &PublicKey,
         seed: Seed,
     ) -> Result<()> {
-        cop::server_setup(ch, params, sk, pk, &self.w, seed)
+        let layout = self.layout(params)?;
+        let digest = cop::layer_digest(params, sk, pk, &layout, &self.w);
+        if self.digest.get().is_some_and(|d| *d != digest) {
+            return Err(Error::InvalidArgument(
+                "a linear layer set up twice under different keys".into(),
+            ));
+        }
+        let _ = self.digest.set(digest);
+        cop::server_setup(ch, params, sk, pk, &layout, &self.w, seed)
     }
 
     /// The server's share of the layer's output on its share of X, against
@@ -213,6 +260,7 @@ impl ServerLinear {
             &mut sess.ch,
             he.params,
             he.keys.my_sk,
+            &self.layout(he.params)?,
             &self.w,
             &xs,
             window,
@@ -247,6 +295,21 @@ impl ClientLinear {
         })
     }
 
+    /// The cache file holding the encrypted weights.
+    pub fn cache_file(&self) -> &Path {
+        &self.cached.path
+    }
+
+    /// The digest naming the server's encrypted weights (parameters, packing, server key, W),
+    /// as the server announced it at setup.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.cached.digest
+    }
+
+    pub(crate) fn cached(&self) -> &CachedLayer {
+        &self.cached
+    }
+
     /// The client's share of the layer's output on its share of X, against
     /// [`ServerLinear::online`].
     pub fn online(
@@ -257,7 +320,7 @@ impl ClientLinear {
         rescale: Rescale,
     ) -> Result<SharedTensor> {
         let enc = self.cached.open(he.params)?;
-        check_input(x, enc.header().m)?;
+        check_input(x, enc.layout().m)?;
         let window = rescale.window(he.params)?;
         let xc = RingMatrix::new(x.rows(), x.cols(), x.share().to_vec())?;
         let seed = sess.fresh_seed();
@@ -274,7 +337,7 @@ impl ClientLinear {
     }
 }
 
-fn check_input(x: &SharedTensor, inputs: usize) -> Result<()> {
+pub(crate) fn check_input(x: &SharedTensor, inputs: usize) -> Result<()> {
     if x.format() != LINEAR || x.cols() != inputs {
         return Err(Error::Shape(format!(
             "linear layer of {inputs} inputs given a tensor of shape {} with {} fraction bits on Z_2^{}",
@@ -286,7 +349,7 @@ fn check_input(x: &SharedTensor, inputs: usize) -> Result<()> {
     Ok(())
 }
 
-fn finish(
+pub(crate) fn finish(
     sess: &mut Session,
     y: RingMatrix,
     window: Window,

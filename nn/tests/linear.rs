@@ -6,7 +6,7 @@ use common::*;
 use he_linear::matrix::RingMatrix;
 use mpc_core::{Error, FixedPoint, Ring, Seed};
 use nn::embedding::{ClientEmbedding, ServerEmbedding};
-use nn::linear::{linear_cost, linear_mirror, ClientLinear, Rescale, ServerLinear};
+use nn::linear::{linear_cost, linear_mirror, ClientLinear, Packing, Rescale, ServerLinear};
 use nn::SharedTensor;
 use ot_nonlinear::mpc::CotDemand;
 
@@ -36,7 +36,7 @@ fn layer(seed: u64, m: usize, n: usize) -> (Vec<u64>, Vec<u64>) {
     (w, b)
 }
 
-fn run_linear(seed: u64, (k, m, n): (usize, usize, usize), rescale: Rescale) {
+fn run_linear(seed: u64, (k, m, n): (usize, usize, usize), rescale: Rescale, packing: Packing) {
     let (w, b) = layer(seed, m, n);
     let x = values(
         &mut prg(seed),
@@ -47,7 +47,10 @@ fn run_linear(seed: u64, (k, m, n): (usize, usize, usize), rescale: Rescale) {
     );
     let (xs, xc) = share(&x, Ring::R64, &mut prg(seed ^ 3));
     let fx = Fixture::new(seed);
-    let server = ServerLinear::new(RingMatrix::new(m, n, w.clone()).unwrap(), b.clone()).unwrap();
+    let server = ServerLinear::new(RingMatrix::new(m, n, w.clone()).unwrap(), b.clone())
+        .unwrap()
+        .with_packing(packing);
+    let layout = server.layout(&fx.params).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let dir = cache.path().to_path_buf();
     let fxs = fx.clone();
@@ -85,20 +88,24 @@ fn run_linear(seed: u64, (k, m, n): (usize, usize, usize), rescale: Rescale) {
         "{rescale:?}: {} units from the mirror",
         max_gap(&got, &want)
     );
-    let cost = linear_cost(&fx.params, k, m, n, rescale).unwrap();
+    let cost = linear_cost(&fx.params, &layout, k, rescale).unwrap();
     assert_bytes("op", &cs, &cc, cost);
 }
 
 #[test]
 fn linear_truncating_is_within_two_units_and_costs_what_it_says() {
     let seed = seed(21);
-    run_linear(seed, (5, 20, 13), Rescale::Truncate);
+    for packing in [Packing::Compact, Packing::Online] {
+        run_linear(seed, (5, 20, 13), Rescale::Truncate, packing);
+    }
 }
 
 #[test]
 fn linear_keeping_all_bits_is_exact_and_costs_what_it_says() {
     let seed = seed(22);
-    run_linear(seed, (3, 33, 7), Rescale::Keep);
+    for packing in [Packing::Compact, Packing::Online] {
+        run_linear(seed, (3, 33, 7), Rescale::Keep, packing);
+    }
 }
 
 #[test]

@@ -3,14 +3,15 @@
 use super::public::PublicModel;
 use super::EmbeddingMode;
 use he_linear::embedding::{self, EmbeddingLayout};
+use he_linear::layout::{CopLayout, Packing};
 use he_linear::params::HeParams;
 use he_linear::weight_store;
 use mpc_core::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Refuses, before any weight is sent, a setup whose cache cannot fit in `cache_dir`: the
-/// encrypted weights need at least one ciphertext per weight row (layers of at most N columns,
-/// as in BERT-base and -large, need exactly that) and the private embedding table; entries
+/// encrypted weights need at least the compactest packing of every layer
+/// ([`Packing::Compact`], the server's default) and the private embedding table; entries
 /// already in the directory may be reused, so the check is need ≤ free space + their size and
 /// never refuses a setup that could succeed. (`write_cache_file` still checks each file.)
 pub(crate) fn check_cache_room(
@@ -20,14 +21,19 @@ pub(crate) fn check_cache_room(
 ) -> Result<()> {
     let c = &public.config;
     let d = c.hidden_size;
-    let rows_per_layer = [d, d, d, c.intermediate_size];
-    let per_layer = rows_per_layer
-        .iter()
-        .map(|&m| weight_store::layer_file_bytes(params, m, 1))
-        .fold(0u64, u64::saturating_add);
+    let least = |m: usize, n: usize| -> Result<u64> {
+        let layout = CopLayout::choose(params, m, n, Packing::Compact)?;
+        Ok(weight_store::layer_file_bytes(params, layout))
+    };
+    let i = c.intermediate_size;
+    let mut per_layer = 0u64;
+    // The folded shapes (`fold`): [diag(γ) | Q | K | V], O, [diag(γ) | W_up], W_down.
+    for (m, n) in [(d, 4 * d), (d, d), (d, d + i), (i, d)] {
+        per_layer = per_layer.saturating_add(least(m, n)?);
+    }
     let mut need = per_layer
         .saturating_mul(c.num_hidden_layers as u64)
-        .saturating_add(weight_store::layer_file_bytes(params, d, 1));
+        .saturating_add(least(d, public.classes)?);
     if public.embedding == EmbeddingMode::Server {
         let layout = EmbeddingLayout::densest(params, c.vocab_size, d)?;
         need = need.saturating_add(embedding::table_file_bytes(params, &layout));

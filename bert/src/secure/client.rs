@@ -2,6 +2,7 @@
 use super::cache::check_cache_room;
 use super::engine::{self, Role, HEAD_RESCALE, LAYER_RESCALE};
 use super::fold::Weights;
+use super::offline::{self, OfflineStore, SessionId, HEAD, WEIGHTS};
 use super::public::PublicModel;
 use super::reference::logits_from_sums;
 use super::{he_params, pad, EmbeddingMode};
@@ -51,14 +52,33 @@ enum Embedding {
     },
 }
 
-/// The client's state during one inference: the padded ids and their mask.
+/// The client's state during one inference: the padded ids, their mask and the offline
+/// material it uses (if any).
 struct Query<'a> {
     client: &'a Client,
     ids: Vec<u32>,
     mask: Vec<bool>,
+    store: Option<&'a OfflineStore>,
 }
 
 impl Client {
+    /// Bytes of this model's entries in the client's cache (encrypted weights and table).
+    pub fn cache_bytes(&self) -> Result<u64> {
+        let mut files: Vec<&std::path::Path> = self
+            .layers
+            .iter()
+            .flatten()
+            .chain(std::iter::once(&self.head))
+            .map(|l| l.cache_file())
+            .collect();
+        if let Embedding::Private(e) = &self.embedding {
+            files.push(e.cache_file());
+        }
+        files
+            .into_iter()
+            .try_fold(0u64, |acc, f| Ok(acc + std::fs::metadata(f)?.len()))
+    }
+
     /// Setup against [`super::Server::setup`]: receives the public model and the encrypted
     /// weights (or reuses the cache in `cache_dir`).
     pub fn setup(sess: &mut Session, cache_dir: &Path) -> Result<Client> {
@@ -90,15 +110,20 @@ impl Client {
             let c = &public.config;
             let layers = (0..c.num_hidden_layers)
                 .map(|l| {
-                    let mut get = |name: &str| {
-                        ClientLinear::setup(ch, &params, cache_dir, &format!("L{l:02}-{name}"))
+                    let mut get = |which: Weights| {
+                        ClientLinear::setup(ch, &params, cache_dir, &offline::entry(l, which))
                     };
-                    let layer = [get("qkv")?, get("o")?, get("h1")?, get("h2")?];
+                    let layer = [
+                        get(Weights::Qkv)?,
+                        get(Weights::O)?,
+                        get(Weights::H1)?,
+                        get(Weights::H2)?,
+                    ];
                     progress(l + 1, c.num_hidden_layers);
                     Ok(layer)
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let head = ClientLinear::setup(ch, &params, cache_dir, "head")?;
+            let head = ClientLinear::setup(ch, &params, cache_dir, HEAD)?;
             let d = c.hidden_size;
             let table = |ch: &mut mpc_core::Channel, rows: usize| {
                 let n = rows.checked_mul(d).ok_or_else(|| {
@@ -148,8 +173,11 @@ impl Client {
         ids: &[u32],
         progress: &dyn Fn(usize, usize),
     ) -> Result<Vec<f64>> {
-        let (ids, mask) = pad(ids, self.public.seq_len, self.public.config.vocab_size)?;
-        let he = HeKeys {
+        self.run(sess, ids, None, progress)
+    }
+
+    fn he(&self) -> HeKeys<'_> {
+        HeKeys {
             params: &self.params,
             product_params: &self.product_params,
             keys: ProductKeys {
@@ -157,14 +185,90 @@ impl Client {
                 peer_pk: &self.server_pk,
                 peer_galois: self.server_galois.as_ref(),
             },
-        };
+        }
+    }
+
+    fn run(
+        &self,
+        sess: &mut Session,
+        ids: &[u32],
+        store: Option<&OfflineStore>,
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<Vec<f64>> {
+        let (ids, mask) = pad(ids, self.public.seq_len, self.public.config.vocab_size)?;
         let query = Query {
             client: self,
             ids,
             mask,
+            store,
         };
-        let sums = engine::run(&query, sess, &self.public, &he, progress)?;
+        let sums = engine::run(&query, sess, &self.public, &self.he(), progress)?;
         Ok(logits_from_sums(&sums, &query.mask))
+    }
+
+    /// The id binding offline material to this model and server key: a hash of the cached
+    /// layers' digests (the server computes the same).
+    pub fn model_id(&self) -> [u8; 32] {
+        nn::offline::model_id(
+            self.layers
+                .iter()
+                .flatten()
+                .chain(std::iter::once(&self.head))
+                .map(|l| l.digest()),
+        )
+    }
+
+    /// The offline phase of one inference against [`super::Server::offline`] (label
+    /// `offline`, `super::offline`): draws a session id, sends it, and files R and the
+    /// client's shares of every linear layer's R·W under `root`. Returns the session id.
+    pub fn offline(&self, sess: &mut Session, root: &Path) -> Result<SessionId> {
+        let he = self.he();
+        let k = self.public.seq_len;
+        sess.scope(Component::Offline.label(), |s| {
+            let session = SessionId(s.fresh_seed().0);
+            let store = OfflineStore::create(root, self.model_id(), session)?;
+            s.ch.send(&session.0)?;
+            for (l, layer) in self.layers.iter().enumerate() {
+                for (w, which) in layer.iter().zip(WEIGHTS) {
+                    s.scope(&offline::label(l, which), |s| {
+                        w.offline(s, &he, k, LAYER_RESCALE, &store, &offline::entry(l, which))
+                    })?;
+                }
+            }
+            s.scope(Component::Head.label(), |s| {
+                self.head.offline(s, &he, k, HEAD_RESCALE, &store, HEAD)
+            })?;
+            let mut done = [0u8; 1];
+            s.ch.recv(&mut done)?;
+            if done != [1] {
+                return Err(Error::Malformed("offline phase: bad end marker".into()));
+            }
+            Ok(session)
+        })
+    }
+
+    /// The sessions of offline material under `root` for this model and server key that are
+    /// still unused, oldest first.
+    pub fn pending_offline(&self, root: &Path) -> Result<Vec<SessionId>> {
+        OfflineStore::pending(root, &self.model_id())
+    }
+
+    /// [`Client::infer`] on the offline material of `session` under `root` (against
+    /// [`super::Server::infer_offline`]): checks that all of it is present and unused before
+    /// anything is sent, then consumes it layer by layer; no HE in the linear layers.
+    pub fn infer_offline(
+        &self,
+        sess: &mut Session,
+        ids: &[u32],
+        root: &Path,
+        session: SessionId,
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<Vec<f64>> {
+        let store = OfflineStore::open(root, self.model_id(), session)?;
+        let names = offline::entries(self.layers.len());
+        store.check_unused(names.iter().map(|n| n.as_str()))?;
+        sess.ch.send(&session.0)?;
+        self.run(sess, ids, Some(&store), progress)
     }
 }
 
@@ -181,11 +285,22 @@ impl Role for Query<'_> {
         which: Weights,
         x: &SharedTensor,
     ) -> Result<SharedTensor> {
-        self.client.layers[layer][which as usize].online(sess, he, x, LAYER_RESCALE)
+        let w = &self.client.layers[layer][which as usize];
+        match self.store {
+            Some(store) => {
+                let name = offline::entry(layer, which);
+                w.online_prepared(sess, he, x, LAYER_RESCALE, store, &name)
+            }
+            None => w.online(sess, he, x, LAYER_RESCALE),
+        }
     }
 
     fn head(&self, sess: &mut Session, he: &HeKeys<'_>, h: &SharedTensor) -> Result<SharedTensor> {
-        self.client.head.online(sess, he, h, HEAD_RESCALE)
+        let head = &self.client.head;
+        match self.store {
+            Some(store) => head.online_prepared(sess, he, h, HEAD_RESCALE, store, HEAD),
+            None => head.online(sess, he, h, HEAD_RESCALE),
+        }
     }
 
     fn embed(&self, sess: &mut Session, he: &HeKeys<'_>) -> Result<SharedTensor> {

@@ -8,9 +8,11 @@
 //! **Setup** (once per model and server key): the server sends the public description (shapes,
 //! sequence length, the approximation set's public part), both exchange RLWE public keys, and
 //! the server sends its encrypted weights for every linear layer (COP) and, with a private
-//! embedding, its encrypted word-embedding table. The client caches them on disk keyed by a
-//! digest of (parameters, server key, weights) and reuses them across runs; layers are mapped
-//! one at a time during inference.
+//! embedding, its encrypted word-embedding table; every layer packs as many weight rows per
+//! ciphertext as fit ([`nn::linear::Packing::Compact`], unless
+//! [`Server::with_packing`] says otherwise). The client caches them on disk keyed by a
+//! digest of (parameters, packing, server key, weights) and reuses them across runs; layers are
+//! mapped one at a time during inference.
 //!
 //! **Online**, all values additively shared over Z_2^64 with 18 fraction bits:
 //! * embedding: private table lookup ([`he_linear::embedding`]) plus the position and token-type
@@ -26,8 +28,8 @@
 //!   Z_2^64 by a known-MSB cast; they sum to the truncated product within a few units;
 //! * LayerNorm computes the normalisation ŷ only; its affine γ·ŷ + β is folded into the COP
 //!   that consumes it, whose weights are `[diag(γ) | diag(γ)·W]` (the first block yields the
-//!   residual branch γ·ŷ + β, the second the layer): same setup size (one ciphertext per row
-//!   either way), 128×d more outputs online;
+//!   residual branch γ·ŷ + β, the second the layer): d more columns per row (at BERT-base,
+//!   2 rows per ciphertext instead of 3 for QKV), 128×d more outputs online;
 //! * head: per-token logits `ŷ_t·(diag(γ)·W) + β·W + b` (COP, 36 fraction bits), the
 //!   client's mask applied by a multiplexer, the sum over tokens revealed to the client only,
 //!   which divides by its own number of real tokens.
@@ -39,6 +41,12 @@
 //! Every step runs under a channel label `layerNN/<component>` (or `embedding`, `head`), so the
 //! bench reports bytes, rounds and time per component and per layer.
 //!
+//! **Offline / online** ([`offline`], issue 17): [`Server::offline`] / [`Client::offline`]
+//! run every linear layer's COP on the client's random R before the input exists and file
+//! the material on disk (keyed by model, server key and session, used once);
+//! [`Server::infer_offline`] / [`Client::infer_offline`] then run the inference with each
+//! linear layer reduced to one plaintext message (X_c − R) and no HE.
+//!
 //! Files: [`public`] (what both parties know, the redaction of the client's copy, the head),
 //! [`fold`] (the server's weights folded with the LayerNorms), [`reference`](mod@reference) (the fixed-point
 //! and float references), [`server`], [`client`], `engine` (the online composition of `nn`
@@ -48,12 +56,14 @@ pub mod cache;
 pub mod client;
 mod engine;
 pub mod fold;
+pub mod offline;
 pub mod public;
 pub mod reference;
 pub mod server;
 
 pub use cache::default_cache_dir;
 pub use client::Client;
+pub use offline::{OfflineStore, SessionId};
 pub use public::{Head, PublicModel};
 pub use reference::{fixed_reference, float_reference, FIXED_LOGIT_BOUND};
 pub use server::Server;

@@ -1,18 +1,21 @@
 //! The server: the encoded model, its keys, and the client's public keys after setup.
 use super::engine::{self, Role, HEAD_RESCALE, LAYER_RESCALE};
 use super::fold::{fold_head, layer_weights, Weights};
+use super::offline::{self, OfflineStore, SessionId, HEAD, WEIGHTS};
 use super::public::{redact_breakpoints, Head, PublicModel};
 use super::{he_params, AttentionMode, EmbeddingMode};
 use crate::fixed_model::FixedBert;
+use he_linear::cop;
 use he_linear::galois::GaloisKeys;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
 use mpc_core::{AesPrg, Error, Party, Result, Ring, Seed, Turn};
 use nn::embedding::ServerEmbedding;
-use nn::linear::ServerLinear;
+use nn::linear::{Packing, ServerLinear};
 use nn::{Component, HeKeys, SharedTensor};
 use ot_nonlinear::mpc::Session;
+use std::path::Path;
 
 const R: Ring = Ring::R64;
 
@@ -103,6 +106,68 @@ impl Server {
         Ok(self)
     }
 
+    /// Chooses how every linear layer packs its encrypted rows (before setup; default
+    /// [`Packing::Compact`], the smallest setup and cache; [`Packing::Online`] sends ⌊N/n⌋
+    /// times more at setup for fewer single-phase online bytes).
+    pub fn with_packing(mut self, packing: Packing) -> Server {
+        self.layers = std::mem::take(&mut self.layers)
+            .into_iter()
+            .map(|layer| layer.map(|w| w.with_packing(packing)))
+            .collect();
+        self.head = self.head.with_packing(packing);
+        self
+    }
+
+    /// Chooses each linear layer's packing by cost: the fewest online bytes (at this model's
+    /// sequence length, single phase) whose encrypted weights fit `budget` setup bytes.
+    /// Starting from one row per ciphertext everywhere ([`Packing::Online`]), it packs
+    /// ([`Packing::Compact`]) the layers that save the most setup bytes per online byte added
+    /// until the weights fit; if even all-compact does not fit, every layer is compact (the
+    /// client's disk check still refuses a cache it cannot hold). Returns the setup bytes of
+    /// the linear layers.
+    pub fn with_setup_budget(mut self, budget: u64) -> Result<(Server, u64)> {
+        let (params, k) = (&self.params, self.public.seq_len);
+        // (setup bytes online, setup bytes compact, online bytes online, online bytes compact)
+        let mut costs = Vec::new();
+        for w in self
+            .layers
+            .iter()
+            .flatten()
+            .chain(std::iter::once(&self.head))
+        {
+            let cost = |packing: Packing| -> Result<(u64, u64)> {
+                let layout = w.layout_with(params, packing)?;
+                Ok((
+                    layout.setup_bytes(params) as u64,
+                    cop::online_bytes(params, &layout, k) as u64,
+                ))
+            };
+            let ((s1, o1), (sc, oc)) = (cost(Packing::Online)?, cost(Packing::Compact)?);
+            costs.push((s1, sc, o1, oc));
+        }
+        let mut total: u64 = costs.iter().map(|c| c.0).sum();
+        let mut order: Vec<usize> = (0..costs.len()).collect();
+        // Most setup saved per online byte added first.
+        let ratio =
+            |c: &(u64, u64, u64, u64)| (c.0 - c.1) as f64 / (c.3.saturating_sub(c.2) + 1) as f64;
+        order.sort_by(|&a, &b| ratio(&costs[b]).total_cmp(&ratio(&costs[a])));
+        let mut packings = vec![Packing::Online; costs.len()];
+        for i in order {
+            if total <= budget {
+                break;
+            }
+            packings[i] = Packing::Compact;
+            total = total - costs[i].0 + costs[i].1;
+        }
+        let mut it = packings.into_iter();
+        self.layers = std::mem::take(&mut self.layers)
+            .into_iter()
+            .map(|layer| layer.map(|w| w.with_packing(it.next().unwrap_or_default())))
+            .collect();
+        self.head = self.head.with_packing(it.next().unwrap_or_default());
+        Ok((self, total))
+    }
+
     /// Setup against [`super::Client::setup`] (label `setup`).
     pub fn setup(&mut self, sess: &mut Session) -> Result<()> {
         let (params, sk, pk) = (&self.params, &self.sk, &self.pk);
@@ -146,12 +211,12 @@ impl Server {
         Ok(())
     }
 
-    /// One inference (the server learns nothing; its output is the protocol's completion).
-    pub fn infer(&self, sess: &mut Session) -> Result<()> {
+    /// The HE context after setup.
+    fn he(&self) -> Result<HeKeys<'_>> {
         let Some(client_pk) = &self.client_pk else {
             return Err(Error::InvalidArgument("inference before setup".into()));
         };
-        let he = HeKeys {
+        Ok(HeKeys {
             params: &self.params,
             product_params: &self.product_params,
             keys: ProductKeys {
@@ -159,12 +224,83 @@ impl Server {
                 peer_pk: client_pk,
                 peer_galois: self.client_galois.as_ref(),
             },
+        })
+    }
+
+    /// One inference (the server learns nothing; its output is the protocol's completion).
+    pub fn infer(&self, sess: &mut Session) -> Result<()> {
+        let pass = ServerPass {
+            server: self,
+            store: None,
         };
-        engine::run(self, sess, &self.public, &he, &|_, _| {}).map(|_| ())
+        engine::run(&pass, sess, &self.public, &self.he()?, &|_, _| {}).map(|_| ())
+    }
+
+    /// The id binding offline material to this model and server key (after setup): a hash of
+    /// the linear layers' cache digests, the same the client computes.
+    pub fn model_id(&self) -> Result<[u8; 32]> {
+        let digests = self
+            .layers
+            .iter()
+            .flatten()
+            .chain(std::iter::once(&self.head))
+            .map(|w| w.digest())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(nn::offline::model_id(digests))
+    }
+
+    /// The offline phase of one inference against [`super::Client::offline`] (label
+    /// `offline`, `super::offline`): receives the client's session id and files the server's
+    /// shares of every linear layer's R·W under `root`. Returns the session id.
+    pub fn offline(&self, sess: &mut Session, root: &Path) -> Result<SessionId> {
+        let he = self.he()?;
+        let model = self.model_id()?;
+        let k = self.public.seq_len;
+        sess.scope(Component::Offline.label(), |s| {
+            let mut id = [0u8; 16];
+            s.ch.recv(&mut id)?;
+            let store = OfflineStore::create(root, model, SessionId(id))?;
+            for (l, layer) in self.layers.iter().enumerate() {
+                for (w, which) in layer.iter().zip(WEIGHTS) {
+                    s.scope(&offline::label(l, which), |s| {
+                        w.offline(s, &he, k, LAYER_RESCALE, &store, &offline::entry(l, which))
+                    })?;
+                }
+            }
+            s.scope(Component::Head.label(), |s| {
+                self.head.offline(s, &he, k, HEAD_RESCALE, &store, HEAD)
+            })?;
+            // The phase ends when both parties have filed their material.
+            s.ch.send(&[1])?;
+            s.ch.flush()?;
+            Ok(store.session())
+        })
+    }
+
+    /// One inference on offline material (against [`super::Client::infer_offline`]): the
+    /// client names its session; every linear layer uses (and consumes) its entry, no HE.
+    pub fn infer_offline(&self, sess: &mut Session, root: &Path) -> Result<()> {
+        let he = self.he()?;
+        let mut id = [0u8; 16];
+        sess.ch.recv(&mut id)?;
+        let store = OfflineStore::open(root, self.model_id()?, SessionId(id))?;
+        let names = offline::entries(self.layers.len());
+        store.check_unused(names.iter().map(|n| n.as_str()))?;
+        let pass = ServerPass {
+            server: self,
+            store: Some(&store),
+        };
+        engine::run(&pass, sess, &self.public, &he, &|_, _| {}).map(|_| ())
     }
 }
 
-impl Role for Server {
+/// The server's side of one inference: its model, and the offline material it uses (if any).
+struct ServerPass<'a> {
+    server: &'a Server,
+    store: Option<&'a OfflineStore>,
+}
+
+impl Role for ServerPass<'_> {
     fn party(&self) -> Party {
         Party::Server
     }
@@ -177,23 +313,36 @@ impl Role for Server {
         which: Weights,
         x: &SharedTensor,
     ) -> Result<SharedTensor> {
-        self.layers[layer][which as usize].online(sess, he, x, LAYER_RESCALE)
+        let w = &self.server.layers[layer][which as usize];
+        match self.store {
+            Some(store) => {
+                let name = offline::entry(layer, which);
+                w.online_prepared(sess, he, x, LAYER_RESCALE, store, &name)
+            }
+            None => w.online(sess, he, x, LAYER_RESCALE),
+        }
     }
 
     fn head(&self, sess: &mut Session, he: &HeKeys<'_>, h: &SharedTensor) -> Result<SharedTensor> {
-        self.head.online(sess, he, h, HEAD_RESCALE)
+        match self.store {
+            Some(store) => {
+                (self.server.head).online_prepared(sess, he, h, HEAD_RESCALE, store, HEAD)
+            }
+            None => self.server.head.online(sess, he, h, HEAD_RESCALE),
+        }
     }
 
     fn embed(&self, sess: &mut Session, he: &HeKeys<'_>) -> Result<SharedTensor> {
-        let (n, d) = (self.public.seq_len, self.public.config.hidden_size);
-        match self.public.embedding {
+        let server = self.server;
+        let (n, d) = (server.public.seq_len, server.public.config.hidden_size);
+        match server.public.embedding {
             EmbeddingMode::Server => {
-                let share = self.embedding.lookup(sess, he, n)?;
+                let share = server.embedding.lookup(sess, he, n)?;
                 // Positions are public and every token has type 0: the server adds both.
                 let mut data = share.into_share();
                 for (t, row) in data.chunks_exact_mut(d).enumerate() {
                     for (j, v) in row.iter_mut().enumerate() {
-                        *v = R.add(*v, R.add(self.position[t * d + j], self.token_type[j]));
+                        *v = R.add(*v, R.add(server.position[t * d + j], server.token_type[j]));
                     }
                 }
                 SharedTensor::matrix(n, d, nn::cast::LINEAR, data)

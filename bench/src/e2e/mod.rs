@@ -13,17 +13,21 @@
 //! [`crate::DEFAULT_KEY_FILE`], a server-only directory), never in the client's cache: it is
 //! created 0600 and refused when inside a cache directory or readable by group or others
 //! (`he_linear::key_file`).
+mod chart;
+mod report;
+
 use crate::progress::Progress;
 use crate::seed::RunSeed;
 use bert::fixed_model::FixedBert;
 use bert::secure::{self, AttentionMode, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights, FloatBert, Tokenizer};
+use chart::svg_chart;
 use he_linear::key_file::load_or_create_key_seed;
+use he_linear::layout::Packing;
 use mpc_core::{Channel, Error, NetProfile, Party, Result, Seed, Stats};
-use nn::label::{layer_of, Component as Label};
 use ot_nonlinear::approx::ApproxSet;
 use ot_nonlinear::mpc::Session;
-use std::collections::BTreeMap;
+use report::{build_report, print_report, Measured};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -74,6 +78,15 @@ pub struct Args {
     /// server in two-process mode.
     #[arg(long, default_value = "packed")]
     attention: String,
+    /// Encrypted weight rows per ciphertext: auto (per layer, the fewest online bytes whose
+    /// encrypted weights fit --weights-budget-gb), compact (as many as fit: the smallest setup
+    /// and cache) or online (one: the fewest online bytes). Chosen by the server.
+    #[arg(long, default_value = "auto")]
+    packing: String,
+    /// Setup budget of the linear layers' encrypted weights for `--packing auto`, in GB (3.2
+    /// leaves room for BERT-base's 0.7 GB embedding table under 4 GB).
+    #[arg(long, default_value_t = 3.2)]
+    weights_budget_gb: f64,
     /// The input sentence (tokenized with the model's vocabulary).
     #[arg(long)]
     text: Option<String>,
@@ -90,6 +103,11 @@ pub struct Args {
     /// Client: address to connect to (two-process mode).
     #[arg(long)]
     connect: Option<String>,
+    /// offline (every linear layer's COP on the client's random R, filed on disk for one
+    /// inference), online (an inference on the oldest unused material), both (offline then
+    /// online, the default) or single (today's single phase, no material).
+    #[arg(long, default_value = "both")]
+    phase: String,
     /// Write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -196,116 +214,41 @@ fn token_ids(text: &str, tokenizer: Option<&Tokenizer>, vocab: usize) -> Vec<u32
     }
 }
 
-/// What the client measured, plus the references.
-#[derive(Debug, Clone)]
-struct Measured {
-    setup: Stats,
-    online: Stats,
-    online_wall: f64,
-    labels: BTreeMap<String, Stats>,
-    logits: Vec<f64>,
+/// Which phases a run executes (`--phase`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Today's single phase: every linear layer's COP online.
+    Single,
+    /// The offline phase only: material filed for one later inference.
+    Offline,
+    /// The online phase on the oldest unused material.
+    Online,
+    /// Offline, then online on its material.
+    Both,
 }
 
-/// The component rows of the report, in print order, with the labels they sum.
-const COMPONENTS: [(&str, &[Label]); 8] = [
-    ("Linear_qkv", &[Label::LinearQkv]),
-    ("Linear_o", &[Label::LinearO]),
-    ("Linear_h1", &[Label::LinearH1]),
-    ("Linear_h2", &[Label::LinearH2]),
-    (
-        "Softmax",
-        &[Label::AttentionSoftmax, Label::AttentionNormalize],
-    ),
-    ("GELU", &[Label::Activation]),
-    ("QKᵀ&PV", &[Label::AttentionQk, Label::AttentionPv]),
-    ("LayerNorm", &[Label::NormAttention, Label::NormFfn]),
-];
-
-/// Nimbus's published per-block figures (REFERENCE.md): MB, rounds, LAN s, WAN s.
-fn nimbus_block(name: &str) -> (Option<f64>, Option<u64>, f64, f64) {
-    match name {
-        "Linear_qkv" => (Some(10.35), Some(1), 0.17, 0.74),
-        "Linear_o" => (Some(3.05), Some(1), 0.06, 0.20),
-        "Linear_h1" => (Some(15.52), Some(1), 0.25, 0.87),
-        "Linear_h2" => (Some(3.05), Some(1), 0.26, 0.68),
-        "Softmax" => (Some(115.35), Some(60), 0.56, 3.07),
-        "GELU" => (Some(53.22), Some(24), 0.28, 1.02),
-        "QKᵀ&PV" => (None, None, 0.73, 0.98),
-        "LayerNorm" => (None, None, 0.14, 0.97),
-        _ => (None, None, f64::NAN, f64::NAN),
-    }
-}
-
-/// One row of the JSON report.
-#[derive(serde::Serialize, Debug, Clone)]
-struct Component {
-    name: String,
-    bytes: u64,
-    rounds: u64,
-    wall_s: f64,
-}
-
-#[derive(serde::Serialize, Debug)]
-struct BytesWall {
-    bytes: u64,
-    wall_s: f64,
-}
-
-#[derive(serde::Serialize, Debug)]
-struct OnlineTotals {
-    bytes: u64,
-    rounds: u64,
-    wall_s: f64,
-}
-
-#[derive(serde::Serialize, Debug)]
-struct Report {
-    model: String,
-    seq_len: usize,
-    layers: usize,
-    net: String,
-    approx: String,
-    embedding: String,
-    attention: String,
-    setup: BytesWall,
-    online: OnlineTotals,
-    components: Vec<Component>,
-    per_layer: Vec<Vec<Component>>,
-    logits: Vec<f64>,
-    /// None when the references were not computed (`--role client` without `--check`).
-    max_abs_err_vs_fixed: Option<f64>,
-    max_abs_err_vs_float: Option<f64>,
-}
-
-/// Sums the stats of every `layerNN/<label>` of `components` in layer `layer` (None: all
-/// layers).
-fn sum_layer(
-    labels: &BTreeMap<String, Stats>,
-    layer: Option<usize>,
-    components: &[Label],
-) -> Stats {
-    let mut s = Stats::default();
-    for (path, st) in labels {
-        let Some((num, tail)) = layer_of(path) else {
-            continue;
-        };
-        if layer.is_some_and(|l| num != l) {
-            continue;
-        }
-        if components.iter().any(|c| c.label() == tail) {
-            s.accumulate(st);
+impl std::str::FromStr for Phase {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Phase> {
+        match s {
+            "single" => Ok(Phase::Single),
+            "offline" => Ok(Phase::Offline),
+            "online" => Ok(Phase::Online),
+            "both" => Ok(Phase::Both),
+            _ => Err(Error::InvalidArgument(format!(
+                "--phase {s}: expected offline, online, both or single"
+            ))),
         }
     }
-    s
 }
 
-fn component(name: &str, s: &Stats) -> Component {
-    Component {
-        name: name.into(),
-        bytes: s.bytes(),
-        rounds: s.rounds,
-        wall_s: s.wall_s,
-    }
+/// Where each party keeps its offline material: the client under its cache directory, the
+/// server next to its key file (a server-only directory).
+fn offline_roots(cache: &Path, key_file: &Path) -> (PathBuf, PathBuf) {
+    let server = key_file
+        .parent()
+        .map_or_else(|| PathBuf::from("offline"), |d| d.join("offline"));
+    (server, cache.join("offline"))
 }
 
 /// The server's side of a run on `ch`.
@@ -314,13 +257,34 @@ fn serve(
     server: &mut Server,
     barrier: Option<&std::sync::Barrier>,
     seed: Seed,
+    (phase, root): (Phase, &Path),
 ) -> Result<()> {
     let mut sess = Session::new(ch, Party::Server, seed)?;
     server.setup(&mut sess)?;
     if let Some(b) = barrier {
         b.wait();
     }
-    server.infer(&mut sess)
+    match phase {
+        Phase::Single => server.infer(&mut sess),
+        Phase::Offline => server.offline(&mut sess, root).map(drop),
+        Phase::Online => server.infer_offline(&mut sess, root),
+        Phase::Both => {
+            server.offline(&mut sess, root)?;
+            server.infer_offline(&mut sess, root)
+        }
+    }
+}
+
+/// The statistics of the channel between two totals, with `wall` seconds.
+fn between(before: &Stats, after: &Stats, wall: f64) -> Stats {
+    Stats {
+        bytes_sent: after.bytes_sent - before.bytes_sent,
+        bytes_recv: after.bytes_recv - before.bytes_recv,
+        rounds: after.rounds - before.rounds,
+        wall_s: wall,
+        wait_s: after.wait_s - before.wait_s,
+        calls: 1,
+    }
 }
 
 /// The client's side of a run on `ch`.
@@ -331,6 +295,7 @@ fn consult(
     layers: usize,
     barrier: Option<&std::sync::Barrier>,
     seed: Seed,
+    (phase, root): (Phase, &Path),
 ) -> Result<Measured> {
     let t0 = Instant::now();
     let bar = Progress::new(1 + layers as u64, "setup");
@@ -343,26 +308,47 @@ fn consult(
     })?;
     bar.finish_with_message(&format!("{:.1} s", t0.elapsed().as_secs_f64()));
     let setup = sess.ch.totals();
+    let cache_bytes = client.cache_bytes()?;
     if let Some(b) = barrier {
         b.wait();
     }
-    let before = sess.ch.totals();
-    let bar = Progress::new(layers as u64, "layers");
-    let start = Instant::now();
-    let logits = sess.scope("online", |s| {
-        client.infer_with_progress(s, ids, &|done, _| bar.set_position(done as u64))
-    })?;
-    let online_wall = start.elapsed().as_secs_f64();
-    bar.finish_with_message(&format!("{online_wall:.1} s"));
-    let after = sess.ch.totals();
-    let online = Stats {
-        bytes_sent: after.bytes_sent - before.bytes_sent,
-        bytes_recv: after.bytes_recv - before.bytes_recv,
-        rounds: after.rounds - before.rounds,
-        wall_s: online_wall,
-        wait_s: after.wait_s - before.wait_s,
-        calls: 1,
-    };
+    let (mut offline, mut session) = (None, None);
+    if matches!(phase, Phase::Offline | Phase::Both) {
+        let before = sess.ch.totals();
+        let start = Instant::now();
+        session = Some(client.offline(&mut sess, root)?);
+        let wall = start.elapsed().as_secs_f64();
+        eprintln!(
+            "offline: session {} filed under {}",
+            session.expect("set"),
+            root.display()
+        );
+        offline = Some(between(&before, &sess.ch.totals(), wall));
+    }
+    if phase == Phase::Online {
+        let pending = client.pending_offline(root)?;
+        session = Some(*pending.first().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "no unused offline material for this model and server key under {}: run \
+                 --phase offline first",
+                root.display()
+            ))
+        })?);
+    }
+    let (mut online, mut logits) = (None, Vec::new());
+    if phase != Phase::Offline {
+        let before = sess.ch.totals();
+        let bar = Progress::new(layers as u64, "layers");
+        let progress = |done: usize, _| bar.set_position(done as u64);
+        let start = Instant::now();
+        logits = sess.scope("online", |s| match session {
+            Some(id) => client.infer_offline(s, ids, root, id, &progress),
+            None => client.infer_with_progress(s, ids, &progress),
+        })?;
+        let wall = start.elapsed().as_secs_f64();
+        bar.finish_with_message(&format!("{wall:.1} s"));
+        online = Some(between(&before, &sess.ch.totals(), wall));
+    }
     let labels = sess
         .ch
         .stats()
@@ -371,10 +357,19 @@ fn consult(
         .collect();
     Ok(Measured {
         setup,
+        cache_bytes,
+        offline,
         online,
-        online_wall,
         labels,
         logits,
+    })
+}
+
+/// The server with its layers packed as `packing`, or by cost within `budget` bytes.
+fn pack(server: Server, packing: Option<Packing>, budget: u64) -> Result<Server> {
+    Ok(match packing {
+        Some(p) => server.with_packing(p),
+        None => server.with_setup_budget(budget)?.0,
     })
 }
 
@@ -393,24 +388,32 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let net: NetProfile = args.net.parse()?;
     let mode: EmbeddingMode = args.embedding.parse()?;
     let attention: AttentionMode = args.attention.parse()?;
+    let packing: Option<Packing> = match args.packing.as_str() {
+        "auto" => None,
+        other => Some(other.parse()?),
+    };
+    let weights_budget = (args.weights_budget_gb * 1e9) as u64;
     let cache = args
         .cache_dir
         .clone()
         .unwrap_or_else(|| secure::default_cache_dir(&args.model.replace('/', "_")));
+    let phase: Phase = args.phase.parse()?;
+    let (server_root, client_root) = offline_roots(&cache, &args.key_file);
     match args.role.as_str() {
         "both" | "client" => {}
         "server" => {
             let loaded = load(&args, &load_public(&args)?)?;
             let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
             let seed = load_or_create_key_seed(&args.key_file, &[&cache])?;
-            let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
+            let server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
                 .with_attention(attention)?;
+            let mut server = pack(server, packing, weights_budget)?;
             let addr = args.listen.as_deref().unwrap_or("127.0.0.1:7878");
             let listener = std::net::TcpListener::bind(addr)?;
             eprintln!("server: listening on {addr}");
             let ch = Channel::tcp_accept(&listener)?.shaped(net);
-            serve(ch, &mut server, None, server_seed)?;
-            eprintln!("server: inference done");
+            serve(ch, &mut server, None, server_seed, (phase, &server_root))?;
+            eprintln!("server: {phase:?} done");
             return Ok(());
         }
         r => {
@@ -432,19 +435,38 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let measured = if args.role == "client" {
         let addr = args.connect.as_deref().unwrap_or("127.0.0.1:7878");
         let ch = Channel::tcp_connect(addr, Duration::from_secs(60))?.shaped(net);
-        consult(ch, &cache, &ids, c.num_hidden_layers, None, client_seed)?
+        let phase = (phase, client_root.as_path());
+        consult(
+            ch,
+            &cache,
+            &ids,
+            c.num_hidden_layers,
+            None,
+            client_seed,
+            phase,
+        )?
     } else {
         let loaded = loaded.as_ref().expect("both roles load the model");
         let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
         let seed = load_or_create_key_seed(&args.key_file, &[&cache])?;
-        let mut server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
+        let server = Server::new(&fixed, &loaded.head, args.seq_len, mode, seed)?
             .with_attention(attention)?;
+        let mut server = pack(server, packing, weights_budget)?;
         let (cs, cc) = Channel::mem_pair_shaped(net);
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
         let b2 = barrier.clone();
-        let t = std::thread::spawn(move || serve(cs, &mut server, Some(&b2), server_seed));
+        let t = std::thread::spawn(move || {
+            serve(
+                cs,
+                &mut server,
+                Some(&b2),
+                server_seed,
+                (phase, &server_root),
+            )
+        });
         let layers = c.num_hidden_layers;
-        let m = consult(cc, &cache, &ids, layers, Some(&barrier), client_seed);
+        let phase = (phase, client_root.as_path());
+        let m = consult(cc, &cache, &ids, layers, Some(&barrier), client_seed, phase);
         let s = t
             .join()
             .map_err(|_| Error::Unavailable("server thread panicked".into()))?;
@@ -454,6 +476,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     };
     let references = loaded
         .as_ref()
+        .filter(|_| measured.online.is_some())
         .map(|loaded| references(&args, loaded, &ids, &measured.logits))
         .transpose()?;
     let approx = loaded
@@ -517,256 +540,6 @@ fn references(args: &Args, loaded: &Loaded, ids: &[u32], logits: &[f64]) -> Resu
     })
 }
 
-fn build_report(
-    args: &Args,
-    (model, approx): (&str, &str),
-    c: &BertConfig,
-    m: &Measured,
-    references: Option<&References>,
-    mode: EmbeddingMode,
-) -> Report {
-    let layers = c.num_hidden_layers;
-    let mut components: Vec<Component> = COMPONENTS
-        .iter()
-        .map(|(name, suffixes)| component(name, &sum_layer(&m.labels, None, suffixes)))
-        .collect();
-    for name in [Label::Embedding.label(), Label::Head.label()] {
-        components.push(component(
-            name,
-            &m.labels.get(name).copied().unwrap_or_default(),
-        ));
-    }
-    components.push(component("total", &m.online));
-    let per_layer = (0..layers)
-        .map(|l| {
-            COMPONENTS
-                .iter()
-                .map(|(name, suffixes)| component(name, &sum_layer(&m.labels, Some(l), suffixes)))
-                .collect()
-        })
-        .collect();
-    Report {
-        model: model.to_string(),
-        seq_len: args.seq_len,
-        layers,
-        net: args.net.clone(),
-        approx: approx.to_string(),
-        embedding: format!("{mode:?}").to_lowercase(),
-        attention: args.attention.clone(),
-        setup: BytesWall {
-            bytes: m.setup.bytes(),
-            wall_s: m.setup.wall_s,
-        },
-        online: OnlineTotals {
-            bytes: m.online.bytes(),
-            rounds: m.online.rounds,
-            wall_s: m.online_wall,
-        },
-        components,
-        per_layer,
-        logits: m.logits.clone(),
-        max_abs_err_vs_fixed: references.map(|r| r.err_fixed),
-        max_abs_err_vs_float: references.map(|r| r.err_float),
-    }
-}
-
-const MB: f64 = 1e6;
-
-fn print_report(r: &Report, m: &Measured, references: Option<&References>) {
-    let layers = r.layers.max(1) as f64;
-    println!(
-        "\nsecure {} inference: {} layers, {} tokens, net {}, approx {}, embedding {}, attention {}",
-        r.model, r.layers, r.seq_len, r.net, r.approx, r.embedding, r.attention
-    );
-    println!(
-        "setup: {:.1} MB, {:.1} s (Ferret setup, keys, encrypted weights; cached weights are not resent)",
-        r.setup.bytes as f64 / MB,
-        r.setup.wall_s
-    );
-    println!(
-        "\n| component | per block s | per block MB | per block rounds | model s | model MB | model rounds | Nimbus MB / rounds | Nimbus LAN / WAN s |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    for c in &r.components {
-        let per_block = COMPONENTS.iter().any(|(n, _)| *n == c.name);
-        let (nmb, nr, lan, wan) = nimbus_block(&c.name);
-        let pb = |v: f64| {
-            if per_block {
-                format!("{:.3}", v / layers)
-            } else {
-                "".into()
-            }
-        };
-        let nimbus = match (nmb, nr) {
-            (Some(mb), Some(rounds)) => format!("{mb:.2} / {rounds}"),
-            _ => "".into(),
-        };
-        let times = if lan.is_nan() {
-            "".into()
-        } else {
-            format!("{lan:.2} / {wan:.2}")
-        };
-        println!(
-            "| {} | {} | {} | {} | {:.3} | {:.2} | {} | {nimbus} | {times} |",
-            c.name,
-            pb(c.wall_s),
-            pb(c.bytes as f64 / MB),
-            if per_block {
-                format!("{:.1}", c.rounds as f64 / layers)
-            } else {
-                "".into()
-            },
-            c.wall_s,
-            c.bytes as f64 / MB,
-            c.rounds,
-        );
-    }
-    println!(
-        "\nonline: {:.2} MB, {} rounds, {:.2} s wall ({:.2} s of it waiting on the peer)",
-        r.online.bytes as f64 / MB,
-        r.online.rounds,
-        r.online.wall_s,
-        m.online.wait_s
-    );
-    println!("logits (secure):      {:?}", r.logits);
-    match references {
-        Some(refs) => {
-            println!("logits (fixed point): {:?}", refs.fixed);
-            println!("logits (float):       {:?}", refs.float);
-            println!(
-                "max |secure − fixed| = {:.3e} (bound {:.1e}), max |secure − float| = {:.3e}",
-                refs.err_fixed,
-                secure::FIXED_LOGIT_BOUND,
-                refs.err_float
-            );
-        }
-        None => println!("(not compared with the plaintext model: give --check)"),
-    }
-}
-
 /// Text for an SVG element (`QKᵀ&PV` holds an ampersand).
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;")
-}
-
-/// A stacked bar per layer (seconds by component), self-contained SVG.
-fn svg_chart(r: &Report) -> String {
-    const COLORS: [&str; 8] = [
-        "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    ];
-    let (w, h, left, bottom, top) = (900.0, 420.0, 60.0, 40.0, 30.0);
-    let layers = r.per_layer.len().max(1);
-    let max = r
-        .per_layer
-        .iter()
-        .map(|l| l.iter().map(|c| c.wall_s).sum::<f64>())
-        .fold(1e-9, f64::max);
-    let plot_h = h - bottom - top;
-    let bar_w = (w - left - 180.0) / layers as f64;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
-         <text x=\"{left}\" y=\"18\" font-size=\"13\">{} secure inference, {} tokens, net {}: seconds per layer by component</text>\n",
-        xml_escape(&r.model), r.seq_len, r.net
-    );
-    for (l, comps) in r.per_layer.iter().enumerate() {
-        let x = left + l as f64 * bar_w;
-        let mut y = h - bottom;
-        for (i, c) in comps.iter().enumerate() {
-            let bh = c.wall_s / max * plot_h;
-            y -= bh;
-            s += &format!(
-                "<rect x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bh:.1}\" fill=\"{}\"><title>layer {l} {}: {:.3} s, {:.2} MB, {} rounds</title></rect>\n",
-                x + 2.0,
-                bar_w - 4.0,
-                COLORS[i % COLORS.len()],
-                xml_escape(&c.name),
-                c.wall_s,
-                c.bytes as f64 / MB,
-                c.rounds
-            );
-        }
-        s += &format!(
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{l}</text>\n",
-            x + bar_w / 2.0,
-            h - bottom + 14.0
-        );
-    }
-    for k in 0..=4 {
-        let v = max * k as f64 / 4.0;
-        let y = h - bottom - plot_h * k as f64 / 4.0;
-        s += &format!(
-            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#ccc\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{v:.2} s</text>\n",
-            left + bar_w * layers as f64,
-            left - 4.0,
-            y + 4.0
-        );
-    }
-    for (i, (name, _)) in COMPONENTS.iter().enumerate() {
-        let name = xml_escape(name);
-        let y = top + 16.0 * i as f64;
-        let x = w - 170.0;
-        s += &format!(
-            "<rect x=\"{x}\" y=\"{y}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{name}</text>\n",
-            COLORS[i % COLORS.len()],
-            x + 16.0,
-            y + 10.0
-        );
-    }
-    s += &format!(
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">layer</text>\n</svg>\n",
-        left + bar_w * layers as f64 / 2.0,
-        h - 6.0
-    );
-    s
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
-
-    /// Issue 16, item 7: a client process reads only the public configuration and vocabulary;
-    /// the model file is needed for `--check` alone. Its server key lives outside its cache.
-    #[test]
-    fn a_client_needs_no_model_file_unless_it_checks() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("config.json"),
-            r#"{"vocab_size": 8, "hidden_size": 4, "num_hidden_layers": 1,
-                "num_attention_heads": 2, "intermediate_size": 8,
-                "max_position_embeddings": 16, "type_vocab_size": 2, "hidden_act": "gelu"}"#,
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("vocab.txt"),
-            "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\nfilm\n##s\n",
-        )
-        .unwrap();
-        let model = dir.path().to_str().unwrap();
-        let cli = Cli::parse_from(["bench", "--model", model, "--role", "client"]);
-        assert!(!cli.args.check);
-        let public = load_public(&cli.args).unwrap();
-        assert_eq!(public.config.vocab_size, 8);
-        assert_eq!(
-            token_ids("a film", public.tokenizer.as_ref(), 8),
-            vec![2, 5, 6, 3]
-        );
-        // There is no model.safetensors: only --check needs it.
-        assert!(load(&cli.args, &public).is_err());
-        assert!(
-            Cli::parse_from(["bench", "--model", model, "--check"])
-                .args
-                .check
-        );
-        // The default server key is not under the default client cache.
-        let key = std::path::Path::new(crate::DEFAULT_KEY_FILE);
-        assert!(!key.starts_with("target/bench-cache"));
-        assert_eq!(cli.args.key_file, key);
-    }
-}
+mod tests;
