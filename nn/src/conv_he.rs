@@ -35,7 +35,7 @@ use std::path::Path;
 /// The row packing of every HE convolution's kernel (both parties derive the layout from it).
 pub const PACKING: Packing = Packing::Online;
 
-fn check_format(format: FixedPoint) -> Result<u32> {
+pub(crate) fn check_format(format: FixedPoint) -> Result<u32> {
     let s = format.frac_bits();
     if s > LINEAR.frac_bits() || format.ring().bits() > 62 {
         return Err(Error::InvalidArgument(format!(
@@ -49,9 +49,9 @@ fn check_format(format: FixedPoint) -> Result<u32> {
 /// The server's HE convolution: the kernel as an HE linear layer.
 #[derive(Debug)]
 pub struct ServerConvHe {
-    shape: ConvShape,
-    format: FixedPoint,
-    linear: ServerLinear,
+    pub(crate) shape: ConvShape,
+    pub(crate) format: FixedPoint,
+    pub(crate) linear: ServerLinear,
 }
 
 impl ServerConvHe {
@@ -100,8 +100,10 @@ impl ServerConvHe {
         he: &HeKeys<'_>,
         x: &SharedTensor,
     ) -> Result<SharedTensor> {
-        run(sess, &self.shape, self.format, x, |sess, cols| {
-            self.linear.online(sess, he, cols, Rescale::Truncate)
+        let shape = self.shape;
+        run(sess, &shape, self.format, x, |sess, shifted| {
+            let rows = im2col_rows(&shape, &shifted)?;
+            self.linear.online(sess, he, &rows, Rescale::Truncate)
         })
     }
 }
@@ -109,9 +111,9 @@ impl ServerConvHe {
 /// The client's HE convolution: the cached encrypted kernel.
 #[derive(Debug)]
 pub struct ClientConvHe {
-    shape: ConvShape,
-    format: FixedPoint,
-    linear: ClientLinear,
+    pub(crate) shape: ConvShape,
+    pub(crate) format: FixedPoint,
+    pub(crate) linear: ClientLinear,
 }
 
 impl ClientConvHe {
@@ -140,39 +142,44 @@ impl ClientConvHe {
         he: &HeKeys<'_>,
         x: &SharedTensor,
     ) -> Result<SharedTensor> {
-        run(sess, &self.shape, self.format, x, |sess, cols| {
-            self.linear.online(sess, he, cols, Rescale::Truncate)
+        let shape = self.shape;
+        run(sess, &shape, self.format, x, |sess, shifted| {
+            let rows = im2col_rows(&shape, &shifted)?;
+            self.linear.online(sess, he, &rows, Rescale::Truncate)
         })
     }
 }
 
-/// Steps 1–3 around the HE product `product` (P × patch → P × K, LINEAR).
-fn run(
+/// The im2col matrix of `x` (C × H × W) as P × patch rows on the linear layers' format.
+pub(crate) fn im2col_rows(shape: &ConvShape, x: &[u64]) -> Result<SharedTensor> {
+    let (p, patch) = (shape.out_height() * shape.out_width(), shape.patch());
+    let cols = im2col(shape, x);
+    let mut rows = vec![0u64; p * patch];
+    for i in 0..patch {
+        for q in 0..p {
+            rows[q * patch + i] = cols[i * p + q];
+        }
+    }
+    SharedTensor::matrix(p, patch, LINEAR, rows)
+}
+
+/// Steps 1–3 around the HE product `product`, which maps this party's share of the input on
+/// Z_2^64 with 18 fraction bits (C × H × W) to its share of the P × K product.
+pub(crate) fn run(
     sess: &mut Session,
     shape: &ConvShape,
     format: FixedPoint,
     x: &SharedTensor,
-    product: impl FnOnce(&mut Session, &SharedTensor) -> Result<SharedTensor>,
+    product: impl FnOnce(&mut Session, Vec<u64>) -> Result<SharedTensor>,
 ) -> Result<SharedTensor> {
     let up = check_format(format)?;
     x.expect("HE convolution input", &shape.input_shape(), format)?;
-    let (p, patch, k) = (
-        shape.out_height() * shape.out_width(),
-        shape.patch(),
-        shape.out_channels,
-    );
+    let (p, k) = (shape.out_height() * shape.out_width(), shape.out_channels);
     sess.reserve(conv_he_cots(shape, format)?)?;
     sess.scope(CnnOp::Conv.label(), |sess| {
         let wide = truncate(sess, x, 0, Ring::R64)?;
         let shifted: Vec<u64> = wide.share().iter().map(|&v| v << up).collect();
-        let cols = im2col(shape, &shifted);
-        let mut rows = vec![0u64; p * patch];
-        for i in 0..patch {
-            for q in 0..p {
-                rows[q * patch + i] = cols[i * p + q];
-            }
-        }
-        let y = product(sess, &SharedTensor::matrix(p, patch, LINEAR, rows)?)?;
+        let y = product(sess, shifted)?;
         let mut t = vec![0u64; k * p];
         for q in 0..p {
             for kk in 0..k {

@@ -38,6 +38,7 @@ pub mod attention;
 pub mod cast;
 pub mod conv;
 pub mod conv_he;
+pub mod conv_he_offline;
 pub mod embedding;
 pub mod keys;
 pub mod label;

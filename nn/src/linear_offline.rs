@@ -62,17 +62,69 @@ pub fn linear_online_cost(
     rescale: Rescale,
 ) -> Result<Cost> {
     let window = rescale.window(params)?;
-    let send = Cost {
-        server_bytes: 0,
-        client_bytes: (TAG + 8 * k * m) as u64 + FRAME_PREFIX,
-        rounds: 1,
-        first: Side::Client,
-        last: Side::Client,
-    };
+    let send = masked_send_cost(k * m);
     Ok(match rescale {
         Rescale::Truncate => send.then(upcast_cost(k * n, window)?),
         Rescale::Keep => send,
     })
+}
+
+/// Exact cost of the client's masked input D = X_c − R of `len` elements with its entry's tag
+/// (one flight client → server).
+pub(crate) fn masked_send_cost(len: usize) -> Cost {
+    Cost {
+        server_bytes: 0,
+        client_bytes: (TAG + 8 * len) as u64 + FRAME_PREFIX,
+        rounds: 1,
+        first: Side::Client,
+        last: Side::Client,
+    }
+}
+
+/// The server's receipt of the client's D = X_c − R (`len` elements) for entry `name`: refuses
+/// a message of another length or tagged for other material.
+pub(crate) fn recv_masked(
+    sess: &mut Session,
+    store: &OfflineStore,
+    name: &str,
+    len: usize,
+) -> Result<Vec<u64>> {
+    let expect = TAG + 8 * len;
+    let msg = sess.ch.recv_bytes_framed(expect)?;
+    if msg.len() != expect {
+        return Err(Error::Malformed(format!(
+            "prepared linear message of {} bytes, expected {expect}",
+            msg.len()
+        )));
+    }
+    if msg[..TAG] != store.tag(name) {
+        return Err(Error::InvalidArgument(format!(
+            "the client used other offline material than the server's `{name}` of session \
+             {}: refused",
+            store.session()
+        )));
+    }
+    Ok(msg[TAG..]
+        .chunks_exact(8)
+        .map(|d| u64::from_le_bytes(d.try_into().expect("8 bytes")))
+        .collect())
+}
+
+/// The client's D = X_c − R for entry `name`, tagged (one flight).
+pub(crate) fn send_masked(
+    sess: &mut Session,
+    store: &OfflineStore,
+    name: &str,
+    x_c: &[u64],
+    r: &[u64],
+) -> Result<()> {
+    let mut msg = Vec::with_capacity(TAG + 8 * r.len());
+    msg.extend_from_slice(&store.tag(name));
+    for (&xc, &r) in x_c.iter().zip(r) {
+        msg.extend_from_slice(&xc.wrapping_sub(r).to_le_bytes());
+    }
+    sess.ch.send_bytes_framed(&msg)?;
+    sess.ch.flush()
 }
 
 /// The metadata both parties check an entry against: k, m, n and the window.
@@ -121,33 +173,36 @@ impl ServerLinear {
         store: &OfflineStore,
         name: &str,
     ) -> Result<SharedTensor> {
-        let (m, n) = (self.weights().rows(), self.weights().cols());
+        let m = self.weights().rows();
         check_input(x, m)?;
-        let (k, window) = (x.rows(), rescale.window(he.params)?);
-        let expect = TAG + 8 * k * m;
-        let msg = sess.ch.recv_bytes_framed(expect)?;
-        if msg.len() != expect {
-            return Err(Error::Malformed(format!(
-                "prepared linear message of {} bytes, expected {expect}",
-                msg.len()
-            )));
-        }
-        if msg[..TAG] != store.tag(name) {
-            return Err(Error::InvalidArgument(format!(
-                "the client used other offline material than the server's `{name}` of session \
-                 {}: refused",
-                store.session()
-            )));
-        }
-        let s = store.take(name, self.digest()?, &meta(k, m, n, window), k * n)?;
-        // X_s + D = X − R, uniform: a full 64-bit product.
+        let d = recv_masked(sess, store, name, x.rows() * m)?;
+        // X_s + D = X − R, uniform.
         let xr: Vec<u64> = x
             .share()
             .iter()
-            .zip(msg[TAG..].chunks_exact(8))
-            .map(|(&a, d)| a.wrapping_add(u64::from_le_bytes(d.try_into().expect("8 bytes"))))
+            .zip(&d)
+            .map(|(&a, &d)| a.wrapping_add(d))
             .collect();
-        let local = ring_matmul(&xr, self.weights().data(), k, m, n);
+        self.apply_prepared(sess, he, &xr, x.rows(), rescale, store, name)
+    }
+
+    /// The server's share of the layer's output from X − R (k × m, row-major) and the server's
+    /// offline share of R·W in entry `name` (consumed): (X − R)·W in plaintext, a full 64-bit
+    /// product, brought into the window with that share and the bias.
+    pub(crate) fn apply_prepared(
+        &self,
+        sess: &mut Session,
+        he: &HeKeys<'_>,
+        xr: &[u64],
+        k: usize,
+        rescale: Rescale,
+        store: &OfflineStore,
+        name: &str,
+    ) -> Result<SharedTensor> {
+        let (m, n) = (self.weights().rows(), self.weights().cols());
+        let window = rescale.window(he.params)?;
+        let s = store.take(name, self.digest()?, &meta(k, m, n, window), k * n)?;
+        let local = ring_matmul(xr, self.weights().data(), k, m, n);
         let mut y = RingMatrix::zeros(k, n);
         for (i, ((dst, &v), &s)) in y.data_mut().iter_mut().zip(&local).zip(&s).enumerate() {
             let b = window.local_share(self.bias()[i % n]);
@@ -170,29 +225,76 @@ impl ClientLinear {
         store: &OfflineStore,
         name: &str,
     ) -> Result<()> {
+        let m = self.cached().open(he.params)?.layout().m;
+        let seed = sess.fresh_seed();
+        let r = AesPrg::new(seed.derive(0)).u64s(k * m);
+        let rm = RingMatrix::new(k, m, r)?;
+        self.offline_on(
+            sess,
+            he,
+            &rm,
+            rm.data(),
+            rescale,
+            store,
+            name,
+            seed.derive(1),
+        )
+    }
+
+    /// The COP on the rows `r` (k × m) of a uniform, secret R; files `keep` (what the client
+    /// masks its online input with: R itself, or the tensor R's rows were computed from) and
+    /// the client's share of R·W as entry `name`; `seed` seeds the COP.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn offline_on(
+        &self,
+        sess: &mut Session,
+        he: &HeKeys<'_>,
+        r: &RingMatrix,
+        keep: &[u64],
+        rescale: Rescale,
+        store: &OfflineStore,
+        name: &str,
+        seed: mpc_core::Seed,
+    ) -> Result<()> {
         let enc = self.cached().open(he.params)?;
         let layout = *enc.layout();
         let window = rescale.window(he.params)?;
-        let seed = sess.fresh_seed();
-        let r = AesPrg::new(seed.derive(0)).u64s(k * layout.m);
-        let rm = RingMatrix::new(k, layout.m, r)?;
         let c = cop::client_online_window(
             &mut sess.ch,
             he.params,
             he.keys.peer_pk,
             &enc,
-            &rm,
+            r,
             window,
-            seed.derive(1),
+            seed,
         )?;
-        let mut data = rm.data().to_vec();
+        let mut data = keep.to_vec();
         data.extend_from_slice(c.data());
         store.put(
             name,
             self.digest(),
-            &meta(k, layout.m, layout.n, window),
+            &meta(r.rows(), layout.m, layout.n, window),
             &data,
         )
+    }
+
+    /// Entry `name` for k tokens (consumed): the `keep_len` words filed as `keep` by
+    /// [`Self::offline_on`] and the client's share of R·W (k × n).
+    pub(crate) fn take_prepared(
+        &self,
+        he: &HeKeys<'_>,
+        k: usize,
+        keep_len: usize,
+        rescale: Rescale,
+        store: &OfflineStore,
+        name: &str,
+    ) -> Result<(Vec<u64>, RingMatrix)> {
+        let layout = *self.cached().open(he.params)?.layout();
+        let window = rescale.window(he.params)?;
+        let meta = meta(k, layout.m, layout.n, window);
+        let mut data = store.take(name, self.digest(), &meta, keep_len + k * layout.n)?;
+        let c = data.split_off(keep_len);
+        Ok((data, RingMatrix::new(k, layout.n, c)?))
     }
 
     /// The client's share of the layer's output on its share of X, using (and consuming)
@@ -206,19 +308,11 @@ impl ClientLinear {
         store: &OfflineStore,
         name: &str,
     ) -> Result<SharedTensor> {
-        let layout = *self.cached().open(he.params)?.layout();
-        let (m, n) = (layout.m, layout.n);
+        let m = self.cached().open(he.params)?.layout().m;
         check_input(x, m)?;
-        let (k, window) = (x.rows(), rescale.window(he.params)?);
-        let data = store.take(name, self.digest(), &meta(k, m, n, window), k * m + k * n)?;
-        let (r, c) = data.split_at(k * m);
-        let mut msg = Vec::with_capacity(TAG + 8 * k * m);
-        msg.extend_from_slice(&store.tag(name));
-        for (&xc, &r) in x.share().iter().zip(r) {
-            msg.extend_from_slice(&xc.wrapping_sub(r).to_le_bytes());
-        }
-        sess.ch.send_bytes_framed(&msg)?;
-        sess.ch.flush()?;
-        finish(sess, RingMatrix::new(k, n, c.to_vec())?, window, rescale)
+        let k = x.rows();
+        let (r, c) = self.take_prepared(he, k, k * m, rescale, store, name)?;
+        send_masked(sess, store, name, x.share(), &r)?;
+        finish(sess, c, rescale.window(he.params)?, rescale)
     }
 }

@@ -385,3 +385,78 @@ fn he_convolution_matches_plaintext_and_costs_what_it_says() {
         conv_he_cost(&fx.params, &shape, fp).unwrap(),
     );
 }
+
+#[test]
+fn he_convolution_split_offline_matches_plaintext_and_costs_what_it_says() {
+    use nn::conv_he::{ClientConvHe, ServerConvHe};
+    use nn::conv_he_offline::{conv_he_offline_cost, conv_he_online_prepared_cost};
+    use nn::offline::{OfflineStore, SessionId};
+    const MODEL: [u8; 32] = [0x43; 32];
+    const SESSION: SessionId = SessionId([0x37; 16]);
+    let seed = seed(37);
+    let fp = format();
+    let shape = ConvShape {
+        in_channels: 4,
+        out_channels: 5,
+        height: 6,
+        width: 7,
+        kernel: (3, 3),
+        stride: (1, 2),
+        pads: [1, 1, 0, 1],
+    };
+    let (weights, xs, xc, want) = conv_case(shape, fp, seed);
+    let fx = Fixture::new(seed);
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = tmp.path().to_path_buf();
+    let (cache, sdir, cdir) = (dirs.join("cache"), dirs.join("server"), dirs.join("client"));
+    let fxs = fx.clone();
+    let (ys, (yc, second), cs, cc) = run(
+        &fx,
+        move |s, he| {
+            let layer = ServerConvHe::new(&weights, fp).unwrap();
+            let (sk, pk) = (&fxs.server.sk, &fxs.server.pk);
+            layer
+                .setup(&mut s.ch, &fxs.params, sk, pk, mpc_core::Seed([0x37; 16]))
+                .unwrap();
+            let store = OfflineStore::create(&sdir, MODEL, SESSION).unwrap();
+            s.scope("offline", |s| layer.offline(s, he, &store, "c"))
+                .unwrap();
+            s.scope("op", |s| layer.online_prepared(s, he, &xs, &store, "c"))
+                .unwrap()
+        },
+        move |s, he| {
+            let layer = ClientConvHe::setup(&mut s.ch, he.params, shape, fp, &cache, "c").unwrap();
+            let store = OfflineStore::create(&cdir, MODEL, SESSION).unwrap();
+            s.scope("offline", |s| layer.offline(s, he, &store, "c"))
+                .unwrap();
+            let y = s
+                .scope("op", |s| layer.online_prepared(s, he, &xc, &store, "c"))
+                .unwrap();
+            // A second use of the same material is refused before anything is sent.
+            let again = layer.online_prepared(s, he, &xc, &store, "c");
+            (y, again.map(|_| ()).unwrap_err().to_string())
+        },
+    );
+    assert!(second.contains("already used"), "{second}");
+    let got = ys.reconstruct(&yc).unwrap();
+    let ring = fp.ring();
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        let d = ring.to_signed(ring.sub(w, g));
+        assert!(
+            (0..=2).contains(&d),
+            "element {i}: {d} units below the mirror"
+        );
+    }
+    assert_cost(
+        "offline",
+        &cs,
+        &cc,
+        conv_he_offline_cost(&fx.params, &shape).unwrap(),
+    );
+    assert_cost(
+        "op/conv",
+        &cs,
+        &cc,
+        conv_he_online_prepared_cost(&fx.params, &shape, fp).unwrap(),
+    );
+}
