@@ -51,6 +51,10 @@ pub struct Args {
     /// The client's cache of encrypted kernels (default target/bench-cache/cnn/<model>).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// Phases per image: both (the HE convolutions' COP offline, before the image exists, then
+    /// the online pass with no HE; the default) or single (every COP online).
+    #[arg(long, default_value = "both")]
+    phase: String,
     /// Write the report (per-layer costs, accuracy, setup) as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -75,6 +79,9 @@ struct Report {
     layers: Vec<LayerRow>,
     total: Cost,
     setup: Cost,
+    /// The first image's offline phase (`--phase both`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offline: Option<Cost>,
     #[serde(skip_serializing_if = "Option::is_none")]
     n: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -106,6 +113,15 @@ fn load_model(name: &str, seed: u64) -> Result<Network> {
 pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let net_profile: NetProfile = args.net.parse()?;
     let plan = ConvPlan::parse(&args.conv).map_err(cnn_err)?;
+    let split = match args.phase.as_str() {
+        "both" => true,
+        "single" => false,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "--phase {other}: expected both or single"
+            )))
+        }
+    };
     let net = load_model(&args.model, args.weights_seed)?;
     let fp = cnn_format();
     let params = HeParams::default_params()?;
@@ -154,6 +170,17 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let setup_seed = seed.named("cnn/he-setup");
     let (server_pk, client_pk) = (server_keys.1.clone(), client_keys.1.clone());
     let (server_net, server_q, server_params) = (net.clone(), q.clone(), params.clone());
+    let cache_dir = args.cache_dir.clone().unwrap_or_else(|| {
+        PathBuf::from("target/bench-cache/cnn").join(
+            std::path::Path::new(&args.model)
+                .file_stem()
+                .map_or("model".into(), |s| s.to_string_lossy().to_string()),
+        )
+    });
+    let (server_root, client_root) = (
+        cache_dir.join("offline-server"),
+        cache_dir.join("offline-client"),
+    );
     let server = std::thread::spawn(move || -> Result<Channel> {
         let mut s = Session::new(cs, Party::Server, server_seed)?;
         let keys = HeKeys::unpacked(&server_params, &server_keys.0, &client_pk);
@@ -168,6 +195,10 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         )
         .map_err(cnn_err)?;
         for _ in 0..count {
+            let store = match split {
+                true => Some(prepare(&mut s, &he, &server_root)?),
+                false => None,
+            };
             infer(
                 &mut s,
                 &server_net,
@@ -175,6 +206,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
                 Role::Server(&server_q),
                 plan,
                 Some(&he),
+                store.as_ref(),
             )
             .map_err(cnn_err)?;
         }
@@ -184,13 +216,6 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let t0 = Instant::now();
     let mut client = Session::new(cc, Party::Client, client_seed)?;
     let public = net.public();
-    let cache_dir = args.cache_dir.clone().unwrap_or_else(|| {
-        PathBuf::from("target/bench-cache/cnn").join(
-            std::path::Path::new(&args.model)
-                .file_stem()
-                .map_or("model".into(), |s| s.to_string_lossy().to_string()),
-        )
-    });
     std::fs::create_dir_all(&cache_dir)?;
     let keys = HeKeys::unpacked(&params, &client_keys.0, &server_pk);
     let he =
@@ -199,17 +224,40 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         wall_s: t0.elapsed().as_secs_f64(),
         ..client.ch.totals().into()
     };
-    let predicted = network_cost(&net, plan, fp, Some(&params)).map_err(cnn_err)?;
+    let predicted = network_cost(&net, plan, fp, Some(&params), split).map_err(cnn_err)?;
+    let mut offline_cost = None;
     let (mut correct, mut float_correct, mut fixed_correct, mut agree) = (0, 0, 0, 0);
     let mut first: Option<(Vec<LayerRow>, Cost)> = None;
     for (idx, (label, image)) in images.iter().enumerate() {
         client.ch.clear_stats();
+        let store = match split {
+            true => {
+                let (before, t) = (client.ch.totals(), Instant::now());
+                let store = prepare(&mut client, &he, &client_root)?;
+                let after = client.ch.totals();
+                offline_cost.get_or_insert(Cost {
+                    bytes: after.bytes() - before.bytes(),
+                    rounds: after.rounds - before.rounds,
+                    wall_s: t.elapsed().as_secs_f64(),
+                });
+                Some(store)
+            }
+            false => None,
+        };
         let before = client.ch.totals();
         let t = Instant::now();
         let x = encode_image(image, fp).map_err(cnn_err)?;
-        let y = infer(&mut client, &public, fp, Role::Client(&x), plan, Some(&he))
-            .map_err(cnn_err)?
-            .ok_or_else(|| Error::Unavailable("the client got no output".into()))?;
+        let y = infer(
+            &mut client,
+            &public,
+            fp,
+            Role::Client(&x),
+            plan,
+            Some(&he),
+            store.as_ref(),
+        )
+        .map_err(cnn_err)?
+        .ok_or_else(|| Error::Unavailable("the client got no output".into()))?;
         let after = client.ch.totals();
         let wall = t.elapsed().as_secs_f64();
         let logits = decode_output(&y, fp, frac).map_err(cnn_err)?;
@@ -245,6 +293,17 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         .map_err(|_| Error::Unavailable("server thread panicked".into()))??;
     let (layers, total) = first.ok_or_else(|| Error::InvalidArgument("no test image".into()))?;
     print_table(&layers, total, setup);
+    if let Some(off) = offline_cost {
+        let exact = cnn::cost::offline_cost(&net, plan, fp, &params).map_err(cnn_err)?;
+        println!(
+            "offline (first image, before it exists): {:.2} MB ({:.2} MB exact), {} rounds, \
+             {:.2} s; the total above is the online phase",
+            mb(off.bytes),
+            mb(exact.server_bytes + exact.client_bytes),
+            off.rounds,
+            off.wall_s
+        );
+    }
     let with_data = args.data.is_some();
     let frac_of = |c: usize| with_data.then(|| c as f64 / count as f64);
     let report = Report {
@@ -254,6 +313,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         layers,
         total,
         setup,
+        offline: offline_cost,
         n: with_data.then_some(count),
         accuracy: frac_of(correct),
         float_accuracy: frac_of(float_correct),
@@ -347,6 +407,16 @@ fn print_table(rows: &[LayerRow], total: Cost, setup: Cost) {
     );
 }
 
+/// One inference's offline phase, and this party's checked store of it.
+fn prepare(
+    sess: &mut Session,
+    he: &cnn::secure::HeLayers<'_>,
+    root: &std::path::Path,
+) -> Result<cnn::offline::OfflineStore> {
+    let session = cnn::offline::offline(sess, he, root).map_err(cnn_err)?;
+    cnn::offline::open(he, root, session).map_err(cnn_err)
+}
+
 /// Exact cost of every protocol, convolutions and the rest, side by side.
 fn compare(net: &Network, model: &str, params: &HeParams) -> Result<()> {
     let fp = cnn_format();
@@ -372,7 +442,7 @@ fn compare(net: &Network, model: &str, params: &HeParams) -> Result<()> {
     );
     let mut conv_bytes = Vec::new();
     for (name, plan) in plans {
-        let costs = network_cost(net, plan, fp, Some(params)).map_err(cnn_err)?;
+        let costs = network_cost(net, plan, fp, Some(params), false).map_err(cnn_err)?;
         let (mut conv, mut other, mut rounds) = (0u64, 0u64, 0u64);
         let mut chosen = std::collections::BTreeMap::<&str, usize>::new();
         for (l, c) in net.layers().iter().zip(&costs) {

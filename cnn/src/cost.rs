@@ -10,9 +10,10 @@ use nn::activation::relu_cost;
 use nn::cast::truncate_cost;
 use nn::conv::conv2d_cost;
 use nn::conv_he::conv_he_cost;
+use nn::conv_he_offline::{conv_he_offline_cost, conv_he_online_prepared_cost};
 use nn::pool::{avg_pool_cost, max_pool_cost};
 use ot_nonlinear::mpc::matmul::server_matmul_cost;
-use ot_nonlinear::mpc::{Cost, MatmulDims};
+use ot_nonlinear::mpc::{Cost, MatmulDims, Side};
 
 /// One layer's predicted cost and, for a convolution, its protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,12 +25,13 @@ pub struct LayerCost {
 }
 
 /// The online cost of every layer of `net` under `plan` (HE available when `he` holds its
-/// parameters), in layer order.
+/// parameters), in layer order; `prepared`: the HE convolutions run on offline material.
 pub fn network_cost(
     net: &Network,
     plan: ConvPlan,
     format: FixedPoint,
     he: Option<&HeParams>,
+    prepared: bool,
 ) -> Result<Vec<LayerCost>> {
     let ring = format.ring();
     net.layers()
@@ -42,6 +44,9 @@ pub fn network_cost(
                     let p = plan.choose(&c.shape, format, he)?;
                     let cost = match (p, he) {
                         (LayerProtocol::Ot(o), _) => conv2d_cost(&c.shape, o, format)?,
+                        (LayerProtocol::He, Some(params)) if prepared => {
+                            conv_he_online_prepared_cost(params, &c.shape, format)?
+                        }
                         (LayerProtocol::He, Some(params)) => {
                             conv_he_cost(params, &c.shape, format)?
                         }
@@ -77,4 +82,30 @@ pub fn network_cost(
             Ok(LayerCost { protocol, cost })
         })
         .collect()
+}
+
+/// The exact cost of one inference's offline phase (label `offline`): the session id, every
+/// HE convolution's COP on im2col(R), and the end marker.
+pub fn offline_cost(
+    net: &Network,
+    plan: ConvPlan,
+    format: FixedPoint,
+    params: &HeParams,
+) -> Result<Cost> {
+    let flight = |client_bytes, server_bytes, first| Cost {
+        server_bytes,
+        client_bytes,
+        rounds: 1,
+        first,
+        last: first,
+    };
+    let mut cost = flight(16, 0, Side::Client);
+    for layer in net.layers() {
+        if let Op::Conv(c) = &layer.op {
+            if plan.choose(&c.shape, format, Some(params))? == LayerProtocol::He {
+                cost = cost.then(conv_he_offline_cost(params, &c.shape)?);
+            }
+        }
+    }
+    Ok(cost.then(flight(0, 1, Side::Server)))
 }

@@ -22,6 +22,7 @@
 pub mod cost;
 pub mod data;
 pub mod graph;
+pub mod offline;
 pub mod onnx;
 pub mod reference;
 pub mod resnet;

@@ -16,6 +16,7 @@ use nn::cast::truncate;
 use nn::conv::{conv2d, conv2d_cost, ConvParty, ConvProtocol, ConvShape};
 use nn::conv_he::{conv_he_cost, ClientConvHe, ServerConvHe};
 use nn::label::layer_prefix;
+use nn::offline::OfflineStore;
 use nn::pool::{avg_pool, max_pool};
 use nn::HeKeys;
 use nn::{CnnOp, Shape, SharedTensor};
@@ -117,11 +118,11 @@ impl ConvPlan {
 pub struct HeLayers<'a> {
     /// Parameters and keys.
     pub keys: HeKeys<'a>,
-    layers: Vec<Option<HeConv>>,
+    pub(crate) layers: Vec<Option<HeConv>>,
 }
 
 #[derive(Debug)]
-enum HeConv {
+pub(crate) enum HeConv {
     Server(ServerConvHe),
     Client(ClientConvHe),
 }
@@ -236,7 +237,8 @@ pub fn layer_label(i: usize) -> String {
 
 /// Runs the network; the client gets the output (encoded, [`value_frac_bits`] fraction bits),
 /// the server `None`. Both parties pass the same network (the client's copy without weights),
-/// format and plan.
+/// format and plan; with `offline` (this party's store of one session,
+/// [`crate::offline::open`]) the HE convolutions run on its material, with no HE.
 pub fn infer(
     sess: &mut Session,
     net: &Network,
@@ -244,6 +246,7 @@ pub fn infer(
     role: Role<'_>,
     plan: ConvPlan,
     he: Option<&HeLayers<'_>>,
+    offline: Option<&OfflineStore>,
 ) -> Result<Option<Vec<u64>>> {
     let params = he.map(|h| h.keys.params);
     let input_shape = Shape::new(net.input_shape());
@@ -290,10 +293,17 @@ pub fn infer(
                         LayerProtocol::Ot(p) => conv2d(sess, party, &c.shape, p, a)?,
                         LayerProtocol::He => {
                             let h = he.ok_or_else(|| missing(&layer.name))?;
-                            match h.layers.get(i).and_then(Option::as_ref) {
-                                Some(HeConv::Server(conv)) => conv.online(sess, &h.keys, a)?,
-                                Some(HeConv::Client(conv)) => conv.online(sess, &h.keys, a)?,
-                                None => return Err(missing(&layer.name)),
+                            let (keys, name) = (&h.keys, layer_label(i));
+                            match (h.layers.get(i).and_then(Option::as_ref), offline) {
+                                (Some(HeConv::Server(conv)), None) => conv.online(sess, keys, a)?,
+                                (Some(HeConv::Client(conv)), None) => conv.online(sess, keys, a)?,
+                                (Some(HeConv::Server(conv)), Some(store)) => {
+                                    conv.online_prepared(sess, keys, a, store, &name)?
+                                }
+                                (Some(HeConv::Client(conv)), Some(store)) => {
+                                    conv.online_prepared(sess, keys, a, store, &name)?
+                                }
+                                (None, _) => return Err(missing(&layer.name)),
                             }
                         }
                     }

@@ -1,12 +1,13 @@
 //! The digits ResNet (ONNX): the float reference against onnxruntime's outputs, the
 //! fixed-point mirror against the float predictions on all 360 test images, the secure pass
 //! (direct and Winograd convolutions) against both on a few images, and the loader's errors.
-use cnn::cost::network_cost;
+use cnn::cost::{network_cost, offline_cost};
+use cnn::offline::OfflineStore;
 use cnn::reference::{
     argmax, decode_output, encode_image, fixed_forward, float_forward, value_frac_bits,
 };
 use cnn::secure::{
-    he_setup_client, he_setup_server, infer, layer_label, ConvPlan, LayerProtocol, Role,
+    he_setup_client, he_setup_server, infer, layer_label, ConvPlan, HeLayers, LayerProtocol, Role,
 };
 use cnn::{cnn_format, data, onnx, CnnError, Network, Quantized};
 use he_linear::params::HeParams;
@@ -104,12 +105,20 @@ fn keys() -> Arc<Keys> {
     })
 }
 
-/// Runs the secure pass on one image (HE set up first); returns the client's decoded logits
-/// and the online bytes of every layer, both directions.
-fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> (Vec<f64>, Vec<u64>) {
+/// Runs the secure pass on one image (HE set up first; with `split`, the offline phase
+/// before the image); returns the client's decoded logits and the online bytes of every
+/// layer, both directions.
+fn secure(
+    net: &Network,
+    q: &Quantized,
+    image: &[f32],
+    plan: ConvPlan,
+    split: bool,
+) -> (Vec<f64>, Vec<u64>) {
     let fp = cnn_format();
     let k = keys();
     let cache = tempfile::tempdir().unwrap();
+    let (server_root, client_root) = (cache.path().join("off-s"), cache.path().join("off-c"));
     let (cs, cc) = Channel::mem_pair();
     let (server_net, server_q, ks) = (net.clone(), q.clone(), k.clone());
     let server = std::thread::spawn(move || {
@@ -125,6 +134,7 @@ fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> (Vec<f
             Seed([0x53; 16]),
         )
         .unwrap();
+        let store = split.then(|| prepared(&mut s, &he, &server_root));
         infer(
             &mut s,
             &server_net,
@@ -132,6 +142,7 @@ fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> (Vec<f
             Role::Server(&server_q),
             plan,
             Some(&he),
+            store.as_ref(),
         )
         .unwrap()
     });
@@ -140,9 +151,24 @@ fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> (Vec<f
     let mut c = Session::new(cc, Party::Client, Seed([0x52; 16])).unwrap();
     let keys = HeKeys::unpacked(&k.params, &k.client.0, &k.server.1);
     let he = he_setup_client(&mut c.ch, &public, fp, plan, keys, cache.path()).unwrap();
-    let y = infer(&mut c, &public, fp, Role::Client(&x), plan, Some(&he))
-        .unwrap()
-        .unwrap();
+    let store = split.then(|| prepared(&mut c, &he, &client_root));
+    let y = infer(
+        &mut c,
+        &public,
+        fp,
+        Role::Client(&x),
+        plan,
+        Some(&he),
+        store.as_ref(),
+    )
+    .unwrap()
+    .unwrap();
+    if split {
+        let exact = offline_cost(net, plan, fp, &k.params).unwrap();
+        let got = c.ch.stats_of("offline").unwrap();
+        assert_eq!(got.bytes(), exact.server_bytes + exact.client_bytes);
+        assert_eq!(got.rounds, exact.rounds);
+    }
     assert!(server.join().unwrap().is_none());
     let bytes = (0..net.layers().len())
         .map(|i| {
@@ -154,6 +180,12 @@ fn secure(net: &Network, q: &Quantized, image: &[f32], plan: ConvPlan) -> (Vec<f
     (logits, bytes)
 }
 
+/// One offline phase, and this party's checked store of it.
+fn prepared(sess: &mut Session, he: &HeLayers<'_>, root: &Path) -> OfflineStore {
+    let id = cnn::offline::offline(sess, he, root).unwrap();
+    cnn::offline::open(he, root, id).unwrap()
+}
+
 #[test]
 fn secure_predictions_equal_float_on_a_few_images() {
     let net = model();
@@ -161,7 +193,7 @@ fn secure_predictions_equal_float_on_a_few_images() {
     let q = Quantized::new(&net, fp).unwrap();
     let rows = test_rows();
     let frac = value_frac_bits(&net, net.output(), fp);
-    for (i, plan) in [
+    for (i, plan, split) in [
         (
             0,
             ConvPlan::Forced(LayerProtocol::Ot(ConvProtocol::DirectOt)),
@@ -172,12 +204,17 @@ fn secure_predictions_equal_float_on_a_few_images() {
         ),
         (2, ConvPlan::Forced(LayerProtocol::He)),
         (3, ConvPlan::Auto),
-    ] {
+    ]
+    .into_iter()
+    .flat_map(|(i, plan)| [(i, plan, false), (i + 4, plan, true)])
+    .filter(|&(_, plan, split)| {
+        !split || matches!(plan, ConvPlan::Forced(LayerProtocol::He) | ConvPlan::Auto)
+    }) {
         let row = &rows[i];
-        let (got, bytes) = secure(&net, &q, &row.values, plan);
+        let (got, bytes) = secure(&net, &q, &row.values, plan, split);
         // Every operator sent exactly its predicted bytes.
         let params = HeParams::default_params().unwrap();
-        let predicted = network_cost(&net, plan, fp, Some(&params)).unwrap();
+        let predicted = network_cost(&net, plan, fp, Some(&params), split).unwrap();
         for (l, (b, p)) in bytes.iter().zip(&predicted).enumerate() {
             if matches!(net.layers()[l].op, cnn::Op::Add | cnn::Op::Flatten) {
                 continue;
@@ -192,10 +229,13 @@ fn secure_predictions_equal_float_on_a_few_images() {
         .unwrap();
         for (g, m) in got.iter().zip(&mirror) {
             // Truncation carries (one unit of 2^-12 each) spread through a few layers.
-            assert!((g - m).abs() < 0.05, "row {i}, {plan:?}: {g} vs mirror {m}");
+            assert!(
+                (g - m).abs() < 0.05,
+                "row {i}, {plan:?}, split {split}: {g} vs mirror {m}"
+            );
         }
         let float = argmax(&float_forward(&net, &row.values).unwrap());
-        assert_eq!(argmax(&got), float, "row {i}, {plan:?}");
+        assert_eq!(argmax(&got), float, "row {i}, {plan:?}, split {split}");
     }
 }
 
