@@ -46,3 +46,22 @@ fn a_client_needs_no_model_file_unless_it_checks() {
     assert!(!key.starts_with("target/bench-cache"));
     assert_eq!(cli.args.key_file, key);
 }
+
+/// Issue 17: `--phase` defaults to offline then online; the four phases parse, others are
+/// refused; each party's offline material lives apart (the server's next to its key).
+#[test]
+fn phases_parse_and_material_lives_apart() {
+    let cli = Cli::parse_from(["bench", "--model", "bert-tiny"]);
+    assert_eq!(cli.args.phase.parse::<Phase>().unwrap(), Phase::Both);
+    for (s, p) in [
+        ("single", Phase::Single),
+        ("offline", Phase::Offline),
+        ("online", Phase::Online),
+    ] {
+        assert_eq!(s.parse::<Phase>().unwrap(), p);
+    }
+    assert!("twice".parse::<Phase>().is_err());
+    let cache = std::path::Path::new("target/bench-cache/secure/bert-tiny");
+    let (server, client) = offline_roots(cache, &cli.args.key_file);
+    assert!(client.starts_with(cache) && !server.starts_with("target/bench-cache"));
+}
