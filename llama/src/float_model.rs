@@ -269,7 +269,7 @@ fn block(
     values: &mut Vec<f32>,
     start: usize,
     x: &mut [f32],
-    mut trace: Option<&mut LayerTrace>,
+    trace: Option<&mut LayerTrace>,
 ) {
     let c = &model.config;
     let (hidden, hd, q_width, kv_width) =
@@ -335,7 +335,7 @@ fn block(
         *xi += d;
     }
 
-    if let Some(trace) = trace.as_deref_mut() {
+    if let Some(trace) = trace {
         trace.attn_norm_mean_sq.extend_from_slice(&mean_sq);
         trace
             .attn_shifted_scores

@@ -33,7 +33,8 @@ pub struct Tokenizer {
     /// Special tokens, longest first so that a prefix never shadows a longer token.
     specials: Vec<(String, u32)>,
     is_special: Vec<bool>,
-    byte_token: [u32; 256],
+    /// The single-byte token of each byte (a vocabulary may lack some control bytes).
+    byte_token: [Option<u32>; 256],
     char_byte: HashMap<char, u8>,
     split_digits: bool,
     pattern: Regex,
@@ -143,9 +144,9 @@ impl Tokenizer {
         specials.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
 
         let chars = byte_chars();
-        let mut byte_token = [0u32; 256];
+        let mut byte_token = [None; 256];
         for (b, c) in chars.iter().enumerate() {
-            byte_token[b] = id_of("tokenizer.ggml.tokens", &c.to_string())?;
+            byte_token[b] = ids.get(&c.to_string()).copied();
         }
         let special_id = |key: &str| -> Result<Option<u32>, LlamaError> {
             match gguf.get(key) {
@@ -234,7 +235,7 @@ impl Tokenizer {
         for (i, c) in text.char_indices() {
             if self.split_digits && c.is_numeric() {
                 self.encode_regex_pieces(&text[start..i], out)?;
-                self.encode_piece(&text[i..i + c.len_utf8()], out);
+                self.encode_piece(&text[i..i + c.len_utf8()], out)?;
                 start = i + c.len_utf8();
             }
         }
@@ -249,24 +250,28 @@ impl Tokenizer {
             })?;
             // The pattern's last alternatives cover every character; encode any gap all the same.
             if m.start() > covered {
-                self.encode_piece(&text[covered..m.start()], out);
+                self.encode_piece(&text[covered..m.start()], out)?;
             }
-            self.encode_piece(m.as_str(), out);
+            self.encode_piece(m.as_str(), out)?;
             covered = m.end();
         }
         if covered < text.len() {
-            self.encode_piece(&text[covered..], out);
+            self.encode_piece(&text[covered..], out)?;
         }
         Ok(())
     }
 
     /// BPE on one pre-token: start from its bytes, apply the lowest-ranked merge until none
     /// applies.
-    fn encode_piece(&self, piece: &str, out: &mut Vec<u32>) {
-        if piece.is_empty() {
-            return;
-        }
-        let mut symbols: Vec<u32> = piece.bytes().map(|b| self.byte_token[b as usize]).collect();
+    fn encode_piece(&self, piece: &str, out: &mut Vec<u32>) -> Result<(), LlamaError> {
+        let mut symbols = piece
+            .bytes()
+            .map(|b| {
+                self.byte_token[b as usize].ok_or_else(|| LlamaError::Tokenizer {
+                    what: format!("byte {b:#04x} has no token in the vocabulary"),
+                })
+            })
+            .collect::<Result<Vec<u32>, LlamaError>>()?;
         loop {
             let best = symbols
                 .windows(2)
@@ -282,6 +287,7 @@ impl Tokenizer {
             symbols.remove(i + 1);
         }
         out.extend_from_slice(&symbols);
+        Ok(())
     }
 
     /// The bytes of the ids' text (special tokens as their text); a generated prefix may end in
