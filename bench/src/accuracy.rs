@@ -6,6 +6,7 @@
 //! cached in `--cache-dir`. Secure mode runs the two-party inference (both parties in this
 //! process, one setup, one inference per sentence at `--seq-len` tokens, private padding mask)
 //! and also reports the agreement with the fixed-point mirror of the same padded inputs.
+use crate::seed::RunSeed;
 use bert::calibrate::collect;
 use bert::classifier::embed_all;
 use bert::data::{read_tsv, Example};
@@ -14,7 +15,7 @@ use bert::fixed_model::Ablation;
 use bert::head::LogisticHead;
 use bert::secure::{self, Client, EmbeddingMode, Head, Server};
 use bert::{BertWeights, FixedBert, FloatBert, Tokenizer};
-use mpc_core::{Channel, Error, Party, Result};
+use mpc_core::{Channel, Error, Party, Result, Seed};
 use ot_nonlinear::approx::{ApproxSet, TablesFile};
 use ot_nonlinear::mpc::Session;
 use std::path::{Path, PathBuf};
@@ -147,7 +148,7 @@ struct Report {
 }
 
 /// Runs `bench accuracy`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let mut examples = read_tsv(&args.data)?;
     if let Some(limit) = args.limit {
         examples.truncate(limit);
@@ -201,7 +202,8 @@ pub fn run(args: Args) -> Result<()> {
         Mode::Secure => {
             let set = approx_set(&args, &float, &tokenizer)?;
             let fixed = FixedBert::new(float.weights(), set)?;
-            let (pred, fixed_pred) = secure_predictions(&args, &fixed, &head, &tokenizer, &texts)?;
+            let (pred, fixed_pred) =
+                secure_predictions(&args, seed, &fixed, &head, &tokenizer, &texts)?;
             agreement_with_fixed = Some(fraction(&pred, &fixed_pred, |p, f| p == *f));
             fixed_accuracy = Some(fraction(&fixed_pred, &examples, |p, e| p == e.label));
             pred
@@ -244,6 +246,7 @@ pub fn run(args: Args) -> Result<()> {
 /// padded inputs.
 fn secure_predictions(
     args: &Args,
+    seed: RunSeed,
     fixed: &FixedBert,
     head: &LogisticHead,
     tokenizer: &Tokenizer,
@@ -263,15 +266,24 @@ fn secure_predictions(
     let (start, mut done, mut agreed) = (Instant::now(), 0, 0);
     for (&seq_len, members) in &by_len {
         let batch: Vec<&[u32]> = members.iter().map(|&i| ids[i].as_slice()).collect();
-        let (p, f) = secure_batch(args, fixed, &head, seq_len, &batch, |k, same| {
-            eprintln!(
+        let batch_seed = seed.named(&format!("accuracy/{seq_len}"));
+        let (p, f) = secure_batch(
+            args,
+            batch_seed,
+            fixed,
+            &head,
+            seq_len,
+            &batch,
+            |k, same| {
+                eprintln!(
                 "secure: {}/{} sentences in {:.1?} ({seq_len} tokens), {} agree with the mirror",
                 done + k,
                 texts.len(),
                 start.elapsed(),
                 agreed + same
             )
-        })?;
+            },
+        )?;
         done += members.len();
         agreed += p.iter().zip(&f).filter(|(a, b)| a == b).count();
         for (j, &i) in members.iter().enumerate() {
@@ -286,6 +298,7 @@ fn secure_predictions(
 /// (`agreeing`: how many of the k secure predictions equal the mirror's).
 fn secure_batch(
     args: &Args,
+    seed: Seed,
     fixed: &FixedBert,
     head: &Head,
     seq_len: usize,
@@ -294,17 +307,18 @@ fn secure_batch(
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     let vocab = fixed.config().vocab_size;
     let dir = args.cache_dir.join("secure-accuracy");
-    let seed = he_linear::key_file::load_or_create_key_seed(&args.key_file, &[&args.cache_dir])?;
-    let mut server = Server::new(fixed, head, seq_len, EmbeddingMode::Server, seed)?;
+    let key_seed =
+        he_linear::key_file::load_or_create_key_seed(&args.key_file, &[&args.cache_dir])?;
+    let mut server = Server::new(fixed, head, seq_len, EmbeddingMode::Server, key_seed)?;
     let (cs, cc) = Channel::mem_pair();
     let n = sentences.len();
     let t = std::thread::spawn(move || -> Result<()> {
-        let mut sess = Session::new(cs, Party::Server)?;
+        let mut sess = Session::new(cs, Party::Server, seed.derive(0))?;
         server.setup(&mut sess)?;
         (0..n).try_for_each(|_| server.infer(&mut sess))
     });
     let client_side = || -> Result<(Vec<u8>, Vec<u8>)> {
-        let mut sess = Session::new(cc, Party::Client)?;
+        let mut sess = Session::new(cc, Party::Client, seed.derive(1))?;
         let client = Client::setup(&mut sess, &dir)?;
         let (mut pred, mut fixed_pred) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for (i, ids) in sentences.iter().enumerate() {
@@ -585,7 +599,11 @@ mod tests {
 
     #[test]
     fn secure_mode_reports_a_missing_data_file() {
-        let err = run(args(Mode::Secure, "no-such-file.tsv")).unwrap_err();
+        let err = run(
+            args(Mode::Secure, "no-such-file.tsv"),
+            RunSeed::from_arg(Some(1)),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no-such-file.tsv"), "{err}");
     }
 
@@ -595,9 +613,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("bad.tsv");
         std::fs::write(&path, "label\ttext\n1\tgood\nyes\tbad\n").unwrap();
-        let err = run(args(Mode::Float, path.to_str().unwrap()))
-            .unwrap_err()
-            .to_string();
+        let err = run(
+            args(Mode::Float, path.to_str().unwrap()),
+            RunSeed::from_arg(Some(1)),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("bad.tsv:3: label `yes` is not 0 or 1"),
             "{err}"

@@ -14,11 +14,12 @@
 //! created 0600 and refused when inside a cache directory or readable by group or others
 //! (`he_linear::key_file`).
 use crate::progress::Progress;
+use crate::seed::RunSeed;
 use bert::fixed_model::FixedBert;
 use bert::secure::{self, AttentionMode, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights, FloatBert, Tokenizer};
 use he_linear::key_file::load_or_create_key_seed;
-use mpc_core::{Channel, Error, NetProfile, Party, Result, Stats};
+use mpc_core::{Channel, Error, NetProfile, Party, Result, Seed, Stats};
 use nn::label::{layer_of, Component as Label};
 use ot_nonlinear::approx::ApproxSet;
 use ot_nonlinear::mpc::Session;
@@ -308,8 +309,13 @@ fn component(name: &str, s: &Stats) -> Component {
 }
 
 /// The server's side of a run on `ch`.
-fn serve(ch: Channel, server: &mut Server, barrier: Option<&std::sync::Barrier>) -> Result<()> {
-    let mut sess = Session::new(ch, Party::Server)?;
+fn serve(
+    ch: Channel,
+    server: &mut Server,
+    barrier: Option<&std::sync::Barrier>,
+    seed: Seed,
+) -> Result<()> {
+    let mut sess = Session::new(ch, Party::Server, seed)?;
     server.setup(&mut sess)?;
     if let Some(b) = barrier {
         b.wait();
@@ -324,11 +330,12 @@ fn consult(
     ids: &[u32],
     layers: usize,
     barrier: Option<&std::sync::Barrier>,
+    seed: Seed,
 ) -> Result<Measured> {
     let t0 = Instant::now();
     let bar = Progress::new(1 + layers as u64, "setup");
     bar.set_message("OT");
-    let mut sess = Session::new(ch, Party::Client)?;
+    let mut sess = Session::new(ch, Party::Client, seed)?;
     bar.set_position(1);
     bar.set_message("encrypted weights");
     let client = Client::setup_with_progress(&mut sess, cache, &|done, _| {
@@ -372,7 +379,11 @@ fn consult(
 }
 
 /// Runs the end-to-end inference and prints the report.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, seed: RunSeed) -> Result<()> {
+    let (server_seed, client_seed) = (
+        seed.party("e2e", Party::Server),
+        seed.party("e2e", Party::Client),
+    );
     if let Some(t) = args.threads {
         rayon::ThreadPoolBuilder::new()
             .num_threads(t)
@@ -398,7 +409,7 @@ pub fn run(args: Args) -> Result<()> {
             let listener = std::net::TcpListener::bind(addr)?;
             eprintln!("server: listening on {addr}");
             let ch = Channel::tcp_accept(&listener)?.shaped(net);
-            serve(ch, &mut server, None)?;
+            serve(ch, &mut server, None, server_seed)?;
             eprintln!("server: inference done");
             return Ok(());
         }
@@ -421,7 +432,7 @@ pub fn run(args: Args) -> Result<()> {
     let measured = if args.role == "client" {
         let addr = args.connect.as_deref().unwrap_or("127.0.0.1:7878");
         let ch = Channel::tcp_connect(addr, Duration::from_secs(60))?.shaped(net);
-        consult(ch, &cache, &ids, c.num_hidden_layers, None)?
+        consult(ch, &cache, &ids, c.num_hidden_layers, None, client_seed)?
     } else {
         let loaded = loaded.as_ref().expect("both roles load the model");
         let fixed = FixedBert::new(&loaded.weights, loaded.set.clone())?;
@@ -431,8 +442,9 @@ pub fn run(args: Args) -> Result<()> {
         let (cs, cc) = Channel::mem_pair_shaped(net);
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
         let b2 = barrier.clone();
-        let t = std::thread::spawn(move || serve(cs, &mut server, Some(&b2)));
-        let m = consult(cc, &cache, &ids, c.num_hidden_layers, Some(&barrier));
+        let t = std::thread::spawn(move || serve(cs, &mut server, Some(&b2), server_seed));
+        let layers = c.num_hidden_layers;
+        let m = consult(cc, &cache, &ids, layers, Some(&barrier), client_seed);
         let s = t
             .join()
             .map_err(|_| Error::Unavailable("server thread panicked".into()))?;

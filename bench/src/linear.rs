@@ -11,10 +11,12 @@
 //! Protocol `attn` adds attention's secret × secret products at the same token count (12 heads
 //! of 64: QKᵀ then P·V, each a batch of 12 products), unpacked (`X·Y`) and packed with Galois
 //! keys (`X·Y pk`, the default in `bert::secure`) side by side; setup is the key exchange.
+use crate::seed::RunSeed;
 use he_linear::cop;
 use he_linear::galois::GaloisKeys;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
+use he_linear::response::Window;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::{secret_products, ProductKeys};
 use he_linear::sip::{self, SipPlan};
@@ -117,8 +119,18 @@ where
     Ok((s, c, server_stats, client_stats, wall.as_secs_f64()))
 }
 
-fn random_inputs(k: usize, m: usize, n: usize) -> (RingMatrix, RingMatrix, RingMatrix, RingMatrix) {
-    let mut rng = AesPrg::new(Seed::random());
+/// Streams of a row's seed: its inputs, the server's randomness, the client's.
+const INPUTS: u64 = 0;
+const SERVER: u64 = 1;
+const CLIENT: u64 = 2;
+
+fn random_inputs(
+    k: usize,
+    m: usize,
+    n: usize,
+    seed: Seed,
+) -> (RingMatrix, RingMatrix, RingMatrix, RingMatrix) {
+    let mut rng = AesPrg::new(seed.derive(INPUTS));
     // Weights: 18-bit fixed point in [−2, 2); activations: any ring element, shares uniform.
     let w = RingMatrix::new(
         m,
@@ -141,8 +153,9 @@ fn run_cop(
     m: usize,
     n: usize,
     cache: &std::path::Path,
+    seed: Seed,
 ) -> Result<Row> {
-    let (w, x, x_c, x_s) = random_inputs(k, m, n);
+    let (w, x, x_c, x_s) = random_inputs(k, m, n, seed);
     let want = x.matmul(&w)?;
     let (sp, cp) = (params.clone(), params.clone());
     let cache = cache.to_path_buf();
@@ -152,12 +165,13 @@ fn run_cop(
     let (server_share, client_share, s_stats, c_stats, wall) = run_pair(
         net,
         move |ch, barrier| {
-            let mut rng = AesPrg::new(Seed::random());
+            let mut rng = AesPrg::new(seed.derive(SERVER));
             let sk = SecretKey::generate(&sp, &mut rng);
             let pk = PublicKey::generate(&sp, &sk, &mut rng);
+            let setup_seed = Seed::from_rng(&mut rng);
             ch.scope("setup", |ch| {
                 pk.send(ch, &sp)?;
-                cop::server_setup(ch, &sp, &sk, &pk, &w)
+                cop::server_setup(ch, &sp, &sk, &pk, &w, setup_seed)
             })?;
             ss.lock().unwrap().0 = ch.stats_of("run/setup").unwrap_or_default();
             barrier.wait();
@@ -173,7 +187,7 @@ fn run_cop(
             let layer = cached.open(&cp)?;
             barrier.wait();
             ch.scope("online", |ch| {
-                cop::client_online(ch, &cp, &pk, &layer, &x_c)
+                cop::client_online(ch, &cp, &pk, &layer, &x_c, seed.derive(CLIENT))
             })
         },
     )?;
@@ -192,8 +206,13 @@ fn run_cop(
     })
 }
 
-fn run_sip(params: &HeParams, net: NetProfile, k: usize, m: usize, n: usize) -> Result<Row> {
-    let (w, x, x_c, x_s) = random_inputs(k, m, n);
+fn run_sip(
+    params: &HeParams,
+    net: NetProfile,
+    (k, m, n): (usize, usize, usize),
+    seed: Seed,
+) -> Result<Row> {
+    let (w, x, x_c, x_s) = random_inputs(k, m, n, seed);
     let want = x.matmul(&w)?;
     let (sp, cp) = (params.clone(), params.clone());
     let setup = Arc::new(std::sync::Mutex::new(Stats::default()));
@@ -214,17 +233,20 @@ fn run_sip(params: &HeParams, net: NetProfile, k: usize, m: usize, n: usize) -> 
             ch.flush()?;
             barrier.wait();
             ch.scope("online", |ch| {
-                sip::server_online(ch, &sp, &client_pk, &w, &plain, &x_s)
+                sip::server_online(ch, &sp, &client_pk, &w, &plain, &x_s, seed.derive(SERVER))
             })
         },
         move |ch, barrier| {
-            let mut rng = AesPrg::new(Seed::random());
+            let mut rng = AesPrg::new(seed.derive(CLIENT));
             let sk = SecretKey::generate(&cp, &mut rng);
             let pk = PublicKey::generate(&cp, &sk, &mut rng);
+            let online_seed = Seed::from_rng(&mut rng);
             pk.send(ch, &cp)?;
             ch.recv_vec(1)?;
             barrier.wait();
-            ch.scope("online", |ch| sip::client_online(ch, &cp, &sk, &x_c, n))
+            ch.scope("online", |ch| {
+                sip::client_online(ch, &cp, &sk, &x_c, n, online_seed)
+            })
         },
     )?;
     check(&server_share, &client_share, &want, "SIP")?;
@@ -254,12 +276,14 @@ fn attention_products(
     params: &HeParams,
     keys: ProductKeys<'_>,
     inputs: &[[RingMatrix; 4]],
+    seed: Seed,
 ) -> Result<RingMatrix> {
     let qk: Vec<_> = inputs.iter().map(|m| (&m[0], &m[1])).collect();
     let pv: Vec<_> = inputs.iter().map(|m| (&m[2], &m[3])).collect();
     let mut out = Vec::new();
-    for pairs in [qk, pv] {
-        for z in secret_products(ch, params, keys, &pairs)? {
+    for (i, pairs) in [qk, pv].into_iter().enumerate() {
+        let full = Window::full(params);
+        for z in secret_products(ch, params, keys, &pairs, full, seed.derive(i as u64))? {
             out.extend_from_slice(z.data());
         }
     }
@@ -274,9 +298,10 @@ fn attention_party(
     params: &HeParams,
     inputs: &[[RingMatrix; 4]],
     setup: Option<&std::sync::Mutex<Stats>>,
+    seed: Seed,
 ) -> Result<RingMatrix> {
     let first = setup.is_none();
-    let mut rng = AesPrg::new(Seed::random());
+    let mut rng = AesPrg::new(seed);
     let sk = SecretKey::generate(params, &mut rng);
     let pk = PublicKey::generate(params, &sk, &mut rng);
     let gk = GaloisKeys::generate(params, &sk, &mut rng);
@@ -302,17 +327,20 @@ fn attention_party(
         peer_pk: &peer_pk,
         peer_galois: peer_gk.as_ref(),
     };
-    ch.scope("online", |ch| attention_products(ch, params, keys, inputs))
+    let online_seed = Seed::from_rng(&mut rng);
+    ch.scope("online", |ch| {
+        attention_products(ch, params, keys, inputs, online_seed)
+    })
 }
 
 /// The `attn` row: 12 heads of QKᵀ and P·V on random shares, packed or not.
-fn run_attention(packed: bool, net: NetProfile, k: usize) -> Result<Row> {
+fn run_attention(packed: bool, net: NetProfile, k: usize, seed: Seed) -> Result<Row> {
     let params = if packed {
         HeParams::packed_products()?
     } else {
         HeParams::default_params()?
     };
-    let mut rng = AesPrg::new(Seed::random());
+    let mut rng = AesPrg::new(seed.derive(INPUTS));
     let shapes = [(k, HEAD_DIM), (HEAD_DIM, k), (k, k), (k, HEAD_DIM)];
     let mut random = || shapes.map(|(r, c)| RingMatrix::new(r, c, rng.u64s(r * c)).expect("shape"));
     let (mut server_in, mut client_in, mut plain) = (Vec::new(), Vec::new(), Vec::new());
@@ -335,8 +363,14 @@ fn run_attention(packed: bool, net: NetProfile, k: usize) -> Result<Row> {
     let setup = std::sync::Mutex::new(Stats::default());
     let (server_share, client_share, s_stats, c_stats, wall) = run_pair(
         net,
-        move |ch, barrier| attention_party(ch, barrier, &sp, &server_in, None),
-        |ch, barrier| attention_party(ch, barrier, &params, &client_in, Some(&setup)),
+        move |ch, barrier| {
+            let seed = seed.derive(SERVER);
+            attention_party(ch, barrier, &sp, &server_in, None, seed)
+        },
+        |ch, barrier| {
+            let seed = seed.derive(CLIENT);
+            attention_party(ch, barrier, &params, &client_in, Some(&setup), seed)
+        },
     )?;
     check(&server_share, &client_share, &want, "attention products")?;
     let setup = *setup.lock().unwrap();
@@ -363,7 +397,7 @@ fn check(s: &RingMatrix, c: &RingMatrix, want: &RingMatrix, what: &str) -> Resul
 }
 
 /// Runs `bench linear`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let net: NetProfile = args.net.parse()?;
     let params = HeParams::default_params()?;
     let shapes: Vec<(usize, usize)> = if args.shapes.is_empty() {
@@ -410,8 +444,14 @@ pub fn run(args: Args) -> Result<()> {
     for &(m, n) in &shapes {
         for p in &protocols {
             let row = match p.as_str() {
-                "cop" => run_cop(&params, net, args.tokens, m, n, &cache)?,
-                "sip" => run_sip(&params, net, args.tokens, m, n)?,
+                "cop" => {
+                    let seed = seed.named(&format!("linear/cop/{m}x{n}"));
+                    run_cop(&params, net, args.tokens, m, n, &cache, seed)?
+                }
+                "sip" => {
+                    let seed = seed.named(&format!("linear/sip/{m}x{n}"));
+                    run_sip(&params, net, (args.tokens, m, n), seed)?
+                }
                 _ => continue,
             };
             eprintln!("  done {} {}", row.shape, row.protocol);
@@ -420,7 +460,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     if protocols.iter().any(|p| p == "attn") {
         for packed in [false, true] {
-            let row = run_attention(packed, net, args.tokens)?;
+            let row_seed = seed.named(&format!("linear/attention/{packed}"));
+            let row = run_attention(packed, net, args.tokens, row_seed)?;
             eprintln!("  done {} {}", row.shape, row.protocol);
             rows.push(row);
         }

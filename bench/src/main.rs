@@ -23,6 +23,7 @@ mod linear;
 mod nonlinear;
 mod ot;
 mod progress;
+mod seed;
 mod train;
 
 #[derive(Parser, Debug)]
@@ -37,6 +38,11 @@ struct Cli {
     /// The end-to-end run (when no subcommand is given).
     #[command(flatten)]
     run: Option<e2e::Args>,
+    /// Derive all of the run's randomness from this number: two runs with the same seed give
+    /// identical results and transcript sizes (for reproducing runs; not secret, never for a
+    /// deployment). Without it the run's seed is fresh from the operating system.
+    #[arg(long, global = true)]
+    seed: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -55,13 +61,14 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    let seed = seed::RunSeed::from_arg(cli.seed);
     let result = match (cli.command, cli.run) {
-        (Some(Command::Linear(a)), _) => linear::run(a),
-        (Some(Command::Ot(a)), _) => ot::run(a),
-        (Some(Command::Nonlinear(a)), _) => nonlinear::run(a),
-        (Some(Command::Accuracy(a)), _) => accuracy::run(a),
-        (Some(Command::Train(a)), _) => train::run(a),
-        (None, Some(a)) => e2e::run(a),
+        (Some(Command::Linear(a)), _) => linear::run(a, seed),
+        (Some(Command::Ot(a)), _) => ot::run(a, seed),
+        (Some(Command::Nonlinear(a)), _) => nonlinear::run(a, seed),
+        (Some(Command::Accuracy(a)), _) => accuracy::run(a, seed),
+        (Some(Command::Train(a)), _) => train::run(a, seed),
+        (None, Some(a)) => e2e::run(a, seed),
         (None, None) => Err(mpc_core::Error::InvalidArgument(
             "give --model (end-to-end run) or a subcommand; see --help".into(),
         )),

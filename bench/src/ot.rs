@@ -9,7 +9,8 @@
 //! runs. Each row also reports the CPU time of each party's thread during the steady state
 //! (Linux `/proc/thread-self/stat`) and `cot_per_cpu_s` = n / the larger of the two: the rate
 //! with a core per party and nothing else running (waits for the peer are not CPU time).
-use mpc_core::{Channel, Error, Result};
+use crate::seed::RunSeed;
+use mpc_core::{AesPrg, Channel, Error, Party, Result};
 use ot_nonlinear::{
     Block, FerretReceiver, FerretSender, IknpReceiver, IknpSender, RandomCotReceiver,
     RandomCotSender,
@@ -113,18 +114,22 @@ fn measure<S: RandomCotSender, R: RandomCotReceiver + 'static>(
     protocol: &'static str,
     transport: &'static str,
     n: usize,
-    setup_send: fn(&mut Channel) -> Result<S>,
-    setup_recv: fn(&mut Channel) -> Result<R>,
+    setup_send: fn(&mut Channel, &mut AesPrg) -> Result<S>,
+    setup_recv: fn(&mut Channel, &mut AesPrg) -> Result<R>,
+    seed: RunSeed,
 ) -> Result<Row> {
     let (mut cs, mut cr) = channels(transport)?;
+    let name = format!("ot/{protocol}/{transport}");
+    let mut send_rng = AesPrg::new(seed.party(&name, Party::Server));
+    let mut recv_rng = AesPrg::new(seed.party(&name, Party::Client));
     let receiver = std::thread::spawn(move || -> Result<f64> {
-        let mut r = setup_recv(&mut cr)?;
+        let mut r = setup_recv(&mut cr, &mut recv_rng)?;
         let c0 = thread_cpu_s();
         drain(&mut cr, n, |ch, buf| r.fill(ch, buf))?;
         Ok(thread_cpu_s() - c0)
     });
     let t0 = Instant::now();
-    let mut s = setup_send(&mut cs)?;
+    let mut s = setup_send(&mut cs, &mut send_rng)?;
     let setup_s = t0.elapsed().as_secs_f64();
     let setup = cs.totals();
     let (t1, c1) = (Instant::now(), thread_cpu_s());
@@ -157,7 +162,7 @@ fn measure<S: RandomCotSender, R: RandomCotReceiver + 'static>(
 }
 
 /// Runs `bench ot`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let transports: &[&'static str] = match args.transport.as_str() {
         "both" => &["mem", "tcp"],
         "mem" => &["mem"],
@@ -176,6 +181,7 @@ pub fn run(args: Args) -> Result<()> {
             args.iknp_n,
             IknpSender::setup,
             IknpReceiver::setup,
+            seed,
         )?);
         rows.push(measure(
             "ferret",
@@ -183,6 +189,7 @@ pub fn run(args: Args) -> Result<()> {
             args.n,
             FerretSender::setup,
             FerretReceiver::setup,
+            seed,
         )?);
     }
     println!(

@@ -6,6 +6,7 @@
 //! time) and the twin's and the f64 reference's training loss (the secure run opens no
 //! intermediate model), then test accuracy, balanced accuracy and AUC of the three models.
 //! `--json FILE` writes the keys of issue 20 (plus setup costs and the per-epoch lists).
+use crate::seed::RunSeed;
 use mpc_core::{Error, NetProfile, Result, Stats};
 use nn::sigmoid::SigmoidApprox;
 use train::config::{ClassWeight, Reveal, RowSplit, TrainConfig};
@@ -124,7 +125,7 @@ struct Report {
 }
 
 /// Runs `bench train`.
-pub fn run(args: Args) -> Result<()> {
+pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let net: NetProfile = args.net.parse()?;
     let loaded = Dataset::load(&args.data).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     let data = match args.subsample_minority {
@@ -164,7 +165,14 @@ pub fn run(args: Args) -> Result<()> {
     );
     let float = train::float::train_float(&data.train, &cfg);
     let twin = train::twin::train_twin(&data.train, &owners, cfg)?;
-    let (a, b) = train::secure::train_two_party(&data.train, &owners, cfg, reveal, net)?;
+    let (a, b) = train::secure::train_two_party(
+        &data.train,
+        &owners,
+        cfg,
+        reveal,
+        net,
+        seed.named("train"),
+    )?;
     let secure = a
         .model
         .clone()

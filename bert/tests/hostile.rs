@@ -73,14 +73,14 @@ fn hostile_descriptions_are_typed_errors() {
     let mut cc = cc;
     cc.set_timeout(Duration::from_secs(60));
     let server = std::thread::spawn(move || -> mpc_core::Result<Session> {
-        let mut sess = Session::new(cs, Party::Server)?;
+        let mut sess = Session::new(cs, Party::Server, Seed([0x51; 16]))?;
         for public in &hostile {
             sess.ch.send_msg(public)?;
         }
         sess.ch.flush()?;
         Ok(sess)
     });
-    let mut sess = Session::new(cc, Party::Client).unwrap();
+    let mut sess = Session::new(cc, Party::Client, Seed([0x52; 16])).unwrap();
     let cache = tempfile::tempdir().unwrap();
     for i in 0..count {
         match Client::setup(&mut sess, cache.path()) {
@@ -117,10 +117,10 @@ fn the_client_receives_no_breakpoint_and_no_exp_lower_bound() {
     let (cs, mut cc) = Channel::mem_pair();
     cc.set_timeout(Duration::from_secs(60));
     let t = std::thread::spawn(move || -> mpc_core::Result<()> {
-        let mut sess = Session::new(cs, Party::Server)?;
+        let mut sess = Session::new(cs, Party::Server, Seed([0x51; 16]))?;
         server.setup(&mut sess)
     });
-    let mut sess = Session::new(cc, Party::Client).unwrap();
+    let mut sess = Session::new(cc, Party::Client, Seed([0x52; 16])).unwrap();
     let public: PublicModel = sess.ch.recv_msg(1 << 20).unwrap();
     drop(sess);
     // The server stops at the client's disappearance; its error is not the point here.

@@ -185,6 +185,7 @@ pub fn server_setup(
     sk: &SecretKey,
     pk: &PublicKey,
     w: &RingMatrix,
+    seed: Seed,
 ) -> Result<()> {
     let (m, n) = (w.rows(), w.cols());
     let digest = layer_digest(params, sk, pk, w);
@@ -199,7 +200,7 @@ pub fn server_setup(
     }
     let poly_n = params.n();
     let chunks = n.div_ceil(poly_n);
-    let base = Seed::random();
+    let base = seed;
     for batch in (0..m).collect::<Vec<_>>().chunks(SETUP_BATCH) {
         let cts: Vec<Result<Vec<(Seed, RnsPoly)>>> = batch
             .par_iter()
@@ -274,8 +275,17 @@ pub fn client_online(
     server_pk: &PublicKey,
     layer: &EncryptedLayer,
     x_c: &RingMatrix,
+    seed: Seed,
 ) -> Result<RingMatrix> {
-    client_online_window(ch, params, server_pk, layer, x_c, Window::full(params))
+    client_online_window(
+        ch,
+        params,
+        server_pk,
+        layer,
+        x_c,
+        Window::full(params),
+        seed,
+    )
 }
 
 /// [`client_online`] revealing only `window` (module docs): returns ⌊R/2^lo⌋ mod 2^{hi−lo}.
@@ -286,6 +296,7 @@ pub fn client_online_window(
     layer: &EncryptedLayer,
     x_c: &RingMatrix,
     window: Window,
+    seed: Seed,
 ) -> Result<RingMatrix> {
     let h = *layer.header();
     let (k, m, n) = (x_c.rows(), x_c.cols(), h.n);
@@ -324,7 +335,7 @@ pub fn client_online_window(
         })
         .collect();
     let layout = output_layout(params, k, m, n);
-    let base = Seed::random();
+    let base = seed;
     let sealed: Vec<Result<(Vec<u8>, Vec<u64>)>> = layout
         .par_iter()
         .enumerate()

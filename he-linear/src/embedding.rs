@@ -163,6 +163,7 @@ pub fn server_setup(
     pk: &PublicKey,
     layout: &EmbeddingLayout,
     table: &[u64],
+    seed: Seed,
 ) -> Result<()> {
     if table.len() != layout.vocab * layout.dim || layout.poly_n != params.n() {
         return Err(Error::Shape(format!(
@@ -181,7 +182,7 @@ pub fn server_setup(
         return Ok(());
     }
     let (r, s, d) = (layout.rows_per_poly, layout.stride(), layout.dim);
-    let base = Seed::random();
+    let base = seed;
     for batch in (0..layout.polys()).collect::<Vec<_>>().chunks(SETUP_BATCH) {
         let cts: Vec<Result<_>> = batch
             .par_iter()
@@ -376,6 +377,7 @@ pub fn client_lookup(
     server_pk: &PublicKey,
     table: &EncryptedTable,
     ids: &[u32],
+    seed: Seed,
 ) -> Result<Vec<u64>> {
     let layout = table.layout;
     layout.check_ids(ids)?;
@@ -384,7 +386,7 @@ pub fn client_lookup(
     let t = layout.tokens_per_response();
     let ctx = params.rns();
     let n = params.n();
-    let base = Seed::random();
+    let base = seed;
     let sealed: Vec<Result<(Vec<u8>, Vec<u64>)>> = ids
         .par_chunks(t)
         .enumerate()
@@ -513,14 +515,18 @@ mod tests {
         let (mut s_ch, mut c_ch) = Channel::mem_pair();
         let (sp, tab, n) = (params.clone(), table.to_vec(), ids.len());
         let server = std::thread::spawn(move || -> Result<(Vec<u64>, u64)> {
-            s_ch.scope("setup", |ch| server_setup(ch, &sp, &sk, &pk, &layout, &tab))?;
+            s_ch.scope("setup", |ch| {
+                server_setup(ch, &sp, &sk, &pk, &layout, &tab, Seed([1; 16]))
+            })?;
             let share = server_lookup(&mut s_ch, &sp, &sk, &layout, n)?;
             Ok((share, s_ch.stats_of("setup").unwrap().bytes_sent))
         });
         let (_, pk) = keys(params);
         let cached = client_setup(&mut c_ch, params, cache, "emb")?;
         let enc = cached.open(params)?;
-        let client = c_ch.scope("online", |ch| client_lookup(ch, params, &pk, &enc, ids))?;
+        let client = c_ch.scope("online", |ch| {
+            client_lookup(ch, params, &pk, &enc, ids, Seed([2; 16]))
+        })?;
         let online = c_ch.stats_of("online").unwrap().bytes_sent;
         let (server, setup) = server.join().unwrap()?;
         Ok((client, server, setup, online))

@@ -66,6 +66,8 @@ fn create(path: &Path) -> Result<Seed> {
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(dir)?;
     }
+    // The server's long-term key: the one secret that must come from the operating system
+    // whatever the run's seed (a `--seed` given for reproducibility is not secret).
     let seed = Seed::random();
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -82,12 +84,15 @@ fn check_private(path: &Path, file: &std::fs::File) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = file.metadata()?.permissions().mode();
     if mode & 0o077 != 0 {
-        return Err(Error::InsecureParams(format!(
-            "the server key {} has mode {:o}: its group or others may read it; \
+        return Err(Error::InsecureParams(
+            format!(
+                "the server key {} has mode {:o}: its group or others may read it; \
              `chmod 600` it (and consider it leaked if others did)",
-            path.display(),
-            mode & 0o777
-        )));
+                path.display(),
+                mode & 0o777
+            )
+            .into(),
+        ));
     }
     Ok(())
 }

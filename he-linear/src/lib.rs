@@ -36,16 +36,18 @@
 //! let cache = std::env::temp_dir().join(format!("he-linear-doc-{}", std::process::id()));
 //! let (sp, w2) = (params.clone(), w.clone());
 //! let server = std::thread::spawn(move || -> mpc_core::Result<RingMatrix> {
-//!     let mut rng = AesPrg::new(Seed::random());
+//!     let mut rng = AesPrg::new(Seed::random());                // the caller's randomness
 //!     let sk = SecretKey::generate(&sp, &mut rng);
 //!     let pk = PublicKey::generate(&sp, &sk, &mut rng);
 //!     pk.send(&mut server_ch, &sp)?;
-//!     cop::server_setup(&mut server_ch, &sp, &sk, &pk, &w2)?;           // once per model
+//!     let setup_seed = Seed::from_rng(&mut rng);
+//!     cop::server_setup(&mut server_ch, &sp, &sk, &pk, &w2, setup_seed)?; // once per model
 //!     cop::server_online(&mut server_ch, &sp, &sk, &w2, &x_s)           // per query
 //! });
 //! let pk = PublicKey::recv(&mut client_ch, &params)?;
 //! let layer = cop::client_setup(&mut client_ch, &params, &cache, "layer0")?.open(&params)?;
-//! let client_share = cop::client_online(&mut client_ch, &params, &pk, &layer, &x_c)?;
+//! let query_seed = Seed::random();                               // fresh per query
+//! let client_share = cop::client_online(&mut client_ch, &params, &pk, &layer, &x_c, query_seed)?;
 //! let server_share = server.join().unwrap()?;
 //! assert_eq!(client_share.add(&server_share)?, want);
 //! std::fs::remove_dir_all(&cache)?;

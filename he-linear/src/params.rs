@@ -15,11 +15,110 @@ use crate::rns::{ntt_primes, RnsContext};
 use mpc_core::{Error, Result};
 use std::sync::Arc;
 
+/// Why a parameter set or a plan is refused, with the numbers that break the rule. It reaches
+/// callers as [`Error::InsecureParams`], from which `downcast_ref::<ParamsError>()` recovers
+/// it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ParamsError {
+    /// The ring dimension is not one the HE standard tabulates.
+    #[error("N = {n} is not a power of two between 1024 and 32768")]
+    RingDegree {
+        /// The requested N.
+        n: usize,
+    },
+    /// Statistical security below the required level.
+    #[error("statistical security {bits} bits is below the required {required}")]
+    StatisticalSecurity {
+        /// The requested κ.
+        bits: u32,
+        /// The least accepted κ.
+        required: u32,
+    },
+    /// The modulus exceeds the HE-standard bound for 128-bit security at N.
+    #[error(
+        "log2 q = {log_q:.1} exceeds the HE-standard bound {max} for N = {n} (128-bit \
+         security); this workload needs about {need:.0} bits"
+    )]
+    ModulusTooLarge {
+        /// log2 of the modulus.
+        log_q: f64,
+        /// The HE-standard bound on log2 q at N.
+        max: u32,
+        /// The ring dimension.
+        n: usize,
+        /// log2 q the noise bound needs.
+        need: f64,
+    },
+    /// The modulus is too small for the noise bound (flooding included).
+    #[error(
+        "log2 q = {log_q:.1} is below the {need:.1} bits the noise bound needs (flooding \
+         2^{flood_bits} for {terms} terms at κ = {stat_bits})"
+    )]
+    ModulusTooSmall {
+        /// log2 of the modulus.
+        log_q: f64,
+        /// log2 q the noise bound needs.
+        need: f64,
+        /// log2 of the flooding width.
+        flood_bits: u32,
+        /// Largest number of terms summed into one coefficient.
+        terms: u64,
+        /// Statistical security κ.
+        stat_bits: u32,
+    },
+    /// No pair of response widths keeps the decryption noise within the torus budget, or the
+    /// best one is wider than supported.
+    #[error("response width {bits:?} bits: none fits the budget within the supported {max}")]
+    ResponseWidth {
+        /// The narrowest c1 width that fits, if any.
+        bits: Option<u32>,
+        /// The widest supported.
+        max: u32,
+    },
+    /// The key holder's basis cannot decrypt the responses exactly.
+    #[error("cannot decrypt {c1_bits}-bit responses exactly with this basis")]
+    ExactDecryption {
+        /// Width of the responses' c1.
+        c1_bits: u32,
+    },
+    /// A plan reveals more coefficients under one key in one inference than the floods cover.
+    #[error(
+        "{what} reveals {revealed} coefficients under one key per inference; the floods cover \
+         2^{budget_log2} at {stat_bits} bits of statistical security (shorten the sequence or \
+         use a smaller model)"
+    )]
+    RevealBudget {
+        /// The plan (model or layer) that asked.
+        what: String,
+        /// Coefficients it reveals.
+        revealed: u64,
+        /// log2 of the budget K.
+        budget_log2: u32,
+        /// Statistical security κ.
+        stat_bits: u32,
+    },
+    /// Fewer NTT-friendly primes below 2^31 than needed.
+    #[error("not enough NTT primes below 2^31 for N = {n}")]
+    NotEnoughPrimes {
+        /// The ring dimension.
+        n: usize,
+    },
+}
+
+impl From<ParamsError> for Error {
+    fn from(e: ParamsError) -> Error {
+        Error::InsecureParams(Box::new(e))
+    }
+}
+
 /// log2 of the most coefficients revealed under one key in one inference that the default
 /// parameters cover: 27, the most for which the packed products' flood still fits the 218-bit
 /// HE-standard modulus of N = 8192 (seven 31-bit primes; 2^28 needs 218.x bits, refused by
 /// `params::tests`). BERT-base at 512 tokens reveals 2^26.8, BERT-large at 128 tokens 2^25.7.
 pub const INFERENCE_REVEALED_LOG2: u32 = 27;
+
+/// Widest supported response c1 (bits).
+const MAX_RESPONSE_BITS: u32 = 96;
 
 /// Bits of the largest RNS prime (every prime is below 2^31, `rns::PRIME_BOUND`).
 const PRIME_BITS: u32 = crate::rns::PRIME_BOUND.trailing_zeros();
@@ -134,12 +233,7 @@ impl HeParamsBuilder {
     /// Derives and checks the parameters.
     pub fn build(self) -> Result<HeParams> {
         let n = self.n;
-        let max_log_q = he_standard_max_log_q(n).ok_or_else(|| {
-            Error::InsecureParams(format!(
-                "N = {} is not a power of two between 1024 and 32768",
-                n.0
-            ))
-        })?;
+        let max_log_q = he_standard_max_log_q(n).ok_or(ParamsError::RingDegree { n: n.0 })?;
         let ell = self.plain.0;
         if !(2..=64).contains(&ell) {
             return Err(Error::InvalidArgument(format!(
@@ -147,10 +241,11 @@ impl HeParamsBuilder {
             )));
         }
         if self.stat_bits < 40 {
-            return Err(Error::InsecureParams(format!(
-                "statistical security {} bits is below the required 40",
-                self.stat_bits
-            )));
+            return Err(ParamsError::StatisticalSecurity {
+                bits: self.stat_bits,
+                required: 40,
+            }
+            .into());
         }
         if self.max_terms == 0 || self.revealed_log2 > 40 {
             return Err(Error::InvalidArgument(
@@ -200,18 +295,23 @@ impl HeParamsBuilder {
         let rns = RnsContext::new(n.0, &primes)?;
         let log_q = rns.log_q();
         if log_q > max_log_q as f64 {
-            return Err(Error::InsecureParams(format!(
-                "log2 q = {log_q:.1} exceeds the HE-standard bound {max_log_q} for N = {} \
-                 (128-bit security); this workload needs about {need_log_q:.0} bits",
-                n.0
-            )));
+            return Err(ParamsError::ModulusTooLarge {
+                log_q,
+                max: max_log_q,
+                n: n.0,
+                need: need_log_q,
+            }
+            .into());
         }
         if log_q < need_log_q {
-            return Err(Error::InsecureParams(format!(
-                "log2 q = {log_q:.1} is below the {need_log_q:.1} bits the noise bound needs \
-                 (flooding 2^{flood_bits} for {} terms at κ = {})",
-                self.max_terms, self.stat_bits
-            )));
+            return Err(ParamsError::ModulusTooSmall {
+                log_q,
+                need: need_log_q,
+                flood_bits,
+                terms: self.max_terms,
+                stat_bits: self.stat_bits,
+            }
+            .into());
         }
         // Split the remaining torus budget between c0's and c1's switching roundings, choosing
         // the widths that minimise the response size (c1 is always full, c0 mostly full).
@@ -223,11 +323,16 @@ impl HeParamsBuilder {
                 (rest > 0.0).then(|| (b0, (c1_round - rest.log2()).ceil() as u32))
             })
             .min_by_key(|&(b0, b1)| b0 + b1)
-            .ok_or_else(|| Error::InsecureParams("no response width fits the budget".into()))?;
-        if c1_bits > 96 {
-            return Err(Error::InsecureParams(format!(
-                "response width {c1_bits} bits exceeds the supported 96"
-            )));
+            .ok_or(ParamsError::ResponseWidth {
+                bits: None,
+                max: MAX_RESPONSE_BITS,
+            })?;
+        if c1_bits > MAX_RESPONSE_BITS {
+            return Err(ParamsError::ResponseWidth {
+                bits: Some(c1_bits),
+                max: MAX_RESPONSE_BITS,
+            }
+            .into());
         }
         // Primes for the key holder's exact c1·s: |ĉ1·s| < 2^{b1−1}·N.
         let need_dec = c1_bits as f64 + (n.0 as f64).log2() + 1.0;
@@ -238,9 +343,7 @@ impl HeParamsBuilder {
             dec_primes += 1;
         }
         if acc_bits <= need_dec || acc_bits >= 124.0 {
-            return Err(Error::InsecureParams(format!(
-                "cannot decrypt {c1_bits}-bit responses exactly with this basis"
-            )));
+            return Err(ParamsError::ExactDecryption { c1_bits }.into());
         }
         Ok(HeParams {
             inner: Arc::new(Inner {
@@ -343,12 +446,13 @@ impl HeParams {
     /// ```
     pub fn check_inference_reveals(&self, revealed: u64, what: &str) -> Result<()> {
         if revealed > self.max_revealed() {
-            return Err(Error::InsecureParams(format!(
-                "{what} reveals {revealed} (2^{:.1}) coefficients under one key per inference;                  the floods cover 2^{} at {} bits of statistical security (shorten the sequence                  or use a smaller model)",
-                (revealed as f64).log2(),
-                self.inner.revealed_log2,
-                self.stat_bits()
-            )));
+            return Err(ParamsError::RevealBudget {
+                what: what.to_string(),
+                revealed,
+                budget_log2: self.inner.revealed_log2,
+                stat_bits: self.stat_bits(),
+            }
+            .into());
         }
         Ok(())
     }
@@ -496,34 +600,59 @@ mod tests {
             assert!(p.flood_bits() as f64 >= need, "{}", p.describe());
             assert!(p.log_q() <= 218.0 && p.rns().len() == 7, "{}", p.describe());
             assert!(p.check_inference_reveals(p.max_revealed(), "max").is_ok());
-            assert!(matches!(
-                p.check_inference_reveals(p.max_revealed() + 1, "max + 1"),
-                Err(Error::InsecureParams(_))
-            ));
+            let e = p.check_inference_reveals(p.max_revealed() + 1, "max + 1");
+            let Err(Error::InsecureParams(e)) = e else {
+                panic!("{e:?}")
+            };
+            assert_eq!(
+                e.downcast_ref::<ParamsError>(),
+                Some(&ParamsError::RevealBudget {
+                    what: "max + 1".into(),
+                    revealed: p.max_revealed() + 1,
+                    budget_log2: INFERENCE_REVEALED_LOG2,
+                    stat_bits: p.stat_bits(),
+                })
+            );
         }
     }
 
     #[test]
     fn insecure_or_unusable_parameters_are_refused() {
-        // N = 4096 allows 109 bits: far below what flooding a 64-bit ring needs.
-        let e = HeParams::builder().poly_degree(4096).build().unwrap_err();
-        assert!(matches!(e, Error::InsecureParams(_)), "{e}");
+        // The refusal's fields, recovered from the workspace error.
+        fn cause(r: Result<HeParams>) -> ParamsError {
+            match r {
+                Err(Error::InsecureParams(e)) => e.downcast_ref::<ParamsError>().unwrap().clone(),
+                other => panic!("expected a parameter refusal, got {other:?}"),
+            }
+        }
+        // N = 4096 allows 109 bits: far below what flooding a 64-bit ring needs (the builder
+        // derives more primes than the standard allows).
+        match cause(HeParams::builder().poly_degree(4096).build()) {
+            ParamsError::ModulusTooLarge { max, n, need, .. } => {
+                assert_eq!((max, n), (109, 4096));
+                assert!(need > 109.0);
+            }
+            e => panic!("{e}"),
+        }
         // Less than 40 bits of statistical security.
-        assert!(matches!(
-            HeParams::builder().stat_bits(30).build(),
-            Err(Error::InsecureParams(_))
-        ));
+        assert_eq!(
+            cause(HeParams::builder().stat_bits(30).build()),
+            ParamsError::StatisticalSecurity {
+                bits: 30,
+                required: 40
+            }
+        );
         // Forcing too many primes for N = 8192 (8 × 30 = 240 > 218).
         let many = ntt_primes(8192, 8).unwrap();
         assert!(matches!(
-            HeParams::builder().primes(many).build(),
-            Err(Error::InsecureParams(_))
+            cause(HeParams::builder().primes(many).build()),
+            ParamsError::ModulusTooLarge { max: 218, .. }
         ));
         // Forcing too few primes: the noise bound fails.
         let few = ntt_primes(8192, 5).unwrap();
         assert!(matches!(
-            HeParams::builder().primes(few).build(),
-            Err(Error::InsecureParams(_))
+            cause(HeParams::builder().primes(few).build()),
+            ParamsError::ModulusTooSmall { .. }
         ));
         assert!(HeParams::builder().poly_degree(3000).build().is_err());
     }

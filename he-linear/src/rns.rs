@@ -59,9 +59,7 @@ pub fn ntt_primes(n: usize, count: usize) -> Result<Vec<u32>> {
     let mut out = Vec::with_capacity(count);
     while out.len() < count {
         if p <= step {
-            return Err(Error::InsecureParams(format!(
-                "not enough NTT primes below 2^31 for N = {n}"
-            )));
+            return Err(crate::params::ParamsError::NotEnoughPrimes { n }.into());
         }
         if p < PRIME_BOUND && is_prime_u32(p) {
             out.push(p);

@@ -3,7 +3,7 @@
 //! truncating window everything is exact modulo 2^64, hence modulo any 2^ℓ the caller reduces to.
 //!
 //! * [`row_scalar_product`]: shares of r_i·V_ij for shared r (k) and V (k×n), as the
-//!   secret × secret product diag(r)·V ([`secret_products_window`], each cross term in its
+//!   secret × secret product diag(r)·V ([`secret_products`], each cross term in its
 //!   cheaper orientation), both directions in the same two flights; [`row_scalar_products`]
 //!   batches several (attention's per-head normalisation, 128×128·128×64 per head: 372 752
 //!   bytes each way, Oᵀ encrypted and diag(r) the plaintext; 342 032 through bits [16, 64)).
@@ -28,12 +28,12 @@
 use crate::matrix::RingMatrix;
 use crate::params::HeParams;
 use crate::response::Window;
-use crate::secret_product::{secret_products_window, ProductKeys};
+use crate::secret_product::{secret_products, ProductKeys};
 use crate::sip::{self, SipPlan};
-use mpc_core::{Channel, Error, Party, Result};
+use mpc_core::{Channel, Error, Party, Result, Seed};
 
 /// Shares of r_i·V_ij (k×n) from shares of r (k) and V (k×n), through `window`
-/// ([`secret_products_window`]): ⌊r_i·V_ij / 2^lo⌋ modulo 2^{hi−lo} (exact for lo = 0, else
+/// ([`secret_products`]): ⌊r_i·V_ij / 2^lo⌋ modulo 2^{hi−lo} (exact for lo = 0, else
 /// within 3 units).
 pub fn row_scalar_product(
     ch: &mut Channel,
@@ -42,8 +42,9 @@ pub fn row_scalar_product(
     r: &[u64],
     v: &RingMatrix,
     window: Window,
+    seed: Seed,
 ) -> Result<RingMatrix> {
-    let mut out = row_scalar_products(ch, params, keys, &[(r, v)], window)?;
+    let mut out = row_scalar_products(ch, params, keys, &[(r, v)], window, seed)?;
     Ok(out.remove(0))
 }
 
@@ -55,6 +56,7 @@ pub fn row_scalar_products(
     keys: ProductKeys<'_>,
     pairs: &[(&[u64], &RingMatrix)],
     window: Window,
+    seed: Seed,
 ) -> Result<Vec<RingMatrix>> {
     let diags = pairs
         .iter()
@@ -74,7 +76,7 @@ pub fn row_scalar_products(
         })
         .collect::<Result<Vec<_>>>()?;
     let products: Vec<_> = diags.iter().zip(pairs).map(|(d, &(_, v))| (d, v)).collect();
-    secret_products_window(ch, params, keys, &products, window)
+    secret_products(ch, params, keys, &products, window, seed)
 }
 
 /// The column chunks of [`row_square_sums`] at width n: as few as keep every chunk's plan
@@ -132,6 +134,7 @@ pub fn row_square_sums(
     party: Party,
     v: &RingMatrix,
     bits: u32,
+    seed: Seed,
 ) -> Result<Vec<u64>> {
     let k = v.rows();
     let window = Window::new(params, 0, bits)?;
@@ -150,8 +153,9 @@ pub fn row_square_sums(
         .collect();
     let cross: Vec<RingMatrix> = match party {
         Party::Client => {
-            for ((_, plan), chunk) in plans.iter().zip(&chunks) {
-                sip::send_encrypted_input(ch, params, keys.my_sk, plan, chunk)?;
+            for (i, ((_, plan), chunk)) in plans.iter().zip(&chunks).enumerate() {
+                let chunk_seed = seed.derive(i as u64);
+                sip::send_encrypted_input(ch, params, keys.my_sk, plan, chunk, chunk_seed)?;
             }
             ch.flush()?;
             plans
@@ -168,7 +172,8 @@ pub fn row_square_sums(
                 .iter()
                 .zip(&chunks)
                 .zip(&inputs)
-                .map(|(((_, plan), chunk), inputs)| {
+                .enumerate()
+                .map(|(i, (((_, plan), chunk), inputs))| {
                     let plain = sip::encode_plain(params, plan, &chunk.transpose())?;
                     sip::evaluate_and_respond(
                         ch,
@@ -178,6 +183,7 @@ pub fn row_square_sums(
                         plan,
                         inputs,
                         &plain,
+                        seed.derive(i as u64),
                     )
                 })
                 .collect::<Result<_>>()?

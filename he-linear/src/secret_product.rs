@@ -23,7 +23,7 @@ use crate::params::HeParams;
 use crate::response::Window;
 use crate::rlwe::{PublicKey, SecretKey};
 use crate::sip::{self, SipPlan};
-use mpc_core::{Channel, Result};
+use mpc_core::{Channel, Result, Seed};
 use std::borrow::Cow;
 
 /// The SIP plan of one cross term and its orientation.
@@ -84,40 +84,34 @@ pub struct ProductKeys<'a> {
     pub peer_galois: Option<&'a GaloisKeys>,
 }
 
-/// Runs the product; returns this party's share of X·Y.
+/// Runs the product through `window` ([`secret_products`]); returns this party's share.
 pub fn secret_product(
     ch: &mut Channel,
     params: &HeParams,
     keys: ProductKeys<'_>,
-    x: &RingMatrix,
-    y: &RingMatrix,
+    (x, y): (&RingMatrix, &RingMatrix),
+    window: Window,
+    seed: Seed,
 ) -> Result<RingMatrix> {
-    let mut out = secret_products(ch, params, keys, &[(x, y)])?;
+    let mut out = secret_products(ch, params, keys, &[(x, y)], window, seed)?;
     Ok(out.remove(0))
 }
 
 /// Several independent products (e.g. one per attention head) in the same 2 flights (per
-/// `max_revealed` coefficients); returns this party's share of each X_i·Y_i.
+/// `max_revealed` coefficients), revealing only `window` of the cross terms (`response`,
+/// "Windows"): this party's shares of ⌊X_i·Y_i / 2^lo⌋ modulo 2^{hi−lo}, exact for lo = 0
+/// ([`Window::full`]: shares of X_i·Y_i), else within 3 units (each party's local product
+/// rounded, the two cross terms' carries).
 pub fn secret_products(
     ch: &mut Channel,
     params: &HeParams,
     keys: ProductKeys<'_>,
     pairs: &[(&RingMatrix, &RingMatrix)],
-) -> Result<Vec<RingMatrix>> {
-    secret_products_window(ch, params, keys, pairs, Window::full(params))
-}
-
-/// [`secret_products`] revealing only `window` of the cross terms (`response`, "Windows"):
-/// shares of ⌊X_i·Y_i / 2^lo⌋ modulo 2^{hi−lo}, exact for lo = 0, else within 3 units (each
-/// party's local product rounded, the two cross terms' carries).
-pub fn secret_products_window(
-    ch: &mut Channel,
-    params: &HeParams,
-    keys: ProductKeys<'_>,
-    pairs: &[(&RingMatrix, &RingMatrix)],
     window: Window,
+    seed: Seed,
 ) -> Result<Vec<RingMatrix>> {
     let mut out = Vec::with_capacity(pairs.len());
+    let mut round = 0u64;
     let mut start = 0;
     while start < pairs.len() {
         let mut end = start;
@@ -130,7 +124,16 @@ pub fn secret_products_window(
             }
             end += 1;
         }
-        out.extend(product_round(ch, params, keys, &pairs[start..end], window)?);
+        let round_seed = seed.derive(round);
+        round += 1;
+        out.extend(product_round(
+            ch,
+            params,
+            keys,
+            &pairs[start..end],
+            window,
+            round_seed,
+        )?);
         start = end;
     }
     Ok(out)
@@ -143,6 +146,7 @@ fn product_round(
     keys: ProductKeys<'_>,
     pairs: &[(&RingMatrix, &RingMatrix)],
     window: Window,
+    seed: Seed,
 ) -> Result<Vec<RingMatrix>> {
     let ProductKeys {
         my_sk,
@@ -163,15 +167,18 @@ fn product_round(
         .zip(pairs)
         .map(|(plan, (x, y))| plan.operands(x, y))
         .collect();
-    for (plan, (enc, _)) in plans.iter().zip(&operands) {
-        sip::send_encrypted_input(ch, params, my_sk, &plan.sip, enc)?;
+    // Stream 2i seeds product i's encryption, 2i + 1 its response's masks and floods.
+    for (i, (plan, (enc, _))) in plans.iter().zip(&operands).enumerate() {
+        let input_seed = seed.derive(2 * i as u64);
+        sip::send_encrypted_input(ch, params, my_sk, &plan.sip, enc, input_seed)?;
     }
     let peer_inputs = plans
         .iter()
         .map(|plan| sip::recv_encrypted_input(ch, params, &plan.sip))
         .collect::<Result<Vec<_>>>()?;
     let mut mine = Vec::with_capacity(pairs.len());
-    for ((plan, (_, plain)), inputs) in plans.iter().zip(&operands).zip(&peer_inputs) {
+    let products = plans.iter().zip(&operands).zip(&peer_inputs);
+    for (i, ((plan, (_, plain)), inputs)) in products.enumerate() {
         let encoded = sip::encode_plain(params, &plan.sip, plain)?;
         mine.push(sip::evaluate_and_respond(
             ch,
@@ -181,6 +188,7 @@ fn product_round(
             &plan.sip,
             inputs,
             &encoded,
+            seed.derive(2 * i as u64 + 1),
         )?);
     }
     plans

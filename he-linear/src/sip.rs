@@ -244,6 +244,7 @@ pub fn send_encrypted_input(
     sk: &SecretKey,
     plan: &SipPlan,
     a: &RingMatrix,
+    seed: Seed,
 ) -> Result<()> {
     if (a.rows(), a.cols()) != (plan.k, plan.m) {
         return Err(Error::Shape(format!(
@@ -255,7 +256,7 @@ pub fn send_encrypted_input(
         )));
     }
     let (kb, mb, _) = plan.blocks();
-    let base = Seed::random();
+    let base = seed;
     let cts: Vec<Result<(Seed, RnsPoly)>> = (0..kb * mb)
         .into_par_iter()
         .map(|blk| {
@@ -360,6 +361,7 @@ pub fn evaluate_and_respond(
     plan: &SipPlan,
     inputs: &[Ciphertext],
     plain: &[RnsPoly],
+    seed: Seed,
 ) -> Result<RingMatrix> {
     let (kb, mb, nb) = plan.blocks();
     if inputs.len() != kb * mb || plain.len() != mb * nb {
@@ -386,7 +388,7 @@ pub fn evaluate_and_respond(
             c1: RnsPoly::dot(ctx, &c1, &w),
         }
     };
-    let base = Seed::random();
+    let base = seed;
     let sealed: Vec<Result<(Vec<u8>, Cells)>> = (0..plan.output_cts())
         .into_par_iter()
         .map(|g| {
@@ -466,9 +468,10 @@ pub fn client_online(
     sk: &SecretKey,
     x_c: &RingMatrix,
     n: usize,
+    seed: Seed,
 ) -> Result<RingMatrix> {
     let plan = SipPlan::new(params, x_c.rows(), x_c.cols(), n)?;
-    send_encrypted_input(ch, params, sk, &plan, x_c)?;
+    send_encrypted_input(ch, params, sk, &plan, x_c, seed)?;
     recv_and_open(ch, params, sk, &plan)
 }
 
@@ -481,9 +484,10 @@ pub fn server_online(
     w: &RingMatrix,
     plain: &[RnsPoly],
     x_s: &RingMatrix,
+    seed: Seed,
 ) -> Result<RingMatrix> {
     let plan = SipPlan::new(params, x_s.rows(), x_s.cols(), w.cols())?;
     let inputs = recv_encrypted_input(ch, params, &plan)?;
-    let r = evaluate_and_respond(ch, params, client_pk, None, &plan, &inputs, plain)?;
+    let r = evaluate_and_respond(ch, params, client_pk, None, &plan, &inputs, plain, seed)?;
     r.add(&x_s.matmul(w)?)
 }

@@ -40,7 +40,7 @@ fn run_cop_window(
     let (server_share, (client_share, stats)) = run_pair(
         move |ch: &mut Channel| {
             pk.send(ch, &sp).unwrap();
-            cop::server_setup(ch, &sp, &sk, &pk, &w2).unwrap();
+            cop::server_setup(ch, &sp, &sk, &pk, &w2, Seed([1; 16])).unwrap();
             ch.scope("online", |ch| {
                 cop::server_online_window(ch, &sp, &sk, &w2, &x_s, window)
             })
@@ -54,7 +54,7 @@ fn run_cop_window(
                 .unwrap();
             let share = ch
                 .scope("online", |ch| {
-                    cop::client_online_window(ch, &cp, &pk, &layer, &x_c, window)
+                    cop::client_online_window(ch, &cp, &pk, &layer, &x_c, window, Seed([2; 16]))
                 })
                 .unwrap();
             (share, ch.stats_of("online").unwrap())
@@ -276,7 +276,7 @@ fn client_refuses_shape_mismatch_and_oversized_products() {
     let (sp, cp) = (small.clone(), small.clone());
     let cache = dir.path().to_path_buf();
     let (_, (r1, r2)) = run_pair(
-        move |ch: &mut Channel| cop::server_setup(ch, &sp, &sk, &pk, &w).unwrap(),
+        move |ch: &mut Channel| cop::server_setup(ch, &sp, &sk, &pk, &w, Seed([1; 16])).unwrap(),
         move |ch: &mut Channel| {
             let layer = cop::client_setup(ch, &cp, &cache, "l")
                 .unwrap()
@@ -286,8 +286,22 @@ fn client_refuses_shape_mismatch_and_oversized_products() {
             let pk = PublicKey::generate(&cp, &SecretKey::generate(&cp, &mut rng), &mut rng);
             let mut null = Channel::mem_pair().0;
             (
-                cop::client_online(&mut null, &cp, &pk, &layer, &random_matrix(2, 19, 1)),
-                cop::client_online(&mut null, &cp, &pk, &layer, &random_matrix(2, 20, 1)),
+                cop::client_online(
+                    &mut null,
+                    &cp,
+                    &pk,
+                    &layer,
+                    &random_matrix(2, 19, 1),
+                    Seed([2; 16]),
+                ),
+                cop::client_online(
+                    &mut null,
+                    &cp,
+                    &pk,
+                    &layer,
+                    &random_matrix(2, 20, 1),
+                    Seed([2; 16]),
+                ),
             )
         },
     );
@@ -351,7 +365,7 @@ fn cache_ids_are_keyed_by_the_server_secret() {
     let ((), received) = run_pair(
         move |ch: &mut Channel| {
             pk_sent.send(ch, &sp).unwrap();
-            cop::server_setup(ch, &sp, &sk1, &pk_sent, &w2).unwrap();
+            cop::server_setup(ch, &sp, &sk1, &pk_sent, &w2, Seed([1; 16])).unwrap();
         },
         move |ch: &mut Channel| {
             PublicKey::recv(ch, &cp).unwrap();

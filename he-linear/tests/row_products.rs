@@ -9,7 +9,7 @@ use he_linear::params::HeParams;
 use he_linear::response::Window;
 use he_linear::row_products::{row_scalar_product, row_square_sums, row_square_sums_bytes};
 use he_linear::secret_product::{ProductKeys, ProductPlan};
-use mpc_core::{Channel, Error, Party};
+use mpc_core::{Channel, Error, Party, Seed};
 
 /// Runs `f` for both parties on shares of (r, V); returns (server, client) outputs and the
 /// client's (bytes sent, bytes received, rounds).
@@ -57,7 +57,7 @@ fn scalar(
     r: &[u64],
     v: &RingMatrix,
 ) -> RingMatrix {
-    row_scalar_product(ch, p, keys, r, v, Window::full(p)).unwrap()
+    row_scalar_product(ch, p, keys, r, v, Window::full(p), Seed([3; 16])).unwrap()
 }
 
 /// LayerNorm's window: bits [12, 38) of the product.
@@ -73,7 +73,7 @@ fn scalar_truncated(
     r: &[u64],
     v: &RingMatrix,
 ) -> RingMatrix {
-    row_scalar_product(ch, p, keys, r, v, layernorm_window(p)).unwrap()
+    row_scalar_product(ch, p, keys, r, v, layernorm_window(p), Seed([3; 16])).unwrap()
 }
 
 /// Square sums modulo 2^BITS.
@@ -85,7 +85,7 @@ fn squares<const BITS: u32>(
     _: &[u64],
     v: &RingMatrix,
 ) -> Vec<u64> {
-    row_square_sums(ch, p, keys, party, v, BITS).unwrap()
+    row_square_sums(ch, p, keys, party, v, BITS, Seed([4; 16])).unwrap()
 }
 
 #[test]
@@ -207,6 +207,7 @@ fn mismatched_row_scalars_are_refused() {
         &[1, 2, 3],
         &v,
         Window::full(&params),
+        Seed([3; 16]),
     )
     .unwrap_err();
     assert!(matches!(err, Error::Shape(_)), "{err}");

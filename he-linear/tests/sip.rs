@@ -4,9 +4,10 @@ mod common;
 use common::{keys, product_keys, random_matrix, run_pair};
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
+use he_linear::response::Window;
 use he_linear::secret_product::{secret_product, secret_products, ProductKeys, ProductPlan};
 use he_linear::sip::{self, SipPlan};
-use mpc_core::{Channel, Error};
+use mpc_core::{Channel, Error, Seed};
 
 #[test]
 fn sip_linear_layer_is_exact() {
@@ -27,11 +28,13 @@ fn sip_linear_layer_is_exact() {
             move |ch: &mut Channel| {
                 let plan = SipPlan::new(&sp, k, m, n).unwrap();
                 let plain = sip::encode_plain(&sp, &plan, &w2).unwrap();
-                sip::server_online(ch, &sp, &pk, &w2, &plain, &x_s).unwrap()
+                sip::server_online(ch, &sp, &pk, &w2, &plain, &x_s, Seed([1; 16])).unwrap()
             },
             move |ch: &mut Channel| {
                 let share = ch
-                    .scope("sip", |ch| sip::client_online(ch, &cp, &sk, &x_c, n))
+                    .scope("sip", |ch| {
+                        sip::client_online(ch, &cp, &sk, &x_c, n, Seed([2; 16]))
+                    })
                     .unwrap();
                 (share, ch.stats_of("sip").unwrap())
             },
@@ -69,9 +72,11 @@ fn check_products(params: &HeParams, shapes: &[(usize, usize, usize)], seed: u8)
                 peer_galois: Some(&cgk),
             };
             if pairs.len() == 1 {
-                vec![secret_product(ch, &sp, keys, pairs[0].0, pairs[0].1).unwrap()]
+                let (x, y) = pairs[0];
+                let full = Window::full(&sp);
+                vec![secret_product(ch, &sp, keys, (x, y), full, Seed([3; 16])).unwrap()]
             } else {
-                secret_products(ch, &sp, keys, &pairs).unwrap()
+                secret_products(ch, &sp, keys, &pairs, Window::full(&sp), Seed([3; 16])).unwrap()
             }
         },
         move |ch: &mut Channel| {
@@ -82,7 +87,9 @@ fn check_products(params: &HeParams, shapes: &[(usize, usize, usize)], seed: u8)
                 peer_galois: Some(&sgk),
             };
             let z = ch
-                .scope("products", |ch| secret_products(ch, &cp, keys, &pairs))
+                .scope("products", |ch| {
+                    secret_products(ch, &cp, keys, &pairs, Window::full(&cp), Seed([4; 16]))
+                })
                 .unwrap();
             (z, ch.stats_of("products").unwrap())
         },
@@ -159,8 +166,9 @@ fn packed_products_without_galois_keys_are_refused() {
     let (mut ch, _peer) = Channel::mem_pair();
     let inputs = vec![he_linear::rlwe::Ciphertext::zero(&params); plan.input_cts()];
     let plain = sip::encode_plain(&params, &plan, &RingMatrix::zeros(4, 4)).unwrap();
-    let err =
-        sip::evaluate_and_respond(&mut ch, &params, &pk, None, &plan, &inputs, &plain).unwrap_err();
+    let seed = Seed([5; 16]);
+    let err = sip::evaluate_and_respond(&mut ch, &params, &pk, None, &plan, &inputs, &plain, seed)
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
 }
 

@@ -37,8 +37,11 @@ pub enum Error {
     #[error("value out of range: {0}")]
     OutOfRange(String),
     /// Parameters refused because they do not reach the required security level or correctness.
+    /// The cause is the refusing layer's own typed error, with the numbers as fields (e.g.
+    /// `he_linear::params::ParamsError::ModulusTooLarge { log_q, max, .. }`; reach it with
+    /// `downcast_ref`), or a message.
     #[error("insecure or unusable parameters: {0}")]
-    InsecureParams(String),
+    InsecureParams(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// A caller passed an argument the function does not accept.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

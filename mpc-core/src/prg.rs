@@ -20,7 +20,8 @@ impl std::fmt::Debug for Seed {
 }
 
 impl Seed {
-    /// A fresh seed from the operating system's generator.
+    /// A fresh seed from the operating system's generator: for the top of a run (a binary's
+    /// `main`, a test harness). Library code takes its randomness from its caller instead.
     pub fn random() -> Seed {
         let mut s = [0u8; 16];
         rand::rng().fill_bytes(&mut s);
@@ -165,10 +166,11 @@ impl SeedableRng for AesPrg {
     }
 }
 
-/// A common random seed by coin tossing: both parties send a fresh seed at once (one flight)
-/// and take the XOR. Sufficient against semi-honest parties, the model of DESIGN.md §1.
-pub fn coin_toss(ch: &mut Channel) -> Result<Seed> {
-    let mine = Seed::random();
+/// A common random seed by coin tossing: both parties send a fresh seed drawn from `rng` at
+/// once (one flight) and take the XOR. Sufficient against semi-honest parties, the model of
+/// DESIGN.md §1.
+pub fn coin_toss(ch: &mut Channel, rng: &mut impl CryptoRng) -> Result<Seed> {
+    let mine = Seed::from_rng(rng);
     ch.send(&mine.0)?;
     let mut theirs = [0u8; 16];
     ch.recv(&mut theirs)?;
@@ -216,8 +218,9 @@ mod tests {
     #[test]
     fn coin_toss_agrees() {
         let (mut a, mut b) = Channel::mem_pair();
-        let t = std::thread::spawn(move || coin_toss(&mut b).unwrap());
-        let sa = coin_toss(&mut a).unwrap();
+        let t =
+            std::thread::spawn(move || coin_toss(&mut b, &mut AesPrg::new(Seed([2; 16]))).unwrap());
+        let sa = coin_toss(&mut a, &mut AesPrg::new(Seed([1; 16]))).unwrap();
         assert_eq!(sa, t.join().unwrap());
         assert_eq!(a.rounds(), 1);
     }

@@ -219,12 +219,14 @@ pub fn attention(
             .map(|o| RingMatrix::new(o.rows(), o.cols(), o.share().to_vec()))
             .collect::<Result<Vec<_>>>()?;
         let pairs: Vec<_> = recips.chunks_exact(queries).zip(mats.iter()).collect();
+        let seed = s.fresh_seed();
         let prods = row_products::row_scalar_products(
             &mut s.ch,
             he.product_params,
             he.keys,
             &pairs,
             window,
+            seed,
         )?;
         // Back to token-major queries × heads·dh.
         let d = heads * dh;

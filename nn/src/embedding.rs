@@ -11,7 +11,7 @@ use crate::tensor::SharedTensor;
 use he_linear::embedding::{self, CachedTable, EmbeddingLayout};
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
-use mpc_core::{Channel, Error, Result};
+use mpc_core::{Channel, Error, Result, Seed};
 use ot_nonlinear::mpc::Session;
 use std::path::Path;
 
@@ -44,15 +44,17 @@ impl ServerEmbedding {
         })
     }
 
-    /// Sends the encrypted table against [`ClientEmbedding::setup`].
+    /// Sends the encrypted table against [`ClientEmbedding::setup`]; `seed` (fresh, secret)
+    /// seeds the encryptions.
     pub fn setup(
         &self,
         ch: &mut Channel,
         params: &HeParams,
         sk: &SecretKey,
         pk: &PublicKey,
+        seed: Seed,
     ) -> Result<()> {
-        embedding::server_setup(ch, params, sk, pk, &self.layout, &self.table)
+        embedding::server_setup(ch, params, sk, pk, &self.layout, &self.table, seed)
     }
 
     /// The server's share of the rows of the client's `tokens` ids.
@@ -102,8 +104,9 @@ impl ClientEmbedding {
     pub fn lookup(&self, sess: &mut Session, he: &HeKeys<'_>, ids: &[u32]) -> Result<SharedTensor> {
         let table = self.cached.open(he.params)?;
         let dim = table.layout().dim;
+        let seed = sess.fresh_seed();
         let share =
-            embedding::client_lookup(&mut sess.ch, he.params, he.keys.peer_pk, &table, ids)?;
+            embedding::client_lookup(&mut sess.ch, he.params, he.keys.peer_pk, &table, ids, seed)?;
         SharedTensor::matrix(ids.len(), dim, LINEAR, share)
     }
 }

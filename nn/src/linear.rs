@@ -24,7 +24,7 @@ use he_linear::params::HeParams;
 use he_linear::response::Window;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::weight_store::CachedLayer;
-use mpc_core::{Channel, Error, FixedPoint, Result, Ring};
+use mpc_core::{Channel, Error, FixedPoint, Result, Ring, Seed};
 use ot_nonlinear::mpc::{Cost, Session, Side};
 use std::path::Path;
 
@@ -185,15 +185,16 @@ impl ServerLinear {
     }
 
     /// Sends the encrypted weights (or nothing, if the client already caches them) against
-    /// [`ClientLinear::setup`].
+    /// [`ClientLinear::setup`]; `seed` (fresh, secret) seeds the encryptions.
     pub fn setup(
         &self,
         ch: &mut Channel,
         params: &HeParams,
         sk: &SecretKey,
         pk: &PublicKey,
+        seed: Seed,
     ) -> Result<()> {
-        cop::server_setup(ch, params, sk, pk, &self.w)
+        cop::server_setup(ch, params, sk, pk, &self.w, seed)
     }
 
     /// The server's share of the layer's output on its share of X, against
@@ -259,8 +260,16 @@ impl ClientLinear {
         check_input(x, enc.header().m)?;
         let window = rescale.window(he.params)?;
         let xc = RingMatrix::new(x.rows(), x.cols(), x.share().to_vec())?;
-        let y =
-            cop::client_online_window(&mut sess.ch, he.params, he.keys.peer_pk, &enc, &xc, window)?;
+        let seed = sess.fresh_seed();
+        let y = cop::client_online_window(
+            &mut sess.ch,
+            he.params,
+            he.keys.peer_pk,
+            &enc,
+            &xc,
+            window,
+            seed,
+        )?;
         finish(sess, y, window, rescale)
     }
 }

@@ -14,7 +14,7 @@ use crate::tensor::SharedTensor;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::response::Window;
-use he_linear::secret_product::{secret_products_window, ProductPlan};
+use he_linear::secret_product::{secret_products, ProductPlan};
 use mpc_core::{Error, Result, Ring};
 use ot_nonlinear::mpc::{Cost, Session, Side};
 
@@ -43,7 +43,15 @@ pub fn secret_matmul(
     }
     let refs: Vec<(&RingMatrix, &RingMatrix)> = mats.iter().map(|(x, y)| (x, y)).collect();
     let window = Window::new(he.product_params, shift, Ring::R64.bits())?;
-    let prods = secret_products_window(&mut sess.ch, he.product_params, he.keys, &refs, window)?;
+    let seed = sess.fresh_seed();
+    let prods = secret_products(
+        &mut sess.ch,
+        he.product_params,
+        he.keys,
+        &refs,
+        window,
+        seed,
+    )?;
     let shapes: Vec<(usize, usize)> = prods.iter().map(|p| (p.rows(), p.cols())).collect();
     let flat: Vec<u64> = prods
         .iter()

@@ -131,6 +131,7 @@ impl RowProducts for HeRowProducts<'_> {
         ring: Ring,
     ) -> Result<Vec<u64>> {
         let v = RingMatrix::new(v.len() / n, n, v.to_vec())?;
+        let seed = sess.fresh_seed();
         row_products::row_square_sums(
             &mut sess.ch,
             self.params,
@@ -138,6 +139,7 @@ impl RowProducts for HeRowProducts<'_> {
             sess.party,
             &v,
             ring.bits(),
+            seed,
         )
     }
 
@@ -154,8 +156,16 @@ impl RowProducts for HeRowProducts<'_> {
         // The responses reveal bits [shift, ring) only: shares of ⌊r·v / 2^shift⌋ (within 3
         // units), up-cast to Z_2^64.
         let window = Window::new(self.params, shift, ring.bits())?;
-        let y =
-            row_products::row_scalar_product(&mut sess.ch, self.params, self.keys, r, &v, window)?;
+        let seed = sess.fresh_seed();
+        let y = row_products::row_scalar_product(
+            &mut sess.ch,
+            self.params,
+            self.keys,
+            r,
+            &v,
+            window,
+            seed,
+        )?;
         upcast_window(sess, y.data(), window)
     }
 }

@@ -1,6 +1,6 @@
 //! The sigmoid approximations: their documented errors, the secure evaluation against the
 //! mirror on random shares (edge values included), and the exact cost.
-use mpc_core::{Channel, FixedPoint, Party, Result, Ring, Stats};
+use mpc_core::{Channel, FixedPoint, Party, Result, Ring, Seed, Stats};
 use nn::sigmoid::{
     sigmoid, sigmoid_cost, sigmoid_cots, sigmoid_fixed, SigmoidApprox, SIGMOID_PLAN,
 };
@@ -33,8 +33,9 @@ fn both<T: Send + 'static>(
         s.ch.flush()?;
         Ok((r, s.ch.stats_of(label).unwrap_or_default()))
     };
-    let t = std::thread::spawn(move || run(Session::new(b, Party::Client)?, &*g));
-    let server = run(Session::new(a, Party::Server).unwrap(), &*f).unwrap();
+    let [ss, cs] = [1, 2].map(|t| Seed([0x51; 16]).derive(t));
+    let t = std::thread::spawn(move || run(Session::new(b, Party::Client, cs)?, &*g));
+    let server = run(Session::new(a, Party::Server, ss).unwrap(), &*f).unwrap();
     (server, t.join().unwrap().unwrap())
 }
 

@@ -19,16 +19,16 @@ use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity;
 use mpc_core::{Channel, Error, Result};
-use rand_core::RngCore;
+use rand_core::CryptoRng;
 
 /// Base OTs per connection (one per bit of the IKNP correlation Δ).
 pub const BASE_OTS: usize = 128;
 
 const KDF_CONTEXT: &str = "ot-nonlinear chou-orlandi base OT v1";
 
-fn random_scalar() -> Scalar {
+fn random_scalar(rng: &mut impl CryptoRng) -> Scalar {
     let mut wide = [0u8; 64];
-    rand::rng().fill_bytes(&mut wide);
+    rng.fill_bytes(&mut wide);
     Scalar::from_bytes_mod_order_wide(&wide)
 }
 
@@ -52,10 +52,14 @@ fn decompress(bytes: &[u8]) -> Result<(CompressedRistretto, RistrettoPoint)> {
     Ok((c, p))
 }
 
-/// Sender side: returns `n` key pairs `[k0, k1]`.
-pub fn send_random(ch: &mut Channel, n: usize) -> Result<Vec<[Block; 2]>> {
+/// Sender side: returns `n` key pairs `[k0, k1]`; its secret scalar comes from `rng`.
+pub fn send_random(
+    ch: &mut Channel,
+    n: usize,
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<[Block; 2]>> {
     ch.scope("base_ot", |ch| {
-        let a = random_scalar();
+        let a = random_scalar(rng);
         let big_a = &a * RISTRETTO_BASEPOINT_TABLE;
         let a_c = big_a.compress();
         ch.send(a_c.as_bytes())?;
@@ -75,8 +79,13 @@ pub fn send_random(ch: &mut Channel, n: usize) -> Result<Vec<[Block; 2]>> {
     })
 }
 
-/// Receiver side: returns `k_{c_i}` for every choice bit `c_i`.
-pub fn recv_random(ch: &mut Channel, choices: &[bool]) -> Result<Vec<Block>> {
+/// Receiver side: returns `k_{c_i}` for every choice bit `c_i`; its secret scalars come from
+/// `rng`.
+pub fn recv_random(
+    ch: &mut Channel,
+    choices: &[bool],
+    rng: &mut impl CryptoRng,
+) -> Result<Vec<Block>> {
     ch.scope("base_ot", |ch| {
         let (a_c, big_a) = decompress(&ch.recv_vec(32)?)?;
         if big_a == RistrettoPoint::identity() {
@@ -85,7 +94,7 @@ pub fn recv_random(ch: &mut Channel, choices: &[bool]) -> Result<Vec<Block>> {
         let mut msg = Vec::with_capacity(32 * choices.len());
         let mut pending = Vec::with_capacity(choices.len());
         for &c in choices {
-            let x = random_scalar();
+            let x = random_scalar(rng);
             // c·A computed as a scalar multiplication by 0 or 1: no branch on the choice.
             let b = &x * RISTRETTO_BASEPOINT_TABLE + Scalar::from(c as u8) * big_a;
             let b_c = b.compress();

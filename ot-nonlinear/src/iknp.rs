@@ -18,6 +18,7 @@ use crate::cot::{Pool, RandomCotReceiver, RandomCotSender};
 use crate::prg::BlockPrg;
 use crate::transpose::transpose;
 use mpc_core::{Channel, Error, Result};
+use rand_core::CryptoRng;
 
 /// Most COTs produced per extension batch (bounds the memory of one batch to 32 MB).
 pub const IKNP_BATCH: usize = 1 << 20;
@@ -39,14 +40,18 @@ pub struct IknpSender {
 }
 
 impl IknpSender {
-    /// Setup with a fresh random Δ.
-    pub fn setup(ch: &mut Channel) -> Result<IknpSender> {
-        let delta = BlockPrg::from_entropy().block().with_lsb(true);
-        IknpSender::setup_with_delta(ch, delta)
+    /// Setup with a fresh Δ drawn from `rng`.
+    pub fn setup(ch: &mut Channel, rng: &mut impl CryptoRng) -> Result<IknpSender> {
+        let delta = BlockPrg::from_rng(rng).block().with_lsb(true);
+        IknpSender::setup_with_delta(ch, delta, rng)
     }
 
-    /// Setup with a given Δ (its low bit must be set).
-    pub fn setup_with_delta(ch: &mut Channel, delta: Block) -> Result<IknpSender> {
+    /// Setup with a given Δ (its low bit must be set); the base OTs draw from `rng`.
+    pub fn setup_with_delta(
+        ch: &mut Channel,
+        delta: Block,
+        rng: &mut impl CryptoRng,
+    ) -> Result<IknpSender> {
         if !delta.lsb() {
             return Err(Error::InvalidArgument(
                 "the COT correlation Δ must have its low bit set".into(),
@@ -54,7 +59,7 @@ impl IknpSender {
         }
         ch.scope("iknp/setup", |ch| {
             let choices: Vec<bool> = (0..BASE_OTS).map(|j| (delta.0 >> j) & 1 == 1).collect();
-            let keys = base_ot::recv_random(ch, &choices)?;
+            let keys = base_ot::recv_random(ch, &choices, rng)?;
             Ok(IknpSender {
                 delta,
                 prgs: keys.into_iter().map(BlockPrg::new).collect(),
@@ -116,16 +121,17 @@ pub struct IknpReceiver {
 }
 
 impl IknpReceiver {
-    /// Setup (the peer runs [`IknpSender::setup`]).
-    pub fn setup(ch: &mut Channel) -> Result<IknpReceiver> {
+    /// Setup (the peer runs [`IknpSender::setup`]); the base OTs and the choice bits draw from
+    /// `rng`.
+    pub fn setup(ch: &mut Channel, rng: &mut impl CryptoRng) -> Result<IknpReceiver> {
         ch.scope("iknp/setup", |ch| {
-            let keys = base_ot::send_random(ch, BASE_OTS)?;
+            let keys = base_ot::send_random(ch, BASE_OTS, rng)?;
             Ok(IknpReceiver {
                 prgs: keys
                     .into_iter()
                     .map(|[k0, k1]| [BlockPrg::new(k0), BlockPrg::new(k1)])
                     .collect(),
-                choice_prg: BlockPrg::from_entropy(),
+                choice_prg: BlockPrg::from_rng(rng),
                 pool: Pool::default(),
             })
         })

@@ -20,15 +20,15 @@
 //! its choice bit off the low bit of its block):
 //!
 //! ```
-//! use mpc_core::Channel;
+//! use mpc_core::{AesPrg, Channel, Seed};
 //! use ot_nonlinear::{FerretReceiver, FerretSender, RandomCotReceiver, RandomCotSender};
 //!
 //! let (mut a, mut b) = Channel::mem_pair();
 //! let receiver = std::thread::spawn(move || -> mpc_core::Result<_> {
-//!     let mut ferret = FerretReceiver::setup(&mut b)?;
+//!     let mut ferret = FerretReceiver::setup(&mut b, &mut AesPrg::new(Seed::random()))?;
 //!     Ok(ferret.next_n(&mut b, 1000)?.1)
 //! });
-//! let mut ferret = FerretSender::setup(&mut a)?;
+//! let mut ferret = FerretSender::setup(&mut a, &mut AesPrg::new(Seed::random()))?;
 //! let (_, q) = ferret.next_n(&mut a, 1000)?;
 //! let t = receiver.join().unwrap()?;
 //! let delta = ferret.delta();

@@ -7,6 +7,7 @@
 use crate::aes_batch::AesBatch;
 use crate::block::Block;
 use mpc_core::Seed;
+use rand_core::CryptoRng;
 
 /// AES-128 in counter mode, block by block: output `j` is AES_seed(j).
 #[derive(Clone)]
@@ -30,9 +31,9 @@ impl BlockPrg {
         }
     }
 
-    /// A generator seeded from the operating system.
-    pub fn from_entropy() -> BlockPrg {
-        BlockPrg::new(Block::from_bytes(Seed::random().0))
+    /// A generator seeded by a fresh seed drawn from `rng`.
+    pub fn from_rng(rng: &mut impl CryptoRng) -> BlockPrg {
+        BlockPrg::new(Block::from_bytes(Seed::from_rng(rng).0))
     }
 
     /// Moves to output block `counter` (the next [`fill`](Self::fill) starts there).

@@ -183,11 +183,11 @@ fn adapters_over_iknp() {
         let (recv, send, _, _) = run(
             transport,
             |ch| {
-                let mut src = IknpReceiver::setup(ch)?;
+                let mut src = IknpReceiver::setup(ch, &mut common::rng(0, 1))?;
                 receiver_side(ch, &mut src)
             },
             |ch| {
-                let mut src = IknpSender::setup(ch)?;
+                let mut src = IknpSender::setup(ch, &mut common::rng(0, 0))?;
                 sender_side(ch, &mut src)
             },
         );
@@ -200,11 +200,11 @@ fn adapters_over_ferret() {
     let (recv, send, _, _) = run(
         Transport::Mem,
         |ch| {
-            let mut src = FerretReceiver::setup(ch)?;
+            let mut src = FerretReceiver::setup(ch, &mut common::rng(0, 1))?;
             receiver_side(ch, &mut src)
         },
         |ch| {
-            let mut src = FerretSender::setup(ch)?;
+            let mut src = FerretSender::setup(ch, &mut common::rng(0, 0))?;
             sender_side(ch, &mut src)
         },
     );

@@ -11,10 +11,11 @@ fn receiver_gets_the_chosen_key_only() {
     for transport in BOTH {
         let choices: Vec<bool> = (0..BASE_OTS).map(|i| (i * 7) % 3 == 0).collect();
         let c = choices.clone();
+        let s = common::seed(1);
         let (keys, got, ca, cb) = run(
             transport,
-            |ch| send_random(ch, BASE_OTS),
-            move |ch| recv_random(ch, &c),
+            move |ch| send_random(ch, BASE_OTS, &mut common::rng(s, 0)),
+            move |ch| recv_random(ch, &c, &mut common::rng(s, 1)),
         );
         let mut ones = 0;
         for i in 0..BASE_OTS {
@@ -38,14 +39,14 @@ fn malformed_point_is_an_error() {
     a.send(&[0xff; 32]).unwrap();
     a.flush().unwrap();
     assert!(matches!(
-        recv_random(&mut b, &[true; 4]),
+        recv_random(&mut b, &[true; 4], &mut common::rng(2, 1)),
         Err(Error::Malformed(_))
     ));
     // The identity point is refused too.
     a.send(&[0u8; 32]).unwrap();
     a.flush().unwrap();
     assert!(matches!(
-        recv_random(&mut b, &[true; 4]),
+        recv_random(&mut b, &[true; 4], &mut common::rng(2, 1)),
         Err(Error::Malformed(_))
     ));
 }
@@ -56,7 +57,10 @@ fn dropped_or_short_peer_is_an_error() {
         let (mut a, b) = common::pair(transport);
         a.set_timeout(Duration::from_millis(500));
         drop(b);
-        assert!(matches!(send_random(&mut a, 8), Err(Error::Disconnected)));
+        assert!(matches!(
+            send_random(&mut a, 8, &mut common::rng(3, 0)),
+            Err(Error::Disconnected)
+        ));
         // The receiver answers with 3 points of the 8 expected and stays silent.
         let (mut a, mut b) = common::pair(transport);
         a.set_timeout(Duration::from_millis(300));
@@ -66,7 +70,10 @@ fn dropped_or_short_peer_is_an_error() {
             b.flush().unwrap();
             std::thread::sleep(Duration::from_millis(600));
         });
-        assert!(matches!(send_random(&mut a, 8), Err(Error::Timeout(_))));
+        assert!(matches!(
+            send_random(&mut a, 8, &mut common::rng(3, 0)),
+            Err(Error::Timeout(_))
+        ));
         t.join().unwrap();
     }
 }

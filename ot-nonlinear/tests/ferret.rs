@@ -21,7 +21,7 @@ fn ten_million_correlations_hold() {
     let (_, (delta, checked, ones, q_ones), _, _) = run(
         Transport::Mem,
         move |ch| {
-            let mut r = FerretReceiver::setup(ch)?;
+            let mut r = FerretReceiver::setup(ch, &mut common::rng(0, 1))?;
             let mut left = TOTAL;
             while left > 0 {
                 let (_, t) = r.next_n(ch, left.min(CHUNK))?;
@@ -31,7 +31,7 @@ fn ten_million_correlations_hold() {
             Ok(())
         },
         move |ch| {
-            let mut s = FerretSender::setup(ch)?;
+            let mut s = FerretSender::setup(ch, &mut common::rng(0, 0))?;
             let delta = s.delta();
             let (mut checked, mut ones, mut q_ones) = (0usize, 0u64, 0u64);
             while checked < TOTAL {
@@ -64,13 +64,13 @@ fn costs_are_exact() {
     let (ra, sb, ca, cb) = run(
         Transport::Mem,
         move |ch| {
-            let mut r = FerretReceiver::setup(ch)?;
+            let mut r = FerretReceiver::setup(ch, &mut common::rng(0, 1))?;
             let setup = ch.totals();
             r.next_n(ch, p.output())?;
             Ok(setup)
         },
         move |ch| {
-            let mut s = FerretSender::setup(ch)?;
+            let mut s = FerretSender::setup(ch, &mut common::rng(0, 0))?;
             let setup = ch.totals();
             s.next_n(ch, p.output())?;
             Ok(setup)
@@ -105,9 +105,13 @@ fn works_over_tcp() {
     for transport in BOTH {
         let (t, (q, delta), _, _) = run(
             transport,
-            |ch| Ok(FerretReceiver::setup(ch)?.next_n(ch, 100_000)?.1),
             |ch| {
-                let mut s = FerretSender::setup(ch)?;
+                Ok(FerretReceiver::setup(ch, &mut common::rng(0, 1))?
+                    .next_n(ch, 100_000)?
+                    .1)
+            },
+            |ch| {
+                let mut s = FerretSender::setup(ch, &mut common::rng(0, 0))?;
                 Ok((s.next_n(ch, 100_000)?.1, s.delta()))
             },
         );
@@ -131,10 +135,10 @@ fn dropped_peer_is_an_error() {
         let (mut a, mut b) = common::pair(transport);
         short_timeouts(&mut a, &mut b);
         let t = std::thread::spawn(move || {
-            mpc_core::prg::coin_toss(&mut b).unwrap();
+            mpc_core::prg::coin_toss(&mut b, &mut common::rng(0, 1)).unwrap();
             drop(b);
         });
-        let r = FerretSender::setup(&mut a);
+        let r = FerretSender::setup(&mut a, &mut common::rng(0, 0));
         t.join().unwrap();
         assert!(
             matches!(r, Err(Error::Disconnected)),
@@ -145,10 +149,10 @@ fn dropped_peer_is_an_error() {
         let (mut a, mut b) = common::pair(transport);
         short_timeouts(&mut a, &mut b);
         let t = std::thread::spawn(move || {
-            FerretSender::setup(&mut b).unwrap();
+            FerretSender::setup(&mut b, &mut common::rng(0, 0)).unwrap();
             drop(b);
         });
-        let mut r = FerretReceiver::setup(&mut a).unwrap();
+        let mut r = FerretReceiver::setup(&mut a, &mut common::rng(0, 1)).unwrap();
         let got = r.next_n(&mut a, 10);
         t.join().unwrap();
         assert!(
@@ -164,7 +168,7 @@ fn short_data_times_out() {
     let (mut a, mut b) = common::pair(Transport::Mem);
     short_timeouts(&mut a, &mut b);
     let t = std::thread::spawn(move || {
-        let r = FerretSender::setup(&mut b);
+        let r = FerretSender::setup(&mut b, &mut common::rng(0, 0));
         // The receiver sends its coin toss share and half of the base-OT message, then waits.
         (r, b)
     });
@@ -188,13 +192,13 @@ fn duplex_gives_both_directions() {
     let (client, server, _, _) = run(
         Transport::Mem,
         move |ch| {
-            let mut d = FerretDuplex::setup(ch, Party::Client)?;
+            let mut d = FerretDuplex::setup(ch, Party::Client, &mut common::rng(0, 1))?;
             let from_server = d.receiver.next_n(ch, n)?.1;
             let to_server = d.sender.next_n(ch, n)?.1;
             Ok((from_server, to_server, d.sender.delta()))
         },
         move |ch| {
-            let mut d = FerretDuplex::setup(ch, Party::Server)?;
+            let mut d = FerretDuplex::setup(ch, Party::Server, &mut common::rng(0, 0))?;
             let to_client = d.sender.next_n(ch, n)?.1;
             let from_client = d.receiver.next_n(ch, n)?.1;
             Ok((to_client, from_client, d.sender.delta()))

@@ -15,7 +15,7 @@ fn correlations_and_costs() {
         let (t, (q, delta, setup), ca, cb) = run(
             transport,
             move |ch| {
-                let mut r = IknpReceiver::setup(ch)?;
+                let mut r = IknpReceiver::setup(ch, &mut common::rng(0, 1))?;
                 let mut all = Vec::new();
                 for n in sizes {
                     all.extend(r.next_n(ch, n)?.1);
@@ -23,7 +23,7 @@ fn correlations_and_costs() {
                 Ok(all)
             },
             move |ch| {
-                let mut s = IknpSender::setup(ch)?;
+                let mut s = IknpSender::setup(ch, &mut common::rng(0, 0))?;
                 let setup = ch.totals();
                 let mut all = Vec::new();
                 for (i, n) in sizes.into_iter().enumerate() {
@@ -65,8 +65,8 @@ fn correlations_and_costs() {
 fn exact_batches_cost_exactly_128_bits_per_cot() {
     let (_, _, ca, _) = run(
         common::Transport::Mem,
-        |ch| IknpReceiver::setup(ch)?.next_n(ch, 1 << 16),
-        |ch| IknpSender::setup(ch)?.next_n(ch, 1 << 16),
+        |ch| IknpReceiver::setup(ch, &mut common::rng(0, 1))?.next_n(ch, 1 << 16),
+        |ch| IknpSender::setup(ch, &mut common::rng(0, 0))?.next_n(ch, 1 << 16),
     );
     assert_eq!(ca.stats_of("iknp/extend").unwrap().bytes_sent, 16 << 16);
 }
@@ -75,17 +75,17 @@ fn exact_batches_cost_exactly_128_bits_per_cot() {
 fn delta_without_low_bit_is_refused_and_drops_are_errors() {
     let (mut a, _b) = common::pair(common::Transport::Mem);
     assert!(matches!(
-        IknpSender::setup_with_delta(&mut a, Block(2)),
+        IknpSender::setup_with_delta(&mut a, Block(2), &mut common::rng(0, 0)),
         Err(Error::InvalidArgument(_))
     ));
     for transport in BOTH {
         let (mut a, mut b) = common::pair(transport);
         a.set_timeout(Duration::from_millis(500));
         let t = std::thread::spawn(move || {
-            IknpReceiver::setup(&mut b).unwrap();
+            IknpReceiver::setup(&mut b, &mut common::rng(0, 1)).unwrap();
             drop(b);
         });
-        let mut s = IknpSender::setup(&mut a).unwrap();
+        let mut s = IknpSender::setup(&mut a, &mut common::rng(0, 0)).unwrap();
         t.join().unwrap();
         assert!(matches!(s.next_n(&mut a, 128), Err(Error::Disconnected)));
     }

@@ -2,6 +2,8 @@
 //! with edge values (0, ±1, ring extremes, largest positive / most negative, thresholds), and
 //! the exact cost of each protocol's own messages (bytes each way and rounds, after reserving
 //! its COTs so that no Ferret extension runs inside it).
+mod common;
+
 use mpc_core::{Channel, Error, Party, Result, Ring, Stats};
 use ot_nonlinear::block::Block;
 use ot_nonlinear::mpc::and::{and_cost, and_cots};
@@ -29,12 +31,12 @@ fn both<T: Send + 'static>(
     let f = Arc::new(f);
     let g = f.clone();
     let t = std::thread::spawn(move || {
-        let mut s = Session::new(b, Party::Client)?;
+        let mut s = Session::new(b, Party::Client, common::session_seed(0, 1))?;
         let r = g(&mut s);
         s.ch.flush()?;
         r
     });
-    let mut s = Session::new(a, Party::Server).unwrap();
+    let mut s = Session::new(a, Party::Server, common::session_seed(0, 0)).unwrap();
     let rs = f(&mut s).unwrap();
     s.ch.flush().unwrap();
     (rs, t.join().unwrap().unwrap())

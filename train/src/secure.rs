@@ -186,7 +186,8 @@ pub fn train_holder(
 }
 
 /// Both holders' runs on one machine, each on its own thread with its own [`Session`] over an
-/// in-memory channel shaped by `net` (the Ferret setup included, reported apart).
+/// in-memory channel shaped by `net` (the Ferret setup included, reported apart). Holder A's
+/// session seed is `seed.derive(0)`, B's `seed.derive(1)`: a run is reproducible from `seed`.
 /// Returns (A's report, B's report).
 pub fn train_two_party(
     rows: &[crate::data::Sample],
@@ -194,12 +195,13 @@ pub fn train_two_party(
     cfg: TrainConfig,
     reveal: Reveal,
     net: mpc_core::NetProfile,
+    seed: mpc_core::Seed,
 ) -> Result<(HolderReport, HolderReport)> {
     let view_a = TrainView::new(rows, owners, &[Holder::A])?;
     let view_b = TrainView::new(rows, owners, &[Holder::B])?;
     let (ch_a, ch_b) = mpc_core::Channel::mem_pair_shaped(net);
     let run = move |ch, me: Holder, view: TrainView| -> Result<HolderReport> {
-        let sess = Session::new(ch, me.party())?;
+        let sess = Session::new(ch, me.party(), seed.derive(me as u64))?;
         train_holder(sess, me, &view, cfg, reveal)
     };
     let b = std::thread::spawn(move || run(ch_b, Holder::B, view_b));

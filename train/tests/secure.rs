@@ -68,9 +68,15 @@ fn secure_training_equals_the_twin_within_the_bound() {
     let owners = RowSplit::Random(SEED).owners(data.len()).unwrap();
     let cfg = config(SigmoidApprox::Pl5, ClassWeight::Balanced, 2);
     let twin = train::twin::train_twin(&data, &owners, cfg).unwrap();
-    let (a, b) =
-        train::secure::train_two_party(&data, &owners, cfg, Reveal::A, mpc_core::NetProfile::None)
-            .unwrap();
+    let (a, b) = train::secure::train_two_party(
+        &data,
+        &owners,
+        cfg,
+        Reveal::A,
+        mpc_core::NetProfile::None,
+        mpc_core::Seed([0x54; 16]),
+    )
+    .unwrap();
     assert!(
         b.model.is_none(),
         "B must not learn the model with --reveal a"
@@ -163,9 +169,12 @@ fn bad_configurations_are_refused() {
     assert!(cfg.check(100).is_ok());
     let (ca, _cb) = mpc_core::Channel::mem_pair();
     // A session whose role is not the holder's: refused before anything is sent.
-    let t =
-        std::thread::spawn(move || ot_nonlinear::mpc::Session::new(_cb, mpc_core::Party::Client));
-    let sess = ot_nonlinear::mpc::Session::new(ca, mpc_core::Party::Server).unwrap();
+    let t = std::thread::spawn(move || {
+        ot_nonlinear::mpc::Session::new(_cb, mpc_core::Party::Client, mpc_core::Seed([2; 16]))
+    });
+    let sess =
+        ot_nonlinear::mpc::Session::new(ca, mpc_core::Party::Server, mpc_core::Seed([1; 16]))
+            .unwrap();
     let _peer = t.join().unwrap().unwrap();
     assert!(train::secure::SecureArith::new(sess, Holder::B).is_err());
 }

@@ -9,7 +9,7 @@ use he_linear::galois::GaloisKeys;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
-use mpc_core::{AesPrg, Error, Party, Result, Ring, Seed};
+use mpc_core::{AesPrg, Error, Party, Result, Ring};
 use nn::embedding::ClientEmbedding;
 use nn::linear::ClientLinear;
 use nn::{Component, HeKeys, SharedTensor};
@@ -73,13 +73,14 @@ impl Client {
     ) -> Result<Client> {
         let params = he_params()?;
         sess.scope(Component::Setup.label(), |s| {
+            let key_seed = s.fresh_seed();
             let ch = &mut s.ch;
             let public: PublicModel = ch.recv_msg(1 << 20)?;
             public.check(true)?;
             check_cache_room(&params, &public, cache_dir)?;
             let product_params = public.attention.params()?;
             let server_pk = PublicKey::recv(ch, &params)?;
-            let mut rng = AesPrg::new(Seed::random());
+            let mut rng = AesPrg::new(key_seed);
             let sk = SecretKey::generate(&params, &mut rng);
             let pk = PublicKey::generate(&params, &sk, &mut rng);
             pk.send(ch, &params)?;

@@ -112,6 +112,10 @@ impl Server {
         let tables = [emb.table(), &self.position[..], &self.token_type[..]];
         let (client_pk, client_galois) =
             sess.scope(Component::Setup.label(), |s| -> Result<_> {
+                // One child seed per encrypted matrix, in the order they are sent.
+                let setup_seed = s.fresh_seed();
+                let mut next = (0u64..).map(|i| setup_seed.derive(i));
+                let mut seed = move || next.next().expect("an unbounded range");
                 let ch = &mut s.ch;
                 ch.send_msg(&PublicModel {
                     approx: redact_breakpoints(&public.approx),
@@ -122,12 +126,12 @@ impl Server {
                 let client_galois = GaloisKeys::exchange(ch, pp, galois, true)?;
                 for layer in layers {
                     for w in layer {
-                        w.setup(ch, params, sk, pk)?;
+                        w.setup(ch, params, sk, pk, seed())?;
                     }
                 }
-                head.setup(ch, params, sk, pk)?;
+                head.setup(ch, params, sk, pk, seed())?;
                 match public.embedding {
-                    EmbeddingMode::Server => emb.setup(ch, params, sk, pk)?,
+                    EmbeddingMode::Server => emb.setup(ch, params, sk, pk, seed())?,
                     EmbeddingMode::Client => {
                         for t in tables {
                             ch.send_u64s(t)?;

@@ -53,6 +53,8 @@ pub struct Fixture {
     pub packed: HeParams,
     pub server: PartyKeys,
     pub client: PartyKeys,
+    /// The parties' session seeds (from the test's seed).
+    pub sessions: [Seed; 2],
 }
 
 impl Fixture {
@@ -72,6 +74,7 @@ impl Fixture {
             packed,
             server,
             client,
+            sessions: [3, 4].map(|t| Seed([0x53; 16]).derive(seed ^ t)),
         })
     }
 
@@ -105,12 +108,12 @@ pub fn run<A: Send + 'static, B>(
     cc.set_timeout(Duration::from_secs(60));
     let fxs = fx.clone();
     let t = std::thread::spawn(move || {
-        let mut sess = Session::new(cs, Party::Server).unwrap();
+        let mut sess = Session::new(cs, Party::Server, fxs.sessions[0]).unwrap();
         let out = server(&mut sess, &fxs.he(Party::Server));
         sess.ch.flush().unwrap();
         (out, sess.ch)
     });
-    let mut sess = Session::new(cc, Party::Client).unwrap();
+    let mut sess = Session::new(cc, Party::Client, fx.sessions[1]).unwrap();
     let b = client(&mut sess, &fx.he(Party::Client));
     sess.ch.flush().unwrap();
     let (a, cs) = t.join().unwrap();

@@ -29,6 +29,7 @@ use crate::cot::{Pool, RandomCotReceiver, RandomCotSender};
 use crate::iknp::{IknpReceiver, IknpSender, IKNP_SETUP_BYTES};
 use crate::prg::BlockPrg;
 use mpc_core::{prg::coin_toss, Channel, Party, Result};
+use rand_core::CryptoRng;
 
 /// Bytes a Ferret setup sends in both directions together (asserted by the tests).
 pub const FERRET_SETUP_BYTES: u64 = 2 * 16
@@ -40,8 +41,8 @@ pub const FERRET_SETUP_BYTES: u64 = 2 * 16
 pub const FERRET_SETUP_ROUNDS: u64 = 5;
 
 /// The two public LPN matrix seeds (bootstrapping, main) from a coin toss.
-fn lpn_seeds(ch: &mut Channel) -> Result<[Block; 2]> {
-    let seed = coin_toss(ch)?;
+fn lpn_seeds(ch: &mut Channel, rng: &mut impl CryptoRng) -> Result<[Block; 2]> {
+    let seed = coin_toss(ch, rng)?;
     Ok([0, 1].map(|i| Block::from_bytes(seed.derive(i).0)))
 }
 
@@ -103,13 +104,14 @@ fn recv_iteration(
 }
 
 impl FerretSender {
-    /// Setup against a peer running [`FerretReceiver::setup`].
-    pub fn setup(ch: &mut Channel) -> Result<FerretSender> {
+    /// Setup against a peer running [`FerretReceiver::setup`]; Δ, the base OTs and the GGM
+    /// seeds draw from `rng`.
+    pub fn setup(ch: &mut Channel, rng: &mut impl CryptoRng) -> Result<FerretSender> {
         ch.scope("ferret/setup", |ch| {
-            let [pre_seed, lpn_seed] = lpn_seeds(ch)?;
-            let mut prg = BlockPrg::from_entropy();
+            let [pre_seed, lpn_seed] = lpn_seeds(ch, rng)?;
+            let mut prg = BlockPrg::from_rng(rng);
             let delta = prg.block().with_lsb(true);
-            let mut iknp = IknpSender::setup_with_delta(ch, delta)?;
+            let mut iknp = IknpSender::setup_with_delta(ch, delta, rng)?;
             let (_, pre_reserve) = iknp.next_n(ch, LpnParams::PRE.reserve())?;
             let mut out = Vec::new();
             let p = LpnParams::PRE;
@@ -207,11 +209,12 @@ pub struct FerretReceiver {
 }
 
 impl FerretReceiver {
-    /// Setup against a peer running [`FerretSender::setup`].
-    pub fn setup(ch: &mut Channel) -> Result<FerretReceiver> {
+    /// Setup against a peer running [`FerretSender::setup`]; the base OTs and the IKNP choice
+    /// bits draw from `rng`.
+    pub fn setup(ch: &mut Channel, rng: &mut impl CryptoRng) -> Result<FerretReceiver> {
         ch.scope("ferret/setup", |ch| {
-            let [pre_seed, lpn_seed] = lpn_seeds(ch)?;
-            let mut iknp = IknpReceiver::setup(ch)?;
+            let [pre_seed, lpn_seed] = lpn_seeds(ch, rng)?;
+            let mut iknp = IknpReceiver::setup(ch, rng)?;
             let (_, pre_reserve) = iknp.next_n(ch, LpnParams::PRE.reserve())?;
             let mut out = Vec::new();
             recv_iteration(ch, &LpnParams::PRE, pre_seed, &pre_reserve, &mut out)?;
@@ -262,17 +265,17 @@ pub struct FerretDuplex {
 }
 
 impl FerretDuplex {
-    /// Sets up both directions (the server's sender first).
-    pub fn setup(ch: &mut Channel, party: Party) -> Result<FerretDuplex> {
+    /// Sets up both directions (the server's sender first), drawing from `rng`.
+    pub fn setup(ch: &mut Channel, party: Party, rng: &mut impl CryptoRng) -> Result<FerretDuplex> {
         Ok(match party {
             Party::Server => {
-                let sender = FerretSender::setup(ch)?;
-                let receiver = FerretReceiver::setup(ch)?;
+                let sender = FerretSender::setup(ch, rng)?;
+                let receiver = FerretReceiver::setup(ch, rng)?;
                 FerretDuplex { sender, receiver }
             }
             Party::Client => {
-                let receiver = FerretReceiver::setup(ch)?;
-                let sender = FerretSender::setup(ch)?;
+                let receiver = FerretReceiver::setup(ch, rng)?;
+                let sender = FerretSender::setup(ch, rng)?;
                 FerretDuplex { sender, receiver }
             }
         })

@@ -46,7 +46,7 @@ use crate::block::Block;
 use crate::ferret::FerretDuplex;
 use crate::prg::BlockPrg;
 use mpc_core::transport::{Frame, FrameReceiver, FrameSender};
-use mpc_core::{Channel, Error, Party, Result, Ring};
+use mpc_core::{AesPrg, Channel, Error, Party, Result, Ring, Seed};
 
 pub use and::and;
 pub use b2a::b2a;
@@ -189,14 +189,25 @@ impl Cost {
 
 impl Session {
     /// Sets up the Ferret instances of both directions over `ch` (label `ferret/setup`).
-    pub fn new(mut ch: Channel, party: Party) -> Result<Session> {
-        let ot = FerretDuplex::setup(&mut ch, party)?;
+    ///
+    /// `seed` is this party's secret session seed: every random choice of the session (the
+    /// Ferret setup, the masks of the protocols, [`fresh_seed`](Self::fresh_seed)) derives from
+    /// it, so two runs with the same seeds on both sides are identical. It must be fresh and
+    /// secret (e.g. `Seed::random()` at the top of a run).
+    pub fn new(mut ch: Channel, party: Party, seed: Seed) -> Result<Session> {
+        let ot = FerretDuplex::setup(&mut ch, party, &mut AesPrg::new(seed.derive(0)))?;
         Ok(Session {
             party,
             ch,
             ot,
-            rng: BlockPrg::from_entropy(),
+            rng: BlockPrg::new(Block::from_bytes(seed.derive(1).0)),
         })
+    }
+
+    /// A fresh secret seed from the session's generator, for a protocol of another layer (an
+    /// HE product's masks and floods) that takes its randomness as a seed.
+    pub fn fresh_seed(&mut self) -> Seed {
+        Seed(self.rng.block().to_bytes())
     }
 
     /// Whether this party is the server (P0).

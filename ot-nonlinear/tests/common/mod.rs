@@ -2,9 +2,30 @@
 //! or a TCP loopback channel.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use mpc_core::{Channel, Result};
+use mpc_core::{AesPrg, Channel, Result, Seed};
 use std::net::TcpListener;
 use std::time::Duration;
+
+/// The seed of a test: `OT_TEST_SEED` if set, else `default`; printed so that a failure
+/// reproduces (`OT_TEST_SEED=… cargo test --release -p ot-nonlinear`).
+pub fn seed(default: u64) -> u64 {
+    let s = std::env::var("OT_TEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    eprintln!("seed {s}");
+    s
+}
+
+/// The generator of party `party` (0 or 1) in a test seeded with `seed`.
+pub fn rng(seed: u64, party: u64) -> AesPrg {
+    AesPrg::new(Seed([0x07; 16]).derive(seed).derive(party))
+}
+
+/// The session seed of party `party` (0 or 1) in a test seeded with `seed`.
+pub fn session_seed(seed: u64, party: u64) -> Seed {
+    Seed([0x5e; 16]).derive(seed).derive(party)
+}
 
 /// The carriers every protocol is tested on.
 #[derive(Clone, Copy, Debug)]
@@ -86,8 +107,10 @@ pub fn both_sessions<T: Send + 'static>(
         s.ch.flush()?;
         Ok::<_, mpc_core::Error>((r, s.ch.stats_of(label).unwrap_or_default()))
     };
-    let t = std::thread::spawn(move || run(Session::new(b, mpc_core::Party::Client)?, &*g));
-    let rs = run(Session::new(a, mpc_core::Party::Server).unwrap(), &*f).unwrap();
+    let s = seed(1);
+    let (ss, cs) = (session_seed(s, 0), session_seed(s, 1));
+    let t = std::thread::spawn(move || run(Session::new(b, mpc_core::Party::Client, cs)?, &*g));
+    let rs = run(Session::new(a, mpc_core::Party::Server, ss).unwrap(), &*f).unwrap();
     (rs, t.join().unwrap().unwrap())
 }
 
