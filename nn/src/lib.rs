@@ -16,6 +16,10 @@
 //! | [`argmax`] | index of each row's maximum, revealed to one party | OT (DReLU, mux) |
 //! | [`sigmoid`] | σ by 3- or 5-piece linear or a clipped cubic, a batch's comparisons in one flight | OT (piecewise) |
 //! | [`cast`] | truncations, ring casts, window up-casts | OT |
+//! | [`sip_linear`] | X·W + b on the server-side inner product (no client weight cache) | SIP (HE), response window, up-cast |
+//! | [`rotary`] | rotary positions at public positions | local + truncation (OT) |
+//! | [`product`] | element-wise x·y, both shared (SwiGLU) | OT (Gilboa) + truncation |
+//! | [`kv_cache`] | a decoder's key/value cache of shares | — |
 //!
 //! Accounting labels are defined once in [`label`].
 //!
@@ -33,12 +37,16 @@ pub mod attention;
 pub mod cast;
 pub mod embedding;
 pub mod keys;
+pub mod kv_cache;
 pub mod label;
 pub mod linear;
 pub mod matmul;
 pub mod norm;
+pub mod product;
+pub mod rotary;
 pub mod sigmoid;
 pub mod silu;
+pub mod sip_linear;
 pub mod softmax;
 pub mod tensor;
 

@@ -81,7 +81,10 @@ fn check(seed: u64, shape: AttentionShape, mask_s: Mask<'static>, padding: Optio
     // times |v| ≤ 4, plus the products' rounding. A wrong head, mask or KV group is off by
     // O(|v|) = O(2^20) units.
     let bound = (nk as u64) * 4 * (1 << 12) + 64;
-    assert!(gap <= bound, "{shape:?} {mask_c:?}: gap {gap} > {bound} (seed {seed})");
+    assert!(
+        gap <= bound,
+        "{shape:?} {mask_c:?}: gap {gap} > {bound} (seed {seed})"
+    );
     eprintln!("{shape:?} {mask_c:?}: gap {gap} units of 2^-18 (bound {bound})");
     let costs = attention_cost(&fx.packed, &set, 0, shape).unwrap();
     let steps = [
