@@ -22,12 +22,15 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod calibrate;
 pub mod chat;
 pub mod config;
 pub mod dequant;
 pub mod error;
+pub mod fixed_model;
 pub mod float_model;
 pub mod gguf;
+pub mod secure;
 pub mod tokenizer;
 pub mod weights;
 
@@ -78,6 +81,3 @@ impl Model {
         })
     }
 }
-
-// ---- Modules of the fixed-point mirror and the secure model (maintained on branch
-// `llama-secure`): add their `pub mod` lines below this marker. ----

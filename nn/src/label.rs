@@ -14,6 +14,8 @@ pub enum Component {
     LinearH1,
     /// The FFN's second projection (down).
     LinearH2,
+    /// Rotary positions on the queries and keys (decoders).
+    Rotary,
     /// Q·Kᵀ per head.
     AttentionQk,
     /// Softmax up to its normalisation (max, exp, reciprocal).
@@ -36,10 +38,11 @@ pub enum Component {
 
 impl Component {
     /// Every component, in the order of a layer's dataflow.
-    pub const ALL: [Component; 14] = [
+    pub const ALL: [Component; 15] = [
         Component::Setup,
         Component::Embedding,
         Component::LinearQkv,
+        Component::Rotary,
         Component::AttentionQk,
         Component::AttentionSoftmax,
         Component::AttentionPv,
@@ -61,6 +64,7 @@ impl Component {
             Component::LinearO => "linear_o",
             Component::LinearH1 => "linear_h1",
             Component::LinearH2 => "linear_h2",
+            Component::Rotary => "rotary",
             Component::AttentionQk => "attention/qk",
             Component::AttentionSoftmax => "attention/softmax",
             Component::AttentionPv => "attention/pv",
