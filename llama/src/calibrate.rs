@@ -11,15 +11,78 @@
 //! The set's per-layer `gelu` slot holds the FFN activation, SiLU here.
 use crate::{FloatModel, Model};
 use mpc_core::{Error, Result};
+use nn::norm::prescaled_rms_limit;
 use nn::silu::{silu_default, silu_exact, silu_plan, silu_table};
 use ot_nonlinear::approx::tables::FitReport;
 use ot_nonlinear::approx::{ApproxSet, ExpMethod, LayerTables, PiecewisePoly, SetPlan};
 
-/// Candidate half-widths of the polynomial piece.
-pub const BOUNDS: [f64; 7] = [4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0];
+/// Candidate half-widths of the polynomial piece: the plan's degree-6 powers fit Z_2^46 only
+/// for |x| < 10 (`PiecewisePlan::validate`), hence no wider candidate.
+pub const BOUNDS: [f64; 7] = [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0];
 
 /// Degree of the polynomial piece (the plan's highest).
 pub const DEGREE: usize = 6;
+
+/// The public power-of-two prescales of the RMSNorms ([`nn::norm::normalize_prescaled`]): the
+/// residual stream of a decoder has a small rms in its first blocks (SmolLM2's embeddings are
+/// ≈ 0.05), where the variance's truncation carries would be tens of percent of the variance.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NormShifts {
+    /// Per block, before attention.
+    pub attention: Vec<u32>,
+    /// Per block, before the feed-forward.
+    pub ffn: Vec<u32>,
+    /// The final norm.
+    pub output: u32,
+}
+
+/// Largest shift accepted (the share's 64 bits leave room for 2^24 times any activation the
+/// plans allow).
+pub const MAX_SHIFT: u32 = 24;
+
+/// The rms calibration aims for after the shift: an eighth of the limit (headroom for inputs
+/// larger than the calibration prompts').
+fn target_rms(n: usize) -> f64 {
+    prescaled_rms_limit(n) / 8.0
+}
+
+impl NormShifts {
+    /// No prescaling.
+    pub fn none(n_layers: usize) -> NormShifts {
+        NormShifts {
+            attention: vec![0; n_layers],
+            ffn: vec![0; n_layers],
+            output: 0,
+        }
+    }
+
+    /// The shift for rows of width `n` whose largest observed mean square is `max_mean_sq`.
+    pub fn for_rows(n: usize, max_mean_sq: f64) -> u32 {
+        if !(max_mean_sq.is_finite() && max_mean_sq > 0.0) {
+            return 0;
+        }
+        let s = (target_rms(n) / max_mean_sq.sqrt()).log2().floor();
+        s.clamp(0.0, f64::from(MAX_SHIFT)) as u32
+    }
+
+    /// Checks the lengths and the range.
+    pub fn check(&self, n_layers: usize) -> Result<()> {
+        if self.attention.len() != n_layers || self.ffn.len() != n_layers {
+            return Err(Error::Shape(format!(
+                "{} + {} norm shifts for {n_layers} blocks",
+                self.attention.len(),
+                self.ffn.len()
+            )));
+        }
+        let all = self.attention.iter().chain(&self.ffn).chain([&self.output]);
+        if let Some(s) = all.into_iter().find(|&&s| s > MAX_SHIFT) {
+            return Err(Error::InvalidArgument(format!(
+                "norm shift {s} (at most {MAX_SHIFT})"
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// The set: `silu` per layer (one entry per layer), or the default SiLU table everywhere.
 pub fn llama_set(silu: Option<Vec<PiecewisePoly>>, n_layers: usize) -> Result<ApproxSet> {
@@ -81,10 +144,18 @@ pub fn fit_silu(layer: usize, samples: &[f32]) -> Result<(PiecewisePoly, FitRepo
     ))
 }
 
-/// Runs `prompts` (token ids) through the float model with its trace and fits SiLU per layer.
-pub fn calibrate(model: &Model, prompts: &[Vec<u32>]) -> Result<(ApproxSet, Vec<FitReport>)> {
+/// Runs `prompts` (token ids) through the float model with its trace, fits SiLU per layer and
+/// picks the norms' prescales from the largest mean squares seen.
+pub fn calibrate(
+    model: &Model,
+    prompts: &[Vec<u32>],
+) -> Result<(ApproxSet, NormShifts, Vec<FitReport>)> {
     let n = model.config.n_layers;
+    let d = model.config.hidden;
     let mut gates: Vec<Vec<f32>> = vec![Vec::new(); n];
+    let mut peaks = vec![[0f64; 2]; n];
+    let mut output_peak = 0f64;
+    let peak = |v: &[f32]| v.iter().fold(0f64, |a, &x| a.max(f64::from(x)));
     for ids in prompts {
         let mut fm = FloatModel::new(model).with_trace();
         fm.prefill(ids)
@@ -94,8 +165,22 @@ pub fn calibrate(model: &Model, prompts: &[Vec<u32>]) -> Result<(ApproxSet, Vec<
             .ok_or_else(|| Error::InvalidArgument("the float model kept no trace".into()))?;
         for (l, t) in trace.per_layer.iter().enumerate() {
             gates[l].extend_from_slice(&t.gate_pre);
+            peaks[l][0] = peaks[l][0].max(peak(&t.attn_norm_mean_sq));
+            peaks[l][1] = peaks[l][1].max(peak(&t.ffn_norm_mean_sq));
         }
+        output_peak = output_peak.max(peak(&trace.output_norm_mean_sq));
     }
+    let shifts = NormShifts {
+        attention: peaks
+            .iter()
+            .map(|p| NormShifts::for_rows(d, p[0]))
+            .collect(),
+        ffn: peaks
+            .iter()
+            .map(|p| NormShifts::for_rows(d, p[1]))
+            .collect(),
+        output: NormShifts::for_rows(d, output_peak),
+    };
     let mut tables = Vec::with_capacity(n);
     let mut reports = Vec::with_capacity(n);
     for (l, g) in gates.iter().enumerate() {
@@ -103,5 +188,26 @@ pub fn calibrate(model: &Model, prompts: &[Vec<u32>]) -> Result<(ApproxSet, Vec<
         tables.push(t);
         reports.push(r);
     }
-    Ok((llama_set(Some(tables), n)?, reports))
+    Ok((llama_set(Some(tables), n)?, shifts, reports))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_candidate_bound_fits_the_plan() {
+        for b in BOUNDS {
+            silu_table(DEGREE, b).unwrap_or_else(|e| panic!("bound {b}: {e}"));
+        }
+    }
+
+    #[test]
+    fn the_fit_prefers_a_narrow_interval_for_narrow_inputs_and_refuses_none() {
+        let narrow: Vec<f32> = (0..2000).map(|i| -3.0 + 6.0 * i as f32 / 2000.0).collect();
+        let (table, report) = fit_silu(0, &narrow).unwrap();
+        assert_eq!(table.breakpoints, vec![-4.0, 4.0]);
+        assert!(report.max_error < 0.1, "{report:?}");
+        assert!(fit_silu(3, &[]).is_err());
+    }
 }

@@ -13,7 +13,7 @@
 //! ŷ = rmsnorm(x); [q|k|v] = ŷ·W_qkv; q, k = rope(q, k); cache ← (k, v);
 //! x += attention(q, K, V, causal after p)·W_o; ŷ = rmsnorm(x); [g|u] = ŷ·W_gu;
 //! x += (SiLU_l(g) ⊙ u)·W_down. Head: logits = rmsnorm(x_last)·W_head; next = argmax.
-use crate::calibrate::llama_set;
+use crate::calibrate::{llama_set, NormShifts};
 use crate::secure::public::DecoderShape;
 use crate::{LlamaConfig, Model};
 use he_linear::matrix::RingMatrix;
@@ -22,7 +22,7 @@ use nn::activation::piecewise_mirror;
 use nn::argmax::argmax_mirror;
 use nn::attention::{attention_mirror, Mask};
 use nn::linear::{linear_mirror, Rescale};
-use nn::norm::{norm_mirror, Norm};
+use nn::norm::{norm_mirror_prescaled, Norm};
 use nn::product::product_mirror;
 use nn::rotary::rotary_mirror;
 use ot_nonlinear::approx::ApproxSet;
@@ -55,6 +55,7 @@ pub struct FixedLayer {
 pub struct FixedLlama {
     config: LlamaConfig,
     set: ApproxSet,
+    shifts: NormShifts,
     layers: Vec<FixedLayer>,
     head: RingMatrix,
     embedding: Vec<u64>,
@@ -101,11 +102,12 @@ fn hcat(blocks: &[(&[u64], usize)], ins: usize) -> Vec<u64> {
 }
 
 impl FixedLlama {
-    /// Encodes `model` with the approximation set `set` (one SiLU table per layer, see
-    /// [`crate::calibrate`]).
-    pub fn new(model: &Model, set: ApproxSet) -> Result<FixedLlama> {
+    /// Encodes `model` with the approximation set `set` (one SiLU table per layer) and the
+    /// norms' prescales `shifts` (see [`crate::calibrate`]).
+    pub fn new(model: &Model, set: ApproxSet, shifts: NormShifts) -> Result<FixedLlama> {
         let c = model.config.clone();
         set.validate(c.n_layers)?;
+        shifts.check(c.n_layers)?;
         let w = &model.weights;
         let (d, dh) = (c.hidden, c.head_dim);
         let (qw, kvw) = (c.n_heads * dh, c.kv_width());
@@ -142,15 +144,23 @@ impl FixedLlama {
         Ok(FixedLlama {
             config: c.clone(),
             set,
+            shifts,
             layers,
             head: RingMatrix::new(d, c.vocab, head)?,
             embedding,
         })
     }
 
-    /// Encodes `model` with the default set ([`llama_set`] on the default SiLU table).
+    /// Encodes `model` with the default set ([`llama_set`] on the default SiLU table) and no
+    /// prescales.
     pub fn with_default_set(model: &Model) -> Result<FixedLlama> {
-        FixedLlama::new(model, llama_set(None, model.config.n_layers)?)
+        let n = model.config.n_layers;
+        FixedLlama::new(model, llama_set(None, n)?, NormShifts::none(n))
+    }
+
+    /// The norms' prescales.
+    pub fn shifts(&self) -> &NormShifts {
+        &self.shifts
     }
 
     /// The shape.
@@ -230,7 +240,8 @@ impl<'a> FixedDecoder<'a> {
         }
         self.positions += ids.len();
         let last = &x[(ids.len() - 1) * d..];
-        let y = norm_mirror(Norm::RmsNorm, last, d, f64::from(c.rms_eps));
+        let eps = f64::from(c.rms_eps);
+        let y = norm_mirror_prescaled(Norm::RmsNorm, last, d, eps, m.shifts.output)?;
         Ok(linear_mirror(
             &y,
             m.head.data(),
@@ -271,7 +282,7 @@ impl<'a> FixedDecoder<'a> {
             let w = &m.layers[l].linears[p as usize];
             linear_mirror(y, w.data(), &vec![0; w.cols()], t, Rescale::Truncate)
         };
-        let y = norm_mirror(Norm::RmsNorm, x, d, eps);
+        let y = norm_mirror_prescaled(Norm::RmsNorm, x, d, eps, m.shifts.attention[l])?;
         let qkv = lin(Projection::Qkv, &y);
         let (qk, v, _) = split3(&qkv, t, qw + kvw, kvw, 0);
         let qk = rotary_mirror(&shape.rotary(), &qk, qw + kvw, self.positions);
@@ -288,7 +299,7 @@ impl<'a> FixedDecoder<'a> {
             },
         );
         add_into(x, &lin(Projection::O, &ctx));
-        let y = norm_mirror(Norm::RmsNorm, x, d, eps);
+        let y = norm_mirror_prescaled(Norm::RmsNorm, x, d, eps, m.shifts.ffn[l])?;
         let gu = lin(Projection::GateUp, &y);
         let (g, u, _) = split3(&gu, t, c.ffn, c.ffn, 0);
         let s = piecewise_mirror(&m.set.layer(l).gelu, &m.set.plan.gelu, &g);

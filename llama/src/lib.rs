@@ -30,7 +30,9 @@ pub mod error;
 pub mod fixed_model;
 pub mod float_model;
 pub mod gguf;
+pub mod gguf_write;
 pub mod secure;
+pub mod synthetic;
 pub mod tokenizer;
 pub mod weights;
 

@@ -44,7 +44,7 @@ pub struct Tokenizer {
 
 /// GPT-2's map from bytes to printable characters: printable Latin-1 bytes map to themselves,
 /// the others to U+0100 onwards in byte order.
-fn byte_chars() -> [char; 256] {
+pub(crate) fn byte_chars() -> [char; 256] {
     let mut chars = ['\0'; 256];
     let mut next = 256u32;
     for b in 0..=255u8 {

@@ -130,6 +130,17 @@ impl Generation<'_> {
         ids: &[u32],
         progress: &dyn Fn(usize, usize),
     ) -> Result<u32> {
+        Ok(self.run_with_share(sess, ids, progress)?.0)
+    }
+
+    /// [`Generation::run`], also returning the client's own share of the last position's
+    /// logits (uniformly random on its own; tests add the server's share to check the run).
+    pub fn run_with_share(
+        &mut self,
+        sess: &mut Session,
+        ids: &[u32],
+        progress: &dyn Fn(usize, usize),
+    ) -> Result<(u32, SharedTensor)> {
         let c = self.client;
         crate::fixed_model::check_ids(&c.public.shape, ids, self.seq.positions())?;
         check_call(&c.public, &self.seq, ids.len() as u64, &mut self.budget)?;
@@ -144,7 +155,7 @@ impl Generation<'_> {
             },
         };
         let call = Call { client: c, ids };
-        let next = engine::forward(
+        let (next, logits) = engine::forward(
             &call,
             sess,
             &c.public,
@@ -153,7 +164,9 @@ impl Generation<'_> {
             ids.len(),
             progress,
         )?;
-        next.ok_or_else(|| mpc_core::Error::Malformed("the argmax was not revealed".into()))
+        let next =
+            next.ok_or_else(|| mpc_core::Error::Malformed("the argmax was not revealed".into()))?;
+        Ok((next, logits))
     }
 
     /// Ends the sequence (the server's [`super::Server::serve`] returns).

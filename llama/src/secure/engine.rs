@@ -8,7 +8,7 @@ use nn::activation::{piecewise, Piecewise};
 use nn::argmax::argmax;
 use nn::attention::{attention, Mask};
 use nn::kv_cache::KvCache;
-use nn::norm::{normalize, Norm, RowProductBackend};
+use nn::norm::{normalize_prescaled, Norm, RowProductBackend};
 use nn::product::elementwise_product;
 use nn::rotary::rotary;
 use nn::{Component, HeKeys, SharedTensor};
@@ -56,7 +56,8 @@ impl Sequence {
     }
 }
 
-/// Runs `rows` new positions; the client gets the next token id, the server `None`.
+/// Runs `rows` new positions; the client gets the next token id, the server `None`; both get
+/// their own share of the last position's logits (uniformly random alone).
 pub(crate) fn forward(
     role: &dyn Role,
     sess: &mut Session,
@@ -65,7 +66,7 @@ pub(crate) fn forward(
     seq: &mut Sequence,
     rows: usize,
     progress: &dyn Fn(usize, usize),
-) -> Result<Option<u32>> {
+) -> Result<(Option<u32>, SharedTensor)> {
     let shape = &public.shape;
     let mut x = sess.scope(Component::Embedding.label(), |s| role.embed(s, he, rows))?;
     for l in 0..shape.n_layers {
@@ -74,19 +75,26 @@ pub(crate) fn forward(
     }
     sess.scope(Component::Head.label(), |s| {
         let (_, last) = x.split_rows(rows - 1)?;
-        let y = rmsnorm(s, public, &last)?;
+        let y = rmsnorm(s, public, &last, public.norm_shifts.output)?;
         let logits = role.head(s, he, &y)?;
-        Ok(argmax(s, &logits, Party::Client)?.map(|idx| idx[0] as u32))
+        let next = argmax(s, &logits, Party::Client)?.map(|idx| idx[0] as u32);
+        Ok((next, logits))
     })
 }
 
-fn rmsnorm(sess: &mut Session, public: &PublicLlama, x: &SharedTensor) -> Result<SharedTensor> {
-    normalize(
+fn rmsnorm(
+    sess: &mut Session,
+    public: &PublicLlama,
+    x: &SharedTensor,
+    shift: u32,
+) -> Result<SharedTensor> {
+    normalize_prescaled(
         sess,
         Norm::RmsNorm,
         x,
         public.shape.rms_eps,
         RowProductBackend::Ot,
+        shift,
     )
 }
 
@@ -107,7 +115,10 @@ fn block(
     let tag = |c: Component| c.in_layer(l);
     let set = &public.approx;
     let server = role.party() == Party::Server;
-    let y = sess.scope(&tag(Component::NormAttention), |s| rmsnorm(s, public, x))?;
+    let shifts = &public.norm_shifts;
+    let y = sess.scope(&tag(Component::NormAttention), |s| {
+        rmsnorm(s, public, x, shifts.attention[l])
+    })?;
     let qkv = sess.scope(&tag(Component::LinearQkv), |s| {
         role.linear(s, he, l, Projection::Qkv, &y)
     })?;
@@ -134,7 +145,9 @@ fn block(
         role.linear(s, he, l, Projection::O, &ctx)
     })?;
     *x = x.add(&a)?;
-    let y = sess.scope(&tag(Component::NormFfn), |s| rmsnorm(s, public, x))?;
+    let y = sess.scope(&tag(Component::NormFfn), |s| {
+        rmsnorm(s, public, x, shifts.ffn[l])
+    })?;
     let gu = sess.scope(&tag(Component::LinearH1), |s| {
         role.linear(s, he, l, Projection::GateUp, &y)
     })?;

@@ -1,5 +1,6 @@
 //! What both parties know: the decoder's shape, the context, and the approximation set (the
 //! client's copy redacted: breakpoints replaced by placeholders, as in `bert::secure`).
+use crate::calibrate::NormShifts;
 use crate::LlamaConfig;
 use mpc_core::{Error, Result};
 use nn::attention::AttentionShape;
@@ -150,12 +151,15 @@ pub struct PublicLlama {
     pub shape: DecoderShape,
     /// The approximation set (redacted in the client's copy).
     pub approx: ApproxSet,
+    /// The norms' public prescales.
+    pub norm_shifts: NormShifts,
 }
 
 impl PublicLlama {
     /// Checks the shape and the set (`redacted`: the client's copy).
     pub fn check(&self, redacted: bool) -> Result<()> {
         self.shape.check()?;
+        self.norm_shifts.check(self.shape.n_layers)?;
         if redacted {
             self.approx.validate_redacted(self.shape.n_layers)
         } else {

@@ -56,6 +56,7 @@ impl Server {
         let public = PublicLlama {
             shape: fixed.shape(),
             approx: fixed.set().clone(),
+            norm_shifts: fixed.shifts().clone(),
         };
         public.check(false)?;
         let params = he_params()?;
@@ -133,6 +134,16 @@ impl Server {
     /// at a time) until it ends the sequence; returns the number of calls. The server learns
     /// no token and no logit, only each call's number of rows.
     pub fn serve(&self, sess: &mut Session) -> Result<usize> {
+        self.serve_observed(sess, &mut |_| {})
+    }
+
+    /// [`Server::serve`], handing `observe` the server's own share of each call's last-position
+    /// logits (uniformly random on its own; tests add the client's share to check the run).
+    pub fn serve_observed(
+        &self,
+        sess: &mut Session,
+        observe: &mut dyn FnMut(&SharedTensor),
+    ) -> Result<usize> {
         let Some(client_pk) = &self.client_pk else {
             return Err(Error::InvalidArgument("generation before setup".into()));
         };
@@ -154,7 +165,9 @@ impl Server {
                 return Ok(calls);
             }
             let rows = check_call(&self.public, &seq, rows, &mut budget)?;
-            engine::forward(self, sess, &self.public, &he, &mut seq, rows, &|_, _| {})?;
+            let (_, logits) =
+                engine::forward(self, sess, &self.public, &he, &mut seq, rows, &|_, _| {})?;
+            observe(&logits);
             calls += 1;
         }
     }
