@@ -144,3 +144,89 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f16_bytes(v: f32) -> [u8; 2] {
+        f16::from_f32(v).to_le_bytes()
+    }
+
+    fn run(ty: GgmlType, bytes: &[u8], n: usize) -> Vec<f32> {
+        let mut out = vec![0f32; n];
+        dequantize(ty, bytes, &mut out);
+        out
+    }
+
+    #[test]
+    fn f32_and_f16_are_read_little_endian() {
+        let vals = [1.5f32, -2.25, 0.0, 65504.0];
+        let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(run(GgmlType::F32, &bytes, 4), vals);
+        let bytes: Vec<u8> = vals.iter().flat_map(|&v| f16_bytes(v)).collect();
+        assert_eq!(run(GgmlType::F16, &bytes, 4), vals);
+    }
+
+    #[test]
+    fn q8_0_is_scale_times_signed_byte() {
+        let mut block = f16_bytes(0.5).to_vec();
+        block.extend((0..32).map(|j| (j as i8 - 16) as u8));
+        let want: Vec<f32> = (0..32).map(|j| 0.5 * (j as f32 - 16.0)).collect();
+        assert_eq!(run(GgmlType::Q8_0, &block, 32), want);
+    }
+
+    #[test]
+    fn q4_0_puts_low_nibbles_first_and_centres_at_8() {
+        let mut block = f16_bytes(0.25).to_vec();
+        // Byte j: low nibble j (weight j), high nibble 15 − j (weight j + 16).
+        block.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+        let mut want = vec![0f32; 32];
+        for j in 0..16 {
+            want[j] = 0.25 * (j as f32 - 8.0);
+            want[j + 16] = 0.25 * ((15 - j) as f32 - 8.0);
+        }
+        assert_eq!(run(GgmlType::Q4_0, &block, 32), want);
+    }
+
+    #[test]
+    fn q4_1_adds_the_minimum() {
+        let mut block = f16_bytes(0.5).to_vec();
+        block.extend_from_slice(&f16_bytes(-1.0));
+        block.extend((0..16u8).map(|j| j | (3 << 4)));
+        let mut want = vec![0f32; 32];
+        for j in 0..16 {
+            want[j] = 0.5 * j as f32 - 1.0;
+            want[j + 16] = 0.5 * 3.0 - 1.0;
+        }
+        assert_eq!(run(GgmlType::Q4_1, &block, 32), want);
+        // Two blocks: the second with its own scale.
+        let mut two = block.clone();
+        let mut second = f16_bytes(1.0).to_vec();
+        second.extend_from_slice(&f16_bytes(0.0));
+        second.extend([0x21u8; 16]);
+        two.extend_from_slice(&second);
+        let out = run(GgmlType::Q4_1, &two, 64);
+        assert_eq!(&out[..32], &want[..]);
+        assert_eq!(&out[32..48], &[1.0; 16]);
+        assert_eq!(&out[48..], &[2.0; 16]);
+    }
+
+    #[test]
+    fn sizes_need_whole_blocks_and_ids_round_trip() {
+        assert_eq!(GgmlType::Q4_1.bytes_for(64), Some(40));
+        assert_eq!(GgmlType::Q8_0.bytes_for(33), None);
+        assert_eq!(GgmlType::F16.bytes_for(3), Some(6));
+        assert_eq!(GgmlType::Q4_0.bytes_for(u64::MAX / 2 + 31), None);
+        for ty in [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q8_0,
+        ] {
+            assert_eq!(GgmlType::from_id(ty.id()), Some(ty));
+        }
+        assert_eq!(GgmlType::from_id(10), None);
+    }
+}
