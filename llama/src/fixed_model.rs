@@ -241,7 +241,9 @@ impl<'a> FixedDecoder<'a> {
         self.positions += ids.len();
         let last = &x[(ids.len() - 1) * d..];
         let eps = f64::from(c.rms_eps);
-        let y = norm_mirror_prescaled(Norm::RmsNorm, last, d, eps, m.shifts.output)?;
+        let last_position = self.positions - 1;
+        let shift = NormShifts::rows(m.shifts.output, 1, last_position);
+        let y = norm_mirror_prescaled(Norm::RmsNorm, last, d, eps, &shift)?;
         Ok(linear_mirror(
             &y,
             m.head.data(),
@@ -282,7 +284,8 @@ impl<'a> FixedDecoder<'a> {
             let w = &m.layers[l].linears[p as usize];
             linear_mirror(y, w.data(), &vec![0; w.cols()], t, Rescale::Truncate)
         };
-        let y = norm_mirror_prescaled(Norm::RmsNorm, x, d, eps, m.shifts.attention[l])?;
+        let rows = |pair| NormShifts::rows(pair, t, self.positions);
+        let y = norm_mirror_prescaled(Norm::RmsNorm, x, d, eps, &rows(m.shifts.attention[l]))?;
         let qkv = lin(Projection::Qkv, &y);
         let (qk, v, _) = split3(&qkv, t, qw + kvw, kvw, 0);
         let qk = rotary_mirror(&shape.rotary(), &qk, qw + kvw, self.positions);
@@ -299,7 +302,7 @@ impl<'a> FixedDecoder<'a> {
             },
         );
         add_into(x, &lin(Projection::O, &ctx));
-        let y = norm_mirror_prescaled(Norm::RmsNorm, x, d, eps, m.shifts.ffn[l])?;
+        let y = norm_mirror_prescaled(Norm::RmsNorm, x, d, eps, &rows(m.shifts.ffn[l]))?;
         let gu = lin(Projection::GateUp, &y);
         let (g, u, _) = split3(&gu, t, c.ffn, c.ffn, 0);
         let s = piecewise_mirror(&m.set.layer(l).gelu, &m.set.plan.gelu, &g);

@@ -2,6 +2,7 @@
 //! two roles: what differs between them (their halves of the linear layers and of the
 //! embedding lookup) is the [`Role`] trait's; everything else is `nn` operators both call alike.
 use super::public::PublicLlama;
+use crate::calibrate::NormShifts;
 use crate::fixed_model::Projection;
 use mpc_core::{Party, Result};
 use nn::activation::{piecewise, Piecewise};
@@ -75,7 +76,9 @@ pub(crate) fn forward(
     }
     sess.scope(Component::Head.label(), |s| {
         let (_, last) = x.split_rows(rows - 1)?;
-        let y = rmsnorm(s, public, &last, public.norm_shifts.output)?;
+        let past = seq.positions() - 1;
+        let shift = NormShifts::rows(public.norm_shifts.output, 1, past);
+        let y = rmsnorm(s, public, &last, &shift)?;
         let logits = role.head(s, he, &y)?;
         let next = argmax(s, &logits, Party::Client)?.map(|idx| idx[0] as u32);
         Ok((next, logits))
@@ -86,7 +89,7 @@ fn rmsnorm(
     sess: &mut Session,
     public: &PublicLlama,
     x: &SharedTensor,
-    shift: u32,
+    shifts: &[i32],
 ) -> Result<SharedTensor> {
     normalize_prescaled(
         sess,
@@ -94,7 +97,7 @@ fn rmsnorm(
         x,
         public.shape.rms_eps,
         RowProductBackend::Ot,
-        shift,
+        shifts,
     )
 }
 
@@ -117,7 +120,12 @@ fn block(
     let server = role.party() == Party::Server;
     let shifts = &public.norm_shifts;
     let y = sess.scope(&tag(Component::NormAttention), |s| {
-        rmsnorm(s, public, x, shifts.attention[l])
+        rmsnorm(
+            s,
+            public,
+            x,
+            &NormShifts::rows(shifts.attention[l], rows, past),
+        )
     })?;
     let qkv = sess.scope(&tag(Component::LinearQkv), |s| {
         role.linear(s, he, l, Projection::Qkv, &y)
@@ -146,7 +154,7 @@ fn block(
     })?;
     *x = x.add(&a)?;
     let y = sess.scope(&tag(Component::NormFfn), |s| {
-        rmsnorm(s, public, x, shifts.ffn[l])
+        rmsnorm(s, public, x, &NormShifts::rows(shifts.ffn[l], rows, past))
     })?;
     let gu = sess.scope(&tag(Component::LinearH1), |s| {
         role.linear(s, he, l, Projection::GateUp, &y)
