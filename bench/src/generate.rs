@@ -6,8 +6,11 @@
 //! the secure ids against the fixed-point mirror's and the float model's.
 use crate::progress::Progress;
 use crate::seed::RunSeed;
-use llama::calibrate::{calibrate, calibration_prompts};
+use he_linear::params::HeParams;
+use llama::calibrate::{calibrate, calibration_prompts, llama_set, NormShifts};
 use llama::fixed_model::{FixedDecoder, FixedLlama};
+use llama::secure::cost::call_cost;
+use llama::secure::DecoderShape;
 use llama::secure::{Client, Server};
 use llama::{render_chat, FloatModel, Model};
 use mpc_core::{Channel, Error, NetProfile, Party, Result, Stats};
@@ -20,11 +23,18 @@ use std::time::Instant;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// A GGUF file, or a directory holding exactly one.
-    #[arg(long)]
-    model: PathBuf,
+    #[arg(long, required_unless_present = "estimate")]
+    model: Option<PathBuf>,
     /// The prompt (the client's private input).
+    #[arg(long, required_unless_present = "estimate")]
+    prompt: Option<String>,
+    /// No run: the exact bytes and rounds from the cost formulas of one generated token at
+    /// `--context` positions, for llama-7b or smollm2-135m (or a GGUF file's shape).
     #[arg(long)]
-    prompt: String,
+    estimate: Option<String>,
+    /// The context of `--estimate` (positions including the new token).
+    #[arg(long, default_value_t = 128)]
+    context: usize,
     /// Render the prompt with the file's chat template (one user turn, generation prompt).
     #[arg(long)]
     chat: bool,
@@ -209,9 +219,102 @@ fn utf8_prefix(bytes: &[u8]) -> &str {
     }
 }
 
+/// The shape of a model named on the command line (LLaMA-7B as published: 32 blocks, width
+/// 4096, 32 heads of 128, FFN 11 008, vocabulary 32 000).
+fn named_shape(name: &str) -> Result<DecoderShape> {
+    match name {
+        "llama-7b" => Ok(DecoderShape {
+            n_layers: 32,
+            hidden: 4096,
+            n_heads: 32,
+            n_kv_heads: 32,
+            head_dim: 128,
+            ffn: 11008,
+            vocab: 32000,
+            rms_eps: 1e-6,
+            rope_base: 10_000.0,
+            context: 2048,
+        }),
+        "smollm2-135m" => Ok(DecoderShape {
+            n_layers: 30,
+            hidden: 576,
+            n_heads: 9,
+            n_kv_heads: 3,
+            head_dim: 64,
+            ffn: 1536,
+            vocab: 49152,
+            rms_eps: 1e-5,
+            rope_base: 100_000.0,
+            context: 8192,
+        }),
+        file => {
+            let model = Model::load(&model_file(Path::new(file))?).map_err(llama_err)?;
+            Ok(DecoderShape::from(&model.config))
+        }
+    }
+}
+
+/// `--estimate`: one generated token's exact cost per component at `context` positions.
+fn estimate(name: &str, context: usize) -> Result<()> {
+    let shape = named_shape(name)?;
+    shape.check()?;
+    if context == 0 || context > shape.context {
+        return Err(Error::InvalidArgument(format!(
+            "a context of {context} (the model's is {})",
+            shape.context
+        )));
+    }
+    let set = llama_set(None, shape.n_layers)?;
+    let shifts = NormShifts::none(shape.n_layers);
+    let (params, pp) = (HeParams::default_params()?, HeParams::packed_products()?);
+    let (parts, total) = call_cost(&shape, &set, &shifts, &params, &pp, 1, context - 1)?;
+    let mut rows: Vec<ComponentRow> = Vec::new();
+    for (label, c) in &parts {
+        // `layerNN/<component>` → `<component>`; `embedding`, `head` as they are.
+        let component = match label.split_once('/') {
+            Some((prefix, rest)) if prefix.starts_with("layer") => rest,
+            _ => label.as_str(),
+        };
+        match rows.iter_mut().find(|r| r.component == component) {
+            Some(r) => {
+                r.bytes += c.bytes();
+                r.rounds += c.rounds;
+            }
+            None => rows.push(ComponentRow {
+                component: component.to_string(),
+                bytes: c.bytes(),
+                rounds: c.rounds,
+                wall_s: 0.0,
+            }),
+        }
+    }
+    println!(
+        "{name}: one generated token at a {context}-position context, from the cost formulas \
+         (computed, not measured; COT extension traffic excluded; rounds per component are \
+         standalone, the total merges adjacent flights)"
+    );
+    println!("{:<20} {:>14} {:>8}", "component", "MB", "rounds");
+    for r in &rows {
+        println!("{:<20} {:>14.3} {:>8}", r.component, mb(r.bytes), r.rounds);
+    }
+    println!(
+        "{:<20} {:>14.3} {:>8}",
+        "total",
+        mb(total.bytes()),
+        total.rounds
+    );
+    Ok(())
+}
+
 pub fn run(args: Args, seed: RunSeed) -> Result<()> {
+    if let Some(name) = &args.estimate {
+        return estimate(name, args.context);
+    }
+    let (Some(model_arg), Some(prompt_arg)) = (&args.model, &args.prompt) else {
+        return Err(Error::InvalidArgument("give --model and --prompt".into()));
+    };
     let profile: NetProfile = args.net.parse()?;
-    let file = model_file(&args.model)?;
+    let file = model_file(model_arg)?;
     let t_load = Instant::now();
     let model = Model::load(&file).map_err(llama_err)?;
     let c = model.config.clone();
@@ -219,9 +322,9 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         let template = model.chat_template.as_deref().ok_or_else(|| {
             Error::InvalidArgument(format!("{}: no chat template in the file", file.display()))
         })?;
-        render_chat(template, &args.prompt, &model.tokenizer).map_err(llama_err)?
+        render_chat(template, prompt_arg, &model.tokenizer).map_err(llama_err)?
     } else {
-        args.prompt.clone()
+        prompt_arg.clone()
     };
     let prompt = model.tokenizer.encode(&text).map_err(llama_err)?;
     let n_new = args.max_new_tokens;
@@ -425,4 +528,75 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         std::fs::write(path, json)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(model: &Path, json: &Path) -> Args {
+        Args {
+            model: Some(model.to_path_buf()),
+            prompt: Some("secret".into()),
+            estimate: None,
+            context: 128,
+            chat: true,
+            max_new_tokens: 3,
+            net: "none".into(),
+            cache_dir: Some(model.with_extension("cache")),
+            json: Some(json.to_path_buf()),
+        }
+    }
+
+    /// The whole subcommand on a synthetic model: the report's keys, secure ids = mirror ids.
+    #[test]
+    fn generate_on_a_synthetic_model_writes_its_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("tiny.gguf");
+        llama::synthetic::write_random_model(&model, &llama::synthetic::SyntheticSpec::tiny(), 9)
+            .unwrap();
+        let json = dir.path().join("report.json");
+        run(args(&model, &json), RunSeed::from_arg(Some(4))).unwrap();
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        for key in [
+            "prompt_ids",
+            "generated_ids",
+            "text",
+            "mirror_ids",
+            "float_ids",
+            "prefill",
+            "steps",
+            "setup",
+        ] {
+            assert!(r.get(key).is_some(), "no {key} in {r}");
+        }
+        assert_eq!(r["generated_ids"], r["mirror_ids"]);
+        assert_eq!(r["steps"].as_array().unwrap().len(), 2);
+        assert!(r["prefill"]["bytes"].as_u64().unwrap() > 0);
+        assert!(r["setup"]["wall_s"].as_f64().is_some());
+    }
+
+    #[test]
+    fn a_prompt_past_the_context_and_a_bad_model_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("tiny.gguf");
+        llama::synthetic::write_random_model(&model, &llama::synthetic::SyntheticSpec::tiny(), 9)
+            .unwrap();
+        let json = dir.path().join("r.json");
+        let mut a = args(&model, &json);
+        a.prompt = Some("x".repeat(80));
+        let e = run(a, RunSeed::from_arg(Some(1))).unwrap_err();
+        assert!(e.to_string().contains("context"), "{e}");
+        let bad = dir.path().join("bad.gguf");
+        std::fs::write(&bad, b"GGUF\x09\0\0\0").unwrap();
+        let e = run(args(&bad, &json), RunSeed::from_arg(Some(1))).unwrap_err();
+        assert!(e.to_string().contains("bad.gguf"), "{e}");
+    }
+
+    #[test]
+    fn the_llama_7b_estimate_runs() {
+        estimate("llama-7b", 128).unwrap();
+        assert!(estimate("llama-7b", 0).is_err());
+    }
 }

@@ -9,6 +9,12 @@
 //! * [`chat`]: the file's Jinja chat template rendered with `minijinja`.
 //! * [`float_model`]: the f32 decoder with a key/value cache, greedy generation and a trace of
 //!   the ranges the secure model's approximations are fitted on.
+//! * [`calibrate`]: SiLU per layer and the RMSNorm prescales, fitted on the server's own texts.
+//! * [`fixed_model`]: the fixed-point mirror of the secure decoder.
+//! * [`secure`]: two-party greedy generation (server: the model; client: the prompt and the
+//!   generated ids).
+//! * [`gguf_write`], [`synthetic`]: a small GGUF writer and random LLaMA-architecture models
+//!   for tests.
 //!
 //! ```no_run
 //! use llama::{render_chat, FloatModel, Model};

@@ -19,7 +19,7 @@
 //! assert_eq!(ids.len(), 5);
 //! let next = FloatModel::new(&model).generate_greedy(&ids, 3)?;
 //! assert_eq!(next.len(), 3);
-//! # Ok::<(), llama::LlamaError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::path::Path;

@@ -3,6 +3,7 @@
 //! (Ferret, amortised over the session) excluded. `tests/secure.rs` checks them against the
 //! channel's counters; `bench generate` uses them for the LLaMA-7B estimate.
 use super::public::DecoderShape;
+use crate::calibrate::NormShifts;
 use crate::fixed_model::Projection;
 use he_linear::embedding::EmbeddingLayout;
 use he_linear::params::HeParams;
@@ -11,7 +12,7 @@ use nn::activation::piecewise_cost;
 use nn::argmax::argmax_cost;
 use nn::attention::attention_cost;
 use nn::linear::Rescale;
-use nn::norm::{norm_cost, Norm};
+use nn::norm::{norm_prescaled_cost, Norm};
 use nn::product::product_cost;
 use nn::rotary::rotary_cost;
 use nn::sip_linear::sip_linear_cost;
@@ -43,11 +44,20 @@ impl Linears {
 pub fn call_cost(
     shape: &DecoderShape,
     set: &ApproxSet,
+    shifts: &NormShifts,
     params: &HeParams,
     product_params: &HeParams,
     rows: usize,
     past: usize,
 ) -> Result<(Vec<(String, Cost)>, Cost)> {
+    shifts.check(shape.n_layers)?;
+    let norm = |pair: [i32; 2], rows: usize, past: usize| {
+        norm_prescaled_cost(
+            Norm::RmsNorm,
+            shape.hidden,
+            &NormShifts::rows(pair, rows, past),
+        )
+    };
     let mut parts = Vec::new();
     let mut lin = Linears::default();
     let (d, qw, kvw) = (shape.hidden, shape.q_width(), shape.kv_width());
@@ -73,7 +83,7 @@ pub fn call_cost(
         parts.extend([
             (
                 tag(Component::NormAttention),
-                norm_cost(Norm::RmsNorm, rows, d),
+                norm(shifts.attention[l], rows, past)?,
             ),
             (
                 tag(Component::LinearQkv),
@@ -88,7 +98,7 @@ pub fn call_cost(
                 tag(Component::LinearO),
                 lin.get(params, rows, p(Projection::O))?,
             ),
-            (tag(Component::NormFfn), norm_cost(Norm::RmsNorm, rows, d)),
+            (tag(Component::NormFfn), norm(shifts.ffn[l], rows, past)?),
             (
                 tag(Component::LinearH1),
                 lin.get(params, rows, p(Projection::GateUp))?,
@@ -100,7 +110,7 @@ pub fn call_cost(
             ),
         ]);
     }
-    let head = norm_cost(Norm::RmsNorm, 1, d)
+    let head = norm(shifts.output, 1, past + rows - 1)?
         .then(lin.get(params, 1, (d, shape.vocab))?)
         .then(argmax_cost(1, shape.vocab, Party::Client));
     parts.push((Component::Head.label().to_string(), head));

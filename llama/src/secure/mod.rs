@@ -30,6 +30,42 @@
 //! truncation carries (a few units of 2^-18 per operator) and the RMSNorm's uncentred
 //! carries, which can move a comparison; token ids agree unless two logits nearly tie.
 //! Exact costs: [`cost`].
+//!
+//! ```
+//! use llama::calibrate::NormShifts;
+//! use llama::fixed_model::{FixedDecoder, FixedLlama};
+//! use llama::secure::{Client, Server};
+//! use llama::synthetic::{write_random_model, SyntheticSpec};
+//! use llama::Model;
+//! use mpc_core::{Channel, Party, Seed};
+//! use ot_nonlinear::mpc::Session;
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("tiny.gguf");
+//! write_random_model(&path, &SyntheticSpec::tiny(), 3)?;
+//! let model = Model::load(&path)?;
+//! let fixed = FixedLlama::with_default_set(&model)?;
+//! let prompt = model.tokenizer.encode("hi")?;
+//! let want = FixedDecoder::new(&fixed).generate_greedy(&prompt, 2)?;
+//! let (cs, cc) = Channel::mem_pair();
+//! let mut server = Server::new(&fixed, Seed([1; 16]), &|_, _| {})?;
+//! let got = std::thread::scope(|scope| -> mpc_core::Result<Vec<u32>> {
+//!     scope.spawn(move || -> mpc_core::Result<usize> {
+//!         let mut sess = Session::new(cs, Party::Server, Seed([2; 16]))?;
+//!         server.setup(&mut sess)?;
+//!         server.serve(&mut sess)
+//!     });
+//!     let mut sess = Session::new(cc, Party::Client, Seed([3; 16]))?;
+//!     let client = Client::setup(&mut sess, dir.path())?;
+//!     let mut generation = client.generation();
+//!     let first = generation.run(&mut sess, &prompt, &|_, _| {})?;
+//!     let second = generation.run(&mut sess, &[first], &|_, _| {})?;
+//!     generation.finish(&mut sess)?;
+//!     Ok(vec![first, second])
+//! })?;
+//! assert_eq!(got, want);
+//! # let _ = NormShifts::none(1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 pub mod client;
 pub mod cost;
 mod engine;
