@@ -24,7 +24,9 @@ use he_linear::row_products;
 use he_linear::secret_product::ProductKeys;
 use mpc_core::{FixedPoint, Result, Ring};
 use ot_nonlinear::approx::layernorm::normalize_row_with;
-use ot_nonlinear::functions::{normalize_cost, normalize_with, Centering, OtProducts, RowProducts};
+use ot_nonlinear::functions::{
+    normalize_cost, normalize_cots_with, normalize_with, Centering, OtProducts, RowProducts,
+};
 use ot_nonlinear::mpc::trunc::{trunc_cots, TruncKind};
 use ot_nonlinear::mpc::{Cost, CotDemand, Session};
 
@@ -165,6 +167,23 @@ pub fn norm_prescaled_cost(norm: Norm, n: usize, shifts: &[i32]) -> Result<Cost>
     }
     let c = norm_cost(norm, shifts.len(), n);
     Ok(cost.map_or(c, |a| a.then(c)))
+}
+
+/// COTs [`normalize_prescaled`] draws with [`RowProductBackend::Ot`] (reserve them beforehand
+/// for a cost without COT extension traffic).
+pub fn norm_prescaled_cots(norm: Norm, n: usize, shifts: &[i32]) -> Result<CotDemand> {
+    let mut d = normalize_cots_with(shifts.len(), n, norm.centering(), &OtProducts);
+    for k in down_shifts(shifts) {
+        let rows = shifts.iter().filter(|&&s| -s == k as i32).count();
+        d = d.plus(trunc_cots(
+            rows * n,
+            Ring::R64,
+            Ring::R64,
+            k,
+            TruncKind::KnownMsb,
+        )?);
+    }
+    Ok(d)
 }
 
 /// The mirror of [`normalize_prescaled`].

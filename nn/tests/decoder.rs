@@ -201,3 +201,84 @@ fn the_kv_cache_grows_and_refuses_past_its_context() {
         .append(&t(1, 5), &SharedTensor::zeros(Shape::matrix(1, 3), LIN))
         .is_err());
 }
+
+/// RMSNorm with per-row prescales: an attention-sink row (rms ≈ 600, shifted down by 6: one
+/// truncation), a tiny row (rms ≈ 0.02, shifted up by 6: local) and an ordinary one (up by 3), against
+/// the mirror within the norm's carry bound on the scaled rows, and its exact bytes.
+#[test]
+fn prescaled_rmsnorm_matches_its_mirror_and_its_cost() {
+    use nn::norm::normalize_prescaled;
+    use nn::norm::{norm_mirror_prescaled, norm_prescaled_cost, norm_prescaled_cots};
+    use nn::norm::{Norm, RowProductBackend};
+    let seed = seed(35);
+    let (rows, n) = (3, 64);
+    let shifts = [-6, 6, 3];
+    let mut x = values(&mut prg(seed), rows * n, -2.0, 2.0, &[0.0]);
+    x[..n]
+        .iter_mut()
+        .for_each(|v| *v = LIN.encode(LIN.decode(*v) * 300.0).unwrap());
+    x[0] = LIN.encode(4000.0).unwrap();
+    x[n..2 * n]
+        .iter_mut()
+        .for_each(|v| *v = LIN.encode(LIN.decode(*v) / 64.0).unwrap());
+    let (xs, xc) = tensors(rows, n, &x, seed);
+    let fx = Fixture::new(seed);
+    let (ys, yc, cs, cc) = run(
+        &fx,
+        move |s, _| {
+            s.reserve(norm_prescaled_cots(Norm::RmsNorm, n, &shifts).unwrap())
+                .unwrap();
+            s.scope("op", |s| {
+                normalize_prescaled(s, Norm::RmsNorm, &xs, 1e-5, RowProductBackend::Ot, &shifts)
+            })
+            .unwrap()
+        },
+        move |s, _| {
+            s.reserve(norm_prescaled_cots(Norm::RmsNorm, n, &shifts).unwrap())
+                .unwrap();
+            s.scope("op", |s| {
+                normalize_prescaled(s, Norm::RmsNorm, &xc, 1e-5, RowProductBackend::Ot, &shifts)
+            })
+            .unwrap()
+        },
+    );
+    let got = ys.reconstruct(&yc).unwrap();
+    let want = norm_mirror_prescaled(Norm::RmsNorm, &x, n, 1e-5, &shifts).unwrap();
+    for r in 0..rows {
+        let scale = (shifts[r] as f64).exp2();
+        let row: Vec<f64> = x[r * n..(r + 1) * n]
+            .iter()
+            .map(|&v| LIN.decode(v) * scale)
+            .collect();
+        let sd = (row.iter().map(|v| v * v).sum::<f64>() / n as f64).sqrt();
+        let mean_abs = row.iter().map(|v| v.abs()).sum::<f64>() / n as f64;
+        let (unit, var_rel) = (
+            (-10f64).exp2() / sd,
+            1.5 * mean_abs / (64.0 * sd * sd) + 1e-4,
+        );
+        for i in r * n..(r + 1) * n {
+            let (g, m) = (LIN.decode(got[i]), LIN.decode(want[i]));
+            assert!(
+                (g - m).abs() <= 2.5 * unit + var_rel * m.abs() + 1e-4,
+                "row {r}: {g} vs mirror {m}"
+            );
+        }
+        // And the mirror is the float RMSNorm (the prescale changed nothing but the ranges; ε is
+        // scaled by 4^max(shifts), exact for the most up-scaled row).
+        let eps = 1e-5 * 4f64.powi(6);
+        let float: Vec<f64> = row.iter().map(|v| v / (sd * sd + eps).sqrt()).collect();
+        for (i, f) in (r * n..(r + 1) * n).zip(float) {
+            assert!(
+                (LIN.decode(want[i]) - f).abs() < 0.02,
+                "row {r}: mirror vs float"
+            );
+        }
+    }
+    let cost = norm_prescaled_cost(Norm::RmsNorm, n, &shifts).unwrap();
+    assert_bytes("op", &cs, &cc, cost);
+    assert!(normalize_prescaled_refuses_a_wild_shift());
+}
+
+fn normalize_prescaled_refuses_a_wild_shift() -> bool {
+    nn::norm::norm_mirror_prescaled(nn::norm::Norm::RmsNorm, &[0; 4], 4, 1e-5, &[30]).is_err()
+}
