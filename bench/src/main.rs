@@ -11,6 +11,8 @@
 //!   data holders (secure / twin / f64).
 //! * `bench cnn --model resnet32-cifar100 --conv auto --net lan`: secure CNN inference per
 //!   layer; `--data FILE.csv`: accuracy; `--compare`: the convolution protocols' exact costs.
+//! * `bench generate --model FILE.gguf --prompt TEXT --chat --net lan`: secure greedy text
+//!   generation with a LLaMA-family decoder, prefill and per-token costs per component.
 //!
 //! Each subcommand lives in its own module with its own arguments and `run`.
 use clap::{Parser, Subcommand};
@@ -22,6 +24,7 @@ pub const DEFAULT_KEY_FILE: &str = "target/bench-server/server.key";
 mod accuracy;
 mod cnn;
 mod e2e;
+mod generate;
 mod linear;
 mod nonlinear;
 mod ot;
@@ -63,6 +66,8 @@ enum Command {
     Train(train::Args),
     /// Secure CNN inference: ResNet-18/32 (CIFAR-100 shapes) or an ONNX file.
     Cnn(cnn::Args),
+    /// Secure greedy text generation with a LLaMA-family GGUF model.
+    Generate(generate::Args),
 }
 
 fn main() {
@@ -75,6 +80,7 @@ fn main() {
         (Some(Command::Accuracy(a)), _) => accuracy::run(a, seed),
         (Some(Command::Train(a)), _) => train::run(a, seed),
         (Some(Command::Cnn(a)), _) => cnn::run(a, seed),
+        (Some(Command::Generate(a)), _) => generate::run(a, seed),
         (None, Some(a)) => e2e::run(a, seed),
         (None, None) => Err(mpc_core::Error::InvalidArgument(
             "give --model (end-to-end run) or a subcommand; see --help".into(),

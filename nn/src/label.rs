@@ -14,6 +14,8 @@ pub enum Component {
     LinearH1,
     /// The FFN's second projection (down).
     LinearH2,
+    /// Rotary positions on the queries and keys (decoders).
+    Rotary,
     /// Q·Kᵀ per head.
     AttentionQk,
     /// Softmax up to its normalisation (max, exp, reciprocal).
@@ -43,6 +45,7 @@ impl Component {
         Component::Offline,
         Component::Embedding,
         Component::LinearQkv,
+        Component::Rotary,
         Component::AttentionQk,
         Component::AttentionSoftmax,
         Component::AttentionPv,
@@ -64,6 +67,7 @@ impl Component {
             Component::LinearO => "linear_o",
             Component::LinearH1 => "linear_h1",
             Component::LinearH2 => "linear_h2",
+            Component::Rotary => "rotary",
             Component::AttentionQk => "attention/qk",
             Component::AttentionSoftmax => "attention/softmax",
             Component::AttentionPv => "attention/pv",

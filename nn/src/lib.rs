@@ -21,6 +21,10 @@
 //! | [`conv_he`] | 2-D convolution on the HE linear layer (im2col, kernel encrypted once, cached) | COP (HE) + ring casts |
 //! | [`pool`] | max pooling (comparison tree), average pooling | OT (ReLU) / truncation |
 //! | [`cast`] | truncations, ring casts, window up-casts | OT |
+//! | [`sip_linear`] | X·W + b on the server-side inner product (no client weight cache) | SIP (HE), response window, up-cast |
+//! | [`rotary`] | rotary positions at public positions | local + truncation (OT) |
+//! | [`product`] | element-wise x·y, both shared (SwiGLU) | OT (Gilboa) + truncation |
+//! | [`kv_cache`] | a decoder's key/value cache of shares | — |
 //!
 //! Accounting labels are defined once in [`label`].
 //!
@@ -41,6 +45,7 @@ pub mod conv_he;
 pub mod conv_he_offline;
 pub mod embedding;
 pub mod keys;
+pub mod kv_cache;
 pub mod label;
 pub mod linear;
 pub mod linear_offline;
@@ -48,8 +53,11 @@ pub mod matmul;
 pub mod norm;
 pub mod offline;
 pub mod pool;
+pub mod product;
+pub mod rotary;
 pub mod sigmoid;
 pub mod silu;
+pub mod sip_linear;
 pub mod softmax;
 pub mod tensor;
 pub mod winograd;

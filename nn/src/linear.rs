@@ -42,6 +42,7 @@ pub enum Rescale {
 }
 
 impl Rescale {
+    /// The response window of a layer with this rescaling.
     pub(crate) fn window(self, params: &HeParams) -> Result<Window> {
         match self {
             Rescale::Truncate => Window::new(params, LINEAR.frac_bits(), Ring::R64.bits()),
@@ -49,7 +50,8 @@ impl Rescale {
         }
     }
 
-    fn format(self) -> Result<FixedPoint> {
+    /// The output format of a layer with this rescaling.
+    pub(crate) fn format(self) -> Result<FixedPoint> {
         match self {
             Rescale::Truncate => Ok(LINEAR),
             Rescale::Keep => FixedPoint::new(Ring::R64, 2 * LINEAR.frac_bits()),
@@ -349,6 +351,7 @@ pub(crate) fn check_input(x: &SharedTensor, inputs: usize) -> Result<()> {
     Ok(())
 }
 
+/// The shares of a layer's output from its window shares (up-cast when truncated).
 pub(crate) fn finish(
     sess: &mut Session,
     y: RingMatrix,

@@ -215,6 +215,19 @@ impl SharedTensor {
         ))
     }
 
+    /// Splits the rows into the first `first` rows and the rest (local).
+    pub fn split_rows(&self, first: usize) -> Result<(SharedTensor, SharedTensor)> {
+        let (rows, cols) = (self.rows(), self.cols());
+        if first > rows {
+            return Err(Error::Shape(format!("split after row {first} of {rows}")));
+        }
+        let (a, b) = self.share.split_at(first * cols);
+        Ok((
+            SharedTensor::matrix(first, cols, self.format, a.to_vec())?,
+            SharedTensor::matrix(rows - first, cols, self.format, b.to_vec())?,
+        ))
+    }
+
     /// The values, given the peer's share (tests and the party that learns an output).
     pub fn reconstruct(&self, other: &SharedTensor) -> Result<Vec<u64>> {
         other.expect("peer share", &self.shape, self.format)?;

@@ -1,0 +1,139 @@
+//! Exact bytes and rounds of a call (T new positions after p cached ones) as functions of the
+//! shape, from the `nn` operators' own cost functions, per component; COT extension traffic
+//! (Ferret, amortised over the session) excluded. `tests/secure.rs` checks them against the
+//! channel's counters; `bench generate` uses them for the LLaMA-7B estimate.
+use super::public::DecoderShape;
+use crate::calibrate::NormShifts;
+use crate::fixed_model::Projection;
+use he_linear::embedding::EmbeddingLayout;
+use he_linear::params::HeParams;
+use mpc_core::{Party, Result};
+use nn::activation::piecewise_cost;
+use nn::argmax::argmax_cost;
+use nn::attention::attention_cost;
+use nn::linear::Rescale;
+use nn::norm::{norm_prescaled_cost, Norm};
+use nn::product::product_cost;
+use nn::rotary::rotary_cost;
+use nn::sip_linear::sip_linear_cost;
+use nn::Component;
+use ot_nonlinear::approx::ApproxSet;
+use ot_nonlinear::mpc::{Cost, Side};
+use std::collections::HashMap;
+
+/// Bytes of the client's announcement of a call's length.
+pub const ANNOUNCE_BYTES: u64 = 8;
+
+/// Cost of each projection shape, computed once per (rows, m, n).
+#[derive(Debug, Default)]
+struct Linears(HashMap<(usize, usize, usize), Cost>);
+
+impl Linears {
+    fn get(&mut self, params: &HeParams, k: usize, (m, n): (usize, usize)) -> Result<Cost> {
+        if let Some(c) = self.0.get(&(k, m, n)) {
+            return Ok(*c);
+        }
+        let c = sip_linear_cost(params, k, m, n, Rescale::Truncate)?;
+        self.0.insert((k, m, n), c);
+        Ok(c)
+    }
+}
+
+/// The cost of one call by label (`embedding`, `layerNN/<component>`, `head`), in dataflow
+/// order, and the whole call's cost (the labels chained, plus the announcement).
+pub fn call_cost(
+    shape: &DecoderShape,
+    set: &ApproxSet,
+    shifts: &NormShifts,
+    params: &HeParams,
+    product_params: &HeParams,
+    rows: usize,
+    past: usize,
+) -> Result<(Vec<(String, Cost)>, Cost)> {
+    shifts.check(shape.n_layers)?;
+    let norm = |pair: [i32; 2], rows: usize, past: usize| {
+        norm_prescaled_cost(
+            Norm::RmsNorm,
+            shape.hidden,
+            &NormShifts::rows(pair, rows, past),
+        )
+    };
+    let mut parts = Vec::new();
+    let mut lin = Linears::default();
+    let (d, qw, kvw) = (shape.hidden, shape.q_width(), shape.kv_width());
+    let layout = EmbeddingLayout::densest(params, shape.vocab, d)?;
+    parts.push((
+        Component::Embedding.label().to_string(),
+        Cost {
+            server_bytes: 0,
+            client_bytes: layout.online_bytes(params, rows) as u64,
+            rounds: 1,
+            first: Side::Client,
+            last: Side::Client,
+        },
+    ));
+    for l in 0..shape.n_layers {
+        let tag = |c: Component| c.in_layer(l);
+        let [qk, softmax, pv, normalize] =
+            attention_cost(product_params, set, l, shape.attention(rows, past))?;
+        let table = &set.layer(l).gelu;
+        let activation = piecewise_cost(table, &set.plan.gelu, rows * shape.ffn)
+            .then(product_cost(rows * shape.ffn)?);
+        let p = |p: Projection| shape.projection(p);
+        parts.extend([
+            (
+                tag(Component::NormAttention),
+                norm(shifts.attention[l], rows, past)?,
+            ),
+            (
+                tag(Component::LinearQkv),
+                lin.get(params, rows, p(Projection::Qkv))?,
+            ),
+            (tag(Component::Rotary), rotary_cost(rows * (qw + kvw))?),
+            (tag(Component::AttentionQk), qk),
+            (tag(Component::AttentionSoftmax), softmax),
+            (tag(Component::AttentionPv), pv),
+            (tag(Component::AttentionNormalize), normalize),
+            (
+                tag(Component::LinearO),
+                lin.get(params, rows, p(Projection::O))?,
+            ),
+            (tag(Component::NormFfn), norm(shifts.ffn[l], rows, past)?),
+            (
+                tag(Component::LinearH1),
+                lin.get(params, rows, p(Projection::GateUp))?,
+            ),
+            (tag(Component::Activation), activation),
+            (
+                tag(Component::LinearH2),
+                lin.get(params, rows, p(Projection::Down))?,
+            ),
+        ]);
+    }
+    let head = norm(shifts.output, 1, past + rows - 1)?
+        .then(lin.get(params, 1, (d, shape.vocab))?)
+        .then(argmax_cost(1, shape.vocab, Party::Client));
+    parts.push((Component::Head.label().to_string(), head));
+    let announce = Cost {
+        server_bytes: 0,
+        client_bytes: ANNOUNCE_BYTES,
+        rounds: 1,
+        first: Side::Client,
+        last: Side::Client,
+    };
+    let total = parts.iter().fold(announce, |acc, (_, c)| acc.then(*c));
+    Ok((parts, total))
+}
+
+/// Coefficients decrypted under either key in a call (an upper bound for each key holder):
+/// the projections' and the head's outputs, attention's products (scores, P·V, the
+/// normalisation) and the embedding's rows.
+pub fn revealed(shape: &DecoderShape, rows: usize, past: usize) -> u64 {
+    let keys = (past + rows) as u64;
+    let (rows, d) = (rows as u64, shape.hidden as u64);
+    let (heads, dh) = (shape.n_heads as u64, shape.head_dim as u64);
+    let projections =
+        (shape.q_width() + 2 * shape.kv_width()) as u64 + d + 2 * shape.ffn as u64 + d;
+    let attention = heads * (keys + 2 * dh);
+    rows * (shape.n_layers as u64 * (projections + attention) + d) + shape.vocab as u64
+}
