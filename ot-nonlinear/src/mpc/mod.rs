@@ -52,12 +52,15 @@ use mpc_core::{AesPrg, Channel, Error, Party, Result, Ring, Seed};
 
 pub use and::and;
 pub use b2a::b2a;
-pub use drelu::{drelu, drelu_reduced, greater_equal_threshold, msb, wrap};
+pub use drelu::{
+    drelu, drelu_lanes, drelu_reduced, drelu_reduced_lanes, greater_equal_threshold, lanes_minus,
+    msb, msb_lanes, wrap,
+};
 pub use lut::lut;
 pub use matmul::{server_matmul, MatmulDims};
-pub use millionaire::millionaire;
+pub use millionaire::{millionaire, millionaire_lanes};
 pub use mux::mux;
-pub use product::{mul, mul_row_scalar, square};
+pub use product::{mul, mul_narrow, mul_row_scalar, square, square_narrow};
 pub use relu::relu;
 pub use trunc::{trunc_cast, TruncKind};
 
