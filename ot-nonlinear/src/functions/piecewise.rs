@@ -24,7 +24,7 @@
 //! `piecewise`). Cost: [`piecewise_cost`] (exact bytes each way; rounds as the sum of the
 //! steps' rounds, 2 per COT step, the comparisons 2 + ⌈log2 ⌈(cmp_bits − 1)/4⌉⌉). For the
 //! Nimbus GELU plan (2 comparisons on 17 bits sharing their leaves, square on 22 bits, 9-bit
-//! truncation, mux on 22 and 30 bits, 9- and 35-bit casts) that is ≈ 680 bits per element and
+//! truncation, mux on 22 and 30 bits, 9- and 35-bit casts) that is ≈ 646 bits per element and
 //! 16 rounds.
 //!
 //! Accuracy against the mirror: equal up to the truncation carries (each truncation may return

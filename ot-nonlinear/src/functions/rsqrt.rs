@@ -17,7 +17,7 @@
 //!    `y = trunc(y·(3 − uy2), 19)`;
 //! 6. `r = trunc(y·C, 28)`.
 //!
-//! Cost ([`rsqrt_cost`], exact): per value 31 DReLUs on Z_2^34 (≈ 31·320 bits), 32·64 bits of
+//! Cost ([`rsqrt_cost`], exact): per value 31 DReLUs on Z_2^34 in lanes (≈ 31·290 bits), 32·64 bits of
 //! B2A, 6 products on Z_2^64 (4160 bits each) and 8 truncations; only per LayerNorm row, so
 //! ≈ 40 kbit per row. Rounds: about 40 (the steps are sequential).
 use super::{known_msb_trunc_step, product_trunc, product_trunc_steps, total_cost, total_cots};
