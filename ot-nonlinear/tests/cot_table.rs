@@ -14,16 +14,21 @@ use ot_nonlinear::functions::piecewise::{piecewise_cots, Output};
 use ot_nonlinear::functions::softmax::{softmax, softmax_cost, softmax_cots};
 use ot_nonlinear::mpc::and::{and_cost, and_cots};
 use ot_nonlinear::mpc::b2a::{b2a_cost, b2a_cots};
-use ot_nonlinear::mpc::drelu::{drelu_cost, drelu_cots, wrap_cost, wrap_cots};
+use ot_nonlinear::mpc::drelu::{
+    drelu_cost, drelu_cots, drelu_lanes_cost, drelu_lanes_cots, lanes_minus, wrap_cost, wrap_cots,
+};
 use ot_nonlinear::mpc::lut::{lut_cost, lut_cots};
 use ot_nonlinear::mpc::millionaire::{millionaire_cost, millionaire_cots};
 use ot_nonlinear::mpc::mux::{mux_cost, mux_cots};
-use ot_nonlinear::mpc::product::{mul_cost, mul_cots, square_cost, square_cots};
+use ot_nonlinear::mpc::product::{
+    mul_cost, mul_cots, mul_narrow_cost, mul_narrow_cots, square_cost, square_cots,
+    square_narrow_cost, square_narrow_cots,
+};
 use ot_nonlinear::mpc::relu::{relu_cost, relu_cots};
 use ot_nonlinear::mpc::trunc::{trunc_cost, trunc_cots};
 use ot_nonlinear::mpc::{
-    and, b2a, drelu, lut, millionaire, mux, relu, square, trunc_cast, wrap, Cost, CotDemand,
-    Session, TruncKind,
+    and, b2a, drelu, drelu_lanes, lut, millionaire, mul_narrow, mux, relu, square, square_narrow,
+    trunc_cast, wrap, Cost, CotDemand, Session, TruncKind,
 };
 use ot_nonlinear::prg::BlockPrg;
 use ot_nonlinear::Block;
@@ -152,6 +157,41 @@ fn primitives(sess: &mut Session) -> Result<Vec<Row>> {
             relu_cost(N, ring),
         );
     }
+    // The cuts: two comparisons sharing their leaves (GELU's), 31 (rsqrt's); the narrow
+    // square and product at the k of GELU (Z_2^22), exp (Z_2^25) and LayerNorm (Z_2^38).
+    // Per element of the client (lanes counted in the name).
+    for (l, lanes) in [(17u32, 2usize), (34, 31)] {
+        let ring = Ring::new(l)?;
+        let x = shares(sess, N, ring, 5);
+        let input = lanes_minus(sess.is_server(), &x, &vec![7; lanes], ring);
+        let d = drawn(sess, |s| drelu_lanes(s, &input, ring, lanes).map(drop))?;
+        push(
+            format!("DReLU in {lanes} lanes, Z_2^{l}"),
+            d,
+            drelu_lanes_cots(N, lanes, ring),
+            drelu_lanes_cost(N, lanes, ring),
+        );
+    }
+    for (l, k) in [(22u32, 13u32), (25, 15), (38, 20)] {
+        let ring = Ring::new(l)?;
+        let x = shares(sess, N, ring, 6);
+        let d = drawn(sess, |s| square_narrow(s, &x, ring, k).map(drop))?;
+        push(
+            format!("square, Z_2^{l}, {k}-bit operand"),
+            d,
+            square_narrow_cots(N, ring, k),
+            square_narrow_cost(N, ring, k),
+        );
+    }
+    let r25 = Ring::new(25)?;
+    let x = shares(sess, N, r25, 7);
+    let d = drawn(sess, |s| mul_narrow(s, &x, &x, r25, 18).map(drop))?;
+    push(
+        "product x·y, Z_2^25, 18-bit operands".into(),
+        d,
+        mul_narrow_cots(N, r25, 18),
+        mul_narrow_cost(N, r25, 18),
+    );
     let (r22, r30, r64) = (Ring::new(22)?, Ring::new(30)?, Ring::new(64)?);
     for (from, to, shift, kind) in [
         (r22, r22, 8, TruncKind::KnownMsb),
@@ -280,8 +320,9 @@ fn every_function_draws_the_cots_it_announces() {
 
 /// COTs of one BERT-base block (sequence 128: GELU on 128 × 3 072, Softmax on 12 heads × 128
 /// rows of 128, two LayerNorms on 128 rows of 768) under both approximation sets, from the
-/// `*_cots` functions the tests above check against runs: the baseline that COT cuts are
-/// measured against (docs/protocols/nonlinear.md).
+/// `*_cots` functions the tests above check against runs, against the baseline before the cuts
+/// of issue 21 item 2 (docs/protocols/nonlinear.md, "COTs per element"): comparisons in lanes
+/// sharing their leaf OTs, the narrow square and product.
 #[test]
 fn bert_base_block_cots() {
     let (seq, hidden, inter, heads) = (128, 768, 3072, 12);
@@ -295,11 +336,23 @@ fn bert_base_block_cots() {
         println!("{name}: GELU {gelu}, Softmax {softmax}, LayerNorm {layernorm} COTs per block");
         got.push((name, gelu, softmax, layernorm));
     }
+    let baseline = [
+        ("nimbus", 28_311_552, 30_908_928, 8_136_192),
+        ("puma", 124_256_256, 117_613_056, 8_136_192),
+    ];
+    for (g, b) in got.iter().zip(&baseline) {
+        let (now, before) = (g.1 + g.2 + g.3, b.1 + b.2 + b.3);
+        println!(
+            "{}: {now} COTs per block, {before} before: {:.1} % fewer",
+            g.0,
+            100.0 * (1.0 - now as f64 / before as f64)
+        );
+    }
     assert_eq!(
         got,
         vec![
-            ("nimbus", 28_311_552, 30_908_928, 8_136_192),
-            ("puma", 124_256_256, 117_613_056, 8_136_192)
+            ("nimbus", 19_267_584, 26_964_480, 4_737_024),
+            ("puma", 79_822_848, 117_600_768, 4_737_024)
         ]
     );
 }

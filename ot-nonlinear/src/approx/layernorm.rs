@@ -26,6 +26,9 @@ const LIN: FixedPoint = FixedPoint::LINEAR;
 pub const VAR_FRAC: u32 = 6;
 /// Ring of the squares and their row sum.
 pub const SQUARE_BITS: u32 = 38;
+/// Bits of vs the secure square reads (`square_narrow`: exact for |vs| < 2^{k−2} = 2^18,
+/// which the range Σvs² < 2^36 implies).
+pub const SQUARE_INPUT_BITS: u32 = 20;
 /// Fraction bits of v in the normalising product.
 pub const PRODUCT_V_FRAC: u32 = 10;
 /// Fraction bits of the reciprocal square root.

@@ -2,9 +2,10 @@
 //! [`crate::approx::fixed::exp_nonpositive`].
 //!
 //! * Nimbus ({0 below T; cubic on [T, 0]}): [`super::piecewise()`] with the set's exp plan — one
-//!   comparison (millionaire on 16 bits), u² by [`crate::mpc::square`] and u³ = u²·u by
-//!   [`crate::mpc::mul`] on Z_2^25, two 9-bit truncations, one mux on Z_2^25, a free down-cast to
-//!   Z_2^22 and an up-cast to Z_2^64 (43 bits); ≈ 1280 bits per element, 17 rounds.
+//!   comparison (millionaire on 16 bits), u² by [`crate::mpc::square_narrow`] (15-bit operands)
+//!   and u³ = u²·u by [`crate::mpc::mul_narrow`] (18-bit operands) on Z_2^25, two 9-bit
+//!   truncations, one mux on Z_2^25, a free down-cast to Z_2^22 and an up-cast to Z_2^64 (43
+//!   bits); ≈ 1182 bits and 81 COTs per element, 17 rounds.
 //! * PUMA (0 below `lower`, else (1 + x/2^t)^(2^t)): the comparison `[x ≥ lower]` by
 //!   reduced-ring DReLU (drop 12, keep [`SQUARING_CMP_BITS`]: exact for |x − lower| < 2^13),
 //!   1 + x/2^t by a known-MSB truncation by t on Z_2^64, t squarings on

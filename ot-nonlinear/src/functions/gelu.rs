@@ -5,9 +5,10 @@
 //! Who sends what: the messages of [`super::piecewise()`] (the server holds the breakpoints);
 //! the COTs are reserved first ([`Session::reserve`]) so no Ferret extension runs inside.
 //!
-//! Cost, Nimbus plan per element: two comparisons (millionaire on 16 bits), square on Z_2^22
-//! (21 + 231 bits), truncation by 8 (9), mux on Z_2^22 (46), cast 22 → 30 (9), mux on Z_2^30
-//! (62), up-cast 30 → 64 (35): [`gelu_cost`] gives the exact bytes; 16 rounds.
+//! Cost, Nimbus plan per element: two comparisons (millionaire on 16 bits in two lanes sharing
+//! their leaves), square on Z_2^22 of 13-bit operands (14 + 203 bits), truncation by 8 (9), mux
+//! on Z_2^22 (46), cast 22 → 30 (9), mux on Z_2^30 (62), up-cast 30 → 64 (35): ≈ 646 bits and
+//! 49 COTs; [`gelu_cost`] gives the exact bytes; 16 rounds.
 use super::piecewise::{piecewise, piecewise_cost, piecewise_cots, Output, PiecewiseSpec};
 use crate::approx::ApproxSet;
 use crate::mpc::{Cost, Session};

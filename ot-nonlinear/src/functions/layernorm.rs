@@ -7,14 +7,15 @@
 //! Who sends what, per call on rows × n values (Z_2^64, 18 fraction bits):
 //! 1. `mean = trunc(Σx·C_n, 30)`: local sum and public multiplier, one known-MSB truncation per
 //!    row;
-//! 2. `vs = floor((x − mean)/2^12)` on Z_2^38 (free down-cast), [`square`] on Z_2^38, row sums,
+//! 2. `vs = floor((x − mean)/2^12)` on Z_2^38 (free down-cast), [`square_narrow`] on Z_2^38
+//!    reading vs's low [`SQUARE_INPUT_BITS`] = 20 bits (exact: |vs| < 2^18), row sums,
 //!    up-cast to Z_2^64 and `var = trunc(Σvs²·C_n, 30)·2^6 + ε` (per row);
 //! 3. `r = rsqrt(var)` ([`super::rsqrt()`], per row, 20 fraction bits);
 //! 4. `ŷ = trunc(floor((x − mean)/2^8)·r, 12)`: the row-scalar product ([`mul_row_scalar`]) on
 //!    Z_2^38 and one known-MSB truncation with up-cast to Z_2^64.
 //!
-//! Cost ([`layernorm_cost`], exact): per element 37 + 37·38/2 = 740 bits (square) + 38·39 =
-//! 1482 bits (row-scalar product) + 39 bits (truncation with up-cast) ≈ 2261 bits, plus per row
+//! Cost ([`layernorm_cost`], exact): per element 21 + 567 = 588 bits (square) + 38·39 =
+//! 1482 bits (row-scalar product) + 39 bits (truncation with up-cast) ≈ 2109 bits, plus per row
 //! the truncations and [`super::rsqrt()`] (≈ 40 kbit). Rounds: 12 + rsqrt's.
 //! Ranges (checked by the plan's tests, documented in `approx::layernorm`): row standard
 //! deviation below 2^7, |ŷ| < 64.
@@ -27,9 +28,12 @@ use super::rsqrt::{rsqrt, rsqrt_cost, rsqrt_cots};
 use super::{total_cost, total_cots};
 use crate::approx::fixed::PUBLIC_FRAC_BITS;
 use crate::approx::layernorm::{
-    epsilon, mean_multiplier, PRODUCT_BITS, PRODUCT_V_FRAC, R_FRAC, SQUARE_BITS, VAR_FRAC,
+    epsilon, mean_multiplier, PRODUCT_BITS, PRODUCT_V_FRAC, R_FRAC, SQUARE_BITS, SQUARE_INPUT_BITS,
+    VAR_FRAC,
 };
-use crate::mpc::product::{mul_cost, mul_cots, mul_row_scalar, square, square_cost, square_cots};
+use crate::mpc::product::{
+    mul_cost, mul_cots, mul_row_scalar, square_narrow, square_narrow_cost, square_narrow_cots,
+};
 use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
 use crate::mpc::{Cost, CotDemand, Session};
 use mpc_core::{Error, FixedPoint, Result, Ring};
@@ -70,7 +74,7 @@ pub trait RowProducts {
     ) -> Result<Vec<u64>>;
 }
 
-/// Gilboa products on the session's COTs: [`square`] with local row sums, and
+/// Gilboa products on the session's COTs: [`square_narrow`] with local row sums, and
 /// [`mul_row_scalar`] with a known-MSB truncation (exact).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OtProducts;
@@ -78,7 +82,7 @@ pub struct OtProducts;
 impl RowProducts for OtProducts {
     fn cots(&self, rows: usize, n: usize) -> CotDemand {
         let (_, sq, prod) = rings();
-        square_cots(rows * n, sq).plus(mul_cots(rows, prod))
+        square_narrow_cots(rows * n, sq, SQUARE_INPUT_BITS).plus(mul_cots(rows, prod))
     }
 
     fn row_square_sums(
@@ -88,7 +92,7 @@ impl RowProducts for OtProducts {
         n: usize,
         ring: Ring,
     ) -> Result<Vec<u64>> {
-        let squares = square(sess, v, ring)?;
+        let squares = square_narrow(sess, v, ring, SQUARE_INPUT_BITS)?;
         Ok(squares
             .chunks_exact(n)
             .map(|row| row.iter().fold(0, |a, &s| ring.add(a, s)))
@@ -125,7 +129,10 @@ fn steps(rows: usize, n: usize, center: Centering, ot_products: bool) -> Vec<(Co
         v.push(tr(rows, r64, PUBLIC_FRAC_BITS));
     }
     if ot_products {
-        v.push((square_cost(rows * n, sq), square_cots(rows * n, sq)));
+        v.push((
+            square_narrow_cost(rows * n, sq, SQUARE_INPUT_BITS),
+            square_narrow_cots(rows * n, sq, SQUARE_INPUT_BITS),
+        ));
     }
     v.extend([
         tr(rows, sq, 0),

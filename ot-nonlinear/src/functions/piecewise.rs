@@ -3,13 +3,17 @@
 //! [`crate::mpc`]); the plaintext mirror is [`crate::approx::fixed::eval_piecewise`].
 //!
 //! What it computes: for x ∈ Z_2^64 (18 fraction bits) and k breakpoints,
-//! 1. `b_j = [x ≥ T_j]` by one batched reduced-ring DReLU on the k·n values `x − T_j` (the
-//!    server subtracts T_j from its share, so the client's code never sees T_j): millionaire on
-//!    `cmp_bits − 1` bits per comparison; selection bits `b_i ⊕ b_{i+1}` are local XORs;
+//! 1. `b_j = [x ≥ T_j]` by one reduced-ring DReLU on the k values `x − T_j` of each element
+//!    (the server subtracts T_j from its share, so the client's code never sees T_j; the
+//!    client's share is x's for every j, so the k comparisons share their leaf OTs:
+//!    [`drelu_reduced_lanes`]): millionaire on `cmp_bits − 1` bits with k lanes; selection bits
+//!    `b_i ⊕ b_{i+1}` are local XORs;
 //! 2. `u` = round(x / 2^{18−poly_frac}) mod 2^poly_bits: the server adds 2^{s−1}, then a free
 //!    local down-cast;
-//! 3. each power of the plan's schedule by one [`square`] or [`mul`] in Z_2^poly_bits and one
-//!    known-MSB truncation by `poly_frac` (poly_frac + 1 bits);
+//! 3. each power of the plan's schedule by one [`square_narrow`] or [`mul_narrow`] in
+//!    Z_2^poly_bits and one known-MSB truncation by `poly_frac` (poly_frac + 1 bits); the
+//!    products read the low [`square_bits`] / [`mul_bits`] bits of their operands (exact where
+//!    a polynomial piece can apply, garbage elsewhere, where the muxes drop it);
 //! 4. the pieces' public-coefficient combinations (local), one [`mux`] in Z_2^poly_bits for all
 //!    polynomial pieces, one fused known-MSB truncation + cast into Z_2^out_bits;
 //! 5. one [`mux`] in Z_2^out_bits for the identity pieces (`x mod 2^out_bits`);
@@ -19,8 +23,9 @@
 //! Who sends what: only what the primitives send (each under its own label, inside
 //! `piecewise`). Cost: [`piecewise_cost`] (exact bytes each way; rounds as the sum of the
 //! steps' rounds, 2 per COT step, the comparisons 2 + ⌈log2 ⌈(cmp_bits − 1)/4⌉⌉). For the
-//! Nimbus GELU plan (2 comparisons on 17 bits, square on 22 bits, 9-bit truncation, mux on 22
-//! and 30 bits, 9- and 35-bit casts) that is ≈ 700 bits per element and 16 rounds.
+//! Nimbus GELU plan (2 comparisons on 17 bits sharing their leaves, square on 22 bits, 9-bit
+//! truncation, mux on 22 and 30 bits, 9- and 35-bit casts) that is ≈ 646 bits per element and
+//! 16 rounds.
 //!
 //! Accuracy against the mirror: equal up to the truncation carries (each truncation may return
 //! one less than the floor; [`PiecewisePlan::carry_bound`]) and, for `0 ≤ x − T_j < 2^-cmp_frac`,
@@ -32,9 +37,12 @@ use super::{total_cost, total_cots};
 use crate::approx::fixed::piece_selection;
 use crate::approx::tables::Piece;
 use crate::approx::PiecewisePlan;
-use crate::mpc::drelu::{drelu_cost, drelu_cots, drelu_reduced};
+use crate::mpc::drelu::{drelu_lanes_cost, drelu_lanes_cots, drelu_reduced_lanes, lanes_minus};
 use crate::mpc::mux::{mux, mux_cost, mux_cots};
-use crate::mpc::product::{mul, mul_cost, mul_cots, square, square_cost, square_cots};
+use crate::mpc::product::{
+    mul_narrow, mul_narrow_cost, mul_narrow_cots, square_narrow, square_narrow_cost,
+    square_narrow_cots,
+};
 use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
 use crate::mpc::{Cost, CotDemand, Session};
 use mpc_core::{Error, Result, Ring};
@@ -93,7 +101,7 @@ impl PiecewiseSpec<'_> {
         let k = self.breakpoints();
         let mut v = Vec::new();
         if k > 0 {
-            v.push((drelu_cost(k * n, cmp), drelu_cots(k * n, cmp)));
+            v.push((drelu_lanes_cost(n, k, cmp), drelu_lanes_cots(n, k, cmp)));
         }
         if self.polys() > 0 {
             // u: free (a local down-cast) when input_shift + poly_bits ≤ 64.
@@ -104,9 +112,11 @@ impl PiecewiseSpec<'_> {
             ));
             for st in self.schedule() {
                 v.push(if st.a == st.b {
-                    (square_cost(n, pr), square_cots(n, pr))
+                    let k = square_bits(pr);
+                    (square_narrow_cost(n, pr, k), square_narrow_cots(n, pr, k))
                 } else {
-                    (mul_cost(n, 1, pr), mul_cots(n, pr))
+                    let k = mul_bits(pr, p.poly_frac);
+                    (mul_narrow_cost(n, pr, k), mul_narrow_cots(n, pr, k))
                 });
                 let t = (pr, pr, p.poly_frac, TruncKind::KnownMsb);
                 v.push((
@@ -134,6 +144,27 @@ impl PiecewiseSpec<'_> {
         }
         v
     }
+}
+
+/// Bits of the operand the schedule's squares read (k of [`square_narrow`], exact for
+/// |x| < 2^{k−2}): ⌈ℓ/2⌉ + 2 on Z_2^ℓ = poly_bits. [`crate::approx::PiecewisePlan::validate`]
+/// keeps every power inside |u^{2a}| < 2^{ℓ−2} (at 2·poly_frac bits) on every polynomial
+/// piece, so a squared operand is below 2^{(ℓ−2)/2} there: the square is exact with a factor
+/// 2 to spare (the comparisons' 2^-cmp_frac fuzz and the rounding of u), the same value as
+/// the full square. Where no polynomial piece applies the square's value is dropped by the
+/// muxes, as the other steps' (whose known-MSB truncations assume the same range).
+pub fn square_bits(poly: Ring) -> u32 {
+    poly.bits().div_ceil(2) + 2
+}
+
+/// Bits of the operands the schedule's products of distinct powers read (k of
+/// [`mul_narrow`], exact for operands below 2^{k−2}): with u^{a+b} < 2^{ℓ−2−2f} on every
+/// polynomial piece (validate, f = poly_frac), an operand u^a (a ≥ b ≥ 1) at f bits is below
+/// 2^f where |u| ≤ 1 and below 2^{ℓ−2−f} where |u| > 1; one bit more for the fuzz and the
+/// carries, and at least ⌈ℓ/2⌉.
+pub fn mul_bits(poly: Ring, frac: u32) -> u32 {
+    let l = poly.bits();
+    (frac.max(l.saturating_sub(2 + frac)) + 3).max(l.div_ceil(2))
 }
 
 /// Exact bytes each way and the rounds of [`piecewise`] on n elements (label `piecewise`).
@@ -190,13 +221,11 @@ pub fn piecewise(
     let (pr, or) = (p.poly_ring(), p.out_ring());
     let server = sess.is_server();
     sess.scope("piecewise", |sess| {
-        // 1. Comparisons, all breakpoints in one batch (element j·n + i is x_i − T_j).
-        let shifted: Vec<u64> = thresholds
-            .iter()
-            .flat_map(|&t| x.iter().map(move |&v| v.wrapping_sub(t)))
-            .collect();
+        // 1. Comparisons, all breakpoints in one batch: the server's lane i·k + j is x_i − T_j,
+        // the client's share is x_i's for every j (lanes sharing the leaf OTs).
+        let shifted = lanes_minus(server, x, &thresholds, Ring::R64);
         let b = if k > 0 {
-            drelu_reduced(sess, &shifted, Ring::R64, p.cmp_drop(), p.cmp_bits)?
+            drelu_reduced_lanes(sess, &shifted, Ring::R64, p.cmp_drop(), p.cmp_bits, k)?
         } else {
             vec![]
         };
@@ -204,7 +233,7 @@ pub fn piecewise(
         // applied to shares is the local XOR b_i ⊕ b_{i+1} (constants only in the server's).
         let sel: Vec<Vec<bool>> = (0..n)
             .map(|i| {
-                let bi: Vec<bool> = (0..k).map(|j| b[j * n + i]).collect();
+                let bi: Vec<bool> = b[i * k..(i + 1) * k].to_vec();
                 let mut s = piece_selection(&bi);
                 if !server {
                     s[0] ^= true; // the client's share of b_0 is 0, not 1
@@ -225,9 +254,10 @@ pub fn piecewise(
             pow[1] = u;
             for st in schedule {
                 let prod = if st.a == st.b {
-                    square(sess, &pow[st.a], pr)?
+                    square_narrow(sess, &pow[st.a], pr, square_bits(pr))?
                 } else {
-                    mul(sess, &pow[st.a], &pow[st.b], pr)?
+                    let k = mul_bits(pr, p.poly_frac);
+                    mul_narrow(sess, &pow[st.a], &pow[st.b], pr, k)?
                 };
                 pow[st.k] = trunc_cast(sess, &prod, pr, pr, p.poly_frac, TruncKind::KnownMsb)?;
             }

@@ -20,7 +20,7 @@
 use super::{total_cost, total_cots};
 use crate::approx::fixed::piece_selection;
 use crate::approx::SoftmaxPlan;
-use crate::mpc::drelu::{drelu_cost, drelu_cots, drelu_reduced};
+use crate::mpc::drelu::{drelu_lanes_cost, drelu_lanes_cots, drelu_reduced_lanes, lanes_minus};
 use crate::mpc::lut::{lut, lut_cost, lut_cots};
 use crate::mpc::mux::{mux, mux_cost, mux_cots};
 use crate::mpc::product::{mul, mul_cost, mul_cots};
@@ -35,7 +35,10 @@ fn steps(plan: &SoftmaxPlan, n: usize) -> Vec<(Cost, CotDemand)> {
     let ranges = plan.recip_ranges();
     let k = ranges.len();
     let w = plan.s_frac + plan.r_frac;
-    let mut v = vec![(drelu_cost((k - 1) * n, cmp), drelu_cots((k - 1) * n, cmp))];
+    let mut v = vec![(
+        drelu_lanes_cost(n, k - 1, cmp),
+        drelu_lanes_cots(n, k - 1, cmp),
+    )];
     for &(_, _, bits) in &ranges {
         v.push((lut_cost(n, bits, 1, rr), lut_cots(n, bits)));
     }
@@ -70,15 +73,17 @@ pub fn reciprocal(sess: &mut Session, plan: &SoftmaxPlan, s: &[u64]) -> Result<V
     let n = s.len();
     let server = sess.is_server();
     sess.scope("reciprocal", |sess| {
-        let mut shifted = Vec::with_capacity((ranges.len() - 1) * n);
-        for &(t, _, _) in &ranges[1..] {
-            let t = if server { lin.encode(t)? } else { 0 };
-            shifted.extend(s.iter().map(|&v| r64.sub(v, t)));
-        }
-        let b = drelu_reduced(sess, &shifted, r64, drop, keep)?;
+        // The range thresholds, all of a value's in one batch of lanes (shared leaf OTs).
+        let lanes = ranges.len() - 1;
+        let ts = ranges[1..]
+            .iter()
+            .map(|&(t, _, _)| if server { lin.encode(t) } else { Ok(0) })
+            .collect::<Result<Vec<u64>>>()?;
+        let shifted = lanes_minus(server, s, &ts, r64);
+        let b = drelu_reduced_lanes(sess, &shifted, r64, drop, keep, lanes)?;
         let mut sel = vec![Vec::new(); n];
         for (i, row) in sel.iter_mut().enumerate() {
-            let bi: Vec<bool> = (0..ranges.len() - 1).map(|j| b[j * n + i]).collect();
+            let bi: Vec<bool> = b[i * lanes..(i + 1) * lanes].to_vec();
             *row = piece_selection(&bi);
             if !server {
                 row[0] ^= true; // b_0 = 1 is the server's constant

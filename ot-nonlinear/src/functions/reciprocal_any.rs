@@ -42,7 +42,7 @@ use crate::approx::fixed::{
     reciprocal_scale, RECIPROCAL_BITS, RECIPROCAL_INIT, RECIPROCAL_ITERATIONS,
 };
 use crate::mpc::b2a::{b2a, b2a_cost, b2a_cots};
-use crate::mpc::drelu::{drelu, drelu_cost, drelu_cots};
+use crate::mpc::drelu::{drelu_lanes, drelu_lanes_cost, drelu_lanes_cots, lanes_minus};
 use crate::mpc::{Cost, CotDemand, Session};
 use mpc_core::{Error, FixedPoint, Result, Ring};
 use std::ops::Range;
@@ -64,7 +64,10 @@ fn steps(n: usize, bits: Range<u32>) -> Vec<(Cost, CotDemand)> {
     let f = LIN.frac_bits();
     let m = n * bits.len();
     let mut v = vec![
-        (drelu_cost(m, r64), drelu_cots(m, r64)),
+        (
+            drelu_lanes_cost(n, bits.len(), r64),
+            drelu_lanes_cots(n, bits.len(), r64),
+        ),
         (b2a_cost(m, r64, 0), b2a_cots(m, r64, 0)),
     ];
     v.extend(product_trunc_steps(n, false, f)); // c
@@ -118,17 +121,17 @@ pub fn reciprocal_within(sess: &mut Session, x: &[u64], bits: Range<u32>) -> Res
     let public = |c: u64| if server { c } else { 0 };
     let (lo, hi) = (bits.start, bits.end);
     sess.scope("reciprocal_any", |sess| {
-        // 1. b_j = [x ≥ 2^j], j = lo+1..=hi, grouped by j; one-hot h_j, j = lo..hi−1.
-        let mut shifted = Vec::with_capacity(n * bits.len());
-        for j in lo + 1..=hi {
-            shifted.extend(x.iter().map(|&v| r64.sub(v, public(1 << j))));
-        }
-        let b = drelu(sess, &shifted, r64)?;
+        // 1. b_j = [x ≥ 2^j], j = lo+1..=hi, per value (lanes sharing the leaf OTs); one-hot
+        // h_j, j = lo..hi−1.
+        let lanes = bits.len();
+        let ts: Vec<u64> = (lo + 1..=hi).map(|j| 1u64 << j).collect();
+        let shifted = lanes_minus(server, x, &ts, r64);
+        let b = drelu_lanes(sess, &shifted, r64, lanes)?;
         let bit = |j: u32, i: usize| {
             if j == lo {
                 server
             } else {
-                b[(j - lo - 1) as usize * n + i]
+                b[i * lanes + (j - lo - 1) as usize]
             }
         };
         let one_hot: Vec<bool> = bits

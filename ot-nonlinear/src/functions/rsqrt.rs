@@ -5,7 +5,8 @@
 //! Input: v ∈ Z_2^64 with 18 fraction bits, 1 ≤ v < 2^32 (the LayerNorm plan adds ε ≥ one unit
 //! and bounds the variance). Output: 1/√v with 20 fraction bits.
 //! 1. the highest bit: `b_j = [v ≥ 2^j]` for j = 1..31 by exact DReLU on Z_2^34 (v − 2^j; both
-//!    parties know 2^j, the server subtracts it), one-hot `h_j = b_j ⊕ b_{j+1}` (b_0 = 1,
+//!    parties know 2^j, the server subtracts it; the 31 comparisons of a value share their leaf
+//!    OTs, [`drelu_lanes`]), one-hot `h_j = b_j ⊕ b_{j+1}` (b_0 = 1,
 //!    b_32 = 0, local XORs);
 //! 2. the one-hot bits to Z_2^64 ([`b2a`]); locally `W = Σ h_j·2^{32−j}` and
 //!    `C = Σ h_j·rsqrt_scale(j)` (public constants);
@@ -16,13 +17,13 @@
 //!    `y = trunc(y·(3 − uy2), 19)`;
 //! 6. `r = trunc(y·C, 28)`.
 //!
-//! Cost ([`rsqrt_cost`], exact): per value 31 DReLUs on Z_2^34 (≈ 31·320 bits), 32·64 bits of
+//! Cost ([`rsqrt_cost`], exact): per value 31 DReLUs on Z_2^34 in lanes (≈ 31·290 bits), 32·64 bits of
 //! B2A, 6 products on Z_2^64 (4160 bits each) and 8 truncations; only per LayerNorm row, so
 //! ≈ 40 kbit per row. Rounds: about 40 (the steps are sequential).
 use super::{known_msb_trunc_step, product_trunc, product_trunc_steps, total_cost, total_cots};
 use crate::approx::layernorm::{rsqrt_scale, RSQRT_BITS, RSQRT_INIT};
 use crate::mpc::b2a::{b2a, b2a_cost, b2a_cots};
-use crate::mpc::drelu::{drelu, drelu_cost, drelu_cots};
+use crate::mpc::drelu::{drelu_lanes, drelu_lanes_cost, drelu_lanes_cots, lanes_minus};
 use crate::mpc::product::mul;
 use crate::mpc::trunc::{trunc_cast, TruncKind};
 use crate::mpc::{Cost, CotDemand, Session};
@@ -36,9 +37,12 @@ const SHIFTS: [u32; 9] = [16, 18, 18, 18, 18, 18, 18, 19, 28];
 
 fn steps(n: usize) -> Vec<(Cost, CotDemand)> {
     let (r64, cmp) = (Ring::R64, Ring::new(CMP_BITS).expect("constant"));
-    let comparisons = n * (RSQRT_BITS as usize - 1);
+    let lanes = RSQRT_BITS as usize - 1;
     let mut v = vec![
-        (drelu_cost(comparisons, cmp), drelu_cots(comparisons, cmp)),
+        (
+            drelu_lanes_cost(n, lanes, cmp),
+            drelu_lanes_cots(n, lanes, cmp),
+        ),
         (
             b2a_cost(n * RSQRT_BITS as usize, r64, 0),
             b2a_cots(n * RSQRT_BITS as usize, r64, 0),
@@ -76,17 +80,16 @@ pub fn rsqrt(sess: &mut Session, v: &[u64]) -> Result<Vec<u64>> {
     // A public constant on the server's share only.
     let public = |c: u64| if server { c } else { 0 };
     sess.scope("rsqrt", |sess| {
-        // 1. b_j = [v ≥ 2^j], j = 1..bits−1, grouped by j.
-        let mut shifted = Vec::with_capacity(n * (bits - 1));
-        for j in 1..bits {
-            shifted.extend(v.iter().map(|&x| cmp.sub(cmp.reduce(x), public(1u64 << j))));
-        }
-        let b = drelu(sess, &shifted, cmp)?;
+        // 1. b_j = [v ≥ 2^j], j = 1..bits−1, per value (lanes).
+        let ts: Vec<u64> = (1..bits).map(|j| 1u64 << j).collect();
+        let reduced: Vec<u64> = v.iter().map(|&x| cmp.reduce(x)).collect();
+        let shifted = lanes_minus(server, &reduced, &ts, cmp);
+        let b = drelu_lanes(sess, &shifted, cmp, bits - 1)?;
         let bit = |j: usize, i: usize| -> bool {
             match j {
                 0 => server,
                 j if j >= bits => false,
-                j => b[(j - 1) * n + i],
+                j => b[i * (bits - 1) + j - 1],
             }
         };
         let one_hot: Vec<bool> = (0..bits)

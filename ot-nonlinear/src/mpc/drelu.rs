@@ -10,6 +10,11 @@
 //!   `[x ≥ 0]` for `2^d ≤ x < 2^{d+k−1}` and for `−2^{d+k−1} + 2^d ≤ x < 0`; for `0 ≤ x < 2^d`
 //!   it may return 0; outside `[−2^{d+k−1} + 2^d, 2^{d+k−1})` it is meaningless. It costs a
 //!   millionaire on k − 1 bits instead of ℓ − 1.
+//! * [`drelu_lanes`] / [`drelu_reduced_lanes`]: `[x − T_c ≥ 0]` for several server-held
+//!   T_c at once (a piecewise function's breakpoints, rsqrt's powers of two): the server
+//!   subtracts T_c from its share, the client's share is the same for every c, so one
+//!   [`millionaire_lanes`] compares the server's L values against the client's one and the
+//!   lanes share the leaf OTs.
 //! * [`wrap`]: `[x_0 + x_1 ≥ 2^ℓ]` = millionaire on ℓ bits of `x_0` against `2^ℓ − 1 − x_1`.
 //! * [`greater_equal_threshold`]: `[x ≥ T]` for a T only the server knows: the server
 //!   subtracts T from its share and the parties run [`drelu`], so the client never sees T.
@@ -17,14 +22,24 @@
 //!
 //! Who sends what and the cost: exactly the millionaire's
 //! ([`super::millionaire::millionaire_cost`] on ℓ − 1 bits, ℓ bits for [`wrap`], k − 1 for
-//! the reduced DReLU) under the labels `drelu`, `wrap`, `threshold`; no other message.
+//! the reduced DReLU; [`super::millionaire::millionaire_lanes_cost`] for the lanes) under the
+//! labels `drelu`, `wrap`, `threshold`; no other message.
 //! Ring Z_2^1: the carry is empty, DReLU is local (0 bits, 0 rounds).
-use super::millionaire::{millionaire, millionaire_cost, millionaire_cots, DEFAULT_DIGIT};
+use super::millionaire::{
+    millionaire, millionaire_lanes, millionaire_lanes_cost, millionaire_lanes_cots, DEFAULT_DIGIT,
+};
 use super::{check_shares, Cost, CotDemand, Session};
 use mpc_core::{Error, Result, Ring};
 
 /// XOR shares of msb(x) (the sign bit) for arithmetic shares `x` in `ring`.
 pub fn msb(sess: &mut Session, x: &[u64], ring: Ring) -> Result<Vec<bool>> {
+    msb_lanes(sess, x, ring, 1)
+}
+
+/// [`msb`] of `lanes` values per element whose client shares are equal: the server passes its
+/// n·lanes shares element-major (`x[u·lanes + c]`), the client its n shares; the result is
+/// element-major.
+pub fn msb_lanes(sess: &mut Session, x: &[u64], ring: Ring, lanes: usize) -> Result<Vec<bool>> {
     check_shares(x, ring, "msb")?;
     let low = ring.bits() - 1;
     let low_mask = Ring::new(low.max(1))?.mask() * (low > 0) as u64;
@@ -39,15 +54,26 @@ pub fn msb(sess: &mut Session, x: &[u64], ring: Ring) -> Result<Vec<bool>> {
             }
         })
         .collect();
-    let carry = millionaire(sess, &input, low, DEFAULT_DIGIT)?;
-    Ok(x.iter().zip(carry).map(|(&v, c)| ring.msb(v) ^ c).collect())
+    let carry = millionaire_lanes(sess, &input, lanes, low, DEFAULT_DIGIT)?;
+    let per = if server { 1 } else { lanes };
+    Ok(carry
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| ring.msb(x[i / per]) ^ c)
+        .collect())
 }
 
 /// XOR shares of `[x ≥ 0]` (signed view of Z_2^ℓ). Label `drelu`.
 pub fn drelu(sess: &mut Session, x: &[u64], ring: Ring) -> Result<Vec<bool>> {
+    drelu_lanes(sess, x, ring, 1)
+}
+
+/// [`drelu`] of `lanes` values per element whose client shares are equal (e.g. x − T_c for
+/// server-held T_c); shares laid out as in [`msb_lanes`]. Label `drelu`.
+pub fn drelu_lanes(sess: &mut Session, x: &[u64], ring: Ring, lanes: usize) -> Result<Vec<bool>> {
     sess.scope("drelu", |sess| {
         let server = sess.is_server();
-        Ok(msb(sess, x, ring)?
+        Ok(msb_lanes(sess, x, ring, lanes)?
             .into_iter()
             .map(|b| b ^ server)
             .collect())
@@ -56,12 +82,24 @@ pub fn drelu(sess: &mut Session, x: &[u64], ring: Ring) -> Result<Vec<bool>> {
 
 /// COTs drawn by [`drelu`] (and [`msb`]) on n elements of `ring`.
 pub fn drelu_cots(n: usize, ring: Ring) -> CotDemand {
-    millionaire_cots(n, ring.bits() - 1, DEFAULT_DIGIT).expect("ℓ − 1 ≤ 63 bits, digit 4")
+    drelu_lanes_cots(n, 1, ring)
 }
 
 /// Exact cost of [`drelu`] on n elements of `ring`.
 pub fn drelu_cost(n: usize, ring: Ring) -> Cost {
-    millionaire_cost(n, ring.bits() - 1, DEFAULT_DIGIT).expect("ℓ − 1 ≤ 63 bits, digit 4")
+    drelu_lanes_cost(n, 1, ring)
+}
+
+/// COTs drawn by [`drelu_lanes`] on n elements of `lanes` values each.
+pub fn drelu_lanes_cots(n: usize, lanes: usize, ring: Ring) -> CotDemand {
+    millionaire_lanes_cots(n, lanes, ring.bits() - 1, DEFAULT_DIGIT)
+        .expect("ℓ − 1 ≤ 63 bits, digit 4")
+}
+
+/// Exact cost of [`drelu_lanes`] on n elements of `lanes` values each.
+pub fn drelu_lanes_cost(n: usize, lanes: usize, ring: Ring) -> Cost {
+    millionaire_lanes_cost(n, lanes, ring.bits() - 1, DEFAULT_DIGIT)
+        .expect("ℓ − 1 ≤ 63 bits, digit 4")
 }
 
 /// Approximate DReLU on the reduced ring Z_2^keep after dropping `drop` low bits (see the
@@ -74,6 +112,20 @@ pub fn drelu_reduced(
     drop: u32,
     keep: u32,
 ) -> Result<Vec<bool>> {
+    drelu_reduced_lanes(sess, x, ring, drop, keep, 1)
+}
+
+/// [`drelu_reduced`] of `lanes` values per element whose client shares are equal; shares laid
+/// out as in [`msb_lanes`] (the reduction is local, so the client's reduced shares are equal
+/// too). Costs: [`drelu_lanes_cost`] on Z_2^keep.
+pub fn drelu_reduced_lanes(
+    sess: &mut Session,
+    x: &[u64],
+    ring: Ring,
+    drop: u32,
+    keep: u32,
+    lanes: usize,
+) -> Result<Vec<bool>> {
     check_shares(x, ring, "drelu_reduced")?;
     if keep == 0 || drop + keep > ring.bits() {
         return Err(Error::InvalidArgument(format!(
@@ -83,7 +135,20 @@ pub fn drelu_reduced(
     }
     let small = Ring::new(keep)?;
     let y: Vec<u64> = x.iter().map(|&v| small.reduce(v >> drop)).collect();
-    drelu(sess, &y, small)
+    drelu_lanes(sess, &y, small, lanes)
+}
+
+/// The lanes of [`drelu_lanes`] for `x − T_c`, public or server-held T_c (`ts`, ring
+/// elements; the client's are ignored): the server's shares `x_u − T_c` element-major, the
+/// client's `x_u` unchanged.
+pub fn lanes_minus(server: bool, x: &[u64], ts: &[u64], ring: Ring) -> Vec<u64> {
+    if server {
+        x.iter()
+            .flat_map(|&v| ts.iter().map(move |&t| ring.sub(v, t)))
+            .collect()
+    } else {
+        x.to_vec()
+    }
 }
 
 /// XOR shares of the wrap bit `[x_0 + x_1 ≥ 2^ℓ]` of arithmetic shares `x`. Label `wrap`.
@@ -101,12 +166,12 @@ pub fn wrap(sess: &mut Session, x: &[u64], ring: Ring) -> Result<Vec<bool>> {
 
 /// COTs drawn by [`wrap`] on n elements.
 pub fn wrap_cots(n: usize, ring: Ring) -> CotDemand {
-    millionaire_cots(n, ring.bits(), DEFAULT_DIGIT).expect("ℓ ≤ 64 bits, digit 4")
+    millionaire_lanes_cots(n, 1, ring.bits(), DEFAULT_DIGIT).expect("ℓ ≤ 64 bits, digit 4")
 }
 
 /// Exact cost of [`wrap`] on n elements.
 pub fn wrap_cost(n: usize, ring: Ring) -> Cost {
-    millionaire_cost(n, ring.bits(), DEFAULT_DIGIT).expect("ℓ ≤ 64 bits, digit 4")
+    millionaire_lanes_cost(n, 1, ring.bits(), DEFAULT_DIGIT).expect("ℓ ≤ 64 bits, digit 4")
 }
 
 /// XOR shares of `[x ≥ T]` (signed) where only the server knows T: the server passes

@@ -1,6 +1,13 @@
 //! Millionaires' comparison: XOR shares of `[a > b]` for the server's `a` and the client's `b`,
 //! both `n`-bit unsigned (CrypTFlow2 / Cheetah style).
 //!
+//! **Lanes** ([`millionaire_lanes`]): `[a_c > b]` for `L` server values `a_0..a_{L−1}` against
+//! one client value `b` (a piecewise function's breakpoints: the client's input is the same
+//! for every breakpoint). The client's choice is its digit either way, so the lanes share the
+//! leaf OTs: one 1-of-2^w OT per digit carries L masked pairs (fanout L of
+//! [`crate::adapters::OtnLayout`], each lane's pair under its own hash), the trees stay one per
+//! lane. Leaf COTs and choice corrections are paid once instead of L times.
+//!
 //! **Leaves.** The inputs are cut into q = ⌈n/m⌉ digits of m bits from the least significant
 //! (the top digit may be shorter, w bits). For every digit the server is the sender of a
 //! 1-of-2^w OT ([`crate::adapters::otn_messages`]) whose message v is its masked pair
@@ -18,7 +25,9 @@
 //! without)` bits. Each flight is packed over all elements (`⌈bits/8⌉` bytes). Rounds:
 //! `2 + ⌈log2 q⌉` (the last flight is the client's after an odd number of levels, the
 //! server's otherwise, which matters when a protocol follows). COTs: `n` + (q − 1) from the server, q − 1 from the client
-//! ([`millionaire_cots`]). Example, n = 36, m = 4 (DReLU on Z_2^37): 36 + 16 + 8·32 = 308 leaf
+//! ([`millionaire_cots`]); with L lanes: client → server `n` bits, server → client L times the
+//! leaf messages, L trees; COTs `n + L(q − 1)` from the server, `L(q − 1)` from the client
+//! ([`millionaire_lanes_cots`], [`millionaire_lanes_cost`]). Example, n = 36, m = 4 (DReLU on Z_2^37): 36 + 16 + 8·32 = 308 leaf
 //! bits and 40 tree bits per element, 6 rounds.
 use super::and::{and_gates, bit_triples};
 use super::{Cost, CotDemand, Session};
@@ -82,7 +91,7 @@ impl Plan {
         self.widths.len()
     }
 
-    fn leaf_layout(&self) -> OtnLayout {
+    fn leaf_layout(&self, lanes: usize) -> OtnLayout {
         OtnLayout {
             pattern: self
                 .widths
@@ -90,7 +99,7 @@ impl Plan {
                 .enumerate()
                 .map(|(k, &w)| (w, if k == 0 { 1 } else { 2 }))
                 .collect(),
-            fanout: 1,
+            fanout: lanes,
         }
     }
 
@@ -101,24 +110,35 @@ impl Plan {
 
 /// COTs drawn by [`millionaire`] on `n` elements.
 pub fn millionaire_cots(n: usize, bits: u32, digit: u32) -> Result<CotDemand> {
-    let p = Plan::new(bits, digit)?;
-    Ok(CotDemand {
-        server: n * (bits as usize + p.gates()),
-        client: n * p.gates(),
-    })
+    millionaire_lanes_cots(n, 1, bits, digit)
 }
 
 /// Exact cost of [`millionaire`] on `n` elements (see the module comment).
 pub fn millionaire_cost(n: usize, bits: u32, digit: u32) -> Result<Cost> {
+    millionaire_lanes_cost(n, 1, bits, digit)
+}
+
+/// COTs drawn by [`millionaire_lanes`] on `n` client values of `lanes` comparisons each.
+pub fn millionaire_lanes_cots(n: usize, lanes: usize, bits: u32, digit: u32) -> Result<CotDemand> {
+    let p = Plan::new(bits, digit)?;
+    let trees = n * lanes * p.gates();
+    Ok(CotDemand {
+        server: n * bits as usize + trees,
+        client: trees,
+    })
+}
+
+/// Exact cost of [`millionaire_lanes`] on `n` client values of `lanes` comparisons each.
+pub fn millionaire_lanes_cost(n: usize, lanes: usize, bits: u32, digit: u32) -> Result<Cost> {
     let p = Plan::new(bits, digit)?;
     if p.digits() == 0 {
         return Ok(Cost::default());
     }
-    let mut c =
-        Cost::flight(0, n * bits as usize).then(Cost::flight(n * p.leaf_layout().unit_bits(), 0));
+    let mut c = Cost::flight(0, n * bits as usize)
+        .then(Cost::flight(n * p.leaf_layout(lanes).unit_bits(), 0));
     for l in &p.levels {
         let corr = l.pairs.iter().filter(|x| x.2).count();
-        let level = super::and::and_cost(n * l.pairs.len(), n * corr);
+        let level = super::and::and_cost(n * lanes * l.pairs.len(), n * lanes * corr);
         c.server_bytes += level.server_bytes;
         c.client_bytes += level.client_bytes;
         c.rounds += level.rounds;
@@ -138,21 +158,49 @@ pub fn millionaire_cost(n: usize, bits: u32, digit: u32) -> Result<Cost> {
 /// value `< 2^bits` (0 ≤ bits ≤ 64; 0 bits compares empty strings: all 0, no messages);
 /// `digit` is the leaf digit size m (1..=8, [`DEFAULT_DIGIT`] = 4). Label `millionaire`.
 pub fn millionaire(sess: &mut Session, x: &[u64], bits: u32, digit: u32) -> Result<Vec<bool>> {
+    millionaire_lanes(sess, x, 1, bits, digit)
+}
+
+/// XOR shares of `[a_{u,c} > b_u]` for `lanes` server values per client value, sharing the
+/// leaf OTs (module comment): the server passes `a` element-major (`a[u·lanes + c]`,
+/// n·lanes values), the client `b` (n values); the result is element-major too. Label
+/// `millionaire`.
+pub fn millionaire_lanes(
+    sess: &mut Session,
+    x: &[u64],
+    lanes: usize,
+    bits: u32,
+    digit: u32,
+) -> Result<Vec<bool>> {
     let plan = Plan::new(bits, digit)?;
+    if lanes == 0 {
+        return Err(Error::InvalidArgument("millionaire: 0 lanes".into()));
+    }
     if let Some(v) = x.iter().find(|&&v| bits < 64 && v >> bits != 0) {
         return Err(Error::InvalidArgument(format!(
             "millionaire input {v:#x} has more than {bits} bits"
         )));
     }
-    if plan.digits() == 0 {
-        return Ok(vec![false; x.len()]);
+    if sess.is_server() && !x.len().is_multiple_of(lanes) {
+        return Err(Error::Shape(format!(
+            "millionaire: {} server values are not a whole number of {lanes} lanes",
+            x.len()
+        )));
     }
-    sess.scope("millionaire", |sess| run(sess, &plan, x))
+    let n = if sess.is_server() {
+        x.len() / lanes
+    } else {
+        x.len()
+    };
+    if plan.digits() == 0 {
+        return Ok(vec![false; n * lanes]);
+    }
+    sess.scope("millionaire", |sess| run(sess, &plan, x, n, lanes))
 }
 
-fn run(sess: &mut Session, plan: &Plan, x: &[u64]) -> Result<Vec<bool>> {
-    let (n, q) = (x.len(), plan.digits());
-    let layout = plan.leaf_layout();
+fn run(sess: &mut Session, plan: &Plan, x: &[u64], n: usize, lanes: usize) -> Result<Vec<bool>> {
+    let q = plan.digits();
+    let layout = plan.leaf_layout(lanes);
     let shifts: Vec<u32> = (0..q).map(|k| plan.widths[..k].iter().sum()).collect();
     let digit_of = |v: u64, k: usize| (v >> shifts[k]) & ((1u64 << plan.widths[k]) - 1);
     // All COTs up front, each party's sender first (the peer's receiver mirrors it).
@@ -163,21 +211,22 @@ fn run(sess: &mut Session, plan: &Plan, x: &[u64]) -> Result<Vec<bool>> {
     } else {
         sess.ot.receiver.next_n(&mut sess.ch, leaf_cots)?
     };
-    let triples = bit_triples(sess, n * plan.gates())?;
+    let triples = bit_triples(sess, n * lanes * plan.gates())?;
 
-    // Leaves: node-major per element, lt[u·q + k], eq[u·q + k].
+    // Leaves: node-major per comparison e = u·lanes + c, lt[e·q + k], eq[e·q + k].
     let (mut lt, mut eq);
     if server {
         let (start, mut q_blocks) = leaf;
-        lt = sess.random_bits(n * q);
-        eq = sess.random_bits(n * q);
+        lt = sess.random_bits(n * lanes * q);
+        eq = sess.random_bits(n * lanes * q);
         let d = recv_bitbuf(&mut sess.ch, leaf_cots)?;
         let delta = sess.ot.sender.delta();
         apply_corrections(&mut q_blocks, delta, &d);
-        let e = otn_messages(start, &q_blocks, delta, &layout, |u, k, j, _| {
-            let a = digit_of(x[u], k);
+        let e = otn_messages(start, &q_blocks, delta, &layout, |u, k, j, c| {
+            let i = u * lanes + c;
+            let a = digit_of(x[i], k);
             let (gt, is_eq) = (a > j as u64, a == j as u64);
-            (gt ^ lt[u * q + k]) as u64 | (((is_eq ^ eq[u * q + k]) as u64) << 1)
+            (gt ^ lt[i * q + k]) as u64 | (((is_eq ^ eq[i * q + k]) as u64) << 1)
         })?;
         send_bitbuf(&mut sess.ch, &e)?;
     } else {
@@ -189,10 +238,16 @@ fn run(sess: &mut Session, plan: &Plan, x: &[u64]) -> Result<Vec<bool>> {
         let bits = layout.choice_bits(&choices)?;
         send_bitbuf(&mut sess.ch, &choice_corrections(&t, &bits))?;
         let e = recv_bitbuf(&mut sess.ch, n * layout.unit_bits())?;
+        // otn_outputs orders (u, k, c); the tree wants (u, c, k).
         let got = otn_outputs(start, &t, &layout, &choices, &e)?;
-        lt = got.iter().map(|&v| v & 1 == 1).collect();
-        eq = got.iter().map(|&v| v & 2 == 2).collect();
+        let at = |i: usize| {
+            let (u, c, k) = (i / (lanes * q), i / q % lanes, i % q);
+            got[(u * q + k) * lanes + c]
+        };
+        lt = (0..n * lanes * q).map(|i| at(i) & 1 == 1).collect();
+        eq = (0..n * lanes * q).map(|i| at(i) & 2 == 2).collect();
     }
+    let n = n * lanes;
 
     // Tree: gates of a level in one flight, correlated pairs (with eq) first.
     let mut c = q;

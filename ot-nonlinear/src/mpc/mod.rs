@@ -24,11 +24,11 @@
 //! |---|---|---|---|
 //! | [`and`](mod@and) | x ∧ y (XOR shares), Beaver triples from random OTs | 4 | 1 |
 //! | [`millionaire`](mod@millionaire) | `[a > b]`, a the server's, b the client's, n bits, m-bit digits | n + Σ leaf messages + tree (see file) | 2 + ⌈log2 ⌈n/m⌉⌉ |
-//! | [`drelu`](mod@drelu) | `[x ≥ 0]`, MSB, wrap, `[x ≥ T]` (server-held T), reduced-ring DReLU | millionaire on ℓ − 1 (ℓ) bits | as millionaire |
+//! | [`drelu`](mod@drelu) | `[x ≥ 0]`, MSB, wrap, `[x ≥ T]` (server-held T), reduced-ring DReLU, lanes `[x ≥ T_c]` sharing leaves | millionaire on ℓ − 1 (ℓ) bits | as millionaire |
 //! | [`mux`](mod@mux) | b·x | 2(ℓ + 1) | 2 |
 //! | [`b2a`](mod@b2a) | bit → Z_2^ℓ, scaled by 2^s | ℓ − s | 2 |
 //! | [`trunc`](mod@trunc) | floor(x / 2^s) mod 2^L (down-cast, known-MSB fast path, 1-bit error, faithful) | 0 / L − ℓ + s + 1 / … | 0 / 2 / … |
-//! | [`product`](mod@product) | x·y (Gilboa), x², x·(row scalar) | 2(ℓ + ℓ(ℓ+1)/2) | 2 |
+//! | [`product`](mod@product) | x·y (Gilboa), x², x·(row scalar); narrow x², x·y on the low k bits of bounded operands | 2(ℓ + ℓ(ℓ+1)/2) | 2 |
 //! | [`matmul`](mod@matmul) | W·X, W the server's, X shared (CrypTFlow2) | inner·cols·(ℓ + rows·ℓ(ℓ+1)/2) in total | 2 |
 //! | [`lut`](mod@lut) | `T[x]` for x ∈ Z_2^n (n ≤ 8), server-held T | n + 2^n·ℓ | 2 |
 //! | [`relu`](mod@relu) | x·[x ≥ 0] | DReLU + mux | DReLU + 2 |
@@ -52,12 +52,15 @@ use mpc_core::{AesPrg, Channel, Error, Party, Result, Ring, Seed};
 
 pub use and::and;
 pub use b2a::b2a;
-pub use drelu::{drelu, drelu_reduced, greater_equal_threshold, msb, wrap};
+pub use drelu::{
+    drelu, drelu_lanes, drelu_reduced, drelu_reduced_lanes, greater_equal_threshold, lanes_minus,
+    msb, msb_lanes, wrap,
+};
 pub use lut::lut;
 pub use matmul::{server_matmul, MatmulDims};
-pub use millionaire::millionaire;
+pub use millionaire::{millionaire, millionaire_lanes};
 pub use mux::mux;
-pub use product::{mul, mul_row_scalar, square};
+pub use product::{mul, mul_narrow, mul_row_scalar, square, square_narrow};
 pub use relu::relu;
 pub use trunc::{trunc_cast, TruncKind};
 
