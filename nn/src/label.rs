@@ -40,7 +40,7 @@ pub enum Component {
 
 impl Component {
     /// Every component, in the order of a layer's dataflow.
-    pub const ALL: [Component; 15] = [
+    pub const ALL: [Component; 16] = [
         Component::Setup,
         Component::Offline,
         Component::Embedding,

@@ -9,7 +9,7 @@ use he_linear::galois::GaloisKeys;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
-use mpc_core::{AesPrg, Party, Result};
+use mpc_core::{AesPrg, Party, Result, Turn};
 use nn::embedding::ClientEmbedding;
 use nn::linear::Rescale;
 use nn::sip_linear::ClientSipLinear;
@@ -59,7 +59,7 @@ impl Client {
             let pk = PublicKey::generate(&params, &sk, &mut rng);
             pk.send(ch, &params)?;
             let galois = GaloisKeys::generate(&product_params, &sk, &mut rng);
-            let server_galois = GaloisKeys::exchange(ch, &product_params, &galois, false)?;
+            let server_galois = GaloisKeys::exchange(ch, &product_params, &galois, Turn::ReceiveFirst)?;
             let embedding = ClientEmbedding::setup(ch, &params, cache_dir, "llama-embedding")?;
             let shape = public.shape;
             let linear = |p: Projection| {

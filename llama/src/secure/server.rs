@@ -9,7 +9,7 @@ use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
-use mpc_core::{AesPrg, Error, Party, Result, Seed};
+use mpc_core::{AesPrg, Error, Party, Result, Seed, Turn};
 use nn::embedding::ServerEmbedding;
 use nn::linear::Rescale;
 use nn::sip_linear::ServerSipLinear;
@@ -120,7 +120,7 @@ impl Server {
                 })?;
                 pk.send(ch, params)?;
                 let client_pk = PublicKey::recv(ch, params)?;
-                let client_galois = GaloisKeys::exchange(ch, pp, galois, true)?;
+                let client_galois = GaloisKeys::exchange(ch, pp, galois, Turn::SendFirst)?;
                 embedding.setup(ch, params, sk, pk, table_seed)?;
                 ch.flush()?;
                 Ok((client_pk, client_galois))
