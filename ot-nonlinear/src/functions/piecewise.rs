@@ -44,7 +44,7 @@ use crate::mpc::product::{
     square_narrow_cots,
 };
 use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
-use crate::mpc::{Cost, CotDemand, Session};
+use crate::mpc::{Cost, CotDemand, Session, Side};
 use mpc_core::{Error, Result, Ring};
 
 /// The public description of a piecewise function: its pieces and plan. The breakpoints are a
@@ -92,6 +92,28 @@ impl PiecewiseSpec<'_> {
         self.plan.power_schedule(&pw)
     }
 
+    /// k of the square at schedule position `i` ([`square_bits`], or ℓ, the plain square): the
+    /// narrow square's first flight is both parties', which merges with a preceding flight of
+    /// the client alone so that its last flight becomes the client's ([`Cost::then`] does not
+    /// model that), so a first square that follows the comparisons directly (u is a local
+    /// down-cast and the comparison tree ends with the client's flight) stays plain.
+    fn square_k(&self, n: usize, i: usize) -> u32 {
+        let p = self.plan;
+        let (pr, s) = (p.poly_ring(), p.input_shift());
+        let u_local = trunc_cost(n, Ring::R64, pr, s, TruncKind::KnownMsb)
+            .expect("validated plan")
+            .rounds
+            == 0;
+        let cmp = Ring::new(p.cmp_bits).expect("validated plan");
+        let after_client = self.breakpoints() > 0
+            && drelu_lanes_cost(n.max(1), self.breakpoints(), cmp).last == Side::Client;
+        if i == 0 && u_local && after_client {
+            pr.bits()
+        } else {
+            square_bits(pr)
+        }
+    }
+
     /// The steps, in order, as (cost, COTs): shared by [`piecewise_cost`] and
     /// [`piecewise_cots`] so the two cannot disagree.
     fn steps(&self, n: usize, output: Output) -> Vec<(Cost, CotDemand)> {
@@ -110,9 +132,9 @@ impl PiecewiseSpec<'_> {
                 trunc_cost(n, Ring::R64, pr, s, TruncKind::KnownMsb).expect("validated plan"),
                 trunc_cots(n, Ring::R64, pr, s, TruncKind::KnownMsb).expect("validated plan"),
             ));
-            for st in self.schedule() {
+            for (i, st) in self.schedule().into_iter().enumerate() {
                 v.push(if st.a == st.b {
-                    let k = square_bits(pr);
+                    let k = self.square_k(n, i);
                     (square_narrow_cost(n, pr, k), square_narrow_cots(n, pr, k))
                 } else {
                     let k = mul_bits(pr, p.poly_frac);
@@ -252,9 +274,9 @@ pub fn piecewise(
             let top = schedule.last().map_or(1, |st| st.k);
             let mut pow: Vec<Vec<u64>> = vec![Vec::new(); top + 1];
             pow[1] = u;
-            for st in schedule {
+            for (i, st) in schedule.into_iter().enumerate() {
                 let prod = if st.a == st.b {
-                    square_narrow(sess, &pow[st.a], pr, square_bits(pr))?
+                    square_narrow(sess, &pow[st.a], pr, spec.square_k(n, i))?
                 } else {
                     let k = mul_bits(pr, p.poly_frac);
                     mul_narrow(sess, &pow[st.a], &pow[st.b], pr, k)?
