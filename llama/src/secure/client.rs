@@ -59,7 +59,8 @@ impl Client {
             let pk = PublicKey::generate(&params, &sk, &mut rng);
             pk.send(ch, &params)?;
             let galois = GaloisKeys::generate(&product_params, &sk, &mut rng);
-            let server_galois = GaloisKeys::exchange(ch, &product_params, &galois, Turn::ReceiveFirst)?;
+            let server_galois =
+                GaloisKeys::exchange(ch, &product_params, &galois, Turn::ReceiveFirst)?;
             let embedding = ClientEmbedding::setup(ch, &params, cache_dir, "llama-embedding")?;
             let shape = public.shape;
             let linear = |p: Projection| {
