@@ -178,8 +178,8 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         )
     });
     let (server_root, client_root) = (
-        cache_dir.join("offline-server"),
-        cache_dir.join("offline-client"),
+        seed.offline_root(&cache_dir.join("offline-server"), true),
+        seed.offline_root(&cache_dir.join("offline-client"), true),
     );
     let server = std::thread::spawn(move || -> Result<Channel> {
         let mut s = Session::new(cs, Party::Server, server_seed)?;
@@ -196,7 +196,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         .map_err(cnn_err)?;
         for _ in 0..count {
             let store = match split {
-                true => Some(prepare(&mut s, &he, &server_root)?),
+                true => Some(prepare(&mut s, &he, server_root.path())?),
                 false => None,
             };
             infer(
@@ -233,7 +233,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         let store = match split {
             true => {
                 let (before, t) = (client.ch.totals(), Instant::now());
-                let store = prepare(&mut client, &he, &client_root)?;
+                let store = prepare(&mut client, &he, client_root.path())?;
                 let after = client.ch.totals();
                 offline_cost.get_or_insert(Cost {
                     bytes: after.bytes() - before.bytes(),

@@ -6,19 +6,43 @@
 //! `S` give bit-identical outputs and transcript sizes. A seed given on the command line is not
 //! secret: `--seed` is for reproducing and comparing runs, never for a deployment.
 use mpc_core::{Party, Seed};
+use std::path::{Path, PathBuf};
+
+/// A run's offline-material root ([`RunSeed::offline_root`]); a scratch root is removed on drop.
+#[derive(Debug)]
+pub struct OfflineRoot {
+    path: PathBuf,
+    scratch: bool,
+}
+
+impl OfflineRoot {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for OfflineRoot {
+    fn drop(&mut self) {
+        if self.scratch {
+            // Best effort: the entries were consumed (tombstones remain) or the run failed.
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
 
 /// The seed a run derives all of its randomness from.
 #[derive(Clone, Copy, Debug)]
-pub struct RunSeed(Seed);
+pub struct RunSeed(Seed, bool);
 
 impl RunSeed {
     /// The run seed of `--seed` (expanded from the number), or a fresh one without it.
     pub fn from_arg(seed: Option<u64>) -> RunSeed {
         match seed {
-            None => RunSeed(Seed::random()),
+            None => RunSeed(Seed::random(), false),
             Some(s) => {
                 let hash = blake3::derive_key("bench --seed v1", &s.to_le_bytes());
-                RunSeed(Seed(hash[..16].try_into().expect("16 of 32 bytes")))
+                RunSeed(Seed(hash[..16].try_into().expect("16 of 32 bytes")), true)
             }
         }
     }
@@ -36,6 +60,29 @@ impl RunSeed {
             Party::Client => "client",
         };
         self.named(&format!("{name}/{role}"))
+    }
+
+    /// Where a run that prepares and then uses its own offline material keeps it: `root`, or,
+    /// for a `--seed` run, a directory of its own under `root`, removed when the returned guard
+    /// drops. A given seed draws the same session ids on every run, and a store refuses a
+    /// session id it has seen, so a reproduced run needs a fresh store (the material is used
+    /// once either way).
+    /// `own_material`: the run prepares the material it uses (both phases in one run); other
+    /// runs keep `root`, where separate offline and online runs find each other's material.
+    pub fn offline_root(&self, root: &Path, own_material: bool) -> OfflineRoot {
+        if !(self.1 && own_material) {
+            return OfflineRoot {
+                path: root.to_path_buf(),
+                scratch: false,
+            };
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        OfflineRoot {
+            path: root.join(format!("seeded-{}-{nanos}", std::process::id())),
+            scratch: true,
+        }
     }
 
     fn key(&self) -> [u8; 32] {

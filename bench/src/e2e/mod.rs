@@ -399,6 +399,11 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         .unwrap_or_else(|| secure::default_cache_dir(&args.model.replace('/', "_")));
     let phase: Phase = args.phase.parse()?;
     let (server_root, client_root) = offline_roots(&cache, &args.key_file);
+    let own = phase == Phase::Both;
+    let (server_root, client_root) = (
+        seed.offline_root(&server_root, own),
+        seed.offline_root(&client_root, own),
+    );
     match args.role.as_str() {
         "both" | "client" => {}
         "server" => {
@@ -412,7 +417,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
             let listener = std::net::TcpListener::bind(addr)?;
             eprintln!("server: listening on {addr}");
             let ch = Channel::tcp_accept(&listener)?.shaped(net);
-            serve(ch, &mut server, None, server_seed, (phase, &server_root))?;
+            serve(ch, &mut server, None, server_seed, (phase, server_root.path()))?;
             eprintln!("server: {phase:?} done");
             return Ok(());
         }
@@ -435,7 +440,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let measured = if args.role == "client" {
         let addr = args.connect.as_deref().unwrap_or("127.0.0.1:7878");
         let ch = Channel::tcp_connect(addr, Duration::from_secs(60))?.shaped(net);
-        let phase = (phase, client_root.as_path());
+        let phase = (phase, client_root.path());
         consult(
             ch,
             &cache,
@@ -461,11 +466,11 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
                 &mut server,
                 Some(&b2),
                 server_seed,
-                (phase, &server_root),
+                (phase, server_root.path()),
             )
         });
         let layers = c.num_hidden_layers;
-        let phase = (phase, client_root.as_path());
+        let phase = (phase, client_root.path());
         let m = consult(cc, &cache, &ids, layers, Some(&barrier), client_seed, phase);
         let s = t
             .join()
