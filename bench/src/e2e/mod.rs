@@ -417,7 +417,13 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
             let listener = std::net::TcpListener::bind(addr)?;
             eprintln!("server: listening on {addr}");
             let ch = Channel::tcp_accept(&listener)?.shaped(net);
-            serve(ch, &mut server, None, server_seed, (phase, server_root.path()))?;
+            serve(
+                ch,
+                &mut server,
+                None,
+                server_seed,
+                (phase, server_root.path()),
+            )?;
             eprintln!("server: {phase:?} done");
             return Ok(());
         }
