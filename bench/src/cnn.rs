@@ -48,7 +48,7 @@ pub struct Args {
     /// Print the exact costs of every protocol (no secure run).
     #[arg(long)]
     compare: bool,
-    /// The client's cache of encrypted kernels (default target/bench-cache/cnn/<model>).
+    /// The client's cache of encrypted kernels (default `target/bench-cache/cnn/<model>`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// Phases per image: both (the HE convolutions' COP offline, before the image exists, then

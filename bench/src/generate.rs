@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, default_value = "lan")]
     net: String,
     /// The client's cache of the encrypted embedding table (default
-    /// target/bench-cache/generate/<file stem>).
+    /// `target/bench-cache/generate/<file stem>`).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
     /// Write the report as JSON.
