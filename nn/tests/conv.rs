@@ -47,10 +47,18 @@ fn shared(x: &[u64], shape: nn::Shape, seed: u64) -> (SharedTensor, SharedTensor
 
 /// The secure result is the mirror's floor or one below it, element by element.
 fn assert_floor_or_one_below(got: &[u64], want: &[u64], ring: Ring) {
+    assert_at_most_below(got, want, ring, 1);
+}
+
+/// Every element of `got` is the mirror's or at most `units` below it.
+fn assert_at_most_below(got: &[u64], want: &[u64], ring: Ring, units: i64) {
     assert_eq!(got.len(), want.len());
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let d = ring.to_signed(ring.sub(w, g));
-        assert!(d == 0 || d == 1, "element {i}: {g:#x} vs mirror {w:#x}");
+        assert!(
+            (0..=units).contains(&d),
+            "element {i}: {g:#x} is {d} units below the mirror {w:#x}"
+        );
     }
 }
 
@@ -369,15 +377,7 @@ fn he_convolution_matches_plaintext_and_costs_what_it_says() {
             s.scope("op", |s| layer.online(s, he, &xc)).unwrap()
         },
     );
-    let got = ys.reconstruct(&yc).unwrap();
-    let ring = fp.ring();
-    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-        let d = ring.to_signed(ring.sub(w, g));
-        assert!(
-            (0..=2).contains(&d),
-            "element {i}: {d} units below the mirror"
-        );
-    }
+    assert_at_most_below(&ys.reconstruct(&yc).unwrap(), &want, fp.ring(), 2);
     assert_cost(
         "op/conv",
         &cs,
@@ -438,15 +438,7 @@ fn he_convolution_split_offline_matches_plaintext_and_costs_what_it_says() {
         },
     );
     assert!(second.contains("already used"), "{second}");
-    let got = ys.reconstruct(&yc).unwrap();
-    let ring = fp.ring();
-    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-        let d = ring.to_signed(ring.sub(w, g));
-        assert!(
-            (0..=2).contains(&d),
-            "element {i}: {d} units below the mirror"
-        );
-    }
+    assert_at_most_below(&ys.reconstruct(&yc).unwrap(), &want, fp.ring(), 2);
     assert_cost(
         "offline",
         &cs,
