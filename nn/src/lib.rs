@@ -22,6 +22,7 @@
 //! | [`pool`] | max pooling (comparison tree), average pooling | OT (ReLU) / truncation |
 //! | [`cast`] | truncations, ring casts, window up-casts | OT |
 //! | [`sip_linear`] | X·W + b on the server-side inner product (no client weight cache) | SIP (HE), response window, up-cast |
+//! | [`sip_offline`] | the SIP layer split: SIP on the client's random R offline, one message online | SIP (HE) offline; plaintext online |
 //! | [`rotary`] | rotary positions at public positions | local + truncation (OT) |
 //! | [`product`] | element-wise x·y, both shared (SwiGLU) | OT (Gilboa) + truncation |
 //! | [`kv_cache`] | a decoder's key/value cache of shares | — |
@@ -58,6 +59,7 @@ pub mod rotary;
 pub mod sigmoid;
 pub mod silu;
 pub mod sip_linear;
+pub mod sip_offline;
 pub mod softmax;
 pub mod tensor;
 pub mod winograd;

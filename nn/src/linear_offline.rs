@@ -138,6 +138,27 @@ fn meta(k: usize, m: usize, n: usize, window: Window) -> [u64; 5] {
     ]
 }
 
+/// The server's window share of a prepared layer's output: (X − R)·W + b (X − R of k × m,
+/// row-major, W of m × n), a full 64-bit plaintext product brought into the window, plus its
+/// offline share `s` of the window of R·W (k × n).
+pub(crate) fn prepared_share(
+    xr: &[u64],
+    w: &RingMatrix,
+    bias: &[u64],
+    s: &[u64],
+    window: Window,
+) -> Result<RingMatrix> {
+    let (m, n) = (w.rows(), w.cols());
+    let k = xr.len() / m;
+    let local = ring_matmul(xr, w.data(), k, m, n);
+    let mut y = RingMatrix::zeros(k, n);
+    for (i, ((dst, &v), &s)) in y.data_mut().iter_mut().zip(&local).zip(s).enumerate() {
+        let b = window.local_share(bias[i % n]);
+        *dst = window.reduce(window.local_share(v).wrapping_add(s).wrapping_add(b));
+    }
+    Ok(y)
+}
+
 impl ServerLinear {
     /// The offline phase for one inference on `k` tokens, against
     /// [`ClientLinear::offline`]: files the server's share of R·W as entry `name` of `store`.
@@ -202,12 +223,7 @@ impl ServerLinear {
         let (m, n) = (self.weights().rows(), self.weights().cols());
         let window = rescale.window(he.params)?;
         let s = store.take(name, self.digest()?, &meta(k, m, n, window), k * n)?;
-        let local = ring_matmul(xr, self.weights().data(), k, m, n);
-        let mut y = RingMatrix::zeros(k, n);
-        for (i, ((dst, &v), &s)) in y.data_mut().iter_mut().zip(&local).zip(&s).enumerate() {
-            let b = window.local_share(self.bias()[i % n]);
-            *dst = window.reduce(window.local_share(v).wrapping_add(s).wrapping_add(b));
-        }
+        let y = prepared_share(xr, self.weights(), self.bias(), &s, window)?;
         finish(sess, y, window, rescale)
     }
 }

@@ -66,8 +66,23 @@ pub fn sip_linear_cost(
     rescale: Rescale,
 ) -> Result<Cost> {
     let window = rescale.window(params)?;
+    let flights = sip_flights(params, k, m, n, window)?;
+    Ok(match rescale {
+        Rescale::Truncate => flights.then(crate::cast::upcast_cost(k * n, window)?),
+        Rescale::Keep => flights,
+    })
+}
+
+/// The two HE flights of the SIP on k rows (the client's ciphertexts, the server's responses).
+pub(crate) fn sip_flights(
+    params: &HeParams,
+    k: usize,
+    m: usize,
+    n: usize,
+    window: Window,
+) -> Result<Cost> {
     let plan = plan_for(&one_row_plan(params, m, n)?, params, k, window)?;
-    let flights = Cost {
+    Ok(Cost {
         server_bytes: 0,
         client_bytes: plan.input_bytes(params) as u64,
         rounds: 1,
@@ -80,11 +95,7 @@ pub fn sip_linear_cost(
         rounds: 1,
         first: Side::Server,
         last: Side::Server,
-    });
-    Ok(match rescale {
-        Rescale::Truncate => flights.then(crate::cast::upcast_cost(k * n, window)?),
-        Rescale::Keep => flights,
-    })
+    }))
 }
 
 /// COTs the up-cast of [`Rescale::Truncate`] draws on k rows of n (reserve them beforehand for
@@ -123,6 +134,7 @@ pub struct ServerSipLinear {
     bias: Vec<u64>,
     plan: SipPlan,
     plain: Vec<RnsPoly>,
+    digest: [u8; 32],
 }
 
 impl std::fmt::Debug for ServerSipLinear {
@@ -148,17 +160,45 @@ impl ServerSipLinear {
         }
         let plan = one_row_plan(params, w.rows(), w.cols())?;
         let plain = sip::encode_plain(params, &plan, &w)?;
+        let mut h = blake3::Hasher::new();
+        h.update(b"nn sip linear v1");
+        h.update(&(w.rows() as u64).to_le_bytes());
+        h.update(&(w.cols() as u64).to_le_bytes());
+        h.update(bytemuck::cast_slice(w.data()));
+        h.update(bytemuck::cast_slice(&bias));
+        let digest = *h.finalize().as_bytes();
         Ok(ServerSipLinear {
             w,
             bias,
             plan,
             plain,
+            digest,
         })
     }
 
     /// The weights.
     pub fn weights(&self) -> &RingMatrix {
         &self.w
+    }
+
+    /// The bias (36 fraction bits).
+    pub fn bias(&self) -> &[u64] {
+        &self.bias
+    }
+
+    /// A digest of W and b (names the layer's offline material in the server's store).
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
+    /// W's blocks, encoded in the NTT domain.
+    pub(crate) fn plain(&self) -> &[RnsPoly] {
+        &self.plain
+    }
+
+    /// The plan of a call on `k` rows revealing `window`.
+    pub(crate) fn plan_rows(&self, params: &HeParams, k: usize, window: Window) -> Result<SipPlan> {
+        plan_for(&self.plan, params, k, window)
     }
 
     /// The server's share of the layer's output on its share of X, against
@@ -210,6 +250,26 @@ impl ClientSipLinear {
         })
     }
 
+    /// (inputs m, outputs n).
+    pub fn shape(&self) -> (usize, usize) {
+        (self.plan.m, self.plan.n)
+    }
+
+    /// A digest of the layer's public shape (names its offline material in the client's
+    /// store; the client does not know W).
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"nn sip linear client v1");
+        h.update(&(self.plan.m as u64).to_le_bytes());
+        h.update(&(self.plan.n as u64).to_le_bytes());
+        *h.finalize().as_bytes()
+    }
+
+    /// The plan of a call on `k` rows revealing `window`.
+    pub(crate) fn plan_rows(&self, params: &HeParams, k: usize, window: Window) -> Result<SipPlan> {
+        plan_for(&self.plan, params, k, window)
+    }
+
     /// The client's share of the layer's output on its share of X, against
     /// [`ServerSipLinear::online`].
     pub fn online(
@@ -231,7 +291,7 @@ impl ClientSipLinear {
     }
 }
 
-fn check_input(x: &SharedTensor, inputs: usize) -> Result<()> {
+pub(crate) fn check_input(x: &SharedTensor, inputs: usize) -> Result<()> {
     if x.format() != crate::cast::LINEAR || x.cols() != inputs {
         return Err(Error::Shape(format!(
             "SIP linear layer of {inputs} inputs given a tensor of shape {} with {} fraction \
