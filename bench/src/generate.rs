@@ -9,7 +9,7 @@ use crate::seed::RunSeed;
 use he_linear::params::HeParams;
 use llama::calibrate::{calibrate, calibration_prompts, llama_set, NormShifts};
 use llama::fixed_model::{FixedDecoder, FixedLlama};
-use llama::secure::cost::call_cost;
+use llama::secure::cost::{call_cost, offline_cost};
 use llama::secure::DecoderShape;
 use llama::secure::{Client, Server};
 use llama::{render_chat, FloatModel, Model};
@@ -51,6 +51,12 @@ pub struct Args {
     /// Write the report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// `both`: an offline phase prepares every call's projections and head on the client's
+    /// random R (the plan: the prompt's length, then one row per further token), then the
+    /// online generation runs them without HE; `single`: one phase, the projections on HE
+    /// online.
+    #[arg(long, default_value = "both")]
+    phase: String,
 }
 
 /// Bytes, rounds and wall time of a phase.
@@ -91,6 +97,7 @@ struct ComponentRow {
 struct Report {
     model: String,
     net: String,
+    phase: String,
     prompt_ids: Vec<u32>,
     generated_ids: Vec<u32>,
     text: String,
@@ -101,6 +108,9 @@ struct Report {
     prefill: Cost,
     steps: Vec<Cost>,
     setup: Setup,
+    /// The offline phase (`--phase both`): its bytes, rounds and time, and per component.
+    offline: Option<Cost>,
+    offline_components: Vec<ComponentRow>,
     prefill_components: Vec<ComponentRow>,
     step_components: Vec<ComponentRow>,
     server_encoding_s: f64,
@@ -128,21 +138,22 @@ pub fn model_file(path: &Path) -> Result<PathBuf> {
     }
 }
 
-/// Per component (summed over blocks), from the channel's label counters of one call.
-fn component_rows(ch: &Channel, n_layers: usize) -> Vec<ComponentRow> {
+/// Per component (summed over blocks), from the channel's label counters of one call (or of
+/// the labels under `prefix`, e.g. `offline/`).
+fn component_rows(ch: &Channel, n_layers: usize, prefix: &str) -> Vec<ComponentRow> {
     let mut rows = Vec::new();
     for c in Component::ALL {
-        if c == Component::Setup {
+        if c == Component::Setup || c == Component::Offline {
             continue;
         }
         let mut total = Stats::default();
         let mut seen = false;
-        if let Some(s) = ch.stats_of(c.label()) {
+        if let Some(s) = ch.stats_of(&format!("{prefix}{}", c.label())) {
             total.accumulate(&s);
             seen = true;
         }
         for l in 0..n_layers {
-            if let Some(s) = ch.stats_of(&c.in_layer(l)) {
+            if let Some(s) = ch.stats_of(&format!("{prefix}{}", c.in_layer(l))) {
                 total.accumulate(&s);
                 seen = true;
             }
@@ -255,7 +266,7 @@ fn named_shape(name: &str) -> Result<DecoderShape> {
 }
 
 /// `--estimate`: one generated token's exact cost per component at `context` positions.
-fn estimate(name: &str, context: usize) -> Result<()> {
+fn estimate(name: &str, context: usize, split: bool) -> Result<()> {
     let shape = named_shape(name)?;
     shape.check()?;
     if context == 0 || context > shape.context {
@@ -267,7 +278,7 @@ fn estimate(name: &str, context: usize) -> Result<()> {
     let set = llama_set(None, shape.n_layers)?;
     let shifts = NormShifts::none(shape.n_layers);
     let (params, pp) = (HeParams::default_params()?, HeParams::packed_products()?);
-    let (parts, total) = call_cost(&shape, &set, &shifts, &params, &pp, 1, context - 1)?;
+    let (parts, total) = call_cost(&shape, &set, &shifts, &params, &pp, 1, context - 1, split)?;
     let mut rows: Vec<ComponentRow> = Vec::new();
     for (label, c) in &parts {
         // `layerNN/<component>` → `<component>`; `embedding`, `head` as they are.
@@ -303,12 +314,31 @@ fn estimate(name: &str, context: usize) -> Result<()> {
         mb(total.bytes()),
         total.rounds
     );
+    if split {
+        let offline = offline_cost(&shape, &params, &[1])?;
+        println!(
+            "the table is the online phase (--phase both); its offline phase (the projections' \
+             and the head's SIP on R) is {:.3} MB in {} rounds per token, the session's plan \
+             and end marker included",
+            mb(offline.bytes()),
+            offline.rounds
+        );
+    }
     Ok(())
 }
 
 pub fn run(args: Args, seed: RunSeed) -> Result<()> {
+    let split = match args.phase.as_str() {
+        "both" => true,
+        "single" => false,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "--phase {other}: expected both or single"
+            )))
+        }
+    };
     if let Some(name) = &args.estimate {
-        return estimate(name, args.context);
+        return estimate(name, args.context, split);
     }
     let (Some(model_arg), Some(prompt_arg)) = (&args.model, &args.prompt) else {
         return Err(Error::InvalidArgument("give --model and --prompt".into()));
@@ -393,11 +423,24 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     });
     std::fs::create_dir_all(&cache_dir)?;
     let n_layers = c.n_layers;
+    // The offline material of this run (removed afterwards when the run is seeded).
+    let (server_root, client_root) = (
+        seed.offline_root(&cache_dir.join("offline-server"), true),
+        seed.offline_root(&cache_dir.join("offline-client"), true),
+    );
+    let server_root = server_root.path().to_path_buf();
+    let mut plan = vec![prompt.len()];
+    plan.resize(n_new, 1);
     let report = std::thread::scope(|scope| -> Result<Report> {
         let server_thread = scope.spawn(move || -> Result<usize> {
             let mut sess = Session::new(cs, Party::Server, server_seed)?;
             server.setup(&mut sess)?;
-            let calls = server.serve(&mut sess)?;
+            let calls = if split {
+                server.offline(&mut sess, &server_root)?;
+                server.serve_offline(&mut sess, &server_root)?
+            } else {
+                server.serve(&mut sess)?
+            };
             sess.ch.flush()?;
             Ok(calls)
         });
@@ -413,7 +456,30 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
             mb(setup.bytes),
             setup.wall_s
         );
-        let mut generation = client.generation();
+        let (mut offline, mut offline_rows) = (None, Vec::new());
+        let mut generation = if split {
+            sess.ch.clear_stats();
+            let bar = Progress::new(plan.len() as u64, "offline");
+            let session = client.offline(&mut sess, client_root.path(), &plan)?;
+            bar.finish_with_message("offline material filed");
+            let cost = Cost::from(
+                sess.ch
+                    .stats_of(Component::Offline.label())
+                    .unwrap_or_default(),
+            );
+            eprintln!(
+                "offline: {:.1} MB, {} rounds, {:.1} s ({} calls prepared)",
+                mb(cost.bytes),
+                cost.rounds,
+                cost.wall_s,
+                plan.len()
+            );
+            offline = Some(cost);
+            offline_rows = component_rows(&sess.ch, n_layers, "offline/");
+            client.generation_offline(&mut sess, client_root.path(), session)?
+        } else {
+            client.generation()
+        };
         let mut generated = Vec::with_capacity(n_new);
         let (mut prefill, mut steps) = (Cost::default(), Vec::new());
         let (mut prefill_rows, mut step_rows) = (Vec::new(), Vec::new());
@@ -435,7 +501,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
                 rounds: after.rounds - before.rounds,
                 wall_s: t.elapsed().as_secs_f64(),
             };
-            let rows = component_rows(&sess.ch, n_layers);
+            let rows = component_rows(&sess.ch, n_layers, "");
             if i == 0 {
                 prefill = cost;
                 prefill_rows = rows;
@@ -474,6 +540,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         Ok(Report {
             model: file.display().to_string(),
             net: profile.name().into(),
+            phase: args.phase.clone(),
             prompt_ids: prompt.clone(),
             secure_equals_mirror: agree(&generated, &mirror_ids),
             mirror_equals_float: agree(&mirror_ids, &float_ids),
@@ -484,11 +551,25 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
             prefill,
             steps,
             setup,
+            offline,
+            offline_components: offline_rows,
             prefill_components: prefill_rows,
             step_components: average_rows(&step_rows),
             server_encoding_s,
         })
     })?;
+    if let Some(cost) = report.offline {
+        print_components(
+            &format!(
+                "offline phase ({} calls: the prefill's {} rows, then one per token)",
+                n_new,
+                report.prompt_ids.len()
+            ),
+            &report.offline_components,
+            cost,
+        );
+        println!("the tables below are the online phase");
+    }
     print_components(
         &format!("prefill ({} tokens)", report.prompt_ids.len()),
         &report.prefill_components,
@@ -545,6 +626,7 @@ mod tests {
             net: "none".into(),
             cache_dir: Some(model.with_extension("cache")),
             json: Some(json.to_path_buf()),
+            phase: "both".into(),
         }
     }
 
@@ -573,6 +655,15 @@ mod tests {
         }
         assert_eq!(r["generated_ids"], r["mirror_ids"]);
         assert_eq!(r["steps"].as_array().unwrap().len(), 2);
+        assert!(r["offline"]["bytes"].as_u64().unwrap() > 0);
+        // One phase: the same tokens, no offline phase.
+        let mut single = args(&model, &json);
+        single.phase = "single".into();
+        run(single, RunSeed::from_arg(Some(4))).unwrap();
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(s["generated_ids"], r["generated_ids"]);
+        assert!(s["offline"].is_null());
         assert!(r["prefill"]["bytes"].as_u64().unwrap() > 0);
         assert!(r["setup"]["wall_s"].as_f64().is_some());
     }
@@ -596,7 +687,8 @@ mod tests {
 
     #[test]
     fn the_llama_7b_estimate_runs() {
-        estimate("llama-7b", 128).unwrap();
-        assert!(estimate("llama-7b", 0).is_err());
+        estimate("llama-7b", 128, false).unwrap();
+        estimate("llama-7b", 128, true).unwrap();
+        assert!(estimate("llama-7b", 0, true).is_err());
     }
 }

@@ -4,6 +4,8 @@
 //! float model. `LLAMA_TEST_SEED=S` reproduces a run (the seed is printed).
 use llama::calibrate::calibrate;
 use llama::fixed_model::{FixedDecoder, FixedLlama};
+use llama::secure::cost::offline_cost;
+use llama::secure::offline::OfflineStore;
 use llama::secure::{Client, Server};
 use llama::synthetic::{write_random_model, SyntheticSpec};
 use llama::{FloatModel, Model};
@@ -31,12 +33,15 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Secure greedy generation: (ids, reconstructed logits per call).
+/// Secure greedy generation: (ids, reconstructed logits per call); with `split`, the
+/// projections run on the material of an offline phase for exactly these calls, whose
+/// measured bytes are checked against [`offline_cost`].
 fn secure_generate(
     fixed: &FixedLlama,
     prompt: &[u32],
     new_tokens: usize,
     seed: u64,
+    split: bool,
 ) -> (Vec<u32>, Vec<Vec<u64>>) {
     let seeds = [1u64, 2, 3].map(|t| Seed([0x6c; 16]).derive(seed ^ t));
     let (cs, cc) = Channel::mem_pair();
@@ -44,18 +49,46 @@ fn secure_generate(
     cs.set_timeout(Duration::from_secs(120));
     cc.set_timeout(Duration::from_secs(120));
     let cache = tempfile::tempdir().unwrap();
+    let (sroot, croot) = (cache.path().join("server"), cache.path().join("client"));
+    let mut plan = vec![prompt.len()];
+    plan.resize(new_tokens, 1);
     std::thread::scope(|scope| {
         let server = scope.spawn(move || -> mpc_core::Result<Vec<Vec<u64>>> {
             let mut server = Server::new(fixed, seeds[0], &|_, _| {})?;
             let mut sess = Session::new(cs, Party::Server, seeds[1])?;
             server.setup(&mut sess)?;
             let mut shares = Vec::new();
-            server.serve_observed(&mut sess, &mut |s| shares.push(s.share().to_vec()))?;
+            let mut observe = |s: &nn::SharedTensor| shares.push(s.share().to_vec());
+            if split {
+                let session = server.offline(&mut sess, &sroot)?;
+                let store = OfflineStore::open(&sroot, server.model_id()?, session)?;
+                let mut id = [0u8; 16];
+                sess.ch.recv(&mut id)?;
+                assert_eq!(id, session.0);
+                server.serve_observed(&mut sess, Some(&store), &mut observe)?;
+            } else {
+                server.serve_observed(&mut sess, None, &mut observe)?;
+            }
             Ok(shares)
         });
         let mut sess = Session::new(cc, Party::Client, seeds[2]).unwrap();
         let client = Client::setup(&mut sess, cache.path()).unwrap();
-        let mut generation = client.generation();
+        let mut generation = if split {
+            let session = client.offline(&mut sess, &croot, &plan).unwrap();
+            let want = offline_cost(&client.public().shape, &params(), &plan).unwrap();
+            let got = sess.ch.stats_of("offline").unwrap();
+            assert_eq!(
+                (got.bytes_sent, got.bytes_recv),
+                (want.client_bytes, want.server_bytes),
+                "offline bytes"
+            );
+            assert_eq!(client.pending_offline(&croot).unwrap(), vec![session]);
+            client
+                .generation_offline(&mut sess, &croot, session)
+                .unwrap()
+        } else {
+            client.generation()
+        };
         let (mut ids, mut shares) = (Vec::new(), Vec::new());
         let mut input = prompt.to_vec();
         for _ in 0..new_tokens {
@@ -65,6 +98,15 @@ fn secure_generate(
             ids.push(next);
             shares.push(share.share().to_vec());
             input = vec![next];
+        }
+        if split {
+            // The plan is used up: a further call is refused before anything is sent.
+            let err = generation
+                .run_with_share(&mut sess, &input, &|_, _| {})
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("beyond the offline plan"), "{err}");
+            assert!(client.pending_offline(&croot).unwrap().is_empty());
         }
         generation.finish(&mut sess).unwrap();
         let server_shares = server.join().unwrap().unwrap();
@@ -76,6 +118,10 @@ fn secure_generate(
             .collect();
         (ids, logits)
     })
+}
+
+fn params() -> he_linear::params::HeParams {
+    he_linear::params::HeParams::default_params().unwrap()
 }
 
 #[test]
@@ -108,9 +154,18 @@ fn secure_generation_matches_the_mirror_and_the_mirror_the_float_model() {
         mirror_logits.push(logits);
         input = vec![next];
     }
-    let (secure_ids, secure_logits) = secure_generate(&fixed, &prompt, new_tokens, seed);
-    eprintln!("float {float_ids:?} mirror {mirror_ids:?} secure {secure_ids:?}");
-    for (step, (s, m)) in secure_logits.iter().zip(&mirror_logits).enumerate() {
+    for split in [false, true] {
+        let (secure_ids, secure_logits) = secure_generate(&fixed, &prompt, new_tokens, seed, split);
+        eprintln!("split {split}: float {float_ids:?} mirror {mirror_ids:?} secure {secure_ids:?}");
+        check_logits(&secure_logits, &mirror_logits);
+        assert_eq!(secure_ids, mirror_ids, "split {split}");
+    }
+    mirror_follows_float(&model, &prompt, &mirror_ids, &mirror_logits);
+    eprintln!("greedy float ids {float_ids:?}");
+}
+
+fn check_logits(secure_logits: &[Vec<u64>], mirror_logits: &[Vec<u64>]) {
+    for (step, (s, m)) in secure_logits.iter().zip(mirror_logits).enumerate() {
         let (s, m) = (decode(s), decode(m));
         let e = max_diff(&s, &m);
         let scale = m.iter().fold(0.0f64, |a, v| a.max(v.abs()));
@@ -122,13 +177,20 @@ fn secure_generation_matches_the_mirror_and_the_mirror_the_float_model() {
         );
         assert!(e < 0.1, "step {step}: logits differ by {e}");
     }
-    assert_eq!(secure_ids, mirror_ids);
+}
+
+fn mirror_follows_float(
+    model: &Model,
+    prompt: &[u32],
+    mirror_ids: &[u32],
+    mirror_logits: &[Vec<u64>],
+) {
     // The mirror follows the float model: on the mirror's own tokens (teacher forcing), the
     // float model's logits stay close and its argmax is the mirror's unless its top two nearly
     // tie (within twice the logit error).
-    let mut float = FloatModel::new(&model);
-    let mut input = prompt.clone();
-    for (step, (&id, m)) in mirror_ids.iter().zip(&mirror_logits).enumerate() {
+    let mut float = FloatModel::new(model);
+    let mut input = prompt.to_vec();
+    for (step, (&id, m)) in mirror_ids.iter().zip(mirror_logits).enumerate() {
         let f: Vec<f64> = float
             .prefill(&input)
             .unwrap()
@@ -150,5 +212,4 @@ fn secure_generation_matches_the_mirror_and_the_mirror_the_float_model() {
         );
         input = vec![id];
     }
-    eprintln!("greedy float ids {float_ids:?}");
 }

@@ -4,7 +4,10 @@
 //! weights by the caller.
 //!
 //! Steps, each under its own label ([`Component`]):
-//! 1. `attention/qk`: Q_h·K_hᵀ for all heads, secret × secret ([`secret_matmul`]);
+//! 1. `attention/qk`: Q_h·K_hᵀ for all heads, secret × secret ([`secret_matmul`]); with
+//!    grouped queries, the query heads of one key/value head stacked into one product when
+//!    that moves fewer bytes (a decoder step's single query row: a third of the ciphertexts
+//!    for SmolLM2's groups of three), as in steps 3 and 4;
 //! 2. `attention/softmax`: the Softmax up to its normalisation
 //!    ([`ot_nonlinear::functions::softmax_unnormalized`]): exps E and per-row reciprocals r; the
 //!    mask is applied by the client alone, on its share (a padding mask is its private input,
@@ -124,7 +127,12 @@ impl AttentionShape {
 
     /// The key/value head that query head `h` reads.
     pub fn kv_head(&self, h: usize) -> usize {
-        h / (self.heads / self.kv_heads)
+        h / self.group()
+    }
+
+    /// Query heads per key/value head.
+    pub fn group(&self) -> usize {
+        self.heads / self.kv_heads
     }
 }
 
@@ -171,6 +179,8 @@ pub fn attention(
     )?;
     k.expect("keys", &crate::Shape::matrix(keys, kv_heads * dh), LINEAR)?;
     v.expect("values", &crate::Shape::matrix(keys, kv_heads * dh), LINEAR)?;
+    let group = shape.group();
+    let [group_qk, group_pv, group_normalize] = grouping(he.product_params, shape)?;
     let qh = (0..heads)
         .map(|h| head_columns(q, h, dh))
         .collect::<Result<Vec<_>>>()?;
@@ -181,11 +191,22 @@ pub fn attention(
         .map(|h| head_columns(v, h, dh))
         .collect::<Result<Vec<_>>>()?;
     let scores = sess.scope(&tag(Component::AttentionQk), |s| {
-        let pairs: Vec<_> = (0..heads)
-            .map(|h| (&qh[h], &kt[shape.kv_head(h)]))
-            .collect();
-        secret_matmul(s, he, &pairs, PRODUCT_SHIFT)
+        if group_qk {
+            // The query heads of one key/value head stacked: one product per group.
+            let stacked = (0..kv_heads)
+                .map(|g| stack_rows(&qh[g * group..(g + 1) * group]))
+                .collect::<Result<Vec<_>>>()?;
+            let pairs: Vec<_> = stacked.iter().zip(&kt).collect();
+            secret_matmul(s, he, &pairs, PRODUCT_SHIFT)
+        } else {
+            let pairs: Vec<_> = (0..heads)
+                .map(|h| (&qh[h], &kt[shape.kv_head(h)]))
+                .collect();
+            secret_matmul(s, he, &pairs, PRODUCT_SHIFT)
+        }
     })?;
+    // Heads are consecutive within a group and groups in order: the same flat layout
+    // (head-major, then query rows, then keys) either way.
     let flat: Vec<u64> = scores
         .iter()
         .flat_map(|s| s.share().iter().copied())
@@ -204,21 +225,32 @@ pub fn attention(
         )
     })?;
     let ev = sess.scope(&tag(Component::AttentionPv), |s| {
+        let per = if group_pv { group } else { 1 };
         let e = exps
-            .chunks_exact(queries * keys)
-            .map(|eh| SharedTensor::matrix(queries, keys, LINEAR, eh.to_vec()))
+            .chunks_exact(per * queries * keys)
+            .map(|eh| SharedTensor::matrix(per * queries, keys, LINEAR, eh.to_vec()))
             .collect::<Result<Vec<_>>>()?;
-        let pairs: Vec<_> = (0..heads).map(|h| (&e[h], &vh[shape.kv_head(h)])).collect();
+        let pairs: Vec<_> = e
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e, &vh[shape.kv_head(i * per)]))
+            .collect();
         secret_matmul(s, he, &pairs, PRODUCT_SHIFT)
     })?;
     sess.scope(&tag(Component::AttentionNormalize), |s| {
         let r_frac = set.plan.softmax.r_frac;
         let window = Window::new(he.product_params, r_frac, Ring::R64.bits())?;
-        let mats = ev
-            .iter()
-            .map(|o| RingMatrix::new(o.rows(), o.cols(), o.share().to_vec()))
+        // E·V's rows, head-major, as the normalisation's blocks (a group's heads or one).
+        let per = if group_normalize { group } else { 1 };
+        let ev_flat: Vec<u64> = ev.iter().flat_map(|o| o.share().iter().copied()).collect();
+        let mats = ev_flat
+            .chunks_exact(per * queries * dh)
+            .map(|o| RingMatrix::new(per * queries, dh, o.to_vec()))
             .collect::<Result<Vec<_>>>()?;
-        let pairs: Vec<_> = recips.chunks_exact(queries).zip(mats.iter()).collect();
+        let pairs: Vec<_> = recips
+            .chunks_exact(per * queries)
+            .zip(mats.iter())
+            .collect();
         let seed = s.fresh_seed();
         let prods = row_products::row_scalar_products(
             &mut s.ch,
@@ -231,14 +263,69 @@ pub fn attention(
         // Back to token-major queries × heads·dh.
         let d = heads * dh;
         let mut ctx = vec![0u64; queries * d];
-        for (h, ph) in prods.iter().enumerate() {
-            for t in 0..queries {
-                ctx[t * d + h * dh..t * d + (h + 1) * dh].copy_from_slice(ph.row(t));
-            }
+        let rows = prods
+            .iter()
+            .flat_map(|p| (0..p.rows()).map(move |r| p.row(r)));
+        for (i, row) in rows.enumerate() {
+            let (h, t) = (i / queries, i % queries);
+            ctx[t * d + h * dh..t * d + (h + 1) * dh].copy_from_slice(row);
         }
         let out = round_products(s, ctx, window)?;
         SharedTensor::matrix(queries, d, LINEAR, out)
     })
+}
+
+/// The rows of `parts` (same columns and format) one after the other.
+fn stack_rows(parts: &[SharedTensor]) -> Result<SharedTensor> {
+    let rows = parts.iter().map(SharedTensor::rows).sum();
+    let data = parts
+        .iter()
+        .flat_map(|p| p.share().iter().copied())
+        .collect();
+    SharedTensor::matrix(rows, parts[0].cols(), parts[0].format(), data)
+}
+
+/// The product shapes of attention's three HE steps, per head or per group of query heads
+/// sharing a key/value head (their rows stacked).
+fn step_shapes(shape: AttentionShape, grouped: bool) -> [Vec<(usize, usize, usize)>; 3] {
+    let AttentionShape {
+        queries: q,
+        keys,
+        heads,
+        kv_heads,
+        head_dim: dh,
+    } = shape;
+    let (count, rows) = if grouped {
+        (kv_heads, shape.group() * q)
+    } else {
+        (heads, q)
+    };
+    [
+        vec![(rows, dh, keys); count],
+        vec![(rows, keys, dh); count],
+        // Each block's diag(r)·O is a secret product of rows × rows by rows × dh.
+        vec![(rows, rows, dh); count],
+    ]
+}
+
+/// For Q·Kᵀ, E·V and the normalisation: whether to run one product per group of query heads
+/// (fewer, fuller ciphertexts: a decoder step's single query row) rather than one per head.
+/// Chosen by the exact bytes on public shapes, so both parties choose alike; a stacked
+/// normalisation grows quadratically with the rows, so a long prompt keeps it per head.
+fn grouping(params: &HeParams, shape: AttentionShape) -> Result<[bool; 3]> {
+    if shape.group() == 1 {
+        return Ok([false; 3]);
+    }
+    let single = step_shapes(shape, false);
+    let grouped = step_shapes(shape, true);
+    let mut out = [false; 3];
+    for i in 0..3 {
+        // Both sides of the comparison reveal the same window: its shift does not decide.
+        let a = matmul_cost(params, &single[i], PRODUCT_SHIFT)?.bytes();
+        let b = matmul_cost(params, &grouped[i], PRODUCT_SHIFT)?.bytes();
+        out[i] = b <= a;
+    }
+    Ok(out)
 }
 
 /// Exact cost of [`attention`] per label: (qk, softmax, pv, normalize).
@@ -253,18 +340,14 @@ pub fn attention_cost(
         queries,
         keys,
         heads,
-        head_dim: dh,
         ..
     } = shape;
-    let qk = matmul_cost(params, &vec![(queries, dh, keys); heads], PRODUCT_SHIFT)?;
+    let grouped = grouping(params, shape)?;
+    let shapes = |i: usize| step_shapes(shape, grouped[i])[i].clone();
+    let qk = matmul_cost(params, &shapes(0), PRODUCT_SHIFT)?;
     let softmax = softmax_unnormalized_cost(set, layer, heads * queries, keys);
-    let pv = matmul_cost(params, &vec![(queries, keys, dh); heads], PRODUCT_SHIFT)?;
-    // Each head's diag(r)·O is a secret product of queries × queries by queries × dh.
-    let normalize = matmul_cost(
-        params,
-        &vec![(queries, queries, dh); heads],
-        set.plan.softmax.r_frac,
-    )?;
+    let pv = matmul_cost(params, &shapes(1), PRODUCT_SHIFT)?;
+    let normalize = matmul_cost(params, &shapes(2), set.plan.softmax.r_frac)?;
     Ok([qk, softmax, pv, normalize])
 }
 

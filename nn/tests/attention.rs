@@ -1,11 +1,13 @@
 //! Attention on random shares against its mirror: a causal mask over a key cache (past > 0)
 //! with grouped KV heads (the decoder's case) and a padding mask with one KV head per query
-//! head (the encoder's), with exact bytes per step.
+//! head (the encoder's), and a decoder step (one query row, its group's heads stacked), with
+//! exact bytes per step.
 mod common;
 use common::*;
 use mpc_core::{FixedPoint, Ring};
 use nn::attention::{attention, attention_cost, attention_mirror, AttentionShape, Mask};
 use nn::label::Component;
+use nn::matmul::matmul_cost;
 use nn::SharedTensor;
 use ot_nonlinear::approx::ApproxSet;
 
@@ -123,4 +125,24 @@ fn padded_attention_with_a_kv_head_per_query_head_matches_its_mirror() {
     };
     let padding = (0..6).map(|j| j < 4).collect();
     check(seed, shape, Mask::Padding(None), Some(padding));
+}
+
+#[test]
+fn a_decoder_step_stacks_the_query_heads_of_a_group_and_moves_fewer_bytes() {
+    let seed = seed(13);
+    let shape = AttentionShape {
+        queries: 1,
+        keys: 9,
+        heads: 6,
+        kv_heads: 2,
+        head_dim: 16,
+    };
+    check(seed, shape, Mask::Causal { past: 8 }, None);
+    // One product per group (two) instead of one per head (six).
+    let fx = Fixture::new(seed);
+    let set = ApproxSet::nimbus();
+    let [qk, _, pv, _] = attention_cost(&fx.packed, &set, 0, shape).unwrap();
+    let per_head = |s: (usize, usize, usize)| matmul_cost(&fx.packed, &[s; 6], 18).unwrap().bytes();
+    assert!(qk.bytes() < per_head((1, 16, 9)), "{qk:?}");
+    assert!(pv.bytes() < per_head((1, 9, 16)), "{pv:?}");
 }

@@ -2,14 +2,18 @@
 //! (the only encrypted weights it holds: the projections run on SIP), and one generation's
 //! state.
 use super::engine::{self, Role, Sequence};
+use super::offline::{
+    self, check_plan, entry, head_entry, next_call, put_plan, take_plan, OfflineStore, Prepared,
+    SessionId, PROJECTIONS,
+};
 use super::public::PublicLlama;
-use super::{check_call, he_params, product_params, RevealBudget};
+use super::{check_call, check_plan_budget, he_params, product_params, RevealBudget};
 use crate::fixed_model::Projection;
 use he_linear::galois::GaloisKeys;
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
-use mpc_core::{AesPrg, Party, Result, Turn};
+use mpc_core::{AesPrg, Error, Party, Result, Turn};
 use nn::embedding::ClientEmbedding;
 use nn::linear::Rescale;
 use nn::sip_linear::ClientSipLinear;
@@ -93,13 +97,96 @@ impl Client {
         &self.public
     }
 
+    fn he(&self) -> HeKeys<'_> {
+        HeKeys {
+            params: &self.params,
+            product_params: &self.product_params,
+            keys: ProductKeys {
+                my_sk: &self.sk,
+                peer_pk: &self.server_pk,
+                peer_galois: self.server_galois.as_ref(),
+            },
+        }
+    }
+
+    /// The id binding offline material to the server's key and the decoder's shape (the
+    /// server computes the same).
+    pub fn model_id(&self) -> Result<[u8; 32]> {
+        offline::model_id(&self.params, &self.public.shape, &self.server_pk)
+    }
+
     /// A new sequence (empty key/value caches) against [`super::Server::serve`].
     pub fn generation(&self) -> Generation<'_> {
         Generation {
             client: self,
             seq: Sequence::new(&self.public),
             budget: RevealBudget::new(&self.params),
+            prepared: None,
+            calls: 0,
         }
+    }
+
+    /// The offline phase of one generation against [`super::Server::offline`] (label
+    /// `offline`): draws a session id, sends it with the plan `calls` (the rows of each call
+    /// the generation will make: the prompt's length, then 1 per further token), and files R
+    /// and the client's shares of every call's projections and head under `root`. Returns the
+    /// session id.
+    pub fn offline(&self, sess: &mut Session, root: &Path, calls: &[usize]) -> Result<SessionId> {
+        let words: Vec<u64> = calls.iter().map(|&c| c as u64).collect();
+        let calls = check_plan(&self.public.shape, &words)?;
+        check_plan_budget(&self.public, &self.params, &calls)?;
+        let he = self.he();
+        sess.scope(Component::Offline.label(), |s| {
+            let session = SessionId(s.fresh_seed().0);
+            let store = OfflineStore::create(root, self.model_id()?, session)?;
+            put_plan(&store, &calls)?;
+            s.ch.send(&session.0)?;
+            s.ch.send_u64s(&[words.len() as u64])?;
+            s.ch.send_u64s(&words)?;
+            for (c, &rows) in calls.iter().enumerate() {
+                for (l, layer) in self.layers.iter().enumerate() {
+                    for (w, p) in layer.iter().zip(PROJECTIONS) {
+                        s.scope(&offline::component(p).in_layer(l), |s| {
+                            w.offline(s, &he, rows, Rescale::Truncate, &store, &entry(c, l, p))
+                        })?;
+                    }
+                }
+                s.scope(Component::Head.label(), |s| {
+                    self.head
+                        .offline(s, &he, 1, Rescale::Truncate, &store, &head_entry(c))
+                })?;
+            }
+            let mut done = [0u8; 1];
+            s.ch.recv(&mut done)?;
+            if done != [1] {
+                return Err(Error::Malformed("offline phase: bad end marker".into()));
+            }
+            Ok(session)
+        })
+    }
+
+    /// The sessions of offline material under `root` for this model and server key that are
+    /// still unused, oldest first.
+    pub fn pending_offline(&self, root: &Path) -> Result<Vec<SessionId>> {
+        OfflineStore::pending(root, &self.model_id()?)
+    }
+
+    /// A new sequence on the offline material of `session` under `root`, against
+    /// [`super::Server::serve_offline`]: checks that all of it is present and unused, then
+    /// names the session to the server. Each call must have the rows the plan prepared.
+    pub fn generation_offline(
+        &self,
+        sess: &mut Session,
+        root: &Path,
+        session: SessionId,
+    ) -> Result<Generation<'_>> {
+        let store = OfflineStore::open(root, self.model_id()?, session)?;
+        let plan = take_plan(&store, &self.public.shape)?;
+        sess.ch.send(&session.0)?;
+        Ok(Generation {
+            prepared: Some((store, plan)),
+            ..self.generation()
+        })
     }
 }
 
@@ -109,12 +196,16 @@ pub struct Generation<'a> {
     client: &'a Client,
     seq: Sequence,
     budget: RevealBudget,
+    /// The offline session's store and plan, if the generation runs on offline material.
+    prepared: Option<(OfflineStore, Vec<usize>)>,
+    calls: usize,
 }
 
 /// A call's ids as the client's [`Role`].
 struct Call<'a> {
     client: &'a Client,
     ids: &'a [u32],
+    prepared: Option<Prepared<'a>>,
 }
 
 impl Generation<'_> {
@@ -145,17 +236,20 @@ impl Generation<'_> {
         let c = self.client;
         crate::fixed_model::check_ids(&c.public.shape, ids, self.seq.positions())?;
         check_call(&c.public, &self.seq, ids.len() as u64, &mut self.budget)?;
-        sess.ch.send_u64s(&[ids.len() as u64])?;
-        let he = HeKeys {
-            params: &c.params,
-            product_params: &c.product_params,
-            keys: ProductKeys {
-                my_sk: &c.sk,
-                peer_pk: &c.server_pk,
-                peer_galois: c.server_galois.as_ref(),
-            },
+        let prepared = match &self.prepared {
+            Some((store, plan)) => Some(Prepared {
+                store,
+                call: next_call(plan, self.calls, ids.len())?,
+            }),
+            None => None,
         };
-        let call = Call { client: c, ids };
+        sess.ch.send_u64s(&[ids.len() as u64])?;
+        let he = c.he();
+        let call = Call {
+            client: c,
+            ids,
+            prepared,
+        };
         let (next, logits) = engine::forward(
             &call,
             sess,
@@ -165,6 +259,7 @@ impl Generation<'_> {
             ids.len(),
             progress,
         )?;
+        self.calls += 1;
         let next =
             next.ok_or_else(|| mpc_core::Error::Malformed("the argmax was not revealed".into()))?;
         Ok((next, logits))
@@ -190,11 +285,28 @@ impl Role for Call<'_> {
         p: Projection,
         x: &SharedTensor,
     ) -> Result<SharedTensor> {
-        self.client.layers[layer][p as usize].online(sess, he, x, Rescale::Truncate)
+        let w = &self.client.layers[layer][p as usize];
+        match self.prepared {
+            Some(Prepared { store, call }) => w.online_prepared(
+                sess,
+                he,
+                x,
+                Rescale::Truncate,
+                store,
+                &entry(call, layer, p),
+            ),
+            None => w.online(sess, he, x, Rescale::Truncate),
+        }
     }
 
     fn head(&self, sess: &mut Session, he: &HeKeys<'_>, y: &SharedTensor) -> Result<SharedTensor> {
-        self.client.head.online(sess, he, y, Rescale::Truncate)
+        let head = &self.client.head;
+        match self.prepared {
+            Some(Prepared { store, call }) => {
+                head.online_prepared(sess, he, y, Rescale::Truncate, store, &head_entry(call))
+            }
+            None => head.online(sess, he, y, Rescale::Truncate),
+        }
     }
 
     fn embed(&self, sess: &mut Session, he: &HeKeys<'_>, _rows: usize) -> Result<SharedTensor> {

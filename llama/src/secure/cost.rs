@@ -1,7 +1,9 @@
 //! Exact bytes and rounds of a call (T new positions after p cached ones) as functions of the
 //! shape, from the `nn` operators' own cost functions, per component; COT extension traffic
-//! (Ferret, amortised over the session) excluded. `tests/secure.rs` checks them against the
-//! channel's counters; `bench generate` uses them for the LLaMA-7B estimate.
+//! (Ferret, amortised over the session) excluded. `tests/secure.rs` checks the offline phase's
+//! against the channel's counters; `bench generate` prints them next to the measured ones and
+//! uses them for the LLaMA-7B estimate.
+use super::offline::PROJECTIONS;
 use super::public::DecoderShape;
 use crate::calibrate::NormShifts;
 use crate::fixed_model::Projection;
@@ -12,10 +14,12 @@ use nn::activation::piecewise_cost;
 use nn::argmax::argmax_cost;
 use nn::attention::attention_cost;
 use nn::linear::Rescale;
+use nn::linear_offline::linear_online_cost;
 use nn::norm::{norm_prescaled_cost, Norm};
 use nn::product::product_cost;
 use nn::rotary::rotary_cost;
 use nn::sip_linear::sip_linear_cost;
+use nn::sip_offline::sip_offline_cost;
 use nn::Component;
 use ot_nonlinear::approx::ApproxSet;
 use ot_nonlinear::mpc::{Cost, Side};
@@ -24,23 +28,62 @@ use std::collections::HashMap;
 /// Bytes of the client's announcement of a call's length.
 pub const ANNOUNCE_BYTES: u64 = 8;
 
-/// Cost of each projection shape, computed once per (rows, m, n).
+/// Cost of each projection shape, computed once per (rows, m, n): the single-phase SIP, or
+/// the online step of a layer prepared offline ([`nn::sip_offline`]).
 #[derive(Debug, Default)]
-struct Linears(HashMap<(usize, usize, usize), Cost>);
+struct Linears {
+    prepared: bool,
+    known: HashMap<(usize, usize, usize), Cost>,
+}
 
 impl Linears {
     fn get(&mut self, params: &HeParams, k: usize, (m, n): (usize, usize)) -> Result<Cost> {
-        if let Some(c) = self.0.get(&(k, m, n)) {
+        if let Some(c) = self.known.get(&(k, m, n)) {
             return Ok(*c);
         }
-        let c = sip_linear_cost(params, k, m, n, Rescale::Truncate)?;
-        self.0.insert((k, m, n), c);
+        let c = if self.prepared {
+            linear_online_cost(params, k, m, n, Rescale::Truncate)?
+        } else {
+            sip_linear_cost(params, k, m, n, Rescale::Truncate)?
+        };
+        self.known.insert((k, m, n), c);
         Ok(c)
     }
 }
 
+/// Exact cost of the offline phase of a generation whose calls have `calls` rows: the session
+/// id and the plan, every call's projections and head on R, the server's end marker.
+pub fn offline_cost(shape: &DecoderShape, params: &HeParams, calls: &[usize]) -> Result<Cost> {
+    let mut cost = Cost {
+        server_bytes: 0,
+        client_bytes: 16 + 8 * (1 + calls.len() as u64),
+        rounds: 1,
+        first: Side::Client,
+        last: Side::Client,
+    };
+    let linear =
+        |k: usize, (m, n): (usize, usize)| sip_offline_cost(params, k, m, n, Rescale::Truncate);
+    for &rows in calls {
+        for _ in 0..shape.n_layers {
+            for p in PROJECTIONS {
+                cost = cost.then(linear(rows, shape.projection(p))?);
+            }
+        }
+        cost = cost.then(linear(1, (shape.hidden, shape.vocab))?);
+    }
+    Ok(cost.then(Cost {
+        server_bytes: 1,
+        client_bytes: 0,
+        rounds: 1,
+        first: Side::Server,
+        last: Side::Server,
+    }))
+}
+
 /// The cost of one call by label (`embedding`, `layerNN/<component>`, `head`), in dataflow
-/// order, and the whole call's cost (the labels chained, plus the announcement).
+/// order, and the whole call's cost (the labels chained, plus the announcement); `prepared`:
+/// the projections and the head run on offline material.
+#[allow(clippy::too_many_arguments)]
 pub fn call_cost(
     shape: &DecoderShape,
     set: &ApproxSet,
@@ -49,6 +92,7 @@ pub fn call_cost(
     product_params: &HeParams,
     rows: usize,
     past: usize,
+    prepared: bool,
 ) -> Result<(Vec<(String, Cost)>, Cost)> {
     shifts.check(shape.n_layers)?;
     let norm = |pair: [i32; 2], rows: usize, past: usize| {
@@ -59,7 +103,10 @@ pub fn call_cost(
         )
     };
     let mut parts = Vec::new();
-    let mut lin = Linears::default();
+    let mut lin = Linears {
+        prepared,
+        known: HashMap::new(),
+    };
     let (d, qw, kvw) = (shape.hidden, shape.q_width(), shape.kv_width());
     let layout = EmbeddingLayout::densest(params, shape.vocab, d)?;
     parts.push((

@@ -12,6 +12,10 @@
 //! on the server-side inner product ([`nn::sip_linear`]), whose encoded blocks stay in the
 //! server's memory.
 //!
+//! **Offline / online** ([`offline`]): the projections' and the head's SIP can run before the
+//! prompt exists, on the client's random R, for a plan of calls; the online calls then send
+//! X_c − R and run no HE in their linear layers ([`nn::sip_offline`]).
+//!
 //! **A call** (the prompt's T rows, then one row per generated token), all values shared over
 //! Z_2^64 with 18 fraction bits:
 //! * the client announces T (one word, merged with its next flight);
@@ -69,6 +73,7 @@
 pub mod client;
 pub mod cost;
 mod engine;
+pub mod offline;
 pub mod public;
 pub mod server;
 
@@ -130,4 +135,22 @@ pub(crate) fn check_call(
         .params
         .check_inference_reveals(budget.spent, "this generation")?;
     Ok(rows)
+}
+
+/// Checks an offline plan's calls (after none) against the context and one generation's
+/// reveal budget, as the online calls will be.
+pub(crate) fn check_plan_budget(
+    public: &PublicLlama,
+    params: &HeParams,
+    calls: &[usize],
+) -> Result<()> {
+    let mut budget = RevealBudget::new(params);
+    let mut past = 0;
+    for &rows in calls {
+        budget.spent += cost::revealed(&public.shape, rows, past);
+        past += rows;
+    }
+    budget
+        .params
+        .check_inference_reveals(budget.spent, "this generation's offline plan")
 }

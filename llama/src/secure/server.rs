@@ -1,8 +1,12 @@
 //! The server: the encoded decoder (every projection's blocks encoded for SIP, the embedding
 //! table for the private lookup), its keys, and the client's public keys after setup.
 use super::engine::{self, Role, Sequence};
+use super::offline::{
+    self, check_plan, entry, head_entry, next_call, put_plan, take_plan, OfflineStore, Prepared,
+    SessionId, MAX_CALLS, PROJECTIONS,
+};
 use super::public::{redact, PublicLlama};
-use super::{check_call, he_params, product_params, RevealBudget};
+use super::{check_call, check_plan_budget, he_params, product_params, RevealBudget};
 use crate::fixed_model::{FixedLlama, Projection};
 use he_linear::galois::GaloisKeys;
 use he_linear::matrix::RingMatrix;
@@ -15,6 +19,7 @@ use nn::linear::Rescale;
 use nn::sip_linear::ServerSipLinear;
 use nn::{Component, HeKeys, SharedTensor};
 use ot_nonlinear::mpc::Session;
+use std::path::Path;
 
 /// The server's half of the secure decoder.
 pub struct Server {
@@ -130,24 +135,11 @@ impl Server {
         Ok(())
     }
 
-    /// Serves one generation: runs every call the client announces (a prompt, then one token
-    /// at a time) until it ends the sequence; returns the number of calls. The server learns
-    /// no token and no logit, only each call's number of rows.
-    pub fn serve(&self, sess: &mut Session) -> Result<usize> {
-        self.serve_observed(sess, &mut |_| {})
-    }
-
-    /// [`Server::serve`], handing `observe` the server's own share of each call's last-position
-    /// logits (uniformly random on its own; tests add the client's share to check the run).
-    pub fn serve_observed(
-        &self,
-        sess: &mut Session,
-        observe: &mut dyn FnMut(&SharedTensor),
-    ) -> Result<usize> {
+    fn he(&self) -> Result<HeKeys<'_>> {
         let Some(client_pk) = &self.client_pk else {
             return Err(Error::InvalidArgument("generation before setup".into()));
         };
-        let he = HeKeys {
+        Ok(HeKeys {
             params: &self.params,
             product_params: &self.product_params,
             keys: ProductKeys {
@@ -155,6 +147,83 @@ impl Server {
                 peer_pk: client_pk,
                 peer_galois: self.client_galois.as_ref(),
             },
+        })
+    }
+
+    /// The id binding offline material to this server's key and the decoder's shape.
+    pub fn model_id(&self) -> Result<[u8; 32]> {
+        offline::model_id(&self.params, &self.public.shape, &self.pk)
+    }
+
+    /// The offline phase of one generation against [`super::Client::offline`] (label
+    /// `offline`): receives the session id and the plan of calls, checks the plan, and files
+    /// its share of every call's projections and head under `root`.
+    pub fn offline(&self, sess: &mut Session, root: &Path) -> Result<SessionId> {
+        let he = self.he()?;
+        let model = self.model_id()?;
+        sess.scope(Component::Offline.label(), |s| {
+            let mut id = [0u8; 16];
+            s.ch.recv(&mut id)?;
+            let n = s.ch.recv_u64s(1)?[0];
+            if n == 0 || n > MAX_CALLS as u64 {
+                return Err(Error::Malformed(format!(
+                    "an offline plan of {n} calls (1..={MAX_CALLS})"
+                )));
+            }
+            let calls = check_plan(&self.public.shape, &s.ch.recv_u64s(n as usize)?)?;
+            check_plan_budget(&self.public, &self.params, &calls)?;
+            let store = OfflineStore::create(root, model, SessionId(id))?;
+            put_plan(&store, &calls)?;
+            for (c, &rows) in calls.iter().enumerate() {
+                for (l, layer) in self.layers.iter().enumerate() {
+                    for (w, p) in layer.iter().zip(PROJECTIONS) {
+                        s.scope(&offline::component(p).in_layer(l), |s| {
+                            w.offline(s, &he, rows, Rescale::Truncate, &store, &entry(c, l, p))
+                        })?;
+                    }
+                }
+                s.scope(Component::Head.label(), |s| {
+                    self.head
+                        .offline(s, &he, 1, Rescale::Truncate, &store, &head_entry(c))
+                })?;
+            }
+            // The phase ends when both parties have filed their material.
+            s.ch.send(&[1])?;
+            s.ch.flush()?;
+            Ok(store.session())
+        })
+    }
+
+    /// Serves one generation: runs every call the client announces (a prompt, then one token
+    /// at a time) until it ends the sequence; returns the number of calls. The server learns
+    /// no token and no logit, only each call's number of rows.
+    pub fn serve(&self, sess: &mut Session) -> Result<usize> {
+        self.serve_observed(sess, None, &mut |_| {})
+    }
+
+    /// [`Server::serve`] on the offline material of the session the client names, under
+    /// `root` (against [`super::Client::generation_offline`]): every projection and head uses
+    /// (and consumes) its entry, no HE.
+    pub fn serve_offline(&self, sess: &mut Session, root: &Path) -> Result<usize> {
+        let mut id = [0u8; 16];
+        sess.ch.recv(&mut id)?;
+        let store = OfflineStore::open(root, self.model_id()?, SessionId(id))?;
+        self.serve_observed(sess, Some(&store), &mut |_| {})
+    }
+
+    /// [`Server::serve`] (on the offline material of `store` if given), handing `observe` the
+    /// server's own share of each call's last-position logits (uniformly random on its own;
+    /// tests add the client's share to check the run).
+    pub fn serve_observed(
+        &self,
+        sess: &mut Session,
+        store: Option<&OfflineStore>,
+        observe: &mut dyn FnMut(&SharedTensor),
+    ) -> Result<usize> {
+        let he = self.he()?;
+        let plan = match store {
+            Some(store) => take_plan(store, &self.public.shape)?,
+            None => Vec::new(),
         };
         let mut seq = Sequence::new(&self.public);
         let mut budget = RevealBudget::new(&self.params);
@@ -165,15 +234,32 @@ impl Server {
                 return Ok(calls);
             }
             let rows = check_call(&self.public, &seq, rows, &mut budget)?;
+            let prepared = match store {
+                Some(store) => Some(Prepared {
+                    store,
+                    call: next_call(&plan, calls, rows)?,
+                }),
+                None => None,
+            };
+            let call = ServerCall {
+                server: self,
+                prepared,
+            };
             let (_, logits) =
-                engine::forward(self, sess, &self.public, &he, &mut seq, rows, &|_, _| {})?;
+                engine::forward(&call, sess, &self.public, &he, &mut seq, rows, &|_, _| {})?;
             observe(&logits);
             calls += 1;
         }
     }
 }
 
-impl Role for Server {
+/// One call as the server's [`Role`].
+struct ServerCall<'a> {
+    server: &'a Server,
+    prepared: Option<Prepared<'a>>,
+}
+
+impl Role for ServerCall<'_> {
     fn party(&self) -> Party {
         Party::Server
     }
@@ -186,14 +272,31 @@ impl Role for Server {
         p: Projection,
         x: &SharedTensor,
     ) -> Result<SharedTensor> {
-        self.layers[layer][p as usize].online(sess, he, x, Rescale::Truncate)
+        let w = &self.server.layers[layer][p as usize];
+        match self.prepared {
+            Some(Prepared { store, call }) => w.online_prepared(
+                sess,
+                he,
+                x,
+                Rescale::Truncate,
+                store,
+                &entry(call, layer, p),
+            ),
+            None => w.online(sess, he, x, Rescale::Truncate),
+        }
     }
 
     fn head(&self, sess: &mut Session, he: &HeKeys<'_>, y: &SharedTensor) -> Result<SharedTensor> {
-        self.head.online(sess, he, y, Rescale::Truncate)
+        let head = &self.server.head;
+        match self.prepared {
+            Some(Prepared { store, call }) => {
+                head.online_prepared(sess, he, y, Rescale::Truncate, store, &head_entry(call))
+            }
+            None => head.online(sess, he, y, Rescale::Truncate),
+        }
     }
 
     fn embed(&self, sess: &mut Session, he: &HeKeys<'_>, rows: usize) -> Result<SharedTensor> {
-        self.embedding.lookup(sess, he, rows)
+        self.server.embedding.lookup(sess, he, rows)
     }
 }

@@ -1,0 +1,176 @@
+//! The offline phase of a secure generation (issue 17 applied to the decoder, issue 18's
+//! per-token target): every projection's and the head's SIP runs on the client's random R
+//! before the prompt exists ([`nn::sip_offline`]), one entry per call, layer and projection,
+//! and each party files its material in an [`OfflineStore`] under
+//! `root/<model id>/<session id>/`.
+//!
+//! * **Offline** ([`super::Server::offline`] / [`super::Client::offline`], label `offline`):
+//!   the client draws the session id, sends it with the plan (the rows of each call it will
+//!   make: the prompt's, then one per generated token after the first), both parties check
+//!   the plan against the context and the generation's reveal budget and file it (entry
+//!   `plan`); then, for each call, every block's four projections and the head in dataflow
+//!   order, the SIP on R (two flights each: the client's ciphertexts, the server's
+//!   responses), and the server's end marker.
+//! * **Online** ([`super::Server::serve_offline`] / [`super::Client::generation_offline`]):
+//!   the client checks that the session's material is present and unused, sends the session
+//!   id, and both run the usual calls with each projection's and the head's online step
+//!   replaced by the prepared one (the client's X_c − R, no HE). A call whose rows differ from
+//!   the plan's, or a call beyond it, is refused before anything of it is sent.
+//!
+//! The model id binds the material to the server's key and the decoder's shape (both parties
+//! know them after setup); an entry is bound to its layer's shape (client) or weights
+//! (server), to the session, and is used once (`nn::offline`). The number of rows of each
+//! call is public in the online phase already; the offline phase makes it known earlier.
+use super::public::DecoderShape;
+use crate::fixed_model::Projection;
+use he_linear::params::HeParams;
+use he_linear::rlwe::PublicKey;
+use mpc_core::{Error, Result};
+pub use nn::offline::{OfflineStore, SessionId};
+use nn::sip_linear::ClientSipLinear;
+use nn::Component;
+
+/// The entry holding the plan (the rows of each call).
+pub(crate) const PLAN: &str = "plan";
+
+/// Most calls in one plan.
+pub const MAX_CALLS: usize = 4096;
+
+/// The four projections of a block, in dataflow order.
+pub(crate) const PROJECTIONS: [Projection; 4] = [
+    Projection::Qkv,
+    Projection::O,
+    Projection::GateUp,
+    Projection::Down,
+];
+
+/// The entry of call `call`'s projection `p` in block `layer`.
+pub(crate) fn entry(call: usize, layer: usize, p: Projection) -> String {
+    let name = match p {
+        Projection::Qkv => "qkv",
+        Projection::O => "o",
+        Projection::GateUp => "h1",
+        Projection::Down => "h2",
+    };
+    format!("c{call:04}-L{layer:02}-{name}")
+}
+
+/// The accounting label of projection `p` (`linear_qkv`, …).
+pub(crate) fn component(p: Projection) -> Component {
+    match p {
+        Projection::Qkv => Component::LinearQkv,
+        Projection::O => Component::LinearO,
+        Projection::GateUp => Component::LinearH1,
+        Projection::Down => Component::LinearH2,
+    }
+}
+
+/// The entry of call `call`'s head.
+pub(crate) fn head_entry(call: usize) -> String {
+    format!("c{call:04}-head")
+}
+
+/// Every entry of a session of `calls` calls on `layers` blocks (the plan excluded).
+pub(crate) fn entries(layers: usize, calls: usize) -> Vec<String> {
+    (0..calls)
+        .flat_map(|c| {
+            (0..layers)
+                .flat_map(move |l| PROJECTIONS.map(|p| entry(c, l, p)))
+                .chain(std::iter::once(head_entry(c)))
+        })
+        .collect()
+}
+
+/// The plan's digest (both parties file the plan under it).
+pub(crate) const PLAN_DIGEST: [u8; 32] = [0x70; 32];
+
+/// Checks a plan of call lengths against the shape: 1 ..= `MAX_CALLS` calls of at least one
+/// row, all within the context.
+pub(crate) fn check_plan(shape: &DecoderShape, calls: &[u64]) -> Result<Vec<usize>> {
+    let total: u64 = calls.iter().sum();
+    if calls.is_empty()
+        || calls.len() > MAX_CALLS
+        || calls.contains(&0)
+        || total > shape.context as u64
+    {
+        return Err(Error::Shape(format!(
+            "an offline plan of {} calls ({total} positions; context {}, at most {MAX_CALLS} \
+             calls of at least one row)",
+            calls.len(),
+            shape.context
+        )));
+    }
+    Ok(calls.iter().map(|&c| c as usize).collect())
+}
+
+/// The id binding offline material to the server's key and the decoder's shape.
+pub(crate) fn model_id(
+    params: &HeParams,
+    shape: &DecoderShape,
+    server_pk: &PublicKey,
+) -> Result<[u8; 32]> {
+    let mut digests = vec![server_pk.digest()];
+    for p in PROJECTIONS {
+        let (m, n) = shape.projection(p);
+        digests.push(ClientSipLinear::new(params, m, n)?.digest());
+    }
+    digests.push(ClientSipLinear::new(params, shape.hidden, shape.vocab)?.digest());
+    // The shape's counts the projections' digests do not name (32 bytes: four words).
+    let mut counts = [0u8; 32];
+    let words = [
+        shape.n_layers,
+        shape.context,
+        shape.n_heads,
+        shape.n_kv_heads,
+    ];
+    for (dst, w) in counts.chunks_exact_mut(8).zip(words) {
+        dst.copy_from_slice(&(w as u64).to_le_bytes());
+    }
+    digests.push(counts);
+    Ok(nn::offline::model_id(digests.iter()))
+}
+
+/// The offline material one call of the online phase uses.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Prepared<'a> {
+    /// The session's store.
+    pub store: &'a OfflineStore,
+    /// The call's index in the plan.
+    pub call: usize,
+}
+
+/// Files the plan (padded to [`MAX_CALLS`] words, so that it is read back without knowing
+/// its length).
+pub(crate) fn put_plan(store: &OfflineStore, calls: &[usize]) -> Result<()> {
+    let mut words = vec![0u64; MAX_CALLS];
+    for (w, &c) in words.iter_mut().zip(calls) {
+        *w = c as u64;
+    }
+    store.put(PLAN, &PLAN_DIGEST, &[], &words)
+}
+
+/// Consumes the session's plan and checks that the rest of its material is present and
+/// unused.
+pub(crate) fn take_plan(store: &OfflineStore, shape: &DecoderShape) -> Result<Vec<usize>> {
+    let words = store.take(PLAN, &PLAN_DIGEST, &[], MAX_CALLS)?;
+    let len = words.iter().position(|&w| w == 0).unwrap_or(MAX_CALLS);
+    let calls = check_plan(shape, &words[..len])?;
+    let names = entries(shape.n_layers, calls.len());
+    store.check_unused(names.iter().map(|n| n.as_str()))?;
+    Ok(calls)
+}
+
+/// The call after `done` calls of `plan`, if it has `rows` rows: refused otherwise.
+pub(crate) fn next_call(plan: &[usize], done: usize, rows: usize) -> Result<usize> {
+    match plan.get(done) {
+        Some(&r) if r == rows => Ok(done),
+        Some(&r) => Err(Error::InvalidArgument(format!(
+            "call {done} has {rows} rows, the offline plan prepared {r}"
+        ))),
+        None => Err(Error::InvalidArgument(format!(
+            "call {done} is beyond the offline plan's {} calls (run the offline phase for a \
+             longer generation)",
+            plan.len()
+        ))),
+    }
+}
