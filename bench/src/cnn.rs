@@ -113,15 +113,7 @@ fn load_model(name: &str, seed: u64) -> Result<Network> {
 pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let net_profile: NetProfile = args.net.parse()?;
     let plan = ConvPlan::parse(&args.conv).map_err(cnn_err)?;
-    let split = match args.phase.as_str() {
-        "both" => true,
-        "single" => false,
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "--phase {other}: expected both or single"
-            )))
-        }
-    };
+    let split = crate::report::split_phase(&args.phase)?;
     let net = load_model(&args.model, args.weights_seed)?;
     let fp = cnn_format();
     let params = HeParams::default_params()?;

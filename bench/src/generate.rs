@@ -328,15 +328,7 @@ fn estimate(name: &str, context: usize, split: bool) -> Result<()> {
 }
 
 pub fn run(args: Args, seed: RunSeed) -> Result<()> {
-    let split = match args.phase.as_str() {
-        "both" => true,
-        "single" => false,
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "--phase {other}: expected both or single"
-            )))
-        }
-    };
+    let split = crate::report::split_phase(&args.phase)?;
     if let Some(name) = &args.estimate {
         return estimate(name, args.context, split);
     }

@@ -21,3 +21,15 @@ impl From<Stats> for Cost {
         }
     }
 }
+
+/// `--phase` of the subcommands that run both phases in one process: `both` (an offline phase,
+/// then the online run on its material) → true, `single` → false.
+pub fn split_phase(phase: &str) -> mpc_core::Result<bool> {
+    match phase {
+        "both" => Ok(true),
+        "single" => Ok(false),
+        other => Err(mpc_core::Error::InvalidArgument(format!(
+            "--phase {other}: expected both or single"
+        ))),
+    }
+}

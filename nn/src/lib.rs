@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`linear`] | X·W + b, W the server's ([`linear::ServerLinear`] / [`linear::ClientLinear`]) | COP (HE), response window, up-cast |
 //! | [`linear_offline`] | the same layer split: COP on the client's random R offline, one message online | COP (HE) offline; plaintext online |
+//! | [`linear_half`] | one party's half of a COP or SIP layer behind one trait, single-phase or prepared | — |
 //! | [`offline`] | offline material on disk, keyed by model and session, used once | — |
 //! | [`matmul`] | X·Y, both shared (attention's products) | secret products (HE), packed or not |
 //! | [`attention`] | multi-head attention with padding or causal mask, grouped KV heads | `matmul` + Softmax + row products |
@@ -49,6 +50,7 @@ pub mod keys;
 pub mod kv_cache;
 pub mod label;
 pub mod linear;
+pub mod linear_half;
 pub mod linear_offline;
 pub mod matmul;
 pub mod norm;

@@ -13,6 +13,7 @@ use he_linear::secret_product::ProductKeys;
 use mpc_core::{AesPrg, Error, Party, Result, Ring, Seed, Turn};
 use nn::embedding::ServerEmbedding;
 use nn::linear::{Packing, ServerLinear};
+use nn::linear_half::LinearHalf;
 use nn::{Component, HeKeys, SharedTensor};
 use ot_nonlinear::mpc::Session;
 use std::path::Path;
@@ -313,23 +314,20 @@ impl Role for ServerPass<'_> {
         which: Weights,
         x: &SharedTensor,
     ) -> Result<SharedTensor> {
+        let name = offline::entry(layer, which);
         let w = &self.server.layers[layer][which as usize];
-        match self.store {
-            Some(store) => {
-                let name = offline::entry(layer, which);
-                w.online_prepared(sess, he, x, LAYER_RESCALE, store, &name)
-            }
-            None => w.online(sess, he, x, LAYER_RESCALE),
-        }
+        w.run(
+            sess,
+            he,
+            x,
+            LAYER_RESCALE,
+            self.store.map(|s| (s, name.as_str())),
+        )
     }
 
     fn head(&self, sess: &mut Session, he: &HeKeys<'_>, h: &SharedTensor) -> Result<SharedTensor> {
-        match self.store {
-            Some(store) => {
-                (self.server.head).online_prepared(sess, he, h, HEAD_RESCALE, store, HEAD)
-            }
-            None => self.server.head.online(sess, he, h, HEAD_RESCALE),
-        }
+        let prepared = self.store.map(|s| (s, HEAD));
+        self.server.head.run(sess, he, h, HEAD_RESCALE, prepared)
     }
 
     fn embed(&self, sess: &mut Session, he: &HeKeys<'_>) -> Result<SharedTensor> {

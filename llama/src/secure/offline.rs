@@ -26,9 +26,13 @@ use crate::fixed_model::Projection;
 use he_linear::params::HeParams;
 use he_linear::rlwe::PublicKey;
 use mpc_core::{Error, Result};
+use nn::linear::Rescale;
+use nn::linear_half::LinearHalf;
 pub use nn::offline::{OfflineStore, SessionId};
 use nn::sip_linear::ClientSipLinear;
 use nn::Component;
+use nn::{HeKeys, SharedTensor};
+use ot_nonlinear::mpc::Session;
 
 /// The entry holding the plan (the rows of each call).
 pub(crate) const PLAN: &str = "plan";
@@ -173,4 +177,44 @@ pub(crate) fn next_call(plan: &[usize], done: usize, rows: usize) -> Result<usiz
             plan.len()
         ))),
     }
+}
+
+/// Runs `w`, this party's half of a projection or the head, on the entry `name(call)` of the
+/// call's offline material if it has any, single-phase otherwise.
+pub(crate) fn run_linear(
+    w: &dyn LinearHalf,
+    prepared: Option<Prepared<'_>>,
+    name: impl Fn(usize) -> String,
+    sess: &mut Session,
+    he: &HeKeys<'_>,
+    x: &SharedTensor,
+) -> Result<SharedTensor> {
+    let entry = prepared.map(|p| (p.store, name(p.call)));
+    let entry = entry.as_ref().map(|(s, n)| (*s, n.as_str()));
+    w.run(sess, he, x, Rescale::Truncate, entry)
+}
+
+/// This party's offline phase of every call of `calls` (after the plan): each block's four
+/// projections on the call's rows and the head on one, in dataflow order, each under its
+/// component's label.
+pub(crate) fn prepare_calls<L: LinearHalf>(
+    sess: &mut Session,
+    he: &HeKeys<'_>,
+    (layers, head): (&[[L; 4]], &L),
+    calls: &[usize],
+    store: &OfflineStore,
+) -> Result<()> {
+    for (c, &rows) in calls.iter().enumerate() {
+        for (l, layer) in layers.iter().enumerate() {
+            for (w, p) in layer.iter().zip(PROJECTIONS) {
+                sess.scope(&component(p).in_layer(l), |s| {
+                    w.offline(s, he, rows, Rescale::Truncate, store, &entry(c, l, p))
+                })?;
+            }
+        }
+        sess.scope(Component::Head.label(), |s| {
+            head.offline(s, he, 1, Rescale::Truncate, store, &head_entry(c))
+        })?;
+    }
+    Ok(())
 }

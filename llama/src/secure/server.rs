@@ -2,8 +2,8 @@
 //! table for the private lookup), its keys, and the client's public keys after setup.
 use super::engine::{self, Role, Sequence};
 use super::offline::{
-    self, check_plan, entry, head_entry, next_call, put_plan, take_plan, OfflineStore, Prepared,
-    SessionId, MAX_CALLS, PROJECTIONS,
+    self, check_plan, entry, head_entry, next_call, prepare_calls, put_plan, run_linear, take_plan,
+    OfflineStore, Prepared, SessionId, MAX_CALLS,
 };
 use super::public::{redact, PublicLlama};
 use super::{check_call, check_plan_budget, he_params, product_params, RevealBudget};
@@ -15,7 +15,6 @@ use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
 use mpc_core::{AesPrg, Error, Party, Result, Seed, Turn};
 use nn::embedding::ServerEmbedding;
-use nn::linear::Rescale;
 use nn::sip_linear::ServerSipLinear;
 use nn::{Component, HeKeys, SharedTensor};
 use ot_nonlinear::mpc::Session;
@@ -174,19 +173,7 @@ impl Server {
             check_plan_budget(&self.public, &self.params, &calls)?;
             let store = OfflineStore::create(root, model, SessionId(id))?;
             put_plan(&store, &calls)?;
-            for (c, &rows) in calls.iter().enumerate() {
-                for (l, layer) in self.layers.iter().enumerate() {
-                    for (w, p) in layer.iter().zip(PROJECTIONS) {
-                        s.scope(&offline::component(p).in_layer(l), |s| {
-                            w.offline(s, &he, rows, Rescale::Truncate, &store, &entry(c, l, p))
-                        })?;
-                    }
-                }
-                s.scope(Component::Head.label(), |s| {
-                    self.head
-                        .offline(s, &he, 1, Rescale::Truncate, &store, &head_entry(c))
-                })?;
-            }
+            prepare_calls(s, &he, (&self.layers, &self.head), &calls, &store)?;
             // The phase ends when both parties have filed their material.
             s.ch.send(&[1])?;
             s.ch.flush()?;
@@ -273,27 +260,11 @@ impl Role for ServerCall<'_> {
         x: &SharedTensor,
     ) -> Result<SharedTensor> {
         let w = &self.server.layers[layer][p as usize];
-        match self.prepared {
-            Some(Prepared { store, call }) => w.online_prepared(
-                sess,
-                he,
-                x,
-                Rescale::Truncate,
-                store,
-                &entry(call, layer, p),
-            ),
-            None => w.online(sess, he, x, Rescale::Truncate),
-        }
+        run_linear(w, self.prepared, |c| entry(c, layer, p), sess, he, x)
     }
 
     fn head(&self, sess: &mut Session, he: &HeKeys<'_>, y: &SharedTensor) -> Result<SharedTensor> {
-        let head = &self.server.head;
-        match self.prepared {
-            Some(Prepared { store, call }) => {
-                head.online_prepared(sess, he, y, Rescale::Truncate, store, &head_entry(call))
-            }
-            None => head.online(sess, he, y, Rescale::Truncate),
-        }
+        run_linear(&self.server.head, self.prepared, head_entry, sess, he, y)
     }
 
     fn embed(&self, sess: &mut Session, he: &HeKeys<'_>, rows: usize) -> Result<SharedTensor> {
