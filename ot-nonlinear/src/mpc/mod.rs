@@ -53,8 +53,8 @@ use mpc_core::{AesPrg, Channel, Error, Party, Result, Ring, Seed};
 pub use and::and;
 pub use b2a::b2a;
 pub use drelu::{
-    drelu, drelu_lanes, drelu_reduced, drelu_reduced_lanes, greater_equal_threshold, lanes_minus,
-    msb, msb_lanes, wrap,
+    drelu, drelu_digit, drelu_lanes, drelu_reduced, drelu_reduced_lanes, greater_equal_threshold,
+    lanes_minus, msb, msb_lanes, wrap,
 };
 pub use lut::lut;
 pub use matmul::{server_matmul, MatmulDims};
