@@ -40,7 +40,8 @@
 //! (16 COTs, 384 leaf-message bits) instead of four 1-of-16 leaf OTs and three gates
 //! (20 COTs, 88 bits).
 //!
-//! Cost: [`row_max_cost`] is exact (bytes; rounds as the steps' sum).
+//! Cost: [`row_max_cost`] is exact in bytes; its rounds are the steps' sum, an upper bound
+//! (see the table).
 use super::{total_cost, total_cots};
 use crate::approx::SoftmaxPlan;
 use crate::mpc::and::{and, and_cost, and_cots};
@@ -170,7 +171,7 @@ fn steps(
 /// Exact cost of [`row_max`] on `rows` × `cols` (label `max`).
 ///
 /// # Panics
-/// On a shape that [`row_max`] refuses (a digit outside 1..=8).
+/// On some shapes that [`row_max`] refuses (no groups, a digit outside 1..=8).
 pub fn row_max_cost(
     plan: &SoftmaxPlan,
     shape: MaxShape,
@@ -183,7 +184,7 @@ pub fn row_max_cost(
 /// COTs drawn by [`row_max`] on `rows` × `cols`.
 ///
 /// # Panics
-/// On a shape that [`row_max`] refuses (a digit outside 1..=8).
+/// On some shapes that [`row_max`] refuses (no groups, a digit outside 1..=8).
 pub fn row_max_cots(
     plan: &SoftmaxPlan,
     shape: MaxShape,
