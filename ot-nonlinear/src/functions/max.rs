@@ -63,7 +63,7 @@ pub struct MaxShape {
 }
 
 impl MaxShape {
-    /// What [`crate::functions::softmax`] runs: three levels of pairs, then groups of 4
+    /// What [`crate::functions::softmax()`] runs: three levels of pairs, then groups of 4
     /// (128 → 64 → 32 → 16 → 4 → 1), comparisons on 7-bit digits: the fewest COTs among the
     /// shapes measured within the 25 rounds of [`MaxShape::GROUPS`] at 128 columns.
     pub const SOFTMAX: MaxShape = MaxShape {
