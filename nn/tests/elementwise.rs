@@ -226,7 +226,10 @@ fn softmax_with_causal_and_padding_masks_matches_its_mirror() {
             assert!(max_gap(&got[..1], &[one]) <= 1 << 12);
             assert!(max_gap(&got[1..k], &vec![0; k - 1]) <= 1 << 12);
         }
-        assert_cost("op/softmax", &cs, &cc, softmax_cost(&set, 0, heads * q, k));
+        // The cost's rounds are the steps' sum, an upper bound: the max's comparisons end with
+        // the client's flight, which merges with its next step's (functions/max.rs).
+        let cost = softmax_cost(&set, 0, heads * q, k);
+        assert_cost_rounds("op/softmax", &cs, &cc, cost, 46);
     }
 }
 

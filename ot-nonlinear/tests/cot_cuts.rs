@@ -3,13 +3,18 @@
 //! * comparisons in lanes ([`millionaire_lanes`], [`drelu_lanes`], [`drelu_reduced_lanes`]):
 //!   several server values against one client value, sharing the leaf OTs;
 //! * the narrow square and product ([`square_narrow`], [`mul_narrow`]): x² and x·y mod 2^ℓ from
-//!   the low k bits, |x|, |y| < 2^{k−2}.
+//!   the low k bits, |x|, |y| < 2^{k−2};
+//! * the row maximum's shapes ([`row_max`]): Softmax's (2, 2, 2, 4, 4 on 7-bit digits), the
+//!   binary tree and the former 4/8-way tournament, the sum of the winner's differences by
+//!   one-hot indicators, x and y on one mux COT.
 //!
 //! Seeded (`OT_TEST_SEED`, printed).
 mod common;
 
 use common::{both_sessions, end_with_server_flight, seed};
 use mpc_core::{Result, Ring, Stats};
+use ot_nonlinear::approx::SoftmaxPlan;
+use ot_nonlinear::functions::max::{row_max, row_max_cost, row_max_cots, MaxShape};
 use ot_nonlinear::mpc::drelu::{drelu_lanes_cost, drelu_lanes_cots, lanes_minus};
 use ot_nonlinear::mpc::millionaire::{millionaire_lanes_cost, millionaire_lanes_cots};
 use ot_nonlinear::mpc::product::{
@@ -48,6 +53,16 @@ fn measured<T>(
 }
 
 fn assert_cost(s: &Stats, c: &Stats, cost: Cost, what: &str) {
+    assert_bytes(s, c, cost, what);
+    assert_eq!(
+        (s.rounds, c.rounds),
+        (cost.rounds, cost.rounds),
+        "{what}: rounds"
+    );
+}
+
+/// Exact bytes each way.
+fn assert_bytes(s: &Stats, c: &Stats, cost: Cost, what: &str) {
     assert_eq!(
         (s.bytes_sent, s.bytes_recv, c.bytes_sent, c.bytes_recv),
         (
@@ -57,11 +72,6 @@ fn assert_cost(s: &Stats, c: &Stats, cost: Cost, what: &str) {
             cost.server_bytes
         ),
         "{what}: bytes (server sent, server received, client sent, client received)"
-    );
-    assert_eq!(
-        (s.rounds, c.rounds),
-        (cost.rounds, cost.rounds),
-        "{what}: rounds"
     );
 }
 
@@ -74,6 +84,16 @@ fn uniform(n: usize, ring: Ring, seed: u64, salt: u128) -> Vec<u64> {
 /// Shares of `x` in `ring`: uniform server shares with edge shares (0, all-ones, x) at every
 /// 7th position; this party's.
 fn share(sess: &Session, x: &[u64], ring: Ring, seed: u64, salt: u128) -> Vec<u64> {
+    let (s, c) = split(x, ring, seed, salt);
+    if sess.is_server() {
+        s
+    } else {
+        c
+    }
+}
+
+/// Both parties' shares of [`share`] (server, client).
+fn split(x: &[u64], ring: Ring, seed: u64, salt: u128) -> (Vec<u64>, Vec<u64>) {
     let r = uniform(x.len(), ring, seed, salt);
     let s: Vec<u64> = r
         .iter()
@@ -86,11 +106,8 @@ fn share(sess: &Session, x: &[u64], ring: Ring, seed: u64, salt: u128) -> Vec<u6
             _ => r,
         })
         .collect();
-    if sess.is_server() {
-        s
-    } else {
-        x.iter().zip(&s).map(|(&v, &s)| ring.sub(v, s)).collect()
-    }
+    let c = x.iter().zip(&s).map(|(&v, &s)| ring.sub(v, s)).collect();
+    (s, c)
 }
 
 fn open_bits(a: &[bool], b: &[bool]) -> Vec<bool> {
@@ -328,5 +345,127 @@ fn mul_narrow_against_plaintext() {
         if k + 2 > l {
             assert_eq!(cost, mul_cost(n, 1, ring), "falls back to the product");
         }
+    }
+}
+
+#[test]
+fn row_max_shapes_against_plaintext() {
+    let s = seed(25);
+    let plan = SoftmaxPlan::standard();
+    let (r64, yr) = (Ring::R64, Ring::new(plan.max_keep).unwrap());
+    let lsb = 1i64 << plan.max_drop;
+    for (rows, cols) in [(6usize, 128usize), (5, 37), (3, 9), (2, 1)] {
+        // |x| < 2^{drop+keep−2} (all differences fit Z_2^keep), ties, near-equal maxima and
+        // a ±1 ulp neighbourhood of the y grid in the first rows.
+        let lim = 1u64 << (plan.max_drop + plan.max_keep - 2);
+        let mut x: Vec<u64> = uniform(
+            rows * cols,
+            Ring::new(plan.max_drop + plan.max_keep - 1).unwrap(),
+            s,
+            13,
+        )
+        .into_iter()
+        .map(|v| r64.sub(v, lim))
+        .collect();
+        for (i, v) in x[..cols].iter_mut().enumerate() {
+            *v = r64.reduce(((i % 3) as i64 * lsb) as u64); // ties: 0, 1, 2 units of y
+        }
+        if rows > 1 {
+            for (i, v) in x[cols..2 * cols].iter_mut().enumerate() {
+                *v = r64.reduce((5 * lsb + (i % 3) as i64 - 1) as u64); // around a y step
+            }
+        }
+        let (xs, xc) = split(&x, r64, s, 14);
+        // The winner the protocol must return: the binary tree's on the shared y (each
+        // party's local shift, the per-element carry included), the first largest y.
+        let y_of = |i: usize| {
+            let part = |v: u64| (v & ((1 << (plan.max_drop + plan.max_keep)) - 1)) >> plan.max_drop;
+            yr.reduce(part(xs[i]) + part(xc[i]))
+        };
+        let want: Vec<u64> = (0..rows)
+            .map(|r| {
+                let mut cur: Vec<usize> = (r * cols..(r + 1) * cols).collect();
+                while cur.len() > 1 {
+                    cur = cur
+                        .chunks(2)
+                        .map(|p| match *p {
+                            [a, b] if !yr.msb(yr.sub(y_of(a), y_of(b))) => a,
+                            [_, b] => b,
+                            [a] => a,
+                            _ => unreachable!(),
+                        })
+                        .collect();
+                }
+                x[cur[0]]
+            })
+            .collect();
+        for shape in [MaxShape::SOFTMAX, MaxShape::PAIRS, MaxShape::GROUPS] {
+            for value in [Ring::new(35).unwrap(), r64] {
+                let (xs2, xc2) = (xs.clone(), xc.clone());
+                let ((ms, _), (mc, _)) = both_sessions("max", move |sess| {
+                    let mine = if sess.is_server() { &xs2 } else { &xc2 };
+                    let demand = row_max_cots(&plan, shape, (rows, cols), value);
+                    let (m, st, drawn) = measured(sess, "max", demand, |se| {
+                        row_max(se, &plan, shape, mine, (rows, cols), value)
+                    })?;
+                    assert_eq!(drawn, demand, "COTs drawn");
+                    Ok((m, st))
+                });
+                for r in 0..rows {
+                    assert_eq!(
+                        value.add(ms.0[r], mc.0[r]),
+                        value.reduce(want[r]),
+                        "{shape:?}, {rows} × {cols}, Z_2^{}: row {r}",
+                        value.bits()
+                    );
+                }
+                let cost = row_max_cost(&plan, shape, (rows, cols), value);
+                let what = format!("max {shape:?} {rows} × {cols}");
+                assert_bytes(&ms.1, &mc.1, cost, &what);
+                assert!(ms.1.rounds <= cost.rounds, "{what}: {} rounds", ms.1.rounds);
+            }
+        }
+    }
+}
+
+/// The per-row figures of the shapes' table in `functions/max.rs` (rows of 128, Z_2^35):
+/// COTs drawn, bytes, rounds by the cost function and measured.
+#[test]
+fn row_max_shapes_per_row_of_128() {
+    let plan = SoftmaxPlan::standard();
+    let r35 = Ring::new(35).unwrap();
+    for (shape, cots, rounds, cost_rounds) in [
+        (MaxShape::GROUPS, 6_178, 25, 25),
+        (MaxShape::SOFTMAX, 2_586, 25, 29),
+        (MaxShape::PAIRS, 2_286, 29, 35),
+    ] {
+        let demand = row_max_cots(&plan, shape, (1, 128), r35);
+        let ((_, ss), (_, cs)) = both_sessions("max", move |sess| {
+            let x = share(sess, &[0; 128], Ring::R64, 7, 15);
+            let (_, st, drawn) = measured(sess, "max", demand, |se| {
+                row_max(se, &plan, shape, &x, (1, 128), r35)
+            })?;
+            assert_eq!(drawn, demand, "COTs drawn");
+            Ok(st)
+        });
+        let c = row_max_cost(&plan, shape, (1, 128), r35);
+        println!(
+            "{shape:?}: {} COTs, {} rounds ({} by the cost), {} bytes per row of 128",
+            demand.server + demand.client,
+            ss.rounds,
+            c.rounds,
+            c.bytes()
+        );
+        assert_bytes(&ss, &cs, c, &format!("{shape:?}"));
+        assert_eq!(
+            (
+                demand.server + demand.client,
+                ss.rounds,
+                cs.rounds,
+                c.rounds
+            ),
+            (cots, rounds, rounds, cost_rounds),
+            "{shape:?}: COTs, measured rounds, cost rounds"
+        );
     }
 }

@@ -15,11 +15,12 @@ use ot_nonlinear::functions::softmax::{softmax, softmax_cost, softmax_cots};
 use ot_nonlinear::mpc::and::{and_cost, and_cots};
 use ot_nonlinear::mpc::b2a::{b2a_cost, b2a_cots};
 use ot_nonlinear::mpc::drelu::{
-    drelu_cost, drelu_cots, drelu_lanes_cost, drelu_lanes_cots, lanes_minus, wrap_cost, wrap_cots,
+    drelu_cost, drelu_cots, drelu_digit, drelu_digit_cost, drelu_digit_cots, drelu_lanes_cost,
+    drelu_lanes_cots, lanes_minus, wrap_cost, wrap_cots,
 };
 use ot_nonlinear::mpc::lut::{lut_cost, lut_cots};
 use ot_nonlinear::mpc::millionaire::{millionaire_cost, millionaire_cots};
-use ot_nonlinear::mpc::mux::{mux_cost, mux_cots};
+use ot_nonlinear::mpc::mux::{mux_cost, mux_cots, mux_many, mux_many_cost};
 use ot_nonlinear::mpc::product::{
     mul_cost, mul_cots, mul_narrow_cost, mul_narrow_cots, square_cost, square_cots,
     square_narrow_cost, square_narrow_cots,
@@ -172,6 +173,25 @@ fn primitives(sess: &mut Session) -> Result<Vec<Row>> {
             drelu_lanes_cost(N, lanes, ring),
         );
     }
+    // The Softmax max's comparisons on 7-bit digits and its muxes of (x, y) on one COT.
+    let r15 = Ring::new(15)?;
+    let x = shares(sess, N, r15, 8);
+    let d = drawn(sess, |s| drelu_digit(s, &x, r15, 7).map(drop))?;
+    push(
+        "DReLU, Z_2^15, 7-bit digits".into(),
+        d,
+        drelu_digit_cots(N, r15, 7)?,
+        drelu_digit_cost(N, r15, 7)?,
+    );
+    let r35 = Ring::new(35)?;
+    let x = shares(sess, 2 * N, r35, 9);
+    let d = drawn(sess, |s| mux_many(s, &bits, &x, 2, r35).map(drop))?;
+    push(
+        "mux of 2 values, Z_2^35".into(),
+        d,
+        mux_cots(N),
+        mux_many_cost(N, 2, r35),
+    );
     for (l, k) in [(22u32, 13u32), (25, 15), (38, 20)] {
         let ring = Ring::new(l)?;
         let x = shares(sess, N, ring, 6);
@@ -322,7 +342,8 @@ fn every_function_draws_the_cots_it_announces() {
 /// rows of 128, two LayerNorms on 128 rows of 768) under both approximation sets, from the
 /// `*_cots` functions the tests above check against runs, against the baseline before the cuts
 /// of issue 21 item 2 (docs/protocols/nonlinear.md, "COTs per element"): comparisons in lanes
-/// sharing their leaf OTs, the narrow square and product.
+/// sharing their leaf OTs, the narrow square and product, the Softmax max's tournament
+/// reshaped (pairs first, 7-bit digits, one-hot sums, one mux COT per (x, y)).
 #[test]
 fn bert_base_block_cots() {
     let (seq, hidden, inter, heads) = (128, 768, 3072, 12);
@@ -351,8 +372,8 @@ fn bert_base_block_cots() {
     assert_eq!(
         got,
         vec![
-            ("nimbus", 19_267_584, 26_964_480, 4_737_024),
-            ("puma", 87_293_952, 117_600_768, 4_737_024)
+            ("nimbus", 19_267_584, 20_540_928, 4_737_024),
+            ("puma", 87_293_952, 111_177_216, 4_737_024)
         ]
     );
 }

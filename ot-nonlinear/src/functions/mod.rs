@@ -6,7 +6,7 @@
 //! | [`piecewise`](mod@piecewise) | piecewise polynomial, server-held breakpoints, public coefficients | comparisons + powers + muxes + casts |
 //! | [`gelu`](mod@gelu) | GELU (Z_2^64, 18 bits) | Nimbus ≈ 700 bits, 15 rounds; PUMA ≈ 6300 bits, 25 rounds |
 //! | [`exp`](mod@exp) | exp(x), x ≤ 0 (Z_2^64, 18 bits) | Nimbus ≈ 1280 bits, 17 rounds; PUMA (t = 8) ≈ 17 000 bits, 39 rounds |
-//! | [`max`](mod@max) | row maximum, tournament tree (Softmax plan) | ≈ 2.1 comparisons + 2.6 muxes on Z_2^35 (Nimbus exp) per element |
+//! | [`max`](mod@max) | row maximum, tournament tree of a chosen shape (Softmax plan) | Softmax's shape: 1.11 comparisons on Z_2^15 (7-bit digits) + 0.23 ANDs + 0.99 muxes of two values on Z_2^35 (Nimbus exp) per element |
 //! | [`reciprocal`](mod@reciprocal) | 1/s for row sums (Softmax plan): comparisons, 3 lookups, mux, Newton | per row |
 //! | [`layernorm`](mod@layernorm) | LayerNorm's normalisation (γ, β folded into the next linear layer) | ≈ 2260 bits per element + per row rsqrt |
 //! | [`rsqrt`](mod@rsqrt) | 1/√v per LayerNorm row: highest bit, quartic guess, Newton | ≈ 40 kbit per row |
@@ -33,7 +33,7 @@ pub use layernorm::{
     layernorm, layernorm_cost, layernorm_with, normalize_cost, normalize_cots_with, normalize_with,
     Centering, OtProducts, RowProducts,
 };
-pub use max::{row_max, row_max_cost};
+pub use max::{row_max, row_max_cost, row_max_cots, MaxShape};
 pub use piecewise::{piecewise, piecewise_cost, piecewise_cots, Output, PiecewiseSpec};
 pub use reciprocal::{reciprocal, reciprocal_cost};
 pub use reciprocal_any::{

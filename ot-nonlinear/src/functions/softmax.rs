@@ -3,8 +3,9 @@
 //!
 //! 1. mask: the client subtracts `mask_offset` from its share of its own padding entries (no
 //!    message; the server never learns which);
-//! 2. [`row_max`] (tournament tree, comparisons on Z_2^max_keep, muxes on Z_2^k with k the
-//!    low bits the exp reads, [`exp_input_bits`]: 35 for the Nimbus exp, 64 for PUMA's);
+//! 2. [`row_max`] ([`MaxShape::SOFTMAX`]: three levels of pairs, two of 4-way groups; comparisons
+//!    on Z_2^max_keep, muxes of (x, y) on Z_2^k with k the low bits the exp reads,
+//!    [`exp_input_bits`]: 35 for the Nimbus exp, 64 for PUMA's);
 //! 3. d = x − max (local; correct modulo 2^k, which is all the exp reads), exp of the set
 //!    ([`super::exp::exp_reserved`]), row sums (local);
 //! 4. [`reciprocal`] of the row sums (one per row, Z_2^64 at r_frac bits);
@@ -25,7 +26,7 @@
 //! (1/32), which shifts every d alike (softmax is shift-invariant up to the exp
 //! approximation's change over such a shift), plus the exp's and the truncations' carries.
 use super::exp::{exp_cost, exp_cots, exp_input_bits, exp_reserved};
-use super::max::{row_max, row_max_cost, row_max_cots};
+use super::max::{row_max, row_max_cost, row_max_cots, MaxShape};
 use super::reciprocal::{reciprocal, reciprocal_cost, reciprocal_cots};
 use super::{total_cost, total_cots};
 use crate::approx::ApproxSet;
@@ -45,8 +46,8 @@ fn unnormalized_steps(
     let value = max_ring(set, layer);
     vec![
         (
-            row_max_cost(p, rows, cols, value),
-            row_max_cots(p, rows, cols, value),
+            row_max_cost(p, MaxShape::SOFTMAX, (rows, cols), value),
+            row_max_cots(p, MaxShape::SOFTMAX, (rows, cols), value),
         ),
         (
             exp_cost(set, layer, rows * cols),
@@ -205,7 +206,8 @@ fn unnormalized(
             .collect(),
         None => x.to_vec(),
     };
-    let max = row_max(sess, p, &xm, (x.len() / cols, cols), max_ring(set, layer))?;
+    let dims = (x.len() / cols, cols);
+    let max = row_max(sess, p, MaxShape::SOFTMAX, &xm, dims, max_ring(set, layer))?;
     let d: Vec<u64> = xm
         .iter()
         .enumerate()

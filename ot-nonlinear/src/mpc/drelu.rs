@@ -40,6 +40,17 @@ pub fn msb(sess: &mut Session, x: &[u64], ring: Ring) -> Result<Vec<bool>> {
 /// n·lanes shares element-major (`x[u·lanes + c]`), the client its n shares; the result is
 /// element-major.
 pub fn msb_lanes(sess: &mut Session, x: &[u64], ring: Ring, lanes: usize) -> Result<Vec<bool>> {
+    msb_with(sess, x, ring, lanes, DEFAULT_DIGIT)
+}
+
+/// [`msb_lanes`] with leaf digits of `digit` bits (1..=8).
+fn msb_with(
+    sess: &mut Session,
+    x: &[u64],
+    ring: Ring,
+    lanes: usize,
+    digit: u32,
+) -> Result<Vec<bool>> {
     check_shares(x, ring, "msb")?;
     let low = ring.bits() - 1;
     let low_mask = Ring::new(low.max(1))?.mask() * (low > 0) as u64;
@@ -54,7 +65,7 @@ pub fn msb_lanes(sess: &mut Session, x: &[u64], ring: Ring, lanes: usize) -> Res
             }
         })
         .collect();
-    let carry = millionaire_lanes(sess, &input, lanes, low, DEFAULT_DIGIT)?;
+    let carry = millionaire_lanes(sess, &input, lanes, low, digit)?;
     let per = if server { 1 } else { lanes };
     Ok(carry
         .iter()
@@ -71,13 +82,40 @@ pub fn drelu(sess: &mut Session, x: &[u64], ring: Ring) -> Result<Vec<bool>> {
 /// [`drelu`] of `lanes` values per element whose client shares are equal (e.g. x − T_c for
 /// server-held T_c); shares laid out as in [`msb_lanes`]. Label `drelu`.
 pub fn drelu_lanes(sess: &mut Session, x: &[u64], ring: Ring, lanes: usize) -> Result<Vec<bool>> {
+    drelu_with(sess, x, ring, lanes, DEFAULT_DIGIT)
+}
+
+/// [`drelu`] whose millionaire cuts the inputs into leaf digits of `digit` bits (1..=8)
+/// instead of [`DEFAULT_DIGIT`]: e.g. 7 on Z_2^15 gives two digits, a one-gate tree, 16 COTs
+/// and 3 rounds instead of 20 and 4, for 2^7-message leaf OTs. Label `drelu`.
+pub fn drelu_digit(sess: &mut Session, x: &[u64], ring: Ring, digit: u32) -> Result<Vec<bool>> {
+    drelu_with(sess, x, ring, 1, digit)
+}
+
+fn drelu_with(
+    sess: &mut Session,
+    x: &[u64],
+    ring: Ring,
+    lanes: usize,
+    digit: u32,
+) -> Result<Vec<bool>> {
     sess.scope("drelu", |sess| {
         let server = sess.is_server();
-        Ok(msb_lanes(sess, x, ring, lanes)?
+        Ok(msb_with(sess, x, ring, lanes, digit)?
             .into_iter()
             .map(|b| b ^ server)
             .collect())
     })
+}
+
+/// COTs drawn by [`drelu_digit`] on n elements of `ring` (an error for a digit outside 1..=8).
+pub fn drelu_digit_cots(n: usize, ring: Ring, digit: u32) -> Result<CotDemand> {
+    millionaire_lanes_cots(n, 1, ring.bits() - 1, digit)
+}
+
+/// Exact cost of [`drelu_digit`] on n elements of `ring` (an error for a digit outside 1..=8).
+pub fn drelu_digit_cost(n: usize, ring: Ring, digit: u32) -> Result<Cost> {
+    millionaire_lanes_cost(n, 1, ring.bits() - 1, digit)
 }
 
 /// COTs drawn by [`drelu`] (and [`msb`]) on n elements of `ring`.

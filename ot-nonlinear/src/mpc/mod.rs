@@ -24,8 +24,8 @@
 //! |---|---|---|---|
 //! | [`and`](mod@and) | x ∧ y (XOR shares), Beaver triples from random OTs | 4 | 1 |
 //! | [`millionaire`](mod@millionaire) | `[a > b]`, a the server's, b the client's, n bits, m-bit digits | n + Σ leaf messages + tree (see file) | 2 + ⌈log2 ⌈n/m⌉⌉ |
-//! | [`drelu`](mod@drelu) | `[x ≥ 0]`, MSB, wrap, `[x ≥ T]` (server-held T), reduced-ring DReLU, lanes `[x ≥ T_c]` sharing leaves | millionaire on ℓ − 1 (ℓ) bits | as millionaire |
-//! | [`mux`](mod@mux) | b·x | 2(ℓ + 1) | 2 |
+//! | [`drelu`](mod@drelu) | `[x ≥ 0]`, MSB, wrap, `[x ≥ T]` (server-held T), reduced-ring DReLU, lanes `[x ≥ T_c]` sharing leaves, other leaf digits (`drelu_digit`) | millionaire on ℓ − 1 (ℓ) bits | as millionaire |
+//! | [`mux`](mod@mux) | b·x; b·x_c for k values on one COT (`mux_many`) | 2(kℓ + 1) | 2 |
 //! | [`b2a`](mod@b2a) | bit → Z_2^ℓ, scaled by 2^s | ℓ − s | 2 |
 //! | [`trunc`](mod@trunc) | floor(x / 2^s) mod 2^L (down-cast, known-MSB fast path, 1-bit error, faithful) | 0 / L − ℓ + s + 1 / … | 0 / 2 / … |
 //! | [`product`](mod@product) | x·y (Gilboa), x², x·(row scalar); narrow x², x·y on the low k bits of bounded operands | 2(ℓ + ℓ(ℓ+1)/2) | 2 |
@@ -53,8 +53,8 @@ use mpc_core::{AesPrg, Channel, Error, Party, Result, Ring, Seed};
 pub use and::and;
 pub use b2a::b2a;
 pub use drelu::{
-    drelu, drelu_lanes, drelu_reduced, drelu_reduced_lanes, greater_equal_threshold, lanes_minus,
-    msb, msb_lanes, wrap,
+    drelu, drelu_digit, drelu_lanes, drelu_reduced, drelu_reduced_lanes, greater_equal_threshold,
+    lanes_minus, msb, msb_lanes, wrap,
 };
 pub use lut::lut;
 pub use matmul::{server_matmul, MatmulDims};
