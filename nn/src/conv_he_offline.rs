@@ -21,7 +21,7 @@ use crate::conv::ConvShape;
 use crate::conv_he::{check_format, im2col_rows, run, ClientConvHe, ServerConvHe, PACKING};
 use crate::keys::HeKeys;
 use crate::linear::{finish, CopLayout, Rescale};
-use crate::linear_offline::{linear_offline_cost, masked_send_cost, recv_masked, send_masked};
+use crate::linear_offline::{linear_offline_cost, masked_send_cost, recv_unmasked, send_masked};
 use crate::offline::OfflineStore;
 use crate::tensor::SharedTensor;
 use he_linear::matrix::RingMatrix;
@@ -59,12 +59,7 @@ impl ServerConvHe {
         let shape = self.shape;
         let p = shape.out_height() * shape.out_width();
         run(sess, &shape, self.format, x, |sess, shifted| {
-            let d = recv_masked(sess, store, name, shifted.len())?;
-            let xr: Vec<u64> = shifted
-                .iter()
-                .zip(&d)
-                .map(|(&a, &d)| a.wrapping_add(d))
-                .collect();
+            let xr = recv_unmasked(sess, store, name, &shifted)?;
             let rows = im2col_rows(&shape, &xr)?;
             self.linear
                 .apply_prepared(sess, he, rows.share(), p, RESCALE, store, name)

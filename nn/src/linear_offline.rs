@@ -83,7 +83,7 @@ pub(crate) fn masked_send_cost(len: usize) -> Cost {
 
 /// The server's receipt of the client's D = X_c − R (`len` elements) for entry `name`: refuses
 /// a message of another length or tagged for other material.
-pub(crate) fn recv_masked(
+fn recv_masked(
     sess: &mut Session,
     store: &OfflineStore,
     name: &str,
@@ -107,6 +107,22 @@ pub(crate) fn recv_masked(
     Ok(msg[TAG..]
         .chunks_exact(8)
         .map(|d| u64::from_le_bytes(d.try_into().expect("8 bytes")))
+        .collect())
+}
+
+/// The server's X_s + D = X − R (uniform) from its share `x_s` and the client's D for entry
+/// `name` ([`recv_masked`]).
+pub(crate) fn recv_unmasked(
+    sess: &mut Session,
+    store: &OfflineStore,
+    name: &str,
+    x_s: &[u64],
+) -> Result<Vec<u64>> {
+    let d = recv_masked(sess, store, name, x_s.len())?;
+    Ok(x_s
+        .iter()
+        .zip(&d)
+        .map(|(&a, &d)| a.wrapping_add(d))
         .collect())
 }
 
@@ -196,14 +212,7 @@ impl ServerLinear {
     ) -> Result<SharedTensor> {
         let m = self.weights().rows();
         check_input(x, m)?;
-        let d = recv_masked(sess, store, name, x.rows() * m)?;
-        // X_s + D = X − R, uniform.
-        let xr: Vec<u64> = x
-            .share()
-            .iter()
-            .zip(&d)
-            .map(|(&a, &d)| a.wrapping_add(d))
-            .collect();
+        let xr = recv_unmasked(sess, store, name, x.share())?;
         self.apply_prepared(sess, he, &xr, x.rows(), rescale, store, name)
     }
 

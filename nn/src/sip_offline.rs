@@ -34,7 +34,7 @@
 //! ```
 use crate::keys::HeKeys;
 use crate::linear::{finish, Rescale};
-use crate::linear_offline::{prepared_share, recv_masked, send_masked};
+use crate::linear_offline::{prepared_share, recv_unmasked, send_masked};
 use crate::offline::OfflineStore;
 use crate::sip_linear::{check_input, sip_flights, ClientSipLinear, ServerSipLinear};
 use crate::tensor::SharedTensor;
@@ -115,15 +115,8 @@ impl ServerSipLinear {
         check_input(x, m)?;
         let k = x.rows();
         let window = rescale.window(he.params)?;
-        let d = recv_masked(sess, store, name, k * m)?;
+        let xr = recv_unmasked(sess, store, name, x.share())?;
         let s = store.take(name, self.digest(), &meta(k, m, n, window), k * n)?;
-        // X_s + D = X − R, uniform.
-        let xr: Vec<u64> = x
-            .share()
-            .iter()
-            .zip(&d)
-            .map(|(&a, &d)| a.wrapping_add(d))
-            .collect();
         let y = prepared_share(&xr, self.weights(), self.bias(), &s, window)?;
         finish(sess, y, window, rescale)
     }
