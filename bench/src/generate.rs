@@ -105,6 +105,9 @@ struct Report {
     float_ids: Vec<u32>,
     secure_equals_mirror: usize,
     mirror_equals_float: usize,
+    /// The mirror fed the float model's ids (teacher forcing): steps whose argmax is the
+    /// float model's, so that one near-tie does not derail the count.
+    mirror_follows_float: usize,
     prefill: Cost,
     steps: Vec<Cost>,
     setup: Setup,
@@ -391,6 +394,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         .generate_greedy(&prompt, n_new)
         .map_err(llama_err)?;
     let mirror_ids = FixedDecoder::new(&fixed).generate_greedy(&prompt, n_new)?;
+    let followed = FixedDecoder::new(&fixed).follow(&prompt, &float_ids)?;
     eprintln!(
         "float and mirror references in {:.1} s",
         t.elapsed().as_secs_f64()
@@ -536,6 +540,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
             prompt_ids: prompt.clone(),
             secure_equals_mirror: agree(&generated, &mirror_ids),
             mirror_equals_float: agree(&mirror_ids, &float_ids),
+            mirror_follows_float: agree(&followed, &float_ids),
             generated_ids: generated,
             text,
             mirror_ids,
@@ -588,12 +593,13 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     );
     println!(
         "ids: secure {:?}\n     mirror {:?}\n     float  {:?}\nsecure = mirror on {}/{n_new}, \
-         mirror = float on {}/{n_new}",
+         mirror = float on {}/{n_new} (teacher-forced on the float ids: {}/{n_new})",
         report.generated_ids,
         report.mirror_ids,
         report.float_ids,
         report.secure_equals_mirror,
-        report.mirror_equals_float
+        report.mirror_equals_float,
+        report.mirror_follows_float
     );
     if let Some(path) = &args.json {
         let json =

@@ -12,7 +12,7 @@
 use crate::{render_chat, FloatModel, LlamaError, Model};
 use mpc_core::{Error, Result};
 use nn::norm::{prescaled_rms_limit, MAX_PRESCALE};
-use nn::silu::{silu_default, silu_exact, silu_plan, silu_table};
+use nn::silu::{silu_default, silu_exact, silu_fit, silu_plan, silu_table};
 use ot_nonlinear::approx::tables::FitReport;
 use ot_nonlinear::approx::{ApproxSet, ExpMethod, LayerTables, PiecewisePoly, SetPlan};
 
@@ -126,8 +126,11 @@ pub fn fit_silu(layer: usize, samples: &[f32]) -> Result<(PiecewisePoly, FitRepo
         )));
     }
     let mut best: Option<(f64, PiecewisePoly, f64)> = None;
-    for &bound in &BOUNDS {
-        let table = silu_table(DEGREE, bound)?;
+    let candidates = BOUNDS
+        .iter()
+        .flat_map(|&bound| [silu_table(DEGREE, bound), silu_fit(DEGREE, bound, samples)]);
+    for table in candidates {
+        let table = table?;
         let (mut se, mut worst) = (0.0, 0.0f64);
         for &x in samples {
             let x = f64::from(x);

@@ -274,6 +274,22 @@ impl<'a> FixedDecoder<'a> {
         Ok(out)
     }
 
+    /// Teacher forcing: the argmax after `prompt`, then after each token of `continuation` fed
+    /// in turn (not the decoder's own choices), one per token of `continuation`. Compared with
+    /// `continuation` itself (another model's greedy ids), it measures agreement step by
+    /// step without one near-tie derailing the rest.
+    pub fn follow(&mut self, prompt: &[u32], continuation: &[u32]) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(continuation.len());
+        let Some((_, fed)) = continuation.split_last() else {
+            return Ok(out);
+        };
+        out.push(self.next_token(prompt)?);
+        for &id in fed {
+            out.push(self.next_token(&[id])?);
+        }
+        Ok(out)
+    }
+
     fn block(&mut self, l: usize, x: &mut [u64], t: usize) -> Result<()> {
         let m = self.model;
         let c = &m.config;

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use llama::calibrate::{calibrate, calibration_prompts};
+use llama::fixed_model::{FixedDecoder, FixedLlama};
 use llama::{render_chat, FloatModel, Model};
 
 fn data_dir() -> Option<PathBuf> {
@@ -81,6 +83,57 @@ fn tokenizer_chat_and_float_logits_match_the_reference() {
         let text = model.tokenizer.decode_skip_special(&greedy).unwrap();
         assert_eq!(text, prompt["greedy_text"].as_str().unwrap(), "prompt {p}");
     }
+}
+
+/// The fixed-point mirror (the secure run's plaintext twin, calibrated on the server's own
+/// texts) fed the reference's greedy ids: its argmax must agree at every step whose float
+/// top-1/top-2 gap is at least 0.3 (the reference's near-tie threshold) and on ≥ 95 % of all
+/// steps, near-ties included.
+#[test]
+fn the_fixed_point_mirror_follows_the_reference_teacher_forced() {
+    let Some(dir) = data_dir() else { return };
+    let model = Model::load(&dir.join("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap();
+    let reference: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference-outputs.json")).unwrap())
+            .unwrap();
+    let (set, shifts, _) = calibrate(&model, &calibration_prompts(&model).unwrap()).unwrap();
+    let fixed = FixedLlama::new(&model, set, shifts).unwrap();
+    const STEPS: usize = 8;
+    let (mut agree, mut total) = (0, 0);
+    for (p, prompt) in reference["prompts"].as_array().unwrap().iter().enumerate() {
+        let greedy = ids(&prompt["greedy_ids"]);
+        let gaps: Vec<f64> = prompt["greedy_top1_top2_gaps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g.as_f64().unwrap())
+            .collect();
+        let got = FixedDecoder::new(&fixed)
+            .follow(&ids(&prompt["prompt_ids"]), &greedy[..STEPS])
+            .unwrap();
+        println!(
+            "prompt {p}: mirror {got:?}\n          float  {:?}",
+            &greedy[..STEPS]
+        );
+        for (s, (&g, &w)) in got.iter().zip(&greedy).enumerate() {
+            total += 1;
+            if g == w {
+                agree += 1;
+            } else {
+                println!(
+                    "prompt {p} step {s}: mirror {g}, float {w} (gap {})",
+                    gaps[s]
+                );
+                assert!(
+                    gaps[s] < 0.3,
+                    "prompt {p} step {s}: {g} vs {w}, gap {}",
+                    gaps[s]
+                );
+            }
+        }
+    }
+    println!("mirror = float teacher-forced on {agree}/{total}");
+    assert!(agree * 100 >= total * 95, "{agree}/{total}");
 }
 
 #[test]

@@ -28,7 +28,7 @@ use he_linear::response::Window;
 use he_linear::row_products;
 use mpc_core::{Error, Result, Ring};
 use ot_nonlinear::approx::fixed::softmax_row_unnormalized;
-use ot_nonlinear::approx::ApproxSet;
+use ot_nonlinear::approx::{ApproxSet, ScoreMask};
 use ot_nonlinear::functions::{softmax_unnormalized, softmax_unnormalized_cost};
 use ot_nonlinear::mpc::{Cost, Session};
 
@@ -57,36 +57,44 @@ impl Mask<'_> {
         }
     }
 
-    /// The client's per-score mask for `heads` heads of `q × k` scores (None on the server,
-    /// and wherever nothing is masked).
-    pub(crate) fn client_mask(
+    /// The per-score mask bits of `heads` heads of `q × k` scores as this party passes them
+    /// (`None` where nothing is masked, and on the server for the client's padding); see
+    /// [`Mask::score_mask`].
+    pub(crate) fn score_bits(
         &self,
         sess: &Session,
         heads: usize,
         q: usize,
         k: usize,
     ) -> Result<Option<Vec<bool>>> {
-        if let Mask::Padding(Some(m)) = self {
-            if sess.is_server() {
-                return Err(Error::InvalidArgument(
-                    "the padding mask is the client's input".into(),
-                ));
+        match *self {
+            Mask::Full => return Ok(None),
+            Mask::Padding(m) => {
+                if sess.is_server() && m.is_some() {
+                    return Err(Error::InvalidArgument(
+                        "the padding mask is the client's input".into(),
+                    ));
+                }
+                if m.is_some_and(|m| m.len() != k) {
+                    return Err(Error::Shape(format!(
+                        "a padding mask of {} for {k} keys",
+                        m.map_or(0, |m| m.len())
+                    )));
+                }
+                if sess.is_server() {
+                    return Ok(None);
+                }
             }
-            if m.len() != k {
-                return Err(Error::Shape(format!(
-                    "a padding mask of {} for {k} keys",
-                    m.len()
-                )));
-            }
-        }
-        if sess.is_server() || *self == Mask::Full {
-            return Ok(None);
-        }
-        if let Mask::Causal { past } = self {
-            if past + q < k {
-                return Err(Error::Shape(format!(
-                    "causal mask: {q} queries after {past} positions see fewer than {k} keys"
-                )));
+            Mask::Causal { past } => {
+                if past + q < k {
+                    return Err(Error::Shape(format!(
+                        "causal mask: {q} queries after {past} positions see fewer than {k} keys"
+                    )));
+                }
+                // A decoder step's single query sees every key.
+                if past + 1 >= k {
+                    return Ok(None);
+                }
             }
         }
         Ok(Some(
@@ -94,6 +102,16 @@ impl Mask<'_> {
                 .map(|e| self.allows((e / k) % q, e % k))
                 .collect(),
         ))
+    }
+
+    /// The Softmax mask over `bits` ([`Mask::score_bits`]): the padding is the client's
+    /// private mask, the causal mask a public one both parties apply exactly.
+    pub(crate) fn score_mask<'b>(&self, bits: Option<&'b [bool]>) -> ScoreMask<'b> {
+        match (self, bits) {
+            (_, None) if !matches!(self, Mask::Padding(_)) => ScoreMask::None,
+            (Mask::Causal { .. }, Some(b)) => ScoreMask::Public(b),
+            (_, b) => ScoreMask::Private(b),
+        }
     }
 }
 
@@ -212,7 +230,7 @@ pub fn attention(
         .flat_map(|s| s.share().iter().copied())
         .collect();
     let (exps, recips) = sess.scope(&tag(Component::AttentionSoftmax), |s| {
-        let m = mask.client_mask(s, heads, queries, keys)?;
+        let bits = mask.score_bits(s, heads, queries, keys)?;
         softmax_unnormalized(
             s,
             set,
@@ -221,7 +239,7 @@ pub fn attention(
             keys,
             &flat,
             exp_breakpoints,
-            m.as_deref(),
+            mask.score_mask(bits.as_deref()),
         )
     })?;
     let ev = sess.scope(&tag(Component::AttentionPv), |s| {
@@ -391,8 +409,8 @@ pub fn attention_mirror(
         let mut recips = Vec::with_capacity(queries);
         for (i, row) in scores.chunks_exact_mut(keys).enumerate() {
             let m: Vec<bool> = (0..keys).map(|j| mask.allows(i, j)).collect();
-            let masked = (mask != Mask::Full).then_some(m.as_slice());
-            recips.push(softmax_row_unnormalized(set, layer, row, masked));
+            let row_mask = mask.score_mask(Some(&m));
+            recips.push(softmax_row_unnormalized(set, layer, row, row_mask));
         }
         let ev = matmul_mirror(&scores, &vh, queries, keys, dh, PRODUCT_SHIFT);
         let half = 1u64 << (r_frac - 1);

@@ -47,29 +47,53 @@ pub fn silu_default() -> Result<PiecewisePoly> {
 pub const SILU_DEFAULT_MAX_ERROR: f64 = 0.05;
 
 /// Coefficients (constant term first) of the degree-`degree` polynomial closest to `f` in
-/// least squares on 4001 uniform points of [lo, hi]; solved in the variable t = x/s (s the
-/// interval's half-width) for conditioning.
+/// least squares on 4001 uniform points of [lo, hi] (see [`weighted_least_squares`]).
 fn least_squares(f: impl Fn(f64) -> f64, lo: f64, hi: f64, degree: usize) -> Result<Vec<f64>> {
-    let k = degree + 1;
-    let s = (hi - lo) / 2.0;
-    let mid = (hi + lo) / 2.0;
-    if mid != 0.0 {
+    if lo + hi != 0.0 {
         return Err(Error::InvalidArgument(
             "least squares on a symmetric interval only".into(),
         ));
     }
+    weighted_least_squares(f, hi, &uniform_points(hi, 1.0), degree)
+}
+
+/// 4001 uniform points of [−bound, bound], each of weight `weight`.
+fn uniform_points(bound: f64, weight: f64) -> Vec<(f64, f64)> {
+    const POINTS: usize = 4001;
+    (0..POINTS)
+        .map(|p| (bound * (2.0 * p as f64 / (POINTS - 1) as f64 - 1.0), weight))
+        .collect()
+}
+
+/// Coefficients (constant term first) of the degree-`degree` polynomial minimising
+/// Σ w·(p(x) − f(x))² over the weighted `points` (x within ±`half_width`); solved in the
+/// variable t = x/half_width for conditioning.
+fn weighted_least_squares(
+    f: impl Fn(f64) -> f64,
+    half_width: f64,
+    points: &[(f64, f64)],
+    degree: usize,
+) -> Result<Vec<f64>> {
+    let k = degree + 1;
+    let s = half_width;
+    if !(s > 0.0 && s.is_finite()) {
+        return Err(Error::InvalidArgument(format!("least squares on ±{s}")));
+    }
     let mut ata = vec![0.0; k * k];
     let mut aty = vec![0.0; k];
-    let points = 4001;
-    for p in 0..points {
-        let x = lo + (hi - lo) * p as f64 / (points - 1) as f64;
+    let mut pows = vec![0.0; k];
+    for &(x, w) in points {
         let t = x / s;
-        let pows: Vec<f64> = (0..k).map(|j| t.powi(j as i32)).collect();
-        let y = f(x);
+        let mut p = 1.0;
+        for v in pows.iter_mut() {
+            *v = p;
+            p *= t;
+        }
+        let y = w * f(x);
         for i in 0..k {
             aty[i] += pows[i] * y;
             for j in 0..k {
-                ata[i * k + j] += pows[i] * pows[j];
+                ata[i * k + j] += w * pows[i] * pows[j];
             }
         }
     }
@@ -78,6 +102,42 @@ fn least_squares(f: impl Fn(f64) -> f64, lo: f64, hi: f64, degree: usize) -> Res
         .enumerate()
         .map(|(j, c)| c / s.powi(j as i32))
         .collect())
+}
+
+/// Most calibration samples [`silu_fit`] reads (a deterministic stride beyond).
+const MAX_FIT_SAMPLES: usize = 200_000;
+
+/// Weight of the uniform points in [`silu_fit`], as a fraction of the samples' total.
+pub const SILU_FIT_PRIOR: f64 = 0.05;
+
+/// The SiLU table {0 below −bound; a degree-`degree` polynomial on [−bound, bound); x above}
+/// fitted to the observed inputs `samples` (density-weighted, as `bert::fit` fits GELU): the
+/// polynomial minimises the squared error over the samples inside the interval plus uniform
+/// points carrying [`SILU_FIT_PRIOR`] of their weight, so that it stays close to SiLU where
+/// few samples fall. Checked against [`silu_plan`]; falls back to [`silu_table`] when fewer
+/// than a hundred samples fall inside.
+pub fn silu_fit(degree: usize, bound: f64, samples: &[f32]) -> Result<PiecewisePoly> {
+    let uniform = silu_table(degree, bound)?;
+    let stride = samples.len().div_ceil(MAX_FIT_SAMPLES).max(1);
+    let mut points: Vec<(f64, f64)> = samples
+        .iter()
+        .step_by(stride)
+        .map(|&x| f64::from(x))
+        .filter(|x| (-bound..bound).contains(x))
+        .map(|x| (x, 1.0))
+        .collect();
+    if points.len() < 100 {
+        return Ok(uniform);
+    }
+    let prior = SILU_FIT_PRIOR * points.len() as f64 / 4001.0;
+    points.extend(uniform_points(bound, prior));
+    let coeffs = weighted_least_squares(silu_exact, bound, &points, degree)?;
+    let table = PiecewisePoly {
+        pieces: vec![Piece::Zero, Piece::Poly(coeffs), Piece::Identity],
+        ..uniform
+    };
+    silu_plan().validate(&table)?;
+    Ok(table)
 }
 
 /// Gaussian elimination with partial pivoting on a k×k system.

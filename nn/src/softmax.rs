@@ -1,8 +1,10 @@
 //! Softmax of rows on shares (Z_2^64, 18 fraction bits in and out), with a padding mask (the
 //! client's private input) or a causal mask (public): the protocol of
 //! [`ot_nonlinear::functions::softmax()`] (row max by a tournament, the set's exp, reciprocal of
-//! the row sums, row-scalar product), the masked scores lowered on the client's share before
-//! the max. Attention uses the unnormalised form inside [`crate::attention`].
+//! the row sums, row-scalar product); padded scores are lowered on the client's share before
+//! the max, causally masked ones excluded exactly by both parties
+//! ([`ot_nonlinear::approx::ScoreMask`]). Attention uses the unnormalised form inside
+//! [`crate::attention`].
 //!
 //! Mirror: [`softmax_mirror`]. Cost: [`softmax_cost`].
 pub use crate::attention::Mask;
@@ -33,7 +35,7 @@ pub fn softmax(
             "{rows} rows are not heads of {queries} queries"
         )));
     }
-    let m = mask.client_mask(sess, rows / queries, queries, keys)?;
+    let bits = mask.score_bits(sess, rows / queries, queries, keys)?;
     let y = ot_softmax(
         sess,
         set,
@@ -42,7 +44,7 @@ pub fn softmax(
         keys,
         x.share(),
         exp_breakpoints,
-        m.as_deref(),
+        mask.score_mask(bits.as_deref()),
     )?;
     SharedTensor::new(x.shape().clone(), LINEAR, y)
 }
@@ -64,8 +66,7 @@ pub fn softmax_mirror(
     let mut y = x.to_vec();
     for (r, row) in y.chunks_exact_mut(keys).enumerate() {
         let m: Vec<bool> = (0..keys).map(|j| mask.allows(r % queries, j)).collect();
-        let masked = (mask != Mask::Full).then_some(m.as_slice());
-        softmax_row(set, layer, row, masked);
+        softmax_row(set, layer, row, mask.score_mask(Some(&m)));
     }
     y
 }

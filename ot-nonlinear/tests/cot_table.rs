@@ -6,7 +6,7 @@ mod common;
 
 use common::{both_sessions, edge_shares};
 use mpc_core::{Result, Ring};
-use ot_nonlinear::approx::ApproxSet;
+use ot_nonlinear::approx::{ApproxSet, ScoreMask};
 use ot_nonlinear::functions::exp::{exp, exp_breakpoints, exp_cost, exp_cots};
 use ot_nonlinear::functions::gelu::{gelu, gelu_cost, gelu_spec};
 use ot_nonlinear::functions::layernorm::{layernorm, layernorm_cost, layernorm_cots};
@@ -277,7 +277,9 @@ fn functions(sess: &mut Session) -> Result<Vec<Row>> {
     });
     let (r, c) = (8, 128);
     let x = fixed_shares(sess, r * c, 8);
-    let d = drawn(sess, |s| softmax(s, &set, 0, r, c, &x, ebp, None).map(drop))?;
+    let d = drawn(sess, |s| {
+        softmax(s, &set, 0, r, c, &x, ebp, ScoreMask::None).map(drop)
+    })?;
     rows.push(Row {
         name: format!("Softmax (Nimbus), rows of {c}"),
         elements: r * c,

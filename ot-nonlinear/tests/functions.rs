@@ -7,7 +7,7 @@ use common::{both_sessions as both, edge_shares as shares};
 use mpc_core::{FixedPoint, Stats};
 use ot_nonlinear::approx::fixed::{self, gelu_exact};
 use ot_nonlinear::approx::tables::Piece;
-use ot_nonlinear::approx::{ApproxSet, PiecewisePoly};
+use ot_nonlinear::approx::{ApproxSet, PiecewisePoly, ScoreMask};
 use ot_nonlinear::block::Block;
 use ot_nonlinear::functions::*;
 use ot_nonlinear::mpc::Cost;
@@ -226,9 +226,10 @@ fn softmax_matches_the_mirror_and_costs_what_it_says() {
         let ((ys, st_s), (yc, st_c)) = both("softmax", move |sess| {
             let bps = exp_breakpoints(&s2, 0);
             if sess.is_server() {
-                softmax(sess, &s2, 0, rows, cols, &ss, Some(&bps), None)
+                softmax(sess, &s2, 0, rows, cols, &ss, Some(&bps), ScoreMask::None)
             } else {
-                softmax(sess, &s2, 0, rows, cols, &sc, None, Some(&m2))
+                let mask = ScoreMask::Private(Some(&m2));
+                softmax(sess, &s2, 0, rows, cols, &sc, None, mask)
             }
         });
         let cost = softmax_cost(&set, 0, rows, cols);
@@ -236,7 +237,8 @@ fn softmax_matches_the_mirror_and_costs_what_it_says() {
         assert_exact_cost(&set.name, (&st_s, &st_c), cost, want);
         for r in 0..rows {
             let mut want = x[r * cols..(r + 1) * cols].to_vec();
-            fixed::softmax_row(&set, 0, &mut want, Some(&mask[r * cols..(r + 1) * cols]));
+            let row_mask = ScoreMask::Private(Some(&mask[r * cols..(r + 1) * cols]));
+            fixed::softmax_row(&set, 0, &mut want, row_mask);
             let keep: Vec<f64> = (0..cols)
                 .filter(|&c| mask[r * cols + c])
                 .map(|c| xs[r * cols + c])
@@ -264,20 +266,39 @@ fn softmax_matches_the_mirror_and_costs_what_it_says() {
 }
 
 #[test]
+/// Under the client's private mask, and under the same mask made public (both parties pass
+/// it) with row 0's excluded scores far above its kept ones: the private offset could not
+/// exclude those, the public mask must, exactly.
 fn softmax_unnormalized_matches_the_mirror_and_costs_what_it_says() {
+    let cols = SOFTMAX_SHAPE.1;
+    let (mut xs, mask) = softmax_inputs();
+    for public in [false, true] {
+        if public {
+            (0..cols).for_each(|c| xs[c] = if mask[c] { xs[c] - 60.0 } else { 90.0 });
+        }
+        unnormalized_case(&xs, &mask, public);
+    }
+}
+
+fn unnormalized_case(xs: &[f64], mask: &[bool], public: bool) {
     let (rows, cols) = SOFTMAX_SHAPE;
-    let (xs, mask) = softmax_inputs();
     let x: Vec<u64> = xs.iter().map(|&v| enc(v)).collect();
     for set in [ApproxSet::nimbus(), ApproxSet::puma()] {
         let (ss, sc) = shares(&x, 17);
-        let (s2, m2) = (set.clone(), mask.clone());
+        let (s2, m2) = (set.clone(), mask.to_vec());
         let (((es, rs), st_s), ((ec, rc), st_c)) = both("softmax", move |sess| {
             let bps = exp_breakpoints(&s2, 0);
-            if sess.is_server() {
-                softmax_unnormalized(sess, &s2, 0, rows, cols, &ss, Some(&bps), None)
+            let mask = match (public, sess.is_server()) {
+                (true, _) => ScoreMask::Public(&m2),
+                (false, true) => ScoreMask::None,
+                (false, false) => ScoreMask::Private(Some(&m2)),
+            };
+            let (share, bps) = if sess.is_server() {
+                (&ss, Some(bps.as_slice()))
             } else {
-                softmax_unnormalized(sess, &s2, 0, rows, cols, &sc, None, Some(&m2))
-            }
+                (&sc, None)
+            };
+            softmax_unnormalized(sess, &s2, 0, rows, cols, share, bps, mask)
         });
         let cost = softmax_unnormalized_cost(&set, 0, rows, cols);
         let want = if set.name == "nimbus" { 49 } else { 73 };
@@ -285,12 +306,13 @@ fn softmax_unnormalized_matches_the_mirror_and_costs_what_it_says() {
         let r_scale = (1u64 << set.plan.softmax.r_frac) as f64;
         for r in 0..rows {
             let mut want = x[r * cols..(r + 1) * cols].to_vec();
-            let want_r = fixed::softmax_row_unnormalized(
-                &set,
-                0,
-                &mut want,
-                Some(&mask[r * cols..(r + 1) * cols]),
-            );
+            let row_mask = &mask[r * cols..(r + 1) * cols];
+            let row_mask = if public {
+                ScoreMask::Public(row_mask)
+            } else {
+                ScoreMask::Private(Some(row_mask))
+            };
+            let want_r = fixed::softmax_row_unnormalized(&set, 0, &mut want, row_mask);
             let got_r = rs[r].wrapping_add(rc[r]) as i64 as f64 / r_scale;
             let m_r = want_r as f64 / r_scale;
             // The tree's winner may sit up to 1/32 below the mirror's: every exp, so the row
@@ -313,7 +335,9 @@ fn softmax_unnormalized_matches_the_mirror_and_costs_what_it_says() {
                 );
                 // In [0, 1] up to the carries.
                 assert!((-1e-3..=1.0 + 1e-3).contains(&got), "{} e {got}", set.name);
-                if !mask[i] {
+                if !mask[i] && public {
+                    assert_eq!(got, 0.0, "{} excluded [{r},{c}] e", set.name);
+                } else if !mask[i] {
                     assert!(got < 1e-3, "{} padding [{r},{c}] e {got}", set.name);
                 }
             }

@@ -8,8 +8,8 @@ use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
 use mpc_core::{AesPrg, Channel, Error, FixedPoint, Party, Result, Ring, Seed, Turn};
 use nn::norm::HeRowProducts;
-use ot_nonlinear::approx::fixed;
 use ot_nonlinear::approx::layernorm::normalize_row;
+use ot_nonlinear::approx::{fixed, ScoreMask};
 use ot_nonlinear::block::Block;
 use ot_nonlinear::functions::{self as funcs, exp_breakpoints, gelu_spec, Output};
 use ot_nonlinear::mpc::{self, drelu::drelu_cots, product::mul_cots, relu::relu_cots};
@@ -326,12 +326,21 @@ pub(super) const OPS: &[Op] = &[
         secure: |c, s, x| {
             let bps = exp_breakpoints(&c.set, c.layer);
             let bps = s.is_server().then_some(&bps[..]);
-            funcs::softmax(s, &c.set, c.layer, c.n / SM_COLS, SM_COLS, x, bps, None)
+            funcs::softmax(
+                s,
+                &c.set,
+                c.layer,
+                c.n / SM_COLS,
+                SM_COLS,
+                x,
+                bps,
+                ScoreMask::None,
+            )
         },
         reference: |c, x| {
             let mut y = x.to_vec();
             y.chunks_mut(SM_COLS)
-                .for_each(|r| fixed::softmax_row(&c.set, c.layer, r, None));
+                .for_each(|r| fixed::softmax_row(&c.set, c.layer, r, ScoreMask::None));
             y
         },
         // No mask, as in the secure call.

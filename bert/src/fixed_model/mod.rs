@@ -31,7 +31,7 @@ use ot_nonlinear::approx::fixed::{
     exp_nonpositive, gelu, mul_public, reciprocal, softmax_row_unnormalized, tanh, trunc,
 };
 use ot_nonlinear::approx::layernorm::normalize_row;
-use ot_nonlinear::approx::ApproxSet;
+use ot_nonlinear::approx::{ApproxSet, ScoreMask};
 
 const LIN: FixedPoint = FixedPoint::LINEAR;
 const R: Ring = Ring::R64;
@@ -423,7 +423,7 @@ impl FixedBert {
     fn softmax_unnormalized(&self, l: usize, row: &mut [u64], mask: Option<&[bool]>) -> u64 {
         let ab = self.ablation;
         if !(ab.exact_exp || ab.exact_reciprocal) {
-            return softmax_row_unnormalized(&self.set, l, row, mask);
+            return softmax_row_unnormalized(&self.set, l, row, ScoreMask::Private(mask));
         }
         let keep = |i: usize| mask.is_none_or(|m| m[i]);
         let max = (0..row.len())

@@ -13,6 +13,7 @@
 //! * tanh (pooler): sign(x) (1 − e)/(1 + e) with e = exp(−|x|)², exp by 8 squarings;
 //! * public scalars such as 1/n are encoded with [`PUBLIC_FRAC_BITS`] fraction bits.
 use super::plan::{PiecewisePlan, SoftmaxPlan};
+use super::score_mask::ScoreMask;
 use super::tables::{ApproxSet, ExpMethod, Piece, PiecewisePoly};
 use mpc_core::{FixedPoint, Ring};
 use std::ops::Range;
@@ -325,7 +326,7 @@ pub fn softmax_reciprocal(plan: &SoftmaxPlan, s: u64) -> u64 {
 /// Softmax of one row in place (Z_2^64, 18 bits) by the set's [`SoftmaxPlan`]:
 /// [`softmax_row_unnormalized`], then the product ⌊e / 2^{18−e_frac}⌋ · ⌊r / 2^{18−r_frac}⌋
 /// in Z_2^prod_bits, truncated back to 18 bits.
-pub fn softmax_row(set: &ApproxSet, layer: usize, row: &mut [u64], mask: Option<&[bool]>) {
+pub fn softmax_row(set: &ApproxSet, layer: usize, row: &mut [u64], mask: ScoreMask<'_>) {
     let plan = &set.plan.softmax;
     let r64 = Ring::R64;
     let pr = Ring::new(plan.prod_bits).expect("validated plan");
@@ -337,30 +338,27 @@ pub fn softmax_row(set: &ApproxSet, layer: usize, row: &mut [u64], mask: Option<
     }
 }
 
-/// Softmax of one row up to the normalisation, in place (Z_2^64, 18 bits): masked entries
-/// (`mask[i]` false, the client's padding) are lowered by `mask_offset`; max by [`max_tree`];
-/// exp (layer `layer` of `set`) of x − max replaces each entry; returns the row sum's
+/// Softmax of one row up to the normalisation, in place (Z_2^64, 18 bits): the mask's step
+/// before the max ([`ScoreMask::before_max`]: a private mask lowers its entries by
+/// `mask_offset`, a public one copies the first kept score into them); max by [`max_tree`];
+/// exp (layer `layer` of `set`) of x − max replaces each entry, a public mask's excluded ones
+/// then zeroed ([`ScoreMask::after_exp`]); returns the row sum's
 /// [`softmax_reciprocal`] (r_frac fraction bits), so that entry·r is the probability.
 pub fn softmax_row_unnormalized(
     set: &ApproxSet,
     layer: usize,
     row: &mut [u64],
-    mask: Option<&[bool]>,
+    mask: ScoreMask<'_>,
 ) -> u64 {
     let plan = &set.plan.softmax;
     let r64 = Ring::R64;
-    let offset = enc(LIN, plan.mask_offset);
-    for (i, v) in row.iter_mut().enumerate() {
-        if mask.is_some_and(|m| !m[i]) {
-            *v = r64.sub(*v, offset);
-        }
-    }
+    mask.before_max(row, row.len(), enc(LIN, plan.mask_offset));
     let max = max_tree(plan, row);
-    let mut sum = 0u64;
     for v in row.iter_mut() {
         *v = exp_nonpositive(set, layer, r64.sub(*v, max));
-        sum = r64.add(sum, *v);
     }
+    mask.after_exp(row);
+    let sum = row.iter().fold(0u64, |a, &v| r64.add(a, v));
     softmax_reciprocal(plan, sum)
 }
 
@@ -592,20 +590,38 @@ mod tests {
         };
         for (set, err) in [(ApproxSet::nimbus(), 0.03), (ApproxSet::puma(), 0.002)] {
             let mut row: Vec<u64> = xs.iter().map(|&x| e(x)).collect();
-            softmax_row(&set, 0, &mut row, None);
+            softmax_row(&set, 0, &mut row, ScoreMask::None);
             for (g, w) in row.iter().zip(&exact) {
                 assert!((d(*g) - w).abs() < err, "{}: {} vs {w}", set.name, d(*g));
             }
             let mut row: Vec<u64> = xs.iter().map(|&x| e(x)).collect();
             let mask = [true, true, false, true, true, false];
-            softmax_row(&set, 0, &mut row, Some(&mask));
+            let mut public = row.clone();
+            softmax_row(&set, 0, &mut row, ScoreMask::Private(Some(&mask)));
             assert_eq!((row[2], row[5]), (0, 0));
             let total: f64 = row.iter().map(|&v| d(v)).sum();
             assert!((total - 1.0).abs() < 2.0 * err, "{total}");
+            // The same mask made public: exactly zero where excluded, the same elsewhere up to
+            // the exps of the lowered entries (which the private mask leaves above zero only
+            // when the scores span more than the offset: not here).
+            softmax_row(&set, 0, &mut public, ScoreMask::Public(&mask));
+            assert_eq!(public, row);
+            // Scores spanning far more than the offset: the private mask lets an excluded large
+            // score win the max; the public one excludes it exactly.
+            let wide = [e(-20.0), e(40.0), e(-21.0)];
+            let keep = [true, false, true];
+            let mut private = wide.to_vec();
+            softmax_row(&set, 0, &mut private, ScoreMask::Private(Some(&keep)));
+            let mut public = wide.to_vec();
+            softmax_row(&set, 0, &mut public, ScoreMask::Public(&keep));
+            let want = 1.0 / (1.0 + (-1.0f64).exp());
+            assert!((d(public[0]) - want).abs() < 2.0 * err, "{}", d(public[0]));
+            assert_eq!(public[1], 0);
+            assert!((d(private[0]) - want).abs() > 0.5, "{}", d(private[0]));
             // A fully masked row: every entry is lowered alike, so the softmax is taken over the
             // lowered values (uniform here) — the client's padding never has a full row.
             let mut none = vec![e(1.0); 3];
-            softmax_row(&set, 0, &mut none, Some(&[false; 3]));
+            softmax_row(&set, 0, &mut none, ScoreMask::Private(Some(&[false; 3])));
             assert!(none.iter().all(|&v| (d(v) - 1.0 / 3.0).abs() < 2.0 * err));
             // Near-equal scores: the tree's winner is within 2^-5 of the maximum.
             let plan = &set.plan.softmax;

@@ -23,7 +23,9 @@
 pub mod fixed;
 pub mod layernorm;
 pub mod plan;
+pub mod score_mask;
 pub mod tables;
 
 pub use plan::{PiecewisePlan, SetPlan, SoftmaxPlan};
+pub use score_mask::ScoreMask;
 pub use tables::{ApproxSet, ExpMethod, LayerTables, Piece, PiecewisePoly, TablesFile};

@@ -1,13 +1,15 @@
-//! Softmax of rows on shares with an optional client-side mask, following the set's
+//! Softmax of rows on shares with an optional mask, following the set's
 //! [`crate::approx::SoftmaxPlan`]; label `softmax`. Mirror: [`crate::approx::fixed::softmax_row`].
 //!
-//! 1. mask: the client subtracts `mask_offset` from its share of its own padding entries (no
-//!    message; the server never learns which);
+//! 1. mask ([`ScoreMask`], local, no message): the client subtracts `mask_offset` from its
+//!    share of its own padding entries (the server never learns which); under a public mask
+//!    both parties copy their share of the row's first kept score into the excluded entries;
 //! 2. [`row_max`] ([`MaxShape::SOFTMAX`]: three levels of pairs, two of 4-way groups; comparisons
 //!    on Z_2^max_keep, muxes of (x, y) on Z_2^k with k the low bits the exp reads,
 //!    [`exp_input_bits`]: 35 for the Nimbus exp, 64 for PUMA's);
 //! 3. d = x − max (local; correct modulo 2^k, which is all the exp reads), exp of the set
-//!    ([`super::exp::exp_reserved`]), row sums (local);
+//!    ([`super::exp::exp_reserved`]), a public mask's excluded exps zeroed by both parties,
+//!    row sums (local);
 //! 4. [`reciprocal`] of the row sums (one per row, Z_2^64 at r_frac bits);
 //! 5. free down-casts e → Z_2^prod_bits at e_frac bits and r → Z_2^prod_bits, one
 //!    [`mul_row_scalar`] (the row's r against every e of the row), one fused known-MSB
@@ -30,6 +32,7 @@ use super::max::{row_max, row_max_cost, row_max_cots, MaxShape};
 use super::reciprocal::{reciprocal, reciprocal_cost, reciprocal_cots};
 use super::{total_cost, total_cots};
 use crate::approx::ApproxSet;
+use crate::approx::ScoreMask;
 use crate::mpc::product::{mul_cost, mul_cots, mul_row_scalar};
 use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
 use crate::mpc::{Cost, CotDemand, Session};
@@ -105,8 +108,9 @@ pub fn softmax_unnormalized_cots(
 }
 
 /// Shares of the softmax of each row of `x` (rows × cols, row-major, Z_2^64, 18 bits) under
-/// layer `layer` of `set`. The server passes `Some(exp breakpoints)` and no mask; the client
-/// passes `None` and optionally its mask (`false` = padding, excluded). Label `softmax`.
+/// layer `layer` of `set`. The server passes `Some(exp breakpoints)`, the client `None`; the
+/// mask (`false` = excluded) is the client's private one ([`ScoreMask::Private`]: `Some` on
+/// the client, `None` on the server) or a public one both pass. Label `softmax`.
 #[allow(clippy::too_many_arguments)]
 pub fn softmax(
     sess: &mut Session,
@@ -116,7 +120,7 @@ pub fn softmax(
     cols: usize,
     x: &[u64],
     exp_breakpoints: Option<&[f64]>,
-    mask: Option<&[bool]>,
+    mask: ScoreMask<'_>,
 ) -> Result<Vec<u64>> {
     check_inputs(sess, rows, cols, x, mask)?;
     sess.reserve(softmax_cots(set, layer, rows, cols))?;
@@ -153,7 +157,7 @@ pub fn softmax_unnormalized(
     cols: usize,
     x: &[u64],
     exp_breakpoints: Option<&[f64]>,
-    mask: Option<&[bool]>,
+    mask: ScoreMask<'_>,
 ) -> Result<(Vec<u64>, Vec<u64>)> {
     check_inputs(sess, rows, cols, x, mask)?;
     sess.reserve(softmax_unnormalized_cots(set, layer, rows, cols))?;
@@ -167,22 +171,15 @@ fn check_inputs(
     rows: usize,
     cols: usize,
     x: &[u64],
-    mask: Option<&[bool]>,
+    mask: ScoreMask<'_>,
 ) -> Result<()> {
-    let n = rows * cols;
-    if cols == 0 || x.len() != n || mask.is_some_and(|m| m.len() != n) {
+    if cols == 0 || x.len() != rows * cols {
         return Err(Error::Shape(format!(
-            "softmax: {} elements (mask {:?}) are not {rows} rows of {cols}",
-            x.len(),
-            mask.map(|m| m.len())
+            "softmax: {} elements are not {rows} rows of {cols}",
+            x.len()
         )));
     }
-    if sess.is_server() && mask.is_some() {
-        return Err(Error::InvalidArgument(
-            "softmax: the mask is the client's input".into(),
-        ));
-    }
-    Ok(())
+    mask.check(sess.is_server(), rows, cols)
 }
 
 /// Steps 1–4 on checked inputs, COTs reserved.
@@ -193,19 +190,12 @@ fn unnormalized(
     cols: usize,
     x: &[u64],
     exp_breakpoints: Option<&[f64]>,
-    mask: Option<&[bool]>,
+    mask: ScoreMask<'_>,
 ) -> Result<(Vec<u64>, Vec<u64>)> {
     let p = &set.plan.softmax;
     let r64 = Ring::R64;
-    let offset = FixedPoint::LINEAR.encode(p.mask_offset)?;
-    let xm: Vec<u64> = match mask {
-        Some(m) => x
-            .iter()
-            .zip(m)
-            .map(|(&v, &keep)| if keep { v } else { r64.sub(v, offset) })
-            .collect(),
-        None => x.to_vec(),
-    };
+    let mut xm = x.to_vec();
+    mask.before_max(&mut xm, cols, FixedPoint::LINEAR.encode(p.mask_offset)?);
     let dims = (x.len() / cols, cols);
     let max = row_max(sess, p, MaxShape::SOFTMAX, &xm, dims, max_ring(set, layer))?;
     let d: Vec<u64> = xm
@@ -213,7 +203,8 @@ fn unnormalized(
         .enumerate()
         .map(|(i, &v)| r64.sub(v, max[i / cols]))
         .collect();
-    let e = exp_reserved(sess, set, layer, exp_breakpoints, &d)?;
+    let mut e = exp_reserved(sess, set, layer, exp_breakpoints, &d)?;
+    mask.after_exp(&mut e);
     let sums: Vec<u64> = e
         .chunks(cols)
         .map(|row| row.iter().fold(0, |a, &v| r64.add(a, v)))
