@@ -4,14 +4,17 @@
 //! weights by the caller.
 //!
 //! Steps, each under its own label ([`Component`]):
-//! 1. `attention/qk`: Q_h·K_hᵀ for all heads, secret × secret ([`secret_matmul`]); with
-//!    grouped queries, the query heads of one key/value head stacked into one product when
-//!    that moves fewer bytes (a decoder step's single query row: a third of the ciphertexts
-//!    for SmolLM2's groups of three), as in steps 3 and 4;
+//! 1. `attention/qk`: Q_h·K_hᵀ for all heads, secret × secret ([`secret_matmul`]), in the
+//!    layout that moves the fewest bytes, as in steps 3 and 4: one product per head; with
+//!    grouped queries, the query heads of one key/value head stacked into one product; or all
+//!    heads in one product, the groups' blocks on the diagonal of one operand and the
+//!    key/value heads stacked in the other (a decoder step's single query row: one product
+//!    instead of one per group; at SmolLM2's shapes 1.04 MB instead of 1.74 MB per layer for
+//!    Q·Kᵀ, 1.05 MB instead of 3.12 MB for E·V and for the normalisation);
 //! 2. `attention/softmax`: the Softmax up to its normalisation
-//!    ([`ot_nonlinear::functions::softmax_unnormalized`]): exps E and per-row reciprocals r; the
-//!    mask is applied by the client alone, on its share (a padding mask is its private input,
-//!    a causal mask is public);
+//!    ([`ot_nonlinear::functions::softmax_unnormalized`]): exps E and per-row reciprocals r; a
+//!    padding mask is the client's private input, applied on its share; a causal mask is
+//!    public, applied exactly by both parties;
 //! 3. `attention/pv`: E_h·V_h, secret × secret;
 //! 4. `attention/normalize`: diag(r_h)·(E_h·V_h) on HE ([`he_linear::row_products`]), which
 //!    scales d_head values per row instead of the row's keys.
@@ -198,7 +201,7 @@ pub fn attention(
     k.expect("keys", &crate::Shape::matrix(keys, kv_heads * dh), LINEAR)?;
     v.expect("values", &crate::Shape::matrix(keys, kv_heads * dh), LINEAR)?;
     let group = shape.group();
-    let [group_qk, group_pv, group_normalize] = grouping(he.product_params, shape)?;
+    let [layout_qk, layout_pv, layout_normalize] = layouts(he.product_params, shape)?;
     let qh = (0..heads)
         .map(|h| head_columns(q, h, dh))
         .collect::<Result<Vec<_>>>()?;
@@ -208,19 +211,27 @@ pub fn attention(
     let vh = (0..kv_heads)
         .map(|h| head_columns(v, h, dh))
         .collect::<Result<Vec<_>>>()?;
-    let scores = sess.scope(&tag(Component::AttentionQk), |s| {
-        if group_qk {
-            // The query heads of one key/value head stacked: one product per group.
-            let stacked = (0..kv_heads)
-                .map(|g| stack_rows(&qh[g * group..(g + 1) * group]))
-                .collect::<Result<Vec<_>>>()?;
-            let pairs: Vec<_> = stacked.iter().zip(&kt).collect();
-            secret_matmul(s, he, &pairs, PRODUCT_SHIFT)
-        } else {
+    let scores = sess.scope(&tag(Component::AttentionQk), |s| match layout_qk {
+        Layout::PerHead => {
             let pairs: Vec<_> = (0..heads)
                 .map(|h| (&qh[h], &kt[shape.kv_head(h)]))
                 .collect();
             secret_matmul(s, he, &pairs, PRODUCT_SHIFT)
+        }
+        Layout::PerGroup | Layout::BlockDiagonal => {
+            // The query heads of one key/value head stacked: one product per group.
+            let stacked = (0..kv_heads)
+                .map(|g| stack_rows(&qh[g * group..(g + 1) * group]))
+                .collect::<Result<Vec<_>>>()?;
+            if layout_qk == Layout::PerGroup {
+                let pairs: Vec<_> = stacked.iter().zip(&kt).collect();
+                secret_matmul(s, he, &pairs, PRODUCT_SHIFT)
+            } else {
+                // diag(Q_0, Q_1, …)·[K_0ᵀ; K_1ᵀ; …] = [Q_0·K_0ᵀ; Q_1·K_1ᵀ; …].
+                let x = block_diagonal(&stacked)?;
+                let y = stack_rows(&kt)?;
+                secret_matmul(s, he, &[(&x, &y)], PRODUCT_SHIFT)
+            }
         }
     })?;
     // Heads are consecutive within a group and groups in order: the same flat layout
@@ -243,11 +254,21 @@ pub fn attention(
         )
     })?;
     let ev = sess.scope(&tag(Component::AttentionPv), |s| {
-        let per = if group_pv { group } else { 1 };
+        // A block-diagonal E·V's blocks are the groups' exps.
+        let per = match layout_pv {
+            Layout::BlockDiagonal => group,
+            layout => layout.heads_per_block(shape),
+        };
         let e = exps
             .chunks_exact(per * queries * keys)
             .map(|eh| SharedTensor::matrix(per * queries, keys, LINEAR, eh.to_vec()))
             .collect::<Result<Vec<_>>>()?;
+        if layout_pv == Layout::BlockDiagonal {
+            // diag(E_0, E_1, …)·[V_0; V_1; …] = [E_0·V_0; E_1·V_1; …], E_g a group's heads.
+            let x = block_diagonal(&e)?;
+            let y = stack_rows(&vh)?;
+            return secret_matmul(s, he, &[(&x, &y)], PRODUCT_SHIFT);
+        }
         let pairs: Vec<_> = e
             .iter()
             .enumerate()
@@ -258,8 +279,9 @@ pub fn attention(
     sess.scope(&tag(Component::AttentionNormalize), |s| {
         let r_frac = set.plan.softmax.r_frac;
         let window = Window::new(he.product_params, r_frac, Ring::R64.bits())?;
-        // E·V's rows, head-major, as the normalisation's blocks (a group's heads or one).
-        let per = if group_normalize { group } else { 1 };
+        // E·V's rows, head-major, as the normalisation's blocks (one head, a group's heads
+        // or all of them).
+        let per = layout_normalize.heads_per_block(shape);
         let ev_flat: Vec<u64> = ev.iter().flat_map(|o| o.share().iter().copied()).collect();
         let mats = ev_flat
             .chunks_exact(per * queries * dh)
@@ -303,45 +325,102 @@ fn stack_rows(parts: &[SharedTensor]) -> Result<SharedTensor> {
     SharedTensor::matrix(rows, parts[0].cols(), parts[0].format(), data)
 }
 
-/// The product shapes of attention's three HE steps, per head or per group of query heads
-/// sharing a key/value head (their rows stacked).
-fn step_shapes(shape: AttentionShape, grouped: bool) -> [Vec<(usize, usize, usize)>; 3] {
-    let AttentionShape {
-        queries: q,
-        keys,
-        heads,
-        kv_heads,
-        head_dim: dh,
-    } = shape;
-    let (count, rows) = if grouped {
-        (kv_heads, shape.group() * q)
-    } else {
-        (heads, q)
-    };
-    [
-        vec![(rows, dh, keys); count],
-        vec![(rows, keys, dh); count],
-        // Each block's diag(r)·O is a secret product of rows × rows by rows × dh.
-        vec![(rows, rows, dh); count],
-    ]
+/// The rows of `blocks` on the diagonal of a zero matrix (same format): the party's share of
+/// diag(B_0, B_1, …), whose zeros are public and so shared as zeros by both parties.
+fn block_diagonal(blocks: &[SharedTensor]) -> Result<SharedTensor> {
+    let rows = blocks.iter().map(SharedTensor::rows).sum();
+    let cols: usize = blocks.iter().map(SharedTensor::cols).sum();
+    let mut data = vec![0u64; rows * cols];
+    let (mut r0, mut c0) = (0, 0);
+    for b in blocks {
+        for r in 0..b.rows() {
+            let at = (r0 + r) * cols + c0;
+            data[at..at + b.cols()].copy_from_slice(b.row(r));
+        }
+        r0 += b.rows();
+        c0 += b.cols();
+    }
+    SharedTensor::matrix(rows, cols, blocks[0].format(), data)
 }
 
-/// For Q·Kᵀ, E·V and the normalisation: whether to run one product per group of query heads
-/// (fewer, fuller ciphertexts: a decoder step's single query row) rather than one per head.
-/// Chosen by the exact bytes on public shapes, so both parties choose alike; a stacked
-/// normalisation grows quadratically with the rows, so a long prompt keeps it per head.
-fn grouping(params: &HeParams, shape: AttentionShape) -> Result<[bool; 3]> {
-    if shape.group() == 1 {
-        return Ok([false; 3]);
+/// How one of attention's HE steps batches the heads into products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// One product per query head.
+    PerHead,
+    /// One product per key/value head, its query heads' rows stacked.
+    PerGroup,
+    /// One product for all heads: the groups' blocks on the diagonal of the encrypted-side
+    /// operand, the key/value heads stacked in the other (the normalisation: one block of all
+    /// heads' rows). A decoder step's few query rows fill one ciphertext instead of one per
+    /// group.
+    BlockDiagonal,
+}
+
+impl Layout {
+    /// Query heads per block of the Softmax's exps and of the normalisation.
+    fn heads_per_block(self, shape: AttentionShape) -> usize {
+        match self {
+            Layout::PerHead => 1,
+            Layout::PerGroup => shape.group(),
+            Layout::BlockDiagonal => shape.heads,
+        }
     }
-    let single = step_shapes(shape, false);
-    let grouped = step_shapes(shape, true);
-    let mut out = [false; 3];
-    for i in 0..3 {
-        // Both sides of the comparison reveal the same window: its shift does not decide.
-        let a = matmul_cost(params, &single[i], PRODUCT_SHIFT)?.bytes();
-        let b = matmul_cost(params, &grouped[i], PRODUCT_SHIFT)?.bytes();
-        out[i] = b <= a;
+
+    /// The product shapes (k, m, n) of attention's three HE steps in this layout.
+    fn step_shapes(self, shape: AttentionShape) -> [Vec<(usize, usize, usize)>; 3] {
+        let AttentionShape {
+            queries: q,
+            keys,
+            heads,
+            kv_heads,
+            head_dim: dh,
+        } = shape;
+        let rows = self.heads_per_block(shape) * q;
+        if self == Layout::BlockDiagonal {
+            return [
+                vec![(rows, kv_heads * dh, keys)],
+                vec![(rows, kv_heads * keys, dh)],
+                vec![(rows, rows, dh)],
+            ];
+        }
+        let count = heads / self.heads_per_block(shape);
+        [
+            vec![(rows, dh, keys); count],
+            vec![(rows, keys, dh); count],
+            // Each block's diag(r)·O is a secret product of rows × rows by rows × dh.
+            vec![(rows, rows, dh); count],
+        ]
+    }
+}
+
+/// For Q·Kᵀ, E·V and the normalisation: the layout that moves the fewest bytes (exact, on
+/// public shapes, so both parties choose alike). Stacking a group's query heads wins ties
+/// against one product per head; the block-diagonal layout must move strictly fewer bytes (its
+/// zeros grow with the query rows, so a long prompt keeps the others; its inner width, the
+/// key/value heads' keys for E·V, must stay within the parameters' terms).
+fn layouts(params: &HeParams, shape: AttentionShape) -> Result<[Layout; 3]> {
+    // Every layout reveals the same window: the normalisation's shift does not decide.
+    let bytes = |layout: Layout, step: usize| -> Result<u64> {
+        Ok(matmul_cost(params, &layout.step_shapes(shape)[step], PRODUCT_SHIFT)?.bytes())
+    };
+    let mut out = [Layout::PerHead; 3];
+    for (step, best) in out.iter_mut().enumerate() {
+        let mut least = bytes(Layout::PerHead, step)?;
+        if shape.group() > 1 {
+            let grouped = bytes(Layout::PerGroup, step)?;
+            if grouped <= least {
+                (*best, least) = (Layout::PerGroup, grouped);
+            }
+        }
+        if shape.kv_heads > 1 {
+            // Beyond the parameters' inner width (E·V over long contexts) it does not apply.
+            if let Ok(diagonal) = bytes(Layout::BlockDiagonal, step) {
+                if diagonal < least {
+                    *best = Layout::BlockDiagonal;
+                }
+            }
+        }
     }
     Ok(out)
 }
@@ -360,8 +439,8 @@ pub fn attention_cost(
         heads,
         ..
     } = shape;
-    let grouped = grouping(params, shape)?;
-    let shapes = |i: usize| step_shapes(shape, grouped[i])[i].clone();
+    let layouts = layouts(params, shape)?;
+    let shapes = |i: usize| layouts[i].step_shapes(shape)[i].clone();
     let qk = matmul_cost(params, &shapes(0), PRODUCT_SHIFT)?;
     let softmax = softmax_unnormalized_cost(set, layer, heads * queries, keys);
     let pv = matmul_cost(params, &shapes(1), PRODUCT_SHIFT)?;

@@ -1,7 +1,7 @@
 //! Attention on random shares against its mirror: a causal mask over a key cache (past > 0)
 //! with grouped KV heads (the decoder's case) and a padding mask with one KV head per query
-//! head (the encoder's), and a decoder step (one query row, its group's heads stacked), with
-//! exact bytes per step.
+//! head (the encoder's), and a decoder step (one query row, all heads in one block-diagonal
+//! product), with exact bytes per step.
 mod common;
 use common::*;
 use mpc_core::{FixedPoint, Ring};
@@ -128,7 +128,7 @@ fn padded_attention_with_a_kv_head_per_query_head_matches_its_mirror() {
 }
 
 #[test]
-fn a_decoder_step_stacks_the_query_heads_of_a_group_and_moves_fewer_bytes() {
+fn a_decoder_step_puts_all_heads_in_one_block_diagonal_product_and_moves_fewer_bytes() {
     let seed = seed(13);
     let shape = AttentionShape {
         queries: 1,
@@ -138,11 +138,63 @@ fn a_decoder_step_stacks_the_query_heads_of_a_group_and_moves_fewer_bytes() {
         head_dim: 16,
     };
     check(seed, shape, Mask::Causal { past: 8 }, None);
-    // One product per group (two) instead of one per head (six).
+    // One product for all six heads: diag(Q_0, Q_1) (6 × 32) by [K_0ᵀ; K_1ᵀ] (32 × 9),
+    // diag(E_0, E_1) (6 × 18) by [V_0; V_1] (18 × 16), one normalisation block of six rows;
+    // fewer bytes than one product per group (two) or per head (six).
     let fx = Fixture::new(seed);
     let set = ApproxSet::nimbus();
-    let [qk, _, pv, _] = attention_cost(&fx.packed, &set, 0, shape).unwrap();
-    let per_head = |s: (usize, usize, usize)| matmul_cost(&fx.packed, &[s; 6], 18).unwrap().bytes();
-    assert!(qk.bytes() < per_head((1, 16, 9)), "{qk:?}");
-    assert!(pv.bytes() < per_head((1, 9, 16)), "{pv:?}");
+    let [qk, _, pv, normalize] = attention_cost(&fx.packed, &set, 0, shape).unwrap();
+    let r_frac = set.plan.softmax.r_frac;
+    let bytes = |shapes: &[(usize, usize, usize)], shift: u32| {
+        matmul_cost(&fx.packed, shapes, shift).unwrap().bytes()
+    };
+    assert_eq!(qk.bytes(), bytes(&[(6, 32, 9)], 18));
+    assert_eq!(pv.bytes(), bytes(&[(6, 18, 16)], 18));
+    assert_eq!(normalize.bytes(), bytes(&[(6, 6, 16)], r_frac));
+    assert!(qk.bytes() < bytes(&[(3, 16, 9); 2], 18), "{qk:?}");
+    assert!(pv.bytes() < bytes(&[(3, 9, 16); 2], 18), "{pv:?}");
+    assert!(
+        normalize.bytes() < bytes(&[(3, 3, 16); 2], r_frac),
+        "{normalize:?}"
+    );
+    assert!(qk.bytes() < bytes(&[(1, 16, 9); 6], 18), "{qk:?}");
+}
+
+#[test]
+fn a_prompt_of_many_query_rows_keeps_one_product_per_group() {
+    // Long prompts: the block-diagonal zeros would cost more than they merge.
+    let fx = Fixture::new(seed(14));
+    let set = ApproxSet::nimbus();
+    let shape = AttentionShape {
+        queries: 37,
+        keys: 37,
+        heads: 9,
+        kv_heads: 3,
+        head_dim: 64,
+    };
+    let [qk, ..] = attention_cost(&fx.packed, &set, 0, shape).unwrap();
+    let per_group = matmul_cost(&fx.packed, &[(111, 64, 37); 3], 18).unwrap();
+    assert_eq!(qk.bytes(), per_group.bytes());
+}
+
+#[test]
+fn an_encoder_keeps_one_product_per_head() {
+    // BERT-base at 128 tokens: no grouping, and a block-diagonal layout would multiply zeros.
+    let fx = Fixture::new(seed(15));
+    let set = ApproxSet::nimbus();
+    let shape = AttentionShape {
+        queries: 128,
+        keys: 128,
+        heads: 12,
+        kv_heads: 12,
+        head_dim: 64,
+    };
+    let [qk, _, pv, normalize] = attention_cost(&fx.packed, &set, 0, shape).unwrap();
+    let bytes = |shapes: &[(usize, usize, usize)], shift: u32| {
+        matmul_cost(&fx.packed, shapes, shift).unwrap().bytes()
+    };
+    assert_eq!(qk.bytes(), bytes(&[(128, 64, 128); 12], 18));
+    assert_eq!(pv.bytes(), bytes(&[(128, 128, 64); 12], 18));
+    let r_frac = set.plan.softmax.r_frac;
+    assert_eq!(normalize.bytes(), bytes(&[(128, 128, 64); 12], r_frac));
 }
