@@ -147,6 +147,12 @@ impl SipPlan {
         kb * mb
     }
 
+    /// Ciphertext × plaintext ring products the evaluator runs (one per block triple).
+    pub fn ring_products(&self) -> usize {
+        let (kb, mb, nb) = self.blocks();
+        kb * mb * nb
+    }
+
     /// Output ciphertexts returned by the evaluator (one per group of merged blocks).
     pub fn output_cts(&self) -> usize {
         let (kb, _, nb) = self.blocks();

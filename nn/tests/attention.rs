@@ -1,7 +1,8 @@
 //! Attention on random shares against its mirror: a causal mask over a key cache (past > 0)
 //! with grouped KV heads (the decoder's case) and a padding mask with one KV head per query
-//! head (the encoder's), and a decoder step (one query row, all heads in one block-diagonal
-//! product), with exact bytes per step.
+//! head (the encoder's), and decoder steps (one query row: all heads in one block-diagonal
+//! product where that moves fewer bytes for no more ciphertext operations), with exact bytes
+//! per step.
 mod common;
 use common::*;
 use mpc_core::{FixedPoint, Ring};
@@ -128,19 +129,20 @@ fn padded_attention_with_a_kv_head_per_query_head_matches_its_mirror() {
 }
 
 #[test]
-fn a_decoder_step_puts_all_heads_in_one_block_diagonal_product_and_moves_fewer_bytes() {
+fn a_small_decoder_step_puts_all_heads_in_one_block_diagonal_product() {
     let seed = seed(13);
     let shape = AttentionShape {
         queries: 1,
-        keys: 9,
+        keys: 3,
         heads: 6,
         kv_heads: 2,
-        head_dim: 16,
+        head_dim: 4,
     };
-    check(seed, shape, Mask::Causal { past: 8 }, None);
-    // One product for all six heads: diag(Q_0, Q_1) (6 × 32) by [K_0ᵀ; K_1ᵀ] (32 × 9),
-    // diag(E_0, E_1) (6 × 18) by [V_0; V_1] (18 × 16), one normalisation block of six rows;
-    // fewer bytes than one product per group (two) or per head (six).
+    check(seed, shape, Mask::Causal { past: 2 }, None);
+    // One product for all six heads: diag(Q_0, Q_1) (6 × 8) by [K_0ᵀ; K_1ᵀ] (8 × 3),
+    // diag(E_0, E_1) (6 × 6) by [V_0; V_1] (6 × 4), one normalisation block of six rows:
+    // fewer bytes than one product per group (two) or per head (six), one encryption, one
+    // ring product and one decryption each.
     let fx = Fixture::new(seed);
     let set = ApproxSet::nimbus();
     let [qk, _, pv, normalize] = attention_cost(&fx.packed, &set, 0, shape).unwrap();
@@ -148,16 +150,44 @@ fn a_decoder_step_puts_all_heads_in_one_block_diagonal_product_and_moves_fewer_b
     let bytes = |shapes: &[(usize, usize, usize)], shift: u32| {
         matmul_cost(&fx.packed, shapes, shift).unwrap().bytes()
     };
-    assert_eq!(qk.bytes(), bytes(&[(6, 32, 9)], 18));
-    assert_eq!(pv.bytes(), bytes(&[(6, 18, 16)], 18));
-    assert_eq!(normalize.bytes(), bytes(&[(6, 6, 16)], r_frac));
-    assert!(qk.bytes() < bytes(&[(3, 16, 9); 2], 18), "{qk:?}");
-    assert!(pv.bytes() < bytes(&[(3, 9, 16); 2], 18), "{pv:?}");
+    assert_eq!(qk.bytes(), bytes(&[(6, 8, 3)], 18));
+    assert_eq!(pv.bytes(), bytes(&[(6, 6, 4)], 18));
+    assert_eq!(normalize.bytes(), bytes(&[(6, 6, 4)], r_frac));
+    assert!(qk.bytes() < bytes(&[(3, 4, 3); 2], 18), "{qk:?}");
+    assert!(pv.bytes() < bytes(&[(3, 3, 4); 2], 18), "{pv:?}");
     assert!(
-        normalize.bytes() < bytes(&[(3, 3, 16); 2], r_frac),
+        normalize.bytes() < bytes(&[(3, 3, 4); 2], r_frac),
         "{normalize:?}"
     );
-    assert!(qk.bytes() < bytes(&[(1, 16, 9); 6], 18), "{qk:?}");
+}
+
+#[test]
+fn a_smollm2_step_stacks_its_groups_and_normalises_all_heads_in_one_block() {
+    // Nine query heads on three key/value heads of 64, one query row over 45 keys: Q·Kᵀ and
+    // E·V one product per group (the block-diagonal layout would halve their bytes for 80 and
+    // 98 ciphertext operations against 45 and 78), the normalisation one block (0.54 MB and 8
+    // operations against 1.61 MB and 15).
+    let seed = seed(16);
+    let shape = AttentionShape {
+        queries: 1,
+        keys: 45,
+        heads: 9,
+        kv_heads: 3,
+        head_dim: 64,
+    };
+    check(seed, shape, Mask::Causal { past: 44 }, None);
+    let fx = Fixture::new(seed);
+    let set = ApproxSet::nimbus();
+    let [qk, _, pv, normalize] = attention_cost(&fx.packed, &set, 0, shape).unwrap();
+    let r_frac = set.plan.softmax.r_frac;
+    let bytes = |shapes: &[(usize, usize, usize)], shift: u32| {
+        matmul_cost(&fx.packed, shapes, shift).unwrap().bytes()
+    };
+    assert_eq!(qk.bytes(), bytes(&[(3, 64, 45); 3], 18));
+    assert_eq!(pv.bytes(), bytes(&[(3, 45, 64); 3], 18));
+    assert_eq!(normalize.bytes(), bytes(&[(9, 9, 64)], r_frac));
+    assert!(bytes(&[(9, 192, 45)], 18) < qk.bytes());
+    assert!(normalize.bytes() < bytes(&[(3, 3, 64); 3], r_frac));
 }
 
 #[test]
