@@ -5,13 +5,13 @@
 //!
 //! Steps, each under its own label ([`Component`]):
 //! 1. `attention/qk`: Q_h·K_hᵀ for all heads, secret × secret ([`secret_matmul`]), in one of
-//!    three layouts, as in steps 3 and 4: one product per head; with grouped queries, the
-//!    query heads of one key/value head stacked into one product (a decoder step's single
-//!    query row: a third of the ciphertexts for SmolLM2's groups of three); or all heads in
-//!    one product, the groups' blocks on the diagonal of one operand and the key/value heads
-//!    stacked in the other, when that moves fewer bytes for no more ciphertext operations
-//!    (a decoder step's normalisation: 0.54 MB instead of 1.61 MB each way per layer at
-//!    SmolLM2's shapes);
+//!    three layouts, as in steps 3 and 4, whichever costs least in bytes and ciphertext
+//!    operations: one product per head (a prompt); with grouped queries, the query heads of
+//!    one key/value head stacked into one product (a decoder step's single query row: a
+//!    third of the ciphertexts for SmolLM2's groups of three); or all heads in one product,
+//!    the groups' blocks on the diagonal of one operand and the key/value heads stacked in the
+//!    other (a decoder step's normalisation: 0.54 MB each way and 8 operations per layer
+//!    instead of 1.61 MB and 15 at SmolLM2's shapes);
 //! 2. `attention/softmax`: the Softmax up to its normalisation
 //!    ([`ot_nonlinear::functions::softmax_unnormalized`]): exps E and per-row reciprocals r; a
 //!    padding mask is the client's private input, applied on its share; a causal mask is
@@ -408,37 +408,41 @@ fn he_operations(params: &HeParams, shapes: &[(usize, usize, usize)]) -> Result<
     Ok(operations)
 }
 
-/// For Q·Kᵀ, E·V and the normalisation: the layout to run (on public shapes, so both parties
-/// choose alike). One product per group of query heads or per head, whichever moves fewer
-/// bytes (stacking wins ties); then the block-diagonal layout only if it moves fewer bytes
-/// *and* needs no more ciphertext operations ([`he_operations`]): its zero blocks are
-/// evaluated too. Measured on this machine, a bytes-only choice slowed a step's Q·Kᵀ over 45
-/// keys by 1.6× (80 operations against 45) and a 37-token prompt's E·V and normalisation by
-/// 1.9× and 2.3× for half the bytes. A decoder step's normalisation is where it wins on both
-/// counts (SmolLM2: 0.54 MB each way and 8 operations per layer against 1.61 MB and 15).
+/// One ciphertext operation in bytes: ≈ 1.1 ms per operation per party, measured on this
+/// project's VM (a 37-token prompt's normalisation, 582 operations per layer, 0.64 s), is what
+/// ≈ 375 KB take at `lan`'s 3 Gbps (at `wan`'s 400 Mbps, 55 KB: operations then weigh less
+/// than this, but the layouts' bytes differ by a few MB per layer against seconds of work).
+const OPERATION_COST_BYTES: u64 = 375_000;
+
+/// For Q·Kᵀ, E·V and the normalisation: the layout to run, on public shapes so both parties
+/// choose alike: the fewest bytes plus ciphertext operations ([`he_operations`]) priced at
+/// [`OPERATION_COST_BYTES`]; ties keep the earlier of per head, per group, block-diagonal.
+/// Bytes alone mislead both ways: the block-diagonal layout halves a step's bytes but
+/// evaluates its zero blocks (chosen by bytes, a step's Q·Kᵀ over 45 keys took 1.6× the time:
+/// 80 operations against 45), and stacking a prompt's query heads cuts bytes but not work (a
+/// 32-token prompt's normalisation: 582 operations per layer stacked, 153 per head).
 fn layouts(params: &HeParams, shape: AttentionShape) -> Result<[Layout; 3]> {
     // Every layout reveals the same window: the normalisation's shift does not decide.
-    let bytes = |layout: Layout, step: usize| -> Result<u64> {
-        Ok(matmul_cost(params, &layout.step_shapes(shape)[step], PRODUCT_SHIFT)?.bytes())
+    let cost = |layout: Layout, step: usize| -> Result<u64> {
+        let shapes = &layout.step_shapes(shape)[step];
+        // Both directions and both parties' operations run in parallel: one of each counts.
+        let cost = matmul_cost(params, shapes, PRODUCT_SHIFT)?;
+        let bytes = cost.server_bytes.max(cost.client_bytes);
+        Ok(bytes + he_operations(params, shapes)? as u64 * OPERATION_COST_BYTES)
     };
-    let operations =
-        |layout: Layout, step: usize| he_operations(params, &layout.step_shapes(shape)[step]);
     let mut out = [Layout::PerHead; 3];
     for (step, best) in out.iter_mut().enumerate() {
-        let mut least = bytes(Layout::PerHead, step)?;
+        let mut least = cost(Layout::PerHead, step)?;
         if shape.group() > 1 {
-            let grouped = bytes(Layout::PerGroup, step)?;
-            if grouped <= least {
+            let grouped = cost(Layout::PerGroup, step)?;
+            if grouped < least {
                 (*best, least) = (Layout::PerGroup, grouped);
             }
         }
+        // Beyond the parameters' inner width (E·V over long contexts) it does not apply.
         if shape.kv_heads > 1 {
-            // Beyond the parameters' inner width (E·V over long contexts) it does not apply.
-            if let (Ok(diagonal), Ok(diagonal_operations)) = (
-                bytes(Layout::BlockDiagonal, step),
-                operations(Layout::BlockDiagonal, step),
-            ) {
-                if diagonal < least && diagonal_operations <= operations(*best, step)? {
+            if let Ok(diagonal) = cost(Layout::BlockDiagonal, step) {
+                if diagonal < least {
                     *best = Layout::BlockDiagonal;
                 }
             }
