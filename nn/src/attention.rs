@@ -408,7 +408,7 @@ fn he_operations(params: &HeParams, shapes: &[(usize, usize, usize)]) -> Result<
     Ok(operations)
 }
 
-/// One ciphertext operation in bytes: ≈ 1.1 ms per operation per party, measured on this
+/// One ciphertext operation in bytes: 1–1.1 ms per operation per party, measured on this
 /// project's VM (a 37-token prompt's normalisation, 582 operations per layer, 0.64 s), is what
 /// ≈ 375 KB take at `lan`'s 3 Gbps (at `wan`'s 400 Mbps, 55 KB: operations then weigh less
 /// than this, but the layouts' bytes differ by a few MB per layer against seconds of work).

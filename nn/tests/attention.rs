@@ -128,37 +128,66 @@ fn padded_attention_with_a_kv_head_per_query_head_matches_its_mirror() {
     check(seed, shape, Mask::Padding(None), Some(padding));
 }
 
+/// `AttentionShape` in the order queries, keys, heads, key/value heads, head width.
+fn attention_shape(dims: [usize; 5]) -> AttentionShape {
+    let [queries, keys, heads, kv_heads, head_dim] = dims;
+    AttentionShape {
+        queries,
+        keys,
+        heads,
+        kv_heads,
+        head_dim,
+    }
+}
+
+/// The exact bytes of attention's three HE steps (Q·Kᵀ, E·V, normalisation) at a shape, and
+/// what other product shapes would move in their place.
+struct StepBytes {
+    fx: std::sync::Arc<Fixture>,
+    r_frac: u32,
+    chosen: [u64; 3],
+}
+
+impl StepBytes {
+    fn new(seed: u64, shape: AttentionShape) -> StepBytes {
+        let fx = Fixture::new(seed);
+        let set = ApproxSet::nimbus();
+        let [qk, _, pv, normalize] = attention_cost(&fx.packed, &set, 0, shape).unwrap();
+        StepBytes {
+            r_frac: set.plan.softmax.r_frac,
+            chosen: [qk.bytes(), pv.bytes(), normalize.bytes()],
+            fx,
+        }
+    }
+
+    /// Bytes of `shapes` run as step `step` (the normalisation reveals its own window).
+    fn of(&self, step: usize, shapes: &[(usize, usize, usize)]) -> u64 {
+        let shift = if step == 2 { self.r_frac } else { 18 };
+        matmul_cost(&self.fx.packed, shapes, shift).unwrap().bytes()
+    }
+}
+
 #[test]
 fn a_small_decoder_step_puts_all_heads_in_one_block_diagonal_product() {
     let seed = seed(13);
-    let shape = AttentionShape {
-        queries: 1,
-        keys: 3,
-        heads: 6,
-        kv_heads: 2,
-        head_dim: 4,
-    };
+    let shape = attention_shape([1, 3, 6, 2, 4]);
     check(seed, shape, Mask::Causal { past: 2 }, None);
     // One product for all six heads: diag(Q_0, Q_1) (6 × 8) by [K_0ᵀ; K_1ᵀ] (8 × 3),
     // diag(E_0, E_1) (6 × 6) by [V_0; V_1] (6 × 4), one normalisation block of six rows:
     // fewer bytes and ciphertext operations than one product per group (two) or per head
     // (six).
-    let fx = Fixture::new(seed);
-    let set = ApproxSet::nimbus();
-    let [qk, _, pv, normalize] = attention_cost(&fx.packed, &set, 0, shape).unwrap();
-    let r_frac = set.plan.softmax.r_frac;
-    let bytes = |shapes: &[(usize, usize, usize)], shift: u32| {
-        matmul_cost(&fx.packed, shapes, shift).unwrap().bytes()
-    };
-    assert_eq!(qk.bytes(), bytes(&[(6, 8, 3)], 18));
-    assert_eq!(pv.bytes(), bytes(&[(6, 6, 4)], 18));
-    assert_eq!(normalize.bytes(), bytes(&[(6, 6, 4)], r_frac));
-    assert!(qk.bytes() < bytes(&[(3, 4, 3); 2], 18), "{qk:?}");
-    assert!(pv.bytes() < bytes(&[(3, 3, 4); 2], 18), "{pv:?}");
-    assert!(
-        normalize.bytes() < bytes(&[(3, 3, 4); 2], r_frac),
-        "{normalize:?}"
+    let b = StepBytes::new(seed, shape);
+    assert_eq!(
+        b.chosen,
+        [
+            b.of(0, &[(6, 8, 3)]),
+            b.of(1, &[(6, 6, 4)]),
+            b.of(2, &[(6, 6, 4)])
+        ]
     );
+    assert!(b.chosen[0] < b.of(0, &[(3, 4, 3); 2]), "{:?}", b.chosen);
+    assert!(b.chosen[1] < b.of(1, &[(3, 3, 4); 2]), "{:?}", b.chosen);
+    assert!(b.chosen[2] < b.of(2, &[(3, 3, 4); 2]), "{:?}", b.chosen);
 }
 
 #[test]
@@ -168,70 +197,29 @@ fn a_smollm2_step_stacks_its_groups_and_normalises_all_heads_in_one_block() {
     // 98 ciphertext operations against 45 and 78), the normalisation one block (0.54 MB and 8
     // operations each way against 1.61 MB and 15).
     let seed = seed(16);
-    let shape = AttentionShape {
-        queries: 1,
-        keys: 45,
-        heads: 9,
-        kv_heads: 3,
-        head_dim: 64,
-    };
+    let shape = attention_shape([1, 45, 9, 3, 64]);
     check(seed, shape, Mask::Causal { past: 44 }, None);
-    let fx = Fixture::new(seed);
-    let set = ApproxSet::nimbus();
-    let [qk, _, pv, normalize] = attention_cost(&fx.packed, &set, 0, shape).unwrap();
-    let r_frac = set.plan.softmax.r_frac;
-    let bytes = |shapes: &[(usize, usize, usize)], shift: u32| {
-        matmul_cost(&fx.packed, shapes, shift).unwrap().bytes()
-    };
-    assert_eq!(qk.bytes(), bytes(&[(3, 64, 45); 3], 18));
-    assert_eq!(pv.bytes(), bytes(&[(3, 45, 64); 3], 18));
-    assert_eq!(normalize.bytes(), bytes(&[(9, 9, 64)], r_frac));
-    assert!(bytes(&[(9, 192, 45)], 18) < qk.bytes());
-    assert!(normalize.bytes() < bytes(&[(3, 3, 64); 3], r_frac));
+    let b = StepBytes::new(seed, shape);
+    let grouped = [b.of(0, &[(3, 64, 45); 3]), b.of(1, &[(3, 45, 64); 3])];
+    assert_eq!(b.chosen, [grouped[0], grouped[1], b.of(2, &[(9, 9, 64)])]);
+    assert!(b.of(0, &[(9, 192, 45)]) < b.chosen[0]);
+    assert!(b.chosen[2] < b.of(2, &[(3, 3, 64); 3]));
 }
 
 #[test]
 fn a_prompt_of_many_query_rows_keeps_one_product_per_head() {
     // A 32-token prompt: stacking a group's heads would cut bytes but not work (the
     // normalisation: 582 ciphertext operations per layer stacked, 153 per head).
-    let fx = Fixture::new(seed(14));
-    let set = ApproxSet::nimbus();
-    let shape = AttentionShape {
-        queries: 32,
-        keys: 32,
-        heads: 9,
-        kv_heads: 3,
-        head_dim: 64,
-    };
-    let [qk, _, pv, normalize] = attention_cost(&fx.packed, &set, 0, shape).unwrap();
-    let bytes = |shapes: &[(usize, usize, usize)], shift: u32| {
-        matmul_cost(&fx.packed, shapes, shift).unwrap().bytes()
-    };
-    let r_frac = set.plan.softmax.r_frac;
-    assert_eq!(qk.bytes(), bytes(&[(32, 64, 32); 9], 18));
-    assert_eq!(pv.bytes(), bytes(&[(32, 32, 64); 9], 18));
-    assert_eq!(normalize.bytes(), bytes(&[(32, 32, 64); 9], r_frac));
-    assert!(bytes(&[(96, 96, 64); 3], r_frac) < normalize.bytes());
+    let b = StepBytes::new(seed(14), attention_shape([32, 32, 9, 3, 64]));
+    let per_head = [(32, 64, 32), (32, 32, 64), (32, 32, 64)];
+    assert_eq!(b.chosen, [0, 1, 2].map(|i| b.of(i, &[per_head[i]; 9])));
+    assert!(b.of(2, &[(96, 96, 64); 3]) < b.chosen[2]);
 }
 
 #[test]
 fn an_encoder_keeps_one_product_per_head() {
     // BERT-base at 128 tokens: no grouping, and a block-diagonal layout would multiply zeros.
-    let fx = Fixture::new(seed(15));
-    let set = ApproxSet::nimbus();
-    let shape = AttentionShape {
-        queries: 128,
-        keys: 128,
-        heads: 12,
-        kv_heads: 12,
-        head_dim: 64,
-    };
-    let [qk, _, pv, normalize] = attention_cost(&fx.packed, &set, 0, shape).unwrap();
-    let bytes = |shapes: &[(usize, usize, usize)], shift: u32| {
-        matmul_cost(&fx.packed, shapes, shift).unwrap().bytes()
-    };
-    assert_eq!(qk.bytes(), bytes(&[(128, 64, 128); 12], 18));
-    assert_eq!(pv.bytes(), bytes(&[(128, 128, 64); 12], 18));
-    let r_frac = set.plan.softmax.r_frac;
-    assert_eq!(normalize.bytes(), bytes(&[(128, 128, 64); 12], r_frac));
+    let b = StepBytes::new(seed(15), attention_shape([128, 128, 12, 12, 64]));
+    let per_head = [(128, 64, 128), (128, 128, 64), (128, 128, 64)];
+    assert_eq!(b.chosen, [0, 1, 2].map(|i| b.of(i, &[per_head[i]; 12])));
 }
