@@ -423,32 +423,33 @@ const OPERATION_COST_BYTES: u64 = 375_000;
 /// 32-token prompt's normalisation: 582 operations per layer stacked, 153 per head).
 fn layouts(params: &HeParams, shape: AttentionShape) -> Result<[Layout; 3]> {
     // Every layout reveals the same window: the normalisation's shift does not decide.
-    let cost = |layout: Layout, step: usize| -> Result<u64> {
-        let shapes = &layout.step_shapes(shape)[step];
+    let cost = |shapes: &[(usize, usize, usize)]| -> Result<u64> {
         // Both directions and both parties' operations run in parallel: one of each counts.
         let cost = matmul_cost(params, shapes, PRODUCT_SHIFT)?;
         let bytes = cost.server_bytes.max(cost.client_bytes);
         Ok(bytes + he_operations(params, shapes)? as u64 * OPERATION_COST_BYTES)
     };
-    let mut out = [Layout::PerHead; 3];
-    for (step, best) in out.iter_mut().enumerate() {
-        let mut least = cost(Layout::PerHead, step)?;
-        if shape.group() > 1 {
-            let grouped = cost(Layout::PerGroup, step)?;
-            if grouped < least {
-                (*best, least) = (Layout::PerGroup, grouped);
-            }
-        }
-        // Beyond the parameters' inner width (E·V over long contexts) it does not apply.
-        if shape.kv_heads > 1 {
-            if let Ok(diagonal) = cost(Layout::BlockDiagonal, step) {
-                if diagonal < least {
-                    *best = Layout::BlockDiagonal;
-                }
+    let mut candidates = vec![Layout::PerHead];
+    if shape.group() > 1 {
+        candidates.push(Layout::PerGroup);
+    }
+    if shape.kv_heads > 1 {
+        candidates.push(Layout::BlockDiagonal);
+    }
+    let mut best = [(Layout::PerHead, u64::MAX); 3];
+    for layout in candidates {
+        for (step, shapes) in layout.step_shapes(shape).iter().enumerate() {
+            let cost = match (layout, cost(shapes)) {
+                // Beyond the parameters' inner width (E·V over long contexts) it does not apply.
+                (Layout::BlockDiagonal, Err(_)) => continue,
+                (_, cost) => cost?,
+            };
+            if cost < best[step].1 {
+                best[step] = (layout, cost);
             }
         }
     }
-    Ok(out)
+    Ok(best.map(|(layout, _)| layout))
 }
 
 /// Exact cost of [`attention`] per label: (qk, softmax, pv, normalize).

@@ -101,33 +101,6 @@ fn check(seed: u64, shape: AttentionShape, mask_s: Mask<'static>, padding: Optio
     }
 }
 
-#[test]
-fn causal_attention_over_a_cache_with_grouped_kv_heads_matches_its_mirror() {
-    let seed = seed(11);
-    let shape = AttentionShape {
-        queries: 3,
-        keys: 7,
-        heads: 4,
-        kv_heads: 2,
-        head_dim: 8,
-    };
-    check(seed, shape, Mask::Causal { past: 4 }, None);
-}
-
-#[test]
-fn padded_attention_with_a_kv_head_per_query_head_matches_its_mirror() {
-    let seed = seed(12);
-    let shape = AttentionShape {
-        queries: 6,
-        keys: 6,
-        heads: 2,
-        kv_heads: 2,
-        head_dim: 8,
-    };
-    let padding = (0..6).map(|j| j < 4).collect();
-    check(seed, shape, Mask::Padding(None), Some(padding));
-}
-
 /// `AttentionShape` in the order queries, keys, heads, key/value heads, head width.
 fn attention_shape(dims: [usize; 5]) -> AttentionShape {
     let [queries, keys, heads, kv_heads, head_dim] = dims;
@@ -138,6 +111,29 @@ fn attention_shape(dims: [usize; 5]) -> AttentionShape {
         kv_heads,
         head_dim,
     }
+}
+
+#[test]
+fn causal_attention_over_a_cache_with_grouped_kv_heads_matches_its_mirror() {
+    let seed = seed(11);
+    check(
+        seed,
+        attention_shape([3, 7, 4, 2, 8]),
+        Mask::Causal { past: 4 },
+        None,
+    );
+}
+
+#[test]
+fn padded_attention_with_a_kv_head_per_query_head_matches_its_mirror() {
+    let seed = seed(12);
+    let padding = (0..6).map(|j| j < 4).collect();
+    check(
+        seed,
+        attention_shape([6, 6, 2, 2, 8]),
+        Mask::Padding(None),
+        Some(padding),
+    );
 }
 
 /// The exact bytes of attention's three HE steps (Q·Kᵀ, E·V, normalisation) at a shape, and
