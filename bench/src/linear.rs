@@ -69,7 +69,7 @@ struct Row {
     wall_s: f64,
 }
 
-/// Nimbus's published COP online MB at the BERT-base shapes (REFERENCE.md).
+/// Nimbus's published COP online MB at the BERT-base shapes (arXiv 2411.15707, per-block table).
 fn nimbus_mb(m: usize, n: usize) -> Option<f64> {
     match (m, n) {
         (768, 2304) => Some(10.35),

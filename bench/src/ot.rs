@@ -144,7 +144,7 @@ fn measure<S: RandomCotSender, R: RandomCotReceiver + 'static>(
     Ok(Row {
         protocol,
         transport,
-        aes: if ot_nonlinear::aes_batch::has_vaes() {
+        aes: if mpc_core::aes_batch::has_vaes() {
             "vaes512"
         } else {
             "portable"

@@ -10,7 +10,7 @@ pub struct FixedPoint {
 }
 
 impl FixedPoint {
-    /// Z_{2^64} with 18 fraction bits: linear layers and attention (DESIGN.md §1).
+    /// Z_{2^64} with 18 fraction bits: linear layers and attention (Nimbus's choice, arXiv 2411.15707).
     pub const LINEAR: FixedPoint = FixedPoint {
         ring: Ring::R64,
         frac_bits: 18,

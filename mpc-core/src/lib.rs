@@ -5,7 +5,9 @@
 //! * [`transport`]: the frame carriers under a channel (in-memory pair, TCP) and the real-time
 //!   network shaper ([`NetProfile`]: `none`, `lan`, `wan`, `bolt-lan`, `bolt-wan`).
 //! * [`ring`] and [`fixed`]: Z_{2^ℓ} arithmetic, additive shares, fixed-point encoding.
-//! * [`prg`]: AES-128-CTR pseudo-random generator and coin-tossed shared seeds.
+//! * [`block`], [`aes_batch`], [`prg`]: the 128-bit block, AES-128 on batches of blocks (VAES-512
+//!   detected at run time, a portable path), the one AES-128-CTR pseudo-random generator of the
+//!   workspace and coin-tossed shared seeds.
 //! * [`error`]: the typed error every protocol returns.
 //!
 //! ```
@@ -26,6 +28,8 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod aes_batch;
+pub mod block;
 pub mod channel;
 pub mod error;
 pub mod fixed;
@@ -33,6 +37,7 @@ pub mod prg;
 pub mod ring;
 pub mod transport;
 
+pub use block::Block;
 pub use channel::{Channel, Stats};
 pub use error::{Error, Result};
 pub use fixed::FixedPoint;

@@ -1,12 +1,12 @@
 //! The sigmoid approximations: their documented errors, the secure evaluation against the
 //! mirror on random shares (edge values included), and the exact cost.
+use mpc_core::AesPrg;
 use mpc_core::{Channel, FixedPoint, Party, Result, Ring, Seed, Stats};
 use nn::sigmoid::{
     sigmoid, sigmoid_cost, sigmoid_cots, sigmoid_fixed, SigmoidApprox, SIGMOID_PLAN,
 };
-use ot_nonlinear::block::Block;
 use ot_nonlinear::mpc::Session;
-use ot_nonlinear::prg::BlockPrg;
+use ot_nonlinear::Block;
 use std::time::Duration;
 
 const SEED: u128 = 0x5167_2019;
@@ -79,7 +79,7 @@ fn mirror_stays_within_the_table_error_plus_carries() {
 fn secure_matches_mirror_and_cost_is_exact() {
     println!("seed {SEED:#x}");
     let fp = FixedPoint::LINEAR;
-    let mut prg = BlockPrg::new(Block(SEED));
+    let mut prg = AesPrg::from_block(Block(SEED));
     let mut x: Vec<u64> = (0..200)
         .map(|_| {
             let v = (prg.block().low_u64() % (40 << 18)) as i64 - (20 << 18);

@@ -2,10 +2,10 @@
 //! (sender and receiver), the LPN rows of one bin against the main reserve, the IKNP
 //! transpose, and the tweakable CCR hash. Throughput is in blocks (COTs) per second.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use mpc_core::AesPrg;
 use ot_nonlinear::aes_hash::tccr_blocks;
 use ot_nonlinear::block::huge_vec;
 use ot_nonlinear::ferret::{lpn, spcot, LpnParams};
-use ot_nonlinear::prg::BlockPrg;
 use ot_nonlinear::transpose::transpose;
 use ot_nonlinear::Block;
 use std::hint::black_box;
@@ -13,7 +13,7 @@ use std::hint::black_box;
 fn bench_ferret(c: &mut Criterion) {
     let p = LpnParams::MAIN;
     let bin = 1usize << p.log_bin;
-    let mut prg = BlockPrg::new(Block(1));
+    let mut prg = AesPrg::from_block(Block(1));
     let delta = prg.block().with_lsb(true);
     let q: Vec<Block> = (0..p.log_bin)
         .map(|_| prg.block().with_lsb(false))
@@ -33,8 +33,8 @@ fn bench_ferret(c: &mut Criterion) {
         b.iter(|| spcot::recv_tree(&t, &corr, black_box(&mut leaves)))
     });
     let mut reserve = huge_vec(p.k);
-    prg.fill(&mut reserve);
-    let mut matrix = BlockPrg::new(Block(3));
+    prg.fill_blocks(&mut reserve);
+    let mut matrix = AesPrg::from_block(Block(3));
     let mut row = 0;
     g.bench_function("LPN rows of one bin, main set", |b| {
         b.iter(|| {
@@ -47,9 +47,9 @@ fn bench_ferret(c: &mut Criterion) {
 
 fn bench_iknp_and_hash(c: &mut Criterion) {
     let m = 1usize << 16;
-    let mut prg = BlockPrg::new(Block(2));
+    let mut prg = AesPrg::from_block(Block(2));
     let mut cols = vec![Block::ZERO; m];
-    prg.fill(&mut cols);
+    prg.fill_blocks(&mut cols);
     let mut out = vec![Block::ZERO; m];
     let mut g = c.benchmark_group("iknp");
     g.throughput(Throughput::Elements(m as u64));

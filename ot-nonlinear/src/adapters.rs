@@ -34,8 +34,9 @@
 //! 2m + N hashes per instance instead of m·N. A receiver with choice v knows `K_b^{v_b}` only;
 //! every other mask is the hash of an input that contains a key it does not know.
 use crate::aes_hash::tccr_blocks;
-use crate::block::{low_mask, pack_values, BitBuf, Block};
+use crate::block::{low_mask, pack_values, BitBuf};
 use crate::cot::{RandomCotReceiver, RandomCotSender};
+use mpc_core::Block;
 use mpc_core::{Channel, Error, Result, Ring};
 use rayon::prelude::*;
 

@@ -9,15 +9,13 @@
 //! * [`tccr`]: H(i, x) = π(π(x) ⊕ i) ⊕ π(x), tweakable circular correlation robust; two AES
 //!   calls. Every OT key is hashed with its index `i` as the tweak (the adapters of
 //!   [`crate::adapters`]), so keys of different OTs under the same Δ are independent.
-use crate::aes_batch::AesBatch;
-use crate::block::Block;
+use mpc_core::aes_batch::AesBatch;
+pub use mpc_core::aes_batch::AES_BATCH;
+use mpc_core::Block;
 use std::sync::OnceLock;
 
 /// The public key of π (the first 32 hexadecimal digits of π's fractional part).
 const FIXED_KEY: u128 = 0x243f_6a88_85a3_08d3_1319_8a2e_0370_7344;
-
-/// Blocks per AES call in the batch helpers (keeps the 8-way AES-NI pipeline full).
-pub const AES_BATCH: usize = 64;
 
 /// π: AES-128 under the fixed key, on the VAES path when the CPU has it.
 pub fn pi() -> &'static AesBatch {
@@ -31,21 +29,13 @@ pub fn permute_blocks(blocks: &mut [Block]) {
     pi().encrypt(blocks);
 }
 
-/// σ(x_L ‖ x_R) = (x_L ⊕ x_R) ‖ x_L, a linear orthomorphism.
-#[inline(always)]
-pub fn sigma(x: Block) -> Block {
-    let hi = (x.0 >> 64) as u64;
-    let lo = x.0 as u64;
-    Block::from_halves(hi ^ lo, hi)
-}
-
 /// H(x) = π(σ(x)) ⊕ σ(x) for every block of `blocks`, in place.
 pub fn ccr_blocks(blocks: &mut [Block]) {
     let mut tmp = [Block::ZERO; AES_BATCH];
     for chunk in blocks.chunks_mut(AES_BATCH) {
         let tmp = &mut tmp[..chunk.len()];
         for (t, x) in tmp.iter_mut().zip(chunk.iter_mut()) {
-            *x = sigma(*x);
+            *x = x.sigma();
             *t = *x;
         }
         permute_blocks(tmp);
@@ -98,12 +88,12 @@ mod tests {
             permute_blocks(&mut b);
             b[0]
         };
-        assert_eq!(ccr(x), enc(sigma(x)) ^ sigma(x));
+        assert_eq!(ccr(x), enc(x.sigma()) ^ x.sigma());
         let i = Block(42);
         assert_eq!(tccr(i, x), enc(enc(x) ^ i) ^ enc(x));
         assert_ne!(tccr(Block(1), x), tccr(Block(2), x));
         // σ is an orthomorphism: σ(x) ⊕ x is a bijection too (no nonzero fixed point).
-        assert_ne!(sigma(x) ^ x, Block::ZERO);
+        assert_ne!(x.sigma() ^ x, Block::ZERO);
         // Batches agree with single calls across a chunk boundary.
         let mut xs: Vec<Block> = (0..(AES_BATCH as u128 + 3)).map(Block).collect();
         let tw: Vec<Block> = (0..xs.len() as u128).map(|j| Block(j * 7)).collect();

@@ -13,11 +13,11 @@
 //!
 //! **Cost**: `32 + 32·n` bytes, 2 rounds (flights). IKNP runs it once per connection with
 //! n = 128 ([`BASE_OTS`]).
-use crate::block::Block;
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity;
+use mpc_core::Block;
 use mpc_core::{Channel, Error, Result};
 use rand_core::CryptoRng;
 

@@ -10,7 +10,8 @@
 //! Each output has a stream index (0, 1, 2, ... in the order produced); `fill` returns the
 //! index of its first output. Adapters hash keys with that index as the tweak, so no two COTs
 //! of one source are ever hashed under the same tweak.
-use crate::block::{huge_vec, Block};
+use crate::block::huge_vec;
+use mpc_core::Block;
 use mpc_core::{Channel, Result};
 use std::collections::VecDeque;
 

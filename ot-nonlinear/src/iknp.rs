@@ -13,10 +13,10 @@
 //! Cost: **128 bits per COT**, receiver → sender, one flight (batches of at most
 //! [`IKNP_BATCH`] COTs, all in one direction, so one round however many batches).
 use crate::base_ot::{self, BASE_OTS};
-use crate::block::Block;
 use crate::cot::{Pool, RandomCotReceiver, RandomCotSender};
-use crate::prg::BlockPrg;
 use crate::transpose::transpose;
+use mpc_core::AesPrg;
+use mpc_core::Block;
 use mpc_core::{Channel, Error, Result};
 use rand_core::CryptoRng;
 
@@ -35,14 +35,14 @@ fn batch_size(missing: usize) -> usize {
 #[derive(Debug)]
 pub struct IknpSender {
     delta: Block,
-    prgs: Vec<BlockPrg>,
+    prgs: Vec<AesPrg>,
     pool: Pool,
 }
 
 impl IknpSender {
     /// Setup with a fresh Δ drawn from `rng`.
     pub fn setup(ch: &mut Channel, rng: &mut impl CryptoRng) -> Result<IknpSender> {
-        let delta = BlockPrg::from_rng(rng).block().with_lsb(true);
+        let delta = AesPrg::from_rng(rng).block().with_lsb(true);
         IknpSender::setup_with_delta(ch, delta, rng)
     }
 
@@ -62,7 +62,7 @@ impl IknpSender {
             let keys = base_ot::recv_random(ch, &choices, rng)?;
             Ok(IknpSender {
                 delta,
-                prgs: keys.into_iter().map(BlockPrg::new).collect(),
+                prgs: keys.into_iter().map(AesPrg::from_block).collect(),
                 pool: Pool::default(),
             })
         })
@@ -75,7 +75,7 @@ impl IknpSender {
             let u: Vec<Block> = ch.recv_pod_vec(BASE_OTS * w)?;
             let mut cols = vec![Block::ZERO; BASE_OTS * w];
             for (j, (col, uj)) in cols.chunks_mut(w).zip(u.chunks(w)).enumerate() {
-                self.prgs[j].fill(col);
+                self.prgs[j].fill_blocks(col);
                 let bit = (self.delta.0 >> j) & 1 == 1;
                 for (c, &x) in col.iter_mut().zip(uj) {
                     *c ^= x.select(bit);
@@ -115,8 +115,8 @@ impl RandomCotSender for IknpSender {
 /// The IKNP receiver.
 #[derive(Debug)]
 pub struct IknpReceiver {
-    prgs: Vec<[BlockPrg; 2]>,
-    choice_prg: BlockPrg,
+    prgs: Vec<[AesPrg; 2]>,
+    choice_prg: AesPrg,
     pool: Pool,
 }
 
@@ -129,9 +129,9 @@ impl IknpReceiver {
             Ok(IknpReceiver {
                 prgs: keys
                     .into_iter()
-                    .map(|[k0, k1]| [BlockPrg::new(k0), BlockPrg::new(k1)])
+                    .map(|[k0, k1]| [AesPrg::from_block(k0), AesPrg::from_block(k1)])
                     .collect(),
-                choice_prg: BlockPrg::from_rng(rng),
+                choice_prg: AesPrg::from_rng(rng),
                 pool: Pool::default(),
             })
         })
@@ -141,12 +141,12 @@ impl IknpReceiver {
         ch.scope("iknp/extend", |ch| {
             let w = m / 128;
             let mut r = vec![Block::ZERO; w];
-            self.choice_prg.fill(&mut r);
+            self.choice_prg.fill_blocks(&mut r);
             let mut t = vec![Block::ZERO; BASE_OTS * w];
             let mut u = vec![Block::ZERO; BASE_OTS * w];
             for (j, (tj, uj)) in t.chunks_mut(w).zip(u.chunks_mut(w)).enumerate() {
-                self.prgs[j][0].fill(tj);
-                self.prgs[j][1].fill(uj);
+                self.prgs[j][0].fill_blocks(tj);
+                self.prgs[j][1].fill_blocks(uj);
                 for ((x, &a), &c) in uj.iter_mut().zip(tj.iter()).zip(&r) {
                     *x ^= a ^ c;
                 }

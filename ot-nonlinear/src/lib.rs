@@ -1,10 +1,11 @@
 //! Oblivious transfer and the nonlinear two-party protocols.
 //!
-//! The OT stack, layered as in emp-ot (DESIGN.md §5):
+//! The OT stack, layered as in emp-ot (docs/protocols/ot.md):
 //!
-//! * [`block`], [`aes_batch`], [`aes_hash`], [`prg`], [`transpose`]: 128-bit blocks, batch AES
-//!   (VAES-512 detected at run time, portable fallback), fixed-key AES correlation-robust
-//!   hashes, a block AES-CTR generator, bit-matrix transpose.
+//! * [`block`], [`aes_hash`], [`transpose`]: bit packing and large block buffers, fixed-key AES
+//!   correlation-robust hashes, bit-matrix transpose. The 128-bit [`Block`], batch AES
+//!   (`mpc_core::aes_batch`, VAES-512 detected at run time, portable fallback) and the AES-CTR
+//!   generator `mpc_core::AesPrg` live in `mpc_core`.
 //! * [`base_ot`]: Chou–Orlandi simplest OT on ristretto255 (128 per connection).
 //! * [`iknp`]: IKNP correlated-OT extension (bootstrap and test oracle).
 //! * [`ferret`]: Ferret silent random COT (regular-noise primal LPN, half-tree single-point
@@ -40,7 +41,6 @@
 #![warn(missing_docs)]
 
 pub mod adapters;
-pub mod aes_batch;
 pub mod aes_hash;
 pub mod approx;
 pub mod base_ot;
@@ -50,10 +50,9 @@ pub mod ferret;
 pub mod functions;
 pub mod iknp;
 pub mod mpc;
-pub mod prg;
 pub mod transpose;
 
-pub use block::Block;
 pub use cot::{RandomCotReceiver, RandomCotSender};
 pub use ferret::{FerretDuplex, FerretReceiver, FerretSender, LpnParams};
 pub use iknp::{IknpReceiver, IknpSender};
+pub use mpc_core::Block;

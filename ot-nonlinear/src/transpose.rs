@@ -72,7 +72,7 @@ fn transpose_portable(out: &mut [u8], inp: &[u8], nrows: usize, ncols: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prg::BlockPrg;
+    use mpc_core::AesPrg;
 
     fn naive(inp: &[u8], nrows: usize, ncols: usize) -> Vec<u8> {
         let mut out = vec![0u8; inp.len()];
@@ -87,10 +87,10 @@ mod tests {
 
     #[test]
     fn fast_and_portable_match_naive() {
-        let mut prg = BlockPrg::new(crate::block::Block(3));
+        let mut prg = AesPrg::from_block(mpc_core::Block(3));
         for (nrows, ncols) in [(16usize, 8usize), (128, 128), (128, 1024), (32, 40)] {
-            let mut words = vec![crate::block::Block::ZERO; (nrows * ncols / 8).div_ceil(16)];
-            prg.fill(&mut words);
+            let mut words = vec![mpc_core::Block::ZERO; (nrows * ncols / 8).div_ceil(16)];
+            prg.fill_blocks(&mut words);
             let inp = bytemuck::cast_slice::<_, u8>(&words)[..nrows * ncols / 8].to_vec();
             let want = naive(&inp, nrows, ncols);
             let mut fast = vec![0u8; inp.len()];

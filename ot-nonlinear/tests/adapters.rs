@@ -3,10 +3,10 @@
 mod common;
 
 use common::{assert_balanced, run, Transport, BOTH};
+use mpc_core::AesPrg;
 use mpc_core::{Channel, Error, Result, Ring, Stats};
 use ot_nonlinear::adapters::*;
 use ot_nonlinear::block::packed_len;
-use ot_nonlinear::prg::BlockPrg;
 use ot_nonlinear::{
     Block, FerretReceiver, FerretSender, IknpReceiver, IknpSender, RandomCotReceiver,
     RandomCotSender,
@@ -26,7 +26,7 @@ struct Inputs {
 }
 
 fn inputs(ring: Ring, n: usize, seed: u128) -> Inputs {
-    let mut prg = BlockPrg::new(Block(seed));
+    let mut prg = AesPrg::from_block(Block(seed));
     let mut values: Vec<u64> = (0..n).map(|_| ring.reduce(prg.block().low_u64())).collect();
     values[0] = 0;
     values[n - 1] = ring.mask();

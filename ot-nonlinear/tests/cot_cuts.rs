@@ -12,6 +12,7 @@
 mod common;
 
 use common::{both_sessions, end_with_server_flight, seed};
+use mpc_core::AesPrg;
 use mpc_core::{Result, Ring, Stats};
 use ot_nonlinear::approx::SoftmaxPlan;
 use ot_nonlinear::functions::max::{row_max, row_max_cost, row_max_cots, MaxShape};
@@ -24,7 +25,6 @@ use ot_nonlinear::mpc::{
     drelu_lanes, drelu_reduced_lanes, millionaire_lanes, mul_narrow, square_narrow, Cost,
     CotDemand, Session,
 };
-use ot_nonlinear::prg::BlockPrg;
 use ot_nonlinear::Block;
 
 /// Reserves `demand`, runs `f` standalone and returns its output, the stats under `label` and
@@ -77,7 +77,7 @@ fn assert_bytes(s: &Stats, c: &Stats, cost: Cost, what: &str) {
 
 /// `n` uniform values of `ring` from `seed`.
 fn uniform(n: usize, ring: Ring, seed: u64, salt: u128) -> Vec<u64> {
-    let mut prg = BlockPrg::new(Block(((seed as u128) << 64) | salt));
+    let mut prg = AesPrg::from_block(Block(((seed as u128) << 64) | salt));
     (0..n).map(|_| ring.reduce(prg.block().low_u64())).collect()
 }
 

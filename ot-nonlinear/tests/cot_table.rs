@@ -5,6 +5,7 @@
 mod common;
 
 use common::{both_sessions, edge_shares};
+use mpc_core::AesPrg;
 use mpc_core::{Result, Ring};
 use ot_nonlinear::approx::{ApproxSet, ScoreMask};
 use ot_nonlinear::functions::exp::{exp, exp_breakpoints, exp_cost, exp_cots};
@@ -31,7 +32,6 @@ use ot_nonlinear::mpc::{
     and, b2a, drelu, drelu_lanes, lut, millionaire, mul_narrow, mux, relu, square, square_narrow,
     trunc_cast, wrap, Cost, CotDemand, Session, TruncKind,
 };
-use ot_nonlinear::prg::BlockPrg;
 use ot_nonlinear::Block;
 
 /// Elements per primitive run (functions use their own shapes below).
@@ -63,9 +63,9 @@ fn drawn(sess: &mut Session, f: impl FnOnce(&mut Session) -> Result<()>) -> Resu
 
 /// This party's shares of `n` pseudo-random values of `ring` (a fixed seed per party).
 fn shares(sess: &Session, n: usize, ring: Ring, seed: u128) -> Vec<u64> {
-    let mut prg = BlockPrg::new(Block(seed * 2 + sess.is_server() as u128));
+    let mut prg = AesPrg::from_block(Block(seed * 2 + sess.is_server() as u128));
     let mut b = vec![Block::ZERO; n];
-    prg.fill(&mut b);
+    prg.fill_blocks(&mut b);
     b.iter().map(|b| ring.reduce(b.low_u64())).collect()
 }
 

@@ -4,14 +4,14 @@
 //! and just around breakpoints), and their exact cost (bytes each way, rounds).
 mod common;
 use common::{both_sessions as both, edge_shares as shares};
+use mpc_core::AesPrg;
 use mpc_core::{FixedPoint, Stats};
 use ot_nonlinear::approx::fixed::{self, gelu_exact};
 use ot_nonlinear::approx::tables::Piece;
 use ot_nonlinear::approx::{ApproxSet, PiecewisePoly, ScoreMask};
-use ot_nonlinear::block::Block;
 use ot_nonlinear::functions::*;
 use ot_nonlinear::mpc::Cost;
-use ot_nonlinear::prg::BlockPrg;
+use ot_nonlinear::Block;
 
 const LIN: FixedPoint = FixedPoint::LINEAR;
 
@@ -45,7 +45,7 @@ fn inputs(pw: &PiecewisePoly, grid_frac: u32, range: [f64; 2], n: usize) -> (Vec
         let g = (b * (grid_frac as f64).exp2()).round() / (grid_frac as f64).exp2();
         xs.extend([g, g - ulp, g + ulp, g + 1.0 / 32.0]);
     }
-    let mut prg = BlockPrg::new(Block(7));
+    let mut prg = AesPrg::from_block(Block(7));
     while xs.len() < n {
         let r = (prg.block().low_u64() >> 11) as f64 / (1u64 << 53) as f64;
         let lo = range[0].max(-8.0);
@@ -147,7 +147,7 @@ fn exp_matches_the_mirror_and_costs_what_it_says() {
             -100.0,
             -511.0,
         ];
-        let mut prg = BlockPrg::new(Block(3));
+        let mut prg = AesPrg::from_block(Block(3));
         while xs.len() < 200 {
             xs.push(-((prg.block().low_u64() >> 11) as f64 / (1u64 << 53) as f64) * 10.0);
         }
@@ -198,7 +198,7 @@ const SOFTMAX_SHAPE: (usize, usize) = (4, 17);
 /// equal, one dominant entry, near-equal maxima, extremes of the plan's range).
 fn softmax_inputs() -> (Vec<f64>, Vec<bool>) {
     let (rows, cols) = SOFTMAX_SHAPE;
-    let mut prg = BlockPrg::new(Block(9));
+    let mut prg = AesPrg::from_block(Block(9));
     let mut xs: Vec<f64> = (0..rows * cols)
         .map(|_| ((prg.block().low_u64() >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 16.0)
         .collect();

@@ -4,8 +4,8 @@
 //! its COTs so that no Ferret extension runs inside it).
 mod common;
 
+use mpc_core::AesPrg;
 use mpc_core::{Channel, Error, Party, Result, Ring, Stats};
-use ot_nonlinear::block::Block;
 use ot_nonlinear::mpc::and::{and_cost, and_cots};
 use ot_nonlinear::mpc::b2a::{b2a_cost, b2a_cots};
 use ot_nonlinear::mpc::drelu::{drelu_cost, drelu_cots, wrap_cost, wrap_cots};
@@ -16,7 +16,7 @@ use ot_nonlinear::mpc::product::{mul_cost, mul_cots, square_cost, square_cots};
 use ot_nonlinear::mpc::relu::{relu_cost, relu_cots};
 use ot_nonlinear::mpc::trunc::{trunc_cost, trunc_cots};
 use ot_nonlinear::mpc::*;
-use ot_nonlinear::prg::BlockPrg;
+use ot_nonlinear::Block;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,7 +110,7 @@ fn values(ring: Ring, n: usize, seed: u128) -> Vec<u64> {
         let q = 1u64 << (l - 2);
         v.extend([q - 1, q, ring.neg(q), ring.neg(q - 1), ring.neg(q + 1)]);
     }
-    let mut prg = BlockPrg::new(Block(seed));
+    let mut prg = AesPrg::from_block(Block(seed));
     while v.len() < n {
         let r = prg.block();
         // Half uniform, half small magnitudes (where truncation errors show).
@@ -127,7 +127,7 @@ fn values(ring: Ring, n: usize, seed: u128) -> Vec<u64> {
 
 /// Shares of `x`: the server's share is uniform, except a few edge shares (0, all-ones, x).
 fn shares(x: &[u64], ring: Ring, seed: u128) -> (Vec<u64>, Vec<u64>) {
-    let mut prg = BlockPrg::new(Block(seed ^ 0xabc));
+    let mut prg = AesPrg::from_block(Block(seed ^ 0xabc));
     let s: Vec<u64> = x
         .iter()
         .enumerate()
@@ -267,7 +267,7 @@ fn drelu_msb_wrap_threshold_and_reduced() {
         }
         // Reduced DReLU on Z_2^64: drop 10, keep 20, x within [−2^29 + 2^10, 2^29).
         let ring = Ring::R64;
-        let mut prg = BlockPrg::new(Block(5));
+        let mut prg = AesPrg::from_block(Block(5));
         let mut x: Vec<u64> = (0..n)
             .map(|_| {
                 ring.from_signed((prg.block().low_u64() % (1 << 30)) as i64 - (1 << 29) + (1 << 10))
@@ -330,7 +330,7 @@ fn and_mux_b2a_products_lut() {
     let ring = Ring::new(37).unwrap();
     let n = 1500;
     let (s, c) = both(move |sess| {
-        let mut prg = BlockPrg::new(Block(9));
+        let mut prg = AesPrg::from_block(Block(9));
         let bx = prg.bits(n);
         let by = prg.bits(n);
         let (bs, bc) = (prg.bits(n), prg.bits(n));

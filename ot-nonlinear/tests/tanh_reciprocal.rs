@@ -3,16 +3,16 @@
 //! truncation carries) and f64, with their exact cost (bytes each way, rounds).
 mod common;
 use common::{both_sessions, edge_shares, end_with_server_flight};
+use mpc_core::AesPrg;
 use mpc_core::{FixedPoint, Ring};
 use ot_nonlinear::approx::fixed::{self, RECIPROCAL_BITS};
-use ot_nonlinear::block::Block;
 use ot_nonlinear::functions::reciprocal_any::reciprocal_any_cots;
 use ot_nonlinear::functions::tanh::tanh_cots;
 use ot_nonlinear::functions::{
     reciprocal_any, reciprocal_any_cost, reciprocal_within, tanh, tanh_cost,
 };
 use ot_nonlinear::mpc::{Cost, Session};
-use ot_nonlinear::prg::BlockPrg;
+use ot_nonlinear::Block;
 
 const LIN: FixedPoint = FixedPoint::LINEAR;
 const R64: Ring = Ring::R64;
@@ -21,7 +21,7 @@ fn reconstruct(a: &[u64], b: &[u64]) -> Vec<u64> {
     a.iter().zip(b).map(|(&x, &y)| x.wrapping_add(y)).collect()
 }
 
-fn uniform(prg: &mut BlockPrg) -> f64 {
+fn uniform(prg: &mut AesPrg) -> f64 {
     (prg.block().low_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -69,7 +69,7 @@ fn reciprocal_any_matches_the_mirror_f64_and_its_cost() {
     for j in 1..36 {
         x.extend([(1u64 << j) - 1, 1 << j, (1 << j) + 1]);
     }
-    let mut prg = BlockPrg::new(Block(21));
+    let mut prg = AesPrg::from_block(Block(21));
     while x.len() < 300 {
         x.push((uniform(&mut prg) * 36.0).exp2() as u64);
     }
@@ -159,7 +159,7 @@ fn tanh_matches_the_mirror_f64_and_its_cost() {
     ] {
         xs.extend([v, -v]);
     }
-    let mut prg = BlockPrg::new(Block(22));
+    let mut prg = AesPrg::from_block(Block(22));
     while xs.len() < 240 {
         let z: f64 = (0..12).map(|_| uniform(&mut prg)).sum::<f64>() - 6.0;
         xs.push(3.0 * z);

@@ -36,7 +36,7 @@ pub(super) const COMPONENTS: [(&str, &[Label]); 8] = [
     ("LayerNorm", &[Label::NormAttention, Label::NormFfn]),
 ];
 
-/// Nimbus's published per-block figures (REFERENCE.md): MB, rounds, LAN s, WAN s.
+/// Nimbus's published per-block figures (arXiv 2411.15707): MB, rounds, LAN s, WAN s.
 pub(super) fn nimbus_block(name: &str) -> (Option<f64>, Option<u64>, f64, f64) {
     match name {
         "Linear_qkv" => (Some(10.35), Some(1), 0.17, 0.74),

@@ -1,12 +1,12 @@
 //! Inputs drawn like real activations (the distributions are in the parent module's comment).
 use super::ops::LIN;
 use super::Ctx;
+use mpc_core::AesPrg;
 use mpc_core::Ring;
-use ot_nonlinear::block::Block;
-use ot_nonlinear::prg::BlockPrg;
+use ot_nonlinear::Block;
 
 /// Normal and Student-t draws from the bench generator (Box–Muller).
-pub(super) struct Gauss<'a>(pub(super) &'a mut BlockPrg);
+pub(super) struct Gauss<'a>(pub(super) &'a mut AesPrg);
 
 impl Gauss<'_> {
     pub(super) fn uniform(&mut self) -> f64 {
@@ -31,7 +31,7 @@ impl Gauss<'_> {
 /// in Z_2^64 with 18 fraction bits (the distributions are in the module comment).
 pub(super) fn activations(
     c: &Ctx,
-    prg: &mut BlockPrg,
+    prg: &mut AesPrg,
     cols: usize,
     row: fn(&mut Gauss) -> (f64, f64),
     draw: fn(&mut Gauss) -> f64,
@@ -48,13 +48,13 @@ pub(super) fn activations(
     x
 }
 
-pub(super) fn uniform(c: &Ctx, prg: &mut BlockPrg) -> Vec<u64> {
+pub(super) fn uniform(c: &Ctx, prg: &mut AesPrg) -> Vec<u64> {
     uniform_n(c.ring, c.n, prg)
 }
 
-pub(super) fn uniform_n(ring: Ring, n: usize, prg: &mut BlockPrg) -> Vec<u64> {
+pub(super) fn uniform_n(ring: Ring, n: usize, prg: &mut AesPrg) -> Vec<u64> {
     let mut blocks = vec![Block::ZERO; n];
-    prg.fill(&mut blocks);
+    prg.fill_blocks(&mut blocks);
     blocks.iter().map(|b| ring.reduce(b.low_u64())).collect()
 }
 

@@ -55,12 +55,12 @@ mod ops;
 
 use crate::seed::RunSeed;
 use inputs::uniform_n;
+use mpc_core::AesPrg;
 use mpc_core::{Channel, Error, NetProfile, Party, Result, Ring, Seed, Stats};
 use ops::{HeKeys, Op, Tolerance, INPUT_SEED, LIN, OPS, SUITE};
 use ot_nonlinear::approx::{ApproxSet, TablesFile};
-use ot_nonlinear::block::Block;
 use ot_nonlinear::mpc::{Session, TruncKind};
-use ot_nonlinear::prg::BlockPrg;
+use ot_nonlinear::Block;
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
@@ -244,8 +244,12 @@ fn measure(run: &Run, net: NetProfile, tables: Option<&PathBuf>, seed: Seed) -> 
     let Run { op, ctx, approx } = run;
     let op: &'static Op = op;
     let ring = ctx.ring;
-    let x = (op.input)(ctx, &mut BlockPrg::new(INPUT_SEED));
-    let mask = uniform_n(ring, x.len(), &mut BlockPrg::new(Block::from_bytes(seed.0)));
+    let x = (op.input)(ctx, &mut AesPrg::from_block(INPUT_SEED));
+    let mask = uniform_n(
+        ring,
+        x.len(),
+        &mut AesPrg::from_block(Block::from_bytes(seed.0)),
+    );
     let client_share: Vec<u64> = x.iter().zip(&mask).map(|(&v, &m)| ring.sub(v, m)).collect();
     let (cs, cc) = Channel::mem_pair_shaped(net);
     let barrier = Arc::new(Barrier::new(2));

@@ -10,11 +10,10 @@ use mpc_core::{AesPrg, Channel, Error, FixedPoint, Party, Result, Ring, Seed, Tu
 use nn::norm::HeRowProducts;
 use ot_nonlinear::approx::layernorm::normalize_row;
 use ot_nonlinear::approx::{fixed, ScoreMask};
-use ot_nonlinear::block::Block;
 use ot_nonlinear::functions::{self as funcs, exp_breakpoints, gelu_spec, Output};
 use ot_nonlinear::mpc::{self, drelu::drelu_cots, product::mul_cots, relu::relu_cots};
 use ot_nonlinear::mpc::{trunc::trunc_cots, CotDemand, Session, TruncKind};
-use ot_nonlinear::prg::BlockPrg;
+use ot_nonlinear::Block;
 
 /// A party's keys for HE products: its secret key and the peer's public and Galois keys.
 pub(super) struct HeKeys {
@@ -108,7 +107,7 @@ pub(super) struct Op {
     pub(super) ring: u32,
     pub(super) cots: fn(&Ctx) -> Result<CotDemand>,
     /// Plaintext input in `ctx.ring` (n values, or 2n for two operands), from `prg`.
-    pub(super) input: fn(&Ctx, &mut BlockPrg) -> Vec<u64>,
+    pub(super) input: fn(&Ctx, &mut AesPrg) -> Vec<u64>,
     /// This party's output share from its input share.
     pub(super) secure: fn(&Ctx, &mut Session, &[u64]) -> Result<Vec<u64>>,
     /// The plaintext mirror's output.
@@ -134,7 +133,7 @@ pub(super) const SM_COLS: usize = 128;
 pub(super) const INPUT_SEED: Block = Block(0x5eed);
 
 /// LayerNorm's inputs: residual-stream rows (see the module comment).
-pub(super) fn layernorm_input(c: &Ctx, prg: &mut BlockPrg) -> Vec<u64> {
+pub(super) fn layernorm_input(c: &Ctx, prg: &mut AesPrg) -> Vec<u64> {
     activations(
         c,
         prg,

@@ -122,7 +122,7 @@ pub struct ApproxSet {
     pub plan: SetPlan,
 }
 
-/// PUMA's GELU (REFERENCE.md): 0 below −4, cubic on [−4, −1.95), degree 6 on [−1.95, 3], x above.
+/// PUMA's GELU (arXiv 2307.12533; constants in docs/protocols/approximations.md): 0 below −4, cubic on [−4, −1.95), degree 6 on [−1.95, 3], x above.
 fn puma_gelu() -> PiecewisePoly {
     PiecewisePoly {
         breakpoints: vec![-4.0, -1.95, 3.0],
@@ -149,7 +149,7 @@ fn puma_gelu() -> PiecewisePoly {
 }
 
 impl ApproxSet {
-    /// Nimbus with the starting constants (REFERENCE.md): GELU {0 for x < −2.1; quadratic on
+    /// Nimbus with the starting constants (arXiv 2411.15707, §5): GELU {0 for x < −2.1; quadratic on
     /// [−2.1, 0.2); x}, exp {0 below −4; cubic on [−4, 0]}, the polynomials fitted by uniform least
     /// squares on their intervals; Z_2^32 with 12 fraction bits. Per-layer fits replace them.
     pub fn nimbus() -> ApproxSet {

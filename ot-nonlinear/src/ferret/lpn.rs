@@ -5,8 +5,8 @@
 //! into [0, k) by a multiply-shift). Applied to COTs, row i XORs d of the k reserved COT blocks
 //! into the single-point COT output at position i; both parties do it on their own blocks, so
 //! the correlation carries over. No communication.
-use crate::block::Block;
-use crate::prg::BlockPrg;
+use mpc_core::AesPrg;
+use mpc_core::Block;
 use mpc_core::{Error, Result};
 
 /// Ones per row of the LPN matrix.
@@ -112,7 +112,7 @@ fn prefetch(x: &Block) {
 /// The hot loop of Ferret with the tree expansion: the k-block input (9.4 MB for the main
 /// set) does not fit in L2, so the indices of the next batch of rows are computed and
 /// prefetched while the current batch is XORed.
-pub fn encode(matrix: &mut BlockPrg, first_row: usize, input: &[Block], out: &mut [Block]) {
+pub fn encode(matrix: &mut AesPrg, first_row: usize, input: &[Block], out: &mut [Block]) {
     let k = input.len() as u64;
     assert!(k >= 1 && k < u32::MAX as u64, "LPN dimension out of range");
     assert!(
@@ -126,7 +126,7 @@ pub fn encode(matrix: &mut BlockPrg, first_row: usize, input: &[Block], out: &mu
     // Indices of the `len` rows of one batch into `slot`, prefetching their inputs.
     let mut gen = |slot: &mut [u32; ROWS * LPN_D], len: usize| {
         let words = &mut words[..len / 2 * 5];
-        prg.fill(words);
+        prg.fill_blocks(words);
         let w: &[u32] = bytemuck::cast_slice(words);
         for (i, &x) in slot.iter_mut().zip(w) {
             *i = ((x as u64 * k) >> 32) as u32;
@@ -176,14 +176,14 @@ mod tests {
             .map(|i| Block(1 << (i % 128)) ^ Block(i << 64))
             .collect();
         let mut a = vec![Block::ZERO; 10];
-        encode(&mut BlockPrg::new(Block(5)), 0, &input, &mut a);
+        encode(&mut AesPrg::from_block(Block(5)), 0, &input, &mut a);
         // Row 0 on a unit input vector: parity of how often position p appears.
         let mut unit = vec![Block::ZERO; 1000];
         let mut hits = 0;
         for p in 0..1000 {
             unit[p] = Block::ONE;
             let mut r = vec![Block::ZERO; 2];
-            encode(&mut BlockPrg::new(Block(5)), 0, &unit, &mut r);
+            encode(&mut AesPrg::from_block(Block(5)), 0, &unit, &mut r);
             hits += r[0].0 as usize;
             unit[p] = Block::ZERO;
         }
@@ -192,10 +192,10 @@ mod tests {
         let other: Vec<Block> = input.iter().map(|b| Block(b.0.rotate_left(3))).collect();
         let sum: Vec<Block> = input.iter().zip(&other).map(|(&x, &y)| x ^ y).collect();
         let (mut b, mut c) = (vec![Block::ZERO; 10], vec![Block::ZERO; 10]);
-        encode(&mut BlockPrg::new(Block(5)), 0, &other, &mut b);
+        encode(&mut AesPrg::from_block(Block(5)), 0, &other, &mut b);
         // Rows 4..10 encoded on their own agree with the same rows of a full encoding.
-        encode(&mut BlockPrg::new(Block(5)), 4, &sum, &mut c[4..]);
-        encode(&mut BlockPrg::new(Block(5)), 0, &sum, &mut c[..4]);
+        encode(&mut AesPrg::from_block(Block(5)), 4, &sum, &mut c[4..]);
+        encode(&mut AesPrg::from_block(Block(5)), 0, &sum, &mut c[..4]);
         for i in 0..10 {
             assert_eq!(c[i], a[i] ^ b[i]);
         }

@@ -24,10 +24,11 @@ pub mod spcot;
 
 pub use lpn::LpnParams;
 
-use crate::block::{huge_vec, Block};
+use crate::block::huge_vec;
 use crate::cot::{Pool, RandomCotReceiver, RandomCotSender};
 use crate::iknp::{IknpReceiver, IknpSender, IKNP_SETUP_BYTES};
-use crate::prg::BlockPrg;
+use mpc_core::AesPrg;
+use mpc_core::Block;
 use mpc_core::{prg::coin_toss, Channel, Party, Result};
 use rand_core::CryptoRng;
 
@@ -60,7 +61,7 @@ pub struct FerretSender {
     lpn_seed: Block,
     reserve: Vec<Block>,
     pool: Pool,
-    prg: BlockPrg,
+    prg: AesPrg,
 }
 
 /// One sender iteration: `out` (length p.n) from `reserve` (length p.reserve()).
@@ -71,13 +72,13 @@ fn send_iteration(
     lpn_seed: Block,
     reserve: &[Block],
     out: &mut Vec<Block>,
-    prg: &mut BlockPrg,
+    prg: &mut AesPrg,
 ) -> Result<()> {
     let (trees, secret) = reserve.split_at(p.t * p.log_bin);
     if out.len() != p.n {
         *out = huge_vec(p.n);
     }
-    let mut matrix = BlockPrg::new(lpn_seed);
+    let mut matrix = AesPrg::from_block(lpn_seed);
     mpcot::send(ch, delta, trees, out, p.log_bin, prg, |row, bin| {
         lpn::encode(&mut matrix, row, secret, bin)
     })?;
@@ -96,7 +97,7 @@ fn recv_iteration(
     if out.len() != p.n {
         *out = huge_vec(p.n);
     }
-    let mut matrix = BlockPrg::new(lpn_seed);
+    let mut matrix = AesPrg::from_block(lpn_seed);
     mpcot::recv(ch, trees, out, p.log_bin, |row, bin| {
         lpn::encode(&mut matrix, row, secret, bin)
     })?;
@@ -109,7 +110,7 @@ impl FerretSender {
     pub fn setup(ch: &mut Channel, rng: &mut impl CryptoRng) -> Result<FerretSender> {
         ch.scope("ferret/setup", |ch| {
             let [pre_seed, lpn_seed] = lpn_seeds(ch, rng)?;
-            let mut prg = BlockPrg::from_rng(rng);
+            let mut prg = AesPrg::from_rng(rng);
             let delta = prg.block().with_lsb(true);
             let mut iknp = IknpSender::setup_with_delta(ch, delta, rng)?;
             let (_, pre_reserve) = iknp.next_n(ch, LpnParams::PRE.reserve())?;
@@ -175,7 +176,7 @@ fn send_extend(
     lpn_seed: Block,
     reserve: &mut [Block],
     buf: &mut Vec<Block>,
-    prg: &mut BlockPrg,
+    prg: &mut AesPrg,
 ) -> Result<usize> {
     let p = LpnParams::MAIN;
     ch.scope("ferret/extend", |ch| {

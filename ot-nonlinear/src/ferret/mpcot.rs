@@ -10,8 +10,8 @@
 //! (Ferret applies its LPN rows there).
 //! **Cost**: 128·t·h bits, 1 round.
 use super::spcot::{recv_tree, send_tree};
-use crate::block::Block;
-use crate::prg::BlockPrg;
+use mpc_core::AesPrg;
+use mpc_core::Block;
 use mpc_core::{Channel, Result};
 
 /// Trees per flushed message (4 bins of 2^13 blocks: 512 KB, about a core's L2).
@@ -25,7 +25,7 @@ pub fn send(
     q: &[Block],
     out: &mut [Block],
     h: usize,
-    prg: &mut BlockPrg,
+    prg: &mut AesPrg,
     mut finish: impl FnMut(usize, &mut [Block]),
 ) -> Result<()> {
     let t = out.len() >> h;
@@ -39,7 +39,7 @@ pub fn send(
         .enumerate()
     {
         let trees = chunk_q.len() / h;
-        prg.fill(&mut seeds[..trees]);
+        prg.fill_blocks(&mut seeds[..trees]);
         for (b, (leaves, qb)) in chunk_out
             .chunks_mut(1 << h)
             .zip(chunk_q.chunks(h))

@@ -17,7 +17,8 @@
 //! **Cost**: h blocks (128·h bits) sender → receiver, part of the one flight of
 //! [`super::mpcot`]; 2^h − 2 AES calls per party.
 use crate::aes_hash::{ccr, pi};
-use crate::block::{xor_all, Block};
+use crate::block::xor_all;
+use mpc_core::Block;
 
 /// Parents expanded per batch (copied out before their children overwrite them).
 const CHUNK: usize = 64;
@@ -94,11 +95,11 @@ pub fn recv_tree(t: &[Block], corr: &[Block], leaves: &mut [Block]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prg::BlockPrg;
+    use mpc_core::AesPrg;
 
     #[test]
     fn one_point_differs_by_delta() {
-        let mut prg = BlockPrg::new(Block(11));
+        let mut prg = AesPrg::from_block(Block(11));
         let delta = prg.block().with_lsb(true);
         for h in [1usize, 2, 5, 9] {
             for trial in 0..8 {

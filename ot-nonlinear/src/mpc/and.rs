@@ -34,7 +34,7 @@ pub(crate) struct Triples {
 pub(crate) fn bit_triples(sess: &mut Session, n: usize) -> Result<Triples> {
     let pairs = rot_send(&mut sess.ch, &mut sess.ot.sender, n)?;
     let (a, keys) = rot_recv(&mut sess.ch, &mut sess.ot.receiver, n)?;
-    let bit = |k: crate::block::Block, i: u32| (k.0 >> i) & 1 == 1;
+    let bit = |k: mpc_core::Block, i: u32| (k.0 >> i) & 1 == 1;
     let mut t = Triples {
         a,
         b: Vec::with_capacity(n),

@@ -44,10 +44,9 @@ pub mod product;
 pub mod relu;
 pub mod trunc;
 
-use crate::block::Block;
 use crate::ferret::FerretDuplex;
-use crate::prg::BlockPrg;
 use mpc_core::transport::{Frame, FrameReceiver, FrameSender};
+use mpc_core::Block;
 use mpc_core::{AesPrg, Channel, Error, Party, Result, Ring, Seed};
 
 pub use and::and;
@@ -74,7 +73,7 @@ pub struct Session {
     pub ch: Channel,
     /// The COT sources of both directions.
     pub ot: FerretDuplex,
-    rng: BlockPrg,
+    rng: AesPrg,
 }
 
 /// COTs a protocol draws, by direction.
@@ -206,7 +205,7 @@ impl Session {
             party,
             ch,
             ot,
-            rng: BlockPrg::new(Block::from_bytes(seed.derive(1).0)),
+            rng: AesPrg::from_block(Block::from_bytes(seed.derive(1).0)),
         })
     }
 
@@ -275,7 +274,7 @@ impl Session {
     /// `n` uniform ring elements from the local generator.
     pub(crate) fn random_ring(&mut self, n: usize, ring: Ring) -> Vec<u64> {
         let mut blocks = vec![Block::ZERO; n.div_ceil(2)];
-        self.rng.fill(&mut blocks);
+        self.rng.fill_blocks(&mut blocks);
         blocks
             .iter()
             .flat_map(|b| [b.low_u64(), (b.0 >> 64) as u64])

@@ -117,8 +117,8 @@ pub fn both_sessions<T: Send + 'static>(
 /// Shares of `x` in Z_2^64: uniform server shares from a fixed seed, with edge shares (0,
 /// all-ones, x itself) at every 13th position.
 pub fn edge_shares(x: &[u64], seed: u128) -> (Vec<u64>, Vec<u64>) {
-    use ot_nonlinear::block::Block;
-    let mut prg = ot_nonlinear::prg::BlockPrg::new(Block(seed));
+    use ot_nonlinear::Block;
+    let mut prg = mpc_core::AesPrg::from_block(Block(seed));
     let s: Vec<u64> = x
         .iter()
         .enumerate()

@@ -1,9 +1,9 @@
 //! AES-128 over batches of blocks, with a 512-bit VAES path chosen at run time.
 //!
-//! Every AES call of the OT stack goes through [`AesBatch`]: the fixed-key permutation π of
-//! the correlation-robust hashes ([`crate::aes_hash`]), the counter-mode generator
-//! ([`crate::prg`]) that draws GGM seeds, IKNP columns and the LPN matrix indices, and the
-//! half-tree expansion of Ferret ([`crate::ferret::spcot`]).
+//! Every AES call of the workspace goes through [`AesBatch`]: the counter-mode generator
+//! [`crate::AesPrg`] (masks, uniform polynomials, GGM seeds, IKNP columns, the LPN matrix
+//! indices), and in `ot-nonlinear` the fixed-key permutation π of the correlation-robust
+//! hashes and the half-tree expansion of Ferret ([`AesBatch::half_tree_level`]).
 //!
 //! * **Wide path** (x86-64 with VAES and AVX-512F, detected once per key with
 //!   `is_x86_feature_detected!`): one `vaesenc` on a 512-bit register encrypts four blocks
@@ -19,8 +19,8 @@
 //! `#[target_feature]` and only entered after detection.
 //!
 //! ```
-//! use ot_nonlinear::aes_batch::AesBatch;
-//! use ot_nonlinear::Block;
+//! use mpc_core::aes_batch::AesBatch;
+//! use mpc_core::Block;
 //!
 //! let key = Block(0x0f0e_0d0c_0b0a_0908_0706_0504_0302_0100);
 //! let fast = AesBatch::new(key);
@@ -31,10 +31,13 @@
 //! portable.encrypt(&mut b);
 //! assert_eq!(a, b);
 //! ```
-use crate::aes_hash::{sigma, AES_BATCH};
 use crate::block::Block;
 use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
 use aes::Aes128;
+
+/// Blocks per AES call of the portable path's batch helpers (keeps the 8-way AES-NI pipeline
+/// full).
+pub const AES_BATCH: usize = 64;
 
 /// AES-128 under one key, encrypting slices of blocks in place.
 #[derive(Clone)]
@@ -117,8 +120,9 @@ impl AesBatch {
     }
 
     /// One half-tree level from `parents` into `children` (`2·parents.len()` blocks), this
-    /// instance being the fixed-key π: for each parent x, with s = [`sigma`]`(x)`, the children
-    /// are `left = π(s) ⊕ s` (the hash [`crate::aes_hash::ccr`]) and `right = x ⊕ left`. Returns the XOR of the left children and
+    /// instance being the fixed-key π: for each parent x, with s = [`Block::sigma`]`(x)`, the
+    /// children are `left = π(s) ⊕ s` (the circular correlation-robust hash) and
+    /// `right = x ⊕ left`. Returns the XOR of the left children and
     /// the XOR of the right children.
     pub fn half_tree_level(&self, parents: &[Block], children: &mut [Block]) -> (Block, Block) {
         assert_eq!(children.len(), 2 * parents.len(), "two children per parent");
@@ -145,7 +149,7 @@ impl AesBatch {
         {
             let len = par.len();
             for j in 0..len {
-                sig[j] = sigma(par[j]);
+                sig[j] = par[j].sigma();
                 enc[j] = sig[j];
             }
             self.portable.encrypt_blocks(as_aes_blocks(&mut enc[..len]));
@@ -350,7 +354,7 @@ mod wide {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prg::BlockPrg;
+    use crate::prg::AesPrg;
 
     /// Both paths, or a note when this CPU has no VAES (the wide path cannot run here).
     fn both(key: Block) -> Option<(AesBatch, AesBatch)> {
@@ -366,7 +370,7 @@ mod tests {
     fn wide_and_portable_paths_agree_bit_for_bit() {
         let seed = 0x5eed_u128;
         eprintln!("seed {seed:#x}");
-        let mut prg = BlockPrg::new(Block(seed));
+        let mut prg = AesPrg::from_block(Block(seed));
         for trial in 0..8 {
             let key = prg.block();
             let Some((fast, slow)) = both(key) else {
@@ -375,14 +379,14 @@ mod tests {
             // Every length class: whole 16-block steps, whole and partial registers.
             for len in [0usize, 1, 2, 3, 4, 5, 15, 16, 17, 31, 64, 100, 1000] {
                 let mut a = vec![Block::ZERO; len];
-                prg.fill(&mut a);
+                prg.fill_blocks(&mut a);
                 let mut b = a.clone();
                 fast.encrypt(&mut a);
                 slow.encrypt(&mut b);
                 assert_eq!(a, b, "trial {trial}, {len} blocks");
 
                 let mut parents = vec![Block::ZERO; len];
-                prg.fill(&mut parents);
+                prg.fill_blocks(&mut parents);
                 let (mut ka, mut kb) = (vec![Block::ZERO; 2 * len], vec![Block::ZERO; 2 * len]);
                 let sa = fast.half_tree_level(&parents, &mut ka);
                 let sb = slow.half_tree_level(&parents, &mut kb);
