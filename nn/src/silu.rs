@@ -5,7 +5,7 @@
 //!
 //! Evaluated under [`SetPlan::puma`]'s GELU plan (degree ≤ 6, coefficients at 18 bits).
 use mpc_core::{Error, Result};
-use ot_nonlinear::approx::tables::Piece;
+use ot_nonlinear::approx::Piece;
 use ot_nonlinear::approx::{PiecewisePlan, PiecewisePoly, SetPlan};
 
 /// The exact SiLU.

@@ -7,7 +7,7 @@ use common::{both_sessions as both, edge_shares as shares};
 use mpc_core::AesPrg;
 use mpc_core::{FixedPoint, Stats};
 use ot_nonlinear::approx::fixed::{self, gelu_exact};
-use ot_nonlinear::approx::tables::Piece;
+use ot_nonlinear::approx::Piece;
 use ot_nonlinear::approx::{ApproxSet, PiecewisePoly, ScoreMask};
 use ot_nonlinear::functions::*;
 use ot_nonlinear::mpc::Cost;

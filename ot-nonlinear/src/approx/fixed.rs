@@ -12,9 +12,10 @@
 //! * rsqrt (LayerNorm, RMSNorm): its mirror is [`super::layernorm::rsqrt`];
 //! * tanh (pooler): sign(x) (1 − e)/(1 + e) with e = exp(−|x|)², exp by 8 squarings;
 //! * public scalars such as 1/n are encoded with [`PUBLIC_FRAC_BITS`] fraction bits.
+use super::piecewise_poly::{Piece, PiecewisePoly};
 use super::plan::{PiecewisePlan, SoftmaxPlan};
 use super::score_mask::ScoreMask;
-use super::tables::{ApproxSet, ExpMethod, Piece, PiecewisePoly};
+use super::tables::{ApproxSet, ExpMethod};
 use mpc_core::{FixedPoint, Ring};
 use std::ops::Range;
 

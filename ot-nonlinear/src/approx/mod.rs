@@ -1,9 +1,11 @@
 //! Approximation sets of the nonlinear functions, as data, and their plaintext fixed-point
 //! evaluators on ring elements.
 //!
-//! * [`tables`]: piecewise polynomials (breakpoints + coefficients), the exp methods, per-layer
-//!   tables, the named sets `nimbus` and `puma`, and the fitted-tables file format.
+//! * [`piecewise_poly`]: a piecewise polynomial (breakpoints + coefficients) as data.
 //! * [`plan`]: the evaluation plans (rings and fraction bits of each step on shares), as data.
+//! * [`tables`]: the exp methods, per-layer tables, the named sets `nimbus` and `puma` with their
+//!   plans, and the fitted-tables file format (modules depend downwards: piecewise_poly ← plan ←
+//!   tables, no cycle).
 //! * [`fixed`]: the evaluators (truncation, casts, GELU, exp, reciprocal, rsqrt, softmax row,
 //!   LayerNorm row, tanh) written on `u64` ring elements with every truncation explicit, so the
 //!   secure protocols can reproduce them bit for bit.
@@ -22,10 +24,12 @@
 
 pub mod fixed;
 pub mod layernorm;
+pub mod piecewise_poly;
 pub mod plan;
 pub mod score_mask;
 pub mod tables;
 
+pub use piecewise_poly::{Piece, PiecewisePoly};
 pub use plan::{PiecewisePlan, SetPlan, SoftmaxPlan};
 pub use score_mask::ScoreMask;
-pub use tables::{ApproxSet, ExpMethod, LayerTables, Piece, PiecewisePoly, TablesFile};
+pub use tables::{ApproxSet, ExpMethod, LayerTables, TablesFile};

@@ -15,7 +15,7 @@
 //! happens in the smallest ring that holds its result; down-casts are free, known-MSB up-casts and
 //! truncations cost (Δbits + 1) bits; comparisons run on a reduced ring (≈ 9 bits per compared
 //! bit); multiplexers cost 2(ℓ + 1) bits, so they run in small rings too.
-use super::tables::{Piece, PiecewisePoly};
+use super::piecewise_poly::{Piece, PiecewisePoly};
 use mpc_core::{Error, Result, Ring};
 
 /// Fraction bits of the activations (Z_2^64), `FixedPoint::LINEAR` (checked by a test).

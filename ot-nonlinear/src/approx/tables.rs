@@ -1,82 +1,9 @@
 //! Approximation tables as data: piecewise polynomials per function and per layer, the named
 //! sets, and the fitted-tables file.
+use super::piecewise_poly::{Piece, PiecewisePoly};
 use super::plan::{PiecewisePlan, SetPlan};
 use mpc_core::{Error, FixedPoint, Result, Ring};
 use std::path::Path;
-
-/// One piece of a piecewise function.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Piece {
-    /// The constant 0.
-    Zero,
-    /// x itself (taken from the Z_2^64 input, exact).
-    Identity,
-    /// A polynomial of degree ≥ 1, coefficients from the constant term up.
-    Poly(Vec<f64>),
-}
-
-/// A piecewise function: breakpoints b_1 < … < b_k and k + 1 pieces; piece `i` applies when
-/// exactly `i` breakpoints are ≤ x.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PiecewisePoly {
-    /// Increasing breakpoints.
-    pub breakpoints: Vec<f64>,
-    /// `breakpoints.len() + 1` pieces, left to right.
-    pub pieces: Vec<Piece>,
-}
-
-impl PiecewisePoly {
-    /// Checks the shape and that every constant is representable in `format` (breakpoints and the
-    /// leading coefficient at f bits, the other coefficients at 2f bits).
-    pub fn validate(&self, format: FixedPoint) -> Result<()> {
-        if self.pieces.len() != self.breakpoints.len() + 1 {
-            return Err(Error::Malformed(format!(
-                "{} pieces for {} breakpoints",
-                self.pieces.len(),
-                self.breakpoints.len()
-            )));
-        }
-        if self.breakpoints.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(Error::Malformed(format!(
-                "breakpoints {:?} are not increasing",
-                self.breakpoints
-            )));
-        }
-        let wide = FixedPoint::new(format.ring(), 2 * format.frac_bits())?;
-        for &b in &self.breakpoints {
-            format.encode(b)?;
-        }
-        for piece in &self.pieces {
-            if let Piece::Poly(c) = piece {
-                if c.len() < 2 {
-                    return Err(Error::Malformed(format!(
-                        "polynomial {c:?} has degree < 1 (use `zero`)"
-                    )));
-                }
-                format.encode(c[c.len() - 1])?;
-                for &ck in &c[..c.len() - 1] {
-                    wide.encode(ck)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The index of the piece that applies at `x`.
-    pub fn piece_index(&self, x: f64) -> usize {
-        self.breakpoints.iter().filter(|&&b| x >= b).count()
-    }
-
-    /// The approximation evaluated in f64 (for fitting and error reports).
-    pub fn eval_f64(&self, x: f64) -> f64 {
-        match &self.pieces[self.piece_index(x)] {
-            Piece::Zero => 0.0,
-            Piece::Identity => x,
-            Piece::Poly(c) => c.iter().rev().fold(0.0, |acc, &ck| acc * x + ck),
-        }
-    }
-}
 
 /// How exp(x), x ≤ 0, is approximated.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

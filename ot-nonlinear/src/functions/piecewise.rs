@@ -35,7 +35,7 @@
 //! "Functions"); breakpoints stay with the server.
 use super::{total_cost, total_cots};
 use crate::approx::fixed::piece_selection;
-use crate::approx::tables::Piece;
+use crate::approx::Piece;
 use crate::approx::PiecewisePlan;
 use crate::mpc::drelu::{drelu_lanes_cost, drelu_lanes_cots, drelu_reduced_lanes, lanes_minus};
 use crate::mpc::mux::{mux, mux_cost, mux_cots};
