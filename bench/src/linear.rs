@@ -182,7 +182,7 @@ fn run_cop(
             ss.lock().unwrap().0 = ch.stats_of("run/setup").unwrap_or_default();
             barrier.wait();
             ch.scope("online", |ch| {
-                cop::server_online(ch, &sp, &sk, &layout, &w, &x_s)
+                cop::server_online(ch, &sp, &sk, &layout, &w, &x_s, Window::full(&sp))
             })
         },
         move |ch, barrier| {
@@ -195,7 +195,8 @@ fn run_cop(
             let layer = cached.open(&cp)?;
             barrier.wait();
             ch.scope("online", |ch| {
-                cop::client_online(ch, &cp, &pk, &layer, &x_c, seed.derive(CLIENT))
+                let full = Window::full(&cp);
+                cop::client_online(ch, &cp, &pk, &layer, &x_c, full, seed.derive(CLIENT))
             })
         },
     )?;

@@ -409,7 +409,7 @@ pub fn evaluate_and_respond(
             let mut rng = AesPrg::new(base.derive(g as u64));
             let mask = rng.u64s(positions.len());
             let mut bytes = Vec::new();
-            response::seal_window(
+            response::seal(
                 params,
                 holder_pk,
                 acc,
@@ -454,7 +454,7 @@ pub fn recv_and_open(
     let opened: Vec<Result<Cells>> = jobs
         .into_par_iter()
         .map(|(cells, positions, bytes)| {
-            response::open_window(params, sk, &bytes, &positions, plan.window).map(|v| (cells, v))
+            response::open(params, sk, &bytes, &positions, plan.window).map(|v| (cells, v))
         })
         .collect();
     let mut out = RingMatrix::zeros(plan.k, plan.n);

@@ -45,7 +45,7 @@ fn run_cop_window(
             pk.send(ch, &sp).unwrap();
             cop::server_setup(ch, &sp, &sk, &pk, &layout, &w2, Seed([1; 16])).unwrap();
             ch.scope("online", |ch| {
-                cop::server_online_window(ch, &sp, &sk, &layout, &w2, &x_s, window)
+                cop::server_online(ch, &sp, &sk, &layout, &w2, &x_s, window)
             })
             .unwrap()
         },
@@ -57,7 +57,7 @@ fn run_cop_window(
                 .unwrap();
             let share = ch
                 .scope("online", |ch| {
-                    cop::client_online_window(ch, &cp, &pk, &layer, &x_c, window, Seed([2; 16]))
+                    cop::client_online(ch, &cp, &pk, &layer, &x_c, window, Seed([2; 16]))
                 })
                 .unwrap();
             (share, ch.stats_of("online").unwrap())
@@ -101,7 +101,7 @@ fn check(params: &HeParams, k: usize, m: usize, n: usize, seed: u8) {
         // Payload plus the 8-byte length prefix of the framed message.
         assert_eq!(
             run.online_bytes as usize,
-            cop::online_bytes(params, &layout, k) + 8
+            cop::online_bytes(params, &layout, k, Window::full(params)) + 8
         );
     }
 }
@@ -130,9 +130,9 @@ fn truncating_window_is_within_two_units_and_shorter() {
             assert!(err <= 4, "k={k} m={m} n={n} at {i}: {got} vs {exact}");
         }
         assert_eq!(run.online_rounds, 1);
-        let bytes = cop::online_bytes_window(&params, &layout, k, window);
+        let bytes = cop::online_bytes(&params, &layout, k, window);
         assert_eq!(run.online_bytes as usize, bytes + 8);
-        assert!(bytes < cop::online_bytes(&params, &layout, k));
+        assert!(bytes < cop::online_bytes(&params, &layout, k, Window::full(&params)));
     }
 }
 
@@ -225,7 +225,8 @@ fn server_with_message(msg: Vec<u8>, k: usize, m: usize, n: usize) -> Error {
     let layout = CopLayout::choose(&params, m, n, Packing::Compact).unwrap();
     let (err, _) = run_pair(
         move |ch: &mut Channel| {
-            cop::server_online(ch, &params, &sk, &layout, &w, &x_s).unwrap_err()
+            let full = Window::full(&params);
+            cop::server_online(ch, &params, &sk, &layout, &w, &x_s, full).unwrap_err()
         },
         move |ch: &mut Channel| {
             if !msg.is_empty() {
@@ -242,7 +243,7 @@ fn malformed_truncated_oversized_and_mismatched_messages_are_errors() {
     let params = HeParams::default_params().unwrap();
     let (k, m, n) = (2, 3, 100);
     let layout = CopLayout::choose(&params, m, n, Packing::Compact).unwrap();
-    let len = cop::online_bytes(&params, &layout, k);
+    let len = cop::online_bytes(&params, &layout, k, Window::full(&params));
     let header = |fp: [u8; 8], dims: [u32; 3]| {
         let mut v = 0x434f_5032u32.to_le_bytes().to_vec();
         v.extend_from_slice(&fp);
@@ -323,6 +324,7 @@ fn client_refuses_shape_mismatch_and_oversized_products() {
                     &pk,
                     &layer,
                     &random_matrix(2, 19, 1),
+                    Window::full(&cp),
                     Seed([2; 16]),
                 ),
                 cop::client_online(
@@ -331,6 +333,7 @@ fn client_refuses_shape_mismatch_and_oversized_products() {
                     &pk,
                     &layer,
                     &random_matrix(2, 20, 1),
+                    Window::full(&cp),
                     Seed([2; 16]),
                 ),
             )
