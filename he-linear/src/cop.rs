@@ -28,7 +28,7 @@
 //! would, 17 bits fewer per c0 and c1 coefficient (−24 % bytes).
 use crate::kernel::{accumulate_group, scatter_row, TILE};
 pub use crate::layout::{slot_positions, CopLayout, Packing, Slot};
-use crate::matrix::RingMatrix;
+use crate::matrix::{MatDims, RingMatrix};
 use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
 use crate::response::{self, Window};
@@ -195,8 +195,7 @@ pub fn client_setup(
     }
     let layout = CopLayout::new(
         params,
-        m,
-        n,
+        MatDims { rows: m, cols: n },
         usize::try_from(header.rows_per_ct).unwrap_or(usize::MAX),
     )?;
     let cached = CachedLayer {

@@ -35,7 +35,7 @@
 //! let x_s = x.sub(&x_c)?;
 //! let full = Window::full(&params);                     // reveal the whole product
 //! let want = x.matmul(&w)?;
-//! let layout = CopLayout::choose(&params, 3, 4, Packing::Compact)?; // 3 rows per ciphertext
+//! let layout = CopLayout::choose(&params, w.dims(), Packing::Compact)?; // 3 rows per ciphertext
 //!
 //! let (mut server_ch, mut client_ch) = Channel::mem_pair();
 //! let cache = std::env::temp_dir().join(format!("he-linear-doc-{}", std::process::id()));

@@ -212,7 +212,7 @@ impl ServerLinear {
 
     /// How the rows would be packed under `params` with `packing` (to compare costs).
     pub fn layout_with(&self, params: &HeParams, packing: Packing) -> Result<CopLayout> {
-        CopLayout::choose(params, self.w.rows(), self.w.cols(), packing)
+        CopLayout::choose(params, self.w.dims(), packing)
     }
 
     /// The weights.
