@@ -15,7 +15,7 @@ use crate::seed::RunSeed;
 use he_linear::cop;
 use he_linear::galois::GaloisKeys;
 use he_linear::layout::{CopLayout, Packing};
-use he_linear::matrix::RingMatrix;
+use he_linear::matrix::{MatDims, ProductShape, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::response::Window;
 use he_linear::rlwe::{PublicKey, SecretKey};
@@ -160,7 +160,7 @@ fn run_cop(
     cache: &std::path::Path,
     seed: Seed,
 ) -> Result<Row> {
-    let layout = CopLayout::choose(params, m, n, packing)?;
+    let layout = CopLayout::choose(params, MatDims { rows: m, cols: n }, packing)?;
     let (w, x, x_c, x_s) = random_inputs(k, m, n, seed);
     let want = x.matmul(&w)?;
     let (sp, cp) = (params.clone(), params.clone());
@@ -182,7 +182,7 @@ fn run_cop(
             ss.lock().unwrap().0 = ch.stats_of("run/setup").unwrap_or_default();
             barrier.wait();
             ch.scope("online", |ch| {
-                cop::server_online(ch, &sp, &sk, &layout, &w, &x_s)
+                cop::server_online(ch, &sp, &sk, &layout, &w, &x_s, Window::full(&sp))
             })
         },
         move |ch, barrier| {
@@ -195,7 +195,8 @@ fn run_cop(
             let layer = cached.open(&cp)?;
             barrier.wait();
             ch.scope("online", |ch| {
-                cop::client_online(ch, &cp, &pk, &layer, &x_c, seed.derive(CLIENT))
+                let full = Window::full(&cp);
+                cop::client_online(ch, &cp, &pk, &layer, &x_c, full, seed.derive(CLIENT))
             })
         },
     )?;
@@ -234,7 +235,7 @@ fn run_sip(
         move |ch, barrier| {
             let t0 = Instant::now();
             let client_pk = PublicKey::recv(ch, &sp)?;
-            let plan = SipPlan::new(&sp, k, m, n)?;
+            let plan = SipPlan::new(&sp, ProductShape { k, m, n })?;
             let plain = sip::encode_plain(&sp, &plan, &w)?;
             *setup2.lock().unwrap() = Stats {
                 wall_s: t0.elapsed().as_secs_f64(),

@@ -38,7 +38,8 @@ use mpc_core::{FixedPoint, Ring};
 /// its ResNets). Products carry 24 fraction bits, so every pre-truncation value v must satisfy
 /// |v| < 2^35 / 2^24 / 4 = 128 after Winograd's factor 4 (512 for the direct protocol).
 pub fn cnn_format() -> FixedPoint {
-    FixedPoint::new(Ring::new(37).expect("37-bit ring"), 12).expect("12 fraction bits")
+    const CNN: FixedPoint = FixedPoint::new_const(Ring::new_const(37), 12);
+    CNN
 }
 
 /// Errors of this crate: each names the file, node or line it is about.

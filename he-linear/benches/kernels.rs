@@ -3,6 +3,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use he_linear::kernel::{accumulate_group, to_panels, TILE};
 use he_linear::params::HeParams;
+use he_linear::response::Window;
 use he_linear::rlwe::{encrypt_sk, PublicKey, SecretKey};
 use he_linear::{response, rlwe};
 use mpc_core::{AesPrg, Seed};
@@ -68,6 +69,7 @@ fn bench_encrypt_open(c: &mut Criterion) {
         .expand(&params);
     let positions: Vec<u32> = (0..params.n() as u32).collect();
     let mask = vec![0u64; params.n()];
+    let full = Window::full(&params);
     let mut bytes = Vec::new();
     response::seal(
         &params,
@@ -75,6 +77,7 @@ fn bench_encrypt_open(c: &mut Criterion) {
         ct.clone(),
         &positions,
         &mask,
+        full,
         &mut rng,
         &mut bytes,
     )
@@ -88,6 +91,7 @@ fn bench_encrypt_open(c: &mut Criterion) {
                 ct.clone(),
                 &positions,
                 &mask,
+                full,
                 &mut rng,
                 &mut out,
             )
@@ -96,7 +100,7 @@ fn bench_encrypt_open(c: &mut Criterion) {
         })
     });
     g.bench_function("open response (decrypt to shares)", |b| {
-        b.iter(|| response::open(&params, &sk, black_box(&bytes), &positions).unwrap())
+        b.iter(|| response::open(&params, &sk, black_box(&bytes), &positions, full).unwrap())
     });
     g.bench_function("decrypt_full reference", |b| {
         b.iter(|| rlwe::decrypt_full(&params, &sk, black_box(&ct)))

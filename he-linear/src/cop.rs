@@ -21,14 +21,14 @@
 //! Bytes: 24 + Σ_ct (N·b1 + used_ct·b0)/8 over ⌈k/T⌉ responses when n ≤ N, k·⌈n/N⌉ otherwise.
 //! Rounds: 1.
 //!
-//! **Windows** ([`client_online_window`], [`server_online_window`]): when the caller truncates
+//! **Windows** (the `window` of [`client_online`], [`server_online`]): when the caller truncates
 //! Y next, the responses reveal only bits [lo, hi) (`response`, "Windows") and the shares are
 //! of ⌊Y/2^lo⌋ modulo 2^{hi−lo}, within 2 units (the server's rounded X_s·W, the carry of the
 //! client's share, the response's rounding). `bert::secure` drops the 18 bits its truncation
 //! would, 17 bits fewer per c0 and c1 coefficient (−24 % bytes).
 use crate::kernel::{accumulate_group, scatter_row, TILE};
 pub use crate::layout::{slot_positions, CopLayout, Packing, Slot};
-use crate::matrix::RingMatrix;
+use crate::matrix::{MatDims, RingMatrix};
 use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
 use crate::response::{self, Window};
@@ -41,18 +41,9 @@ use mpc_core::{AesPrg, Channel, Error, Result, Seed};
 use rayon::prelude::*;
 use std::path::Path;
 
-/// Online bytes of one COP call on k tokens (formula; equals what the channel measures).
-pub fn online_bytes(params: &HeParams, layout: &CopLayout, k: usize) -> usize {
-    online_bytes_window(params, layout, k, Window::full(params))
-}
-
-/// [`online_bytes`] of a call revealing `window`.
-pub fn online_bytes_window(
-    params: &HeParams,
-    layout: &CopLayout,
-    k: usize,
-    window: Window,
-) -> usize {
+/// Online bytes of one COP call on k tokens revealing `window` ([`Window::full`]: the whole
+/// product) (formula; equals what the channel measures).
+pub fn online_bytes(params: &HeParams, layout: &CopLayout, k: usize, window: Window) -> usize {
     ONLINE_HEADER + layout.responses_bytes(params, k, window)
 }
 
@@ -204,8 +195,7 @@ pub fn client_setup(
     }
     let layout = CopLayout::new(
         params,
-        m,
-        n,
+        MatDims { rows: m, cols: n },
         usize::try_from(header.rows_per_ct).unwrap_or(usize::MAX),
     )?;
     let cached = CachedLayer {
@@ -226,26 +216,6 @@ pub fn client_setup(
         Ok(())
     })?;
     Ok(cached)
-}
-
-/// Client side of the online phase: sends the sealed products, returns its output share R.
-pub fn client_online(
-    ch: &mut Channel,
-    params: &HeParams,
-    server_pk: &PublicKey,
-    layer: &EncryptedLayer,
-    x_c: &RingMatrix,
-    seed: Seed,
-) -> Result<RingMatrix> {
-    client_online_window(
-        ch,
-        params,
-        server_pk,
-        layer,
-        x_c,
-        Window::full(params),
-        seed,
-    )
 }
 
 /// Σ_j p_j ⊙ ct_j for every output ciphertext of `layout` (module docs), NTT form.
@@ -357,8 +327,10 @@ fn accumulate_outputs(
     out
 }
 
-/// [`client_online`] revealing only `window` (module docs): returns ⌊R/2^lo⌋ mod 2^{hi−lo}.
-pub fn client_online_window(
+/// Client side of the online phase: sends the products sealed to reveal `window` (module docs;
+/// [`Window::full`]: the whole product), returns its output share ⌊R/2^lo⌋ mod 2^{hi−lo} (R
+/// for the full window).
+pub fn client_online(
     ch: &mut Channel,
     params: &HeParams,
     server_pk: &PublicKey,
@@ -389,13 +361,13 @@ pub fn client_online_window(
             let positions = slot_positions(slots);
             let mask = mpc_core::AesPrg::u64s(&mut rng, positions.len());
             let mut bytes = Vec::new();
-            response::seal_window(
+            response::seal(
                 params, server_pk, ct, &positions, &mask, window, &mut rng, &mut bytes,
             )?;
             Ok((bytes, mask))
         })
         .collect();
-    let mut msg = Vec::with_capacity(online_bytes_window(params, &layout, k, window));
+    let mut msg = Vec::with_capacity(online_bytes(params, &layout, k, window));
     msg.extend_from_slice(&response::message_head(ONLINE_MAGIC, params));
     for v in [k, m, n] {
         msg.extend_from_slice(&(v as u32).to_le_bytes());
@@ -421,21 +393,10 @@ pub fn client_online_window(
     Ok(share)
 }
 
-/// Server side of the online phase: returns its output share X_c·W − R + X_s·W.
+/// Server side of the online phase of a call revealing `window` (module docs;
+/// [`Window::full`]: the whole product): returns its output share, the window of X_c·W − R
+/// plus X_s·W rounded to the window, modulo 2^{hi−lo} (X_c·W − R + X_s·W for the full window).
 pub fn server_online(
-    ch: &mut Channel,
-    params: &HeParams,
-    sk: &SecretKey,
-    layout: &CopLayout,
-    w: &RingMatrix,
-    x_s: &RingMatrix,
-) -> Result<RingMatrix> {
-    server_online_window(ch, params, sk, layout, w, x_s, Window::full(params))
-}
-
-/// [`server_online`] of a call revealing `window` (module docs): returns the window of
-/// X_c·W − R plus X_s·W rounded to the window, modulo 2^{hi−lo}.
-pub fn server_online_window(
     ch: &mut Channel,
     params: &HeParams,
     sk: &SecretKey,
@@ -452,7 +413,7 @@ pub fn server_online_window(
             w.rows()
         )));
     }
-    let mut out = server_open_window(ch, params, sk, layout, x_s.rows(), window)?;
+    let mut out = server_open(ch, params, sk, layout, x_s.rows(), window)?;
     let local = x_s.matmul(w)?;
     for (dst, &v) in out.data_mut().iter_mut().zip(local.data()) {
         *dst = window.reduce(dst.wrapping_add(window.local_share(v)));
@@ -463,7 +424,7 @@ pub fn server_online_window(
 /// The server's half of a COP call on k tokens without a share of its own (the offline
 /// phase, where the client's input is its random R): receives and opens the responses,
 /// returning the window of X_c·W − R (k × n), modulo 2^{hi−lo}.
-pub fn server_open_window(
+pub fn server_open(
     ch: &mut Channel,
     params: &HeParams,
     sk: &SecretKey,
@@ -473,7 +434,7 @@ pub fn server_open_window(
 ) -> Result<RingMatrix> {
     let (m, n) = (layout.m, layout.n);
     check_shape(params, layout, k)?;
-    let expect = online_bytes_window(params, layout, k, window);
+    let expect = online_bytes(params, layout, k, window);
     let msg = ch.recv_bytes_framed(expect)?;
     if msg.len() != expect {
         return Err(Error::Malformed(format!(
@@ -504,7 +465,7 @@ pub fn server_open_window(
         .par_iter()
         .zip(offsets)
         .map(|(slots, range)| {
-            response::open_window(params, sk, &msg[range], &slot_positions(slots), window)
+            response::open(params, sk, &msg[range], &slot_positions(slots), window)
         })
         .collect();
     let mut out = RingMatrix::zeros(k, n);

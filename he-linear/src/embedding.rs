@@ -29,7 +29,7 @@
 //! the id, is hidden); the client, RLWE encryptions under the server's secret key.
 use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
-use crate::response;
+use crate::response::{self, Window};
 use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
 use crate::weight_store::{cache_path, client_answer_setup, server_offer_setup, write_cache_file};
 use mpc_core::{AesPrg, Channel, Error, Result, Seed};
@@ -414,6 +414,7 @@ pub fn client_lookup(
                 sum,
                 &layout.positions(group.len()),
                 &mask,
+                Window::full(params),
                 &mut rng,
                 &mut bytes,
             )?;
@@ -469,7 +470,10 @@ pub fn server_lookup(
     }
     let opened: Vec<Result<Vec<u64>>> = ranges
         .into_par_iter()
-        .map(|(used, range)| response::open(params, sk, &msg[range], &layout.positions(used)))
+        .map(|(used, range)| {
+            let positions = layout.positions(used);
+            response::open(params, sk, &msg[range], &positions, Window::full(params))
+        })
         .collect();
     let mut out = Vec::with_capacity(tokens * layout.dim);
     for v in opened {

@@ -15,6 +15,7 @@
 //! P trades setup and cache (∝ 1/P) against the bytes of a single-phase online call
 //! (⌈k/T⌉ responses, T ≈ ⌊N/n⌋/P); the client's work, (k/T)·(m/P) products of T·P terms, does
 //! not depend on the split. [`Packing`] names the two ends.
+use crate::matrix::MatDims;
 use crate::params::HeParams;
 use crate::response::Window;
 use mpc_core::{Error, Result};
@@ -77,9 +78,10 @@ pub struct CopLayout {
 }
 
 impl CopLayout {
-    /// P rows per ciphertext, checked: 1 ≤ P ≤ min(⌊N/n⌋, m, [`MAX_ROWS_PER_CT`]) (P = 1
-    /// when n > N).
-    pub fn new(params: &HeParams, m: usize, n: usize, rows_per_ct: usize) -> Result<CopLayout> {
+    /// The layout of an m×n weight matrix (`w`) with P rows per ciphertext, checked:
+    /// 1 ≤ P ≤ min(⌊N/n⌋, m, [`MAX_ROWS_PER_CT`]) (P = 1 when n > N).
+    pub fn new(params: &HeParams, w: MatDims, rows_per_ct: usize) -> Result<CopLayout> {
+        let MatDims { rows: m, cols: n } = w;
         if m == 0 || n == 0 {
             return Err(Error::Shape(format!("an empty {m}×{n} weight matrix")));
         }
@@ -102,13 +104,13 @@ impl CopLayout {
         (params.n() / n).clamp(1, MAX_ROWS_PER_CT).min(m)
     }
 
-    /// The layout `packing` gives an m×n matrix.
-    pub fn choose(params: &HeParams, m: usize, n: usize, packing: Packing) -> Result<CopLayout> {
+    /// The layout `packing` gives an m×n weight matrix (`w`).
+    pub fn choose(params: &HeParams, w: MatDims, packing: Packing) -> Result<CopLayout> {
         let rows = match packing {
-            Packing::Compact => Self::most_rows(params, m.max(1), n.max(1)),
+            Packing::Compact => Self::most_rows(params, w.rows.max(1), w.cols.max(1)),
             Packing::Online => 1,
         };
-        CopLayout::new(params, m, n, rows)
+        CopLayout::new(params, w, rows)
     }
 
     /// Coefficient stride between the rows of one ciphertext, S = ⌊N/P⌋.
@@ -228,8 +230,9 @@ mod tests {
             ((768, 2), (32, 42, 24, 42, 768)),
             ((3, 8292), (1, 1, 6, 1, 6)),
         ] {
-            let c = CopLayout::choose(&params, m, n, Packing::Compact).unwrap();
-            let o = CopLayout::choose(&params, m, n, Packing::Online).unwrap();
+            let w = MatDims { rows: m, cols: n };
+            let c = CopLayout::choose(&params, w, Packing::Compact).unwrap();
+            let o = CopLayout::choose(&params, w, Packing::Online).unwrap();
             let got = (
                 c.rows_per_ct,
                 c.tokens_per_ct(),
@@ -239,9 +242,10 @@ mod tests {
             );
             assert_eq!(got, want, "{m}×{n}");
         }
-        assert!(CopLayout::new(&params, 768, 768, 11).is_err());
-        assert!(CopLayout::new(&params, 768, 768, 0).is_err());
-        assert!(CopLayout::new(&params, 0, 768, 1).is_err());
+        let w = |rows, cols| MatDims { rows, cols };
+        assert!(CopLayout::new(&params, w(768, 768), 11).is_err());
+        assert!(CopLayout::new(&params, w(768, 768), 0).is_err());
+        assert!(CopLayout::new(&params, w(0, 768), 1).is_err());
     }
 
     #[test]
@@ -249,7 +253,7 @@ mod tests {
         let params = HeParams::default_params().unwrap();
         let n_poly = params.n();
         for (m, n, p) in [(40, 700, 5), (40, 700, 2), (9, 3000, 2), (64, 100, 32)] {
-            let l = CopLayout::new(&params, m, n, p).unwrap();
+            let l = CopLayout::new(&params, MatDims { rows: m, cols: n }, p).unwrap();
             let t = l.tokens_per_ct();
             for tau in 0..t {
                 for i in 0..p {

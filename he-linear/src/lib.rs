@@ -24,6 +24,7 @@
 //! ```
 //! use he_linear::{cop, matrix::RingMatrix, params::HeParams};
 //! use he_linear::layout::{CopLayout, Packing};
+//! use he_linear::response::Window;
 //! use he_linear::rlwe::{PublicKey, SecretKey};
 //! use mpc_core::{AesPrg, Channel, Seed};
 //!
@@ -32,8 +33,9 @@
 //! let x = RingMatrix::new(2, 3, vec![1, 2, 3, 4, 5, u64::MAX])?; // the input (k×m), shared:
 //! let x_c = RingMatrix::new(2, 3, vec![9, 8, 7, 6, 5, 4])?;
 //! let x_s = x.sub(&x_c)?;
+//! let full = Window::full(&params);                     // reveal the whole product
 //! let want = x.matmul(&w)?;
-//! let layout = CopLayout::choose(&params, 3, 4, Packing::Compact)?; // 3 rows per ciphertext
+//! let layout = CopLayout::choose(&params, w.dims(), Packing::Compact)?; // 3 rows per ciphertext
 //!
 //! let (mut server_ch, mut client_ch) = Channel::mem_pair();
 //! let cache = std::env::temp_dir().join(format!("he-linear-doc-{}", std::process::id()));
@@ -45,12 +47,13 @@
 //!     pk.send(&mut server_ch, &sp)?;
 //!     let setup_seed = Seed::from_rng(&mut rng);
 //!     cop::server_setup(&mut server_ch, &sp, &sk, &pk, &layout, &w2, setup_seed)?; // once
-//!     cop::server_online(&mut server_ch, &sp, &sk, &layout, &w2, &x_s)             // per query
+//!     cop::server_online(&mut server_ch, &sp, &sk, &layout, &w2, &x_s, full)       // per query
 //! });
 //! let pk = PublicKey::recv(&mut client_ch, &params)?;
 //! let layer = cop::client_setup(&mut client_ch, &params, &cache, "layer0")?.open(&params)?;
 //! let query_seed = Seed::random();                               // fresh per query
-//! let client_share = cop::client_online(&mut client_ch, &params, &pk, &layer, &x_c, query_seed)?;
+//! let client_share =
+//!     cop::client_online(&mut client_ch, &params, &pk, &layer, &x_c, full, query_seed)?;
 //! let server_share = server.join().unwrap()?;
 //! assert_eq!(client_share.add(&server_share)?, want);
 //! std::fs::remove_dir_all(&cache)?;

@@ -3,6 +3,67 @@
 use mpc_core::{Error, Result};
 use rayon::prelude::*;
 
+/// A matrix's shape, rows × cols (named fields: the two cannot be swapped at a call site).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MatDims {
+    /// Rows.
+    pub rows: usize,
+    /// Columns.
+    pub cols: usize,
+}
+
+impl std::fmt::Display for MatDims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}", self.rows, self.cols)
+    }
+}
+
+/// The shape of a product X·Y with X k×m and Y m×n (the product k×n): the three dimensions
+/// of the product and plan APIs, named so that they cannot be swapped at a call site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProductShape {
+    /// Rows of X and of the product (the tokens, for a linear layer).
+    pub k: usize,
+    /// The inner dimension: columns of X, rows of Y.
+    pub m: usize,
+    /// Columns of Y and of the product.
+    pub n: usize,
+}
+
+impl ProductShape {
+    /// The shape of `x · y`; the inner dimensions must agree.
+    pub fn of(x: &RingMatrix, y: &RingMatrix) -> Result<ProductShape> {
+        if x.cols != y.rows {
+            return Err(Error::Shape(format!(
+                "a {} · {} product",
+                x.dims(),
+                y.dims()
+            )));
+        }
+        Ok(ProductShape {
+            k: x.rows,
+            m: x.cols,
+            n: y.cols,
+        })
+    }
+
+    /// The shape of (X·Y)ᵀ = Yᵀ·Xᵀ: n×m·m×k.
+    pub fn transposed(self) -> ProductShape {
+        ProductShape {
+            k: self.n,
+            m: self.m,
+            n: self.k,
+        }
+    }
+}
+
+impl std::fmt::Display for ProductShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ProductShape { k, m, n } = *self;
+        write!(f, "{k}×{m}·{m}×{n}")
+    }
+}
+
 /// Row-major `rows × cols` matrix of ring elements.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingMatrix {
@@ -40,6 +101,14 @@ impl RingMatrix {
     /// Columns.
     pub fn cols(&self) -> usize {
         self.cols
+    }
+
+    /// The shape, rows × cols.
+    pub fn dims(&self) -> MatDims {
+        MatDims {
+            rows: self.rows,
+            cols: self.cols,
+        }
     }
 
     /// Row-major values.

@@ -16,7 +16,7 @@
 //! m = round((ĉ0·2^{B−b0} + ĉ1·s·2^{B−b1}) / 2^{B−ℓ}) mod 2^ℓ, B = max(b0, b1): the evaluator's
 //! value minus R. Cost: one flight of `HeParams::response_bytes(revealed)` bytes.
 //!
-//! **Windows** ([`Window`], [`seal_window`], [`open_window`]): when the caller needs only bits
+//! **Windows** ([`Window`], the `window` of [`seal`] and [`open`]): when the caller needs only bits
 //! [lo, hi) of the result (a product reduced to a smaller ring, or truncated next), the
 //! evaluator drops the δ = ℓ − hi top bits of ĉ0 and ĉ1 (exact: the decryption identity holds
 //! modulo 2^{B−δ}) and, for lo > 0, rounds lo − 1 more low bits away (the rounding stays below
@@ -169,32 +169,11 @@ impl Window {
     }
 }
 
-/// Evaluator side: steps 1–4 above; appends the packed response to `out`.
-pub fn seal(
-    params: &HeParams,
-    pk: &PublicKey,
-    ct: Ciphertext,
-    positions: &[u32],
-    mask: &[u64],
-    rng: &mut (impl RngCore + ?Sized),
-    out: &mut Vec<u8>,
-) -> Result<()> {
-    seal_window(
-        params,
-        pk,
-        ct,
-        positions,
-        mask,
-        Window::full(params),
-        rng,
-        out,
-    )
-}
-
-/// [`seal`] revealing only `window` of the plaintext (its share for the evaluator:
-/// [`Window::evaluator_share`] of each mask value).
+/// Evaluator side: steps 1–4 above, revealing only `window` of the plaintext
+/// ([`Window::full`]: all of it; the evaluator's share is [`Window::evaluator_share`] of each
+/// mask value); appends the packed response to `out`.
 #[allow(clippy::too_many_arguments)]
-pub fn seal_window(
+pub fn seal(
     params: &HeParams,
     pk: &PublicKey,
     ct: Ciphertext,
@@ -238,15 +217,10 @@ pub fn seal_window(
     Ok(())
 }
 
-/// Key-holder side: decrypts a response revealing `positions`; `data` must be exactly
-/// `params.response_bytes(positions.len())` bytes.
-pub fn open(params: &HeParams, sk: &SecretKey, data: &[u8], positions: &[u32]) -> Result<Vec<u64>> {
-    open_window(params, sk, data, positions, Window::full(params))
-}
-
-/// [`open`] of a response sealed with `window`: values modulo 2^{hi−lo}; `data` must be
-/// exactly `window.response_bytes(params, positions.len())` bytes.
-pub fn open_window(
+/// Key-holder side: decrypts a response sealed with `window`, revealing `positions`: values
+/// modulo 2^{hi−lo}; `data` must be exactly `window.response_bytes(params, positions.len())`
+/// bytes.
+pub fn open(
     params: &HeParams,
     sk: &SecretKey,
     data: &[u8],
@@ -347,13 +321,17 @@ mod tests {
         let positions: Vec<u32> = vec![0, 1, 5, 100, 8191];
         let mask: Vec<u64> = vec![0, u64::MAX, 1 << 63, 42, 7];
         let mut bytes = Vec::new();
-        seal(&params, &pk, ct, &positions, &mask, &mut rng, &mut bytes).unwrap();
+        let full = Window::full(&params);
+        seal(
+            &params, &pk, ct, &positions, &mask, full, &mut rng, &mut bytes,
+        )
+        .unwrap();
         assert_eq!(bytes.len(), params.response_bytes(positions.len()));
-        let got = open(&params, &sk, &bytes, &positions).unwrap();
+        let got = open(&params, &sk, &bytes, &positions, full).unwrap();
         for ((&p, &r), g) in positions.iter().zip(&mask).zip(got) {
             assert_eq!(g, m[p as usize].wrapping_sub(r));
         }
-        assert!(open(&params, &sk, &bytes[1..], &positions).is_err());
+        assert!(open(&params, &sk, &bytes[1..], &positions, full).is_err());
     }
 
     #[test]
@@ -386,7 +364,7 @@ mod tests {
                 .unwrap()
                 .expand(&params);
             let mut bytes = Vec::new();
-            seal_window(
+            seal(
                 &params, &pk, ct, &positions, &mask, window, &mut rng, &mut bytes,
             )
             .unwrap();
@@ -401,7 +379,7 @@ mod tests {
                 (n * b1).div_ceil(8) + (positions.len() * b0).div_ceil(8),
                 "[{lo}, {hi})"
             );
-            let got = open_window(&params, &sk, &bytes, &positions, window).unwrap();
+            let got = open(&params, &sk, &bytes, &positions, window).unwrap();
             for ((&p, &r), g) in positions.iter().zip(&mask).zip(got) {
                 let sum = window.reduce(g.wrapping_add(window.evaluator_share(r)));
                 let want = window.reduce(m[p as usize] >> lo);
@@ -411,7 +389,7 @@ mod tests {
                     assert_eq!(sum, want, "[{lo}, {hi}) at {p}");
                 }
             }
-            assert!(open_window(&params, &sk, &bytes[1..], &positions, window).is_err());
+            assert!(open(&params, &sk, &bytes[1..], &positions, window).is_err());
         }
     }
 }

@@ -26,7 +26,7 @@
 //! responses re-randomized, noise-flooded and masked by uniform values over Z_2^64 (see
 //! [`crate::response`] and docs/security.md): its output share and nothing else.
 use crate::galois::GaloisKeys;
-use crate::matrix::RingMatrix;
+use crate::matrix::{MatDims, ProductShape, RingMatrix};
 use crate::params::HeParams;
 use crate::response::Window;
 use crate::rlwe::{PublicKey, SecretKey};
@@ -92,26 +92,30 @@ fn chunks(params: &HeParams, n: usize) -> Vec<std::ops::Range<usize>> {
         .collect()
 }
 
+/// The SIP plan of each column chunk of V (k×n): V_chunk · V_chunkᵀ, k×m·m×k.
 fn chunk_plans(
     params: &HeParams,
-    k: usize,
-    n: usize,
+    v: MatDims,
     window: Window,
 ) -> Result<Vec<(std::ops::Range<usize>, SipPlan)>> {
-    chunks(params, n)
+    let k = v.rows;
+    chunks(params, v.cols)
         .into_iter()
-        .map(|c| SipPlan::new(params, k, c.len(), k).map(|p| (c, p.with_window(window))))
+        .map(|c| {
+            let shape = ProductShape {
+                k,
+                m: c.len(),
+                n: k,
+            };
+            SipPlan::new(params, shape).map(|p| (c, p.with_window(window)))
+        })
         .collect()
 }
 
-/// Bytes of [`row_square_sums`] on k×n modulo 2^bits: (client → server, server → client).
-pub fn row_square_sums_bytes(
-    params: &HeParams,
-    k: usize,
-    n: usize,
-    bits: u32,
-) -> Result<(usize, usize)> {
-    Ok(chunk_plans(params, k, n, Window::new(params, 0, bits)?)?
+/// Bytes of [`row_square_sums`] on V of shape `v` modulo 2^bits: (client → server,
+/// server → client).
+pub fn row_square_sums_bytes(params: &HeParams, v: MatDims, bits: u32) -> Result<(usize, usize)> {
+    Ok(chunk_plans(params, v, Window::new(params, 0, bits)?)?
         .iter()
         .fold((0, 0), |(c, s), (_, p)| {
             (c + p.input_bytes(params), s + p.output_bytes(params))
@@ -164,7 +168,7 @@ pub fn row_square_sums(
 ) -> Result<Vec<u64>> {
     let k = v.rows();
     let window = Window::new(params, 0, bits)?;
-    let plans = chunk_plans(params, k, v.cols(), window)?;
+    let plans = chunk_plans(params, v.dims(), window)?;
     let chunks = plans
         .iter()
         .map(|(cols, _)| columns(v, cols))

@@ -18,7 +18,7 @@
 //! at BERT-base shapes one response per N output coefficients instead of one per
 //! k_w·n_w (`sip`, "Packed outputs").
 use crate::galois::GaloisKeys;
-use crate::matrix::RingMatrix;
+use crate::matrix::{ProductShape, RingMatrix};
 use crate::params::HeParams;
 use crate::response::Window;
 use crate::rlwe::{PublicKey, SecretKey};
@@ -29,7 +29,7 @@ use std::borrow::Cow;
 /// The SIP plan of one cross term and its orientation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProductPlan {
-    /// The SIP product actually run: k×m·m×n, or n×m·m×k when transposed.
+    /// The SIP product actually run: the shape k×m·m×n, or n×m·m×k when transposed.
     pub sip: SipPlan,
     /// Whether the cross term runs as (Yᵀ·Xᵀ)ᵀ (the Y share encrypted, X the plaintext).
     pub transposed: bool,
@@ -37,12 +37,12 @@ pub struct ProductPlan {
 
 impl ProductPlan {
     /// The orientation of X (k×m) · Y (m×n) with fewer bytes each way (X encrypted on ties).
-    pub fn new(params: &HeParams, k: usize, m: usize, n: usize) -> Result<ProductPlan> {
-        let direct = SipPlan::new(params, k, m, n).map(|sip| ProductPlan {
+    pub fn new(params: &HeParams, shape: ProductShape) -> Result<ProductPlan> {
+        let direct = SipPlan::new(params, shape).map(|sip| ProductPlan {
             sip,
             transposed: false,
         });
-        let transposed = SipPlan::new(params, n, m, k).map(|sip| ProductPlan {
+        let transposed = SipPlan::new(params, shape.transposed()).map(|sip| ProductPlan {
             sip,
             transposed: true,
         });
@@ -156,7 +156,7 @@ fn product_round(
     let plans = pairs
         .iter()
         .map(|(x, y)| {
-            ProductPlan::new(params, x.rows(), x.cols(), y.cols()).map(|p| ProductPlan {
+            ProductPlan::new(params, ProductShape::of(x, y)?).map(|p| ProductPlan {
                 sip: p.sip.with_window(window),
                 ..p
             })

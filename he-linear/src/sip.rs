@@ -23,7 +23,7 @@
 //! SIP as a linear layer: the client is the key holder with A = X_c, the server evaluates with
 //! B = W and adds X_s·W locally.
 use crate::galois::GaloisKeys;
-use crate::matrix::RingMatrix;
+use crate::matrix::{ProductShape, RingMatrix};
 use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
 use crate::response::{self, Window};
@@ -34,15 +34,11 @@ use rayon::prelude::*;
 /// Output cells (row, column) of A·B with the values revealed for them.
 type Cells = (Vec<(usize, usize)>, Vec<u64>);
 
-/// Block shape of one SIP product (both parties derive it from k, m, n and the parameters).
+/// Block shape of one SIP product (both parties derive it from its shape and the parameters).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SipPlan {
-    /// Rows of A.
-    pub k: usize,
-    /// Inner dimension.
-    pub m: usize,
-    /// Columns of B.
-    pub n: usize,
+    /// A (k×m) · B (m×n).
+    pub shape: ProductShape,
     /// Block rows of A.
     pub kw: usize,
     /// Block inner width.
@@ -72,7 +68,8 @@ const MERGE_COST_BYTES: usize = 2_000;
 
 impl SipPlan {
     /// The cheapest block shape (bytes plus evaluator work) within the noise analysis.
-    pub fn new(params: &HeParams, k: usize, m: usize, n: usize) -> Result<SipPlan> {
+    pub fn new(params: &HeParams, shape: ProductShape) -> Result<SipPlan> {
+        let ProductShape { k, m, n } = shape;
         if k == 0 || m == 0 || n == 0 {
             return Err(Error::Shape(format!("empty product {k}×{m}·{m}×{n}")));
         }
@@ -104,9 +101,7 @@ impl SipPlan {
                     1
                 };
                 let plan = SipPlan {
-                    k,
-                    m,
-                    n,
+                    shape,
                     kw,
                     mw,
                     nw,
@@ -135,9 +130,9 @@ impl SipPlan {
 
     fn blocks(&self) -> (usize, usize, usize) {
         (
-            self.k.div_ceil(self.kw),
-            self.m.div_ceil(self.mw),
-            self.n.div_ceil(self.nw),
+            self.shape.k.div_ceil(self.kw),
+            self.shape.m.div_ceil(self.mw),
+            self.shape.n.div_ceil(self.nw),
         )
     }
 
@@ -203,7 +198,7 @@ impl SipPlan {
             for i in 0..self.kw {
                 for j in 0..self.nw {
                     let (r, c) = (ib * self.kw + i, jb * self.nw + j);
-                    if r < self.k && c < self.n {
+                    if r < self.shape.k && c < self.shape.n {
                         cells.push((r, c));
                         pos.push((i * self.mw * self.nw + j * self.mw + offset) as u32);
                     }
@@ -237,7 +232,7 @@ impl SipPlan {
         self.group_blocks(g)
             .map(|blk| {
                 let (ib, jb) = (blk / nb, blk % nb);
-                self.kw.min(self.k - ib * self.kw) * self.nw.min(self.n - jb * self.nw)
+                self.kw.min(self.shape.k - ib * self.kw) * self.nw.min(self.shape.n - jb * self.nw)
             })
             .sum()
     }
@@ -252,13 +247,13 @@ pub fn send_encrypted_input(
     a: &RingMatrix,
     seed: Seed,
 ) -> Result<()> {
-    if (a.rows(), a.cols()) != (plan.k, plan.m) {
+    if (a.rows(), a.cols()) != (plan.shape.k, plan.shape.m) {
         return Err(Error::Shape(format!(
             "A is {}×{}, the plan expects {}×{}",
             a.rows(),
             a.cols(),
-            plan.k,
-            plan.m
+            plan.shape.k,
+            plan.shape.m
         )));
     }
     let (kb, mb, _) = plan.blocks();
@@ -271,7 +266,7 @@ pub fn send_encrypted_input(
             for i in 0..plan.kw {
                 for l in 0..plan.mw {
                     let (r, c) = (ib * plan.kw + i, lb * plan.mw + l);
-                    if r < plan.k && c < plan.m {
+                    if r < plan.shape.k && c < plan.shape.m {
                         coeffs[i * plan.mw * plan.nw + l] = a.get(r, c);
                     }
                 }
@@ -315,13 +310,13 @@ pub fn recv_encrypted_input(
 /// Encodes B's blocks as NTT-form plaintexts b̂ (input independent: the server can do this
 /// before the query).
 pub fn encode_plain(params: &HeParams, plan: &SipPlan, b: &RingMatrix) -> Result<Vec<RnsPoly>> {
-    if (b.rows(), b.cols()) != (plan.m, plan.n) {
+    if (b.rows(), b.cols()) != (plan.shape.m, plan.shape.n) {
         return Err(Error::Shape(format!(
             "B is {}×{}, the plan expects {}×{}",
             b.rows(),
             b.cols(),
-            plan.m,
-            plan.n
+            plan.shape.m,
+            plan.shape.n
         )));
     }
     let ring = Ring::R64;
@@ -336,7 +331,7 @@ pub fn encode_plain(params: &HeParams, plan: &SipPlan, b: &RingMatrix) -> Result
             for l in 0..plan.mw {
                 for j in 0..plan.nw {
                     let (r, c) = (lb * plan.mw + l, jb * plan.nw + j);
-                    if r < plan.m && c < plan.n {
+                    if r < plan.shape.m && c < plan.shape.n {
                         let v = ring.to_signed(b.get(r, c));
                         if !plan.packed {
                             coeffs[j * plan.mw + plan.mw - 1 - l] = v;
@@ -409,7 +404,7 @@ pub fn evaluate_and_respond(
             let mut rng = AesPrg::new(base.derive(g as u64));
             let mask = rng.u64s(positions.len());
             let mut bytes = Vec::new();
-            response::seal_window(
+            response::seal(
                 params,
                 holder_pk,
                 acc,
@@ -426,12 +421,12 @@ pub fn evaluate_and_respond(
             Ok((bytes, (cells, share)))
         })
         .collect();
-    let mut share = RingMatrix::zeros(plan.k, plan.n);
+    let mut share = RingMatrix::zeros(plan.shape.k, plan.shape.n);
     for s in sealed {
         let (bytes, (cells, mask)) = s?;
         ch.send(&bytes)?;
         for ((r, c), v) in cells.into_iter().zip(mask) {
-            share.data_mut()[r * plan.n + c] = v;
+            share.data_mut()[r * plan.shape.n + c] = v;
         }
     }
     ch.flush()?;
@@ -454,14 +449,14 @@ pub fn recv_and_open(
     let opened: Vec<Result<Cells>> = jobs
         .into_par_iter()
         .map(|(cells, positions, bytes)| {
-            response::open_window(params, sk, &bytes, &positions, plan.window).map(|v| (cells, v))
+            response::open(params, sk, &bytes, &positions, plan.window).map(|v| (cells, v))
         })
         .collect();
-    let mut out = RingMatrix::zeros(plan.k, plan.n);
+    let mut out = RingMatrix::zeros(plan.shape.k, plan.shape.n);
     for o in opened {
         let (cells, values) = o?;
         for ((r, c), v) in cells.into_iter().zip(values) {
-            out.data_mut()[r * plan.n + c] = v;
+            out.data_mut()[r * plan.shape.n + c] = v;
         }
     }
     Ok(out)
@@ -476,7 +471,8 @@ pub fn client_online(
     n: usize,
     seed: Seed,
 ) -> Result<RingMatrix> {
-    let plan = SipPlan::new(params, x_c.rows(), x_c.cols(), n)?;
+    let (k, m) = (x_c.rows(), x_c.cols());
+    let plan = SipPlan::new(params, ProductShape { k, m, n })?;
     send_encrypted_input(ch, params, sk, &plan, x_c, seed)?;
     recv_and_open(ch, params, sk, &plan)
 }
@@ -492,7 +488,8 @@ pub fn server_online(
     x_s: &RingMatrix,
     seed: Seed,
 ) -> Result<RingMatrix> {
-    let plan = SipPlan::new(params, x_s.rows(), x_s.cols(), w.cols())?;
+    let (k, m, n) = (x_s.rows(), x_s.cols(), w.cols());
+    let plan = SipPlan::new(params, ProductShape { k, m, n })?;
     let inputs = recv_encrypted_input(ch, params, &plan)?;
     let r = evaluate_and_respond(ch, params, client_pk, None, &plan, &inputs, plain, seed)?;
     r.add(&x_s.matmul(w)?)

@@ -9,6 +9,7 @@
 //! digest binds the file to the parameters, the packing, the server's key and the weights, so a
 //! stale cache is never used. Layers are memory-mapped one at a time.
 use crate::layout::CopLayout;
+use crate::matrix::MatDims;
 use crate::params::HeParams;
 use mpc_core::{Channel, Error, Result, Seed};
 use std::fs::File;
@@ -90,8 +91,11 @@ impl LayerHeader {
         if m == 0 || n == 0 || m > 1 << 20 || n > 1 << 20 {
             return Err(bad(&format!("implausible layer shape {m}×{n}")));
         }
-        let layout = CopLayout::new(params, m as usize, n as usize, u32_at(64))
-            .map_err(|e| bad(&e.to_string()))?;
+        let w = MatDims {
+            rows: m as usize,
+            cols: n as usize,
+        };
+        let layout = CopLayout::new(params, w, u32_at(64)).map_err(|e| bad(&e.to_string()))?;
         Ok(LayerHeader {
             fingerprint,
             digest: h[16..48].try_into().unwrap(),

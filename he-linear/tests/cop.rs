@@ -4,7 +4,7 @@ mod common;
 use common::{random_matrix, run_pair};
 use he_linear::cop;
 use he_linear::layout::{CopLayout, Packing};
-use he_linear::matrix::RingMatrix;
+use he_linear::matrix::{MatDims, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::response::Window;
 use he_linear::rlwe::{PublicKey, SecretKey};
@@ -20,7 +20,7 @@ struct Run {
 }
 
 fn run_cop(params: &HeParams, x: &RingMatrix, w: &RingMatrix, cache: &Path) -> Run {
-    let layout = CopLayout::choose(params, w.rows(), w.cols(), Packing::Compact).unwrap();
+    let layout = CopLayout::choose(params, w.dims(), Packing::Compact).unwrap();
     run_cop_window(params, layout, x, w, cache, Window::full(params))
 }
 
@@ -45,7 +45,7 @@ fn run_cop_window(
             pk.send(ch, &sp).unwrap();
             cop::server_setup(ch, &sp, &sk, &pk, &layout, &w2, Seed([1; 16])).unwrap();
             ch.scope("online", |ch| {
-                cop::server_online_window(ch, &sp, &sk, &layout, &w2, &x_s, window)
+                cop::server_online(ch, &sp, &sk, &layout, &w2, &x_s, window)
             })
             .unwrap()
         },
@@ -57,7 +57,7 @@ fn run_cop_window(
                 .unwrap();
             let share = ch
                 .scope("online", |ch| {
-                    cop::client_online_window(ch, &cp, &pk, &layer, &x_c, window, Seed([2; 16]))
+                    cop::client_online(ch, &cp, &pk, &layer, &x_c, window, Seed([2; 16]))
                 })
                 .unwrap();
             (share, ch.stats_of("online").unwrap())
@@ -79,7 +79,7 @@ fn file_digest(path: &Path) -> [u8; 32] {
 
 /// Every row packing from one row per ciphertext to the most that fit.
 fn check(params: &HeParams, k: usize, m: usize, n: usize, seed: u8) {
-    let most = CopLayout::choose(params, m, n, Packing::Compact)
+    let most = CopLayout::choose(params, MatDims { rows: m, cols: n }, Packing::Compact)
         .unwrap()
         .rows_per_ct;
     let mut packings = vec![1, most];
@@ -88,7 +88,7 @@ fn check(params: &HeParams, k: usize, m: usize, n: usize, seed: u8) {
     }
     packings.dedup();
     for rows in packings {
-        let layout = CopLayout::new(params, m, n, rows).unwrap();
+        let layout = CopLayout::new(params, MatDims { rows: m, cols: n }, rows).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let x = random_matrix(k, m, seed);
         let w = random_matrix(m, n, seed.wrapping_add(1));
@@ -101,7 +101,7 @@ fn check(params: &HeParams, k: usize, m: usize, n: usize, seed: u8) {
         // Payload plus the 8-byte length prefix of the framed message.
         assert_eq!(
             run.online_bytes as usize,
-            cop::online_bytes(params, &layout, k) + 8
+            cop::online_bytes(params, &layout, k, Window::full(params)) + 8
         );
     }
 }
@@ -114,7 +114,8 @@ fn truncating_window_is_within_two_units_and_shorter() {
         let dir = tempfile::tempdir().unwrap();
         let x = random_matrix(k, m, seed);
         let w = random_matrix(m, n, seed.wrapping_add(1));
-        let layout = CopLayout::choose(&params, m, n, Packing::Compact).unwrap();
+        let layout =
+            CopLayout::choose(&params, MatDims { rows: m, cols: n }, Packing::Compact).unwrap();
         let run = run_cop_window(&params, layout, &x, &w, dir.path(), window);
         let want = x.matmul(&w).unwrap();
         for (i, (&c, &s)) in run
@@ -130,9 +131,9 @@ fn truncating_window_is_within_two_units_and_shorter() {
             assert!(err <= 4, "k={k} m={m} n={n} at {i}: {got} vs {exact}");
         }
         assert_eq!(run.online_rounds, 1);
-        let bytes = cop::online_bytes_window(&params, &layout, k, window);
+        let bytes = cop::online_bytes(&params, &layout, k, window);
         assert_eq!(run.online_bytes as usize, bytes + 8);
-        assert!(bytes < cop::online_bytes(&params, &layout, k));
+        assert!(bytes < cop::online_bytes(&params, &layout, k, Window::full(&params)));
     }
 }
 
@@ -158,7 +159,8 @@ fn narrow_outputs_pack_no_more_tokens_than_the_noise_analysis_allows() {
     // A head-like 100×2 matrix would pack ⌊N/2⌋ = 4096 tokens per ciphertext, 100 terms each;
     // with max_terms = 2^10 at most 10 tokens share a ciphertext.
     let params = HeParams::builder().max_terms(1 << 10).build().unwrap();
-    let layout = CopLayout::choose(&params, 100, 2, Packing::Online).unwrap();
+    let layout =
+        CopLayout::choose(&params, MatDims { rows: 100, cols: 2 }, Packing::Online).unwrap();
     assert_eq!(layout.tokens_per_ct(), 10);
     assert_eq!(layout.output_layout(25).len(), 3);
     check(&params, 25, 100, 2, 6);
@@ -193,7 +195,7 @@ fn cache_is_reused_and_stale_cache_is_rejected() {
         std::fs::metadata(&path).unwrap().len(),
         weight_store::layer_file_bytes(
             &params,
-            CopLayout::choose(&params, 3, 10, Packing::Compact).unwrap()
+            CopLayout::choose(&params, MatDims { rows: 3, cols: 10 }, Packing::Compact).unwrap()
         )
     );
     assert!(matches!(
@@ -222,10 +224,12 @@ fn server_with_message(msg: Vec<u8>, k: usize, m: usize, n: usize) -> Error {
     let sk = SecretKey::generate(&params, &mut rng);
     let w = random_matrix(m, n, 1);
     let x_s = random_matrix(k, m, 2);
-    let layout = CopLayout::choose(&params, m, n, Packing::Compact).unwrap();
+    let layout =
+        CopLayout::choose(&params, MatDims { rows: m, cols: n }, Packing::Compact).unwrap();
     let (err, _) = run_pair(
         move |ch: &mut Channel| {
-            cop::server_online(ch, &params, &sk, &layout, &w, &x_s).unwrap_err()
+            let full = Window::full(&params);
+            cop::server_online(ch, &params, &sk, &layout, &w, &x_s, full).unwrap_err()
         },
         move |ch: &mut Channel| {
             if !msg.is_empty() {
@@ -241,8 +245,9 @@ fn server_with_message(msg: Vec<u8>, k: usize, m: usize, n: usize) -> Error {
 fn malformed_truncated_oversized_and_mismatched_messages_are_errors() {
     let params = HeParams::default_params().unwrap();
     let (k, m, n) = (2, 3, 100);
-    let layout = CopLayout::choose(&params, m, n, Packing::Compact).unwrap();
-    let len = cop::online_bytes(&params, &layout, k);
+    let layout =
+        CopLayout::choose(&params, MatDims { rows: m, cols: n }, Packing::Compact).unwrap();
+    let len = cop::online_bytes(&params, &layout, k, Window::full(&params));
     let header = |fp: [u8; 8], dims: [u32; 3]| {
         let mut v = 0x434f_5032u32.to_le_bytes().to_vec();
         v.extend_from_slice(&fp);
@@ -303,7 +308,8 @@ fn client_refuses_shape_mismatch_and_oversized_products() {
     let (sp, cp) = (small.clone(), small.clone());
     let cache = dir.path().to_path_buf();
     // One row per ciphertext: 2 tokens share a response (⌊N/10⌋ capped by max_terms/20).
-    let layout = CopLayout::choose(&small, 20, 10, Packing::Online).unwrap();
+    let layout =
+        CopLayout::choose(&small, MatDims { rows: 20, cols: 10 }, Packing::Online).unwrap();
     let (_, (r1, r2)) = run_pair(
         move |ch: &mut Channel| {
             cop::server_setup(ch, &sp, &sk, &pk, &layout, &w, Seed([1; 16])).unwrap()
@@ -323,6 +329,7 @@ fn client_refuses_shape_mismatch_and_oversized_products() {
                     &pk,
                     &layer,
                     &random_matrix(2, 19, 1),
+                    Window::full(&cp),
                     Seed([2; 16]),
                 ),
                 cop::client_online(
@@ -331,6 +338,7 @@ fn client_refuses_shape_mismatch_and_oversized_products() {
                     &pk,
                     &layer,
                     &random_matrix(2, 20, 1),
+                    Window::full(&cp),
                     Seed([2; 16]),
                 ),
             )
@@ -361,7 +369,8 @@ fn cache_ids_are_keyed_by_the_server_secret() {
         a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
     };
     // Unrelated ids: about half of the 256 bits differ (outside 64..=192: probability < 2^-40).
-    let layout = CopLayout::choose(&params, 3, 5, Packing::Compact).unwrap();
+    let layout =
+        CopLayout::choose(&params, MatDims { rows: 3, cols: 5 }, Packing::Compact).unwrap();
     let id1 = cop::layer_digest(&params, &sk1, &pk1, &layout, &w);
     for other in [
         cop::layer_digest(&params, &sk2, &pk2, &layout, &w),
@@ -370,7 +379,7 @@ fn cache_ids_are_keyed_by_the_server_secret() {
             &params,
             &sk1,
             &pk1,
-            &CopLayout::choose(&params, 3, 5, Packing::Online).unwrap(),
+            &CopLayout::choose(&params, MatDims { rows: 3, cols: 5 }, Packing::Online).unwrap(),
             &w,
         ),
     ] {

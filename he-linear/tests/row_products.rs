@@ -4,7 +4,7 @@
 //! errors.
 mod common;
 use common::{product_keys, random_matrix, run_pair};
-use he_linear::matrix::RingMatrix;
+use he_linear::matrix::{MatDims, ProductShape, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::response::Window;
 use he_linear::row_products::{
@@ -108,7 +108,9 @@ fn row_scalar_products_are_exact() {
                 assert_eq!(got.get(i, j), r[i].wrapping_mul(v.get(i, j)), "({i}, {j})");
             }
         }
-        let bytes = ProductPlan::new(&params, k, k, n).unwrap().bytes(&params) as u64;
+        let bytes = ProductPlan::new(&params, ProductShape { k, m: k, n })
+            .unwrap()
+            .bytes(&params) as u64;
         assert_eq!((sent, recv, rounds), (bytes, bytes, 2));
     }
 }
@@ -127,7 +129,7 @@ fn truncating_window_is_within_three_units() {
                 assert!(err <= 6, "({i}, {j}): {got} vs {want}");
             }
         }
-        let plan = ProductPlan::new(&params, k, k, n).unwrap();
+        let plan = ProductPlan::new(&params, ProductShape { k, m: k, n }).unwrap();
         let windowed = plan.sip.with_window(window);
         let bytes = (windowed.input_bytes(&params) + windowed.output_bytes(&params)) as u64;
         assert!(bytes < plan.bytes(&params) as u64);
@@ -148,7 +150,7 @@ fn row_square_sums_are_exact_in_chunks() {
                 .fold(0u64, |a, &x| a.wrapping_add(x.wrapping_mul(x)));
             assert_eq!(s[i].wrapping_add(c[i]), want, "row {i}");
         }
-        let (up, down) = row_square_sums_bytes(&params, k, n, 64).unwrap();
+        let (up, down) = row_square_sums_bytes(&params, MatDims { rows: k, cols: n }, 64).unwrap();
         assert_eq!((sent, recv, rounds), (up as u64, down as u64, 2));
         let ((_, v), s, c, (sent, recv, rounds)) = both(&params, k, n, seed, squares::<38>);
         for i in 0..k {
@@ -163,7 +165,7 @@ fn row_square_sums_are_exact_in_chunks() {
             );
             assert!(s[i] < 1 << 38 && c[i] < 1 << 38);
         }
-        let (up, down) = row_square_sums_bytes(&params, k, n, 38).unwrap();
+        let (up, down) = row_square_sums_bytes(&params, MatDims { rows: k, cols: n }, 38).unwrap();
         assert_eq!((sent, recv, rounds), (up as u64, down as u64, 2));
     }
 }
@@ -171,14 +173,38 @@ fn row_square_sums_are_exact_in_chunks() {
 #[test]
 fn layernorm_and_normalisation_shapes_at_bert_base_cost() {
     let params = HeParams::packed_products().unwrap();
-    let product = ProductPlan::new(&params, 128, 128, 768).unwrap();
-    let (up, down) = row_square_sums_bytes(&params, 128, 768, 64).unwrap();
+    let product = ProductPlan::new(
+        &params,
+        ProductShape {
+            k: 128,
+            m: 128,
+            n: 768,
+        },
+    )
+    .unwrap();
+    let (up, down) = row_square_sums_bytes(
+        &params,
+        MatDims {
+            rows: 128,
+            cols: 768,
+        },
+        64,
+    )
+    .unwrap();
     assert_eq!(product.bytes(&params), 2_650_176);
     assert_eq!((up, down), (2_752_704, 577_536));
     // As LayerNorm runs them: the product through bits [12, 38), the sums modulo 2^38.
     let windowed = product.sip.with_window(layernorm_window(&params));
     let scalar = windowed.input_bytes(&params) + windowed.output_bytes(&params);
-    let (up, down) = row_square_sums_bytes(&params, 128, 768, 38).unwrap();
+    let (up, down) = row_square_sums_bytes(
+        &params,
+        MatDims {
+            rows: 128,
+            cols: 768,
+        },
+        38,
+    )
+    .unwrap();
     println!(
         "BERT-base LayerNorm: row-scalar product {scalar} B each way ({} merges per party), \
          square sums {up} B client → server, {down} B back",
@@ -188,7 +214,15 @@ fn layernorm_and_normalisation_shapes_at_bert_base_cost() {
     assert_eq!((up, down), (2_752_704, 364_544));
     // Attention's normalisation per head, diag(r)·O with O 128 × 64: Oᵀ encrypted, through
     // bits [16, 64).
-    let norm = ProductPlan::new(&params, 128, 128, 64).unwrap();
+    let norm = ProductPlan::new(
+        &params,
+        ProductShape {
+            k: 128,
+            m: 128,
+            n: 64,
+        },
+    )
+    .unwrap();
     assert!(norm.transposed);
     assert_eq!(norm.bytes(&params), 373_776);
     let windowed = norm.sip.with_window(Window::new(&params, 16, 64).unwrap());

@@ -2,7 +2,7 @@
 //! edge values, cost formulas, and typed errors.
 mod common;
 use common::{keys, product_keys, random_matrix, run_pair};
-use he_linear::matrix::RingMatrix;
+use he_linear::matrix::{ProductShape, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::response::Window;
 use he_linear::secret_product::{secret_product, secret_products, ProductKeys, ProductPlan};
@@ -26,7 +26,7 @@ fn sip_linear_layer_is_exact() {
         let w2 = w.clone();
         let (server, (client, stats)) = run_pair(
             move |ch: &mut Channel| {
-                let plan = SipPlan::new(&sp, k, m, n).unwrap();
+                let plan = SipPlan::new(&sp, ProductShape { k, m, n }).unwrap();
                 let plain = sip::encode_plain(&sp, &plan, &w2).unwrap();
                 sip::server_online(ch, &sp, &pk, &w2, &plain, &x_s, Seed([1; 16])).unwrap()
             },
@@ -40,7 +40,7 @@ fn sip_linear_layer_is_exact() {
             },
         );
         assert_eq!(client.add(&server).unwrap(), x.matmul(&w).unwrap());
-        let plan = SipPlan::new(&params, k, m, n).unwrap();
+        let plan = SipPlan::new(&params, ProductShape { k, m, n }).unwrap();
         assert_eq!(stats.rounds, 2);
         assert_eq!(stats.bytes_sent as usize, plan.input_bytes(&params));
         assert_eq!(stats.bytes_recv as usize, plan.output_bytes(&params));
@@ -100,7 +100,11 @@ fn check_products(params: &HeParams, shapes: &[(usize, usize, usize)], seed: u8)
     // Symmetric protocol: each party sends its encryptions and its responses.
     let expect: usize = shapes
         .iter()
-        .map(|&(k, m, n)| ProductPlan::new(params, k, m, n).unwrap().bytes(params))
+        .map(|&(k, m, n)| {
+            ProductPlan::new(params, ProductShape { k, m, n })
+                .unwrap()
+                .bytes(params)
+        })
         .sum();
     assert_eq!(stats.bytes_sent as usize, expect);
     assert_eq!(stats.bytes_recv as usize, expect);
@@ -136,13 +140,13 @@ fn packed_secret_products_are_exact_and_smaller() {
     let unpacked: usize = head
         .iter()
         .map(|&(k, m, n)| {
-            let p = SipPlan::new(&plain, k, m, n).unwrap();
+            let p = SipPlan::new(&plain, ProductShape { k, m, n }).unwrap();
             p.input_bytes(&plain) + p.output_bytes(&plain)
         })
         .sum();
     println!("one head, each way: packed {bytes} B, unpacked {unpacked} B");
     for &(k, m, n) in &head {
-        let p = ProductPlan::new(&packed, k, m, n).unwrap();
+        let p = ProductPlan::new(&packed, ProductShape { k, m, n }).unwrap();
         println!(
             "  {k}×{m}·{m}×{n}: {p:?}, {} + {} B, {} merges",
             p.sip.input_bytes(&packed),
@@ -151,9 +155,28 @@ fn packed_secret_products_are_exact_and_smaller() {
         );
     }
     // P·V encrypts Vᵀ (one ciphertext) rather than P (two).
-    let pv = ProductPlan::new(&packed, 128, 128, 64).unwrap();
+    let pv = ProductPlan::new(
+        &packed,
+        ProductShape {
+            k: 128,
+            m: 128,
+            n: 64,
+        },
+    )
+    .unwrap();
     assert!(pv.transposed && pv.sip.input_cts() == 1, "{pv:?}");
-    assert!(!ProductPlan::new(&packed, 128, 64, 128).unwrap().transposed);
+    assert!(
+        !ProductPlan::new(
+            &packed,
+            ProductShape {
+                k: 128,
+                m: 64,
+                n: 128
+            }
+        )
+        .unwrap()
+        .transposed
+    );
 
     assert!((bytes as usize) * 3 < unpacked, "{bytes} vs {unpacked}");
 }
@@ -161,7 +184,7 @@ fn packed_secret_products_are_exact_and_smaller() {
 #[test]
 fn packed_products_without_galois_keys_are_refused() {
     let params = HeParams::packed_products().unwrap();
-    let plan = SipPlan::new(&params, 4, 4, 4).unwrap();
+    let plan = SipPlan::new(&params, ProductShape { k: 4, m: 4, n: 4 }).unwrap();
     let (_, pk) = keys(&params, 3);
     let (mut ch, _peer) = Channel::mem_pair();
     let inputs = vec![he_linear::rlwe::Ciphertext::zero(&params); plan.input_cts()];
@@ -177,10 +200,10 @@ fn sip_rejects_bad_inputs() {
     let params = HeParams::default_params().unwrap();
     // Wrong shapes.
     assert!(matches!(
-        SipPlan::new(&params, 0, 3, 3),
+        SipPlan::new(&params, ProductShape { k: 0, m: 3, n: 3 }),
         Err(Error::Shape(_))
     ));
-    let plan = SipPlan::new(&params, 2, 3, 4).unwrap();
+    let plan = SipPlan::new(&params, ProductShape { k: 2, m: 3, n: 4 }).unwrap();
     assert!(matches!(
         sip::encode_plain(&params, &plan, &RingMatrix::zeros(4, 3)),
         Err(Error::Shape(_))

@@ -27,6 +27,14 @@ impl FixedPoint {
         Ok(FixedPoint { ring, frac_bits })
     }
 
+    /// A format known at compile time (`frac_bits < ring.bits()`): in a `const` item an
+    /// invalid one fails to compile. Evaluated at run time it panics on an invalid format;
+    /// formats that come from data go through [`FixedPoint::new`].
+    pub const fn new_const(ring: Ring, frac_bits: u32) -> FixedPoint {
+        assert!(frac_bits < ring.bits(), "fraction bits do not fit the ring");
+        FixedPoint { ring, frac_bits }
+    }
+
     /// The ring.
     pub const fn ring(self) -> Ring {
         self.ring
@@ -102,5 +110,7 @@ mod tests {
         assert!(fp12.encode(max + 1.0).is_err());
         assert!(fp12.encode(f64::NAN).is_err());
         assert!(FixedPoint::new(Ring::R32, 32).is_err());
+        const FP12: FixedPoint = FixedPoint::new_const(Ring::R32, 12);
+        assert_eq!(FP12, fp12);
     }
 }

@@ -4,8 +4,10 @@
 use crate::error::{Error, Result};
 use rand::RngCore;
 
-/// Z_{2^ℓ}.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+/// Z_{2^ℓ}. Rings order by their width.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Ring {
     bits: u32,
 }
@@ -27,9 +29,25 @@ impl Ring {
         }
     }
 
+    /// Z_{2^bits} for a width known at compile time: in a `const` item an invalid width fails
+    /// to compile (`const R: Ring = Ring::new_const(34);`). Evaluated at run time it panics on
+    /// an invalid width; widths that come from data go through [`Ring::new`].
+    pub const fn new_const(bits: u32) -> Ring {
+        assert!(bits >= 1 && bits <= 64, "ring bit width not in 1..=64");
+        Ring { bits }
+    }
+
+    /// Z_{2^{ℓ+extra}}, or Z_{2^64} when that is wider.
+    pub const fn widened(self, extra: u32) -> Ring {
+        let bits = self.bits.saturating_add(extra);
+        Ring {
+            bits: if bits > 64 { 64 } else { bits },
+        }
+    }
+
     /// ℓ.
     #[inline]
-    pub fn bits(self) -> u32 {
+    pub const fn bits(self) -> u32 {
         self.bits
     }
 
@@ -145,6 +163,24 @@ impl Ring {
     }
 }
 
+/// Serde of a [`Ring`] field as its bare bit count (`"poly_bits": 22`), the width checked on
+/// reading (`#[serde(with = "mpc_core::ring::as_bits")]`): formats whose fields were bit
+/// counts keep their bytes and files.
+pub mod as_bits {
+    use super::Ring;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes ℓ.
+    pub fn serialize<S: Serializer>(ring: &Ring, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(ring.bits())
+    }
+
+    /// Reads ℓ, refusing a width outside 1..=64.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Ring, D::Error> {
+        Ring::new(u32::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +202,17 @@ mod tests {
             assert_eq!(r.neg(min), min);
         }
         assert!(Ring::new(0).is_err() && Ring::new(65).is_err());
+        const R34: Ring = Ring::new_const(34);
+        assert_eq!(R34, Ring::new(34).unwrap());
+        assert_eq!(R34.widened(5).bits(), 39);
+        assert_eq!(R34.widened(u32::MAX), Ring::R64);
+        assert!(Ring::R32 < R34 && R34.max(Ring::R64) == Ring::R64);
+    }
+
+    #[test]
+    #[should_panic(expected = "ring bit width")]
+    fn new_const_refuses_an_invalid_width() {
+        let _ = Ring::new_const(std::hint::black_box(65));
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::keys::HeKeys;
 use crate::label::Component;
 use crate::matmul::{matmul_cost, matmul_mirror, secret_matmul, PRODUCT_SHIFT};
 use crate::tensor::SharedTensor;
-use he_linear::matrix::RingMatrix;
+use he_linear::matrix::{ProductShape, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::response::Window;
 use he_linear::row_products;
@@ -402,7 +402,7 @@ impl Layout {
 fn he_operations(params: &HeParams, shapes: &[(usize, usize, usize)]) -> Result<usize> {
     let mut operations = 0;
     for &(k, m, n) in shapes {
-        let plan = ProductPlan::new(params, k, m, n)?.sip;
+        let plan = ProductPlan::new(params, ProductShape { k, m, n })?.sip;
         operations += plan.input_cts() + plan.ring_products() + plan.merges() + plan.output_cts();
     }
     Ok(operations)

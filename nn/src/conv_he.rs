@@ -24,7 +24,7 @@ use crate::keys::HeKeys;
 use crate::label::CnnOp;
 use crate::linear::{linear_cost, ClientLinear, CopLayout, Packing, Rescale, ServerLinear};
 use crate::tensor::SharedTensor;
-use he_linear::matrix::RingMatrix;
+use he_linear::matrix::{MatDims, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use mpc_core::{Channel, Error, FixedPoint, Result, Ring, Seed};
@@ -216,7 +216,14 @@ pub fn conv_he_cost(params: &HeParams, shape: &ConvShape, format: FixedPoint) ->
     Ok(truncate_cost(n_in, ring, Ring::R64, 0)?
         .then(linear_cost(
             params,
-            &CopLayout::choose(params, shape.patch(), shape.out_channels, PACKING)?,
+            &CopLayout::choose(
+                params,
+                MatDims {
+                    rows: shape.patch(),
+                    cols: shape.out_channels,
+                },
+                PACKING,
+            )?,
             p,
             Rescale::Truncate,
         )?)

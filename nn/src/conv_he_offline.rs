@@ -24,7 +24,7 @@ use crate::linear::{finish, CopLayout, Rescale};
 use crate::linear_offline::{linear_offline_cost, masked_send_cost, recv_unmasked, send_masked};
 use crate::offline::OfflineStore;
 use crate::tensor::SharedTensor;
-use he_linear::matrix::RingMatrix;
+use he_linear::matrix::{MatDims, RingMatrix};
 use he_linear::params::HeParams;
 use mpc_core::{AesPrg, FixedPoint, Result, Ring};
 use ot_nonlinear::mpc::{Cost, Session};
@@ -122,7 +122,14 @@ impl ClientConvHe {
 
 /// Exact cost of one HE convolution's offline phase (the COP on im2col(R)).
 pub fn conv_he_offline_cost(params: &HeParams, shape: &ConvShape) -> Result<Cost> {
-    let layout = CopLayout::choose(params, shape.patch(), shape.out_channels, PACKING)?;
+    let layout = CopLayout::choose(
+        params,
+        MatDims {
+            rows: shape.patch(),
+            cols: shape.out_channels,
+        },
+        PACKING,
+    )?;
     linear_offline_cost(
         params,
         &layout,

@@ -7,7 +7,7 @@
 //! encryption; each has its own `setup` and `online`.
 //!
 //! Online, per call on X of k×m and W of m×n (labels are the caller's):
-//! 1. client → server: the COP responses ([`cop::online_bytes_window`] bytes, one flight;
+//! 1. client → server: the COP responses ([`cop::online_bytes`] bytes, one flight;
 //!    how many depends on the layer's row packing, [`Packing`], chosen by the server),
 //!    revealing only the bits the [`Rescale`] keeps (bits [18, 64) for a truncated layer);
 //! 2. the server adds its bias (36 fraction bits) rounded into the window;
@@ -72,7 +72,7 @@ pub fn linear_cost(
     let (n, window) = (layout.n, rescale.window(params)?);
     let cop = Cost {
         server_bytes: 0,
-        client_bytes: cop::online_bytes_window(params, layout, k, window) as u64 + FRAME_PREFIX,
+        client_bytes: cop::online_bytes(params, layout, k, window) as u64 + FRAME_PREFIX,
         rounds: 1,
         first: Side::Client,
         last: Side::Client,
@@ -212,7 +212,7 @@ impl ServerLinear {
 
     /// How the rows would be packed under `params` with `packing` (to compare costs).
     pub fn layout_with(&self, params: &HeParams, packing: Packing) -> Result<CopLayout> {
-        CopLayout::choose(params, self.w.rows(), self.w.cols(), packing)
+        CopLayout::choose(params, self.w.dims(), packing)
     }
 
     /// The weights.
@@ -258,7 +258,7 @@ impl ServerLinear {
         check_input(x, self.w.rows())?;
         let window = rescale.window(he.params)?;
         let xs = RingMatrix::new(x.rows(), x.cols(), x.share().to_vec())?;
-        let mut y = cop::server_online_window(
+        let mut y = cop::server_online(
             &mut sess.ch,
             he.params,
             he.keys.my_sk,
@@ -326,7 +326,7 @@ impl ClientLinear {
         let window = rescale.window(he.params)?;
         let xc = RingMatrix::new(x.rows(), x.cols(), x.share().to_vec())?;
         let seed = sess.fresh_seed();
-        let y = cop::client_online_window(
+        let y = cop::client_online(
             &mut sess.ch,
             he.params,
             he.keys.peer_pk,

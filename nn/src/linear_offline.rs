@@ -3,7 +3,7 @@
 //!
 //! **Offline** (before the input exists), per layer and inference, on k tokens: the client
 //! draws R, uniform over Z_2^64 (k × m), and runs the COP on R as its share (the server's share
-//! is zero): one flight client → server, the responses of [`cop::client_online_window`]
+//! is zero): one flight client → server, the responses of [`cop::client_online`]
 //! (re-randomized, flooded, masked by the client's uniform output share, revealing only the
 //! window the [`Rescale`] keeps). Both parties file their results in their
 //! [`OfflineStore`]: the client R and its share C of the window of R·W, the server its share
@@ -46,7 +46,7 @@ pub fn linear_offline_cost(
     let window = rescale.window(params)?;
     Ok(Cost {
         server_bytes: 0,
-        client_bytes: cop::online_bytes_window(params, layout, k, window) as u64 + FRAME_PREFIX,
+        client_bytes: cop::online_bytes(params, layout, k, window) as u64 + FRAME_PREFIX,
         rounds: 1,
         first: Side::Client,
         last: Side::Client,
@@ -189,8 +189,7 @@ impl ServerLinear {
     ) -> Result<()> {
         let digest = *self.digest()?;
         let (layout, window) = (self.layout(he.params)?, rescale.window(he.params)?);
-        let s =
-            cop::server_open_window(&mut sess.ch, he.params, he.keys.my_sk, &layout, k, window)?;
+        let s = cop::server_open(&mut sess.ch, he.params, he.keys.my_sk, &layout, k, window)?;
         store.put(
             name,
             &digest,
@@ -284,7 +283,7 @@ impl ClientLinear {
         let enc = self.cached().open(he.params)?;
         let layout = *enc.layout();
         let window = rescale.window(he.params)?;
-        let c = cop::client_online_window(
+        let c = cop::client_online(
             &mut sess.ch,
             he.params,
             he.keys.peer_pk,

@@ -11,7 +11,7 @@ use crate::cast::{round_products, upcast_cost, LINEAR};
 use crate::keys::HeKeys;
 use crate::linear::ring_matmul;
 use crate::tensor::SharedTensor;
-use he_linear::matrix::RingMatrix;
+use he_linear::matrix::{ProductShape, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::response::Window;
 use he_linear::secret_product::{secret_products, ProductPlan};
@@ -93,7 +93,7 @@ pub fn matmul_cost(
             if end > start && revealed > params.max_revealed() {
                 break;
             }
-            let plan = ProductPlan::new(params, k, m, n)?;
+            let plan = ProductPlan::new(params, ProductShape { k, m, n })?;
             let sip = plan.sip.with_window(window);
             bytes += (sip.input_bytes(params) + sip.output_bytes(params)) as u64;
             end += 1;

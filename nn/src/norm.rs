@@ -92,7 +92,7 @@ pub fn normalize(
 
 /// Largest rms a row of `n` may reach after [`normalize_prescaled`]'s shift: the variance
 /// enters the reciprocal square root below 2^14 (`RSQRT_BITS` = 32 at 18 fraction bits), and
-/// the row's sum of squares at 12 fraction bits stays below 2^36 (`SQUARE_BITS` = 38, known
+/// the row's sum of squares at 12 fraction bits stays below 2^36 (`SQUARE_RING` = Z_2^38, known
 /// MSB): rms < min(128, 2^12/√n).
 pub fn prescaled_rms_limit(n: usize) -> f64 {
     128f64.min(4096.0 / (n.max(1) as f64).sqrt())

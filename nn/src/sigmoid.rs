@@ -34,7 +34,7 @@
 //! assert!((y - 1.0 / (1.0 + (-1.0f64).exp())).abs() < 0.02);
 //! # Ok::<(), mpc_core::Error>(())
 //! ```
-use mpc_core::{Error, Result};
+use mpc_core::{Error, Result, Ring};
 use ot_nonlinear::approx::fixed::eval_piecewise;
 use ot_nonlinear::approx::{Piece, PiecewisePlan, PiecewisePoly};
 use ot_nonlinear::functions::{piecewise, piecewise_cost, piecewise_cots, Output, PiecewiseSpec};
@@ -44,11 +44,11 @@ use ot_nonlinear::mpc::{Cost, CotDemand, Session};
 pub const SIGMOID_PLAN: PiecewisePlan = PiecewisePlan {
     range: [-1024.0, 1024.0],
     cmp_frac: 8,
-    cmp_bits: 20,
-    poly_bits: 58,
+    cmp_bits: Ring::new_const(20),
+    poly_bits: Ring::new_const(58),
     poly_frac: 12,
     coef_frac: 18,
-    out_bits: 24,
+    out_bits: Ring::new_const(24),
 };
 
 /// The interval on which the approximations' errors are stated.

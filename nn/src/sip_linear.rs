@@ -24,7 +24,7 @@
 use crate::keys::HeKeys;
 use crate::linear::{finish, ring_matmul, Rescale};
 use crate::tensor::SharedTensor;
-use he_linear::matrix::RingMatrix;
+use he_linear::matrix::{ProductShape, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::poly::RnsPoly;
 use he_linear::response::Window;
@@ -35,14 +35,15 @@ use ot_nonlinear::mpc::{Cost, CotDemand, Session, Side};
 
 /// The block shape of a call on `k` rows: the one-row plan's blocks, repeated per row.
 fn plan_for(one_row: &SipPlan, params: &HeParams, k: usize, window: Window) -> Result<SipPlan> {
-    if k == 0 || (k * one_row.n) as u64 > params.max_revealed() {
+    if k == 0 || (k * one_row.shape.n) as u64 > params.max_revealed() {
         return Err(Error::Shape(format!(
             "a SIP linear layer on {k} rows of {} outputs (at most {} coefficients revealed)",
-            one_row.n,
+            one_row.shape.n,
             params.max_revealed()
         )));
     }
-    Ok(SipPlan { k, ..*one_row }.with_window(window))
+    let shape = ProductShape { k, ..one_row.shape };
+    Ok(SipPlan { shape, ..*one_row }.with_window(window))
 }
 
 /// The one-row plan of an m×n layer (unpacked parameters: no Galois keys needed).
@@ -52,7 +53,7 @@ fn one_row_plan(params: &HeParams, m: usize, n: usize) -> Result<SipPlan> {
             "a SIP linear layer runs on unpacked parameters".into(),
         ));
     }
-    let plan = SipPlan::new(params, 1, m, n)?;
+    let plan = SipPlan::new(params, ProductShape { k: 1, m, n })?;
     debug_assert_eq!(plan.kw, 1);
     Ok(plan)
 }
@@ -252,7 +253,7 @@ impl ClientSipLinear {
 
     /// (inputs m, outputs n).
     pub fn shape(&self) -> (usize, usize) {
-        (self.plan.m, self.plan.n)
+        (self.plan.shape.m, self.plan.shape.n)
     }
 
     /// A digest of the layer's public shape (names its offline material in the client's
@@ -260,8 +261,8 @@ impl ClientSipLinear {
     pub fn digest(&self) -> [u8; 32] {
         let mut h = blake3::Hasher::new();
         h.update(b"nn sip linear client v1");
-        h.update(&(self.plan.m as u64).to_le_bytes());
-        h.update(&(self.plan.n as u64).to_le_bytes());
+        h.update(&(self.plan.shape.m as u64).to_le_bytes());
+        h.update(&(self.plan.shape.n as u64).to_le_bytes());
         *h.finalize().as_bytes()
     }
 
@@ -279,7 +280,7 @@ impl ClientSipLinear {
         x: &SharedTensor,
         rescale: Rescale,
     ) -> Result<SharedTensor> {
-        check_input(x, self.plan.m)?;
+        check_input(x, self.plan.shape.m)?;
         let window = rescale.window(he.params)?;
         let plan = plan_for(&self.plan, he.params, x.rows(), window)?;
         let xc = RingMatrix::new(x.rows(), x.cols(), x.share().to_vec())?;

@@ -352,15 +352,16 @@ fn mul_narrow_against_plaintext() {
 fn row_max_shapes_against_plaintext() {
     let s = seed(25);
     let plan = SoftmaxPlan::standard();
-    let (r64, yr) = (Ring::R64, Ring::new(plan.max_keep).unwrap());
+    let (r64, yr) = (Ring::R64, plan.max_keep);
+    let keep = yr.bits();
     let lsb = 1i64 << plan.max_drop;
     for (rows, cols) in [(6usize, 128usize), (5, 37), (3, 9), (2, 1)] {
         // |x| < 2^{drop+keep−2} (all differences fit Z_2^keep), ties, near-equal maxima and
         // a ±1 ulp neighbourhood of the y grid in the first rows.
-        let lim = 1u64 << (plan.max_drop + plan.max_keep - 2);
+        let lim = 1u64 << (plan.max_drop + keep - 2);
         let mut x: Vec<u64> = uniform(
             rows * cols,
-            Ring::new(plan.max_drop + plan.max_keep - 1).unwrap(),
+            Ring::new(plan.max_drop + keep - 1).unwrap(),
             s,
             13,
         )
@@ -379,7 +380,7 @@ fn row_max_shapes_against_plaintext() {
         // The winner the protocol must return: the binary tree's on the shared y (each
         // party's local shift, the per-element carry included), the first largest y.
         let y_of = |i: usize| {
-            let part = |v: u64| (v & ((1 << (plan.max_drop + plan.max_keep)) - 1)) >> plan.max_drop;
+            let part = |v: u64| (v & ((1 << (plan.max_drop + keep)) - 1)) >> plan.max_drop;
             yr.reduce(part(xs[i]) + part(xc[i]))
         };
         let want: Vec<u64> = (0..rows)

@@ -418,7 +418,7 @@ fn plan(args: &Args) -> Result<Vec<Run>> {
     let run_of =
         |op: &'static Op, n: Option<usize>, ring: Option<u32>, approx: &str| -> Result<Run> {
             let n = n.unwrap_or_else(|| op.block.iter().product());
-            let ring = Ring::new(ring.unwrap_or(op.ring))?;
+            let ring = ring.map_or(Ok(op.ring), Ring::new)?;
             let (set, label) = if op.uses_approx {
                 named_set(approx, fitted.as_ref())?
             } else {

@@ -103,8 +103,8 @@ pub(super) struct Op {
     /// Its BERT-base block shape: the default element count and the shape's trailing
     /// dimensions in the report.
     pub(super) block: &'static [usize],
-    /// Default ring bit width of the input.
-    pub(super) ring: u32,
+    /// Default ring of the input.
+    pub(super) ring: Ring,
     pub(super) cots: fn(&Ctx) -> Result<CotDemand>,
     /// Plaintext input in `ctx.ring` (n values, or 2n for two operands), from `prg`.
     pub(super) input: fn(&Ctx, &mut AesPrg) -> Vec<u64>,
@@ -172,7 +172,7 @@ pub(super) const OPS: &[Op] = &[
         uses_approx: false,
         he_keys: false,
         block: &[12, 128, 256],
-        ring: 37,
+        ring: Ring::new_const(37),
         cots: |c| Ok(relu_cots(c.n, c.ring)),
         input: uniform,
         secure: |c, s, x| mpc::relu(s, x, c.ring),
@@ -191,13 +191,13 @@ pub(super) const OPS: &[Op] = &[
         uses_approx: false,
         he_keys: false,
         block: &[12, 128, 256],
-        ring: 37,
+        ring: Ring::new_const(37),
         cots: |c| Ok(drelu_cots(c.n, c.ring)),
         input: uniform,
         secure: |c, s, x| Ok(as_u64(mpc::drelu(s, x, c.ring)?)),
         reference: |c, x| x.iter().map(|&v| !c.ring.msb(v) as u64).collect(),
         exact: None,
-        out_ring: |_| Ring::new(1).expect("Z_2"),
+        out_ring: |_| const { Ring::new_const(1) },
         tolerance: Tolerance::Units(0),
         boolean: true,
     },
@@ -206,7 +206,7 @@ pub(super) const OPS: &[Op] = &[
         uses_approx: false,
         he_keys: false,
         block: &[12, 128, 256],
-        ring: 37,
+        ring: Ring::new_const(37),
         cots: |c| trunc_cots(c.n, c.ring, c.to_ring, c.shift, c.kind),
         input: |c, prg| {
             // The known-MSB path's precondition |x| < 2^{ℓ−2}; the other kinds take any x.
@@ -235,7 +235,7 @@ pub(super) const OPS: &[Op] = &[
         uses_approx: false,
         he_keys: false,
         block: &[12, 128, 256],
-        ring: 37,
+        ring: Ring::new_const(37),
         cots: |c| Ok(mul_cots(c.n, c.ring)),
         input: |c, prg| {
             let mut x = uniform(c, prg);
@@ -254,7 +254,7 @@ pub(super) const OPS: &[Op] = &[
         uses_approx: true,
         he_keys: false,
         block: &[128, 3072],
-        ring: 64,
+        ring: Ring::R64,
         cots: |c| {
             function_ring(c, 1)?;
             Ok(funcs::piecewise_cots(
@@ -285,7 +285,7 @@ pub(super) const OPS: &[Op] = &[
         uses_approx: true,
         he_keys: false,
         block: &[128, 3072],
-        ring: 64,
+        ring: Ring::R64,
         cots: |c| {
             function_ring(c, 1)?;
             Ok(funcs::exp::exp_cots(&c.set, c.layer, c.n))
@@ -311,7 +311,7 @@ pub(super) const OPS: &[Op] = &[
         uses_approx: true,
         he_keys: false,
         block: &[12, 128, SM_COLS],
-        ring: 64,
+        ring: Ring::R64,
         cots: |c| {
             function_ring(c, SM_COLS)?;
             Ok(funcs::softmax::softmax_cots(
@@ -356,7 +356,7 @@ pub(super) const OPS: &[Op] = &[
         uses_approx: false,
         he_keys: false,
         block: &[128, LN_COLS],
-        ring: 64,
+        ring: Ring::R64,
         cots: |c| {
             function_ring(c, LN_COLS)?;
             Ok(funcs::layernorm::layernorm_cots(c.n / LN_COLS, LN_COLS))
@@ -375,7 +375,7 @@ pub(super) const OPS: &[Op] = &[
         uses_approx: false,
         he_keys: true,
         block: &[128, LN_COLS],
-        ring: 64,
+        ring: Ring::R64,
         cots: |c| {
             function_ring(c, LN_COLS)?;
             let products = he_keys(c)?.row_products();
@@ -402,7 +402,7 @@ pub(super) const OPS: &[Op] = &[
         uses_approx: false,
         he_keys: false,
         block: &[768],
-        ring: 64,
+        ring: Ring::R64,
         cots: |c| {
             function_ring(c, 1)?;
             Ok(funcs::reciprocal_any::reciprocal_any_cots(c.n))
@@ -428,7 +428,7 @@ pub(super) const OPS: &[Op] = &[
         uses_approx: false,
         he_keys: false,
         block: &[768],
-        ring: 64,
+        ring: Ring::R64,
         cots: |c| {
             function_ring(c, 1)?;
             Ok(funcs::tanh::tanh_cots(c.n))

@@ -4,6 +4,7 @@ use super::public::PublicModel;
 use super::EmbeddingMode;
 use he_linear::embedding::{self, EmbeddingLayout};
 use he_linear::layout::{CopLayout, Packing};
+use he_linear::matrix::MatDims;
 use he_linear::params::HeParams;
 use he_linear::weight_store;
 use mpc_core::{Error, Result};
@@ -22,7 +23,7 @@ pub(crate) fn check_cache_room(
     let c = &public.config;
     let d = c.hidden_size;
     let least = |m: usize, n: usize| -> Result<u64> {
-        let layout = CopLayout::choose(params, m, n, Packing::Compact)?;
+        let layout = CopLayout::choose(params, MatDims { rows: m, cols: n }, Packing::Compact)?;
         Ok(weight_store::layer_file_bytes(params, layout))
     };
     let i = c.intermediate_size;

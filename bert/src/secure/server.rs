@@ -8,6 +8,7 @@ use crate::fixed_model::FixedBert;
 use he_linear::cop;
 use he_linear::galois::GaloisKeys;
 use he_linear::params::HeParams;
+use he_linear::response::Window;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::secret_product::ProductKeys;
 use mpc_core::{AesPrg, Error, Party, Result, Ring, Seed, Turn};
@@ -140,7 +141,7 @@ impl Server {
                 let layout = w.layout_with(params, packing)?;
                 Ok((
                     layout.setup_bytes(params) as u64,
-                    cop::online_bytes(params, &layout, k) as u64,
+                    cop::online_bytes(params, &layout, k, Window::full(params)) as u64,
                 ))
             };
             let ((s1, o1), (sc, oc)) = (cost(Packing::Online)?, cost(Packing::Compact)?);

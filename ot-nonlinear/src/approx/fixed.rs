@@ -108,7 +108,7 @@ pub fn piece_selection(b: &[bool]) -> Vec<bool> {
 /// The powers `u^0 … u^d` (`u^0` unused) of the plan's schedule, each product truncated by
 /// `poly_frac` in Z_2^poly_bits; powers the schedule skips are 0.
 pub fn plan_powers(plan: &PiecewisePlan, pw: &PiecewisePoly, u: u64) -> Vec<u64> {
-    let ring = plan.poly_ring();
+    let ring = plan.poly_bits;
     let steps = plan.power_schedule(pw);
     let top = steps.last().map_or(1, |s| s.k);
     let mut pow = vec![0u64; top + 1];
@@ -122,7 +122,7 @@ pub fn plan_powers(plan: &PiecewisePlan, pw: &PiecewisePoly, u: u64) -> Vec<u64>
 /// A polynomial piece on the powers: `Σ_k C_k u^k + C_0` in Z_2^poly_bits, at
 /// `poly_frac + coef_frac` fraction bits (local on shares: public coefficients).
 pub fn plan_combine(plan: &PiecewisePlan, coeffs: &[f64], pow: &[u64]) -> u64 {
-    let ring = plan.poly_ring();
+    let ring = plan.poly_bits;
     let c = plan.coefficients(coeffs);
     c.iter()
         .enumerate()
@@ -135,7 +135,7 @@ pub fn plan_combine(plan: &PiecewisePlan, coeffs: &[f64], pow: &[u64]) -> u64 {
 /// (before the final up-cast).
 pub fn eval_piecewise_out(pw: &PiecewisePoly, plan: &PiecewisePlan, x: u64) -> u64 {
     let r64 = Ring::R64;
-    let (pr, or) = (plan.poly_ring(), plan.out_ring());
+    let (pr, or) = (plan.poly_bits, plan.out_bits);
     let b: Vec<bool> = pw
         .breakpoints
         .iter()
@@ -143,7 +143,7 @@ pub fn eval_piecewise_out(pw: &PiecewisePoly, plan: &PiecewisePlan, x: u64) -> u
             drelu_reduced(
                 r64.sub(x, plan.breakpoint(t)),
                 plan.cmp_drop(),
-                plan.cmp_bits,
+                plan.cmp_bits.bits(),
             )
         })
         .collect();
@@ -166,7 +166,7 @@ pub fn eval_piecewise_out(pw: &PiecewisePoly, plan: &PiecewisePlan, x: u64) -> u
 
 /// [`eval_piecewise_out`] up-cast to Z_2^64.
 pub fn eval_piecewise(pw: &PiecewisePoly, plan: &PiecewisePlan, x: u64) -> u64 {
-    let or = plan.out_ring();
+    let or = plan.out_bits;
     trunc_cast(eval_piecewise_out(pw, plan, x), or, Ring::R64, 0)
 }
 
@@ -282,7 +282,7 @@ pub fn tanh(x: u64) -> u64 {
 /// last element passes up; a pair keeps a when `y_a − y_b ≥ 0` on Z_2^max_keep, with
 /// `y = ⌊x / 2^max_drop⌋ mod 2^max_keep`. Returns the winner's x.
 pub fn max_tree(plan: &SoftmaxPlan, row: &[u64]) -> u64 {
-    let yr = Ring::new(plan.max_keep).expect("validated plan");
+    let yr = plan.max_keep;
     let mut cur: Vec<(u64, u64)> = row
         .iter()
         .map(|&x| (x, yr.reduce(x >> plan.max_drop)))
@@ -307,12 +307,12 @@ pub fn max_tree(plan: &SoftmaxPlan, row: &[u64]) -> u64 {
 /// resolution, r0 from the range's table at index ⌊s / step⌋, one Newton step.
 pub fn softmax_reciprocal(plan: &SoftmaxPlan, s: u64) -> u64 {
     let r64 = Ring::R64;
-    let rr = Ring::new(plan.recip_bits).expect("validated plan");
+    let rr = plan.recip_bits;
     let ranges = plan.recip_ranges();
     let (drop, keep) = plan.recip_cmp();
     let b: Vec<bool> = ranges[1..]
         .iter()
-        .map(|&(t, _, _)| drelu_reduced(r64.sub(s, enc(LIN, t)), drop, keep))
+        .map(|&(t, _, _)| drelu_reduced(r64.sub(s, enc(LIN, t)), drop, keep.bits()))
         .collect();
     let sel = piece_selection(&b);
     let k = sel.iter().position(|&on| on).unwrap_or(0);
@@ -330,7 +330,7 @@ pub fn softmax_reciprocal(plan: &SoftmaxPlan, s: u64) -> u64 {
 pub fn softmax_row(set: &ApproxSet, layer: usize, row: &mut [u64], mask: ScoreMask<'_>) {
     let plan = &set.plan.softmax;
     let r64 = Ring::R64;
-    let pr = Ring::new(plan.prod_bits).expect("validated plan");
+    let pr = plan.prod_bits;
     let f = LIN.frac_bits();
     let rs = pr.reduce(softmax_row_unnormalized(set, layer, row, mask));
     for v in row.iter_mut() {
@@ -633,7 +633,7 @@ mod tests {
             for s in [
                 0.97, 1.0, 3.99, 4.0, 4.01, 4.99, 30.99, 31.0, 31.99, 32.0, 100.0, 128.0, 255.0,
             ] {
-                let rr = Ring::new(plan.recip_bits).unwrap();
+                let rr = plan.recip_bits;
                 let r = rr.to_signed(softmax_reciprocal(plan, e(s))) as f64
                     / (plan.r_frac as f64).exp2();
                 let tol = if s < 4.0 { 3e-4 } else { 1.1e-3 };

@@ -8,11 +8,11 @@
 //! 1. `mean = trunc(Σx · C_n, 30)` with `C_n = round(2^30 / n)` (public);
 //! 2. `v = x − mean`;
 //! 3. the variance from v at [`VAR_FRAC`] = 6 fraction bits: `vs = floor(v / 2^12)`, squared in
-//!    Z_2^[`SQUARE_BITS`] and summed over the row (12 fraction bits), up-cast to Z_2^64,
+//!    [`SQUARE_RING`] = Z_2^38 and summed over the row (12 fraction bits), up-cast to Z_2^64,
 //!    `var = trunc(Σvs² · C_n, 30) · 2^6 + ε` (18 fraction bits; ε at least one unit);
 //! 4. `r = rsqrt(var)` with [`R_FRAC`] = 20 fraction bits ([`rsqrt`]);
 //! 5. `ŷ = floor((floor(v / 2^8) · r) / 2^12)`: the product of v at 10 fraction bits and r at 20
-//!    in Z_2^[`PRODUCT_BITS`], truncated to 18 bits and up-cast to Z_2^64.
+//!    in [`PRODUCT_RING`] = Z_2^38, truncated to 18 bits and up-cast to Z_2^64.
 //!
 //! Ranges (the secure run's known-MSB truncations need them): the row's standard deviation
 //! below 2^7 (`Σ vs² < 2^36`), and var < 2^14 so that its highest bit is one of the
@@ -25,7 +25,7 @@ const LIN: FixedPoint = FixedPoint::LINEAR;
 /// Fraction bits of v in the variance.
 pub const VAR_FRAC: u32 = 6;
 /// Ring of the squares and their row sum.
-pub const SQUARE_BITS: u32 = 38;
+pub const SQUARE_RING: Ring = Ring::new_const(38);
 /// Bits of vs the secure square reads (`square_narrow`: exact for |vs| < 2^{k−2} = 2^18,
 /// which the range Σvs² < 2^36 implies).
 pub const SQUARE_INPUT_BITS: u32 = 20;
@@ -34,7 +34,7 @@ pub const PRODUCT_V_FRAC: u32 = 10;
 /// Fraction bits of the reciprocal square root.
 pub const R_FRAC: u32 = 20;
 /// Ring of the normalising product.
-pub const PRODUCT_BITS: u32 = 38;
+pub const PRODUCT_RING: Ring = Ring::new_const(38);
 /// Candidate positions of the variance's highest bit (var at 18 fraction bits is below 2^32).
 pub const RSQRT_BITS: u32 = 32;
 
@@ -80,7 +80,7 @@ pub fn rsqrt(v: u64) -> u64 {
     let f = LIN.frac_bits();
     let k = 63 - v.max(1).leading_zeros();
     let u = trunc(r, r.mul(v, 1u64 << (32 - k)), 16);
-    let wide = FixedPoint::new(r, 2 * f).expect("36 < 64");
+    let wide = const { FixedPoint::new_const(Ring::R64, 2 * LIN.frac_bits()) };
     let enc = |fp: FixedPoint, c: f64| fp.encode(c).expect("small constant");
     let mut acc = enc(LIN, RSQRT_INIT[4]);
     for c in RSQRT_INIT[..4].iter().rev() {
@@ -101,8 +101,7 @@ pub fn normalize_row(row: &mut [u64], eps: f64) {
 /// mean taken as 0).
 pub fn normalize_row_with(row: &mut [u64], eps: f64, center: bool) {
     let r = Ring::R64;
-    let sq_ring = Ring::new(SQUARE_BITS).expect("valid ring");
-    let prod = Ring::new(PRODUCT_BITS).expect("valid ring");
+    let (sq_ring, prod) = (SQUARE_RING, PRODUCT_RING);
     let f = LIN.frac_bits();
     let c_n = mean_multiplier(row.len());
     let sum = row.iter().fold(0u64, |a, &x| r.add(a, x));

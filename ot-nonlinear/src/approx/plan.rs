@@ -46,16 +46,19 @@ pub struct PiecewisePlan {
     pub range: [f64; 2],
     /// Fraction bits the comparisons keep (they drop `18 − cmp_frac`).
     pub cmp_frac: u32,
-    /// Ring bits of the reduced comparison.
-    pub cmp_bits: u32,
+    /// Ring of the reduced comparison.
+    #[serde(with = "mpc_core::ring::as_bits")]
+    pub cmp_bits: Ring,
     /// Ring of `u`, its powers and the polynomial combination.
-    pub poly_bits: u32,
+    #[serde(with = "mpc_core::ring::as_bits")]
+    pub poly_bits: Ring,
     /// Fraction bits of `u` and its powers.
     pub poly_frac: u32,
     /// Fraction bits of the public coefficients of degree ≥ 1.
     pub coef_frac: u32,
     /// Ring in which the pieces are summed (18 fraction bits) before the final up-cast.
-    pub out_bits: u32,
+    #[serde(with = "mpc_core::ring::as_bits")]
+    pub out_bits: Ring,
 }
 
 /// The plans of the functions of one approximation set.
@@ -78,7 +81,7 @@ pub struct SetPlan {
 ///    once per element (the secure y may be one less, consistently for that element); a level
 ///    compares `[y_a − y_b ≥ 0]` exactly on Z_2^max_keep (DReLU) and multiplexes x and y of the
 ///    winner (one mux on Z_2^k, k the low bits of its input the exp reads,
-///    [`PiecewisePlan::input_bits`]: x − max is needed only modulo 2^k); the result is an
+///    [`PiecewisePlan::input_ring`]: x − max is needed only modulo 2^k); the result is an
 ///    element within 2^{max_drop+1−18} of the maximum;
 /// 3. d = x − max, exp (the set's), row sum s (Z_2^64, 18 bits);
 /// 4. reciprocal of s ([`SoftmaxPlan::recip_ranges`]): comparisons `[s ≥ 4]`, `[s ≥ 31]`
@@ -96,10 +99,12 @@ pub struct SoftmaxPlan {
     pub mask_offset: f64,
     /// Bits the max tree's comparisons drop.
     pub max_drop: u32,
-    /// Ring bits of the max tree's comparisons.
-    pub max_keep: u32,
+    /// Ring of the max tree's comparisons (they keep its bits).
+    #[serde(with = "mpc_core::ring::as_bits")]
+    pub max_keep: Ring,
     /// Ring of the reciprocal's lookups and Newton step.
-    pub recip_bits: u32,
+    #[serde(with = "mpc_core::ring::as_bits")]
+    pub recip_bits: Ring,
     /// Fraction bits of the row sum in the Newton step.
     pub s_frac: u32,
     /// Fraction bits of the exps in the final product.
@@ -107,47 +112,49 @@ pub struct SoftmaxPlan {
     /// Fraction bits of the reciprocal in the final product.
     pub r_frac: u32,
     /// Ring of the final product.
-    pub prod_bits: u32,
+    #[serde(with = "mpc_core::ring::as_bits")]
+    pub prod_bits: Ring,
 }
 
 impl SoftmaxPlan {
     /// Mask offset 32, comparisons at 1/64 on Z_2^15 (|x| < 256), reciprocal on Z_2^48 (s at
     /// 12 bits, r0 at 16: s'·r0 ≈ 2^28, r0·e ≤ 2^44), e at 10 bits and r at 16 bits in Z_2^29
     /// (p < 1 at 26 bits, below the 2^27 precondition).
-    pub fn standard() -> SoftmaxPlan {
+    pub const fn standard() -> SoftmaxPlan {
         SoftmaxPlan {
             mask_offset: 32.0,
             max_drop: 12,
-            max_keep: 15,
-            recip_bits: 48,
+            max_keep: Ring::new_const(15),
+            recip_bits: Ring::new_const(48),
             s_frac: 12,
             e_frac: 10,
             r_frac: 16,
-            prod_bits: 29,
+            prod_bits: Ring::new_const(29),
         }
     }
 
-    /// Checks what the protocol relies on before building rings or shifting: every ring in
-    /// 2..=64 bits, the max tree's dropped and kept bits within 64, fraction bits at most the
-    /// linear format's 18, e_frac + r_frac ≥ 18 (the final truncation is non-negative),
-    /// s_frac + r_frac below the reciprocal's ring and e_frac + r_frac below the product's,
-    /// a finite mask offset in (0, 2^20). A plan received from the peer is refused otherwise.
+    /// Checks what the protocol relies on before shifting: every ring of at least 2 bits
+    /// (its rings are valid by construction), the max tree's dropped and kept bits within 64,
+    /// fraction bits at most the linear format's 18, e_frac + r_frac ≥ 18 (the final
+    /// truncation is non-negative), s_frac + r_frac below the reciprocal's ring and
+    /// e_frac + r_frac below the product's, a finite mask offset in (0, 2^20). A plan received
+    /// from the peer is refused otherwise.
     pub fn validate(&self) -> Result<()> {
-        let ring = |b: u32| (2..=64).contains(&b);
+        let ring = |r: Ring| r.bits() >= 2;
         let ok = self.mask_offset.is_finite()
             && self.mask_offset > 0.0
             && self.mask_offset < (1u64 << 20) as f64
             && ring(self.max_keep)
             && self.max_drop < 64
-            && self.max_drop + self.max_keep <= 64
+            && self.max_drop + self.max_keep.bits() <= 64
             && ring(self.recip_bits)
             && ring(self.prod_bits)
             && self.s_frac <= LIN_FRAC
             && self.e_frac <= LIN_FRAC
             && self.r_frac <= 64
             && self.e_frac + self.r_frac >= LIN_FRAC
-            && self.s_frac + self.r_frac < self.recip_bits
-            && self.e_frac + self.r_frac < self.prod_bits;
+            && self.s_frac + self.r_frac < self.recip_bits.bits()
+            && self.e_frac + self.r_frac < self.prod_bits.bits();
         if !ok {
             return Err(Error::Malformed(format!(
                 "softmax plan {self:?}: ring or fraction-bit counts out of range"
@@ -165,10 +172,10 @@ impl SoftmaxPlan {
         [(0.0, 13, 8), (4.0, 16, 7), (31.0, 19, 7)]
     }
 
-    /// Bits the reciprocal's range comparisons drop and keep (integer resolution, |s − T| <
-    /// 256).
-    pub fn recip_cmp(&self) -> (u32, u32) {
-        (18, 9)
+    /// Bits the reciprocal's range comparisons drop, and the ring whose bits they keep
+    /// (integer resolution, |s − T| < 256).
+    pub fn recip_cmp(&self) -> (u32, Ring) {
+        (18, const { Ring::new_const(9) })
     }
 
     /// The lookup table of range `k` on Z_2^recip_bits (r_frac fraction bits): entry v is
@@ -176,7 +183,7 @@ impl SoftmaxPlan {
     pub fn recip_table(&self, k: usize) -> Vec<u64> {
         let (_, shift, bits) = self.recip_ranges()[k];
         let step = ((shift as f64) - 18.0).exp2();
-        let ring = Ring::new(self.recip_bits).expect("validated plan");
+        let ring = self.recip_bits;
         let scale = (self.r_frac as f64).exp2();
         (0..1u64 << bits)
             .map(|v| ring.from_signed((scale / ((v as f64 + 0.5) * step)).round() as i64))
@@ -201,25 +208,25 @@ impl SetPlan {
     /// on Z_2^17, cubic in Z_2^25 with u at 8 bits and coefficients at 14 bits (the cubic term
     /// multiplies |u|³ ≤ 70, so 10 bits would cost 0.03), result in Z_2^21 (the fused cast
     /// 25 → 21 by 4 is then a free down-cast; exp ≤ 1.1 < 2^{21−2−18}).
-    pub fn nimbus() -> SetPlan {
+    pub const fn nimbus() -> SetPlan {
         SetPlan {
             gelu: PiecewisePlan {
                 range: [-512.0, 512.0],
                 cmp_frac: 6,
-                cmp_bits: 17,
-                poly_bits: 22,
+                cmp_bits: Ring::new_const(17),
+                poly_bits: Ring::new_const(22),
                 poly_frac: 8,
                 coef_frac: 10,
-                out_bits: 30,
+                out_bits: Ring::new_const(30),
             },
             exp: PiecewisePlan {
                 range: [-512.0, 0.25],
                 cmp_frac: 6,
-                cmp_bits: 17,
-                poly_bits: 25,
+                cmp_bits: Ring::new_const(17),
+                poly_bits: Ring::new_const(25),
                 poly_frac: 8,
                 coef_frac: 14,
-                out_bits: 21,
+                out_bits: Ring::new_const(21),
             },
             softmax: SoftmaxPlan::standard(),
         }
@@ -228,22 +235,25 @@ impl SetPlan {
     /// The PUMA plan: its GELU (degrees 3 and 6 on [−4, 3)) with u at 12 bits in Z_2^46 and
     /// coefficients at 18 bits (the degree-6 coefficient 0.0018 needs them), comparisons at
     /// 1/256; exp by squaring has no piecewise plan, the entry is the Nimbus one (unused).
-    pub fn puma() -> SetPlan {
+    pub const fn puma() -> SetPlan {
         SetPlan {
             gelu: PiecewisePlan {
                 range: [-512.0, 512.0],
                 cmp_frac: 8,
-                cmp_bits: 19,
-                poly_bits: 46,
+                cmp_bits: Ring::new_const(19),
+                poly_bits: Ring::new_const(46),
                 poly_frac: 12,
                 coef_frac: 18,
-                out_bits: 30,
+                out_bits: Ring::new_const(30),
             },
             exp: SetPlan::nimbus().exp,
             softmax: SoftmaxPlan::standard(),
         }
     }
 }
+
+// The named plans' rings are checked at compile time.
+const _: [SetPlan; 2] = [SetPlan::nimbus(), SetPlan::puma()];
 
 /// 2^k as f64.
 fn pow2(k: i64) -> f64 {
@@ -256,20 +266,20 @@ impl PiecewisePlan {
         LIN_FRAC - self.cmp_frac
     }
 
-    /// How many low bits of the input the evaluation of `pieces` reads: the comparisons
-    /// `cmp_drop + cmp_bits`, the polynomial input `input_shift + poly_bits`, the identity
-    /// pieces `out_bits`. Every step is a local down-cast of these bits of each share (with the
-    /// known-MSB carry argument holding modulo 2^input_bits), so shares that are correct only
-    /// modulo 2^input_bits give the same result.
-    pub fn input_bits(&self, pieces: &[Piece]) -> u32 {
-        let mut bits = self.cmp_drop() + self.cmp_bits;
+    /// The ring of the low bits of the input the evaluation of `pieces` reads: the
+    /// comparisons `cmp_drop + cmp_bits`, the polynomial input `input_shift + poly_bits`, the
+    /// identity pieces `out_bits` (at most 64). Every step is a local down-cast of these bits of
+    /// each share (with the known-MSB carry argument holding modulo 2^input_bits), so shares
+    /// that are correct only modulo 2^input_bits give the same result.
+    pub fn input_ring(&self, pieces: &[Piece]) -> Ring {
+        let mut ring = self.cmp_bits.widened(self.cmp_drop());
         if pieces.iter().any(|p| matches!(p, Piece::Poly(_))) {
-            bits = bits.max(self.input_shift() + self.poly_bits);
+            ring = ring.max(self.poly_bits.widened(self.input_shift()));
         }
         if pieces.contains(&Piece::Identity) {
-            bits = bits.max(self.out_bits);
+            ring = ring.max(self.out_bits);
         }
-        bits.min(64)
+        ring
     }
 
     /// The truncation that produces `u` from the 18-bit input.
@@ -283,16 +293,6 @@ impl PiecewisePlan {
         self.poly_frac + self.coef_frac - LIN_FRAC
     }
 
-    /// Ring of the polynomial.
-    pub fn poly_ring(&self) -> Ring {
-        Ring::new(self.poly_bits).expect("validated plan")
-    }
-
-    /// Ring of the sum of pieces.
-    pub fn out_ring(&self) -> Ring {
-        Ring::new(self.out_bits).expect("validated plan")
-    }
-
     /// Breakpoint `t` rounded to the comparison grid, as a Z_2^64 element with 18 bits.
     pub fn breakpoint(&self, t: f64) -> u64 {
         let grid = (t * pow2(self.cmp_frac as i64)).round() as i64;
@@ -302,7 +302,7 @@ impl PiecewisePlan {
     /// Coefficients of a polynomial piece as ring elements of Z_2^poly_bits: `C_0` at
     /// `poly_frac + coef_frac` bits, `C_k` (k ≥ 1) at `coef_frac` bits.
     pub fn coefficients(&self, c: &[f64]) -> Vec<u64> {
-        let ring = self.poly_ring();
+        let ring = self.poly_bits;
         c.iter()
             .enumerate()
             .map(|(k, &ck)| {
@@ -365,14 +365,14 @@ impl PiecewisePlan {
     /// The checks that need no breakpoints (what a party that does not know them can verify):
     /// ring sizes and fraction-bit counts in range, a non-empty input range.
     pub fn validate_rings(&self) -> Result<()> {
-        if !(2..=64).contains(&self.cmp_bits)
+        if self.cmp_bits.bits() < 2
             || self.cmp_frac > LIN_FRAC
-            || self.cmp_bits + self.cmp_drop() > 64
-            || !(2..=64).contains(&self.poly_bits)
-            || !(2..=64).contains(&self.out_bits)
+            || self.cmp_bits.bits() + self.cmp_drop() > 64
+            || self.poly_bits.bits() < 2
+            || self.out_bits.bits() < 2
             || self.poly_frac > LIN_FRAC
             || self.poly_frac + self.coef_frac < LIN_FRAC
-            || 2 * self.poly_frac >= self.poly_bits
+            || 2 * self.poly_frac >= self.poly_bits.bits()
             || self.range[0].partial_cmp(&self.range[1]) != Some(std::cmp::Ordering::Less)
         {
             return Err(Error::Malformed(format!(
@@ -396,27 +396,31 @@ impl PiecewisePlan {
             return bad("breakpoints closer than two comparison steps".into());
         }
         let reach = self.range[0].abs().max(self.range[1].abs());
-        let cmp_limit = pow2(self.cmp_bits as i64 - 1 - self.cmp_frac as i64);
+        let cmp_limit = pow2(self.cmp_bits.bits() as i64 - 1 - self.cmp_frac as i64);
         for &t in &pw.breakpoints {
             if reach + t.abs() >= cmp_limit {
                 return bad(format!("comparison with {t} not valid on the range"));
             }
         }
         if pw.pieces.contains(&Piece::Identity)
-            && reach >= pow2(self.out_bits as i64 - 2 - LIN_FRAC as i64)
+            && reach >= pow2(self.out_bits.bits() as i64 - 2 - LIN_FRAC as i64)
         {
             return bad("identity piece does not fit the output ring".into());
         }
         let f = self.poly_frac as i64;
-        let p_limit = pow2(self.poly_bits as i64 - 2);
-        let out_limit = pow2(self.out_bits as i64 - 2 - LIN_FRAC as i64);
+        let p_limit = pow2(self.poly_bits.bits() as i64 - 2);
+        let out_limit = pow2(self.out_bits.bits() as i64 - 2 - LIN_FRAC as i64);
         let schedule = self.power_schedule(pw);
         for (i, piece) in pw.pieces.iter().enumerate() {
             let Piece::Poly(c) = piece else { continue };
             let [lo, hi] = self.piece_interval(pw, i);
             for step in &schedule {
                 if lo.abs().max(hi.abs()) >= self.poly_reach(step.k) {
-                    return bad(format!("u^{} overflows Z_2^{}", step.k, self.poly_bits));
+                    return bad(format!(
+                        "u^{} overflows Z_2^{}",
+                        step.k,
+                        self.poly_bits.bits()
+                    ));
                 }
             }
             // The polynomial's largest value on its interval, sampled on the 2^-f grid, with a
@@ -440,7 +444,7 @@ impl PiecewisePlan {
     /// A polynomial piece's interval must lie strictly inside ±this for every power it uses.
     pub fn poly_reach(&self, k: usize) -> f64 {
         let f = self.poly_frac as f64;
-        let bits = self.poly_bits as f64 - 2.0 - 2.0 * f;
+        let bits = self.poly_bits.bits() as f64 - 2.0 - 2.0 * f;
         (bits / k.max(1) as f64).exp2() - (-f).exp2()
     }
 
@@ -517,13 +521,13 @@ mod tests {
         let set = ApproxSet::nimbus();
         let gelu = &set.layers[0].gelu;
         let mut p = set.plan.gelu;
-        p.poly_bits = 19; // u² at 16 bits needs more than 2^17
+        p.poly_bits = Ring::new_const(19); // u² at 16 bits needs more than 2^17
         assert!(p.validate(gelu).is_err());
         let mut p = set.plan.gelu;
-        p.cmp_bits = 12; // comparisons wrap inside ±512
+        p.cmp_bits = Ring::new_const(12); // comparisons wrap inside ±512
         assert!(p.validate(gelu).is_err());
         let mut p = set.plan.gelu;
-        p.out_bits = 28; // x up to 512 does not fit 28 bits with 18 fraction bits
+        p.out_bits = Ring::new_const(28); // x up to 512 does not fit 28 bits with 18 fraction bits
         assert!(p.validate(gelu).is_err());
         let mut p = set.plan.gelu;
         p.coef_frac = 9; // the value would be at 17 < 18 bits
@@ -540,12 +544,15 @@ mod tests {
             panic!("nimbus exp is piecewise")
         };
         // exp: u = ⌊x / 2^10⌋ on Z_2^25 reads 35 bits, the comparisons 12 + 17.
-        assert_eq!(set.plan.exp.input_bits(&exp.pieces), 35);
+        assert_eq!(set.plan.exp.input_ring(&exp.pieces).bits(), 35);
         // GELU: u on Z_2^22 after 10 bits (32), the identity piece on Z_2^30.
-        assert_eq!(set.plan.gelu.input_bits(&set.layers[0].gelu.pieces), 32);
         assert_eq!(
-            set.plan.gelu.input_bits(&[Piece::Zero, Piece::Identity]),
-            30
+            set.plan.gelu.input_ring(&set.layers[0].gelu.pieces).bits(),
+            32
+        );
+        assert_eq!(
+            set.plan.gelu.input_ring(&[Piece::Zero, Piece::Identity]),
+            Ring::new_const(30)
         );
         // u³ at 8 bits in Z_2^25: (|x| + 2^-8)³ · 2^16 < 2^23.
         let reach = set.plan.exp.poly_reach(3);

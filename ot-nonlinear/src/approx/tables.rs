@@ -82,7 +82,7 @@ impl ApproxSet {
     pub fn nimbus() -> ApproxSet {
         ApproxSet {
             name: "nimbus".into(),
-            format: FixedPoint::new(Ring::R32, 12).expect("12 < 32"),
+            format: const { FixedPoint::new_const(Ring::R32, 12) },
             layers: vec![LayerTables {
                 gelu: PiecewisePoly {
                     breakpoints: vec![-2.1, 0.2],
@@ -277,23 +277,7 @@ mod tests {
                 ..good
             },
             SoftmaxPlan {
-                max_keep: 0,
-                ..good
-            },
-            SoftmaxPlan {
-                max_keep: 65,
-                ..good
-            },
-            SoftmaxPlan {
-                recip_bits: 1,
-                ..good
-            },
-            SoftmaxPlan {
-                recip_bits: 200,
-                ..good
-            },
-            SoftmaxPlan {
-                prod_bits: 0,
+                recip_bits: Ring::new_const(1),
                 ..good
             },
             SoftmaxPlan { s_frac: 19, ..good },
@@ -327,6 +311,29 @@ mod tests {
                 "{bad:?}"
             );
         }
+        // Ring widths outside 1..=64 do not even decode.
+        let json = serde_json::to_value(ApproxSet::nimbus()).unwrap();
+        for (plan, field, bits) in [
+            ("softmax", "max_keep", 0),
+            ("softmax", "max_keep", 65),
+            ("softmax", "recip_bits", 200),
+            ("softmax", "prod_bits", 0),
+            ("gelu", "poly_bits", 0),
+            ("exp", "out_bits", 65),
+        ] {
+            let mut bad = json.clone();
+            bad["plan"][plan][field] = bits.into();
+            assert!(
+                serde_json::from_value::<ApproxSet>(bad).is_err(),
+                "{field}: {bits}"
+            );
+        }
+        let mut same = json.clone();
+        same["plan"]["softmax"]["max_keep"] = 15.into();
+        assert_eq!(
+            serde_json::from_value::<ApproxSet>(same).unwrap(),
+            ApproxSet::nimbus()
+        );
     }
 
     #[test]

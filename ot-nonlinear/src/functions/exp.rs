@@ -7,7 +7,7 @@
 //!   truncations, one mux on Z_2^25, a free down-cast to Z_2^22 and an up-cast to Z_2^64 (43
 //!   bits); ≈ 1182 bits and 81 COTs per element, 17 rounds.
 //! * PUMA (0 below `lower`, else (1 + x/2^t)^(2^t)): the comparison `[x ≥ lower]` by
-//!   reduced-ring DReLU (drop 12, keep [`SQUARING_CMP_BITS`]: exact for |x − lower| < 2^13),
+//!   reduced-ring DReLU (drop 12, keep Z_2^20, [`SQUARING_CMP`]: exact for |x − lower| < 2^13),
 //!   1 + x/2^t by a known-MSB truncation by t on Z_2^64, t squarings on
 //!   Z_2^64 each followed by a known-MSB truncation by 18, one mux on Z_2^64; ≈ 17 000 bits per
 //!   element for t = 8, 39 rounds.
@@ -23,8 +23,9 @@ use crate::mpc::trunc::{trunc_cast, TruncKind};
 use crate::mpc::{Cost, CotDemand, Session};
 use mpc_core::{Error, FixedPoint, Result, Ring};
 
-/// Bits the squaring method's comparison keeps (after dropping 12): |x − lower| < 2^13.
-pub const SQUARING_CMP_BITS: u32 = 20;
+/// The ring of the squaring method's comparison (it keeps these bits after dropping 12):
+/// |x − lower| < 2^13.
+pub const SQUARING_CMP: Ring = Ring::new_const(20);
 const SQUARING_CMP_DROP: u32 = 12;
 
 /// Exact cost of [`exp`] on n elements of layer `layer` (label `exp`, reservation excluded).
@@ -50,7 +51,7 @@ fn steps(set: &ApproxSet, layer: usize, n: usize) -> Vec<(Cost, CotDemand)> {
 
 /// The steps of [`squaring`] on n elements.
 pub(crate) fn squaring_steps(n: usize, t: u32) -> Vec<(Cost, CotDemand)> {
-    let cmp = Ring::new(SQUARING_CMP_BITS).expect("constant");
+    let cmp = SQUARING_CMP;
     let f = FixedPoint::LINEAR.frac_bits();
     let mut v = vec![
         (drelu_cost(n, cmp), drelu_cots(n, cmp)),
@@ -127,7 +128,7 @@ pub(crate) fn squaring(
         }
     };
     let shifted: Vec<u64> = x.iter().map(|&v| v.wrapping_sub(lower)).collect();
-    let keep = drelu_reduced(sess, &shifted, r, SQUARING_CMP_DROP, SQUARING_CMP_BITS)?;
+    let keep = drelu_reduced(sess, &shifted, r, SQUARING_CMP_DROP, SQUARING_CMP.bits())?;
     let mut y = trunc_cast(sess, x, r, r, t, TruncKind::KnownMsb)?;
     if server {
         let one = lin.encode(1.0)?;
@@ -139,15 +140,15 @@ pub(crate) fn squaring(
     mux(sess, &keep, &y, r)
 }
 
-/// How many low bits of its input layer `layer`'s exp reads ([`PiecewisePlan::input_bits`]
-/// for the piecewise form; all 64 for the squaring method, whose first truncation needs the
-/// whole value): shares correct modulo 2^this suffice.
+/// The ring of the low bits of its input layer `layer`'s exp reads
+/// ([`PiecewisePlan::input_ring`] for the piecewise form; Z_2^64 for the squaring method, whose
+/// first truncation needs the whole value): shares correct modulo its size suffice.
 ///
-/// [`PiecewisePlan::input_bits`]: crate::approx::PiecewisePlan::input_bits
-pub fn exp_input_bits(set: &ApproxSet, layer: usize) -> u32 {
+/// [`PiecewisePlan::input_ring`]: crate::approx::PiecewisePlan::input_ring
+pub fn exp_input_ring(set: &ApproxSet, layer: usize) -> Ring {
     match &set.layer(layer).exp {
-        ExpMethod::Piecewise(pw) => set.plan.exp.input_bits(&pw.pieces),
-        ExpMethod::Squaring { .. } => 64,
+        ExpMethod::Piecewise(pw) => set.plan.exp.input_ring(&pw.pieces),
+        ExpMethod::Squaring { .. } => Ring::R64,
     }
 }
 

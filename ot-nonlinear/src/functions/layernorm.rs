@@ -28,7 +28,7 @@ use super::rsqrt::{rsqrt, rsqrt_cost, rsqrt_cots};
 use super::{total_cost, total_cots};
 use crate::approx::fixed::PUBLIC_FRAC_BITS;
 use crate::approx::layernorm::{
-    epsilon, mean_multiplier, PRODUCT_BITS, PRODUCT_V_FRAC, R_FRAC, SQUARE_BITS, SQUARE_INPUT_BITS,
+    epsilon, mean_multiplier, PRODUCT_RING, PRODUCT_V_FRAC, R_FRAC, SQUARE_INPUT_BITS, SQUARE_RING,
     VAR_FRAC,
 };
 use crate::mpc::product::{
@@ -41,11 +41,7 @@ use mpc_core::{Error, FixedPoint, Result, Ring};
 const LIN: FixedPoint = FixedPoint::LINEAR;
 
 fn rings() -> (Ring, Ring, Ring) {
-    (
-        Ring::R64,
-        Ring::new(SQUARE_BITS).expect("plan ring"),
-        Ring::new(PRODUCT_BITS).expect("plan ring"),
-    )
+    (Ring::R64, SQUARE_RING, PRODUCT_RING)
 }
 
 /// LayerNorm's two row-structured products, on shares of the given ring (values < 2^ℓ).

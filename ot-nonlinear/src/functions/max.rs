@@ -109,7 +109,7 @@ impl MaxShape {
 
 /// The ring of the muxes: the caller's value ring, widened to hold y.
 fn mux_ring(plan: &SoftmaxPlan, value: Ring) -> Ring {
-    Ring::new(value.bits().max(plan.max_keep)).expect("at most 64 bits")
+    value.max(plan.max_keep)
 }
 
 /// Group sizes per level for a row of `cols` (the last group of a level may be smaller).
@@ -148,7 +148,7 @@ fn steps(
     (rows, cols): (usize, usize),
     value: Ring,
 ) -> Vec<(Cost, CotDemand)> {
-    let yr = Ring::new(plan.max_keep).expect("validated plan");
+    let yr = plan.max_keep;
     let mut v = Vec::new();
     for sizes in levels(shape, cols) {
         let cmp: usize = sizes.iter().map(|k| k * (k - 1) / 2).sum();
@@ -212,7 +212,7 @@ pub fn row_max(
         )));
     }
     shape.check()?;
-    let yr = Ring::new(plan.max_keep)?;
+    let yr = plan.max_keep;
     let mr = mux_ring(plan, value);
     sess.scope("max", |sess| {
         let mut cur: Vec<Vec<(u64, u64)>> = x

@@ -27,7 +27,7 @@ pub mod rsqrt;
 pub mod softmax;
 pub mod tanh;
 
-pub use exp::{exp, exp_breakpoints, exp_cost, exp_input_bits};
+pub use exp::{exp, exp_breakpoints, exp_cost, exp_input_ring};
 pub use gelu::{gelu, gelu_cost, gelu_spec};
 pub use layernorm::{
     layernorm, layernorm_cost, layernorm_with, normalize_cost, normalize_cots_with, normalize_with,

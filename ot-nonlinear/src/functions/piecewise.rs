@@ -99,12 +99,12 @@ impl PiecewiseSpec<'_> {
     /// down-cast and the comparison tree ends with the client's flight) stays plain.
     fn square_k(&self, n: usize, i: usize) -> u32 {
         let p = self.plan;
-        let (pr, s) = (p.poly_ring(), p.input_shift());
+        let (pr, s) = (p.poly_bits, p.input_shift());
         let u_local = trunc_cost(n, Ring::R64, pr, s, TruncKind::KnownMsb)
             .expect("validated plan")
             .rounds
             == 0;
-        let cmp = Ring::new(p.cmp_bits).expect("validated plan");
+        let cmp = p.cmp_bits;
         let after_client = self.breakpoints() > 0
             && drelu_lanes_cost(n.max(1), self.breakpoints(), cmp).last == Side::Client;
         if i == 0 && u_local && after_client {
@@ -118,8 +118,7 @@ impl PiecewiseSpec<'_> {
     /// [`piecewise_cots`] so the two cannot disagree.
     fn steps(&self, n: usize, output: Output) -> Vec<(Cost, CotDemand)> {
         let p = self.plan;
-        let (pr, or) = (p.poly_ring(), p.out_ring());
-        let cmp = Ring::new(p.cmp_bits).expect("validated plan");
+        let (pr, or, cmp) = (p.poly_bits, p.out_bits, p.cmp_bits);
         let k = self.breakpoints();
         let mut v = Vec::new();
         if k > 0 {
@@ -240,14 +239,21 @@ pub fn piecewise(
         ));
     }
     let n = x.len();
-    let (pr, or) = (p.poly_ring(), p.out_ring());
+    let (pr, or) = (p.poly_bits, p.out_bits);
     let server = sess.is_server();
     sess.scope("piecewise", |sess| {
         // 1. Comparisons, all breakpoints in one batch: the server's lane i·k + j is x_i − T_j,
         // the client's share is x_i's for every j (lanes sharing the leaf OTs).
         let shifted = lanes_minus(server, x, &thresholds, Ring::R64);
         let b = if k > 0 {
-            drelu_reduced_lanes(sess, &shifted, Ring::R64, p.cmp_drop(), p.cmp_bits, k)?
+            drelu_reduced_lanes(
+                sess,
+                &shifted,
+                Ring::R64,
+                p.cmp_drop(),
+                p.cmp_bits.bits(),
+                k,
+            )?
         } else {
             vec![]
         };

@@ -29,9 +29,8 @@ use crate::mpc::{Cost, CotDemand, Session};
 use mpc_core::{FixedPoint, Result, Ring};
 
 fn steps(plan: &SoftmaxPlan, n: usize) -> Vec<(Cost, CotDemand)> {
-    let rr = Ring::new(plan.recip_bits).expect("validated plan");
-    let (_, keep) = plan.recip_cmp();
-    let cmp = Ring::new(keep).expect("validated plan");
+    let rr = plan.recip_bits;
+    let (_, cmp) = plan.recip_cmp();
     let ranges = plan.recip_ranges();
     let k = ranges.len();
     let w = plan.s_frac + plan.r_frac;
@@ -67,7 +66,7 @@ pub fn reciprocal_cots(plan: &SoftmaxPlan, n: usize) -> CotDemand {
 /// s ∈ [0.9, 256)). Label `reciprocal`.
 pub fn reciprocal(sess: &mut Session, plan: &SoftmaxPlan, s: &[u64]) -> Result<Vec<u64>> {
     let lin = FixedPoint::LINEAR;
-    let (r64, rr) = (Ring::R64, Ring::new(plan.recip_bits)?);
+    let (r64, rr) = (Ring::R64, plan.recip_bits);
     let ranges = plan.recip_ranges();
     let (drop, keep) = plan.recip_cmp();
     let n = s.len();
@@ -80,7 +79,7 @@ pub fn reciprocal(sess: &mut Session, plan: &SoftmaxPlan, s: &[u64]) -> Result<V
             .map(|&(t, _, _)| if server { lin.encode(t) } else { Ok(0) })
             .collect::<Result<Vec<u64>>>()?;
         let shifted = lanes_minus(server, s, &ts, r64);
-        let b = drelu_reduced_lanes(sess, &shifted, r64, drop, keep, lanes)?;
+        let b = drelu_reduced_lanes(sess, &shifted, r64, drop, keep.bits(), lanes)?;
         let mut sel = vec![Vec::new(); n];
         for (i, row) in sel.iter_mut().enumerate() {
             let bi: Vec<bool> = b[i * lanes..(i + 1) * lanes].to_vec();

@@ -31,12 +31,12 @@ use mpc_core::{FixedPoint, Result, Ring};
 
 const LIN: FixedPoint = FixedPoint::LINEAR;
 /// Ring of the highest-bit comparisons (v − 2^j, |·| < 2^33).
-const CMP_BITS: u32 = 34;
+const CMP_RING: Ring = Ring::new_const(34);
 /// Truncations after the products, in order: u, Horner (4), Newton (3), result.
 const SHIFTS: [u32; 9] = [16, 18, 18, 18, 18, 18, 18, 19, 28];
 
 fn steps(n: usize) -> Vec<(Cost, CotDemand)> {
-    let (r64, cmp) = (Ring::R64, Ring::new(CMP_BITS).expect("constant"));
+    let (r64, cmp) = (Ring::R64, CMP_RING);
     let lanes = RSQRT_BITS as usize - 1;
     let mut v = vec![
         (
@@ -73,7 +73,7 @@ pub fn rsqrt_cots(n: usize) -> CotDemand {
 /// Shares of 1/√v (20 fraction bits) for shares `v` (Z_2^64, 18 bits, 1 ≤ v < 2^32).
 /// Label `rsqrt`.
 pub fn rsqrt(sess: &mut Session, v: &[u64]) -> Result<Vec<u64>> {
-    let (r64, cmp) = (Ring::R64, Ring::new(CMP_BITS)?);
+    let (r64, cmp) = (Ring::R64, CMP_RING);
     let n = v.len();
     let server = sess.is_server();
     let bits = RSQRT_BITS as usize;

@@ -6,7 +6,7 @@
 //!    both parties copy their share of the row's first kept score into the excluded entries;
 //! 2. [`row_max`] ([`MaxShape::SOFTMAX`]: three levels of pairs, two of 4-way groups; comparisons
 //!    on Z_2^max_keep, muxes of (x, y) on Z_2^k with k the low bits the exp reads,
-//!    [`exp_input_bits`]: 35 for the Nimbus exp, 64 for PUMA's);
+//!    [`exp_input_ring`]: 35 for the Nimbus exp, 64 for PUMA's);
 //! 3. d = x − max (local; correct modulo 2^k, which is all the exp reads), exp of the set
 //!    ([`super::exp::exp_reserved`]), a public mask's excluded exps zeroed by both parties,
 //!    row sums (local);
@@ -27,7 +27,7 @@
 //! Secure vs mirror: the tree's winner may differ from the mirror's by < 2^{max_drop+1−18}
 //! (1/32), which shifts every d alike (softmax is shift-invariant up to the exp
 //! approximation's change over such a shift), plus the exp's and the truncations' carries.
-use super::exp::{exp_cost, exp_cots, exp_input_bits, exp_reserved};
+use super::exp::{exp_cost, exp_cots, exp_input_ring, exp_reserved};
 use super::max::{row_max, row_max_cost, row_max_cots, MaxShape};
 use super::reciprocal::{reciprocal, reciprocal_cost, reciprocal_cots};
 use super::{total_cost, total_cots};
@@ -46,7 +46,7 @@ fn unnormalized_steps(
     cols: usize,
 ) -> Vec<(Cost, CotDemand)> {
     let p = &set.plan.softmax;
-    let value = max_ring(set, layer);
+    let value = exp_input_ring(set, layer);
     vec![
         (
             row_max_cost(p, MaxShape::SOFTMAX, (rows, cols), value),
@@ -64,7 +64,7 @@ fn unnormalized_steps(
 fn steps(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> Vec<(Cost, CotDemand)> {
     let p = &set.plan.softmax;
     let n = rows * cols;
-    let pr = Ring::new(p.prod_bits).expect("validated plan");
+    let pr = p.prod_bits;
     let s = p.e_frac + p.r_frac - FixedPoint::LINEAR.frac_bits();
     let mut v = unnormalized_steps(set, layer, rows, cols);
     v.extend([
@@ -75,11 +75,6 @@ fn steps(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> Vec<(Cost, 
         ),
     ]);
     v
-}
-
-/// The ring of the row maxima: the low bits of x − max that layer `layer`'s exp reads.
-fn max_ring(set: &ApproxSet, layer: usize) -> Ring {
-    Ring::new(exp_input_bits(set, layer)).expect("1 ≤ bits ≤ 64")
 }
 
 /// Exact cost of [`softmax`] (label `softmax`, the reservation excluded).
@@ -128,7 +123,7 @@ pub fn softmax(
     let f = FixedPoint::LINEAR.frac_bits();
     sess.scope("softmax", |sess| {
         let (e, r) = unnormalized(sess, set, layer, cols, x, exp_breakpoints, mask)?;
-        let pr = Ring::new(p.prod_bits)?;
+        let pr = p.prod_bits;
         let es = trunc_cast(sess, &e, Ring::R64, pr, f - p.e_frac, TruncKind::KnownMsb)?;
         // r is at r_frac bits: a free down-cast (no shift).
         let rs: Vec<u64> = r.iter().map(|&v| pr.reduce(v)).collect();
@@ -197,7 +192,14 @@ fn unnormalized(
     let mut xm = x.to_vec();
     mask.before_max(&mut xm, cols, FixedPoint::LINEAR.encode(p.mask_offset)?);
     let dims = (x.len() / cols, cols);
-    let max = row_max(sess, p, MaxShape::SOFTMAX, &xm, dims, max_ring(set, layer))?;
+    let max = row_max(
+        sess,
+        p,
+        MaxShape::SOFTMAX,
+        &xm,
+        dims,
+        exp_input_ring(set, layer),
+    )?;
     let d: Vec<u64> = xm
         .iter()
         .enumerate()
