@@ -65,18 +65,23 @@ fn check_shape(params: &HeParams, layout: &CopLayout, k: usize) -> Result<()> {
     let packing = layout.tokens_per_ct();
     let terms = (m * packing.min(k)) as u64;
     if terms > params.max_terms() {
-        return Err(Error::InvalidArgument(format!(
-            "{m} rows × {packing} packed tokens = {terms} terms per coefficient exceed the \
-             parameters' {} (build HeParams with a larger max_terms)",
-            params.max_terms()
-        )));
+        return Err(Error::out_of_range(
+            format!(
+                "terms per coefficient of {m} rows × {packing} packed tokens (build HeParams \
+                 with a larger max_terms)"
+            ),
+            terms as usize,
+            mpc_core::Dims::AtMost(params.max_terms() as usize),
+        ));
     }
     if (k * n) as u64 > params.max_revealed() {
-        return Err(Error::InvalidArgument(format!(
-            "a {k}×{n} output reveals more than the {} coefficients the flooding covers; \
-             split the call",
-            params.max_revealed()
-        )));
+        return Err(Error::out_of_range(
+            format!(
+                "revealed coefficients of a {k}×{n} output (the flooding's bound; split the call)"
+            ),
+            k * n,
+            mpc_core::Dims::AtMost(params.max_revealed() as usize),
+        ));
     }
     Ok(())
 }
@@ -117,13 +122,11 @@ const SETUP_BATCH: usize = 32;
 
 fn check_layout(layout: &CopLayout, w: &RingMatrix) -> Result<()> {
     if (layout.m, layout.n) != (w.rows(), w.cols()) {
-        return Err(Error::Shape(format!(
-            "a layout for {}×{} weights given a {}×{} matrix",
-            layout.m,
-            layout.n,
-            w.rows(),
-            w.cols()
-        )));
+        return Err(Error::shape(
+            "weights for the layout",
+            [w.rows(), w.cols()],
+            [layout.m, layout.n],
+        ));
     }
     Ok(())
 }
@@ -200,7 +203,11 @@ pub fn client_setup(
     params.check_fingerprint(&header.fingerprint, "layer")?;
     let (m, n) = (header.m as usize, header.n as usize);
     if m == 0 || n == 0 || m > 1 << 20 || n > 1 << 20 {
-        return Err(Error::Shape(format!("implausible layer shape {m}×{n}")));
+        return Err(Error::shape(
+            "announced layer",
+            [m, n],
+            "a layer of 1..=2^20 × 1..=2^20",
+        ));
     }
     let layout = CopLayout::new(
         params,
@@ -370,10 +377,11 @@ pub fn client_online_window(
     let layout = *layer.layout();
     let (k, m, n) = (x_c.rows(), x_c.cols(), layout.n);
     if m != layout.m {
-        return Err(Error::Shape(format!(
-            "input has {m} columns, the layer has {} rows",
-            layout.m
-        )));
+        return Err(Error::shape(
+            "input columns (the layer's rows)",
+            m,
+            layout.m,
+        ));
     }
     check_shape(params, &layout, k)?;
     let poly_n = params.n();
@@ -446,11 +454,11 @@ pub fn server_online_window(
 ) -> Result<RingMatrix> {
     check_layout(layout, w)?;
     if x_s.cols() != w.rows() {
-        return Err(Error::Shape(format!(
-            "input has {} columns, W has {} rows",
+        return Err(Error::shape(
+            "input columns (W's rows)",
             x_s.cols(),
-            w.rows()
-        )));
+            w.rows(),
+        ));
     }
     let mut out = server_open_window(ch, params, sk, layout, x_s.rows(), window)?;
     let local = x_s.matmul(w)?;
@@ -476,21 +484,20 @@ pub fn server_open_window(
     let expect = online_bytes_window(params, layout, k, window);
     let msg = ch.recv_bytes_framed(expect)?;
     if msg.len() != expect {
-        return Err(Error::Malformed(format!(
-            "COP message of {} bytes, expected {expect}",
-            msg.len()
-        )));
+        return Err(Error::malformed(
+            "COP message",
+            mpc_core::Dims::Bytes(msg.len()),
+            mpc_core::Dims::Bytes(expect),
+        ));
     }
     response::check_message_head(&msg, ONLINE_MAGIC, params, "a COP message")?;
     let u32_at = |i: usize| u32::from_le_bytes(msg[i..i + 4].try_into().unwrap()) as usize;
     if (u32_at(12), u32_at(16), u32_at(20)) != (k, m, n) {
-        return Err(Error::Shape(format!(
-            "the client computed a {}×{}·{}×{} product, expected {k}×{m}·{m}×{n}",
-            u32_at(12),
-            u32_at(16),
-            u32_at(16),
-            u32_at(20)
-        )));
+        return Err(Error::shape(
+            "announced product (rows × inner × outputs)",
+            [u32_at(12), u32_at(16), u32_at(20)],
+            [k, m, n],
+        ));
     }
     let outputs = layout.output_layout(k);
     let mut offsets = Vec::with_capacity(outputs.len());

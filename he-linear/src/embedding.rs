@@ -32,7 +32,7 @@ use crate::poly::{Repr, RnsPoly};
 use crate::response;
 use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
 use crate::weight_store::{cache_path, client_answer_setup, server_offer_setup, write_cache_file};
-use mpc_core::{AesPrg, Channel, Error, Result, Seed};
+use mpc_core::{AesPrg, Channel, Dims, Error, Result, Seed};
 use rayon::prelude::*;
 use std::fs::File;
 use std::io::Write;
@@ -56,15 +56,18 @@ impl EmbeddingLayout {
     pub fn new(params: &HeParams, vocab: usize, dim: usize, rows_per_poly: usize) -> Result<Self> {
         let n = params.n();
         if vocab == 0 || dim == 0 || dim > n {
-            return Err(Error::Shape(format!(
-                "an embedding table of {vocab}×{dim} needs V ≥ 1 and 1 ≤ d ≤ N = {n}"
-            )));
+            return Err(Error::shape(
+                "embedding table",
+                [vocab, dim],
+                format!("V ≥ 1 rows of 1..={n}"),
+            ));
         }
         if rows_per_poly == 0 || rows_per_poly > n / dim {
-            return Err(Error::InvalidArgument(format!(
-                "{rows_per_poly} rows of {dim} per polynomial: must be 1..={}",
-                n / dim
-            )));
+            return Err(Error::out_of_range(
+                format!("rows of {dim} per polynomial"),
+                rows_per_poly,
+                Dims::within(1, n / dim),
+            ));
         }
         Ok(EmbeddingLayout {
             vocab,
@@ -110,10 +113,11 @@ impl EmbeddingLayout {
 
     fn check_ids(&self, ids: &[u32]) -> Result<()> {
         match ids.iter().find(|&&id| id as usize >= self.vocab) {
-            Some(id) => Err(Error::OutOfRange(format!(
-                "token id {id} is outside the vocabulary of {}",
-                self.vocab
-            ))),
+            Some(&id) => Err(Error::out_of_range(
+                "token id",
+                id as usize,
+                Dims::Below(self.vocab),
+            )),
             None => Ok(()),
         }
     }
@@ -165,13 +169,19 @@ pub fn server_setup(
     table: &[u64],
     seed: Seed,
 ) -> Result<()> {
-    if table.len() != layout.vocab * layout.dim || layout.poly_n != params.n() {
-        return Err(Error::Shape(format!(
-            "table of {} values for a {}×{} layout",
+    if table.len() != layout.vocab * layout.dim {
+        return Err(Error::shape(
+            "embedding table values",
             table.len(),
-            layout.vocab,
-            layout.dim
-        )));
+            [layout.vocab, layout.dim],
+        ));
+    }
+    if layout.poly_n != params.n() {
+        return Err(Error::shape(
+            "embedding layout's ring degree",
+            layout.poly_n,
+            params.n(),
+        ));
     }
     let header = SetupHeader {
         fingerprint: params.fingerprint(),
@@ -237,9 +247,13 @@ impl CachedTable {
         let file = File::open(&self.path)?;
         // SAFETY: the cache file is private to this client and not modified while mapped.
         let map = unsafe { memmap2::Mmap::map(&file)? };
-        let bad = |what: String| Error::Malformed(format!("{}: {what}", self.path.display()));
+        let bad =
+            |got: Dims, want: Dims| Error::malformed(self.path.display().to_string(), got, want);
         if map.len() < FILE_HEADER || &map[..8] != FILE_MAGIC {
-            return Err(bad("not an encrypted embedding table (bad magic)".into()));
+            return Err(bad(
+                "a short file or a bad magic".into(),
+                "an encrypted embedding table".into(),
+            ));
         }
         let u64_at = |i: usize| u64::from_le_bytes(map[i..i + 8].try_into().unwrap()) as usize;
         if map[8..16] != params.fingerprint() || u64_at(72) != params.n() {
@@ -262,17 +276,14 @@ impl CachedTable {
         };
         let limbs = params.rns().len();
         if layout != self.layout || u64_at(80) != limbs {
-            return Err(bad(format!(
-                "layout {layout:?} differs from {:?}",
-                self.layout
-            )));
+            return Err(bad(
+                format!("layout {layout:?} of {} limbs", u64_at(80)).into(),
+                format!("{:?} of {limbs} limbs", self.layout).into(),
+            ));
         }
         let want = table_file_bytes(params, &layout);
         if map.len() as u64 != want {
-            return Err(bad(format!(
-                "{} bytes, expected {want} (truncated?)",
-                map.len()
-            )));
+            return Err(bad(Dims::Bytes(map.len()), Dims::Bytes(want as usize)));
         }
         Ok(EncryptedTable { layout, limbs, map })
     }
@@ -325,7 +336,11 @@ pub fn client_setup(
     let l = header.layout;
     let layout = EmbeddingLayout::new(params, l.vocab, l.dim, l.rows_per_poly)?;
     if layout != l || l.vocab > 1 << 24 {
-        return Err(Error::Shape(format!("implausible embedding layout {l:?}")));
+        return Err(Error::shape(
+            "announced embedding layout",
+            format!("{l:?}"),
+            format!("{layout:?}, a vocabulary of at most 2^24"),
+        ));
     }
     let cached = CachedTable {
         path: cache_path(cache_dir, name, &header.digest, "heem"),
@@ -446,17 +461,16 @@ pub fn server_lookup(
     let expect = layout.online_bytes(params, tokens);
     let msg = ch.recv_bytes_framed(expect)?;
     if msg.len() != expect {
-        return Err(Error::Malformed(format!(
-            "embedding message of {} bytes, expected {expect}",
-            msg.len()
-        )));
+        return Err(Error::malformed(
+            "embedding message",
+            Dims::Bytes(msg.len()),
+            Dims::Bytes(expect),
+        ));
     }
     response::check_message_head(&msg, ONLINE_MAGIC, params, "an embedding message")?;
     let k = u32::from_le_bytes(msg[12..16].try_into().unwrap()) as usize;
     if k != tokens {
-        return Err(Error::Shape(format!(
-            "the client looked up {k} tokens, expected {tokens}"
-        )));
+        return Err(Error::shape("tokens in the lookup", k, tokens));
     }
     let t = layout.tokens_per_response();
     let mut ranges = Vec::new();
@@ -481,11 +495,14 @@ pub fn server_lookup(
 /// The flooding covers at most `max_revealed` coefficients per call.
 fn check_revealed(params: &HeParams, layout: &EmbeddingLayout, tokens: usize) -> Result<()> {
     if (tokens * layout.dim) as u64 > params.max_revealed() {
-        return Err(Error::InvalidArgument(format!(
-            "{tokens} tokens × {} reveal more than the {} coefficients the flooding covers",
-            layout.dim,
-            params.max_revealed()
-        )));
+        return Err(Error::out_of_range(
+            format!(
+                "revealed coefficients of {tokens} tokens × {} (the flooding's bound)",
+                layout.dim
+            ),
+            tokens * layout.dim,
+            Dims::AtMost(params.max_revealed() as usize),
+        ));
     }
     Ok(())
 }
@@ -595,7 +612,14 @@ mod tests {
             (10, 1)
         );
         assert!(layout.check_ids(&[9]).is_ok());
-        assert!(matches!(layout.check_ids(&[10]), Err(Error::OutOfRange(_))));
+        assert!(matches!(
+            layout.check_ids(&[10]),
+            Err(Error::OutOfRange {
+                got: Dims::Len(10),
+                want: Dims::Below(10),
+                ..
+            })
+        ));
         // A truncated or foreign online message.
         let (sk, _) = keys(&params);
         for bytes in [vec![0u8; 10], vec![0u8; layout.online_bytes(&params, 2)]] {
@@ -604,7 +628,7 @@ mod tests {
             b.flush().unwrap();
             assert!(matches!(
                 server_lookup(&mut a, &params, &sk, &layout, 2),
-                Err(Error::Malformed(_))
+                Err(Error::Malformed { .. })
             ));
         }
         // A corrupted cache file is refused, not used.
@@ -623,6 +647,6 @@ mod tests {
             digest: bytes[16..48].try_into().unwrap(),
             layout,
         };
-        assert!(matches!(cached.open(&params), Err(Error::Malformed(_))));
+        assert!(matches!(cached.open(&params), Err(Error::Malformed { .. })));
     }
 }

@@ -15,10 +15,7 @@ impl RingMatrix {
     /// Wraps row-major data (length must be rows·cols).
     pub fn new(rows: usize, cols: usize, data: Vec<u64>) -> Result<RingMatrix> {
         if data.len() != rows * cols || rows == 0 || cols == 0 {
-            return Err(Error::Shape(format!(
-                "{} values for a {rows}×{cols} matrix",
-                data.len()
-            )));
+            return Err(Error::shape("matrix values", data.len(), [rows, cols]));
         }
         Ok(RingMatrix { rows, cols, data })
     }
@@ -99,10 +96,11 @@ impl RingMatrix {
 
     fn same_shape(&self, other: &RingMatrix) -> Result<()> {
         if (self.rows, self.cols) != (other.rows, other.cols) {
-            return Err(Error::Shape(format!(
-                "{}×{} vs {}×{}",
-                self.rows, self.cols, other.rows, other.cols
-            )));
+            return Err(Error::shape(
+                "second matrix",
+                [other.rows, other.cols],
+                [self.rows, self.cols],
+            ));
         }
         Ok(())
     }
@@ -110,10 +108,14 @@ impl RingMatrix {
     /// self · other over Z_{2^64} (parallel over rows).
     pub fn matmul(&self, other: &RingMatrix) -> Result<RingMatrix> {
         if self.cols != other.rows {
-            return Err(Error::Shape(format!(
-                "cannot multiply {}×{} by {}×{}",
-                self.rows, self.cols, other.rows, other.cols
-            )));
+            return Err(Error::shape(
+                format!(
+                    "rows of the right factor of a {}×{} product",
+                    self.rows, self.cols
+                ),
+                other.rows,
+                self.cols,
+            ));
         }
         let n = other.cols;
         let mut out = RingMatrix::zeros(self.rows, n);

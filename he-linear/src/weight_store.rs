@@ -10,7 +10,7 @@
 //! stale cache is never used. Layers are memory-mapped one at a time.
 use crate::layout::CopLayout;
 use crate::params::HeParams;
-use mpc_core::{Channel, Error, Result, Seed};
+use mpc_core::{Channel, Dims, Error, Result, Seed};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -68,10 +68,11 @@ impl LayerHeader {
     }
 
     fn decode(h: &[u8], params: &HeParams, path: &Path) -> Result<LayerHeader> {
-        let bad = |what: &str| Error::Malformed(format!("{}: {what}", path.display()));
+        let bad = |got: Dims, want: Dims| Error::malformed(path.display().to_string(), got, want);
         if h.len() < HEADER_BYTES || &h[..8] != MAGIC {
             return Err(bad(
-                "not an encrypted-weights file (bad magic or older version)",
+                "a short file, a bad magic or an older version".into(),
+                "an encrypted-weights file".into(),
             ));
         }
         let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap());
@@ -88,10 +89,17 @@ impl LayerHeader {
         }
         let (m, n) = (u64_at(48), u64_at(56));
         if m == 0 || n == 0 || m > 1 << 20 || n > 1 << 20 {
-            return Err(bad(&format!("implausible layer shape {m}×{n}")));
+            return Err(bad(
+                Dims::Shape(vec![m as usize, n as usize]),
+                "a layer of 1..=2^20 × 1..=2^20".into(),
+            ));
         }
-        let layout = CopLayout::new(params, m as usize, n as usize, u32_at(64))
-            .map_err(|e| bad(&e.to_string()))?;
+        let layout = CopLayout::new(params, m as usize, n as usize, u32_at(64)).map_err(|e| {
+            bad(
+                e.to_string().into(),
+                "a layout these parameters allow".into(),
+            )
+        })?;
         Ok(LayerHeader {
             fingerprint,
             digest: h[16..48].try_into().unwrap(),
@@ -217,11 +225,11 @@ impl EncryptedLayer {
         }
         let want = header.file_bytes();
         if map.len() as u64 != want {
-            return Err(Error::Malformed(format!(
-                "{}: {} bytes, expected {want} (truncated?)",
-                path.display(),
-                map.len()
-            )));
+            return Err(Error::malformed(
+                path.display().to_string(),
+                Dims::Bytes(map.len()),
+                Dims::Bytes(want as usize),
+            ));
         }
         Ok(EncryptedLayer { header, map })
     }
@@ -290,7 +298,7 @@ pub fn server_offer_setup<T: serde::Serialize>(ch: &mut Channel, header: &T) -> 
     match need[0] {
         0 => Ok(false),
         1 => Ok(true),
-        b => Err(Error::Malformed(format!("setup reply byte {b}"))),
+        b => Err(Error::malformed("setup reply byte", b as usize, "0 or 1")),
     }
 }
 

@@ -178,12 +178,12 @@ fn sip_rejects_bad_inputs() {
     // Wrong shapes.
     assert!(matches!(
         SipPlan::new(&params, 0, 3, 3),
-        Err(Error::Shape(_))
+        Err(Error::Shape { .. })
     ));
     let plan = SipPlan::new(&params, 2, 3, 4).unwrap();
     assert!(matches!(
         sip::encode_plain(&params, &plan, &RingMatrix::zeros(4, 3)),
-        Err(Error::Shape(_))
+        Err(Error::Shape { .. })
     ));
     // A truncated encrypted input: the evaluator gets an error, not a hang.
     let (sk, _) = keys(&params, 1);
@@ -210,5 +210,5 @@ fn sip_rejects_bad_inputs() {
             ch.flush().unwrap();
         },
     );
-    assert!(matches!(err, Error::Malformed(_)), "{err}");
+    assert!(matches!(err, Error::Malformed { .. }), "{err}");
 }

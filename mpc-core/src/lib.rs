@@ -34,7 +34,7 @@ pub mod ring;
 pub mod transport;
 
 pub use channel::{Channel, Stats};
-pub use error::{Error, Result};
+pub use error::{Dims, Error, Result};
 pub use fixed::FixedPoint;
 pub use prg::{AesPrg, Seed};
 pub use ring::Ring;

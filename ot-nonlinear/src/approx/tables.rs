@@ -31,17 +31,18 @@ impl PiecewisePoly {
     /// leading coefficient at f bits, the other coefficients at 2f bits).
     pub fn validate(&self, format: FixedPoint) -> Result<()> {
         if self.pieces.len() != self.breakpoints.len() + 1 {
-            return Err(Error::Malformed(format!(
-                "{} pieces for {} breakpoints",
+            return Err(Error::malformed(
+                format!("pieces for {} breakpoints", self.breakpoints.len()),
                 self.pieces.len(),
-                self.breakpoints.len()
-            )));
+                self.breakpoints.len() + 1,
+            ));
         }
         if self.breakpoints.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(Error::Malformed(format!(
-                "breakpoints {:?} are not increasing",
-                self.breakpoints
-            )));
+            return Err(Error::malformed(
+                "breakpoints",
+                format!("{:?}, not increasing", self.breakpoints),
+                "increasing breakpoints",
+            ));
         }
         let wide = FixedPoint::new(format.ring(), 2 * format.frac_bits())?;
         for &b in &self.breakpoints {
@@ -50,9 +51,11 @@ impl PiecewisePoly {
         for piece in &self.pieces {
             if let Piece::Poly(c) = piece {
                 if c.len() < 2 {
-                    return Err(Error::Malformed(format!(
-                        "polynomial {c:?} has degree < 1 (use `zero`)"
-                    )));
+                    return Err(Error::malformed(
+                        format!("coefficients of polynomial {c:?} (use `zero` for none)"),
+                        c.len(),
+                        mpc_core::Dims::AtLeast(2),
+                    ));
                 }
                 format.encode(c[c.len() - 1])?;
                 for &ck in &c[..c.len() - 1] {
@@ -225,11 +228,14 @@ impl ApproxSet {
         let f = self.format.frac_bits();
         if !(9..=FixedPoint::LINEAR.frac_bits()).contains(&f) || 2 * f >= self.format.ring().bits()
         {
-            return Err(Error::Malformed(format!(
-                "set `{}`: evaluation format Z_2^{} with {f} fraction bits is not supported",
-                self.name,
-                self.format.ring().bits()
-            )));
+            return Err(Error::malformed(
+                format!("set `{}`: evaluation format", self.name),
+                format!("Z_2^{} with {f} fraction bits", self.format.ring().bits()),
+                format!(
+                    "9..={} fraction bits, fewer than half the ring's",
+                    FixedPoint::LINEAR.frac_bits()
+                ),
+            ));
         }
         if self.layers.len() != 1 && self.layers.len() != num_layers {
             return Err(Error::ParamMismatch(format!(
@@ -240,7 +246,13 @@ impl ApproxSet {
         }
         self.plan.softmax.validate()?;
         for (l, t) in self.layers.iter().enumerate() {
-            let ctx = |e: Error| Error::Malformed(format!("set `{}` layer {l}: {e}", self.name));
+            let ctx = |e: Error| {
+                Error::malformed(
+                    format!("set `{}` layer {l}", self.name),
+                    e.to_string(),
+                    "tables its plan evaluates",
+                )
+            };
             let against = |plan: &PiecewisePlan, pw: &PiecewisePoly| {
                 pw.validate(self.format)?;
                 if breakpoints_known {
@@ -254,9 +266,11 @@ impl ApproxSet {
                 ExpMethod::Piecewise(p) => against(&self.plan.exp, p).map_err(ctx)?,
                 ExpMethod::Squaring { t, lower } => {
                     if *t == 0 || *t > 16 || *lower >= 0.0 {
-                        return Err(ctx(Error::Malformed(format!(
-                            "squaring exp with t = {t}, lower = {lower}"
-                        ))));
+                        return Err(Error::malformed(
+                            format!("set `{}` layer {l}: squaring exp", self.name),
+                            format!("t = {t}, lower = {lower}"),
+                            "1 ≤ t ≤ 16 and a negative lower bound",
+                        ));
                     }
                 }
             }
@@ -303,28 +317,39 @@ pub struct FitReport {
 impl TablesFile {
     /// Writes the file as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text =
-            serde_json::to_string_pretty(self).map_err(|e| Error::Malformed(e.to_string()))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| Error::Malformed(format!("{}: cannot write: {e}", path.display())))
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::malformed("tables file", e.to_string(), "serializable tables"))?;
+        std::fs::write(path, text + "\n").map_err(|e| {
+            Error::malformed(
+                path.display().to_string(),
+                format!("cannot write: {e}"),
+                "a writable file",
+            )
+        })
     }
 
     /// Reads and validates a file for a model with `num_layers` layers.
     pub fn load(path: &Path, num_layers: usize) -> Result<TablesFile> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Malformed(format!("{}: cannot read: {e}", path.display())))?;
-        let file: TablesFile = serde_json::from_str(&text)
-            .map_err(|e| Error::Malformed(format!("{}: not a tables file: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::malformed(
+                path.display().to_string(),
+                format!("cannot read: {e}"),
+                "a readable file",
+            )
+        })?;
+        let file: TablesFile = serde_json::from_str(&text).map_err(|e| {
+            Error::malformed(path.display().to_string(), e.to_string(), "a tables file")
+        })?;
         if file.format != TABLES_FORMAT && file.format != TABLES_FORMAT_V1 {
-            return Err(Error::Malformed(format!(
-                "{}: format `{}`, expected `{TABLES_FORMAT}`",
-                path.display(),
-                file.format
-            )));
+            return Err(Error::malformed(
+                format!("{}: format", path.display()),
+                format!("`{}`", file.format),
+                format!("`{TABLES_FORMAT}`"),
+            ));
         }
-        file.set
-            .validate(num_layers)
-            .map_err(|e| Error::Malformed(format!("{}: {e}", path.display())))?;
+        file.set.validate(num_layers).map_err(|e| {
+            Error::malformed(path.display().to_string(), e.to_string(), "valid tables")
+        })?;
         Ok(file)
     }
 }
@@ -392,11 +417,11 @@ mod tests {
             let mut set = ApproxSet::nimbus();
             set.plan.softmax = bad;
             assert!(
-                matches!(set.validate(1), Err(Error::Malformed(_))),
+                matches!(set.validate(1), Err(Error::Malformed { .. })),
                 "{bad:?}"
             );
             assert!(
-                matches!(set.validate_redacted(1), Err(Error::Malformed(_))),
+                matches!(set.validate_redacted(1), Err(Error::Malformed { .. })),
                 "{bad:?}"
             );
         }
