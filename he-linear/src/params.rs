@@ -266,7 +266,7 @@ impl HeParamsBuilder {
         if !(1..=2).contains(&self.ks_digit_primes) {
             return Err(Error::out_of_range(
                 "primes per key-switching digit",
-                self.ks_digit_primes as usize,
+                self.ks_digit_primes,
                 mpc_core::Dims::within(1, 2),
             ));
         }
@@ -274,7 +274,7 @@ impl HeParamsBuilder {
             return Err(Error::out_of_range(
                 format!("packing levels for N = {}", n.0),
                 self.pack_levels as usize,
-                mpc_core::Dims::AtMost((n.0.trailing_zeros() as usize + 1) / 2),
+                mpc_core::Dims::AtMost(n.0.trailing_zeros().div_ceil(2) as usize),
             ));
         }
         // Failure probability of each tail bound: 2^-(κ + 1 + log K), union-bounded over the K

@@ -101,7 +101,9 @@ fn sip_linear_refuses_a_wrong_width() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("SIP linear layer input columns: got 9, expected 8"));
+    assert!(err
+        .to_string()
+        .contains("SIP linear layer input columns: got 9, expected 8"));
 }
 
 #[test]
