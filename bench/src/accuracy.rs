@@ -233,10 +233,15 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         println!("same sentences: float accuracy = {fl:.4}, fixed-point accuracy = {fx:.4}");
     }
     if let Some(path) = &args.json {
-        let text =
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Malformed(e.to_string()))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| Error::Malformed(format!("{}: cannot write: {e}", path.display())))?;
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::malformed("JSON output", e.to_string(), "serializable data"))?;
+        std::fs::write(path, text + "\n").map_err(|e| {
+            Error::malformed(
+                path.display().to_string(),
+                format!("cannot write: {e}"),
+                "a writable file",
+            )
+        })?;
     }
     Ok(())
 }
@@ -551,7 +556,8 @@ fn train_embeddings(
         provenance,
         embeddings,
     };
-    let text = serde_json::to_string(&cached).map_err(|e| Error::Malformed(e.to_string()))?;
+    let text = serde_json::to_string(&cached)
+        .map_err(|e| Error::malformed("JSON output", e.to_string(), "serializable data"))?;
     std::fs::write(&path, text)?;
     Ok(cached.embeddings)
 }
@@ -620,7 +626,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("bad.tsv:3: label `yes` is not 0 or 1"),
+            err.contains("bad.tsv:3: got label `yes`, expected 0 or 1"),
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

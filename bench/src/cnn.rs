@@ -322,8 +322,8 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         );
     }
     if let Some(path) = &args.json {
-        let json =
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Malformed(e.to_string()))?;
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::malformed("JSON output", e.to_string(), "serializable data"))?;
         std::fs::write(path, json)?;
     }
     Ok(())

@@ -524,9 +524,11 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
             .join()
             .map_err(|_| Error::Unavailable("server thread panicked".into()))??;
         if calls != n_new {
-            return Err(Error::Malformed(format!(
-                "the server ran {calls} calls for {n_new} tokens"
-            )));
+            return Err(Error::malformed(
+                "calls the server ran (one per new token)",
+                calls,
+                n_new,
+            ));
         }
         let text = model
             .tokenizer
@@ -602,8 +604,8 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         report.mirror_follows_float
     );
     if let Some(path) = &args.json {
-        let json =
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Malformed(e.to_string()))?;
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::malformed("JSON output", e.to_string(), "serializable data"))?;
         std::fs::write(path, json)?;
     }
     Ok(())

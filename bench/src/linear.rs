@@ -407,9 +407,11 @@ fn run_attention(packed: bool, net: NetProfile, k: usize, seed: Seed) -> Result<
 
 fn check(s: &RingMatrix, c: &RingMatrix, want: &RingMatrix, what: &str) -> Result<()> {
     if &s.add(c)? != want {
-        return Err(Error::Malformed(format!(
-            "{what}: the output shares do not reconstruct X·W"
-        )));
+        return Err(Error::malformed(
+            format!("{what}: output shares"),
+            "shares that do not reconstruct X·W",
+            "shares of X·W",
+        ));
     }
     Ok(())
 }

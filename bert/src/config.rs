@@ -1,6 +1,6 @@
 //! Model configuration: the BERT shapes, built in (bert-base, bert-large) or read from a model
 //! directory's `config.json` (Hugging Face format).
-use mpc_core::{Error, Result};
+use mpc_core::{Dims, Error, Result};
 use std::path::Path;
 
 /// Upper bounds on every size a configuration announces ([`BertConfig::validate`]). A client
@@ -103,28 +103,35 @@ impl BertConfig {
     /// Reads `config.json` from a Hugging Face model directory.
     pub fn from_model_dir(dir: &Path) -> Result<BertConfig> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Error::Malformed(format!("{}: cannot read: {e}", path.display())))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::malformed(
+                path.display().to_string(),
+                format!("cannot read: {e}"),
+                "a readable file",
+            )
+        })?;
         let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| Error::Malformed(format!("{}: not JSON: {e}", path.display())))?;
+            .map_err(|e| Error::malformed(path.display().to_string(), e.to_string(), "JSON"))?;
         let field = |name: &str| -> Result<usize> {
             value
                 .get(name)
                 .and_then(serde_json::Value::as_u64)
                 .map(|v| v as usize)
                 .ok_or_else(|| {
-                    Error::Malformed(format!(
-                        "{}: missing or non-integer field `{name}`",
-                        path.display()
-                    ))
+                    Error::malformed(
+                        format!("{}: field `{name}`", path.display()),
+                        "a missing or non-integer field",
+                        "an integer",
+                    )
                 })
         };
         if let Some(act) = value.get("hidden_act").and_then(serde_json::Value::as_str) {
             if act != "gelu" {
-                return Err(Error::Malformed(format!(
-                    "{}: hidden_act `{act}` is not supported (only exact `gelu`)",
-                    path.display()
-                )));
+                return Err(Error::malformed(
+                    format!("{}: hidden_act", path.display()),
+                    format!("`{act}` (not supported)"),
+                    "`gelu` (exact)",
+                ));
             }
         }
         let config = BertConfig {
@@ -140,9 +147,7 @@ impl BertConfig {
                 .and_then(serde_json::Value::as_f64)
                 .unwrap_or(1e-12),
         };
-        config
-            .validate()
-            .map_err(|e| Error::Malformed(format!("{}: {e}", path.display())))?;
+        config.validate().map_err(|e| e.context(path.display()))?;
         Ok(config)
     }
 
@@ -173,9 +178,7 @@ impl BertConfig {
         ];
         for (name, value, max) in sizes {
             if value == 0 || value > max {
-                return Err(Error::Shape(format!(
-                    "{name} = {value} outside the supported 1..={max}"
-                )));
+                return Err(Error::shape(name, value, Dims::within(1, max)));
             }
         }
         let d = self.hidden_size;
@@ -187,10 +190,11 @@ impl BertConfig {
             match rows.checked_mul(d) {
                 Some(values) if values <= limits::TABLE_VALUES => {}
                 _ => {
-                    return Err(Error::Shape(format!(
-                        "the {name} table of {rows} × {d} values exceeds the supported {}",
-                        limits::TABLE_VALUES
-                    )))
+                    return Err(Error::shape(
+                        format!("{name} table values"),
+                        [rows, d],
+                        Dims::AtMost(limits::TABLE_VALUES),
+                    ))
                 }
             }
         }
@@ -268,7 +272,7 @@ mod tests {
             assert!(
                 matches!(
                     bad.validate(),
-                    Err(Error::Shape(_) | Error::InvalidArgument(_))
+                    Err(Error::Shape { .. } | Error::InvalidArgument(_))
                 ),
                 "{bad:?}"
             );

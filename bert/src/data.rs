@@ -1,6 +1,6 @@
 //! Labelled sentences from TSV files: a header line, then `label<TAB>…<TAB>text` (the label is
 //! the first column, 0 or 1; the text is the last column).
-use mpc_core::{Error, Result};
+use mpc_core::{Dims, Error, Result};
 use std::path::Path;
 
 /// One labelled sentence.
@@ -14,8 +14,13 @@ pub struct Example {
 
 /// Reads a TSV file; errors name `file:line` and what is wrong.
 pub fn read_tsv(path: &Path) -> Result<Vec<Example>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Malformed(format!("{}: cannot read: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::malformed(
+            path.display().to_string(),
+            format!("cannot read: {e}"),
+            "a readable file",
+        )
+    })?;
     parse_tsv(&text, &path.display().to_string())
 }
 
@@ -25,29 +30,32 @@ pub fn parse_tsv(text: &str, name: &str) -> Result<Vec<Example>> {
     match lines.next() {
         Some((_, header)) if header.contains('\t') => {}
         _ => {
-            return Err(Error::Malformed(format!(
-                "{name}:1: expected a header line `label<TAB>…<TAB>text`"
-            )))
+            return Err(Error::malformed(
+                format!("{name}:1"),
+                "no header line",
+                "a header line `label<TAB>…<TAB>text`",
+            ))
         }
     }
     lines
         .map(|(i, line)| {
-            let bad = |what: String| Error::Malformed(format!("{name}:{}: {what}", i + 1));
+            let bad =
+                |got: Dims, want: Dims| Error::malformed(format!("{name}:{}", i + 1), got, want);
             let cols: Vec<&str> = line.split('\t').collect();
             if cols.len() < 2 {
-                return Err(bad(format!(
-                    "expected at least 2 tab-separated columns, found {}",
-                    cols.len()
-                )));
+                return Err(bad(
+                    format!("{} tab-separated columns", cols.len()).into(),
+                    "at least 2".into(),
+                ));
             }
             let label = match cols[0].trim() {
                 "0" => 0,
                 "1" => 1,
-                other => return Err(bad(format!("label `{other}` is not 0 or 1"))),
+                other => return Err(bad(format!("label `{other}`").into(), "0 or 1".into())),
             };
             let text = cols[cols.len() - 1].trim();
             if text.is_empty() {
-                return Err(bad("empty text".into()));
+                return Err(bad("an empty text".into(), "a text".into()));
             }
             Ok(Example {
                 label,
@@ -77,10 +85,12 @@ mod tests {
             }
         );
         let err = |t: &str| parse_tsv(t, "f.tsv").unwrap_err().to_string();
-        assert!(err("h\tx\n1\t0.5\tok\n2\t0\tx\n").contains("f.tsv:3: label `2` is not 0 or 1"));
-        assert!(err("h\tx\nno tabs here\n").contains("f.tsv:2: expected at least 2"));
-        assert!(err("h\tx\n1\t0.5\t \n").contains("f.tsv:2: empty text"));
-        assert!(err("").contains("f.tsv:1: expected a header"));
+        assert!(
+            err("h\tx\n1\t0.5\tok\n2\t0\tx\n").contains("f.tsv:3: got label `2`, expected 0 or 1")
+        );
+        assert!(err("h\tx\nno tabs here\n").contains("f.tsv:2: got 1 tab-separated columns"));
+        assert!(err("h\tx\n1\t0.5\t \n").contains("f.tsv:2: got an empty text"));
+        assert!(err("").contains("f.tsv:1: got no header line, expected a header"));
         let missing = read_tsv(Path::new("/nonexistent/x.tsv"))
             .unwrap_err()
             .to_string();

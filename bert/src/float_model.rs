@@ -3,7 +3,7 @@
 //! The forward pass can report the inputs of every GELU and every exp (the softmax arguments
 //! after subtracting the row maximum) to an observer: that is how calibration collects them.
 use crate::weights::{BertWeights, LayerNormParams, Linear};
-use mpc_core::{Error, Result};
+use mpc_core::{Dims, Error, Result};
 use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, Axis};
 
 /// Which nonlinear input an observer is shown.
@@ -95,15 +95,18 @@ impl FloatBert {
 /// Checks token ids against the vocabulary and the longest sequence.
 pub(crate) fn check_ids(ids: &[u32], vocab: usize, max_len: usize) -> Result<()> {
     if ids.is_empty() || ids.len() > max_len {
-        return Err(Error::Shape(format!(
-            "sequence of {} tokens, expected 1..={max_len}",
-            ids.len()
-        )));
+        return Err(Error::shape(
+            "tokens in the sequence",
+            ids.len(),
+            Dims::within(1, max_len),
+        ));
     }
     match ids.iter().find(|&&i| i as usize >= vocab) {
-        Some(bad) => Err(Error::OutOfRange(format!(
-            "token id {bad} is outside the vocabulary of {vocab}"
-        ))),
+        Some(&bad) => Err(Error::out_of_range(
+            "token id",
+            bad as usize,
+            Dims::Below(vocab),
+        )),
         None => Ok(()),
     }
 }

@@ -31,14 +31,19 @@ impl LogisticHead {
     pub fn train(features: &[Vec<f32>], labels: &[u8], l2: f64, trained_on: &str) -> Result<Self> {
         let n = features.len();
         if n == 0 || n != labels.len() {
-            return Err(Error::Shape(format!(
-                "{n} feature vectors for {} labels",
-                labels.len()
-            )));
+            return Err(Error::shape(
+                "feature vectors (one per label, at least one)",
+                n,
+                labels.len(),
+            ));
         }
         let d = features[0].len();
         if features.iter().any(|f| f.len() != d) {
-            return Err(Error::Shape("feature vectors of different lengths".into()));
+            return Err(Error::shape(
+                "feature vector lengths",
+                "different lengths",
+                format!("all {d}"),
+            ));
         }
         let mean: Vec<f64> = (0..d)
             .map(|j| features.iter().map(|f| f[j] as f64).sum::<f64>() / n as f64)
@@ -118,17 +123,29 @@ impl LogisticHead {
 
     /// Writes the head as JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string(self).map_err(|e| Error::Malformed(e.to_string()))?;
-        std::fs::write(path, text)
-            .map_err(|e| Error::Malformed(format!("{}: cannot write: {e}", path.display())))
+        let text = serde_json::to_string(self)
+            .map_err(|e| Error::malformed("head", e.to_string(), "a serializable head"))?;
+        std::fs::write(path, text).map_err(|e| {
+            Error::malformed(
+                path.display().to_string(),
+                format!("cannot write: {e}"),
+                "a writable file",
+            )
+        })
     }
 
     /// Reads a head written by [`LogisticHead::save`]; `dim` is the expected embedding size.
     pub fn load(path: &Path, dim: usize) -> Result<LogisticHead> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Malformed(format!("{}: cannot read: {e}", path.display())))?;
-        let head: LogisticHead = serde_json::from_str(&text)
-            .map_err(|e| Error::Malformed(format!("{}: not a head file: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::malformed(
+                path.display().to_string(),
+                format!("cannot read: {e}"),
+                "a readable file",
+            )
+        })?;
+        let head: LogisticHead = serde_json::from_str(&text).map_err(|e| {
+            Error::malformed(path.display().to_string(), e.to_string(), "a head file")
+        })?;
         if head.format != FORMAT || head.weights.len() != dim {
             return Err(Error::ParamMismatch(format!(
                 "{}: format `{}` with {} weights, expected `{FORMAT}` with {dim}",

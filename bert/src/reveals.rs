@@ -92,8 +92,13 @@ pub fn check(public: &PublicModel) -> Result<()> {
         "a {}-layer model of hidden size {} at {} tokens",
         public.config.num_hidden_layers, public.config.hidden_size, public.seq_len
     );
-    let reveals = per_inference(public, &products)
-        .ok_or_else(|| Error::Shape(format!("{what}: the revealed-coefficient count overflows")))?;
+    let reveals = per_inference(public, &products).ok_or_else(|| {
+        Error::shape(
+            format!("{what}: revealed coefficients"),
+            "a count that overflows",
+            "a count in 64 bits",
+        )
+    })?;
     for params in [&linear, &products] {
         params.check_inference_reveals(reveals.max(), &what)?;
     }

@@ -31,10 +31,13 @@ impl Tokenizer {
             .map(|(i, t)| (t.trim_end_matches('\r').to_string(), i as u32))
             .collect();
         let special = |t: &str| {
-            vocab
-                .get(t)
-                .copied()
-                .ok_or_else(|| Error::Malformed(format!("vocabulary has no `{t}` token")))
+            vocab.get(t).copied().ok_or_else(|| {
+                Error::malformed(
+                    "vocabulary",
+                    format!("no `{t}` token"),
+                    format!("a `{t}` token"),
+                )
+            })
         };
         Ok(Tokenizer {
             cls: special("[CLS]")?,
@@ -46,10 +49,14 @@ impl Tokenizer {
 
     /// Reads `vocab.txt` (one token per line).
     pub fn from_vocab_file(path: &Path) -> Result<Tokenizer> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Malformed(format!("{}: cannot read: {e}", path.display())))?;
-        Tokenizer::from_vocab_lines(text.lines())
-            .map_err(|e| Error::Malformed(format!("{}: {e}", path.display())))
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::malformed(
+                path.display().to_string(),
+                format!("cannot read: {e}"),
+                "a readable file",
+            )
+        })?;
+        Tokenizer::from_vocab_lines(text.lines()).map_err(|e| e.context(path.display()))
     }
 
     /// Reads `vocab.txt` from a model directory.

@@ -129,13 +129,19 @@ impl BertWeights {
     /// Errors name the file and the tensor: missing, wrong shape, wrong dtype, truncated file.
     pub fn from_safetensors(path: &Path, config: &BertConfig) -> Result<BertWeights> {
         config.validate()?;
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::Malformed(format!("{}: cannot read: {e}", path.display())))?;
+        let bytes = std::fs::read(path).map_err(|e| {
+            Error::malformed(
+                path.display().to_string(),
+                format!("cannot read: {e}"),
+                "a readable file",
+            )
+        })?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| {
-            Error::Malformed(format!(
-                "{}: not a valid safetensors file (truncated or corrupt?): {e}",
-                path.display()
-            ))
+            Error::malformed(
+                path.display().to_string(),
+                format!("{e} (truncated or corrupt?)"),
+                "a valid safetensors file",
+            )
         })?;
         let loader = Loader { st: &st, path };
         let (d, ff) = (config.hidden_size, config.intermediate_size);
@@ -269,9 +275,12 @@ impl BertWeights {
                     .map(|v| (n.clone(), v))
             })
             .collect::<std::result::Result<HashMap<_, _>, _>>()
-            .map_err(|e| Error::Malformed(format!("{}: {e}", path.display())))?;
-        let bytes = safetensors::serialize(views, None)
-            .map_err(|e| Error::Malformed(format!("{}: {e}", path.display())))?;
+            .map_err(|e| {
+                Error::malformed(path.display().to_string(), e.to_string(), "valid tensors")
+            })?;
+        let bytes = safetensors::serialize(views, None).map_err(|e| {
+            Error::malformed(path.display().to_string(), e.to_string(), "valid tensors")
+        })?;
         std::fs::write(path, bytes)?;
         Ok(())
     }
@@ -294,24 +303,25 @@ impl Loader<'_> {
             .tensor(name)
             .or_else(|_| self.st.tensor(&format!("bert.{name}")))
             .map_err(|_| {
-                Error::Malformed(format!(
-                    "{}: missing tensor `{name}` (also tried `bert.{name}`)",
-                    self.path.display()
-                ))
+                Error::malformed(
+                    format!("{}: tensor `{name}`", self.path.display()),
+                    "a missing tensor (also tried `bert.{name}`)",
+                    "a tensor",
+                )
             })?;
         if view.dtype() != Dtype::F32 {
-            return Err(Error::Malformed(format!(
-                "{}: tensor `{name}` has dtype {:?}, expected F32",
-                self.path.display(),
-                view.dtype()
-            )));
+            return Err(Error::malformed(
+                format!("{}: tensor `{name}` dtype", self.path.display()),
+                format!("{:?}", view.dtype()),
+                "F32",
+            ));
         }
         if view.shape() != shape {
-            return Err(Error::Malformed(format!(
-                "{}: tensor `{name}` has shape {:?}, expected {shape:?}",
-                self.path.display(),
-                view.shape()
-            )));
+            return Err(Error::malformed(
+                format!("{}: tensor `{name}` shape", self.path.display()),
+                view.shape(),
+                shape,
+            ));
         }
         Ok(view
             .data()
@@ -326,7 +336,8 @@ impl Loader<'_> {
 
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Array2<f32>> {
         let data = self.tensor(name, &[rows, cols])?;
-        Array2::from_shape_vec((rows, cols), data).map_err(|e| Error::Shape(e.to_string()))
+        Array2::from_shape_vec((rows, cols), data)
+            .map_err(|e| Error::shape("tensor values", e.to_string(), [rows, cols]))
     }
 }
 
@@ -409,7 +420,7 @@ mod tests {
         let err = load_err(&path);
         assert!(err.contains("model.safetensors"), "{err}");
         assert!(
-            err.contains("missing tensor `encoder.layer.1.output.dense.bias`"),
+            err.contains("tensor `encoder.layer.1.output.dense.bias`: got a missing tensor"),
             "{err}"
         );
     }
@@ -425,7 +436,7 @@ mod tests {
         });
         let err = load_err(&path);
         assert!(
-            err.contains("`pooler.dense.weight` has shape [16, 64], expected [32, 32]"),
+            err.contains("tensor `pooler.dense.weight` shape: got 16×64, expected 32×32"),
             "{err}"
         );
     }
@@ -441,7 +452,7 @@ mod tests {
         });
         let err = load_err(&path);
         assert!(
-            err.contains("`embeddings.LayerNorm.weight` has dtype F16, expected F32"),
+            err.contains("tensor `embeddings.LayerNorm.weight` dtype: got F16, expected F32"),
             "{err}"
         );
     }

@@ -84,8 +84,8 @@ fn hostile_descriptions_are_typed_errors() {
     let cache = tempfile::tempdir().unwrap();
     for i in 0..count {
         match Client::setup(&mut sess, cache.path()) {
-            Err(Error::Shape(_) | Error::InvalidArgument(_) | Error::InsecureParams(_))
-            | Err(Error::Malformed(_)) => {}
+            Err(Error::Shape { .. } | Error::InvalidArgument(_) | Error::InsecureParams(_))
+            | Err(Error::Malformed { .. }) => {}
             Err(e) => panic!("description {i}: unexpected error {e}"),
             Ok(_) => panic!("description {i} was accepted"),
         }

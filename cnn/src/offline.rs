@@ -79,7 +79,12 @@ pub fn offline(sess: &mut Session, he: &HeLayers<'_>, root: &Path) -> Result<Ses
                 let mut done = [0u8; 1];
                 s.ch.recv(&mut done)?;
                 if done != [1] {
-                    return Err(Error::Malformed("offline phase: bad end marker".into()).into());
+                    return Err(Error::malformed(
+                        "offline phase end marker",
+                        format!("{done:?}"),
+                        "[1]",
+                    )
+                    .into());
                 }
             }
         }

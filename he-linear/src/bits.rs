@@ -1,5 +1,5 @@
 //! Tight bit packing of fixed-width values (responses carry 65- and 75-bit coefficients).
-use mpc_core::{Error, Result};
+use mpc_core::{Dims, Error, Result};
 
 /// Appends fixed-width values to a byte vector, least significant bit first.
 #[derive(Debug)]
@@ -74,7 +74,11 @@ impl<'a> BitReader<'a> {
     fn pull64(&mut self, width: u32) -> Result<u64> {
         while self.nbits < width {
             if self.pos >= self.data.len() {
-                return Err(Error::Malformed("bit-packed data ends early".into()));
+                return Err(Error::malformed(
+                    "bit-packed data",
+                    Dims::Bytes(self.data.len()),
+                    "more bytes",
+                ));
             }
             let take = (self.data.len() - self.pos).min(8);
             let mut b = [0u8; 8];

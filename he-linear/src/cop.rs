@@ -34,8 +34,8 @@ use crate::poly::{Repr, RnsPoly};
 use crate::response::{self, Window};
 use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
 use crate::weight_store::{
-    client_answer_setup, layer_path, server_offer_setup, write_layer, CachedLayer, EncryptedLayer,
-    LayerHeader,
+    client_answer_setup, layer_path, server_offer_setup, write_records, CacheHeader, CachedLayer,
+    EncryptedLayer,
 };
 use mpc_core::{AesPrg, Channel, Error, Result, Seed};
 use rayon::prelude::*;
@@ -56,18 +56,23 @@ fn check_shape(params: &HeParams, layout: &CopLayout, k: usize) -> Result<()> {
     let packing = layout.tokens_per_ct();
     let terms = (m * packing.min(k)) as u64;
     if terms > params.max_terms() {
-        return Err(Error::InvalidArgument(format!(
-            "{m} rows × {packing} packed tokens = {terms} terms per coefficient exceed the \
-             parameters' {} (build HeParams with a larger max_terms)",
-            params.max_terms()
-        )));
+        return Err(Error::out_of_range(
+            format!(
+                "terms per coefficient of {m} rows × {packing} packed tokens (build HeParams \
+                 with a larger max_terms)"
+            ),
+            terms as usize,
+            mpc_core::Dims::AtMost(params.max_terms() as usize),
+        ));
     }
     if (k * n) as u64 > params.max_revealed() {
-        return Err(Error::InvalidArgument(format!(
-            "a {k}×{n} output reveals more than the {} coefficients the flooding covers; \
-             split the call",
-            params.max_revealed()
-        )));
+        return Err(Error::out_of_range(
+            format!(
+                "revealed coefficients of a {k}×{n} output (the flooding's bound; split the call)"
+            ),
+            k * n,
+            mpc_core::Dims::AtMost(params.max_revealed() as usize),
+        ));
     }
     Ok(())
 }
@@ -108,13 +113,11 @@ const SETUP_BATCH: usize = 32;
 
 fn check_layout(layout: &CopLayout, w: &RingMatrix) -> Result<()> {
     if (layout.m, layout.n) != (w.rows(), w.cols()) {
-        return Err(Error::Shape(format!(
-            "a layout for {}×{} weights given a {}×{} matrix",
-            layout.m,
-            layout.n,
-            w.rows(),
-            w.cols()
-        )));
+        return Err(Error::shape(
+            "weights for the layout",
+            [w.rows(), w.cols()],
+            [layout.m, layout.n],
+        ));
     }
     Ok(())
 }
@@ -191,7 +194,11 @@ pub fn client_setup(
     params.check_fingerprint(&header.fingerprint, "layer")?;
     let (m, n) = (header.m as usize, header.n as usize);
     if m == 0 || n == 0 || m > 1 << 20 || n > 1 << 20 {
-        return Err(Error::Shape(format!("implausible layer shape {m}×{n}")));
+        return Err(Error::shape(
+            "announced layer",
+            [m, n],
+            "a layer of 1..=2^20 × 1..=2^20",
+        ));
     }
     let layout = CopLayout::new(
         params,
@@ -208,8 +215,8 @@ pub fn client_setup(
         return Ok(cached);
     }
     let ctx = params.rns();
-    let layer_header = LayerHeader::new(params, header.digest, layout);
-    write_layer(&cached.path, &layer_header, |rec| {
+    let layer_header = CacheHeader::cop_layer(params, header.digest, &layout);
+    write_records(&cached.path, &layer_header, |rec| {
         ch.recv(rec)?;
         // Validates every residue of b before it reaches the cache.
         RnsPoly::from_residues(ctx, bytemuck::pod_collect_to_vec(&rec[16..]), Repr::Ntt)?;
@@ -342,10 +349,11 @@ pub fn client_online(
     let layout = *layer.layout();
     let (k, m, n) = (x_c.rows(), x_c.cols(), layout.n);
     if m != layout.m {
-        return Err(Error::Shape(format!(
-            "input has {m} columns, the layer has {} rows",
-            layout.m
-        )));
+        return Err(Error::shape(
+            "input columns (the layer's rows)",
+            m,
+            layout.m,
+        ));
     }
     check_shape(params, &layout, k)?;
     let poly_n = params.n();
@@ -407,11 +415,11 @@ pub fn server_online(
 ) -> Result<RingMatrix> {
     check_layout(layout, w)?;
     if x_s.cols() != w.rows() {
-        return Err(Error::Shape(format!(
-            "input has {} columns, W has {} rows",
+        return Err(Error::shape(
+            "input columns (W's rows)",
             x_s.cols(),
-            w.rows()
-        )));
+            w.rows(),
+        ));
     }
     let mut out = server_open(ch, params, sk, layout, x_s.rows(), window)?;
     let local = x_s.matmul(w)?;
@@ -437,21 +445,20 @@ pub fn server_open(
     let expect = online_bytes(params, layout, k, window);
     let msg = ch.recv_bytes_framed(expect)?;
     if msg.len() != expect {
-        return Err(Error::Malformed(format!(
-            "COP message of {} bytes, expected {expect}",
-            msg.len()
-        )));
+        return Err(Error::malformed(
+            "COP message",
+            mpc_core::Dims::Bytes(msg.len()),
+            mpc_core::Dims::Bytes(expect),
+        ));
     }
     response::check_message_head(&msg, ONLINE_MAGIC, params, "a COP message")?;
     let u32_at = |i: usize| u32::from_le_bytes(msg[i..i + 4].try_into().unwrap()) as usize;
     if (u32_at(12), u32_at(16), u32_at(20)) != (k, m, n) {
-        return Err(Error::Shape(format!(
-            "the client computed a {}×{}·{}×{} product, expected {k}×{m}·{m}×{n}",
-            u32_at(12),
-            u32_at(16),
-            u32_at(16),
-            u32_at(20)
-        )));
+        return Err(Error::shape(
+            "announced product (rows × inner × outputs)",
+            [u32_at(12), u32_at(16), u32_at(20)],
+            [k, m, n],
+        ));
     }
     let outputs = layout.output_layout(k);
     let mut offsets = Vec::with_capacity(outputs.len());

@@ -31,11 +31,12 @@ use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
 use crate::response::{self, Window};
 use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
-use crate::weight_store::{cache_path, client_answer_setup, server_offer_setup, write_cache_file};
-use mpc_core::{AesPrg, Channel, Error, Result, Seed};
+use crate::weight_store::{
+    cache_path, client_answer_setup, server_offer_setup, write_records, CacheHeader, CacheKind,
+    SeededCiphertexts,
+};
+use mpc_core::{AesPrg, Channel, Dims, Error, Result, Seed};
 use rayon::prelude::*;
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// How the table is packed into polynomials (both parties derive everything from it).
@@ -56,15 +57,18 @@ impl EmbeddingLayout {
     pub fn new(params: &HeParams, vocab: usize, dim: usize, rows_per_poly: usize) -> Result<Self> {
         let n = params.n();
         if vocab == 0 || dim == 0 || dim > n {
-            return Err(Error::Shape(format!(
-                "an embedding table of {vocab}×{dim} needs V ≥ 1 and 1 ≤ d ≤ N = {n}"
-            )));
+            return Err(Error::shape(
+                "embedding table",
+                [vocab, dim],
+                format!("V ≥ 1 rows of 1..={n}"),
+            ));
         }
         if rows_per_poly == 0 || rows_per_poly > n / dim {
-            return Err(Error::InvalidArgument(format!(
-                "{rows_per_poly} rows of {dim} per polynomial: must be 1..={}",
-                n / dim
-            )));
+            return Err(Error::out_of_range(
+                format!("rows of {dim} per polynomial"),
+                rows_per_poly,
+                Dims::within(1, n / dim),
+            ));
         }
         Ok(EmbeddingLayout {
             vocab,
@@ -110,10 +114,11 @@ impl EmbeddingLayout {
 
     fn check_ids(&self, ids: &[u32]) -> Result<()> {
         match ids.iter().find(|&&id| id as usize >= self.vocab) {
-            Some(id) => Err(Error::OutOfRange(format!(
-                "token id {id} is outside the vocabulary of {}",
-                self.vocab
-            ))),
+            Some(&id) => Err(Error::out_of_range(
+                "token id",
+                id as usize,
+                Dims::Below(self.vocab),
+            )),
             None => Ok(()),
         }
     }
@@ -165,13 +170,19 @@ pub fn server_setup(
     table: &[u64],
     seed: Seed,
 ) -> Result<()> {
-    if table.len() != layout.vocab * layout.dim || layout.poly_n != params.n() {
-        return Err(Error::Shape(format!(
-            "table of {} values for a {}×{} layout",
+    if table.len() != layout.vocab * layout.dim {
+        return Err(Error::shape(
+            "embedding table values",
             table.len(),
-            layout.vocab,
-            layout.dim
-        )));
+            [layout.vocab, layout.dim],
+        ));
+    }
+    if layout.poly_n != params.n() {
+        return Err(Error::shape(
+            "embedding layout's ring degree",
+            layout.poly_n,
+            params.n(),
+        ));
     }
     let header = SetupHeader {
         fingerprint: params.fingerprint(),
@@ -208,10 +219,6 @@ pub fn server_setup(
     ch.flush()
 }
 
-const FILE_MAGIC: &[u8; 8] = b"HEEMv001";
-/// Cache-file header: magic, fingerprint, digest, V, d, R, N, limbs (u64 each), padding.
-const FILE_HEADER: usize = 96;
-
 /// A cached table as returned by setup: its file and the digest it must carry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CachedTable {
@@ -227,59 +234,41 @@ pub struct CachedTable {
 #[derive(Debug)]
 pub struct EncryptedTable {
     layout: EmbeddingLayout,
-    limbs: usize,
-    map: memmap2::Mmap,
+    file: SeededCiphertexts,
+}
+
+impl EmbeddingLayout {
+    /// The header of this table's cache file.
+    fn cache_header(&self, params: &HeParams, digest: [u8; 32]) -> CacheHeader {
+        let shape = [self.vocab, self.dim, self.rows_per_poly].map(|v| v as u64);
+        CacheHeader::new(
+            params,
+            CacheKind::EmbeddingTable,
+            digest,
+            shape,
+            self.polys() as u64,
+        )
+    }
 }
 
 impl CachedTable {
     /// Maps the cache file, checking parameters, digest, layout and length.
     pub fn open(&self, params: &HeParams) -> Result<EncryptedTable> {
-        let file = File::open(&self.path)?;
-        // SAFETY: the cache file is private to this client and not modified while mapped.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        let bad = |what: String| Error::Malformed(format!("{}: {what}", self.path.display()));
-        if map.len() < FILE_HEADER || &map[..8] != FILE_MAGIC {
-            return Err(bad("not an encrypted embedding table (bad magic)".into()));
+        let file =
+            SeededCiphertexts::open(&self.path, params, CacheKind::EmbeddingTable, &self.digest)?;
+        let want = self.layout.cache_header(params, self.digest);
+        if file.header() != &want {
+            return Err(Error::malformed(
+                self.path.display().to_string(),
+                format!("{:?}", file.header()),
+                format!("{want:?}"),
+            ));
         }
-        let u64_at = |i: usize| u64::from_le_bytes(map[i..i + 8].try_into().unwrap()) as usize;
-        if map[8..16] != params.fingerprint() || u64_at(72) != params.n() {
-            return Err(Error::ParamMismatch(format!(
-                "{} was written for other HE parameters",
-                self.path.display()
-            )));
-        }
-        if map[16..48] != self.digest {
-            return Err(Error::ParamMismatch(format!(
-                "{} holds another table or another server key",
-                self.path.display()
-            )));
-        }
-        let layout = EmbeddingLayout {
-            vocab: u64_at(48),
-            dim: u64_at(56),
-            rows_per_poly: u64_at(64),
-            poly_n: u64_at(72),
-        };
-        let limbs = params.rns().len();
-        if layout != self.layout || u64_at(80) != limbs {
-            return Err(bad(format!(
-                "layout {layout:?} differs from {:?}",
-                self.layout
-            )));
-        }
-        let want = table_file_bytes(params, &layout);
-        if map.len() as u64 != want {
-            return Err(bad(format!(
-                "{} bytes, expected {want} (truncated?)",
-                map.len()
-            )));
-        }
-        Ok(EncryptedTable { layout, limbs, map })
+        Ok(EncryptedTable {
+            layout: self.layout,
+            file,
+        })
     }
-}
-
-fn poly_record_bytes(params: &HeParams) -> usize {
-    16 + 4 * params.rns().len() * params.n()
 }
 
 impl EncryptedTable {
@@ -290,27 +279,17 @@ impl EncryptedTable {
 
     /// Ciphertext `p` (NTT form; `a` expanded from its seed).
     fn ciphertext(&self, params: &HeParams, p: usize) -> Result<Ciphertext> {
-        let len = 16 + 4 * self.limbs * self.layout.poly_n;
-        let at = FILE_HEADER + p * len;
-        let rec = &self.map[at..at + len];
-        let seed = Seed(rec[..16].try_into().unwrap());
-        let b = RnsPoly::from_residues(
-            params.rns(),
-            bytemuck::pod_collect_to_vec(&rec[16..]),
-            Repr::Ntt,
-        )?;
+        let b = RnsPoly::from_residues(params.rns(), self.file.b(p).to_vec(), Repr::Ntt)?;
         Ok(Ciphertext {
             c0: b,
-            c1: expand_a(params, seed),
+            c1: expand_a(params, self.file.seed(p)),
         })
     }
 }
 
 /// Length of the cache file of an encrypted table with `layout` under `params`.
 pub fn table_file_bytes(params: &HeParams, layout: &EmbeddingLayout) -> u64 {
-    (layout.polys() as u64)
-        .saturating_mul(poly_record_bytes(params) as u64)
-        .saturating_add(FILE_HEADER as u64)
+    layout.cache_header(params, [0; 32]).file_bytes()
 }
 
 /// Client side of setup: returns the (new or reused) cache entry.
@@ -325,7 +304,11 @@ pub fn client_setup(
     let l = header.layout;
     let layout = EmbeddingLayout::new(params, l.vocab, l.dim, l.rows_per_poly)?;
     if layout != l || l.vocab > 1 << 24 {
-        return Err(Error::Shape(format!("implausible embedding layout {l:?}")));
+        return Err(Error::shape(
+            "announced embedding layout",
+            format!("{l:?}"),
+            format!("{layout:?}, a vocabulary of at most 2^24"),
+        ));
     }
     let cached = CachedTable {
         path: cache_path(cache_dir, name, &header.digest, "heem"),
@@ -337,31 +320,11 @@ pub fn client_setup(
     if have {
         return Ok(cached);
     }
-    let record = poly_record_bytes(params);
-    write_cache_file(&cached.path, table_file_bytes(params, &layout), |f| {
-        let mut head = [0u8; FILE_HEADER];
-        head[..8].copy_from_slice(FILE_MAGIC);
-        head[8..16].copy_from_slice(&params.fingerprint());
-        head[16..48].copy_from_slice(&header.digest);
-        let limbs = params.rns().len();
-        for (i, v) in [l.vocab, l.dim, l.rows_per_poly, l.poly_n, limbs]
-            .into_iter()
-            .enumerate()
-        {
-            head[48 + 8 * i..56 + 8 * i].copy_from_slice(&(v as u64).to_le_bytes());
-        }
-        f.write_all(&head)?;
-        let mut rec = vec![0u8; record];
-        for _ in 0..layout.polys() {
-            ch.recv(&mut rec)?;
-            // Validates every residue before it reaches the cache.
-            RnsPoly::from_residues(
-                params.rns(),
-                bytemuck::pod_collect_to_vec(&rec[16..]),
-                Repr::Ntt,
-            )?;
-            f.write_all(&rec)?;
-        }
+    let ctx = params.rns();
+    write_records(&cached.path, &layout.cache_header(params, header.digest), |rec| {
+        ch.recv(rec)?;
+        // Validates every residue before it reaches the cache.
+        RnsPoly::from_residues(ctx, bytemuck::pod_collect_to_vec(&rec[16..]), Repr::Ntt)?;
         Ok(())
     })?;
     Ok(cached)
@@ -447,17 +410,16 @@ pub fn server_lookup(
     let expect = layout.online_bytes(params, tokens);
     let msg = ch.recv_bytes_framed(expect)?;
     if msg.len() != expect {
-        return Err(Error::Malformed(format!(
-            "embedding message of {} bytes, expected {expect}",
-            msg.len()
-        )));
+        return Err(Error::malformed(
+            "embedding message",
+            Dims::Bytes(msg.len()),
+            Dims::Bytes(expect),
+        ));
     }
     response::check_message_head(&msg, ONLINE_MAGIC, params, "an embedding message")?;
     let k = u32::from_le_bytes(msg[12..16].try_into().unwrap()) as usize;
     if k != tokens {
-        return Err(Error::Shape(format!(
-            "the client looked up {k} tokens, expected {tokens}"
-        )));
+        return Err(Error::shape("tokens in the lookup", k, tokens));
     }
     let t = layout.tokens_per_response();
     let mut ranges = Vec::new();
@@ -485,11 +447,14 @@ pub fn server_lookup(
 /// The flooding covers at most `max_revealed` coefficients per call.
 fn check_revealed(params: &HeParams, layout: &EmbeddingLayout, tokens: usize) -> Result<()> {
     if (tokens * layout.dim) as u64 > params.max_revealed() {
-        return Err(Error::InvalidArgument(format!(
-            "{tokens} tokens × {} reveal more than the {} coefficients the flooding covers",
-            layout.dim,
-            params.max_revealed()
-        )));
+        return Err(Error::out_of_range(
+            format!(
+                "revealed coefficients of {tokens} tokens × {} (the flooding's bound)",
+                layout.dim
+            ),
+            tokens * layout.dim,
+            Dims::AtMost(params.max_revealed() as usize),
+        ));
     }
     Ok(())
 }
@@ -599,7 +564,14 @@ mod tests {
             (10, 1)
         );
         assert!(layout.check_ids(&[9]).is_ok());
-        assert!(matches!(layout.check_ids(&[10]), Err(Error::OutOfRange(_))));
+        assert!(matches!(
+            layout.check_ids(&[10]),
+            Err(Error::OutOfRange {
+                got: Dims::Len(10),
+                want: Dims::Below(10),
+                ..
+            })
+        ));
         // A truncated or foreign online message.
         let (sk, _) = keys(&params);
         for bytes in [vec![0u8; 10], vec![0u8; layout.online_bytes(&params, 2)]] {
@@ -608,7 +580,7 @@ mod tests {
             b.flush().unwrap();
             assert!(matches!(
                 server_lookup(&mut a, &params, &sk, &layout, 2),
-                Err(Error::Malformed(_))
+                Err(Error::Malformed { .. })
             ));
         }
         // A corrupted cache file is refused, not used.
@@ -627,6 +599,6 @@ mod tests {
             digest: bytes[16..48].try_into().unwrap(),
             layout,
         };
-        assert!(matches!(cached.open(&params), Err(Error::Malformed(_))));
+        assert!(matches!(cached.open(&params), Err(Error::Malformed { .. })));
     }
 }

@@ -35,7 +35,7 @@ use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
 use crate::rlwe::{expand_a, Ciphertext, SecretKey};
 use crate::sampling;
-use mpc_core::{Channel, Error, Result, Seed, Turn};
+use mpc_core::{Channel, Dims, Error, Result, Seed, Turn};
 use rand_core::RngCore;
 
 /// τ_g(p) for a polynomial in coefficient form.
@@ -323,12 +323,19 @@ impl GaloisKeys {
         cts: Vec<Option<Ciphertext>>,
         levels: u32,
     ) -> Result<Ciphertext> {
-        if levels > params.pack_levels() || cts.len() > 1 << levels || cts.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "packing {} ciphertexts over {levels} levels (at most {} levels)",
+        if levels > params.pack_levels() {
+            return Err(Error::out_of_range(
+                "packing levels",
+                levels as usize,
+                Dims::AtMost(params.pack_levels() as usize),
+            ));
+        }
+        if cts.len() > 1 << levels || cts.is_empty() {
+            return Err(Error::shape(
+                format!("ciphertexts packed over {levels} levels"),
                 cts.len(),
-                params.pack_levels()
-            )));
+                Dims::within(1, 1 << levels),
+            ));
         }
         let ctx = params.rns();
         let mut layer: Vec<Option<Ciphertext>> = cts;

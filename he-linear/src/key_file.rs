@@ -16,7 +16,7 @@
 //! assert!(load_or_create_key_seed(&cache.join("server.key"), &[cache.as_path()]).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-use mpc_core::{Error, Result, Seed};
+use mpc_core::{Dims, Error, Result, Seed};
 use std::path::{Component, Path, PathBuf};
 
 /// Bytes of a key seed file.
@@ -46,10 +46,16 @@ pub fn load_or_create_key_seed(path: &Path, cache_dirs: &[&Path]) -> Result<Seed
                 &mut bytes,
             )?;
             let seed: [u8; KEY_SEED_BYTES] = bytes.as_slice().try_into().map_err(|_| {
-                Error::Malformed(format!(
-                    "{}: a key seed is {KEY_SEED_BYTES} bytes",
-                    path.display()
-                ))
+                // At most one byte more than a seed was read.
+                let got = match bytes.len() {
+                    n if n > KEY_SEED_BYTES => Dims::AtLeast(n),
+                    n => Dims::Bytes(n),
+                };
+                Error::malformed(
+                    format!("key seed {}", path.display()),
+                    got,
+                    Dims::Bytes(KEY_SEED_BYTES),
+                )
             })?;
             Ok(Seed(seed))
         }
@@ -163,7 +169,7 @@ mod tests {
         ] {
             let e = load_or_create_key_seed(&key, &[cache.as_path()]).unwrap_err();
             assert!(
-                matches!(e, Error::InvalidArgument(_)),
+                matches!(e, Error::InvalidArgument { .. }),
                 "{}: {e}",
                 key.display()
             );
@@ -208,6 +214,16 @@ mod tests {
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
         std::io::Write::write_all(&mut opts.open(&path).unwrap(), &[7u8; 40]).unwrap();
         let e = load_or_create_key_seed(&path, &[]).unwrap_err();
-        assert!(matches!(e, Error::Malformed(_)), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::Malformed {
+                    got: Dims::AtLeast(17),
+                    want: Dims::Bytes(KEY_SEED_BYTES),
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

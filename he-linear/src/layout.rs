@@ -83,13 +83,15 @@ impl CopLayout {
     pub fn new(params: &HeParams, w: MatDims, rows_per_ct: usize) -> Result<CopLayout> {
         let MatDims { rows: m, cols: n } = w;
         if m == 0 || n == 0 {
-            return Err(Error::Shape(format!("an empty {m}×{n} weight matrix")));
+            return Err(Error::shape("weight matrix", [m, n], "a non-empty matrix"));
         }
         let most = Self::most_rows(params, m, n);
         if rows_per_ct == 0 || rows_per_ct > most {
-            return Err(Error::InvalidArgument(format!(
-                "{rows_per_ct} rows of {n} per ciphertext: must be 1..={most}"
-            )));
+            return Err(Error::out_of_range(
+                format!("rows of {n} per ciphertext"),
+                rows_per_ct,
+                mpc_core::Dims::within(1, most),
+            ));
         }
         Ok(CopLayout {
             m,

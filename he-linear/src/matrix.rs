@@ -34,11 +34,11 @@ impl ProductShape {
     /// The shape of `x · y`; the inner dimensions must agree.
     pub fn of(x: &RingMatrix, y: &RingMatrix) -> Result<ProductShape> {
         if x.cols != y.rows {
-            return Err(Error::Shape(format!(
-                "a {} · {} product",
-                x.dims(),
-                y.dims()
-            )));
+            return Err(Error::shape(
+                format!("inner dimension of a {} · {} product", x.dims(), y.dims()),
+                y.rows,
+                x.cols,
+            ));
         }
         Ok(ProductShape {
             k: x.rows,
@@ -76,10 +76,7 @@ impl RingMatrix {
     /// Wraps row-major data (length must be rows·cols).
     pub fn new(rows: usize, cols: usize, data: Vec<u64>) -> Result<RingMatrix> {
         if data.len() != rows * cols || rows == 0 || cols == 0 {
-            return Err(Error::Shape(format!(
-                "{} values for a {rows}×{cols} matrix",
-                data.len()
-            )));
+            return Err(Error::shape("matrix values", data.len(), [rows, cols]));
         }
         Ok(RingMatrix { rows, cols, data })
     }
@@ -168,10 +165,11 @@ impl RingMatrix {
 
     fn same_shape(&self, other: &RingMatrix) -> Result<()> {
         if (self.rows, self.cols) != (other.rows, other.cols) {
-            return Err(Error::Shape(format!(
-                "{}×{} vs {}×{}",
-                self.rows, self.cols, other.rows, other.cols
-            )));
+            return Err(Error::shape(
+                "second matrix",
+                [other.rows, other.cols],
+                [self.rows, self.cols],
+            ));
         }
         Ok(())
     }
@@ -179,10 +177,14 @@ impl RingMatrix {
     /// self · other over Z_{2^64} (parallel over rows).
     pub fn matmul(&self, other: &RingMatrix) -> Result<RingMatrix> {
         if self.cols != other.rows {
-            return Err(Error::Shape(format!(
-                "cannot multiply {}×{} by {}×{}",
-                self.rows, self.cols, other.rows, other.cols
-            )));
+            return Err(Error::shape(
+                format!(
+                    "rows of the right factor of a {}×{} product",
+                    self.rows, self.cols
+                ),
+                other.rows,
+                self.cols,
+            ));
         }
         let n = other.cols;
         let mut out = RingMatrix::zeros(self.rows, n);

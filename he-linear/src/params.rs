@@ -236,9 +236,11 @@ impl HeParamsBuilder {
         let max_log_q = he_standard_max_log_q(n).ok_or(ParamsError::RingDegree { n: n.0 })?;
         let ell = self.plain.0;
         if !(2..=64).contains(&ell) {
-            return Err(Error::InvalidArgument(format!(
-                "plaintext ring bits {ell} not in 2..=64"
-            )));
+            return Err(Error::out_of_range(
+                "plaintext ring bits",
+                ell as usize,
+                mpc_core::Dims::within(2, 64),
+            ));
         }
         if self.stat_bits < 40 {
             return Err(ParamsError::StatisticalSecurity {
@@ -247,22 +249,33 @@ impl HeParamsBuilder {
             }
             .into());
         }
-        if self.max_terms == 0 || self.revealed_log2 > 40 {
-            return Err(Error::InvalidArgument(
-                "max_terms must be positive and revealed_log2 at most 40".into(),
+        if self.max_terms == 0 {
+            return Err(Error::out_of_range(
+                "max_terms",
+                0,
+                mpc_core::Dims::AtLeast(1),
+            ));
+        }
+        if self.revealed_log2 > 40 {
+            return Err(Error::out_of_range(
+                "revealed_log2",
+                self.revealed_log2 as usize,
+                mpc_core::Dims::AtMost(40),
             ));
         }
         if !(1..=2).contains(&self.ks_digit_primes) {
-            return Err(Error::InvalidArgument(format!(
-                "{} primes per key-switching digit (1 or 2)",
-                self.ks_digit_primes
-            )));
+            return Err(Error::out_of_range(
+                "primes per key-switching digit",
+                self.ks_digit_primes,
+                mpc_core::Dims::within(1, 2),
+            ));
         }
         if 2 * self.pack_levels > n.0.trailing_zeros() + 1 {
-            return Err(Error::InvalidArgument(format!(
-                "{} packing levels do not fit N = {}",
-                self.pack_levels, n.0
-            )));
+            return Err(Error::out_of_range(
+                format!("packing levels for N = {}", n.0),
+                self.pack_levels as usize,
+                mpc_core::Dims::AtMost(n.0.trailing_zeros().div_ceil(2) as usize),
+            ));
         }
         // Failure probability of each tail bound: 2^-(κ + 1 + log K), union-bounded over the K
         // coefficients of an inference: 2^-(κ+1); the floods' distance is the other 2^-(κ+1).
@@ -518,7 +531,7 @@ impl HeParams {
             Ok(())
         } else {
             Err(Error::ParamMismatch(format!(
-                "the server's {what} was encrypted under other HE parameters"
+                "{what}: encrypted under other HE parameters"
             )))
         }
     }

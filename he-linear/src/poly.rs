@@ -2,7 +2,7 @@
 //! tagged with their representation so a coefficient-domain polynomial is never multiplied
 //! point-wise by mistake.
 use crate::rns::{lazy_fold, RnsContext, LAZY_TERMS};
-use mpc_core::{Error, Result};
+use mpc_core::{Dims, Error, Result};
 
 /// Coefficient or NTT (evaluation) representation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,19 +34,20 @@ impl RnsPoly {
     /// Wraps residues (validated: right length, every residue below its prime).
     pub fn from_residues(ctx: &RnsContext, data: Vec<u32>, repr: Repr) -> Result<RnsPoly> {
         if data.len() != ctx.n() * ctx.len() {
-            return Err(Error::Malformed(format!(
-                "polynomial has {} residues, expected {}",
+            return Err(Error::malformed(
+                "polynomial residues",
                 data.len(),
-                ctx.n() * ctx.len()
-            )));
+                ctx.n() * ctx.len(),
+            ));
         }
         for (l, m) in ctx.moduli().iter().enumerate() {
             let limb = &data[l * ctx.n()..(l + 1) * ctx.n()];
             if let Some(i) = limb.iter().position(|&c| c >= m.p) {
-                return Err(Error::Malformed(format!(
-                    "residue {} of limb {l} is {} ≥ p = {}",
-                    i, limb[i], m.p
-                )));
+                return Err(Error::malformed(
+                    format!("residue {i} of limb {l}"),
+                    limb[i] as usize,
+                    Dims::Below(m.p as usize),
+                ));
             }
         }
         Ok(RnsPoly {

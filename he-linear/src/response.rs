@@ -32,7 +32,7 @@ use crate::params::HeParams;
 use crate::rlwe::{Ciphertext, PublicKey, SecretKey};
 use crate::rns::SmallCrt;
 use crate::sampling;
-use mpc_core::{Error, Result};
+use mpc_core::{Dims, Error, Result};
 use rand_core::RngCore;
 
 /// The 12-byte head of a message of sealed responses: a 4-byte magic naming the protocol and
@@ -52,13 +52,25 @@ pub(crate) fn check_message_head(
     params: &HeParams,
     what: &str,
 ) -> Result<()> {
-    if msg.len() < 12 || msg[..4] != magic.to_le_bytes() {
-        return Err(Error::Malformed(format!("not {what}")));
+    if msg.len() < 12 {
+        return Err(Error::malformed(
+            what.to_string(),
+            Dims::Bytes(msg.len()),
+            Dims::AtLeast(12),
+        ));
+    }
+    if msg[..4] != magic.to_le_bytes() {
+        let got = u32::from_le_bytes(msg[..4].try_into().unwrap());
+        return Err(Error::malformed(
+            format!("magic of {what}"),
+            format!("{got:#x}"),
+            format!("{magic:#x}"),
+        ));
     }
     if msg[4..12] != params.fingerprint() {
-        return Err(Error::ParamMismatch(
-            "the client used other HE parameters".into(),
-        ));
+        return Err(Error::ParamMismatch(format!(
+            "{what} made under other HE parameters"
+        )));
     }
     Ok(())
 }
@@ -75,7 +87,11 @@ pub fn rerandomize_and_flood(
 ) -> Result<Ciphertext> {
     let n = params.n();
     if let Some(&p) = positions.iter().find(|&&p| p as usize >= n) {
-        return Err(Error::Shape(format!("position {p} ≥ N = {n}")));
+        return Err(Error::out_of_range(
+            "response position",
+            p as usize,
+            Dims::Below(n),
+        ));
     }
     let ctx = params.rns();
     ct.add_assign(params, &pk.encrypt_zero(params, rng));
@@ -104,10 +120,14 @@ impl Window {
     /// Bits [lo, hi) of the ℓ-bit plaintext; needs lo < hi ≤ ℓ.
     pub fn new(params: &HeParams, lo: u32, hi: u32) -> Result<Window> {
         if lo >= hi || hi > params.plain_bits() {
-            return Err(Error::InvalidArgument(format!(
-                "response window [{lo}, {hi}) of a {}-bit plaintext",
-                params.plain_bits()
-            )));
+            return Err(Error::out_of_range(
+                "response window",
+                format!("[{lo}, {hi})"),
+                format!(
+                    "a non-empty window of the {}-bit plaintext",
+                    params.plain_bits()
+                ),
+            ));
         }
         Ok(Window { lo, hi })
     }
@@ -184,12 +204,15 @@ pub fn seal(
     out: &mut Vec<u8>,
 ) -> Result<()> {
     let n = params.n();
-    if positions.len() != mask.len() || positions.len() > n {
-        return Err(Error::Shape(format!(
-            "{} positions for {} mask values (N = {n})",
+    if positions.len() != mask.len() {
+        return Err(Error::shape(
+            "mask values (one per position)",
+            mask.len(),
             positions.len(),
-            mask.len()
-        )));
+        ));
+    }
+    if positions.len() > n {
+        return Err(Error::shape("positions", positions.len(), Dims::AtMost(n)));
     }
     let ct = rerandomize_and_flood(params, pk, ct, positions, rng)?;
     let ctx = params.rns();
@@ -232,10 +255,11 @@ pub fn open(
     let ell = window.bits();
     let expect = window.response_bytes(params, positions.len());
     if data.len() != expect {
-        return Err(Error::Malformed(format!(
-            "response ciphertext has {} bytes, expected {expect}",
-            data.len()
-        )));
+        return Err(Error::malformed(
+            "response ciphertext",
+            Dims::Bytes(data.len()),
+            Dims::Bytes(expect),
+        ));
     }
     let ctx = params.rns();
     let d = params.dec_primes();
@@ -277,7 +301,11 @@ pub fn open(
         .map(|&pos| {
             let pos = pos as usize;
             if pos >= n {
-                return Err(Error::Shape(format!("position {pos} ≥ N = {n}")));
+                return Err(Error::out_of_range(
+                    "response position",
+                    pos,
+                    Dims::Below(n),
+                ));
             }
             for l in 0..d {
                 res[l] = limbs[l * n + pos];

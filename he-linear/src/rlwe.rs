@@ -189,10 +189,11 @@ pub fn encode_scaled_with_noise(
     let ctx = params.rns();
     let n = params.n();
     if m.len() > n {
-        return Err(Error::Shape(format!(
-            "{} plaintext values do not fit N = {n}",
-            m.len()
-        )));
+        return Err(Error::shape(
+            "plaintext values",
+            m.len(),
+            mpc_core::Dims::AtMost(n),
+        ));
     }
     let ring = Ring::new(params.plain_bits())?;
     ring.check_all(m)?;

@@ -214,10 +214,11 @@ impl RnsContext {
     /// 2^32 mod p small enough for [`LAZY_TERMS`] lazy products).
     pub fn new(n: usize, primes: &[u32]) -> Result<RnsContext> {
         if primes.is_empty() || primes.len() > 8 {
-            return Err(Error::InvalidArgument(format!(
-                "between 1 and 8 primes are supported, got {}",
-                primes.len()
-            )));
+            return Err(Error::out_of_range(
+                "number of primes",
+                primes.len(),
+                mpc_core::Dims::within(1, 8),
+            ));
         }
         let mut moduli = Vec::new();
         let mut plans = Vec::new();

@@ -65,10 +65,7 @@ pub fn row_scalar_products(
         .map(|&(r, v)| {
             let k = v.rows();
             if r.len() != k {
-                return Err(Error::Shape(format!(
-                    "{} row scalars for a matrix of {k} rows",
-                    r.len()
-                )));
+                return Err(Error::shape("row scalars (one per row)", r.len(), k));
             }
             let mut diag = RingMatrix::zeros(k, k);
             for (i, &ri) in r.iter().enumerate() {

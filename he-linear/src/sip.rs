@@ -71,13 +71,18 @@ impl SipPlan {
     pub fn new(params: &HeParams, shape: ProductShape) -> Result<SipPlan> {
         let ProductShape { k, m, n } = shape;
         if k == 0 || m == 0 || n == 0 {
-            return Err(Error::Shape(format!("empty product {k}×{m}·{m}×{n}")));
+            return Err(Error::shape(
+                "product (rows × inner × outputs)",
+                [k, m, n],
+                "non-empty dimensions",
+            ));
         }
         if (k * n) as u64 > params.max_revealed() {
-            return Err(Error::InvalidArgument(format!(
-                "a {k}×{n} output reveals more than the {} coefficients the flooding covers",
-                params.max_revealed()
-            )));
+            return Err(Error::out_of_range(
+                format!("revealed coefficients of a {k}×{n} output (the flooding's bound)"),
+                k * n,
+                mpc_core::Dims::AtMost(params.max_revealed() as usize),
+            ));
         }
         let poly_n = params.n();
         let in_bytes = 16 + 4 * poly_n * params.rns().len();
@@ -248,13 +253,11 @@ pub fn send_encrypted_input(
     seed: Seed,
 ) -> Result<()> {
     if (a.rows(), a.cols()) != (plan.shape.k, plan.shape.m) {
-        return Err(Error::Shape(format!(
-            "A is {}×{}, the plan expects {}×{}",
-            a.rows(),
-            a.cols(),
-            plan.shape.k,
-            plan.shape.m
-        )));
+        return Err(Error::shape(
+            "A (the plan's)",
+            [a.rows(), a.cols()],
+            [plan.shape.k, plan.shape.m],
+        ));
     }
     let (kb, mb, _) = plan.blocks();
     let base = seed;
@@ -311,13 +314,11 @@ pub fn recv_encrypted_input(
 /// before the query).
 pub fn encode_plain(params: &HeParams, plan: &SipPlan, b: &RingMatrix) -> Result<Vec<RnsPoly>> {
     if (b.rows(), b.cols()) != (plan.shape.m, plan.shape.n) {
-        return Err(Error::Shape(format!(
-            "B is {}×{}, the plan expects {}×{}",
-            b.rows(),
-            b.cols(),
-            plan.shape.m,
-            plan.shape.n
-        )));
+        return Err(Error::shape(
+            "B (the plan's)",
+            [b.rows(), b.cols()],
+            [plan.shape.m, plan.shape.n],
+        ));
     }
     let ring = Ring::R64;
     let (_, mb, nb) = plan.blocks();
@@ -366,7 +367,11 @@ pub fn evaluate_and_respond(
 ) -> Result<RingMatrix> {
     let (kb, mb, nb) = plan.blocks();
     if inputs.len() != kb * mb || plain.len() != mb * nb {
-        return Err(Error::Shape("SIP inputs do not match the plan".into()));
+        return Err(Error::shape(
+            "SIP input and plaintext blocks (the plan's)",
+            [inputs.len(), plain.len()],
+            [kb * mb, mb * nb],
+        ));
     }
     let galois = match (plan.packed, holder_galois) {
         (false, _) => None,

@@ -1,56 +1,109 @@
-//! The client's on-disk cache of one layer's encrypted weights: the seeded ciphertexts as the
-//! server sent them, (seed, b) per ciphertext; `a` is expanded from its seed when the layer is
-//! used, so the cache is half the size of the expanded ciphertexts.
+//! The client's on-disk caches of encrypted server data — a COP layer's weights, the embedding
+//! table — in one file format: the seeded ciphertexts as the server sent them, (seed, b) per
+//! ciphertext; `a` is expanded from its seed when the data is used, so a cache is half the size
+//! of the expanded ciphertexts.
 //!
 //! File format (little-endian): a 96-byte header
-//! `"HELWv002" | params fingerprint [8] | layer digest [32] | m u64 | n u64 | rows_per_ct u32 |
-//! limbs u32 | N u32 | zero padding`, then one record per ciphertext in the order of
-//! [`CopLayout`] (chunk-major): a 16-byte seed and the L·N residues of `b` (NTT form). The
-//! digest binds the file to the parameters, the packing, the server's key and the weights, so a
-//! stale cache is never used. Layers are memory-mapped one at a time.
+//! `"HECTv003" | params fingerprint [8] | digest [32] | kind u32 | limbs u32 | N u32 | 0 u32 |
+//! shape [3 × u64] | records u64 | zero padding`, then `records` records of a 16-byte seed and
+//! the L·N residues of `b` (NTT form). The kind says what the shape means ([`CacheKind`]); the
+//! digest binds the file to the parameters, the packing, the server's key and the data, so a
+//! stale cache is never used. Files are memory-mapped one at a time.
 use crate::layout::CopLayout;
 use crate::matrix::MatDims;
 use crate::params::HeParams;
-use mpc_core::{Channel, Error, Result, Seed};
+use mpc_core::{Channel, Dims, Error, Result, Seed};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"HELWv002";
+const MAGIC: &[u8; 8] = b"HECTv003";
 /// Header bytes (a multiple of 4 so the residues stay aligned).
 pub const HEADER_BYTES: usize = 96;
+/// The most records a header may announce (a BERT-base layer has a few thousand; the largest
+/// embedding table a few hundred thousand).
+const MAX_RECORDS: u64 = 1 << 24;
 
-/// What a layer file holds.
+/// What a cache file holds, and so what its three shape numbers mean.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LayerHeader {
-    /// Parameter fingerprint.
-    pub fingerprint: [u8; 8],
-    /// The server's keyed cache id of (parameters, packing, server key, weights).
-    pub digest: [u8; 32],
-    /// How the rows are packed into ciphertexts.
-    pub layout: CopLayout,
-    /// RNS limbs.
-    pub limbs: usize,
+pub enum CacheKind {
+    /// A COP layer's encrypted weights: (m, n, rows per ciphertext), records in the order of
+    /// [`CopLayout`] (chunk-major).
+    CopLayer,
+    /// The encrypted embedding table: (vocab, dim, rows per polynomial), records in the
+    /// table's polynomial order.
+    EmbeddingTable,
 }
 
-impl LayerHeader {
-    /// The header of a layer packed as `layout` under `params`.
-    pub fn new(params: &HeParams, digest: [u8; 32], layout: CopLayout) -> LayerHeader {
-        LayerHeader {
+impl CacheKind {
+    fn tag(self) -> u32 {
+        match self {
+            CacheKind::CopLayer => 1,
+            CacheKind::EmbeddingTable => 2,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            CacheKind::CopLayer => "an encrypted-weights file",
+            CacheKind::EmbeddingTable => "an encrypted embedding table",
+        }
+    }
+}
+
+/// The header of a cache file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheHeader {
+    /// What the file holds.
+    pub kind: CacheKind,
+    /// Parameter fingerprint.
+    pub fingerprint: [u8; 8],
+    /// The server's keyed cache id of (parameters, packing, server key, data).
+    pub digest: [u8; 32],
+    /// The packing's three numbers, read as [`CacheKind`] says.
+    pub shape: [u64; 3],
+    /// RNS limbs.
+    pub limbs: usize,
+    /// Ring degree N.
+    pub poly_n: usize,
+    /// Records (ciphertexts) in the file.
+    pub records: u64,
+}
+
+impl CacheHeader {
+    /// The header of `records` ciphertexts of `kind` packed as `shape` under `params`.
+    pub fn new(
+        params: &HeParams,
+        kind: CacheKind,
+        digest: [u8; 32],
+        shape: [u64; 3],
+        records: u64,
+    ) -> CacheHeader {
+        CacheHeader {
+            kind,
             fingerprint: params.fingerprint(),
             digest,
-            layout,
+            shape,
             limbs: params.rns().len(),
+            poly_n: params.n(),
+            records,
         }
+    }
+
+    /// The header of a COP layer packed as `layout`.
+    pub fn cop_layer(params: &HeParams, digest: [u8; 32], layout: &CopLayout) -> CacheHeader {
+        let shape = [layout.m, layout.n, layout.rows_per_ct].map(|v| v as u64);
+        let records = layout.ciphertexts() as u64;
+        CacheHeader::new(params, CacheKind::CopLayer, digest, shape, records)
     }
 
     /// Bytes of one record: the seed and `b`.
     pub fn record_bytes(&self) -> usize {
-        16 + 4 * self.limbs * self.layout.poly_n
+        16 + 4 * self.limbs * self.poly_n
     }
 
-    /// Length of the layer file (saturating: a decoded header may be malformed).
+    /// Length of the file (saturating: a decoded header may be malformed).
     pub fn file_bytes(&self) -> u64 {
-        (self.layout.ciphertexts() as u64)
+        self.records
             .saturating_mul(self.record_bytes() as u64)
             .saturating_add(HEADER_BYTES as u64)
     }
@@ -60,68 +113,139 @@ impl LayerHeader {
         h[..8].copy_from_slice(MAGIC);
         h[8..16].copy_from_slice(&self.fingerprint);
         h[16..48].copy_from_slice(&self.digest);
-        h[48..56].copy_from_slice(&(self.layout.m as u64).to_le_bytes());
-        h[56..64].copy_from_slice(&(self.layout.n as u64).to_le_bytes());
-        h[64..68].copy_from_slice(&(self.layout.rows_per_ct as u32).to_le_bytes());
-        h[68..72].copy_from_slice(&(self.limbs as u32).to_le_bytes());
-        h[72..76].copy_from_slice(&(self.layout.poly_n as u32).to_le_bytes());
+        h[48..52].copy_from_slice(&self.kind.tag().to_le_bytes());
+        h[52..56].copy_from_slice(&(self.limbs as u32).to_le_bytes());
+        h[56..60].copy_from_slice(&(self.poly_n as u32).to_le_bytes());
+        for (i, v) in self.shape.iter().chain([&self.records]).enumerate() {
+            h[64 + 8 * i..72 + 8 * i].copy_from_slice(&v.to_le_bytes());
+        }
         h
     }
 
-    fn decode(h: &[u8], params: &HeParams, path: &Path) -> Result<LayerHeader> {
-        let bad = |what: &str| Error::Malformed(format!("{}: {what}", path.display()));
+    /// Reads a header of `kind` written under `params`.
+    fn decode(h: &[u8], params: &HeParams, kind: CacheKind, path: &Path) -> Result<CacheHeader> {
+        let bad = |got: Dims, want: Dims| Error::malformed(path.display().to_string(), got, want);
         if h.len() < HEADER_BYTES || &h[..8] != MAGIC {
             return Err(bad(
-                "not an encrypted-weights file (bad magic or older version)",
+                "a short file, a bad magic or an older version".into(),
+                kind.name().into(),
             ));
         }
         let u64_at = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap());
-        let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap()) as usize;
+        let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap());
+        if u32_at(48) != kind.tag() {
+            return Err(bad(
+                format!("a cache file of kind {}", u32_at(48)).into(),
+                kind.name().into(),
+            ));
+        }
         let fingerprint: [u8; 8] = h[8..16].try_into().unwrap();
         if fingerprint != params.fingerprint()
-            || u32_at(68) != params.rns().len()
-            || u32_at(72) != params.n()
+            || u32_at(52) as usize != params.rns().len()
+            || u32_at(56) as usize != params.n()
         {
             return Err(Error::ParamMismatch(format!(
                 "{} was written for other HE parameters",
                 path.display()
             )));
         }
-        let (m, n) = (u64_at(48), u64_at(56));
-        if m == 0 || n == 0 || m > 1 << 20 || n > 1 << 20 {
-            return Err(bad(&format!("implausible layer shape {m}×{n}")));
+        let records = u64_at(88);
+        if records > MAX_RECORDS {
+            return Err(bad(
+                Dims::Len(records as usize),
+                Dims::AtMost(MAX_RECORDS as usize),
+            ));
         }
-        let w = MatDims {
-            rows: m as usize,
-            cols: n as usize,
-        };
-        let layout = CopLayout::new(params, w, u32_at(64)).map_err(|e| bad(&e.to_string()))?;
-        Ok(LayerHeader {
+        Ok(CacheHeader {
+            kind,
             fingerprint,
             digest: h[16..48].try_into().unwrap(),
-            layout,
-            limbs: u32_at(68),
+            shape: [u64_at(64), u64_at(72), u64_at(80)],
+            limbs: params.rns().len(),
+            poly_n: params.n(),
+            records,
         })
     }
 }
 
-/// Writes a layer file: the header, then `records` (each [`LayerHeader::record_bytes`] long,
-/// validated by the caller) pulled one at a time, so the client never holds a whole layer.
-pub fn write_layer(
+/// Writes a cache file: the header, then `header.records` records (each
+/// [`CacheHeader::record_bytes`] long, validated by the caller) pulled one at a time, so the
+/// client never holds the whole layer or table.
+pub fn write_records(
     path: &Path,
-    header: &LayerHeader,
+    header: &CacheHeader,
     mut next_record: impl FnMut(&mut [u8]) -> Result<()>,
 ) -> Result<()> {
     use std::io::Write;
     write_cache_file(path, header.file_bytes(), |f| {
         f.write_all(&header.encode())?;
         let mut rec = vec![0u8; header.record_bytes()];
-        for _ in 0..header.layout.ciphertexts() {
+        for _ in 0..header.records {
             next_record(&mut rec)?;
             f.write_all(&rec)?;
         }
         Ok(())
     })
+}
+
+/// A memory-mapped cache file of seeded ciphertexts, checked against its parameters, kind,
+/// digest and length.
+#[derive(Debug)]
+pub struct SeededCiphertexts {
+    header: CacheHeader,
+    map: memmap2::Mmap,
+}
+
+impl SeededCiphertexts {
+    /// Maps `path` and checks it holds `kind` under `params` with `digest`, complete.
+    pub fn open(
+        path: &Path,
+        params: &HeParams,
+        kind: CacheKind,
+        digest: &[u8; 32],
+    ) -> Result<SeededCiphertexts> {
+        let file = File::open(path)?;
+        // SAFETY: the cache file is private to this client and not modified while mapped.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        let header = CacheHeader::decode(&map, params, kind, path)?;
+        if &header.digest != digest {
+            return Err(Error::ParamMismatch(format!(
+                "{} holds other data or another server key",
+                path.display()
+            )));
+        }
+        let want = header.file_bytes();
+        if map.len() as u64 != want {
+            return Err(Error::malformed(
+                path.display().to_string(),
+                Dims::Bytes(map.len()),
+                Dims::Bytes(want as usize),
+            ));
+        }
+        Ok(SeededCiphertexts { header, map })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &CacheHeader {
+        &self.header
+    }
+
+    fn record(&self, ct: usize) -> &[u8] {
+        let len = self.header.record_bytes();
+        let at = HEADER_BYTES + ct * len;
+        &self.map[at..at + len]
+    }
+
+    /// The seed of ciphertext `ct`'s `a`.
+    pub fn seed(&self, ct: usize) -> Seed {
+        Seed(self.record(ct)[..16].try_into().unwrap())
+    }
+
+    /// The residues of ciphertext `ct`'s `b` (NTT form, limb-major; validated when written).
+    pub fn b(&self, ct: usize) -> &[u32] {
+        // Records start at 96 + ct·(16 + 4LN) bytes of a page-aligned map: 4-byte aligned.
+        bytemuck::cast_slice(&self.record(ct)[16..])
+    }
 }
 
 /// Writes a cache file of `len` bytes atomically: refuses up front, with the sizes in the
@@ -160,7 +284,7 @@ pub fn write_cache_file(
 
 /// Length of the cache file of a layer packed as `layout` under `params`.
 pub fn layer_file_bytes(params: &HeParams, layout: CopLayout) -> u64 {
-    LayerHeader::new(params, [0; 32], layout).file_bytes()
+    CacheHeader::cop_layer(params, [0; 32], &layout).file_bytes()
 }
 
 /// Bytes available to this user on the file system holding `dir` (which must exist), the
@@ -202,59 +326,59 @@ fn check_free_space(dir: &Path, len: u64, path: &Path) -> Result<()> {
 /// A memory-mapped layer file.
 #[derive(Debug)]
 pub struct EncryptedLayer {
-    header: LayerHeader,
-    map: memmap2::Mmap,
+    file: SeededCiphertexts,
+    layout: CopLayout,
 }
 
 impl EncryptedLayer {
     /// Opens and checks a layer file against the expected parameters and digest.
     pub fn open(path: &Path, params: &HeParams, digest: &[u8; 32]) -> Result<EncryptedLayer> {
-        let file = File::open(path)?;
-        // SAFETY: the cache file is private to this client and not modified while mapped.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        let header = LayerHeader::decode(&map, params, path)?;
-        if &header.digest != digest {
-            return Err(Error::ParamMismatch(format!(
-                "{} holds other weights or another server key",
-                path.display()
-            )));
+        let file = SeededCiphertexts::open(path, params, CacheKind::CopLayer, digest)?;
+        let bad = |got: Dims, want: Dims| Error::malformed(path.display().to_string(), got, want);
+        let [m, n, rows_per_ct] = file.header().shape;
+        if m == 0 || n == 0 || m > 1 << 20 || n > 1 << 20 || rows_per_ct > 1 << 20 {
+            return Err(bad(
+                Dims::Shape(vec![m as usize, n as usize]),
+                "a layer of 1..=2^20 × 1..=2^20".into(),
+            ));
         }
-        let want = header.file_bytes();
-        if map.len() as u64 != want {
-            return Err(Error::Malformed(format!(
-                "{}: {} bytes, expected {want} (truncated?)",
-                path.display(),
-                map.len()
-            )));
+        let w = MatDims {
+            rows: m as usize,
+            cols: n as usize,
+        };
+        let layout = CopLayout::new(params, w, rows_per_ct as usize).map_err(|e| {
+            bad(
+                e.to_string().into(),
+                "a layout these parameters allow".into(),
+            )
+        })?;
+        if layout.ciphertexts() as u64 != file.header().records {
+            return Err(bad(
+                Dims::Len(file.header().records as usize),
+                Dims::Len(layout.ciphertexts()),
+            ));
         }
-        Ok(EncryptedLayer { header, map })
+        Ok(EncryptedLayer { file, layout })
     }
 
     /// The header.
-    pub fn header(&self) -> &LayerHeader {
-        &self.header
+    pub fn header(&self) -> &CacheHeader {
+        self.file.header()
     }
 
     /// The packing.
     pub fn layout(&self) -> &CopLayout {
-        &self.header.layout
-    }
-
-    fn record(&self, ct: usize) -> &[u8] {
-        let len = self.header.record_bytes();
-        let at = HEADER_BYTES + ct * len;
-        &self.map[at..at + len]
+        &self.layout
     }
 
     /// The seed of ciphertext `ct`'s `a`.
     pub fn seed(&self, ct: usize) -> Seed {
-        Seed(self.record(ct)[..16].try_into().unwrap())
+        self.file.seed(ct)
     }
 
     /// The residues of ciphertext `ct`'s `b` (NTT form, limb-major; validated when written).
     pub fn b(&self, ct: usize) -> &[u32] {
-        // Records start at 96 + ct·(16 + 4LN) bytes of a page-aligned map: 4-byte aligned.
-        bytemuck::cast_slice(&self.record(ct)[16..])
+        self.file.b(ct)
     }
 }
 
@@ -294,7 +418,7 @@ pub fn server_offer_setup<T: serde::Serialize>(ch: &mut Channel, header: &T) -> 
     match need[0] {
         0 => Ok(false),
         1 => Ok(true),
-        b => Err(Error::Malformed(format!("setup reply byte {b}"))),
+        b => Err(Error::malformed("setup reply byte", b as usize, "0 or 1")),
     }
 }
 
@@ -340,5 +464,53 @@ mod tests {
         write_cache_file(&path, 8, |f| Ok(f.write_all(b"complete")?)).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"complete");
         assert_eq!(listing(), 1);
+    }
+
+    #[test]
+    fn one_format_for_layers_and_tables_and_each_kind_refuses_the_other() {
+        let params = HeParams::default_params().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entry.cache");
+        let digest = [7u8; 32];
+        let header =
+            CacheHeader::new(&params, CacheKind::EmbeddingTable, digest, [10, 4, 2], 3);
+        let mut n = 0u8;
+        write_records(&path, &header, |rec| {
+            rec.fill(n);
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+        let file = SeededCiphertexts::open(&path, &params, CacheKind::EmbeddingTable, &digest)
+            .unwrap();
+        assert_eq!(file.header(), &header);
+        assert_eq!(file.seed(2), Seed([2; 16]));
+        assert_eq!(file.b(1).len(), params.rns().len() * params.n());
+        // The same file read as a COP layer, under another digest, or cut short: refused.
+        match SeededCiphertexts::open(&path, &params, CacheKind::CopLayer, &digest) {
+            Err(Error::Malformed { what, .. }) => assert!(what.contains("entry.cache"), "{what}"),
+            other => panic!("a table opened as a layer: {other:?}"),
+        }
+        assert!(matches!(
+            SeededCiphertexts::open(&path, &params, CacheKind::EmbeddingTable, &[8; 32]),
+            Err(Error::ParamMismatch(_))
+        ));
+        let len = std::fs::metadata(&path).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - 1).unwrap();
+        match SeededCiphertexts::open(&path, &params, CacheKind::EmbeddingTable, &digest) {
+            Err(Error::Malformed { got, want, .. }) => {
+                assert_eq!((got, want), (Dims::Bytes(len as usize - 1), Dims::Bytes(len as usize)))
+            }
+            other => panic!("a truncated file: {other:?}"),
+        }
+        // A header announcing an absurd number of records is refused before any size is used.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[88..96].copy_from_slice(&u64::MAX.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            SeededCiphertexts::open(&path, &params, CacheKind::EmbeddingTable, &digest),
+            Err(Error::Malformed { .. })
+        ));
     }
 }

@@ -9,7 +9,7 @@ use he_linear::params::HeParams;
 use he_linear::response::Window;
 use he_linear::rlwe::{PublicKey, SecretKey};
 use he_linear::weight_store::{self, EncryptedLayer};
-use mpc_core::{AesPrg, Channel, Error, Seed};
+use mpc_core::{AesPrg, Channel, Dims, Error, Seed};
 use std::path::Path;
 
 struct Run {
@@ -213,7 +213,7 @@ fn cache_is_reused_and_stale_cache_is_rejected() {
     std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
     assert!(matches!(
         EncryptedLayer::open(&path, &params, &digest),
-        Err(Error::Malformed(_))
+        Err(Error::Malformed { .. })
     ));
 }
 
@@ -259,10 +259,15 @@ fn malformed_truncated_oversized_and_mismatched_messages_are_errors() {
     // Truncated.
     let mut short = header(params.fingerprint(), [2, 3, 100]);
     short.resize(len - 1, 0);
-    assert!(matches!(
-        server_with_message(short, k, m, n),
-        Error::Malformed(_)
-    ));
+    let err = server_with_message(short, k, m, n);
+    assert!(
+        matches!(
+            &err,
+            Error::Malformed { got: Dims::Bytes(got), want: Dims::Bytes(want), .. }
+                if *got == len - 1 && *want == len
+        ),
+        "{err}"
+    );
     // Oversized.
     let mut long = header(params.fingerprint(), [2, 3, 100]);
     long.resize(len + 1, 0);
@@ -280,14 +285,19 @@ fn malformed_truncated_oversized_and_mismatched_messages_are_errors() {
     // Wrong shape.
     let mut shape = header(params.fingerprint(), [2, 4, 100]);
     shape.resize(len, 0);
-    assert!(matches!(
-        server_with_message(shape, k, m, n),
-        Error::Shape(_)
-    ));
+    let err = server_with_message(shape, k, m, n);
+    assert!(
+        matches!(
+            &err,
+            Error::Shape { got: Dims::Shape(got), want: Dims::Shape(want), .. }
+                if got == &[2, 4, 100] && want == &[2, 3, 100]
+        ),
+        "{err}"
+    );
     // Garbage magic.
     assert!(matches!(
         server_with_message(vec![1; len], k, m, n),
-        Error::Malformed(_)
+        Error::Malformed { .. }
     ));
     // Peer that disconnects without sending.
     assert!(matches!(
@@ -344,9 +354,19 @@ fn client_refuses_shape_mismatch_and_oversized_products() {
             )
         },
     );
-    assert!(matches!(r1, Err(Error::Shape(_))));
-    // 20 rows × 2 packed tokens = 40 terms > 16: outside the noise analysis.
-    assert!(matches!(r2, Err(Error::InvalidArgument(_))));
+    assert!(matches!(r1, Err(Error::Shape { .. })));
+    // 20 rows × 1 packed token = 20 terms > 16: outside the noise analysis.
+    assert!(
+        matches!(
+            r2,
+            Err(Error::OutOfRange {
+                got: Dims::Len(20),
+                want: Dims::AtMost(16),
+                ..
+            })
+        ),
+        "{r2:?}"
+    );
     let _ = params;
 }
 

@@ -253,5 +253,5 @@ fn mismatched_row_scalars_are_refused() {
         Seed([3; 16]),
     )
     .unwrap_err();
-    assert!(matches!(err, Error::Shape(_)), "{err}");
+    assert!(matches!(err, Error::Shape { .. }), "{err}");
 }

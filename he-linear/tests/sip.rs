@@ -201,12 +201,12 @@ fn sip_rejects_bad_inputs() {
     // Wrong shapes.
     assert!(matches!(
         SipPlan::new(&params, ProductShape { k: 0, m: 3, n: 3 }),
-        Err(Error::Shape(_))
+        Err(Error::Shape { .. })
     ));
     let plan = SipPlan::new(&params, ProductShape { k: 2, m: 3, n: 4 }).unwrap();
     assert!(matches!(
         sip::encode_plain(&params, &plan, &RingMatrix::zeros(4, 3)),
-        Err(Error::Shape(_))
+        Err(Error::Shape { .. })
     ));
     // A truncated encrypted input: the evaluator gets an error, not a hang.
     let (sk, _) = keys(&params, 1);
@@ -233,5 +233,5 @@ fn sip_rejects_bad_inputs() {
             ch.flush().unwrap();
         },
     );
-    assert!(matches!(err, Error::Malformed(_)), "{err}");
+    assert!(matches!(err, Error::Malformed { .. }), "{err}");
 }

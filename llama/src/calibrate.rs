@@ -77,11 +77,11 @@ impl NormShifts {
     /// Checks the lengths and the range.
     pub fn check(&self, n_layers: usize) -> Result<()> {
         if self.attention.len() != n_layers || self.ffn.len() != n_layers {
-            return Err(Error::Shape(format!(
-                "{} + {} norm shifts for {n_layers} blocks",
-                self.attention.len(),
-                self.ffn.len()
-            )));
+            return Err(Error::shape(
+                "attention and feed-forward norm shifts (one per block each)",
+                [self.attention.len(), self.ffn.len()],
+                [n_layers, n_layers],
+            ));
         }
         let all = self.attention.iter().chain(&self.ffn).chain([&self.output]);
         if let Some(s) = all.flatten().find(|s| s.abs() > MAX_PRESCALE) {

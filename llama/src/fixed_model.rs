@@ -71,12 +71,15 @@ fn encode_transposed(
     col_gain: impl Fn(usize) -> f64,
     what: &str,
 ) -> Result<Vec<u64>> {
-    if w.len() != outs * ins || row_gain.len() != ins {
-        return Err(Error::Shape(format!(
-            "{what}: {} weights and {} gains for {outs}×{ins}",
+    if w.len() != outs * ins {
+        return Err(Error::shape(
+            format!("{what}: weights"),
             w.len(),
-            row_gain.len()
-        )));
+            [outs, ins],
+        ));
+    }
+    if row_gain.len() != ins {
+        return Err(Error::shape(format!("{what}: gains"), row_gain.len(), ins));
     }
     let mut out = vec![0u64; ins * outs];
     for j in 0..outs {
@@ -331,20 +334,21 @@ impl<'a> FixedDecoder<'a> {
 /// Checks a run's ids against the vocabulary and the context after `past` positions.
 pub fn check_ids(c: &DecoderShape, ids: &[u32], past: usize) -> Result<()> {
     if ids.is_empty() {
-        return Err(Error::Shape("no tokens to run".into()));
+        return Err(Error::shape("tokens to run", 0, mpc_core::Dims::AtLeast(1)));
     }
     if past + ids.len() > c.context {
-        return Err(Error::Shape(format!(
-            "{} tokens after {past} exceed the context of {}",
-            ids.len(),
-            c.context
-        )));
+        return Err(Error::shape(
+            format!("context positions ({} tokens after {past})", ids.len()),
+            past + ids.len(),
+            mpc_core::Dims::AtMost(c.context),
+        ));
     }
-    if let Some(id) = ids.iter().find(|&&id| id as usize >= c.vocab) {
-        return Err(Error::OutOfRange(format!(
-            "token id {id} outside the vocabulary of {}",
-            c.vocab
-        )));
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= c.vocab) {
+        return Err(Error::out_of_range(
+            "token id",
+            id as usize,
+            mpc_core::Dims::Below(c.vocab),
+        ));
     }
     Ok(())
 }

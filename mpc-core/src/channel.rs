@@ -289,7 +289,8 @@ impl Channel {
     /// Receives a structured message of at most `max` encoded bytes.
     pub fn recv_msg<T: serde::de::DeserializeOwned>(&mut self, max: usize) -> Result<T> {
         let bytes = self.recv_bytes_framed(max)?;
-        postcard::from_bytes(&bytes).map_err(|e| Error::Malformed(format!("bad message: {e}")))
+        postcard::from_bytes(&bytes)
+            .map_err(|e| Error::malformed("message", e.to_string(), "a postcard encoding"))
     }
 
     /// Rounds (flights) seen so far by this party.
@@ -465,7 +466,7 @@ mod tests {
         b.flush().unwrap();
         assert!(matches!(
             a.recv_msg::<(u64, u64)>(100),
-            Err(Error::Malformed(_))
+            Err(Error::Malformed { .. })
         ));
     }
 }

@@ -1,5 +1,5 @@
 //! Fixed-point numbers in Z_{2^ℓ}: x ↦ round(x · 2^f) in the signed view of the ring.
-use crate::error::{Error, Result};
+use crate::error::{Dims, Error, Result};
 use crate::ring::Ring;
 
 /// A fixed-point format: ring width ℓ and fraction bits f.
@@ -19,10 +19,11 @@ impl FixedPoint {
     /// A format with `frac_bits < ring.bits()`.
     pub fn new(ring: Ring, frac_bits: u32) -> Result<FixedPoint> {
         if frac_bits >= ring.bits() {
-            return Err(Error::InvalidArgument(format!(
-                "{frac_bits} fraction bits do not fit Z_2^{}",
-                ring.bits()
-            )));
+            return Err(Error::out_of_range(
+                format!("fraction bits on Z_2^{}", ring.bits()),
+                frac_bits as usize,
+                Dims::Below(ring.bits() as usize),
+            ));
         }
         Ok(FixedPoint { ring, frac_bits })
     }
@@ -65,13 +66,17 @@ impl FixedPoint {
         let scaled = (x * self.scale()).round();
         let half = ((self.ring.mask() >> 1) + 1) as f64; // 2^{ℓ-1}
         if !scaled.is_finite() || scaled >= half || scaled < -half {
-            return Err(Error::OutOfRange(format!(
-                "{x} is outside the fixed-point range [{}, {}] (ℓ = {}, f = {})",
-                self.min_value(),
-                self.max_value(),
-                self.ring.bits(),
-                self.frac_bits
-            )));
+            return Err(Error::out_of_range(
+                "fixed-point value",
+                x.to_string(),
+                format!(
+                    "[{}, {}] (ℓ = {}, f = {})",
+                    self.min_value(),
+                    self.max_value(),
+                    self.ring.bits(),
+                    self.frac_bits
+                ),
+            ));
         }
         Ok(self.ring.from_signed(scaled as i64))
     }

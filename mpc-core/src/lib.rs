@@ -39,7 +39,7 @@ pub mod transport;
 
 pub use block::Block;
 pub use channel::{Channel, Stats};
-pub use error::{Error, Result};
+pub use error::{Dims, Error, Result};
 pub use fixed::FixedPoint;
 pub use prg::{AesPrg, Seed};
 pub use ring::Ring;

@@ -1,7 +1,7 @@
 //! The ring Z_{2^ℓ} (1 ≤ ℓ ≤ 64) on `u64` with masking, and additive secret sharing over it.
 //!
 //! Elements are kept reduced (`x < 2^ℓ`); a signed view maps `[2^{ℓ-1}, 2^ℓ)` to negatives.
-use crate::error::{Error, Result};
+use crate::error::{Dims, Error, Result};
 use rand::RngCore;
 
 /// Z_{2^ℓ}. Rings order by their width.
@@ -23,9 +23,11 @@ impl Ring {
         if (1..=64).contains(&bits) {
             Ok(Ring { bits })
         } else {
-            Err(Error::InvalidArgument(format!(
-                "ring bit width {bits} not in 1..=64"
-            )))
+            Err(Error::out_of_range(
+                "ring bit width",
+                bits as usize,
+                Dims::within(1, 64),
+            ))
         }
     }
 
@@ -142,11 +144,7 @@ impl Ring {
     /// Reconstructs element-wise; shapes must agree.
     pub fn reconstruct_vec(self, a: &[u64], b: &[u64]) -> Result<Vec<u64>> {
         if a.len() != b.len() {
-            return Err(Error::Shape(format!(
-                "share lengths differ: {} vs {}",
-                a.len(),
-                b.len()
-            )));
+            return Err(Error::shape("second share length", b.len(), a.len()));
         }
         Ok(a.iter().zip(b).map(|(&x, &y)| self.add(x, y)).collect())
     }
@@ -155,10 +153,11 @@ impl Ring {
     pub fn check_all(self, xs: &[u64]) -> Result<()> {
         match xs.iter().position(|&x| !self.contains(x)) {
             None => Ok(()),
-            Some(i) => Err(Error::OutOfRange(format!(
-                "element {i} = {:#x} is not in Z_2^{}",
-                xs[i], self.bits
-            ))),
+            Some(i) => Err(Error::out_of_range(
+                format!("element {i}"),
+                format!("{:#x}", xs[i]),
+                format!("an element of Z_2^{}", self.bits),
+            )),
         }
     }
 }

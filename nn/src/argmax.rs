@@ -61,14 +61,19 @@ pub fn argmax_cost(rows: usize, n: usize, to: Party) -> Cost {
 /// `Some(indices)`, the other party `None`.
 pub fn argmax(sess: &mut Session, x: &SharedTensor, to: Party) -> Result<Option<Vec<usize>>> {
     if x.ring() != R {
-        return Err(Error::InvalidArgument(format!(
-            "argmax on Z_2^{}: it compares on Z_2^64",
-            x.ring().bits()
-        )));
+        return Err(Error::shape(
+            "argmax input ring bits",
+            x.ring().bits() as usize,
+            64,
+        ));
     }
     let (rows, n) = (x.rows(), x.cols());
     if n == 0 {
-        return Err(Error::Shape("argmax of empty rows".into()));
+        return Err(Error::shape(
+            "argmax row length",
+            0,
+            mpc_core::Dims::AtLeast(1),
+        ));
     }
     sess.reserve(demand(rows, n))?;
     let server = sess.is_server();
@@ -125,9 +130,11 @@ pub fn argmax(sess: &mut Session, x: &SharedTensor, to: Party) -> Result<Option<
                     if i < n {
                         Ok(i)
                     } else {
-                        Err(Error::Malformed(format!(
-                            "argmax index {i} of a row of {n}"
-                        )))
+                        Err(Error::malformed(
+                            "revealed argmax index",
+                            i,
+                            mpc_core::Dims::Below(n),
+                        ))
                     }
                 })
                 .collect::<Result<Vec<_>>>()?;

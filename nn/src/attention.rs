@@ -77,14 +77,15 @@ impl Mask<'_> {
             Mask::Padding(m) => {
                 if sess.is_server() && m.is_some() {
                     return Err(Error::InvalidArgument(
-                        "the padding mask is the client's input".into(),
+                        "a private padding mask is the other party's input".into(),
                     ));
                 }
                 if m.is_some_and(|m| m.len() != k) {
-                    return Err(Error::Shape(format!(
-                        "a padding mask of {} for {k} keys",
-                        m.map_or(0, |m| m.len())
-                    )));
+                    return Err(Error::shape(
+                        "padding mask (one entry per key)",
+                        m.map_or(0, |m| m.len()),
+                        k,
+                    ));
                 }
                 if sess.is_server() {
                     return Ok(None);
@@ -92,9 +93,11 @@ impl Mask<'_> {
             }
             Mask::Causal { past } => {
                 if past + q < k {
-                    return Err(Error::Shape(format!(
-                        "causal mask: {q} queries after {past} positions see fewer than {k} keys"
-                    )));
+                    return Err(Error::shape(
+                        format!("keys seen by {q} causal queries after {past} positions"),
+                        past + q,
+                        mpc_core::Dims::AtLeast(k),
+                    ));
                 }
                 // A decoder step's single query sees every key.
                 if past + 1 >= k {
@@ -143,7 +146,11 @@ impl AttentionShape {
             || self.kv_heads == 0
             || self.heads % self.kv_heads != 0
         {
-            return Err(Error::Shape(format!("attention shape {self:?}")));
+            return Err(Error::shape(
+                "attention",
+                format!("{self:?}"),
+                "non-zero sizes, query heads a multiple of key/value heads",
+            ));
         }
         Ok(())
     }

@@ -80,7 +80,14 @@ impl ConvShape {
         .iter()
         .any(|&n| n > MAX_ELEMENTS);
         if bad || big {
-            return Err(Error::Shape(format!("convolution shape refused: {self:?}")));
+            return Err(Error::shape(
+                "convolution",
+                format!("{self:?}"),
+                format!(
+                    "non-zero sizes and strides, a kernel within the padded input, at most \
+                     {MAX_ELEMENTS} elements per buffer"
+                ),
+            ));
         }
         Ok(())
     }
@@ -171,12 +178,19 @@ impl ConvWeights {
     /// Checks the lengths against `shape`.
     pub fn new(shape: ConvShape, kernel: Vec<u64>, bias: Vec<u64>) -> Result<ConvWeights> {
         shape.validate()?;
-        if kernel.len() != shape.out_channels * shape.patch() || bias.len() != shape.out_channels {
-            return Err(Error::Shape(format!(
-                "convolution weights: {} kernel and {} bias elements for {shape:?}",
+        if kernel.len() != shape.out_channels * shape.patch() {
+            return Err(Error::shape(
+                "convolution kernel elements",
                 kernel.len(),
-                bias.len()
-            )));
+                [shape.out_channels, shape.patch()],
+            ));
+        }
+        if bias.len() != shape.out_channels {
+            return Err(Error::shape(
+                "convolution biases (one per output channel)",
+                bias.len(),
+                shape.out_channels,
+            ));
         }
         Ok(ConvWeights {
             shape,
@@ -229,10 +243,11 @@ pub fn conv2d(
     x.expect("convolution input", &shape.input_shape(), x.format())?;
     if let ConvParty::Server(w) = party {
         if w.shape() != shape {
-            return Err(Error::Shape(format!(
-                "convolution weights for {:?}, input for {shape:?}",
-                w.shape()
-            )));
+            return Err(Error::shape(
+                "convolution weights' shape (the input's)",
+                format!("{:?}", w.shape()),
+                format!("{shape:?}"),
+            ));
         }
     }
     if !protocol.supports(shape) {

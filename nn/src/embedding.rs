@@ -33,10 +33,11 @@ impl ServerEmbedding {
     /// The table of `vocab` rows of `dim`, in the densest layout the parameters allow.
     pub fn new(params: &HeParams, table: Vec<u64>, vocab: usize, dim: usize) -> Result<Self> {
         if table.len() != vocab.saturating_mul(dim) {
-            return Err(Error::Shape(format!(
-                "an embedding table of {} values for {vocab} rows of {dim}",
-                table.len()
-            )));
+            return Err(Error::shape(
+                "embedding table values",
+                table.len(),
+                [vocab, dim],
+            ));
         }
         Ok(ServerEmbedding {
             table,

@@ -44,12 +44,11 @@ impl KvCache {
         k.expect("cached keys", &shape, LINEAR)?;
         v.expect("cached values", &shape, LINEAR)?;
         if self.len() + k.rows() > self.capacity {
-            return Err(Error::Shape(format!(
-                "{} positions after {} exceed the context of {}",
-                k.rows(),
-                self.len(),
-                self.capacity
-            )));
+            return Err(Error::shape(
+                format!("positions cached after adding {}", k.rows()),
+                self.len() + k.rows(),
+                mpc_core::Dims::AtMost(self.capacity),
+            ));
         }
         self.keys.extend_from_slice(k.share());
         self.values.extend_from_slice(v.share());

@@ -174,11 +174,11 @@ impl ServerLinear {
     /// [`Packing::Compact`] (the smallest setup; see [`ServerLinear::with_packing`]).
     pub fn new(w: RingMatrix, bias: Vec<u64>) -> Result<ServerLinear> {
         if bias.len() != w.cols() {
-            return Err(Error::Shape(format!(
-                "{} biases for {} outputs",
+            return Err(Error::shape(
+                "biases (one per output)",
                 bias.len(),
-                w.cols()
-            )));
+                w.cols(),
+            ));
         }
         Ok(ServerLinear {
             w,
@@ -340,13 +340,15 @@ impl ClientLinear {
 }
 
 pub(crate) fn check_input(x: &SharedTensor, inputs: usize) -> Result<()> {
-    if x.format() != LINEAR || x.cols() != inputs {
-        return Err(Error::Shape(format!(
-            "linear layer of {inputs} inputs given a tensor of shape {} with {} fraction bits on Z_2^{}",
-            x.shape(),
-            x.frac_bits(),
-            x.ring().bits()
-        )));
+    if x.cols() != inputs {
+        return Err(Error::shape("linear layer input columns", x.cols(), inputs));
+    }
+    if x.format() != LINEAR {
+        return Err(crate::tensor::format_mismatch(
+            "linear layer input",
+            x.format(),
+            LINEAR,
+        ));
     }
     Ok(())
 }

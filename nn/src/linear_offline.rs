@@ -92,14 +92,15 @@ fn recv_masked(
     let expect = TAG + 8 * len;
     let msg = sess.ch.recv_bytes_framed(expect)?;
     if msg.len() != expect {
-        return Err(Error::Malformed(format!(
-            "prepared linear message of {} bytes, expected {expect}",
-            msg.len()
-        )));
+        return Err(Error::malformed(
+            "prepared linear message",
+            mpc_core::Dims::Bytes(msg.len()),
+            mpc_core::Dims::Bytes(expect),
+        ));
     }
     if msg[..TAG] != store.tag(name) {
         return Err(Error::InvalidArgument(format!(
-            "the client used other offline material than the server's `{name}` of session \
+            "the peer used other offline material than this party's `{name}` of session \
              {}: refused",
             store.session()
         )));

@@ -27,14 +27,22 @@ pub fn secret_matmul(
 ) -> Result<Vec<SharedTensor>> {
     let mut mats = Vec::with_capacity(pairs.len());
     for (x, y) in pairs {
-        if x.cols() != y.rows() || x.ring() != Ring::R64 || y.ring() != Ring::R64 {
-            return Err(Error::Shape(format!(
-                "secret product of {} by {} (Z_2^{} by Z_2^{})",
-                x.shape(),
-                y.shape(),
-                x.ring().bits(),
-                y.ring().bits()
-            )));
+        if x.cols() != y.rows() {
+            return Err(Error::shape(
+                format!(
+                    "rows of the right factor of a secret product of {}",
+                    x.shape()
+                ),
+                y.rows(),
+                x.cols(),
+            ));
+        }
+        if x.ring() != Ring::R64 || y.ring() != Ring::R64 {
+            return Err(Error::shape(
+                "ring bits of a secret product's factors",
+                [x.ring().bits() as usize, y.ring().bits() as usize],
+                [64, 64],
+            ));
         }
         mats.push((
             RingMatrix::new(x.rows(), x.cols(), x.share().to_vec())?,

@@ -195,11 +195,11 @@ pub fn norm_mirror_prescaled(
     shifts: &[i32],
 ) -> Result<Vec<u64>> {
     if n == 0 || x.len() != shifts.len() * n {
-        return Err(mpc_core::Error::Shape(format!(
-            "{} values for {} rows of {n}",
+        return Err(mpc_core::Error::shape(
+            "normalisation values",
             x.len(),
-            shifts.len()
-        )));
+            [shifts.len(), n],
+        ));
     }
     check_shifts(shifts.len(), shifts)?;
     let mut y = Vec::with_capacity(x.len());
@@ -217,11 +217,19 @@ pub fn norm_mirror_prescaled(
 pub const MAX_PRESCALE: i32 = 24;
 
 fn check_shifts(rows: usize, shifts: &[i32]) -> Result<()> {
-    if shifts.len() != rows || shifts.iter().any(|s| s.abs() > MAX_PRESCALE) {
-        return Err(mpc_core::Error::InvalidArgument(format!(
-            "{} prescales for {rows} rows (each within ±{MAX_PRESCALE})",
-            shifts.len()
-        )));
+    if shifts.len() != rows {
+        return Err(mpc_core::Error::shape(
+            "prescales (one per row)",
+            shifts.len(),
+            rows,
+        ));
+    }
+    if let Some(s) = shifts.iter().find(|s| s.abs() > MAX_PRESCALE) {
+        return Err(mpc_core::Error::out_of_range(
+            "prescale",
+            s.to_string(),
+            format!("within ±{MAX_PRESCALE}"),
+        ));
     }
     Ok(())
 }

@@ -15,7 +15,7 @@
 //!
 //! Files are created with mode 0600 in directories of mode 0700 (Unix): the client's entries
 //! hold its random input shares R, which are as secret as its input.
-use mpc_core::{Error, Result};
+use mpc_core::{Dims, Error, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -254,17 +254,27 @@ impl OfflineStore {
                 path.display()
             ))
         })?;
-        let bad =
-            |what: &str| Error::Malformed(format!("offline material {}: {what}", path.display()));
+        let bad = |got: Dims, want: Dims| {
+            Error::malformed(format!("offline material {}", path.display()), got, want)
+        };
         if bytes.len() < 32 + MAGIC.len() {
-            return Err(bad("truncated"));
+            return Err(bad(
+                Dims::Bytes(bytes.len()),
+                Dims::AtLeast(32 + MAGIC.len()),
+            ));
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
         if blake3::hash(body).as_bytes() != sum {
-            return Err(bad("checksum mismatch (truncated or corrupted)"));
+            return Err(bad(
+                "a checksum mismatch (truncated or corrupted)".into(),
+                "a matching checksum".into(),
+            ));
         }
         if &body[..8] != MAGIC {
-            return Err(bad("not an offline material file (bad magic or version)"));
+            return Err(bad(
+                "a bad magic or version".into(),
+                "an offline material file".into(),
+            ));
         }
         let (model, session, stored) = (&body[8..40], &body[40..56], &body[56..88]);
         if model != self.model || session != self.session.0 {
@@ -288,8 +298,11 @@ impl OfflineStore {
         }
         let words = u64::from_le_bytes(body[head..head + 8].try_into().expect("8 bytes"));
         let data = &body[want.len()..];
-        if words != len as u64 || data.len() != 8 * len {
-            return Err(bad(&format!("{words} words stored, {len} expected")));
+        if words != len as u64 {
+            return Err(bad(Dims::Len(words as usize), Dims::Len(len)));
+        }
+        if data.len() != 8 * len {
+            return Err(bad(Dims::Bytes(data.len()), Dims::Bytes(8 * len)));
         }
         let out = bytemuck::pod_collect_to_vec(data);
         private_file(&used)?;
@@ -390,7 +403,7 @@ mod tests {
         let bytes = std::fs::read(&file).unwrap();
         std::fs::write(&file, &bytes[..bytes.len() - 9]).unwrap();
         let err = s.take("a", &[3; 32], &[2], 4).unwrap_err();
-        assert!(matches!(err, Error::Malformed(_)), "{err}");
+        assert!(matches!(err, Error::Malformed { .. }), "{err}");
         assert!(s.take("../x", &[3; 32], &[2], 4).is_err());
         assert!("zz".parse::<SessionId>().is_err());
         let id = SessionId([0xab; 16]);

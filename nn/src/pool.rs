@@ -68,7 +68,11 @@ impl PoolShape {
                 .saturating_mul(self.width)
                 > crate::conv::MAX_ELEMENTS;
         if bad {
-            return Err(Error::Shape(format!("pooling shape refused: {self:?}")));
+            return Err(Error::shape(
+                "pooling",
+                format!("{self:?}"),
+                "non-zero sizes, pads below the window, a window within the padded input",
+            ));
         }
         Ok(())
     }

@@ -28,18 +28,21 @@ pub struct Rotary {
 impl Rotary {
     fn check(&self, x: &SharedTensor) -> Result<()> {
         if self.head_dim == 0 || self.head_dim % 2 != 0 || self.heads * self.head_dim != x.cols() {
-            return Err(Error::Shape(format!(
-                "rotary over {} heads of {} on rows of {}",
-                self.heads,
-                self.head_dim,
-                x.cols()
-            )));
+            return Err(Error::shape(
+                format!(
+                    "rotary input columns ({} heads of {})",
+                    self.heads, self.head_dim
+                ),
+                x.cols(),
+                format!("{}, an even head width", self.heads * self.head_dim),
+            ));
         }
         if !(self.base.is_finite() && self.base > 1.0) {
-            return Err(Error::InvalidArgument(format!(
-                "rotary base {} (must exceed 1)",
-                self.base
-            )));
+            return Err(Error::out_of_range(
+                "rotary base",
+                self.base.to_string(),
+                "a finite base above 1",
+            ));
         }
         Ok(())
     }

@@ -36,11 +36,14 @@ use ot_nonlinear::mpc::{Cost, CotDemand, Session, Side};
 /// The block shape of a call on `k` rows: the one-row plan's blocks, repeated per row.
 fn plan_for(one_row: &SipPlan, params: &HeParams, k: usize, window: Window) -> Result<SipPlan> {
     if k == 0 || (k * one_row.shape.n) as u64 > params.max_revealed() {
-        return Err(Error::Shape(format!(
-            "a SIP linear layer on {k} rows of {} outputs (at most {} coefficients revealed)",
-            one_row.shape.n,
-            params.max_revealed()
-        )));
+        return Err(Error::out_of_range(
+            format!(
+                "revealed coefficients of a SIP linear layer on {k} rows of {} outputs",
+                one_row.shape.n
+            ),
+            k * one_row.shape.n,
+            mpc_core::Dims::within(1, params.max_revealed() as usize),
+        ));
     }
     let shape = ProductShape { k, ..one_row.shape };
     Ok(SipPlan { shape, ..*one_row }.with_window(window))
@@ -153,11 +156,11 @@ impl ServerSipLinear {
     /// Encodes W's blocks (input independent: done once, before any query).
     pub fn new(params: &HeParams, w: RingMatrix, bias: Vec<u64>) -> Result<ServerSipLinear> {
         if bias.len() != w.cols() {
-            return Err(Error::Shape(format!(
-                "{} biases for {} outputs",
+            return Err(Error::shape(
+                "biases (one per output)",
                 bias.len(),
-                w.cols()
-            )));
+                w.cols(),
+            ));
         }
         let plan = one_row_plan(params, w.rows(), w.cols())?;
         let plain = sip::encode_plain(params, &plan, &w)?;
@@ -293,14 +296,19 @@ impl ClientSipLinear {
 }
 
 pub(crate) fn check_input(x: &SharedTensor, inputs: usize) -> Result<()> {
-    if x.format() != crate::cast::LINEAR || x.cols() != inputs {
-        return Err(Error::Shape(format!(
-            "SIP linear layer of {inputs} inputs given a tensor of shape {} with {} fraction \
-             bits on Z_2^{}",
-            x.shape(),
-            x.frac_bits(),
-            x.ring().bits()
-        )));
+    if x.cols() != inputs {
+        return Err(Error::shape(
+            "SIP linear layer input columns",
+            x.cols(),
+            inputs,
+        ));
+    }
+    if x.format() != crate::cast::LINEAR {
+        return Err(crate::tensor::format_mismatch(
+            "SIP linear layer input",
+            x.format(),
+            crate::cast::LINEAR,
+        ));
     }
     Ok(())
 }

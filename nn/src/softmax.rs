@@ -31,9 +31,11 @@ pub fn softmax(
     x.expect("softmax input", x.shape(), LINEAR)?;
     let (rows, keys) = (x.rows(), x.cols());
     if queries == 0 || rows % queries != 0 {
-        return Err(Error::Shape(format!(
-            "{rows} rows are not heads of {queries} queries"
-        )));
+        return Err(Error::shape(
+            format!("score rows (heads of {queries} queries)"),
+            rows,
+            mpc_core::Dims::MultipleOf(queries),
+        ));
     }
     let bits = mask.score_bits(sess, rows / queries, queries, keys)?;
     let y = ot_softmax(

@@ -1,6 +1,7 @@
 //! Shared tensors: one party's additive share of a fixed-point tensor, with its shape and
 //! format, so that an operator can check what it is given instead of trusting a flat slice.
-use mpc_core::{Error, FixedPoint, Result, Ring};
+use mpc_core::{Dims, Error, FixedPoint, Result, Ring};
+use std::borrow::Cow;
 
 /// A row-major tensor shape (outermost dimension first).
 ///
@@ -51,6 +52,31 @@ impl Shape {
     }
 }
 
+impl From<&Shape> for Dims {
+    fn from(shape: &Shape) -> Dims {
+        Dims::Shape(shape.0.clone())
+    }
+}
+
+/// `Z_2^ℓ with f fraction bits`.
+fn describe(format: FixedPoint) -> String {
+    format!(
+        "Z_2^{} with {} fraction bits",
+        format.ring().bits(),
+        format.frac_bits()
+    )
+}
+
+/// An operand in another fixed-point format than expected, as an [`Error::Shape`] (the format
+/// is part of what an operator checks of its input, with the dimensions).
+pub(crate) fn format_mismatch(
+    what: impl Into<Cow<'static, str>>,
+    got: FixedPoint,
+    want: FixedPoint,
+) -> Error {
+    Error::shape(what, describe(got), describe(want))
+}
+
 impl std::fmt::Display for Shape {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let dims: Vec<String> = self.0.iter().map(|d| d.to_string()).collect();
@@ -83,10 +109,11 @@ impl SharedTensor {
     /// ring.
     pub fn new(shape: Shape, format: FixedPoint, share: Vec<u64>) -> Result<SharedTensor> {
         if share.len() != shape.len() {
-            return Err(Error::Shape(format!(
-                "{} share elements for a tensor of shape {shape}",
-                share.len()
-            )));
+            return Err(Error::shape(
+                "share elements of a tensor",
+                share.len(),
+                &shape,
+            ));
         }
         format.ring().check_all(&share)?;
         Ok(SharedTensor {
@@ -164,16 +191,11 @@ impl SharedTensor {
 
     /// Checks that `self` has `shape` and `format`; `what` names the operand in the error.
     pub fn expect(&self, what: &str, shape: &Shape, format: FixedPoint) -> Result<()> {
-        if &self.shape != shape || self.format != format {
-            return Err(Error::Shape(format!(
-                "{what}: a tensor of shape {} on Z_2^{} with {} fraction bits, expected {shape} \
-                 on Z_2^{} with {}",
-                self.shape,
-                self.ring().bits(),
-                self.frac_bits(),
-                format.ring().bits(),
-                format.frac_bits()
-            )));
+        if &self.shape != shape {
+            return Err(Error::shape(what.to_string(), &self.shape, shape));
+        }
+        if self.format != format {
+            return Err(format_mismatch(what.to_string(), self.format, format));
         }
         Ok(())
     }
@@ -199,9 +221,11 @@ impl SharedTensor {
     pub fn split_columns(&self, first: usize) -> Result<(SharedTensor, SharedTensor)> {
         let (rows, cols) = (self.rows(), self.cols());
         if first > cols {
-            return Err(Error::Shape(format!(
-                "split after column {first} of rows of {cols}"
-            )));
+            return Err(Error::out_of_range(
+                "split column",
+                first,
+                Dims::AtMost(cols),
+            ));
         }
         let mut a = Vec::with_capacity(rows * first);
         let mut b = Vec::with_capacity(rows * (cols - first));
@@ -219,7 +243,7 @@ impl SharedTensor {
     pub fn split_rows(&self, first: usize) -> Result<(SharedTensor, SharedTensor)> {
         let (rows, cols) = (self.rows(), self.cols());
         if first > rows {
-            return Err(Error::Shape(format!("split after row {first} of {rows}")));
+            return Err(Error::out_of_range("split row", first, Dims::AtMost(rows)));
         }
         let (a, b) = self.share.split_at(first * cols);
         Ok((

@@ -89,7 +89,21 @@ fn sip_linear_refuses_a_wrong_width() {
         |_, _| (),
         move |s, he| client.online(s, he, &x, Rescale::Truncate).err(),
     );
-    assert!(r.unwrap().to_string().contains("8 inputs"));
+    let err = r.unwrap();
+    assert!(
+        matches!(
+            err,
+            mpc_core::Error::Shape {
+                got: mpc_core::Dims::Len(9),
+                want: mpc_core::Dims::Len(8),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err
+        .to_string()
+        .contains("SIP linear layer input columns: got 9, expected 8"));
 }
 
 #[test]

@@ -149,5 +149,49 @@ fn embedding_lookup_returns_the_rows_and_refuses_unknown_ids() {
         })
         .collect();
     assert_eq!(got, want);
-    assert!(matches!(refused, Err(Error::OutOfRange(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(Error::OutOfRange { .. })),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn wrong_shapes_are_shape_errors_with_the_numbers() {
+    use mpc_core::Dims;
+    use nn::Shape;
+    // Two biases for three outputs.
+    let w = RingMatrix::new(4, 3, vec![0; 12]).unwrap();
+    let err = ServerLinear::new(w, vec![0; 2]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Shape {
+                got: Dims::Len(2),
+                want: Dims::Len(3),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // Five share elements for a 2×3 tensor.
+    let lin = FixedPoint::LINEAR;
+    let err = SharedTensor::new(Shape::matrix(2, 3), lin, vec![0; 5]).unwrap_err();
+    assert!(
+        matches!(&err, Error::Shape { got: Dims::Len(5), want: Dims::Shape(s), .. } if s == &[2, 3]),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "shape mismatch: share elements of a tensor: got 5, expected 2×3"
+    );
+    // A 2×4 operand where a 2×3 one is expected; the message names the operand.
+    let x = SharedTensor::new(Shape::matrix(2, 4), lin, vec![0; 8]).unwrap();
+    let err = x
+        .expect("cached keys", &Shape::matrix(2, 3), lin)
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Shape { what, got: Dims::Shape(g), want: Dims::Shape(w) }
+            if what == "cached keys" && g == &[2, 4] && w == &[2, 3]),
+        "{err}"
+    );
 }

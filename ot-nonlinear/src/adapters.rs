@@ -59,10 +59,11 @@ fn hash_to_ring(start: u64, blocks: &[Block], ring: Ring) -> Vec<u64> {
 
 fn check_ring(values: &[u64], ring: Ring, what: &str) -> Result<()> {
     match values.iter().find(|&&v| !ring.contains(v)) {
-        Some(v) => Err(Error::InvalidArgument(format!(
-            "{what}: {v} is not an element of Z_2^{}",
-            ring.bits()
-        ))),
+        Some(v) => Err(Error::out_of_range(
+            what.to_string(),
+            format!("{v:#x}"),
+            format!("an element of Z_2^{}", ring.bits()),
+        )),
         None => Ok(()),
     }
 }
@@ -170,11 +171,14 @@ impl AcotLayout {
             .iter()
             .find(|&&w| w == 0 || w > self.ring.bits())
         {
-            Some(w) => Err(Error::InvalidArgument(format!(
-                "additive COT width {w} not in 1..={}",
-                self.ring.bits()
-            ))),
-            None if self.fanout == 0 => Err(Error::InvalidArgument("fanout 0".into())),
+            Some(&w) => Err(Error::out_of_range(
+                "additive COT width",
+                w as usize,
+                mpc_core::Dims::within(1, self.ring.bits() as usize),
+            )),
+            None if self.fanout == 0 => {
+                Err(Error::out_of_range("fanout", 0, mpc_core::Dims::AtLeast(1)))
+            }
             None => Ok(()),
         }
     }
@@ -390,9 +394,11 @@ fn check_log_n(log_n: u32) -> Result<usize> {
     if (1..=MAX_OT_LOG_N).contains(&log_n) {
         Ok(1 << log_n)
     } else {
-        Err(Error::InvalidArgument(format!(
-            "1-of-2^m OT needs 1 ≤ m ≤ {MAX_OT_LOG_N}, got {log_n}"
-        )))
+        Err(Error::out_of_range(
+            "m of a 1-of-2^m OT",
+            log_n as usize,
+            mpc_core::Dims::within(1, MAX_OT_LOG_N as usize),
+        ))
     }
 }
 
@@ -429,11 +435,15 @@ impl OtnLayout {
         for &(m, w) in &self.pattern {
             check_log_n(m)?;
             if !(1..=64).contains(&w) {
-                return Err(Error::InvalidArgument(format!("message width {w}")));
+                return Err(Error::out_of_range(
+                    "message width",
+                    w as usize,
+                    mpc_core::Dims::within(1, 64),
+                ));
             }
         }
         if self.fanout == 0 {
-            return Err(Error::InvalidArgument("fanout 0".into()));
+            return Err(Error::out_of_range("fanout", 0, mpc_core::Dims::AtLeast(1)));
         }
         Ok(())
     }
@@ -447,7 +457,11 @@ impl OtnLayout {
         for (i, &c) in choices.iter().enumerate() {
             let m = self.pattern[i % k_n].0;
             if c >> m != 0 {
-                return Err(Error::InvalidArgument(format!("choice {c} ≥ 2^{m}")));
+                return Err(Error::out_of_range(
+                    format!("choice {i}"),
+                    format!("{c}"),
+                    format!("below 2^{m}"),
+                ));
             }
             bits.extend((0..m).map(|b| (c >> b) & 1 == 1));
         }
@@ -589,10 +603,11 @@ pub fn ot_1_of_n_send<S: RandomCotSender>(
 ) -> Result<()> {
     let big_n = check_log_n(log_n)?;
     if !msgs.len().is_multiple_of(big_n) {
-        return Err(Error::Shape(format!(
-            "{} messages are not a whole number of groups of {big_n}",
-            msgs.len()
-        )));
+        return Err(Error::shape(
+            "1-of-N OT messages",
+            msgs.len(),
+            mpc_core::Dims::MultipleOf(big_n),
+        ));
     }
     check_ring(msgs, ring, "OT message")?;
     let count = msgs.len() / big_n;

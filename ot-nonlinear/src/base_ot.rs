@@ -44,11 +44,16 @@ fn kdf(i: usize, a: &CompressedRistretto, b: &CompressedRistretto, p: &Ristretto
 }
 
 fn decompress(bytes: &[u8]) -> Result<(CompressedRistretto, RistrettoPoint)> {
-    let c = CompressedRistretto::from_slice(bytes)
-        .map_err(|_| Error::Malformed("ristretto point must be 32 bytes".into()))?;
-    let p = c
-        .decompress()
-        .ok_or_else(|| Error::Malformed("invalid ristretto point encoding".into()))?;
+    let c = CompressedRistretto::from_slice(bytes).map_err(|_| {
+        Error::malformed(
+            "ristretto point",
+            mpc_core::Dims::Bytes(bytes.len()),
+            mpc_core::Dims::Bytes(32),
+        )
+    })?;
+    let p = c.decompress().ok_or_else(|| {
+        Error::malformed("ristretto point", "an invalid encoding", "a valid encoding")
+    })?;
     Ok((c, p))
 }
 
@@ -89,7 +94,11 @@ pub fn recv_random(
     ch.scope("base_ot", |ch| {
         let (a_c, big_a) = decompress(&ch.recv_vec(32)?)?;
         if big_a == RistrettoPoint::identity() {
-            return Err(Error::Malformed("base OT: identity point A".into()));
+            return Err(Error::malformed(
+                "base OT point A",
+                "the identity",
+                "a non-identity point",
+            ));
         }
         let mut msg = Vec::with_capacity(32 * choices.len());
         let mut pending = Vec::with_capacity(choices.len());

@@ -4,7 +4,7 @@ mod common;
 
 use common::{assert_balanced, run, Transport, BOTH};
 use mpc_core::AesPrg;
-use mpc_core::{Channel, Error, Result, Ring, Stats};
+use mpc_core::{Channel, Dims, Error, Result, Ring, Stats};
 use ot_nonlinear::adapters::*;
 use ot_nonlinear::block::packed_len;
 use ot_nonlinear::{
@@ -218,23 +218,32 @@ fn bad_arguments_are_refused_before_any_message() {
     let r8 = Ring::new(8).unwrap();
     assert!(matches!(
         additive_cot_send(&mut ch, &mut src, r8, &[256]),
-        Err(Error::InvalidArgument(_))
+        Err(Error::OutOfRange { .. })
     ));
     assert!(matches!(
         ot_send(&mut ch, &mut src, r8, &[[1, 300]]),
-        Err(Error::InvalidArgument(_))
+        Err(Error::OutOfRange { .. })
     ));
+    // Three messages are not whole groups of 2^2.
     assert!(matches!(
         ot_1_of_n_send(&mut ch, &mut src, r8, 2, &[1, 2, 3]),
-        Err(Error::Shape(_))
+        Err(Error::Shape {
+            got: Dims::Len(3),
+            want: Dims::MultipleOf(4),
+            ..
+        })
     ));
     assert!(matches!(
         ot_1_of_n_send(&mut ch, &mut src, r8, 0, &[1]),
-        Err(Error::InvalidArgument(_))
+        Err(Error::OutOfRange {
+            got: Dims::Len(0),
+            want: Dims::Within { min: 1, .. },
+            ..
+        })
     ));
     assert!(matches!(
         ot_1_of_n_recv(&mut ch, &mut NoSource, r8, 2, &[4]),
-        Err(Error::InvalidArgument(_))
+        Err(Error::OutOfRange { .. })
     ));
     assert_eq!(ch.totals().bytes(), 0);
 }

@@ -40,14 +40,14 @@ fn malformed_point_is_an_error() {
     a.flush().unwrap();
     assert!(matches!(
         recv_random(&mut b, &[true; 4], &mut common::rng(2, 1)),
-        Err(Error::Malformed(_))
+        Err(Error::Malformed { .. })
     ));
     // The identity point is refused too.
     a.send(&[0u8; 32]).unwrap();
     a.flush().unwrap();
     assert!(matches!(
         recv_random(&mut b, &[true; 4], &mut common::rng(2, 1)),
-        Err(Error::Malformed(_))
+        Err(Error::Malformed { .. })
     ));
 }
 

@@ -177,7 +177,7 @@ fn short_data_times_out() {
     a.flush().unwrap();
     let (r, _b) = t.join().unwrap();
     assert!(
-        matches!(r, Err(Error::Timeout(_)) | Err(Error::Malformed(_))),
+        matches!(r, Err(Error::Timeout(_)) | Err(Error::Malformed { .. })),
         "{r:?}"
     );
 }

@@ -624,7 +624,10 @@ fn bad_inputs_are_typed_errors() {
     });
     for e in s.into_iter().chain(c) {
         assert!(
-            matches!(e, Some(Error::InvalidArgument(_)) | Some(Error::Shape(_))),
+            matches!(
+                e,
+                Some(Error::InvalidArgument(_) | Error::Shape { .. } | Error::OutOfRange { .. })
+            ),
             "{e:?}"
         );
     }

@@ -177,11 +177,14 @@ impl TrainConfig {
             || gradient >= (1u64 << 19) as f64
             || self.lr / (self.batch as f64) < 1e-6
         {
-            return Err(Error::OutOfRange(format!(
-                "learning rate {} with batch {} and {n} rows leaves the fixed-point ranges \
-                 (need n·η/(2B) < 4096, n^1.5·η/2 < 2^19, η/B ≥ 1e-6)",
-                self.lr, self.batch
-            )));
+            return Err(Error::out_of_range(
+                format!(
+                    "learning rate with batch {} and {n} rows (the fixed-point ranges)",
+                    self.batch
+                ),
+                self.lr.to_string(),
+                "n·η/(2B) < 4096, n^1.5·η/2 < 2^19 and η/B ≥ 1e-6",
+            ));
         }
         Ok(())
     }

@@ -100,19 +100,19 @@ impl TrainView {
     /// The view of `holders` on `rows` owned as `owners` says.
     pub fn new(rows: &[Sample], owners: &[Holder], holders: &[Holder]) -> Result<TrainView> {
         if rows.len() != owners.len() || rows.is_empty() {
-            return Err(Error::Shape(format!(
-                "{} rows for {} owners",
+            return Err(Error::shape(
+                "rows (one per owner, at least one)",
                 rows.len(),
-                owners.len()
-            )));
+                owners.len(),
+            ));
         }
         let features = rows[0].x.len();
         if let Some(r) = rows.iter().find(|r| r.x.len() != features) {
-            return Err(Error::Shape(format!(
-                "line {}: {} features, the first row has {features}",
-                r.line,
-                r.x.len()
-            )));
+            return Err(Error::shape(
+                format!("line {}: features (the first row's)", r.line),
+                r.x.len(),
+                features,
+            ));
         }
         Ok(TrainView {
             owners: owners.to_vec(),

@@ -503,19 +503,19 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     );
     print_report(&report, &measured, references.as_ref());
     if let Some(path) = &args.json {
-        let text =
-            serde_json::to_string_pretty(&report).map_err(|e| Error::Malformed(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::malformed("JSON output", e.to_string(), "serializable data"))?;
         std::fs::write(path, text + "\n")?;
     }
     if let Some(path) = &args.plot {
         std::fs::write(path, svg_chart(&report))?;
     }
     if let Some(r) = references.filter(|r| r.err_fixed > secure::FIXED_LOGIT_BOUND) {
-        return Err(Error::Malformed(format!(
-            "secure logits differ from the fixed-point reference by {:.3e} > {:.1e}",
-            r.err_fixed,
-            secure::FIXED_LOGIT_BOUND
-        )));
+        return Err(Error::malformed(
+            "secure logits' distance to the fixed-point reference",
+            format!("{:.3e}", r.err_fixed),
+            format!("at most {:.1e}", secure::FIXED_LOGIT_BOUND),
+        ));
     }
     Ok(())
 }

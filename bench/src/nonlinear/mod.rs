@@ -290,12 +290,14 @@ fn measure(run: &Run, net: NetProfile, tables: Option<&PathBuf>, seed: Seed) -> 
         .collect();
     let bound = |i: usize, tol: &dyn Fn(usize) -> u64| {
         if errs[i] > tol(i) {
-            return Err(Error::Malformed(format!(
-                "{} ({approx}): output {i} off the mirror by {} (tolerance {})",
-                op.name,
-                errs[i],
-                tol(i)
-            )));
+            return Err(Error::malformed(
+                format!(
+                    "{} ({approx}): output {i}'s distance to the mirror",
+                    op.name
+                ),
+                errs[i].to_string(),
+                format!("at most {}", tol(i)),
+            ));
         }
         Ok(())
     };
@@ -406,7 +408,9 @@ fn plan(args: &Args) -> Result<Vec<Run>> {
             // count is the one to accept (one entry per layer, or one for all).
             let text = std::fs::read_to_string(path)?;
             let layers = serde_json::from_str::<TablesFile>(&text)
-                .map_err(|e| Error::Malformed(format!("{}: {e}", path.display())))?
+                .map_err(|e| {
+                    Error::malformed(path.display().to_string(), e.to_string(), "a tables file")
+                })?
                 .set
                 .layers
                 .len();

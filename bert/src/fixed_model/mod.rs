@@ -81,7 +81,7 @@ impl FixedLinear {
     /// every bias (the rounding half).
     fn from_f64(w: &[f64], b: &[f64], inputs: usize, offset: u64, name: &str) -> Result<Self> {
         let wide = FixedPoint::new(R, 2 * LIN.frac_bits())?;
-        let ctx = |e: Error| Error::OutOfRange(format!("{name}: {e}"));
+        let ctx = |e: Error| e.context(name);
         Ok(FixedLinear {
             w: w.iter()
                 .map(|&x| LIN.encode(x))
@@ -155,7 +155,7 @@ pub(crate) struct FixedAffine {
 impl FixedAffine {
     fn encode(p: &LayerNormParams, offset: u64, name: &str) -> Result<FixedAffine> {
         let wide = FixedPoint::new(R, 2 * LIN.frac_bits())?;
-        let ctx = |e: Error| Error::OutOfRange(format!("{name}: {e}"));
+        let ctx = |e: Error| e.context(name);
         Ok(FixedAffine {
             gamma: p
                 .gamma
@@ -255,7 +255,7 @@ impl FixedBert {
             m.iter()
                 .map(|&x| LIN.encode(x as f64))
                 .collect::<Result<Vec<_>>>()
-                .map_err(|e| Error::OutOfRange(format!("{name}: {e}")))
+                .map_err(|e| e.context(name))
         };
         let scale = 1.0 / (c.head_dim() as f64).sqrt();
         let mut input_ln = &weights.embeddings_ln;
@@ -333,11 +333,11 @@ impl FixedBert {
         let c = &self.config;
         check_ids(ids, c.vocab_size, c.max_position_embeddings)?;
         if mask.is_some_and(|m| m.len() != ids.len()) {
-            return Err(Error::Shape(format!(
-                "a mask of {} entries for {} tokens",
+            return Err(Error::shape(
+                "mask entries (one per token)",
                 mask.map_or(0, |m| m.len()),
-                ids.len()
-            )));
+                ids.len(),
+            ));
         }
         let (n, d, eps) = (ids.len(), c.hidden_size, c.layer_norm_eps);
         let mut y = Vec::with_capacity(n * d);

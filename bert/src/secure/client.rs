@@ -128,7 +128,7 @@ impl Client {
             let d = c.hidden_size;
             let table = |ch: &mut mpc_core::Channel, rows: usize| {
                 let n = rows.checked_mul(d).ok_or_else(|| {
-                    Error::Shape(format!("an embedding table of {rows} rows of {d}"))
+                    Error::shape("embedding table", [rows, d], "fewer than 2^64 values")
                 })?;
                 ch.recv_u64s(n)
             };
@@ -242,7 +242,11 @@ impl Client {
             let mut done = [0u8; 1];
             s.ch.recv(&mut done)?;
             if done != [1] {
-                return Err(Error::Malformed("offline phase: bad end marker".into()));
+                return Err(Error::malformed(
+                    "offline phase end marker",
+                    format!("{done:?}"),
+                    "[1]",
+                ));
             }
             Ok(session)
         })

@@ -68,13 +68,10 @@ pub fn fold_head(fixed: &FixedBert, head: &Head) -> Result<(RingMatrix, Vec<u64>
     let ln = fixed.final_ln();
     let (d, classes) = (ln.gamma.len(), head.classes());
     if head.w.len() != d * classes {
-        return Err(Error::Shape(format!(
-            "head of {} weights for hidden size {d} and {classes} classes",
-            head.w.len()
-        )));
+        return Err(Error::shape("head weights", head.w.len(), [d, classes]));
     }
     let wide = FixedPoint::new(R, 2 * LIN.frac_bits())?;
-    let ctx = |e: Error| Error::OutOfRange(format!("head: {e}"));
+    let ctx = |e: Error| e.context("head");
     let w = (0..d * classes)
         .map(|i| LIN.encode(ln.gamma[i / classes] as f64 * head.w[i]))
         .collect::<Result<Vec<_>>>()

@@ -69,7 +69,7 @@ pub use reference::{fixed_reference, float_reference, FIXED_LOGIT_BOUND};
 pub use server::Server;
 
 use he_linear::params::HeParams;
-use mpc_core::{Error, Result};
+use mpc_core::{Dims, Error, Result};
 
 /// Who supplies the embedded sequence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -139,18 +139,21 @@ pub(crate) fn he_params() -> Result<HeParams> {
 /// Cuts or pads `ids` to `len` (pad id 0) and returns the mask of real tokens.
 pub fn pad(ids: &[u32], len: usize, vocab: usize) -> Result<(Vec<u32>, Vec<bool>)> {
     if ids.is_empty() {
-        return Err(Error::Shape("an empty token sequence".into()));
+        return Err(Error::shape("token sequence", 0, Dims::AtLeast(1)));
     }
     if len == 0 || len > crate::config::limits::POSITIONS {
-        return Err(Error::Shape(format!(
-            "sequence length {len} outside 1..={}",
-            crate::config::limits::POSITIONS
-        )));
+        return Err(Error::shape(
+            "sequence length",
+            len,
+            Dims::within(1, crate::config::limits::POSITIONS),
+        ));
     }
-    if let Some(id) = ids.iter().find(|&&id| id as usize >= vocab) {
-        return Err(Error::OutOfRange(format!(
-            "token id {id} outside the vocabulary of {vocab}"
-        )));
+    if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+        return Err(Error::out_of_range(
+            "token id",
+            id as usize,
+            Dims::Below(vocab),
+        ));
     }
     let real = ids.len().min(len);
     let mut out = ids[..real].to_vec();

@@ -30,13 +30,18 @@ impl PublicModel {
         self.config.validate()?;
         let c = &self.config;
         if self.seq_len == 0 || self.seq_len > c.max_position_embeddings {
-            return Err(Error::Shape(format!(
-                "sequence length {} outside 1..={}",
-                self.seq_len, c.max_position_embeddings
-            )));
+            return Err(Error::shape(
+                "sequence length",
+                self.seq_len,
+                mpc_core::Dims::within(1, c.max_position_embeddings),
+            ));
         }
         if self.classes == 0 || self.classes > 1024 {
-            return Err(Error::Shape(format!("{} head outputs", self.classes)));
+            return Err(Error::shape(
+                "head outputs",
+                self.classes,
+                mpc_core::Dims::within(1, 1024),
+            ));
         }
         crate::reveals::check(self)?;
         if redacted {

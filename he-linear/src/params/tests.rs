@@ -108,7 +108,10 @@ fn packed_product_parameters_share_the_default_basis() {
     ));
     assert!(matches!(
         HeParams::builder().pack_levels(8).build(),
-        Err(Error::InvalidArgument(_))
+        Err(Error::OutOfRange {
+            want: mpc_core::Dims::AtMost(7),
+            ..
+        })
     ));
     assert!(matches!(
         HeParams::builder()

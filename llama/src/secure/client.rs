@@ -146,7 +146,11 @@ impl Client {
             let mut done = [0u8; 1];
             s.ch.recv(&mut done)?;
             if done != [1] {
-                return Err(Error::Malformed("offline phase: bad end marker".into()));
+                return Err(Error::malformed(
+                    "offline phase end marker",
+                    format!("{done:?}"),
+                    "[1]",
+                ));
             }
             Ok(session)
         })
@@ -247,8 +251,9 @@ impl Generation<'_> {
             progress,
         )?;
         self.calls += 1;
-        let next =
-            next.ok_or_else(|| mpc_core::Error::Malformed("the argmax was not revealed".into()))?;
+        let next = next.ok_or_else(|| {
+            mpc_core::Error::malformed("argmax", "nothing revealed", "a revealed index")
+        })?;
         Ok((next, logits))
     }
 

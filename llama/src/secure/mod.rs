@@ -126,9 +126,11 @@ pub(crate) fn check_call(
         .ok()
         .filter(|&r| r >= 1 && r <= context.saturating_sub(past))
         .ok_or_else(|| {
-            Error::Shape(format!(
-                "a call of {rows} positions after {past} (context {context})"
-            ))
+            Error::shape(
+                format!("positions of a call after {past} (context {context})"),
+                rows.to_string(),
+                mpc_core::Dims::within(1, context.saturating_sub(past)),
+            )
         })?;
     budget.spent += cost::revealed(&public.shape, rows, past);
     budget

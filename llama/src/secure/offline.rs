@@ -97,12 +97,17 @@ pub(crate) fn check_plan(shape: &DecoderShape, calls: &[u64]) -> Result<Vec<usiz
         || calls.contains(&0)
         || total > shape.context as u64
     {
-        return Err(Error::Shape(format!(
-            "an offline plan of {} calls ({total} positions; context {}, at most {MAX_CALLS} \
-             calls of at least one row)",
-            calls.len(),
-            shape.context
-        )));
+        return Err(Error::shape(
+            format!(
+                "an offline plan of {} calls ({total} positions)",
+                calls.len()
+            ),
+            calls.iter().map(|&c| c as usize).collect::<Vec<_>>(),
+            format!(
+                "1..={MAX_CALLS} calls of at least one row, at most {} positions",
+                shape.context
+            ),
+        ));
     }
     Ok(calls.iter().map(|&c| c as usize).collect())
 }

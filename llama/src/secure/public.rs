@@ -123,16 +123,19 @@ impl DecoderShape {
         ];
         for (what, v, max) in sizes {
             if v == 0 || v > max {
-                return Err(Error::Shape(format!(
-                    "decoder {what} = {v} outside 1..={max}"
-                )));
+                return Err(Error::shape(
+                    format!("decoder {what}"),
+                    v,
+                    mpc_core::Dims::within(1, max),
+                ));
             }
         }
         if self.n_heads % self.n_kv_heads != 0 || self.head_dim % 2 != 0 {
-            return Err(Error::Shape(format!(
-                "{} query heads over {} key/value heads of {} (grouped heads, even width)",
-                self.n_heads, self.n_kv_heads, self.head_dim
-            )));
+            return Err(Error::shape(
+                "query heads × key/value heads × head width",
+                [self.n_heads, self.n_kv_heads, self.head_dim],
+                "query heads a multiple of key/value heads, an even head width",
+            ));
         }
         if !(self.rms_eps.is_finite() && self.rms_eps > 0.0 && self.rope_base > 1.0) {
             return Err(Error::InvalidArgument(format!(

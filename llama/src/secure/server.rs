@@ -165,9 +165,11 @@ impl Server {
             s.ch.recv(&mut id)?;
             let n = s.ch.recv_u64s(1)?[0];
             if n == 0 || n > MAX_CALLS as u64 {
-                return Err(Error::Malformed(format!(
-                    "an offline plan of {n} calls (1..={MAX_CALLS})"
-                )));
+                return Err(Error::malformed(
+                    "offline plan calls",
+                    n.to_string(),
+                    mpc_core::Dims::within(1, MAX_CALLS),
+                ));
             }
             let calls = check_plan(&self.public.shape, &s.ch.recv_u64s(n as usize)?)?;
             check_plan_budget(&self.public, &self.params, &calls)?;

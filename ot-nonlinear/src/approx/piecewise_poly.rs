@@ -30,17 +30,18 @@ impl PiecewisePoly {
     /// leading coefficient at f bits, the other coefficients at 2f bits).
     pub fn validate(&self, format: FixedPoint) -> Result<()> {
         if self.pieces.len() != self.breakpoints.len() + 1 {
-            return Err(Error::Malformed(format!(
-                "{} pieces for {} breakpoints",
+            return Err(Error::malformed(
+                format!("pieces for {} breakpoints", self.breakpoints.len()),
                 self.pieces.len(),
-                self.breakpoints.len()
-            )));
+                self.breakpoints.len() + 1,
+            ));
         }
         if self.breakpoints.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(Error::Malformed(format!(
-                "breakpoints {:?} are not increasing",
-                self.breakpoints
-            )));
+            return Err(Error::malformed(
+                "breakpoints",
+                format!("{:?}, not increasing", self.breakpoints),
+                "increasing breakpoints",
+            ));
         }
         let wide = FixedPoint::new(format.ring(), 2 * format.frac_bits())?;
         for &b in &self.breakpoints {
@@ -49,9 +50,11 @@ impl PiecewisePoly {
         for piece in &self.pieces {
             if let Piece::Poly(c) = piece {
                 if c.len() < 2 {
-                    return Err(Error::Malformed(format!(
-                        "polynomial {c:?} has degree < 1 (use `zero`)"
-                    )));
+                    return Err(Error::malformed(
+                        format!("coefficients of polynomial {c:?} (use `zero` for none)"),
+                        c.len(),
+                        mpc_core::Dims::AtLeast(2),
+                    ));
                 }
                 format.encode(c[c.len() - 1])?;
                 for &ck in &c[..c.len() - 1] {

@@ -156,9 +156,11 @@ impl SoftmaxPlan {
             && self.s_frac + self.r_frac < self.recip_bits.bits()
             && self.e_frac + self.r_frac < self.prod_bits.bits();
         if !ok {
-            return Err(Error::Malformed(format!(
-                "softmax plan {self:?}: ring or fraction-bit counts out of range"
-            )));
+            return Err(Error::malformed(
+                format!("softmax plan {self:?}"),
+                "ring or fraction-bit counts out of range",
+                "counts its rings hold",
+            ));
         }
         Ok(())
     }
@@ -375,9 +377,11 @@ impl PiecewisePlan {
             || 2 * self.poly_frac >= self.poly_bits.bits()
             || self.range[0].partial_cmp(&self.range[1]) != Some(std::cmp::Ordering::Less)
         {
-            return Err(Error::Malformed(format!(
-                "plan {self:?}: ring or fraction-bit counts out of range"
-            )));
+            return Err(Error::malformed(
+                format!("plan {self:?}"),
+                "ring or fraction-bit counts out of range",
+                "counts its rings hold",
+            ));
         }
         Ok(())
     }
@@ -387,7 +391,13 @@ impl PiecewisePlan {
     /// power and polynomial value inside the known-MSB precondition |v| < 2^{ℓ−2}.
     pub fn validate(&self, pw: &PiecewisePoly) -> Result<()> {
         self.validate_rings()?;
-        let bad = |what: String| Err(Error::Malformed(format!("plan {self:?}: {what}")));
+        let bad = |got: String| {
+            Err(Error::malformed(
+                format!("plan {self:?}"),
+                got,
+                "a plan valid for its tables",
+            ))
+        };
         let grid: Vec<u64> = pw.breakpoints.iter().map(|&t| self.breakpoint(t)).collect();
         if grid
             .windows(2)

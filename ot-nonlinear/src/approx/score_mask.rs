@@ -34,7 +34,7 @@ impl<'a> ScoreMask<'a> {
             ScoreMask::Private(Some(m)) => {
                 if is_server {
                     return Err(Error::InvalidArgument(
-                        "softmax: the padding mask is the client's input".into(),
+                        "softmax: a private padding mask is the other party's input".into(),
                     ));
                 }
                 m
@@ -42,10 +42,7 @@ impl<'a> ScoreMask<'a> {
             ScoreMask::Public(m) => m,
         };
         if bits.len() != n {
-            return Err(Error::Shape(format!(
-                "softmax: a mask of {} for {rows} rows of {cols}",
-                bits.len()
-            )));
+            return Err(Error::shape("softmax mask", bits.len(), [rows, cols]));
         }
         if let ScoreMask::Public(m) = self {
             if let Some(r) = m.chunks(cols.max(1)).position(|row| !row.contains(&true)) {

@@ -152,11 +152,14 @@ impl ApproxSet {
         let f = self.format.frac_bits();
         if !(9..=FixedPoint::LINEAR.frac_bits()).contains(&f) || 2 * f >= self.format.ring().bits()
         {
-            return Err(Error::Malformed(format!(
-                "set `{}`: evaluation format Z_2^{} with {f} fraction bits is not supported",
-                self.name,
-                self.format.ring().bits()
-            )));
+            return Err(Error::malformed(
+                format!("set `{}`: evaluation format", self.name),
+                format!("Z_2^{} with {f} fraction bits", self.format.ring().bits()),
+                format!(
+                    "9..={} fraction bits, fewer than half the ring's",
+                    FixedPoint::LINEAR.frac_bits()
+                ),
+            ));
         }
         if self.layers.len() != 1 && self.layers.len() != num_layers {
             return Err(Error::ParamMismatch(format!(
@@ -167,7 +170,13 @@ impl ApproxSet {
         }
         self.plan.softmax.validate()?;
         for (l, t) in self.layers.iter().enumerate() {
-            let ctx = |e: Error| Error::Malformed(format!("set `{}` layer {l}: {e}", self.name));
+            let ctx = |e: Error| {
+                Error::malformed(
+                    format!("set `{}` layer {l}", self.name),
+                    e.to_string(),
+                    "tables its plan evaluates",
+                )
+            };
             let against = |plan: &PiecewisePlan, pw: &PiecewisePoly| {
                 pw.validate(self.format)?;
                 if breakpoints_known {
@@ -181,9 +190,11 @@ impl ApproxSet {
                 ExpMethod::Piecewise(p) => against(&self.plan.exp, p).map_err(ctx)?,
                 ExpMethod::Squaring { t, lower } => {
                     if *t == 0 || *t > 16 || *lower >= 0.0 {
-                        return Err(ctx(Error::Malformed(format!(
-                            "squaring exp with t = {t}, lower = {lower}"
-                        ))));
+                        return Err(Error::malformed(
+                            format!("set `{}` layer {l}: squaring exp", self.name),
+                            format!("t = {t}, lower = {lower}"),
+                            "1 ≤ t ≤ 16 and a negative lower bound",
+                        ));
                     }
                 }
             }
@@ -230,28 +241,39 @@ pub struct FitReport {
 impl TablesFile {
     /// Writes the file as pretty JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text =
-            serde_json::to_string_pretty(self).map_err(|e| Error::Malformed(e.to_string()))?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| Error::Malformed(format!("{}: cannot write: {e}", path.display())))
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::malformed("tables file", e.to_string(), "serializable tables"))?;
+        std::fs::write(path, text + "\n").map_err(|e| {
+            Error::malformed(
+                path.display().to_string(),
+                format!("cannot write: {e}"),
+                "a writable file",
+            )
+        })
     }
 
     /// Reads and validates a file for a model with `num_layers` layers.
     pub fn load(path: &Path, num_layers: usize) -> Result<TablesFile> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Malformed(format!("{}: cannot read: {e}", path.display())))?;
-        let file: TablesFile = serde_json::from_str(&text)
-            .map_err(|e| Error::Malformed(format!("{}: not a tables file: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::malformed(
+                path.display().to_string(),
+                format!("cannot read: {e}"),
+                "a readable file",
+            )
+        })?;
+        let file: TablesFile = serde_json::from_str(&text).map_err(|e| {
+            Error::malformed(path.display().to_string(), e.to_string(), "a tables file")
+        })?;
         if file.format != TABLES_FORMAT && file.format != TABLES_FORMAT_V1 {
-            return Err(Error::Malformed(format!(
-                "{}: format `{}`, expected `{TABLES_FORMAT}`",
-                path.display(),
-                file.format
-            )));
+            return Err(Error::malformed(
+                format!("{}: format", path.display()),
+                format!("`{}`", file.format),
+                format!("`{TABLES_FORMAT}`"),
+            ));
         }
-        file.set
-            .validate(num_layers)
-            .map_err(|e| Error::Malformed(format!("{}: {e}", path.display())))?;
+        file.set.validate(num_layers).map_err(|e| {
+            Error::malformed(path.display().to_string(), e.to_string(), "valid tables")
+        })?;
         Ok(file)
     }
 }
@@ -303,11 +325,11 @@ mod tests {
             let mut set = ApproxSet::nimbus();
             set.plan.softmax = bad;
             assert!(
-                matches!(set.validate(1), Err(Error::Malformed(_))),
+                matches!(set.validate(1), Err(Error::Malformed { .. })),
                 "{bad:?}"
             );
             assert!(
-                matches!(set.validate_redacted(1), Err(Error::Malformed(_))),
+                matches!(set.validate_redacted(1), Err(Error::Malformed { .. })),
                 "{bad:?}"
             );
         }

@@ -123,7 +123,7 @@ pub(crate) fn squaring(
         (false, None) => 0,
         _ => {
             return Err(Error::InvalidArgument(
-                "exp: the server (only) passes the lower bound".into(),
+                "exp: the lower bound is passed by its holder only".into(),
             ))
         }
     };

@@ -214,10 +214,11 @@ pub fn normalize_with(
     products: &mut dyn RowProducts,
 ) -> Result<Vec<u64>> {
     if n == 0 || !x.len().is_multiple_of(n) {
-        return Err(Error::Shape(format!(
-            "LayerNorm: {} values are not rows of {n}",
-            x.len()
-        )));
+        return Err(Error::shape(
+            format!("LayerNorm values (rows of {n})"),
+            x.len(),
+            mpc_core::Dims::MultipleOf(n),
+        ));
     }
     let rows = x.len() / n;
     let (r64, sq_ring, prod) = rings();

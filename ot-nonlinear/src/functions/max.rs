@@ -101,7 +101,11 @@ impl MaxShape {
             || self.last_group < 2
             || !(1..=8).contains(&self.digit)
         {
-            return Err(Error::InvalidArgument(format!("row max: shape {self:?}")));
+            return Err(Error::shape(
+                "row max plan",
+                format!("{self:?}"),
+                "groups of at least 2 and a digit of 1..=8",
+            ));
         }
         Ok(())
     }
@@ -206,10 +210,7 @@ pub fn row_max(
     value: Ring,
 ) -> Result<Vec<u64>> {
     if cols == 0 || x.len() != rows * cols {
-        return Err(Error::Shape(format!(
-            "row max: {} elements are not {rows} rows of {cols}",
-            x.len()
-        )));
+        return Err(Error::shape("row max elements", x.len(), [rows, cols]));
     }
     shape.check()?;
     let yr = plan.max_keep;

@@ -215,27 +215,29 @@ pub fn piecewise(
     let thresholds: Vec<u64> = match (sess.is_server(), breakpoints) {
         (true, Some(b)) if b.len() == k => b.iter().map(|&t| p.breakpoint(t)).collect(),
         (true, Some(b)) => {
-            return Err(Error::Shape(format!(
-                "piecewise: {} breakpoints for {} pieces",
+            return Err(Error::shape(
+                format!("piecewise: breakpoints for {} pieces", spec.pieces.len()),
                 b.len(),
-                spec.pieces.len()
-            )))
+                k,
+            ))
         }
         (true, None) => {
             return Err(Error::InvalidArgument(
-                "piecewise: the server must pass the breakpoints".into(),
+                "piecewise: the breakpoint holder passed no breakpoints".into(),
             ))
         }
         (false, Some(_)) => {
             return Err(Error::InvalidArgument(
-                "piecewise: the client must not hold the breakpoints".into(),
+                "piecewise: breakpoints passed by the party that holds none".into(),
             ))
         }
         (false, None) => vec![0; k],
     };
     if x.iter().any(|&v| !Ring::R64.contains(v)) {
-        return Err(Error::InvalidArgument(
-            "piecewise: input not in Z_2^64".into(),
+        return Err(Error::out_of_range(
+            "piecewise input",
+            "a value outside Z_2^64",
+            "elements of Z_2^64",
         ));
     }
     let n = x.len();

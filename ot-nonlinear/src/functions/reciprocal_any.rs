@@ -53,9 +53,11 @@ fn check(bits: &Range<u32>) -> Result<()> {
     if bits.start < bits.end && bits.end <= RECIPROCAL_BITS {
         Ok(())
     } else {
-        Err(Error::InvalidArgument(format!(
-            "reciprocal candidates {bits:?} outside 0..{RECIPROCAL_BITS}"
-        )))
+        Err(Error::out_of_range(
+            "reciprocal candidates",
+            format!("{bits:?}"),
+            format!("a non-empty range within 0..{RECIPROCAL_BITS}"),
+        ))
     }
 }
 

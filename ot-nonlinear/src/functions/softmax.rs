@@ -169,10 +169,7 @@ fn check_inputs(
     mask: ScoreMask<'_>,
 ) -> Result<()> {
     if cols == 0 || x.len() != rows * cols {
-        return Err(Error::Shape(format!(
-            "softmax: {} elements are not {rows} rows of {cols}",
-            x.len()
-        )));
+        return Err(Error::shape("softmax elements", x.len(), [rows, cols]));
     }
     mask.check(sess.is_server(), rows, cols)
 }

@@ -16,10 +16,11 @@ use mpc_core::{Error, Result, Ring};
 /// Arithmetic shares of `2^scale·b` in `ring` (0 ≤ scale < ℓ). Label `b2a`.
 pub fn b2a(sess: &mut Session, b: &[bool], ring: Ring, scale: u32) -> Result<Vec<u64>> {
     if scale >= ring.bits() {
-        return Err(Error::InvalidArgument(format!(
-            "b2a scale 2^{scale} is 0 in Z_2^{}",
-            ring.bits()
-        )));
+        return Err(Error::out_of_range(
+            format!("b2a scale exponent on Z_2^{}", ring.bits()),
+            scale as usize,
+            mpc_core::Dims::Below(ring.bits() as usize),
+        ));
     }
     let width = ring.bits() - scale - 1;
     sess.scope("b2a", |sess| {

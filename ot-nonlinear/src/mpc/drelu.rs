@@ -166,10 +166,11 @@ pub fn drelu_reduced_lanes(
 ) -> Result<Vec<bool>> {
     check_shares(x, ring, "drelu_reduced")?;
     if keep == 0 || drop + keep > ring.bits() {
-        return Err(Error::InvalidArgument(format!(
-            "reduced DReLU: drop {drop} + keep {keep} must be ≤ ℓ = {} with keep ≥ 1",
-            ring.bits()
-        )));
+        return Err(Error::out_of_range(
+            format!("reduced DReLU: drop {drop} + keep {keep} bits with keep ≥ 1"),
+            (drop + keep) as usize,
+            mpc_core::Dims::AtMost(ring.bits() as usize),
+        ));
     }
     let small = Ring::new(keep)?;
     let y: Vec<u64> = x.iter().map(|&v| small.reduce(v >> drop)).collect();
@@ -226,12 +227,12 @@ pub fn greater_equal_threshold(
         (false, None) => x.to_vec(),
         (true, _) => {
             return Err(Error::InvalidArgument(
-                "the server must pass its threshold, a ring element".into(),
+                "the threshold holder must pass its threshold, a ring element".into(),
             ))
         }
         (false, Some(_)) => {
             return Err(Error::InvalidArgument(
-                "the client has no threshold (pass None)".into(),
+                "threshold passed by the party that holds none (pass None)".into(),
             ))
         }
     };

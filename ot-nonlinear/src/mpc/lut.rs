@@ -27,24 +27,28 @@ pub fn lut(
     ring: Ring,
 ) -> Result<Vec<u64>> {
     if !(1..=MAX_OT_LOG_N).contains(&index_bits) || words == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "lookup on {index_bits} index bits (1..={MAX_OT_LOG_N}) with {words} words"
-        )));
+        return Err(Error::out_of_range(
+            format!("lookup index bits (with {words} words)"),
+            index_bits as usize,
+            mpc_core::Dims::within(1, MAX_OT_LOG_N as usize),
+        ));
     }
     let idx_ring = Ring::new(index_bits)?;
     check_shares(x, idx_ring, "lut index")?;
     let big_n = 1usize << index_bits;
     match (sess.is_server(), table) {
         (true, Some(t)) if t.len() == big_n * words => check_shares(t, ring, "lut table")?,
-        (true, _) => {
-            return Err(Error::InvalidArgument(format!(
-                "the server must pass a table of {big_n}·{words} entries"
-            )))
+        (true, t) => {
+            return Err(Error::shape(
+                "lookup table entries",
+                t.map_or(0, <[u64]>::len),
+                [big_n, words],
+            ))
         }
         (false, None) => {}
         (false, Some(_)) => {
             return Err(Error::InvalidArgument(
-                "the client holds no table (pass None)".into(),
+                "lookup table passed by the party that holds none (pass None)".into(),
             ))
         }
     }

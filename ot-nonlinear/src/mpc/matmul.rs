@@ -39,10 +39,11 @@ pub struct MatmulDims {
 impl MatmulDims {
     fn check(self) -> Result<()> {
         if self.batch == 0 || self.rows == 0 || self.inner == 0 || self.cols == 0 {
-            return Err(Error::Shape(format!(
-                "matmul_ot: empty product {} × ({}×{} · {}×{})",
-                self.batch, self.rows, self.inner, self.inner, self.cols
-            )));
+            return Err(Error::shape(
+                "matmul_ot: batch × rows × inner × columns",
+                [self.batch, self.rows, self.inner, self.cols],
+                "non-empty dimensions",
+            ));
         }
         Ok(())
     }
@@ -113,35 +114,31 @@ pub fn server_matmul(
     dims.check()?;
     check_shares(x, ring, "matmul_ot input")?;
     if x.len() != dims.units() {
-        return Err(Error::Shape(format!(
-            "matmul_ot: {} input elements for {} × {}×{}",
+        return Err(Error::shape(
+            "matmul_ot input elements",
             x.len(),
-            dims.batch,
-            dims.inner,
-            dims.cols
-        )));
+            [dims.batch, dims.inner, dims.cols],
+        ));
     }
     let layout = layout(dims, ring);
     sess.scope("matmul_ot", |sess| match (sess.is_server(), weights) {
         (true, Some(w)) => {
             if w.len() != dims.weights() {
-                return Err(Error::Shape(format!(
-                    "matmul_ot: {} weights for {} × {}×{}",
+                return Err(Error::shape(
+                    "matmul_ot weights",
                     w.len(),
-                    dims.batch,
-                    dims.rows,
-                    dims.inner
-                )));
+                    [dims.batch, dims.rows, dims.inner],
+                ));
             }
             check_shares(w, ring, "matmul_ot weights")?;
             server_side(sess, w, x, dims, &layout)
         }
         (false, None) => client_side(sess, x, dims, &layout),
         (true, None) => Err(Error::InvalidArgument(
-            "matmul_ot: the server must hold the weights".into(),
+            "matmul_ot: the weight holder passed no weights".into(),
         )),
         (false, Some(_)) => Err(Error::InvalidArgument(
-            "matmul_ot: the client holds no weights".into(),
+            "matmul_ot: weights passed by the party that holds none".into(),
         )),
     })
 }

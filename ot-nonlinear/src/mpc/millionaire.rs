@@ -60,14 +60,18 @@ struct Level {
 impl Plan {
     fn new(bits: u32, digit: u32) -> Result<Plan> {
         if bits > 64 {
-            return Err(Error::InvalidArgument(format!(
-                "millionaire on {bits} bits (at most 64)"
-            )));
+            return Err(Error::out_of_range(
+                "millionaire bits",
+                bits as usize,
+                mpc_core::Dims::AtMost(64),
+            ));
         }
         if !(1..=MAX_OT_LOG_N).contains(&digit) {
-            return Err(Error::InvalidArgument(format!(
-                "digit size {digit} not in 1..={MAX_OT_LOG_N}"
-            )));
+            return Err(Error::out_of_range(
+                "millionaire digit size",
+                digit as usize,
+                mpc_core::Dims::within(1, MAX_OT_LOG_N as usize),
+            ));
         }
         let q = bits.div_ceil(digit);
         let widths: Vec<u32> = (0..q).map(|k| digit.min(bits - k * digit)).collect();
@@ -174,18 +178,25 @@ pub fn millionaire_lanes(
 ) -> Result<Vec<bool>> {
     let plan = Plan::new(bits, digit)?;
     if lanes == 0 {
-        return Err(Error::InvalidArgument("millionaire: 0 lanes".into()));
+        return Err(Error::shape(
+            "millionaire lanes",
+            0,
+            mpc_core::Dims::AtLeast(1),
+        ));
     }
     if let Some(v) = x.iter().find(|&&v| bits < 64 && v >> bits != 0) {
-        return Err(Error::InvalidArgument(format!(
-            "millionaire input {v:#x} has more than {bits} bits"
-        )));
+        return Err(Error::out_of_range(
+            "millionaire input",
+            format!("{v:#x}"),
+            format!("a value of {bits} bits"),
+        ));
     }
     if sess.is_server() && !x.len().is_multiple_of(lanes) {
-        return Err(Error::Shape(format!(
-            "millionaire: {} server values are not a whole number of {lanes} lanes",
-            x.len()
-        )));
+        return Err(Error::shape(
+            format!("millionaire values for {lanes} lanes"),
+            x.len(),
+            mpc_core::Dims::MultipleOf(lanes),
+        ));
     }
     let n = if sess.is_server() {
         x.len() / lanes

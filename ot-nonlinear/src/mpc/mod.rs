@@ -305,11 +305,11 @@ fn detached_channel() -> Channel {
 pub(crate) fn check_shares(x: &[u64], ring: Ring, what: &str) -> Result<()> {
     match x.iter().position(|&v| !ring.contains(v)) {
         None => Ok(()),
-        Some(i) => Err(Error::InvalidArgument(format!(
-            "{what}: element {i} = {:#x} is not in Z_2^{}",
-            x[i],
-            ring.bits()
-        ))),
+        Some(i) => Err(Error::out_of_range(
+            format!("{what}: element {i}"),
+            format!("{:#x}", x[i]),
+            format!("an element of Z_2^{}", ring.bits()),
+        )),
     }
 }
 
@@ -318,6 +318,6 @@ pub(crate) fn check_len(a: usize, b: usize, what: &str) -> Result<()> {
     if a == b {
         Ok(())
     } else {
-        Err(Error::Shape(format!("{what}: lengths {a} and {b} differ")))
+        Err(Error::shape(format!("{what}: second length"), b, a))
     }
 }

@@ -80,11 +80,7 @@ pub fn mul_row_scalar(
     check_shares(x, ring, "mul")?;
     check_shares(y, ring, "mul")?;
     if cols == 0 || y.len() * cols != x.len() {
-        return Err(Error::Shape(format!(
-            "mul: {} elements are not {} rows of {cols}",
-            x.len(),
-            y.len()
-        )));
+        return Err(Error::shape("mul: elements", x.len(), [y.len(), cols]));
     }
     let l = ring.bits();
     let layout = AcotLayout {

@@ -45,16 +45,18 @@ pub enum TruncKind {
 
 fn check(from: Ring, to: Ring, shift: u32, kind: TruncKind) -> Result<()> {
     if shift >= from.bits() {
-        return Err(Error::InvalidArgument(format!(
-            "truncation by {shift} bits of Z_2^{}",
-            from.bits()
-        )));
+        return Err(Error::out_of_range(
+            format!("truncation shift on Z_2^{}", from.bits()),
+            shift as usize,
+            mpc_core::Dims::Below(from.bits() as usize),
+        ));
     }
     if kind == TruncKind::KnownMsb && !is_local(from, to, shift) && shift + 2 > from.bits() {
-        return Err(Error::InvalidArgument(format!(
-            "known-MSB truncation needs s ≤ ℓ − 2 (s = {shift}, ℓ = {})",
-            from.bits()
-        )));
+        return Err(Error::out_of_range(
+            format!("known-MSB truncation shift on Z_2^{}", from.bits()),
+            shift as usize,
+            mpc_core::Dims::AtMost(from.bits() as usize - 2),
+        ));
     }
     Ok(())
 }
