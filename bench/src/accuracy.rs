@@ -235,13 +235,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| Error::malformed("JSON output", e.to_string(), "serializable data"))?;
-        std::fs::write(path, text + "\n").map_err(|e| {
-            Error::malformed(
-                path.display().to_string(),
-                format!("cannot write: {e}"),
-                "a writable file",
-            )
-        })?;
+        mpc_core::error::write_file(path, text + "\n")?;
     }
     Ok(())
 }

@@ -103,13 +103,7 @@ impl BertConfig {
     /// Reads `config.json` from a Hugging Face model directory.
     pub fn from_model_dir(dir: &Path) -> Result<BertConfig> {
         let path = dir.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::malformed(
-                path.display().to_string(),
-                format!("cannot read: {e}"),
-                "a readable file",
-            )
-        })?;
+        let text = mpc_core::error::read_file_text(&path)?;
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::malformed(path.display().to_string(), e.to_string(), "JSON"))?;
         let field = |name: &str| -> Result<usize> {

@@ -14,13 +14,7 @@ pub struct Example {
 
 /// Reads a TSV file; errors name `file:line` and what is wrong.
 pub fn read_tsv(path: &Path) -> Result<Vec<Example>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::malformed(
-            path.display().to_string(),
-            format!("cannot read: {e}"),
-            "a readable file",
-        )
-    })?;
+    let text = mpc_core::error::read_file_text(path)?;
     parse_tsv(&text, &path.display().to_string())
 }
 

@@ -125,24 +125,12 @@ impl LogisticHead {
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string(self)
             .map_err(|e| Error::malformed("head", e.to_string(), "a serializable head"))?;
-        std::fs::write(path, text).map_err(|e| {
-            Error::malformed(
-                path.display().to_string(),
-                format!("cannot write: {e}"),
-                "a writable file",
-            )
-        })
+        mpc_core::error::write_file(path, text)
     }
 
     /// Reads a head written by [`LogisticHead::save`]; `dim` is the expected embedding size.
     pub fn load(path: &Path, dim: usize) -> Result<LogisticHead> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::malformed(
-                path.display().to_string(),
-                format!("cannot read: {e}"),
-                "a readable file",
-            )
-        })?;
+        let text = mpc_core::error::read_file_text(path)?;
         let head: LogisticHead = serde_json::from_str(&text).map_err(|e| {
             Error::malformed(path.display().to_string(), e.to_string(), "a head file")
         })?;

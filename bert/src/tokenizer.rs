@@ -49,13 +49,7 @@ impl Tokenizer {
 
     /// Reads `vocab.txt` (one token per line).
     pub fn from_vocab_file(path: &Path) -> Result<Tokenizer> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::malformed(
-                path.display().to_string(),
-                format!("cannot read: {e}"),
-                "a readable file",
-            )
-        })?;
+        let text = mpc_core::error::read_file_text(path)?;
         Tokenizer::from_vocab_lines(text.lines()).map_err(|e| e.context(path.display()))
     }
 

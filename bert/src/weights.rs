@@ -129,13 +129,7 @@ impl BertWeights {
     /// Errors name the file and the tensor: missing, wrong shape, wrong dtype, truncated file.
     pub fn from_safetensors(path: &Path, config: &BertConfig) -> Result<BertWeights> {
         config.validate()?;
-        let bytes = std::fs::read(path).map_err(|e| {
-            Error::malformed(
-                path.display().to_string(),
-                format!("cannot read: {e}"),
-                "a readable file",
-            )
-        })?;
+        let bytes = mpc_core::error::read_file(path)?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| {
             Error::malformed(
                 path.display().to_string(),

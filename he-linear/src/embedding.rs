@@ -321,12 +321,16 @@ pub fn client_setup(
         return Ok(cached);
     }
     let ctx = params.rns();
-    write_records(&cached.path, &layout.cache_header(params, header.digest), |rec| {
-        ch.recv(rec)?;
-        // Validates every residue before it reaches the cache.
-        RnsPoly::from_residues(ctx, bytemuck::pod_collect_to_vec(&rec[16..]), Repr::Ntt)?;
-        Ok(())
-    })?;
+    write_records(
+        &cached.path,
+        &layout.cache_header(params, header.digest),
+        |rec| {
+            ch.recv(rec)?;
+            // Validates every residue before it reaches the cache.
+            RnsPoly::from_residues(ctx, bytemuck::pod_collect_to_vec(&rec[16..]), Repr::Ntt)?;
+            Ok(())
+        },
+    )?;
     Ok(cached)
 }
 

@@ -472,8 +472,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("entry.cache");
         let digest = [7u8; 32];
-        let header =
-            CacheHeader::new(&params, CacheKind::EmbeddingTable, digest, [10, 4, 2], 3);
+        let header = CacheHeader::new(&params, CacheKind::EmbeddingTable, digest, [10, 4, 2], 3);
         let mut n = 0u8;
         write_records(&path, &header, |rec| {
             rec.fill(n);
@@ -481,8 +480,8 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let file = SeededCiphertexts::open(&path, &params, CacheKind::EmbeddingTable, &digest)
-            .unwrap();
+        let file =
+            SeededCiphertexts::open(&path, &params, CacheKind::EmbeddingTable, &digest).unwrap();
         assert_eq!(file.header(), &header);
         assert_eq!(file.seed(2), Seed([2; 16]));
         assert_eq!(file.b(1).len(), params.rns().len() * params.n());
@@ -500,7 +499,10 @@ mod tests {
         f.set_len(len - 1).unwrap();
         match SeededCiphertexts::open(&path, &params, CacheKind::EmbeddingTable, &digest) {
             Err(Error::Malformed { got, want, .. }) => {
-                assert_eq!((got, want), (Dims::Bytes(len as usize - 1), Dims::Bytes(len as usize)))
+                assert_eq!(
+                    (got, want),
+                    (Dims::Bytes(len as usize - 1), Dims::Bytes(len as usize))
+                )
             }
             other => panic!("a truncated file: {other:?}"),
         }

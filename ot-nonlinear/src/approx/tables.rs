@@ -243,24 +243,12 @@ impl TablesFile {
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::malformed("tables file", e.to_string(), "serializable tables"))?;
-        std::fs::write(path, text + "\n").map_err(|e| {
-            Error::malformed(
-                path.display().to_string(),
-                format!("cannot write: {e}"),
-                "a writable file",
-            )
-        })
+        mpc_core::error::write_file(path, text + "\n")
     }
 
     /// Reads and validates a file for a model with `num_layers` layers.
     pub fn load(path: &Path, num_layers: usize) -> Result<TablesFile> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::malformed(
-                path.display().to_string(),
-                format!("cannot read: {e}"),
-                "a readable file",
-            )
-        })?;
+        let text = mpc_core::error::read_file_text(path)?;
         let file: TablesFile = serde_json::from_str(&text).map_err(|e| {
             Error::malformed(path.display().to_string(), e.to_string(), "a tables file")
         })?;
