@@ -251,6 +251,35 @@ impl Error {
 /// Result with the workspace's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// Reads a whole file; a failure is an [`Error::Malformed`] that names the file and the cause.
+pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| unreadable(path, e))
+}
+
+/// Reads a whole text file; a failure names the file and the cause, as [`read_file`].
+pub fn read_file_text(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| unreadable(path, e))
+}
+
+fn unreadable(path: &std::path::Path, e: std::io::Error) -> Error {
+    Error::malformed(
+        path.display().to_string(),
+        format!("cannot read: {e}"),
+        "a readable file",
+    )
+}
+
+/// Writes a whole file; a failure names the file and the cause, as [`read_file`].
+pub fn write_file(path: &std::path::Path, contents: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, contents).map_err(|e| {
+        Error::malformed(
+            path.display().to_string(),
+            format!("cannot write: {e}"),
+            "a writable file",
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,33 +321,4 @@ mod tests {
             Error::Disconnected
         ));
     }
-}
-
-/// Reads a whole file; a failure is an [`Error::Malformed`] that names the file and the cause.
-pub fn read_file(path: &std::path::Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| unreadable(path, e))
-}
-
-/// Reads a whole text file; a failure names the file and the cause, as [`read_file`].
-pub fn read_file_text(path: &std::path::Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| unreadable(path, e))
-}
-
-fn unreadable(path: &std::path::Path, e: std::io::Error) -> Error {
-    Error::malformed(
-        path.display().to_string(),
-        format!("cannot read: {e}"),
-        "a readable file",
-    )
-}
-
-/// Writes a whole file; a failure names the file and the cause, as [`read_file`].
-pub fn write_file(path: &std::path::Path, contents: impl AsRef<[u8]>) -> Result<()> {
-    std::fs::write(path, contents).map_err(|e| {
-        Error::malformed(
-            path.display().to_string(),
-            format!("cannot write: {e}"),
-            "a writable file",
-        )
-    })
 }
