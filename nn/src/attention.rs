@@ -21,11 +21,13 @@
 //!    scales d_head values per row instead of the row's keys.
 //!
 //! Mirror: [`attention_mirror`]. Cost: [`attention_cost`].
+use crate::attention_offline::AttentionTriples;
 use crate::cast::{round_products, LINEAR};
 use crate::keys::HeKeys;
 use crate::label::Component;
 use crate::matmul::{matmul_cost, matmul_mirror, secret_matmul, PRODUCT_SHIFT};
 use crate::tensor::SharedTensor;
+use crate::triple::{triple_products, Triple};
 use he_linear::matrix::{ProductShape, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::response::Window;
@@ -139,7 +141,7 @@ pub struct AttentionShape {
 }
 
 impl AttentionShape {
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         if self.queries == 0
             || self.keys == 0
             || self.head_dim == 0
@@ -192,9 +194,13 @@ pub fn attention(
     shape: AttentionShape,
     (q, k, v): (&SharedTensor, &SharedTensor, &SharedTensor),
     mask: Mask<'_>,
+    triples: Option<AttentionTriples>,
     tag: &dyn Fn(Component) -> String,
 ) -> Result<SharedTensor> {
     shape.check()?;
+    if let Some(t) = &triples {
+        t.check(shape)?;
+    }
     let AttentionShape {
         queries,
         keys,
@@ -210,7 +216,13 @@ pub fn attention(
     k.expect("keys", &crate::Shape::matrix(keys, kv_heads * dh), LINEAR)?;
     v.expect("values", &crate::Shape::matrix(keys, kv_heads * dh), LINEAR)?;
     let group = shape.group();
-    let [layout_qk, layout_pv, layout_normalize] = layouts(he.product_params, shape)?;
+    // Offline triples are made per key/value head (`attention_offline`).
+    let [layout_qk, layout_pv, layout_normalize] = match &triples {
+        Some(_) => [Layout::PerGroup; 3],
+        None => layouts(he.product_params, shape)?,
+    };
+    let steps = triples.map(AttentionTriples::into_steps);
+    let step = |i: usize| steps.as_ref().map(|s| &s[i][..]);
     let qh = (0..heads)
         .map(|h| head_columns(q, h, dh))
         .collect::<Result<Vec<_>>>()?;
@@ -225,7 +237,7 @@ pub fn attention(
             let pairs: Vec<_> = (0..heads)
                 .map(|h| (&qh[h], &kt[shape.kv_head(h)]))
                 .collect();
-            secret_matmul(s, he, &pairs, PRODUCT_SHIFT)
+            products(s, he, step(0), &pairs)
         }
         Layout::PerGroup | Layout::BlockDiagonal => {
             // The query heads of one key/value head stacked: one product per group.
@@ -234,7 +246,7 @@ pub fn attention(
                 .collect::<Result<Vec<_>>>()?;
             if layout_qk == Layout::PerGroup {
                 let pairs: Vec<_> = stacked.iter().zip(&kt).collect();
-                secret_matmul(s, he, &pairs, PRODUCT_SHIFT)
+                products(s, he, step(0), &pairs)
             } else {
                 // diag(Q_0, Q_1, …)·[K_0ᵀ; K_1ᵀ; …] = [Q_0·K_0ᵀ; Q_1·K_1ᵀ; …].
                 let x = block_diagonal(&stacked)?;
@@ -283,23 +295,39 @@ pub fn attention(
             .enumerate()
             .map(|(i, e)| (e, &vh[shape.kv_head(i * per)]))
             .collect();
-        secret_matmul(s, he, &pairs, PRODUCT_SHIFT)
+        products(s, he, step(1), &pairs)
     })?;
     sess.scope(&tag(Component::AttentionNormalize), |s| {
         let r_frac = set.plan.softmax.r_frac;
-        let window = Window::new(he.product_params, r_frac, Ring::R64.bits())?;
         // E·V's rows, head-major, as the normalisation's blocks (one head, a group's heads
         // or all of them).
         let per = layout_normalize.heads_per_block(shape);
         let ev_flat: Vec<u64> = ev.iter().flat_map(|o| o.share().iter().copied()).collect();
-        let mats = ev_flat
-            .chunks_exact(per * queries * dh)
-            .map(|o| RingMatrix::new(per * queries, dh, o.to_vec()))
-            .collect::<Result<Vec<_>>>()?;
-        let pairs: Vec<_> = recips
+        let blocks: Vec<_> = recips
             .chunks_exact(per * queries)
-            .zip(mats.iter())
+            .zip(ev_flat.chunks_exact(per * queries * dh))
             .collect();
+        // Token-major queries × heads·dh from the blocks' rows (head-major).
+        let d = heads * dh;
+        let token_major = |rows: &mut dyn Iterator<Item = &[u64]>| {
+            let mut ctx = vec![0u64; queries * d];
+            for (i, row) in rows.enumerate() {
+                let (h, t) = (i / queries, i % queries);
+                ctx[t * d + h * dh..t * d + (h + 1) * dh].copy_from_slice(row);
+            }
+            ctx
+        };
+        if let Some(triples) = step(2) {
+            let outs = triple_products(s, triples, &blocks, r_frac)?;
+            let out = token_major(&mut outs.iter().flat_map(|o| o.chunks_exact(dh)));
+            return SharedTensor::matrix(queries, d, LINEAR, out);
+        }
+        let window = Window::new(he.product_params, r_frac, Ring::R64.bits())?;
+        let mats = blocks
+            .iter()
+            .map(|(_, o)| RingMatrix::new(per * queries, dh, o.to_vec()))
+            .collect::<Result<Vec<_>>>()?;
+        let pairs: Vec<_> = blocks.iter().map(|(r, _)| *r).zip(mats.iter()).collect();
         let seed = s.fresh_seed();
         let prods = row_products::row_scalar_products(
             &mut s.ch,
@@ -309,19 +337,34 @@ pub fn attention(
             window,
             seed,
         )?;
-        // Back to token-major queries × heads·dh.
-        let d = heads * dh;
-        let mut ctx = vec![0u64; queries * d];
-        let rows = prods
-            .iter()
-            .flat_map(|p| (0..p.rows()).map(move |r| p.row(r)));
-        for (i, row) in rows.enumerate() {
-            let (h, t) = (i / queries, i % queries);
-            ctx[t * d + h * dh..t * d + (h + 1) * dh].copy_from_slice(row);
-        }
+        let ctx = token_major(
+            &mut prods
+                .iter()
+                .flat_map(|p| (0..p.rows()).map(move |r| p.row(r))),
+        );
         let out = round_products(s, ctx, window)?;
         SharedTensor::matrix(queries, d, LINEAR, out)
     })
+}
+
+/// Shares of ⌊X_i·Y_i / 2^18⌉ for every pair: on HE ([`secret_matmul`]), or on the step's
+/// offline triples ([`triple_products`]).
+fn products(
+    sess: &mut Session,
+    he: &HeKeys<'_>,
+    triples: Option<&[Triple]>,
+    pairs: &[(&SharedTensor, &SharedTensor)],
+) -> Result<Vec<SharedTensor>> {
+    let Some(triples) = triples else {
+        return secret_matmul(sess, he, pairs, PRODUCT_SHIFT);
+    };
+    let operands: Vec<_> = pairs.iter().map(|(x, y)| (x.share(), y.share())).collect();
+    let outs = triple_products(sess, triples, &operands, PRODUCT_SHIFT)?;
+    pairs
+        .iter()
+        .zip(outs)
+        .map(|((x, y), z)| SharedTensor::matrix(x.rows(), y.cols(), LINEAR, z))
+        .collect()
 }
 
 /// The rows of `parts` (same columns and format) one after the other.
@@ -354,7 +397,7 @@ fn block_diagonal(blocks: &[SharedTensor]) -> Result<SharedTensor> {
 
 /// How one of attention's HE steps batches the heads into products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Layout {
+pub(crate) enum Layout {
     /// One product per query head.
     PerHead,
     /// One product per key/value head, its query heads' rows stacked.
@@ -368,7 +411,7 @@ enum Layout {
 
 impl Layout {
     /// Query heads per block of the Softmax's exps and of the normalisation.
-    fn heads_per_block(self, shape: AttentionShape) -> usize {
+    pub(crate) fn heads_per_block(self, shape: AttentionShape) -> usize {
         match self {
             Layout::PerHead => 1,
             Layout::PerGroup => shape.group(),
@@ -377,7 +420,7 @@ impl Layout {
     }
 
     /// The product shapes (k, m, n) of attention's three HE steps in this layout.
-    fn step_shapes(self, shape: AttentionShape) -> [Vec<(usize, usize, usize)>; 3] {
+    pub(crate) fn step_shapes(self, shape: AttentionShape) -> [Vec<(usize, usize, usize)>; 3] {
         let AttentionShape {
             queries: q,
             keys,

@@ -11,6 +11,8 @@
 //! | [`offline`] | offline material on disk, keyed by model and session, used once | — |
 //! | [`matmul`] | X·Y, both shared (attention's products) | secret products (HE), packed or not |
 //! | [`attention`] | multi-head attention with padding or causal mask, grouped KV heads | `matmul` + Softmax + row products |
+//! | [`attention_offline`] | attention's three products on triples made offline | triples (HE offline); openings + truncation online |
+//! | [`triple`] | matrix Beaver triples: X·Y and diag(x)·Y on shares | secret products (HE) offline; openings + truncation online |
 //! | [`softmax`] | Softmax of rows with a mask | OT (max tree, exp, reciprocal, product) |
 //! | [`norm`] | LayerNorm, RMSNorm | OT (rsqrt) + row products on HE or OT |
 //! | [`activation`] | GELU, SiLU (piecewise polynomials), ReLU | OT |
@@ -41,6 +43,7 @@
 pub mod activation;
 pub mod argmax;
 pub mod attention;
+pub mod attention_offline;
 pub mod cast;
 pub mod conv;
 pub mod conv_he;
@@ -64,6 +67,7 @@ pub mod sip_linear;
 pub mod sip_offline;
 pub mod softmax;
 pub mod tensor;
+pub mod triple;
 pub mod winograd;
 
 pub use keys::HeKeys;

@@ -88,8 +88,18 @@ pub fn matmul_cost(
     shift: u32,
 ) -> Result<Cost> {
     let window = Window::new(params, shift, Ring::R64.bits())?;
+    let outputs = shapes.iter().map(|&(k, _, n)| k * n).sum();
+    Ok(products_cost(params, shapes, window)?.then(upcast_cost(outputs, window)?))
+}
+
+/// Exact cost of [`he_linear::secret_product::secret_products`] on products of the given
+/// (k, m, n) shapes through `window` (the HE flights alone, before any up-cast).
+pub fn products_cost(
+    params: &HeParams,
+    shapes: &[(usize, usize, usize)],
+    window: Window,
+) -> Result<Cost> {
     let mut cost = Cost::default();
-    let mut outputs = 0;
     let mut start = 0;
     // The products go in groups of at most `max_revealed` outputs, two flights each (both
     // parties send their encryptions, then both their responses).
@@ -119,10 +129,7 @@ pub fn matmul_cost(
         cost.client_bytes += bytes;
         start = end;
     }
-    for &(k, _, n) in shapes {
-        outputs += k * n;
-    }
-    Ok(cost.then(upcast_cost(outputs, window)?))
+    Ok(cost)
 }
 
 /// The mirror: ⌊X·Y / 2^shift⌉ (round to nearest) in Z_2^64, X of k×m, Y of m×n.

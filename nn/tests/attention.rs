@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use mpc_core::{FixedPoint, Ring};
 use nn::attention::{attention, attention_cost, attention_mirror, AttentionShape, Mask};
+use nn::attention_offline::{attention_prepared_cost, AttentionTriples};
 use nn::label::Component;
 use nn::matmul::matmul_cost;
 use nn::SharedTensor;
@@ -28,6 +29,17 @@ fn shared(rows: usize, cols: usize, x: &[u64], seed: u64) -> (SharedTensor, Shar
 /// Runs attention on shares of (q, k, v) with the client's mask `mask_c` (the server passes
 /// `mask_s`) and checks the output against the mirror and every step's bytes against the cost.
 fn check(seed: u64, shape: AttentionShape, mask_s: Mask<'static>, padding: Option<Vec<bool>>) {
+    check_in(seed, shape, mask_s, padding, false);
+}
+
+/// [`check`], single-phase (`prepared` false) or on triples generated first (offline).
+fn check_in(
+    seed: u64,
+    shape: AttentionShape,
+    mask_s: Mask<'static>,
+    padding: Option<Vec<bool>>,
+    prepared: bool,
+) {
     let set = ApproxSet::nimbus();
     let (nq, nk) = (shape.queries, shape.keys);
     let (dq, dkv) = (
@@ -50,6 +62,7 @@ fn check(seed: u64, shape: AttentionShape, mask_s: Mask<'static>, padding: Optio
         &fx,
         move |s, he| {
             s.reserve_cots(RESERVE, RESERVE).unwrap();
+            let triples = prepared.then(|| triples(s, he, shape));
             attention(
                 s,
                 he,
@@ -59,17 +72,31 @@ fn check(seed: u64, shape: AttentionShape, mask_s: Mask<'static>, padding: Optio
                 shape,
                 (&qs, &ks, &vs),
                 mask_s,
+                triples,
                 &|c| format!("op/{}", c.label()),
             )
             .unwrap()
         },
         move |s, he| {
             s.reserve_cots(RESERVE, RESERVE).unwrap();
+            let triples = prepared.then(|| triples(s, he, shape));
             let mask = match &pad_c {
                 Some(p) => Mask::Padding(Some(p.as_slice())),
                 None => mask_s,
             };
-            attention(s, he, &sc, 0, None, shape, (&qc, &kc, &vc), mask, &tag).unwrap()
+            attention(
+                s,
+                he,
+                &sc,
+                0,
+                None,
+                shape,
+                (&qc, &kc, &vc),
+                mask,
+                triples,
+                &tag,
+            )
+            .unwrap()
         },
     );
     let got = ys.reconstruct(&yc).unwrap();
@@ -89,7 +116,11 @@ fn check(seed: u64, shape: AttentionShape, mask_s: Mask<'static>, padding: Optio
         "{shape:?} {mask_c:?}: gap {gap} > {bound} (seed {seed})"
     );
     eprintln!("{shape:?} {mask_c:?}: gap {gap} units of 2^-18 (bound {bound})");
-    let costs = attention_cost(&fx.packed, &set, 0, shape).unwrap();
+    let costs = if prepared {
+        attention_prepared_cost(&set, 0, shape).unwrap()
+    } else {
+        attention_cost(&fx.packed, &set, 0, shape).unwrap()
+    };
     let steps = [
         Component::AttentionQk,
         Component::AttentionSoftmax,
@@ -99,6 +130,21 @@ fn check(seed: u64, shape: AttentionShape, mask_s: Mask<'static>, padding: Optio
     for (step, cost) in steps.iter().zip(costs) {
         assert_bytes(&format!("op/{}", step.label()), &cs, &cc, cost);
     }
+    if prepared {
+        let generated = AttentionTriples::generate_cost(&fx.packed, shape).unwrap();
+        for (step, cost) in [steps[0], steps[2], steps[3]].iter().zip(generated) {
+            assert_bytes(&format!("offline/{}", step.label()), &cs, &cc, cost);
+        }
+    }
+}
+
+/// This party's triples for an attention call of `shape`, under `offline/<step>`.
+fn triples(
+    s: &mut ot_nonlinear::mpc::Session,
+    he: &nn::HeKeys<'_>,
+    shape: AttentionShape,
+) -> AttentionTriples {
+    AttentionTriples::generate(s, he, shape, &|c| format!("offline/{}", c.label())).unwrap()
 }
 
 /// `AttentionShape` in the order queries, keys, heads, key/value heads, head width.
@@ -121,6 +167,35 @@ fn causal_attention_over_a_cache_with_grouped_kv_heads_matches_its_mirror() {
         attention_shape([3, 7, 4, 2, 8]),
         Mask::Causal { past: 4 },
         None,
+    );
+}
+
+#[test]
+fn attention_on_offline_triples_matches_its_mirror_and_opens_only_masked_operands() {
+    let seed = seed(17);
+    // A decoder's prompt over a cache and a decoder step (grouped heads), an encoder's
+    // padded attention (one key/value head per query head).
+    check_in(
+        seed,
+        attention_shape([3, 7, 4, 2, 8]),
+        Mask::Causal { past: 4 },
+        None,
+        true,
+    );
+    check_in(
+        seed ^ 1,
+        attention_shape([1, 45, 9, 3, 64]),
+        Mask::Causal { past: 44 },
+        None,
+        true,
+    );
+    let padding = (0..6).map(|j| j < 4).collect();
+    check_in(
+        seed ^ 2,
+        attention_shape([6, 6, 2, 2, 8]),
+        Mask::Padding(None),
+        Some(padding),
+        true,
     );
 }
 

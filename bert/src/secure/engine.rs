@@ -119,6 +119,7 @@ fn layer(
         shape,
         (&q, &k, &v),
         mask,
+        None,
         &tag,
     )?;
     let a = sess.scope(&tag(Component::LinearO), |s| {

@@ -1,0 +1,291 @@
+//! Matrix Beaver triples: secret × secret products whose HE work runs before the operands
+//! exist (attention's Q·Kᵀ, E·V and the normalisation diag(r)·O in an offline phase).
+//!
+//! **Offline** ([`generate_triples`]): each party draws its shares of A and B uniformly over
+//! Z_2^64 from its own PRG; the existing HE product ([`he_linear::secret_product`], full
+//! window, circuit-private responses) gives both parties shares of C = A·B (or, for a
+//! [`TripleShape::RowScale`], C_ij = a_i·B_ij, run as diag(a)·B). Nothing depends on the
+//! inputs, so the whole cost moves out of the online phase.
+//!
+//! **Online** ([`triple_products`]): with shares of X and Y, each party sends X_p − A_p and
+//! Y_p − B_p (both at once: one round), both open D = X − A and E = Y − B, and
+//! X·Y = D·E + D·B + A·E + C is a local sum of products of public D, E with shares (the
+//! server adds D·E). The server adds half a unit of bit `shift`, and a known-MSB truncation
+//! (2 flights) divides by 2^shift: shares of ⌊X·Y / 2^shift⌉ or one less.
+//!
+//! What each party sees: D and E, uniform over Z_2^64 whatever X and Y are (A and B are
+//! uniform and used once; [`crate::offline::OfflineStore`] refuses a second use of an
+//! entry). Mirror: [`crate::matmul::matmul_mirror`] (and the row scaling's round-to-nearest).
+//! Cost: [`triple_products_cost`] online, [`generate_cost`] offline.
+//!
+//! ```
+//! use nn::triple::TripleShape;
+//! use he_linear::matrix::ProductShape;
+//! // A query row of 64 against 45 keys: the online step opens 64 + 64·45 words per party.
+//! let shape = TripleShape::Matmul(ProductShape { k: 1, m: 64, n: 45 });
+//! assert_eq!(shape.opened_words(), 64 + 64 * 45);
+//! ```
+use crate::cast::truncate_cost;
+use crate::keys::HeKeys;
+use crate::linear::ring_matmul;
+use crate::matmul::products_cost;
+use he_linear::matrix::{MatDims, ProductShape, RingMatrix};
+use he_linear::params::HeParams;
+use he_linear::response::Window;
+use he_linear::secret_product::secret_products;
+use mpc_core::{AesPrg, Dims, Error, Result, Ring};
+use ot_nonlinear::mpc::trunc::TruncKind;
+use ot_nonlinear::mpc::{trunc_cast, Cost, Session, Side};
+
+/// The product a triple serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TripleShape {
+    /// X (k×m) · Y (m×n).
+    Matmul(ProductShape),
+    /// diag(x)·Y: x of `rows` entries scales the rows of Y (rows × cols).
+    RowScale(MatDims),
+}
+
+impl TripleShape {
+    /// Words of A, B and C.
+    pub fn sizes(&self) -> [usize; 3] {
+        match *self {
+            TripleShape::Matmul(ProductShape { k, m, n }) => [k * m, m * n, k * n],
+            TripleShape::RowScale(MatDims { rows, cols }) => [rows, rows * cols, rows * cols],
+        }
+    }
+
+    /// Words one party sends online (its shares of X − A and Y − B).
+    pub fn opened_words(&self) -> usize {
+        let [a, b, _] = self.sizes();
+        a + b
+    }
+
+    /// Outputs of the product.
+    pub fn outputs(&self) -> usize {
+        self.sizes()[2]
+    }
+
+    /// The HE product that makes C: (k, m, n), the row scaling as diag(a)·B.
+    fn product(&self) -> (usize, usize, usize) {
+        match *self {
+            TripleShape::Matmul(ProductShape { k, m, n }) => (k, m, n),
+            TripleShape::RowScale(MatDims { rows, cols }) => (rows, rows, cols),
+        }
+    }
+}
+
+/// One party's shares of a triple: A, B uniform, C = A·B (or the row scaling).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Triple {
+    shape: TripleShape,
+    a: Vec<u64>,
+    b: Vec<u64>,
+    c: Vec<u64>,
+}
+
+impl Triple {
+    /// The product it serves.
+    pub fn shape(&self) -> TripleShape {
+        self.shape
+    }
+
+    /// A, B and C one after the other (for an offline store).
+    pub fn to_words(&self) -> Vec<u64> {
+        [&self.a[..], &self.b, &self.c].concat()
+    }
+
+    /// The triple of `shape` from [`Triple::to_words`]'s layout.
+    pub fn from_words(shape: TripleShape, words: &[u64]) -> Result<Triple> {
+        let [a, b, c] = shape.sizes();
+        if words.len() != a + b + c {
+            return Err(Error::malformed(
+                format!("triple of {shape:?}"),
+                Dims::Len(words.len()),
+                Dims::Len(a + b + c),
+            ));
+        }
+        Ok(Triple {
+            shape,
+            a: words[..a].to_vec(),
+            b: words[a..a + b].to_vec(),
+            c: words[a + b..].to_vec(),
+        })
+    }
+}
+
+/// Shares of one triple per shape, all in the same HE flights (2 per `max_revealed` outputs,
+/// [`secret_products`]); A and B drawn from this party's PRG.
+pub fn generate_triples(
+    sess: &mut Session,
+    he: &HeKeys<'_>,
+    shapes: &[TripleShape],
+) -> Result<Vec<Triple>> {
+    let mut prg = AesPrg::new(sess.fresh_seed());
+    let mut triples = Vec::with_capacity(shapes.len());
+    let mut mats = Vec::with_capacity(shapes.len());
+    for &shape in shapes {
+        let [a, b, _] = shape.sizes();
+        let (a, b) = (prg.u64s(a), prg.u64s(b));
+        let (k, m, n) = shape.product();
+        let x = match shape {
+            TripleShape::Matmul(_) => RingMatrix::new(k, m, a.clone())?,
+            TripleShape::RowScale(_) => {
+                let mut diag = RingMatrix::zeros(k, k);
+                for (i, &ai) in a.iter().enumerate() {
+                    diag.data_mut()[i * k + i] = ai;
+                }
+                diag
+            }
+        };
+        mats.push((x, RingMatrix::new(m, n, b.clone())?));
+        triples.push(Triple {
+            shape,
+            a,
+            b,
+            c: Vec::new(),
+        });
+    }
+    let refs: Vec<(&RingMatrix, &RingMatrix)> = mats.iter().map(|(x, y)| (x, y)).collect();
+    let window = Window::full(he.product_params);
+    let seed = sess.fresh_seed();
+    let prods = secret_products(
+        &mut sess.ch,
+        he.product_params,
+        he.keys,
+        &refs,
+        window,
+        seed,
+    )?;
+    for (t, p) in triples.iter_mut().zip(prods) {
+        t.c = p.data().to_vec();
+    }
+    Ok(triples)
+}
+
+/// Exact cost of [`generate_triples`].
+pub fn generate_cost(params: &HeParams, shapes: &[TripleShape]) -> Result<Cost> {
+    let products: Vec<_> = shapes.iter().map(TripleShape::product).collect();
+    products_cost(params, &products, Window::full(params))
+}
+
+/// Shares of ⌊X_i·Y_i / 2^shift⌉ (or one less) in Z_2^64 for every operand pair (row-major
+/// shares; a [`TripleShape::RowScale`]'s X is the row scalars), each on its triple: one
+/// round of openings, then one truncation of all outputs. `shift` ≥ 1; the products must
+/// stay below 2^62 in magnitude.
+pub fn triple_products(
+    sess: &mut Session,
+    triples: &[Triple],
+    operands: &[(&[u64], &[u64])],
+    shift: u32,
+) -> Result<Vec<Vec<u64>>> {
+    if triples.len() != operands.len() {
+        return Err(Error::shape(
+            "operand pairs (one per triple)",
+            operands.len(),
+            triples.len(),
+        ));
+    }
+    if !(1..64).contains(&shift) {
+        return Err(Error::out_of_range(
+            "triple product shift",
+            shift as usize,
+            Dims::within(1, 63),
+        ));
+    }
+    let mut mine = Vec::new();
+    for (t, (x, y)) in triples.iter().zip(operands) {
+        let [a, b, _] = t.shape.sizes();
+        if x.len() != a || y.len() != b {
+            return Err(Error::shape(
+                format!("operands of a triple product of {:?}", t.shape),
+                [x.len(), y.len()],
+                [a, b],
+            ));
+        }
+        mine.extend(x.iter().zip(&t.a).map(|(x, a)| x.wrapping_sub(*a)));
+        mine.extend(y.iter().zip(&t.b).map(|(y, b)| y.wrapping_sub(*b)));
+    }
+    sess.ch.send_u64s(&mine)?;
+    let theirs = sess.ch.recv_u64s(mine.len())?;
+    let opened: Vec<u64> = mine
+        .iter()
+        .zip(&theirs)
+        .map(|(m, t)| m.wrapping_add(*t))
+        .collect();
+    let half = 1u64 << (shift - 1);
+    let server = sess.is_server();
+    let mut outputs = Vec::with_capacity(triples.len());
+    let mut flat = Vec::new();
+    let mut at = 0;
+    for t in triples {
+        let [a, b, _] = t.shape.sizes();
+        let (d, e) = (&opened[at..at + a], &opened[at + a..at + a + b]);
+        at += a + b;
+        let mut z = t.c.clone();
+        let add = |z: &mut [u64], p: Vec<u64>| {
+            z.iter_mut()
+                .zip(p)
+                .for_each(|(z, p)| *z = z.wrapping_add(p))
+        };
+        match t.shape {
+            TripleShape::Matmul(ProductShape { k, m, n }) => {
+                add(&mut z, ring_matmul(d, &t.b, k, m, n));
+                add(&mut z, ring_matmul(&t.a, e, k, m, n));
+                if server {
+                    add(&mut z, ring_matmul(d, e, k, m, n));
+                }
+            }
+            TripleShape::RowScale(MatDims { cols, .. }) => {
+                for (i, row) in z.chunks_exact_mut(cols).enumerate() {
+                    let (bi, ei) = (&t.b[i * cols..(i + 1) * cols], &e[i * cols..(i + 1) * cols]);
+                    for j in 0..cols {
+                        let mut v = d[i]
+                            .wrapping_mul(bi[j])
+                            .wrapping_add(t.a[i].wrapping_mul(ei[j]));
+                        if server {
+                            v = v.wrapping_add(d[i].wrapping_mul(ei[j]));
+                        }
+                        row[j] = row[j].wrapping_add(v);
+                    }
+                }
+            }
+        }
+        if server {
+            z.iter_mut().for_each(|v| *v = v.wrapping_add(half));
+        }
+        outputs.push(z.len());
+        flat.extend(z);
+    }
+    let y = trunc_cast(
+        sess,
+        &flat,
+        Ring::R64,
+        Ring::R64,
+        shift,
+        TruncKind::KnownMsb,
+    )?;
+    let mut at = 0;
+    Ok(outputs
+        .into_iter()
+        .map(|n| {
+            at += n;
+            y[at - n..at].to_vec()
+        })
+        .collect())
+}
+
+/// Exact cost of [`triple_products`] on triples of these shapes.
+pub fn triple_products_cost(shapes: &[TripleShape], shift: u32) -> Result<Cost> {
+    let opened: usize = shapes.iter().map(TripleShape::opened_words).sum();
+    let outputs: usize = shapes.iter().map(TripleShape::outputs).sum();
+    let bytes = 8 * opened as u64;
+    let open = Cost {
+        server_bytes: bytes,
+        client_bytes: bytes,
+        rounds: 1,
+        first: Side::Both,
+        last: Side::Both,
+    };
+    Ok(open.then(truncate_cost(outputs, Ring::R64, Ring::R64, shift)?))
+}
