@@ -9,7 +9,7 @@ use crate::seed::RunSeed;
 use he_linear::params::HeParams;
 use llama::calibrate::{calibrate, calibration_prompts, llama_set, NormShifts};
 use llama::fixed_model::{FixedDecoder, FixedLlama};
-use llama::secure::cost::{call_cost, offline_cost};
+use llama::secure::cost::{call_cost, offline_call_cost};
 use llama::secure::DecoderShape;
 use llama::secure::{Client, Server};
 use llama::{render_chat, FloatModel, Model};
@@ -318,11 +318,10 @@ fn estimate(name: &str, context: usize, split: bool) -> Result<()> {
         total.rounds
     );
     if split {
-        let offline = offline_cost(&shape, &params, &[1])?;
+        let offline = offline_call_cost(&shape, (&params, &pp), 1, context - 1)?;
         println!(
             "the table is the online phase (--phase both); its offline phase (the projections' \
-             and the head's SIP on R) is {:.3} MB in {} rounds per token, the session's plan \
-             and end marker included",
+             and the head's SIP on R, attention's triples) is {:.3} MB in {} rounds per token",
             mb(offline.bytes()),
             offline.rounds
         );

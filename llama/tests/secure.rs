@@ -78,7 +78,8 @@ fn secure_generate(
         let client = Client::setup(&mut sess, cache.path()).unwrap();
         let mut generation = if split {
             let session = client.offline(&mut sess, &croot, &plan).unwrap();
-            let want = offline_cost(&client.public().shape, &params(), &plan).unwrap();
+            let pp = he_linear::params::HeParams::packed_products().unwrap();
+            let want = offline_cost(&client.public().shape, (&params(), &pp), &plan).unwrap();
             let got = sess.ch.stats_of("offline").unwrap();
             assert_eq!(
                 (got.bytes_sent, got.bytes_recv),

@@ -142,7 +142,13 @@ impl Client {
             s.ch.send(&session.0)?;
             s.ch.send_u64s(&[words.len() as u64])?;
             s.ch.send_u64s(&words)?;
-            prepare_calls(s, &he, (&self.layers, &self.head), &calls, &store)?;
+            prepare_calls(
+                s,
+                &he,
+                (&self.public.shape, &self.layers, &self.head),
+                &calls,
+                &store,
+            )?;
             let mut done = [0u8; 1];
             s.ch.recv(&mut done)?;
             if done != [1] {
@@ -267,6 +273,10 @@ impl Generation<'_> {
 impl Role for Call<'_> {
     fn party(&self) -> Party {
         Party::Client
+    }
+
+    fn prepared(&self) -> Option<Prepared<'_>> {
+        self.prepared
     }
 
     fn linear(

@@ -13,6 +13,7 @@ use mpc_core::{Party, Result};
 use nn::activation::piecewise_cost;
 use nn::argmax::argmax_cost;
 use nn::attention::attention_cost;
+use nn::attention_offline::{attention_prepared_cost, AttentionTriples};
 use nn::linear::Rescale;
 use nn::linear_offline::linear_online_cost;
 use nn::norm::{norm_prescaled_cost, Norm};
@@ -52,8 +53,13 @@ impl Linears {
 }
 
 /// Exact cost of the offline phase of a generation whose calls have `calls` rows: the session
-/// id and the plan, every call's projections and head on R, the server's end marker.
-pub fn offline_cost(shape: &DecoderShape, params: &HeParams, calls: &[usize]) -> Result<Cost> {
+/// id and the plan, each call's material ([`offline_call_cost`]), the server's end marker
+/// (`params`: the projections', `product_params`: the triples').
+pub fn offline_cost(
+    shape: &DecoderShape,
+    params: (&HeParams, &HeParams),
+    calls: &[usize],
+) -> Result<Cost> {
     let mut cost = Cost {
         server_bytes: 0,
         client_bytes: 16 + 8 * (1 + calls.len() as u64),
@@ -61,15 +67,10 @@ pub fn offline_cost(shape: &DecoderShape, params: &HeParams, calls: &[usize]) ->
         first: Side::Client,
         last: Side::Client,
     };
-    let linear =
-        |k: usize, (m, n): (usize, usize)| sip_offline_cost(params, k, m, n, Rescale::Truncate);
+    let mut past = 0;
     for &rows in calls {
-        for _ in 0..shape.n_layers {
-            for p in PROJECTIONS {
-                cost = cost.then(linear(rows, shape.projection(p))?);
-            }
-        }
-        cost = cost.then(linear(1, (shape.hidden, shape.vocab))?);
+        cost = cost.then(offline_call_cost(shape, params, rows, past)?);
+        past += rows;
     }
     Ok(cost.then(Cost {
         server_bytes: 1,
@@ -80,9 +81,32 @@ pub fn offline_cost(shape: &DecoderShape, params: &HeParams, calls: &[usize]) ->
     }))
 }
 
+/// Exact cost of one call's offline material (`rows` positions after `past`): per block its
+/// projections' SIP on R and its attention triples, then the head's SIP on R.
+pub fn offline_call_cost(
+    shape: &DecoderShape,
+    (params, product_params): (&HeParams, &HeParams),
+    rows: usize,
+    past: usize,
+) -> Result<Cost> {
+    let linear =
+        |k: usize, (m, n): (usize, usize)| sip_offline_cost(params, k, m, n, Rescale::Truncate);
+    let triples = AttentionTriples::generate_cost(product_params, shape.attention(rows, past))?;
+    let mut cost = Cost::default();
+    for _ in 0..shape.n_layers {
+        for p in PROJECTIONS {
+            cost = cost.then(linear(rows, shape.projection(p))?);
+        }
+        for step in triples {
+            cost = cost.then(step);
+        }
+    }
+    Ok(cost.then(linear(1, (shape.hidden, shape.vocab))?))
+}
+
 /// The cost of one call by label (`embedding`, `layerNN/<component>`, `head`), in dataflow
 /// order, and the whole call's cost (the labels chained, plus the announcement); `prepared`:
-/// the projections and the head run on offline material.
+/// the projections, attention's products and the head run on offline material.
 #[allow(clippy::too_many_arguments)]
 pub fn call_cost(
     shape: &DecoderShape,
@@ -121,8 +145,12 @@ pub fn call_cost(
     ));
     for l in 0..shape.n_layers {
         let tag = |c: Component| c.in_layer(l);
-        let [qk, softmax, pv, normalize] =
-            attention_cost(product_params, set, l, shape.attention(rows, past))?;
+        let attention = shape.attention(rows, past);
+        let [qk, softmax, pv, normalize] = if prepared {
+            attention_prepared_cost(set, l, attention)?
+        } else {
+            attention_cost(product_params, set, l, attention)?
+        };
         let table = &set.layer(l).gelu;
         let activation = piecewise_cost(table, &set.plan.gelu, rows * shape.ffn)
             .then(product_cost(rows * shape.ffn)?);

@@ -1,6 +1,7 @@
 //! The online computation of one call (a prompt, or one generated token), written once over the
 //! two roles: what differs between them (their halves of the linear layers and of the
 //! embedding lookup) is the [`Role`] trait's; everything else is `nn` operators both call alike.
+use super::offline::{take_attention, Prepared};
 use super::public::PublicLlama;
 use crate::calibrate::NormShifts;
 use crate::fixed_model::Projection;
@@ -20,6 +21,8 @@ use ot_nonlinear::mpc::Session;
 pub(crate) trait Role {
     /// Which party this is.
     fn party(&self) -> Party;
+    /// The call's offline material, if it runs on any.
+    fn prepared(&self) -> Option<Prepared<'_>>;
     /// This party's half of block `layer`'s projection `p` on `x` (truncated to 18 bits).
     fn linear(
         &self,
@@ -138,15 +141,18 @@ fn block(
     seq.caches[l].append(&k, &v)?;
     let (keys, values) = seq.caches[l].tensors()?;
     let bps = server.then(|| exp_breakpoints(set, l));
+    let attention_shape = shape.attention(rows, past);
+    let triples = take_attention(role.prepared(), l, attention_shape)?;
     let ctx = attention(
         sess,
         he,
         set,
         l,
         bps.as_deref(),
-        shape.attention(rows, past),
+        attention_shape,
         (&q, &keys, &values),
         Mask::Causal { past },
+        triples,
         &tag,
     )?;
     let a = sess.scope(&tag(Component::LinearO), |s| {

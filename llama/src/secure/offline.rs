@@ -1,31 +1,38 @@
 //! The offline phase of a secure generation (issue 17 applied to the decoder, issue 18's
 //! per-token target): every projection's and the head's SIP runs on the client's random R
-//! before the prompt exists ([`nn::sip_offline`]), one entry per call, layer and projection,
-//! and each party files its material in an [`OfflineStore`] under
-//! `root/<model id>/<session id>/`.
+//! before the prompt exists ([`nn::sip_offline`]), and every block's attention gets its
+//! matrix triples for Q·Kᵀ, E·V and the normalisation ([`nn::attention_offline`]), one entry
+//! per call, layer and projection (and per call and layer for attention); each party files its
+//! material in an [`OfflineStore`] under `root/<model id>/<session id>/`.
 //!
 //! * **Offline** ([`super::Server::offline`] / [`super::Client::offline`], label `offline`):
 //!   the client draws the session id, sends it with the plan (the rows of each call it will
 //!   make: the prompt's, then one per generated token after the first), both parties check
 //!   the plan against the context and the generation's reveal budget and file it (entry
-//!   `plan`); then, for each call, every block's four projections and the head in dataflow
-//!   order, the SIP on R (two flights each: the client's ciphertexts, the server's
-//!   responses), and the server's end marker.
+//!   `plan`); then, for each call, every block's four projections (the SIP on R, two flights
+//!   each: the client's ciphertexts, the server's responses) and its attention triples (the
+//!   HE products on random operands at the call's shape: the plan fixes each call's keys),
+//!   the head, and the server's end marker.
 //! * **Online** ([`super::Server::serve_offline`] / [`super::Client::generation_offline`]):
 //!   the client checks that the session's material is present and unused, sends the session
 //!   id, and both run the usual calls with each projection's and the head's online step
-//!   replaced by the prepared one (the client's X_c − R, no HE). A call whose rows differ from
-//!   the plan's, or a call beyond it, is refused before anything of it is sent.
+//!   replaced by the prepared one (the client's X_c − R, no HE) and attention's products by
+//!   openings of operands masked by the triples (no HE). A call whose rows differ from the
+//!   plan's, or a call beyond it, is refused before anything of it is sent.
 //!
 //! The model id binds the material to the server's key and the decoder's shape (both parties
 //! know them after setup); an entry is bound to its layer's shape (client) or weights
-//! (server), to the session, and is used once (`nn::offline`). The number of rows of each
-//! call is public in the online phase already; the offline phase makes it known earlier.
+//! (server), or to its attention call's shape, to the session, and is used once
+//! (`nn::offline`). The number of rows of each call is public in the online phase already;
+//! the offline phase makes it known earlier. The triples reveal the same coefficients under
+//! each key as the online HE products they replace, so the plan's reveal budget is unchanged.
 use super::public::DecoderShape;
 use crate::fixed_model::Projection;
 use he_linear::params::HeParams;
 use he_linear::rlwe::PublicKey;
 use mpc_core::{Error, Result};
+use nn::attention::AttentionShape;
+use nn::attention_offline::AttentionTriples;
 use nn::linear::Rescale;
 use nn::linear_half::LinearHalf;
 pub use nn::offline::{OfflineStore, SessionId};
@@ -69,6 +76,11 @@ pub(crate) fn component(p: Projection) -> Component {
     }
 }
 
+/// The entry of call `call`'s attention triples in block `layer`.
+pub(crate) fn attention_entry(call: usize, layer: usize) -> String {
+    format!("c{call:04}-L{layer:02}-att")
+}
+
 /// The entry of call `call`'s head.
 pub(crate) fn head_entry(call: usize) -> String {
     format!("c{call:04}-head")
@@ -79,7 +91,12 @@ pub(crate) fn entries(layers: usize, calls: usize) -> Vec<String> {
     (0..calls)
         .flat_map(|c| {
             (0..layers)
-                .flat_map(move |l| PROJECTIONS.map(|p| entry(c, l, p)))
+                .flat_map(move |l| {
+                    PROJECTIONS
+                        .map(|p| entry(c, l, p))
+                        .into_iter()
+                        .chain(std::iter::once(attention_entry(c, l)))
+                })
                 .chain(std::iter::once(head_entry(c)))
         })
         .collect()
@@ -184,6 +201,17 @@ pub(crate) fn next_call(plan: &[usize], done: usize, rows: usize) -> Result<usiz
     }
 }
 
+/// The attention triples of block `layer` in the call's offline material, if it has any.
+pub(crate) fn take_attention(
+    prepared: Option<Prepared<'_>>,
+    layer: usize,
+    shape: AttentionShape,
+) -> Result<Option<AttentionTriples>> {
+    prepared
+        .map(|p| AttentionTriples::take(p.store, &attention_entry(p.call, layer), shape))
+        .transpose()
+}
+
 /// Runs `w`, this party's half of a projection or the head, on the entry `name(call)` of the
 /// call's offline material if it has any, single-phase otherwise.
 pub(crate) fn run_linear(
@@ -200,15 +228,17 @@ pub(crate) fn run_linear(
 }
 
 /// This party's offline phase of every call of `calls` (after the plan): each block's four
-/// projections on the call's rows and the head on one, in dataflow order, each under its
+/// projections on the call's rows and its attention's triples (the keys of the call's
+/// position in the plan), then the head on one row, in dataflow order, each under its
 /// component's label.
 pub(crate) fn prepare_calls<L: LinearHalf>(
     sess: &mut Session,
     he: &HeKeys<'_>,
-    (layers, head): (&[[L; 4]], &L),
+    (shape, layers, head): (&DecoderShape, &[[L; 4]], &L),
     calls: &[usize],
     store: &OfflineStore,
 ) -> Result<()> {
+    let mut past = 0;
     for (c, &rows) in calls.iter().enumerate() {
         for (l, layer) in layers.iter().enumerate() {
             for (w, p) in layer.iter().zip(PROJECTIONS) {
@@ -216,7 +246,11 @@ pub(crate) fn prepare_calls<L: LinearHalf>(
                     w.offline(s, he, rows, Rescale::Truncate, store, &entry(c, l, p))
                 })?;
             }
+            let tag = |step: Component| step.in_layer(l);
+            AttentionTriples::generate(sess, he, shape.attention(rows, past), &tag)?
+                .put(store, &attention_entry(c, l))?;
         }
+        past += rows;
         sess.scope(Component::Head.label(), |s| {
             head.offline(s, he, 1, Rescale::Truncate, store, &head_entry(c))
         })?;

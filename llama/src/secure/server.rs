@@ -175,7 +175,13 @@ impl Server {
             check_plan_budget(&self.public, &self.params, &calls)?;
             let store = OfflineStore::create(root, model, SessionId(id))?;
             put_plan(&store, &calls)?;
-            prepare_calls(s, &he, (&self.layers, &self.head), &calls, &store)?;
+            prepare_calls(
+                s,
+                &he,
+                (&self.public.shape, &self.layers, &self.head),
+                &calls,
+                &store,
+            )?;
             // The phase ends when both parties have filed their material.
             s.ch.send(&[1])?;
             s.ch.flush()?;
@@ -251,6 +257,10 @@ struct ServerCall<'a> {
 impl Role for ServerCall<'_> {
     fn party(&self) -> Party {
         Party::Server
+    }
+
+    fn prepared(&self) -> Option<Prepared<'_>> {
+        self.prepared
     }
 
     fn linear(
