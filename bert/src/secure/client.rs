@@ -235,6 +235,7 @@ impl Client {
                         w.offline(s, &he, k, LAYER_RESCALE, &store, &offline::entry(l, which))
                     })?;
                 }
+                offline::prepare_attention(s, &he, &self.public, l, &store)?;
             }
             s.scope(Component::Head.label(), |s| {
                 self.head.offline(s, &he, k, HEAD_RESCALE, &store, HEAD)
@@ -280,6 +281,10 @@ impl Client {
 impl Role for Query<'_> {
     fn party(&self) -> Party {
         Party::Client
+    }
+
+    fn store(&self) -> Option<&OfflineStore> {
+        self.store
     }
 
     fn linear(

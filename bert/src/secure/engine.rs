@@ -3,11 +3,13 @@
 //! [`Role`] trait's; everything else is a composition of `nn` operators that both parties call
 //! alike.
 use super::fold::Weights;
+use super::offline::{self, OfflineStore};
 use super::public::PublicModel;
 use super::AttentionMode;
 use mpc_core::{Party, Result, Ring};
 use nn::activation::{piecewise, Piecewise};
 use nn::attention::{attention, AttentionShape, Mask};
+use nn::attention_offline::AttentionTriples;
 use nn::linear::Rescale;
 use nn::norm::{normalize, Norm, RowProductBackend};
 use nn::{Component, HeKeys, SharedTensor};
@@ -35,6 +37,8 @@ pub(crate) trait Role {
     fn embed(&self, sess: &mut Session, he: &HeKeys<'_>) -> Result<SharedTensor>;
     /// The client's padding mask (the server has none).
     fn mask(&self) -> Option<&[bool]>;
+    /// The inference's offline material, if it runs on any.
+    fn store(&self) -> Option<&OfflineStore>;
 }
 
 /// Runs the whole inference; returns the client's sums of masked per-token logits at 36
@@ -79,6 +83,19 @@ fn layernorm(
     )
 }
 
+/// The shape of every layer's attention (one key/value head per query head).
+pub(crate) fn attention_shape(public: &PublicModel) -> AttentionShape {
+    let c = &public.config;
+    let (n, heads) = (public.seq_len, c.num_attention_heads);
+    AttentionShape {
+        queries: n,
+        keys: n,
+        heads,
+        kv_heads: heads,
+        head_dim: c.hidden_size / heads,
+    }
+}
+
 /// One encoder layer on the normalised input ŷ (the previous LayerNorm's, its affine folded
 /// into this layer's QKV); returns this layer's normalised output.
 fn layer(
@@ -90,7 +107,7 @@ fn layer(
     y: &SharedTensor,
 ) -> Result<SharedTensor> {
     let c = &public.config;
-    let (n, d, heads) = (public.seq_len, c.hidden_size, c.num_attention_heads);
+    let d = c.hidden_size;
     let tag = |comp: Component| comp.in_layer(l);
     let server = role.party() == Party::Server;
     // [h | Q | K | V]: the residual branch and the fused projections.
@@ -103,13 +120,11 @@ fn layer(
     let set = &public.approx;
     let bps = server.then(|| exp_breakpoints(set, l));
     let mask = Mask::Padding(role.mask());
-    let shape = AttentionShape {
-        queries: n,
-        keys: n,
-        heads,
-        kv_heads: heads,
-        head_dim: d / heads,
-    };
+    let shape = attention_shape(public);
+    let triples = role
+        .store()
+        .map(|s| AttentionTriples::take(s, &offline::attention_entry(l), shape))
+        .transpose()?;
     let ctx = attention(
         sess,
         he,
@@ -119,7 +134,7 @@ fn layer(
         shape,
         (&q, &k, &v),
         mask,
-        None,
+        triples,
         &tag,
     )?;
     let a = sess.scope(&tag(Component::LinearO), |s| {

@@ -1,25 +1,35 @@
 //! The offline phase of a secure BERT inference (issue 17): every linear layer's COP runs on
-//! the client's random R before the input exists ([`nn::linear_offline`]), and each party
-//! files its material in an [`OfflineStore`] under `root/<model id>/<session id>/`.
+//! the client's random R before the input exists ([`nn::linear_offline`]), every layer's
+//! attention gets its matrix triples for Q·Kᵀ, E·V and the normalisation
+//! ([`nn::attention_offline`]), and each party files its material in an [`OfflineStore`] under
+//! `root/<model id>/<session id>/`.
 //!
 //! * **Offline** ([`super::Server::offline`] / [`super::Client::offline`], label `offline`):
 //!   the client draws the session id (from its session's randomness) and sends it (16 bytes);
-//!   then, for every encoder layer's four COP layers and the head in dataflow order, the COP on
-//!   R (one flight client → server each; consecutive flights merge), and the server's end
-//!   marker (1 byte) once it has filed everything: two flights in all. One session is the
+//!   then, for every encoder layer in order, its four COP layers on R (one flight client →
+//!   server each; consecutive flights merge) and its attention triples (the HE products on
+//!   random operands, two flights per batch, both parties sending), then the head's COP on R,
+//!   and the server's end marker (1 byte) once it has filed everything. One session is the
 //!   material of exactly one inference.
 //! * **Online** ([`super::Server::infer_offline`] / [`super::Client::infer_offline`]): the
 //!   client checks that every entry of the session is present and unused, sends the session
 //!   id, and both run the usual pass with each linear layer's online step replaced by the
-//!   prepared one (the client's X_c − R, no HE); every entry is consumed as it is used.
+//!   prepared one (the client's X_c − R, no HE) and attention's products by openings of
+//!   operands masked by the triples (no HE); every entry is consumed as it is used.
 //!
 //! The model id binds the material to the model and the server key: it hashes the layers'
 //! keyed cache digests (parameters, packing, server key, weights), which both parties know
 //! after setup. A store made for another model or key is not found; an entry made for another
-//! layer is refused by its digest; a peer presenting other material is refused by the entry's
-//! tag; material used once is refused (`nn::offline`).
+//! layer is refused by its digest (an attention entry by its shape); a peer presenting other
+//! material is refused by the entry's tag; material used once is refused (`nn::offline`).
+use super::engine::attention_shape;
 use super::fold::Weights;
+use super::public::PublicModel;
+use mpc_core::Result;
+use nn::attention_offline::AttentionTriples;
 pub use nn::offline::{OfflineStore, SessionId};
+use nn::{Component, HeKeys};
+use ot_nonlinear::mpc::Session;
 
 /// The entry (and cache) name of layer `layer`'s COP `which`.
 pub(crate) fn entry(layer: usize, which: Weights) -> String {
@@ -32,6 +42,25 @@ pub(crate) fn entry(layer: usize, which: Weights) -> String {
     format!("L{layer:02}-{name}")
 }
 
+/// The entry of layer `layer`'s attention triples.
+pub(crate) fn attention_entry(layer: usize) -> String {
+    format!("L{layer:02}-att")
+}
+
+/// This party's attention triples for layer `layer` (at the model's one attention shape),
+/// generated and filed under their steps' labels.
+pub(crate) fn prepare_attention(
+    sess: &mut Session,
+    he: &HeKeys<'_>,
+    public: &PublicModel,
+    layer: usize,
+    store: &OfflineStore,
+) -> Result<()> {
+    let tag = |step: Component| step.in_layer(layer);
+    AttentionTriples::generate(sess, he, attention_shape(public), &tag)?
+        .put(store, &attention_entry(layer))
+}
+
 /// The entry of the head's COP.
 pub(crate) const HEAD: &str = "head";
 
@@ -41,14 +70,18 @@ pub(crate) const WEIGHTS: [Weights; 4] = [Weights::Qkv, Weights::O, Weights::H1,
 /// Every entry of one session of a model with `layers` encoder layers.
 pub(crate) fn entries(layers: usize) -> Vec<String> {
     (0..layers)
-        .flat_map(|l| WEIGHTS.map(|w| entry(l, w)))
+        .flat_map(|l| {
+            WEIGHTS
+                .map(|w| entry(l, w))
+                .into_iter()
+                .chain(std::iter::once(attention_entry(l)))
+        })
         .chain(std::iter::once(HEAD.to_string()))
         .collect()
 }
 
 /// The label of layer `layer`'s COP `which` inside the offline scope.
 pub(crate) fn label(layer: usize, which: Weights) -> String {
-    use nn::Component;
     match which {
         Weights::Qkv => Component::LinearQkv,
         Weights::O => Component::LinearO,

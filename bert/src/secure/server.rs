@@ -268,6 +268,7 @@ impl Server {
                         w.offline(s, &he, k, LAYER_RESCALE, &store, &offline::entry(l, which))
                     })?;
                 }
+                offline::prepare_attention(s, &he, &self.public, l, &store)?;
             }
             s.scope(Component::Head.label(), |s| {
                 self.head.offline(s, &he, k, HEAD_RESCALE, &store, HEAD)
@@ -305,6 +306,10 @@ struct ServerPass<'a> {
 impl Role for ServerPass<'_> {
     fn party(&self) -> Party {
         Party::Server
+    }
+
+    fn store(&self) -> Option<&OfflineStore> {
+        self.store
     }
 
     fn linear(
