@@ -321,7 +321,8 @@ fn estimate(name: &str, context: usize, split: bool) -> Result<()> {
         let offline = offline_call_cost(&shape, (&params, &pp), 1, context - 1)?;
         println!(
             "the table is the online phase (--phase both); its offline phase (the projections' \
-             and the head's SIP on R, attention's triples) is {:.3} MB in {} rounds per token",
+             and the head's SIP on R, attention's and SwiGLU's triples; COT extensions excluded) \
+             is {:.3} MB in {} rounds per token",
             mb(offline.bytes()),
             offline.rounds
         );

@@ -27,7 +27,7 @@ use crate::keys::HeKeys;
 use crate::label::Component;
 use crate::matmul::{matmul_cost, matmul_mirror, secret_matmul, PRODUCT_SHIFT};
 use crate::tensor::SharedTensor;
-use crate::triple::{triple_products, Triple};
+use crate::triple::{triple_products, Rounding, Triple};
 use he_linear::matrix::{ProductShape, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::response::Window;
@@ -318,7 +318,7 @@ pub fn attention(
             ctx
         };
         if let Some(triples) = step(2) {
-            let outs = triple_products(s, triples, &blocks, r_frac)?;
+            let outs = triple_products(s, triples, &blocks, r_frac, Rounding::Nearest)?;
             let out = token_major(&mut outs.iter().flat_map(|o| o.chunks_exact(dh)));
             return SharedTensor::matrix(queries, d, LINEAR, out);
         }
@@ -359,7 +359,7 @@ fn products(
         return secret_matmul(sess, he, pairs, PRODUCT_SHIFT);
     };
     let operands: Vec<_> = pairs.iter().map(|(x, y)| (x.share(), y.share())).collect();
-    let outs = triple_products(sess, triples, &operands, PRODUCT_SHIFT)?;
+    let outs = triple_products(sess, triples, &operands, PRODUCT_SHIFT, Rounding::Nearest)?;
     pairs
         .iter()
         .zip(outs)

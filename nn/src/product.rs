@@ -5,8 +5,13 @@
 //!
 //! Mirror: [`product_mirror`], ⌊x·y / 2^18⌋ (wrapping product); the secure result is that or
 //! one unit less. Cost: [`product_cost`] (exact, COT extension reserved beforehand).
+//!
+//! On offline material ([`elementwise_product_prepared`], an element-wise triple of
+//! [`crate::triple`]) the product is Beaver's: the masked operands opened in one round, then
+//! the same truncation: the same result, ⌊x·y / 2^18⌋ or one less.
 use crate::cast::{truncate, truncate_cost, truncate_mirror, LINEAR};
 use crate::tensor::SharedTensor;
+use crate::triple::{triple_products, triple_products_cost, Rounding, Triple, TripleShape};
 use mpc_core::{FixedPoint, Result, Ring};
 use ot_nonlinear::mpc::product::{mul_cost, mul_cots};
 use ot_nonlinear::mpc::trunc::{trunc_cots, TruncKind};
@@ -29,6 +34,40 @@ pub fn elementwise_product(
     let z = mul(sess, x.share(), y.share(), R)?;
     let wide = SharedTensor::new(x.shape().clone(), FixedPoint::new(R, 2 * shift)?, z)?;
     truncate(sess, &wide, shift, R)
+}
+
+/// [`elementwise_product`] on an element-wise triple made offline ([`crate::triple`]): one
+/// round of openings (8 bytes per element and operand each way) and the same truncation,
+/// no COT for the product online. Labels `trunc` (inside the caller's).
+pub fn elementwise_product_prepared(
+    sess: &mut Session,
+    x: &SharedTensor,
+    y: &SharedTensor,
+    triple: &Triple,
+) -> Result<SharedTensor> {
+    x.expect("product operand", x.shape(), LINEAR)?;
+    y.expect("product operand", x.shape(), LINEAR)?;
+    let n = x.share().len();
+    sess.reserve(trunc_cots(
+        n,
+        R,
+        R,
+        LINEAR.frac_bits(),
+        TruncKind::KnownMsb,
+    )?)?;
+    let z = triple_products(
+        sess,
+        std::slice::from_ref(triple),
+        &[(x.share(), y.share())],
+        LINEAR.frac_bits(),
+        Rounding::Floor,
+    )?;
+    SharedTensor::new(x.shape().clone(), LINEAR, z.concat())
+}
+
+/// Exact cost of [`elementwise_product_prepared`] on `n` elements.
+pub fn product_prepared_cost(n: usize) -> Result<Cost> {
+    triple_products_cost(&[TripleShape::Elementwise(n)], LINEAR.frac_bits())
 }
 
 /// Exact cost of [`elementwise_product`] on `n` elements.

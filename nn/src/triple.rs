@@ -4,8 +4,10 @@
 //! **Offline** ([`generate_triples`]): each party draws its shares of A and B uniformly over
 //! Z_2^64 from its own PRG; the existing HE product ([`he_linear::secret_product`], full
 //! window, circuit-private responses) gives both parties shares of C = A·B (or, for a
-//! [`TripleShape::RowScale`], C_ij = a_i·B_ij, run as diag(a)·B). Nothing depends on the
-//! inputs, so the whole cost moves out of the online phase.
+//! [`TripleShape::RowScale`], C_ij = a_i·B_ij, run as diag(a)·B); an element-wise triple
+//! ([`TripleShape::Elementwise`], SwiGLU's product) is made by the Gilboa product on COTs
+//! instead. Nothing depends on the inputs, so the whole cost, COT extension included, moves
+//! out of the online phase.
 //!
 //! **Online** ([`triple_products`]): with shares of X and Y, each party sends X_p − A_p and
 //! Y_p − B_p (both at once: one round), both open D = X − A and E = Y − B, and
@@ -29,11 +31,13 @@ use crate::cast::truncate_cost;
 use crate::keys::HeKeys;
 use crate::linear::ring_matmul;
 use crate::matmul::products_cost;
+use crate::offline::OfflineStore;
 use he_linear::matrix::{MatDims, ProductShape, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::response::Window;
 use he_linear::secret_product::secret_products;
 use mpc_core::{AesPrg, Dims, Error, Result, Ring};
+use ot_nonlinear::mpc::product::{mul, mul_cost, mul_cots};
 use ot_nonlinear::mpc::trunc::TruncKind;
 use ot_nonlinear::mpc::{trunc_cast, Cost, Session, Side};
 
@@ -44,6 +48,9 @@ pub enum TripleShape {
     Matmul(ProductShape),
     /// diag(x)·Y: x of `rows` entries scales the rows of Y (rows × cols).
     RowScale(MatDims),
+    /// x ⊙ y, element-wise on vectors of this length (made with OT: HE has no element-wise
+    /// product in the coefficient encoding).
+    Elementwise(usize),
 }
 
 impl TripleShape {
@@ -52,6 +59,7 @@ impl TripleShape {
         match *self {
             TripleShape::Matmul(ProductShape { k, m, n }) => [k * m, m * n, k * n],
             TripleShape::RowScale(MatDims { rows, cols }) => [rows, rows * cols, rows * cols],
+            TripleShape::Elementwise(n) => [n, n, n],
         }
     }
 
@@ -66,11 +74,23 @@ impl TripleShape {
         self.sizes()[2]
     }
 
-    /// The HE product that makes C: (k, m, n), the row scaling as diag(a)·B.
-    fn product(&self) -> (usize, usize, usize) {
+    /// The HE product that makes C: (k, m, n), the row scaling as diag(a)·B; `None` for an
+    /// element-wise triple (made with OT).
+    fn product(&self) -> Option<(usize, usize, usize)> {
         match *self {
-            TripleShape::Matmul(ProductShape { k, m, n }) => (k, m, n),
-            TripleShape::RowScale(MatDims { rows, cols }) => (rows, rows, cols),
+            TripleShape::Matmul(ProductShape { k, m, n }) => Some((k, m, n)),
+            TripleShape::RowScale(MatDims { rows, cols }) => Some((rows, rows, cols)),
+            TripleShape::Elementwise(_) => None,
+        }
+    }
+
+    /// The shape as four metadata words (kind, then its dimensions).
+    fn words(&self) -> [u64; 4] {
+        let w = |v: [usize; 4]| v.map(|x| x as u64);
+        match *self {
+            TripleShape::Matmul(ProductShape { k, m, n }) => w([0, k, m, n]),
+            TripleShape::RowScale(MatDims { rows, cols }) => w([1, rows, cols, 0]),
+            TripleShape::Elementwise(n) => w([2, n, 0, 0]),
         }
     }
 }
@@ -84,7 +104,23 @@ pub struct Triple {
     c: Vec<u64>,
 }
 
+/// The digest single-triple entries are filed under (their shape is the metadata).
+const DIGEST: [u8; 32] = *b"nn triple v1 ...................";
+
 impl Triple {
+    /// Files this triple as entry `name` of `store`.
+    pub fn put(&self, store: &OfflineStore, name: &str) -> Result<()> {
+        store.put(name, &DIGEST, &self.shape.words(), &self.to_words())
+    }
+
+    /// Consumes entry `name` of `store`, which must hold a triple of `shape` (refused
+    /// otherwise, or if used before).
+    pub fn take(store: &OfflineStore, name: &str, shape: TripleShape) -> Result<Triple> {
+        let len = shape.sizes().iter().sum();
+        let words = store.take(name, &DIGEST, &shape.words(), len)?;
+        Triple::from_words(shape, &words)
+    }
+
     /// The product it serves.
     pub fn shape(&self) -> TripleShape {
         self.shape
@@ -114,8 +150,9 @@ impl Triple {
     }
 }
 
-/// Shares of one triple per shape, all in the same HE flights (2 per `max_revealed` outputs,
-/// [`secret_products`]); A and B drawn from this party's PRG.
+/// Shares of one triple per shape, A and B drawn from this party's PRG: the matrix ones in
+/// the same HE flights (2 per `max_revealed` outputs, [`secret_products`]), then the
+/// element-wise ones in one Gilboa product on COTs ([`mul`], the COTs reserved here).
 pub fn generate_triples(
     sess: &mut Session,
     he: &HeKeys<'_>,
@@ -127,18 +164,19 @@ pub fn generate_triples(
     for &shape in shapes {
         let [a, b, _] = shape.sizes();
         let (a, b) = (prg.u64s(a), prg.u64s(b));
-        let (k, m, n) = shape.product();
-        let x = match shape {
-            TripleShape::Matmul(_) => RingMatrix::new(k, m, a.clone())?,
-            TripleShape::RowScale(_) => {
-                let mut diag = RingMatrix::zeros(k, k);
-                for (i, &ai) in a.iter().enumerate() {
-                    diag.data_mut()[i * k + i] = ai;
+        if let Some((k, m, n)) = shape.product() {
+            let x = match shape {
+                TripleShape::RowScale(_) => {
+                    let mut diag = RingMatrix::zeros(k, k);
+                    for (i, &ai) in a.iter().enumerate() {
+                        diag.data_mut()[i * k + i] = ai;
+                    }
+                    diag
                 }
-                diag
-            }
-        };
-        mats.push((x, RingMatrix::new(m, n, b.clone())?));
+                _ => RingMatrix::new(k, m, a.clone())?,
+            };
+            mats.push((x, RingMatrix::new(m, n, b.clone())?));
+        }
         triples.push(Triple {
             shape,
             a,
@@ -146,38 +184,80 @@ pub fn generate_triples(
             c: Vec::new(),
         });
     }
-    let refs: Vec<(&RingMatrix, &RingMatrix)> = mats.iter().map(|(x, y)| (x, y)).collect();
-    let window = Window::full(he.product_params);
-    let seed = sess.fresh_seed();
-    let prods = secret_products(
-        &mut sess.ch,
-        he.product_params,
-        he.keys,
-        &refs,
-        window,
-        seed,
-    )?;
-    for (t, p) in triples.iter_mut().zip(prods) {
-        t.c = p.data().to_vec();
+    let (matrix, elementwise): (Vec<&mut Triple>, Vec<&mut Triple>) = triples
+        .iter_mut()
+        .partition(|t| t.shape.product().is_some());
+    if !mats.is_empty() {
+        let refs: Vec<(&RingMatrix, &RingMatrix)> = mats.iter().map(|(x, y)| (x, y)).collect();
+        let window = Window::full(he.product_params);
+        let seed = sess.fresh_seed();
+        let prods = secret_products(
+            &mut sess.ch,
+            he.product_params,
+            he.keys,
+            &refs,
+            window,
+            seed,
+        )?;
+        for (t, p) in matrix.into_iter().zip(prods) {
+            t.c = p.data().to_vec();
+        }
+    }
+    if !elementwise.is_empty() {
+        let a: Vec<u64> = elementwise
+            .iter()
+            .flat_map(|t| t.a.iter().copied())
+            .collect();
+        let b: Vec<u64> = elementwise
+            .iter()
+            .flat_map(|t| t.b.iter().copied())
+            .collect();
+        sess.reserve(mul_cots(a.len(), Ring::R64))?;
+        let c = mul(sess, &a, &b, Ring::R64)?;
+        let mut at = 0;
+        for t in elementwise {
+            t.c = c[at..at + t.a.len()].to_vec();
+            at += t.a.len();
+        }
     }
     Ok(triples)
 }
 
-/// Exact cost of [`generate_triples`].
+/// Exact cost of [`generate_triples`] (COT extensions excluded).
 pub fn generate_cost(params: &HeParams, shapes: &[TripleShape]) -> Result<Cost> {
-    let products: Vec<_> = shapes.iter().map(TripleShape::product).collect();
-    products_cost(params, &products, Window::full(params))
+    let products: Vec<_> = shapes.iter().filter_map(TripleShape::product).collect();
+    let elementwise: usize = shapes
+        .iter()
+        .filter(|t| t.product().is_none())
+        .map(TripleShape::outputs)
+        .sum();
+    let he = products_cost(params, &products, Window::full(params))?;
+    Ok(if elementwise == 0 {
+        he
+    } else {
+        he.then(mul_cost(elementwise, 1, Ring::R64))
+    })
 }
 
-/// Shares of ⌊X_i·Y_i / 2^shift⌉ (or one less) in Z_2^64 for every operand pair (row-major
-/// shares; a [`TripleShape::RowScale`]'s X is the row scalars), each on its triple: one
-/// round of openings, then one truncation of all outputs. `shift` ≥ 1; the products must
-/// stay below 2^62 in magnitude.
+/// How [`triple_products`] rescales.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rounding {
+    /// ⌊X·Y / 2^shift⌉ (attention's products, as their mirrors round).
+    Nearest,
+    /// ⌊X·Y / 2^shift⌋ (the element-wise product, as its mirror truncates).
+    Floor,
+}
+
+/// Shares of X_i·Y_i / 2^shift rounded as `rounding` says (or one less) in Z_2^64 for every
+/// operand pair (row-major shares; a [`TripleShape::RowScale`]'s X is the row scalars), each
+/// on its triple: one round of openings, then one truncation of all outputs. `shift` ≥ 1;
+/// the products must stay below 2^62 in magnitude.
 pub fn triple_products(
     sess: &mut Session,
     triples: &[Triple],
     operands: &[(&[u64], &[u64])],
     shift: u32,
+    rounding: Rounding,
 ) -> Result<Vec<Vec<u64>>> {
     if triples.len() != operands.len() {
         return Err(Error::shape(
@@ -213,7 +293,10 @@ pub fn triple_products(
         .zip(&theirs)
         .map(|(m, t)| m.wrapping_add(*t))
         .collect();
-    let half = 1u64 << (shift - 1);
+    let half = match rounding {
+        Rounding::Nearest => 1u64 << (shift - 1),
+        Rounding::Floor => 0,
+    };
     let server = sess.is_server();
     let mut outputs = Vec::with_capacity(triples.len());
     let mut flat = Vec::new();
@@ -234,6 +317,17 @@ pub fn triple_products(
                 add(&mut z, ring_matmul(&t.a, e, k, m, n));
                 if server {
                     add(&mut z, ring_matmul(d, e, k, m, n));
+                }
+            }
+            TripleShape::Elementwise(_) => {
+                for (i, z) in z.iter_mut().enumerate() {
+                    let mut v = d[i]
+                        .wrapping_mul(t.b[i])
+                        .wrapping_add(t.a[i].wrapping_mul(e[i]));
+                    if server {
+                        v = v.wrapping_add(d[i].wrapping_mul(e[i]));
+                    }
+                    *z = z.wrapping_add(v);
                 }
             }
             TripleShape::RowScale(MatDims { cols, .. }) => {

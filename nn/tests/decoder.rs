@@ -7,9 +7,13 @@ use he_linear::matrix::RingMatrix;
 use mpc_core::{FixedPoint, Ring};
 use nn::kv_cache::KvCache;
 use nn::linear::{linear_mirror, Rescale};
-use nn::product::{elementwise_product, product_cost, product_cots, product_mirror};
+use nn::product::{
+    elementwise_product, elementwise_product_prepared, product_cost, product_cots, product_mirror,
+    product_prepared_cost,
+};
 use nn::rotary::{rotary, rotary_cost, rotary_cots, rotary_mirror, Rotary};
 use nn::sip_linear::{sip_linear_cost, sip_linear_cots, ClientSipLinear, ServerSipLinear};
+use nn::triple::{generate_cost, generate_triples, TripleShape};
 use nn::{Shape, SharedTensor};
 
 const LIN: FixedPoint = FixedPoint::LINEAR;
@@ -172,32 +176,47 @@ fn rotary_refuses_odd_heads() {
 #[test]
 fn elementwise_product_matches_its_mirror_and_its_cost() {
     let seed = seed(36);
+    eprintln!("seed {seed}");
     let n = 300;
     let edges = [0.0, -1.0, 1.0, 100.0, -100.0, 1e-5];
     let x = values(&mut prg(seed), n, -8.0, 8.0, &edges);
     let y = values(&mut prg(seed ^ 9), n, -8.0, 8.0, &edges);
     let (xs, xc) = tensors(3, 100, &x, seed);
     let (ys_, yc_) = tensors(3, 100, &y, seed ^ 5);
+    // Single phase (Gilboa on COTs), then on an element-wise triple made first.
+    let side = |x: SharedTensor, y: SharedTensor| {
+        move |s: &mut ot_nonlinear::mpc::Session, he: &nn::HeKeys<'_>| {
+            // Both products' COTs, so that no extension runs inside the labels.
+            s.reserve(product_cots(n).unwrap().plus(product_cots(n).unwrap()))
+                .unwrap();
+            let single = s.scope("op", |s| elementwise_product(s, &x, &y)).unwrap();
+            let triple = s
+                .scope("gen", |s| {
+                    generate_triples(s, he, &[TripleShape::Elementwise(n)])
+                })
+                .unwrap();
+            let prepared = s
+                .scope("prepared", |s| {
+                    elementwise_product_prepared(s, &x, &y, &triple[0])
+                })
+                .unwrap();
+            (single, prepared)
+        }
+    };
     let fx = Fixture::new(seed);
-    let (zs, zc, cs, cc) = run(
-        &fx,
-        move |s, _| {
-            s.reserve(product_cots(n).unwrap()).unwrap();
-            s.scope("op", |s| elementwise_product(s, &xs, &ys_))
-                .unwrap()
-        },
-        move |s, _| {
-            s.reserve(product_cots(n).unwrap()).unwrap();
-            s.scope("op", |s| elementwise_product(s, &xc, &yc_))
-                .unwrap()
-        },
-    );
-    let got = zs.reconstruct(&zc).unwrap();
+    let ((zs, ps), (zc, pc), cs, cc) = run(&fx, side(xs, ys_), side(xc, yc_));
     let want = product_mirror(&x, &y);
-    for (&g, &w) in got.iter().zip(&want) {
-        assert!(g == w || g == w.wrapping_sub(1), "{g} vs {w}");
+    for got in [zs.reconstruct(&zc).unwrap(), ps.reconstruct(&pc).unwrap()] {
+        for (&g, &w) in got.iter().zip(&want) {
+            assert!(g == w || g == w.wrapping_sub(1), "{g} vs {w} (seed {seed})");
+        }
     }
     assert_cost("op", &cs, &cc, product_cost(n).unwrap());
+    let gen = generate_cost(&fx.packed, &[TripleShape::Elementwise(n)]).unwrap();
+    assert_bytes("gen", &cs, &cc, gen);
+    // The truncation's server flight is flushed after the scope (by the next read).
+    let prepared = product_prepared_cost(n).unwrap();
+    assert_cost_rounds("prepared", &cs, &cc, prepared, prepared.rounds - 1);
 }
 
 #[test]

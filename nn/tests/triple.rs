@@ -1,4 +1,5 @@
-//! Matrix Beaver triples on random shares: generated on HE, then products of shared operands
+//! Beaver triples on random shares: generated (matrix ones on HE, element-wise ones on COTs),
+//! then products of shared operands
 //! against the plaintext ⌊X·Y / 2^s⌉ (the secure result is that or one less), edge values
 //! included, with the exact bytes and rounds of both phases; and attention's triples filed in
 //! an offline store, used once.
@@ -11,7 +12,7 @@ use nn::attention_offline::AttentionTriples;
 use nn::matmul::matmul_mirror;
 use nn::offline::{OfflineStore, SessionId};
 use nn::triple::{
-    generate_cost, generate_triples, triple_products, triple_products_cost, TripleShape,
+    generate_cost, generate_triples, triple_products, triple_products_cost, Rounding, TripleShape,
 };
 
 /// Signed values with 18 fraction bits in [−8, 8), the extremes first.
@@ -27,6 +28,7 @@ fn triple_products_equal_the_rounded_plaintext_products() {
         TripleShape::Matmul(ProductShape { k: 3, m: 64, n: 45 }),
         TripleShape::Matmul(ProductShape { k: 5, m: 7, n: 1 }),
         TripleShape::RowScale(MatDims { rows: 4, cols: 9 }),
+        TripleShape::Elementwise(6),
     ];
     let mut rng = prg(seed);
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
@@ -52,8 +54,10 @@ fn triple_products_equal_the_rounded_plaintext_products() {
                 .scope("gen", |s| generate_triples(s, he, &shapes))
                 .unwrap();
             let refs: Vec<_> = ops.iter().map(|(x, y)| (&x[..], &y[..])).collect();
-            s.scope("online", |s| triple_products(s, &triples, &refs, 18))
-                .unwrap()
+            s.scope("online", |s| {
+                triple_products(s, &triples, &refs, 18, Rounding::Nearest)
+            })
+            .unwrap()
         }
     };
     let fx = Fixture::new(seed);
@@ -63,6 +67,12 @@ fn triple_products_equal_the_rounded_plaintext_products() {
             TripleShape::Matmul(ProductShape { k, m, n }) => {
                 matmul_mirror(&xs[i], &ys[i], k, m, n, 18)
             }
+            TripleShape::Elementwise(_) => (0..t.outputs())
+                .map(|e| {
+                    let p = xs[i][e].wrapping_mul(ys[i][e]);
+                    ((p.wrapping_add(1 << 17) as i64) >> 18) as u64
+                })
+                .collect(),
             TripleShape::RowScale(MatDims { cols, .. }) => (0..t.outputs())
                 .map(|e| {
                     let p = xs[i][e / cols].wrapping_mul(ys[i][e]);
@@ -93,9 +103,10 @@ fn mismatched_operands_are_refused() {
     let side = move |s: &mut ot_nonlinear::mpc::Session, he: &nn::HeKeys<'_>| {
         let triples = generate_triples(s, he, &shapes).unwrap();
         // X of 2×2 where the triple serves 2×3: refused before anything is sent.
-        let err = triple_products(s, &triples, &[(&[0; 4], &[0; 6])], 18).unwrap_err();
+        let err =
+            triple_products(s, &triples, &[(&[0; 4], &[0; 6])], 18, Rounding::Nearest).unwrap_err();
         assert!(matches!(err, mpc_core::Error::Shape { .. }), "{err}");
-        let err = triple_products(s, &triples, &[], 18).unwrap_err();
+        let err = triple_products(s, &triples, &[], 18, Rounding::Nearest).unwrap_err();
         assert!(matches!(err, mpc_core::Error::Shape { .. }), "{err}");
     };
     run(&fx, side, side);

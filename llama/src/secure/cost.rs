@@ -3,7 +3,7 @@
 //! (Ferret, amortised over the session) excluded. `tests/secure.rs` checks the offline phase's
 //! against the channel's counters; `bench generate` prints them next to the measured ones and
 //! uses them for the LLaMA-7B estimate.
-use super::offline::PROJECTIONS;
+use super::offline::{product_triple, PROJECTIONS};
 use super::public::DecoderShape;
 use crate::calibrate::NormShifts;
 use crate::fixed_model::Projection;
@@ -17,10 +17,11 @@ use nn::attention_offline::{attention_prepared_cost, AttentionTriples};
 use nn::linear::Rescale;
 use nn::linear_offline::linear_online_cost;
 use nn::norm::{norm_prescaled_cost, Norm};
-use nn::product::product_cost;
+use nn::product::{product_cost, product_prepared_cost};
 use nn::rotary::rotary_cost;
 use nn::sip_linear::sip_linear_cost;
 use nn::sip_offline::sip_offline_cost;
+use nn::triple::generate_cost;
 use nn::Component;
 use ot_nonlinear::approx::ApproxSet;
 use ot_nonlinear::mpc::{Cost, Side};
@@ -82,7 +83,8 @@ pub fn offline_cost(
 }
 
 /// Exact cost of one call's offline material (`rows` positions after `past`): per block its
-/// projections' SIP on R and its attention triples, then the head's SIP on R.
+/// projections' SIP on R, its attention triples and its SwiGLU product's triple (COT
+/// extensions excluded), then the head's SIP on R.
 pub fn offline_call_cost(
     shape: &DecoderShape,
     (params, product_params): (&HeParams, &HeParams),
@@ -92,6 +94,7 @@ pub fn offline_call_cost(
     let linear =
         |k: usize, (m, n): (usize, usize)| sip_offline_cost(params, k, m, n, Rescale::Truncate);
     let triples = AttentionTriples::generate_cost(product_params, shape.attention(rows, past))?;
+    let product = generate_cost(product_params, &[product_triple(shape, rows)])?;
     let mut cost = Cost::default();
     for _ in 0..shape.n_layers {
         for p in PROJECTIONS {
@@ -100,6 +103,7 @@ pub fn offline_call_cost(
         for step in triples {
             cost = cost.then(step);
         }
+        cost = cost.then(product);
     }
     Ok(cost.then(linear(1, (shape.hidden, shape.vocab))?))
 }
@@ -152,8 +156,12 @@ pub fn call_cost(
             attention_cost(product_params, set, l, attention)?
         };
         let table = &set.layer(l).gelu;
-        let activation = piecewise_cost(table, &set.plan.gelu, rows * shape.ffn)
-            .then(product_cost(rows * shape.ffn)?);
+        let product = if prepared {
+            product_prepared_cost(rows * shape.ffn)?
+        } else {
+            product_cost(rows * shape.ffn)?
+        };
+        let activation = piecewise_cost(table, &set.plan.gelu, rows * shape.ffn).then(product);
         let p = |p: Projection| shape.projection(p);
         parts.extend([
             (

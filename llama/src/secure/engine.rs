@@ -1,7 +1,7 @@
 //! The online computation of one call (a prompt, or one generated token), written once over the
 //! two roles: what differs between them (their halves of the linear layers and of the
 //! embedding lookup) is the [`Role`] trait's; everything else is `nn` operators both call alike.
-use super::offline::{take_attention, Prepared};
+use super::offline::{product_triple, take_attention, take_product, Prepared};
 use super::public::PublicLlama;
 use crate::calibrate::NormShifts;
 use crate::fixed_model::Projection;
@@ -11,7 +11,7 @@ use nn::argmax::argmax;
 use nn::attention::{attention, Mask};
 use nn::kv_cache::KvCache;
 use nn::norm::{normalize_prescaled, Norm, RowProductBackend};
-use nn::product::elementwise_product;
+use nn::product::{elementwise_product, elementwise_product_prepared};
 use nn::rotary::rotary;
 use nn::{Component, HeKeys, SharedTensor};
 use ot_nonlinear::functions::exp::exp_breakpoints;
@@ -169,7 +169,10 @@ fn block(
     let act = sess.scope(&tag(Component::Activation), |s| {
         let f = Piecewise::for_party(s, &set.layer(l).gelu, &set.plan.gelu);
         let sg = piecewise(s, f, &g)?;
-        elementwise_product(s, &sg, &u)
+        match take_product(role.prepared(), l, product_triple(shape, rows))? {
+            Some(t) => elementwise_product_prepared(s, &sg, &u, &t),
+            None => elementwise_product(s, &sg, &u),
+        }
     })?;
     let d = sess.scope(&tag(Component::LinearH2), |s| {
         role.linear(s, he, l, Projection::Down, &act)

@@ -37,6 +37,7 @@ use nn::linear::Rescale;
 use nn::linear_half::LinearHalf;
 pub use nn::offline::{OfflineStore, SessionId};
 use nn::sip_linear::ClientSipLinear;
+use nn::triple::{generate_triples, Triple, TripleShape};
 use nn::Component;
 use nn::{HeKeys, SharedTensor};
 use ot_nonlinear::mpc::Session;
@@ -81,6 +82,16 @@ pub(crate) fn attention_entry(call: usize, layer: usize) -> String {
     format!("c{call:04}-L{layer:02}-att")
 }
 
+/// The entry of call `call`'s SwiGLU product triple in block `layer`.
+pub(crate) fn product_entry(call: usize, layer: usize) -> String {
+    format!("c{call:04}-L{layer:02}-act")
+}
+
+/// The SwiGLU product's triple shape on `rows` positions.
+pub(crate) fn product_triple(shape: &DecoderShape, rows: usize) -> TripleShape {
+    TripleShape::Elementwise(rows * shape.ffn)
+}
+
 /// The entry of call `call`'s head.
 pub(crate) fn head_entry(call: usize) -> String {
     format!("c{call:04}-head")
@@ -95,7 +106,7 @@ pub(crate) fn entries(layers: usize, calls: usize) -> Vec<String> {
                     PROJECTIONS
                         .map(|p| entry(c, l, p))
                         .into_iter()
-                        .chain(std::iter::once(attention_entry(c, l)))
+                        .chain([attention_entry(c, l), product_entry(c, l)])
                 })
                 .chain(std::iter::once(head_entry(c)))
         })
@@ -212,6 +223,17 @@ pub(crate) fn take_attention(
         .transpose()
 }
 
+/// The SwiGLU product triple of block `layer` in the call's offline material, if it has any.
+pub(crate) fn take_product(
+    prepared: Option<Prepared<'_>>,
+    layer: usize,
+    shape: TripleShape,
+) -> Result<Option<Triple>> {
+    prepared
+        .map(|p| Triple::take(p.store, &product_entry(p.call, layer), shape))
+        .transpose()
+}
+
 /// Runs `w`, this party's half of a projection or the head, on the entry `name(call)` of the
 /// call's offline material if it has any, single-phase otherwise.
 pub(crate) fn run_linear(
@@ -228,9 +250,9 @@ pub(crate) fn run_linear(
 }
 
 /// This party's offline phase of every call of `calls` (after the plan): each block's four
-/// projections on the call's rows and its attention's triples (the keys of the call's
-/// position in the plan), then the head on one row, in dataflow order, each under its
-/// component's label.
+/// projections on the call's rows, its attention's triples (the keys of the call's position
+/// in the plan) and its SwiGLU product's element-wise triple (on COTs), then the head on one
+/// row, in dataflow order, each under its component's label.
 pub(crate) fn prepare_calls<L: LinearHalf>(
     sess: &mut Session,
     he: &HeKeys<'_>,
@@ -249,6 +271,10 @@ pub(crate) fn prepare_calls<L: LinearHalf>(
             let tag = |step: Component| step.in_layer(l);
             AttentionTriples::generate(sess, he, shape.attention(rows, past), &tag)?
                 .put(store, &attention_entry(c, l))?;
+            let product = [product_triple(shape, rows)];
+            sess.scope(&tag(Component::Activation), |s| {
+                generate_triples(s, he, &product)?[0].put(store, &product_entry(c, l))
+            })?;
         }
         past += rows;
         sess.scope(Component::Head.label(), |s| {
