@@ -49,17 +49,8 @@ pub fn secret_matmul(
             RingMatrix::new(y.rows(), y.cols(), y.share().to_vec())?,
         ));
     }
-    let refs: Vec<(&RingMatrix, &RingMatrix)> = mats.iter().map(|(x, y)| (x, y)).collect();
     let window = Window::new(he.product_params, shift, Ring::R64.bits())?;
-    let seed = sess.fresh_seed();
-    let prods = secret_products(
-        &mut sess.ch,
-        he.product_params,
-        he.keys,
-        &refs,
-        window,
-        seed,
-    )?;
+    let prods = he_products(sess, he, &mats, window)?;
     let shapes: Vec<(usize, usize)> = prods.iter().map(|p| (p.rows(), p.cols())).collect();
     let flat: Vec<u64> = prods
         .iter()
@@ -79,6 +70,26 @@ pub fn secret_matmul(
             t
         })
         .collect()
+}
+
+/// This party's shares of the products of `mats` (its shares of each pair) through `window`,
+/// on the session's channel and a fresh seed ([`secret_products`]).
+pub(crate) fn he_products(
+    sess: &mut Session,
+    he: &HeKeys<'_>,
+    mats: &[(RingMatrix, RingMatrix)],
+    window: Window,
+) -> Result<Vec<RingMatrix>> {
+    let refs: Vec<(&RingMatrix, &RingMatrix)> = mats.iter().map(|(x, y)| (x, y)).collect();
+    let seed = sess.fresh_seed();
+    secret_products(
+        &mut sess.ch,
+        he.product_params,
+        he.keys,
+        &refs,
+        window,
+        seed,
+    )
 }
 
 /// Exact cost of [`secret_matmul`] on products of the given (k, m, n) shapes.

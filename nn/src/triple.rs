@@ -30,12 +30,11 @@
 use crate::cast::truncate_cost;
 use crate::keys::HeKeys;
 use crate::linear::ring_matmul;
-use crate::matmul::products_cost;
+use crate::matmul::{he_products, products_cost};
 use crate::offline::OfflineStore;
 use he_linear::matrix::{MatDims, ProductShape, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::response::Window;
-use he_linear::secret_product::secret_products;
 use mpc_core::{AesPrg, Dims, Error, Result, Ring};
 use ot_nonlinear::mpc::product::{mul, mul_cost, mul_cots};
 use ot_nonlinear::mpc::trunc::TruncKind;
@@ -151,7 +150,8 @@ impl Triple {
 }
 
 /// Shares of one triple per shape, A and B drawn from this party's PRG: the matrix ones in
-/// the same HE flights (2 per `max_revealed` outputs, [`secret_products`]), then the
+/// the same HE flights (2 per `max_revealed` outputs,
+/// [`he_linear::secret_product::secret_products`]), then the
 /// element-wise ones in one Gilboa product on COTs ([`mul`], the COTs reserved here).
 pub fn generate_triples(
     sess: &mut Session,
@@ -188,17 +188,7 @@ pub fn generate_triples(
         .iter_mut()
         .partition(|t| t.shape.product().is_some());
     if !mats.is_empty() {
-        let refs: Vec<(&RingMatrix, &RingMatrix)> = mats.iter().map(|(x, y)| (x, y)).collect();
-        let window = Window::full(he.product_params);
-        let seed = sess.fresh_seed();
-        let prods = secret_products(
-            &mut sess.ch,
-            he.product_params,
-            he.keys,
-            &refs,
-            window,
-            seed,
-        )?;
+        let prods = he_products(sess, he, &mats, Window::full(he.product_params))?;
         for (t, p) in matrix.into_iter().zip(prods) {
             t.c = p.data().to_vec();
         }
