@@ -103,8 +103,8 @@ pub struct Args {
     /// Client: address to connect to (two-process mode).
     #[arg(long)]
     connect: Option<String>,
-    /// offline (every linear layer's COP on the client's random R, filed on disk for one
-    /// inference), online (an inference on the oldest unused material), both (offline then
+    /// offline (every linear layer's COP on the client's random R and attention's triples,
+    /// filed on disk for one inference), online (an inference on the oldest unused material), both (offline then
     /// online, the default) or single (today's single phase, no material).
     #[arg(long, default_value = "both")]
     phase: String,
