@@ -1,5 +1,7 @@
 //! The decoder's approximation set: SiLU fitted per layer on calibration prompts (as
-//! `bert::fit` fits GELU), exp by PUMA's squarings, all under PUMA's Z_2^64 / 18-bit plans.
+//! `bert::fit` fits GELU) under PUMA's Z_2^64 / 18-bit plan, exp by `nn::exp_table`'s
+//! piecewise cubic (16 rounds per Softmax instead of the 39 of PUMA's eight squarings, and
+//! 15× more accurate).
 //!
 //! Fit: the float model runs the calibration prompts with its trace on, which records every
 //! gate pre-activation entering SiLU, per layer. For each layer, every candidate interval ±T
@@ -11,6 +13,7 @@
 //! The set's per-layer `gelu` slot holds the FFN activation, SiLU here.
 use crate::{render_chat, FloatModel, LlamaError, Model};
 use mpc_core::{Error, Result};
+use nn::exp_table::{exp_plan, exp_table};
 use nn::norm::{prescaled_rms_limit, MAX_PRESCALE};
 use nn::silu::{silu_default, silu_exact, silu_fit, silu_plan, silu_table};
 use ot_nonlinear::approx::tables::FitReport;
@@ -99,6 +102,7 @@ pub fn llama_set(silu: Option<Vec<PiecewisePoly>>, n_layers: usize) -> Result<Ap
         Some(t) => t,
         None => vec![silu_default()?],
     };
+    let exp = exp_table()?;
     let set = ApproxSet {
         name: "llama-silu".into(),
         format: mpc_core::FixedPoint::LINEAR,
@@ -106,11 +110,12 @@ pub fn llama_set(silu: Option<Vec<PiecewisePoly>>, n_layers: usize) -> Result<Ap
             .into_iter()
             .map(|gelu| LayerTables {
                 gelu,
-                exp: ExpMethod::Squaring { t: 8, lower: -14.0 },
+                exp: ExpMethod::Piecewise(exp.clone()),
             })
             .collect(),
         plan: SetPlan {
             gelu: silu_plan(),
+            exp: exp_plan(),
             ..SetPlan::puma()
         },
     };

@@ -17,6 +17,7 @@
 //! | [`norm`] | LayerNorm, RMSNorm | OT (rsqrt) + row products on HE or OT |
 //! | [`activation`] | GELU, SiLU (piecewise polynomials), ReLU | OT |
 //! | [`silu`] | SiLU's piecewise table (least-squares fit) | — |
+//! | [`exp_table`] | exp's piecewise cubic table for Softmax (decoders) | — |
 //! | [`embedding`] | private table lookup ([`embedding::ServerEmbedding`] / [`embedding::ClientEmbedding`]) | HE |
 //! | [`argmax`] | index of each row's maximum, revealed to one party | OT (DReLU, mux) |
 //! | [`sigmoid`] | σ by 3- or 5-piece linear or a clipped cubic, a batch's comparisons in one flight | OT (piecewise) |
@@ -49,9 +50,11 @@ pub mod conv;
 pub mod conv_he;
 pub mod conv_he_offline;
 pub mod embedding;
+pub mod exp_table;
 pub mod keys;
 pub mod kv_cache;
 pub mod label;
+pub(crate) mod least_squares;
 pub mod linear;
 pub mod linear_half;
 pub mod linear_offline;

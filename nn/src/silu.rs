@@ -4,6 +4,7 @@
 //! tables are). SiLU − x/2 is even, so the fit is close to x/2 plus even powers.
 //!
 //! Evaluated under [`SetPlan::puma`]'s GELU plan (degree ≤ 6, coefficients at 18 bits).
+use crate::least_squares::weighted_least_squares;
 use mpc_core::{Error, Result};
 use ot_nonlinear::approx::Piece;
 use ot_nonlinear::approx::{PiecewisePlan, PiecewisePoly, SetPlan};
@@ -55,7 +56,7 @@ fn least_squares(f: impl Fn(f64) -> f64, lo: f64, hi: f64, degree: usize) -> Res
         ));
     }
     let powers: Vec<usize> = (0..=degree).collect();
-    weighted_least_squares(f, hi, &uniform_points(hi, 1.0), &powers)
+    weighted_least_squares(f, (0.0, hi), &uniform_points(hi, 1.0), &powers)
 }
 
 /// 4001 uniform points of [−bound, bound], each of weight `weight`.
@@ -64,46 +65,6 @@ fn uniform_points(bound: f64, weight: f64) -> Vec<(f64, f64)> {
     (0..POINTS)
         .map(|p| (bound * (2.0 * p as f64 / (POINTS - 1) as f64 - 1.0), weight))
         .collect()
-}
-
-/// Coefficients (constant term first, zero off `powers`) of the polynomial in the monomials
-/// x^k, k ∈ `powers` (increasing), minimising Σ w·(p(x) − f(x))² over the weighted `points`
-/// (x within ±`half_width`); solved in the variable t = x/half_width for conditioning.
-fn weighted_least_squares(
-    f: impl Fn(f64) -> f64,
-    half_width: f64,
-    points: &[(f64, f64)],
-    powers: &[usize],
-) -> Result<Vec<f64>> {
-    let k = powers.len();
-    let s = half_width;
-    if !(s > 0.0 && s.is_finite()) || k == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "least squares on ±{s} in {k} monomials"
-        )));
-    }
-    let mut ata = vec![0.0; k * k];
-    let mut aty = vec![0.0; k];
-    let mut pows = vec![0.0; k];
-    for &(x, w) in points {
-        let t = x / s;
-        pows.iter_mut()
-            .zip(powers)
-            .for_each(|(v, &e)| *v = t.powi(e as i32));
-        let y = w * f(x);
-        for i in 0..k {
-            aty[i] += pows[i] * y;
-            for j in 0..k {
-                ata[i * k + j] += w * pows[i] * pows[j];
-            }
-        }
-    }
-    let a = solve(&mut ata, &mut aty, k)?;
-    let mut coeffs = vec![0.0; powers.last().map_or(0, |&e| e + 1)];
-    for (&e, c) in powers.iter().zip(a) {
-        coeffs[e] = c / s.powi(e as i32);
-    }
-    Ok(coeffs)
 }
 
 /// Most calibration samples [`silu_fit`] reads (a deterministic stride beyond).
@@ -138,7 +99,8 @@ pub fn silu_fit(degree: usize, bound: f64, samples: &[f32]) -> Result<PiecewiseP
     let prior = SILU_FIT_PRIOR * points.len() as f64 / 4001.0;
     points.extend(uniform_points(bound, prior));
     let even: Vec<usize> = (0..=degree).step_by(2).collect();
-    let mut coeffs = weighted_least_squares(|x| silu_exact(x) - x / 2.0, bound, &points, &even)?;
+    let mut coeffs =
+        weighted_least_squares(|x| silu_exact(x) - x / 2.0, (0.0, bound), &points, &even)?;
     coeffs.resize(coeffs.len().max(2), 0.0);
     coeffs[1] = 0.5;
     let table = PiecewisePoly {
@@ -147,37 +109,6 @@ pub fn silu_fit(degree: usize, bound: f64, samples: &[f32]) -> Result<PiecewiseP
     };
     silu_plan().validate(&table)?;
     Ok(table)
-}
-
-/// Gaussian elimination with partial pivoting on a k×k system.
-fn solve(a: &mut [f64], b: &mut [f64], k: usize) -> Result<Vec<f64>> {
-    for col in 0..k {
-        let pivot = (col..k)
-            .max_by(|&i, &j| a[i * k + col].abs().total_cmp(&a[j * k + col].abs()))
-            .unwrap_or(col);
-        if a[pivot * k + col].abs() < 1e-12 {
-            return Err(Error::InvalidArgument(
-                "singular least-squares system".into(),
-            ));
-        }
-        for j in 0..k {
-            a.swap(col * k + j, pivot * k + j);
-        }
-        b.swap(col, pivot);
-        for i in col + 1..k {
-            let m = a[i * k + col] / a[col * k + col];
-            for j in col..k {
-                a[i * k + j] -= m * a[col * k + j];
-            }
-            b[i] -= m * b[col];
-        }
-    }
-    let mut x = vec![0.0; k];
-    for i in (0..k).rev() {
-        let s: f64 = (i + 1..k).map(|j| a[i * k + j] * x[j]).sum();
-        x[i] = (b[i] - s) / a[i * k + i];
-    }
-    Ok(x)
 }
 
 #[cfg(test)]

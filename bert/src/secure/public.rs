@@ -85,24 +85,3 @@ impl Head {
         self.b.len()
     }
 }
-
-/// The set as the client receives it: the breakpoints are the server's inputs to the
-/// comparisons (it subtracts them from its share) and are replaced by placeholders, as is
-/// PUMA's exp lower bound; the coefficients and plans are public (docs/security.md says what
-/// the coefficients reveal about the breakpoints).
-pub(crate) fn redact_breakpoints(set: &ApproxSet) -> ApproxSet {
-    let placeholder = |b: &mut Vec<f64>| {
-        for (i, v) in b.iter_mut().enumerate() {
-            *v = i as f64;
-        }
-    };
-    let mut out = set.clone();
-    for t in &mut out.layers {
-        placeholder(&mut t.gelu.breakpoints);
-        match &mut t.exp {
-            ot_nonlinear::approx::ExpMethod::Piecewise(pw) => placeholder(&mut pw.breakpoints),
-            ot_nonlinear::approx::ExpMethod::Squaring { lower, .. } => *lower = -1.0,
-        }
-    }
-    out
-}

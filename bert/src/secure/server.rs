@@ -2,7 +2,7 @@
 use super::engine::{self, Role, HEAD_RESCALE, LAYER_RESCALE};
 use super::fold::{fold_head, layer_weights, Weights};
 use super::offline::{self, OfflineStore, SessionId, HEAD, WEIGHTS};
-use super::public::{redact_breakpoints, Head, PublicModel};
+use super::public::{Head, PublicModel};
 use super::{he_params, AttentionMode, EmbeddingMode};
 use crate::fixed_model::FixedBert;
 use he_linear::cop;
@@ -185,7 +185,7 @@ impl Server {
                 let mut seed = move || next.next().expect("an unbounded range");
                 let ch = &mut s.ch;
                 ch.send_msg(&PublicModel {
-                    approx: redact_breakpoints(&public.approx),
+                    approx: public.approx.redacted(),
                     ..public.clone()
                 })?;
                 pk.send(ch, params)?;

@@ -5,7 +5,7 @@ use crate::LlamaConfig;
 use mpc_core::{Error, Result};
 use nn::attention::AttentionShape;
 use nn::rotary::Rotary;
-use ot_nonlinear::approx::{ApproxSet, ExpMethod};
+use ot_nonlinear::approx::ApproxSet;
 
 /// Limits on announced sizes (a malicious or corrupt description is refused before any
 /// allocation): far above LLaMA-7B's.
@@ -169,19 +169,4 @@ impl PublicLlama {
             self.approx.validate(self.shape.n_layers)
         }
     }
-}
-
-/// The set with its breakpoints replaced by placeholders (the client's copy): SiLU's interval
-/// and exp's cut-off stay with the server.
-pub fn redact(set: &ApproxSet) -> ApproxSet {
-    let mut out = set.clone();
-    for t in &mut out.layers {
-        for (i, v) in t.gelu.breakpoints.iter_mut().enumerate() {
-            *v = i as f64;
-        }
-        if let ExpMethod::Squaring { lower, .. } = &mut t.exp {
-            *lower = -1.0;
-        }
-    }
-    out
 }

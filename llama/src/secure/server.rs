@@ -5,7 +5,7 @@ use super::offline::{
     self, check_plan, entry, head_entry, next_call, prepare_calls, put_plan, run_linear, take_plan,
     OfflineStore, Prepared, SessionId, MAX_CALLS,
 };
-use super::public::{redact, PublicLlama};
+use super::public::PublicLlama;
 use super::{check_call, check_plan_budget, he_params, product_params, RevealBudget};
 use crate::fixed_model::{FixedLlama, Projection};
 use he_linear::galois::GaloisKeys;
@@ -119,7 +119,7 @@ impl Server {
                 let table_seed = s.fresh_seed();
                 let ch = &mut s.ch;
                 ch.send_msg(&PublicLlama {
-                    approx: redact(&public.approx),
+                    approx: public.approx.redacted(),
                     ..public.clone()
                 })?;
                 pk.send(ch, params)?;

@@ -141,6 +141,27 @@ impl ApproxSet {
         self.check(num_layers, true)
     }
 
+    /// The set as the client receives it: the breakpoints are the server's inputs to the
+    /// comparisons (it subtracts them from its share) and are replaced by placeholders
+    /// (0, 1, 2, …), as is PUMA's exp lower bound (−1); the coefficients and plans are public
+    /// (docs/security.md says what the coefficients reveal about the breakpoints).
+    pub fn redacted(&self) -> ApproxSet {
+        let placeholder = |b: &mut Vec<f64>| {
+            for (i, v) in b.iter_mut().enumerate() {
+                *v = i as f64;
+            }
+        };
+        let mut out = self.clone();
+        for t in &mut out.layers {
+            placeholder(&mut t.gelu.breakpoints);
+            match &mut t.exp {
+                ExpMethod::Piecewise(pw) => placeholder(&mut pw.breakpoints),
+                ExpMethod::Squaring { lower, .. } => *lower = -1.0,
+            }
+        }
+        out
+    }
+
     /// [`ApproxSet::validate`] for a copy whose breakpoints are placeholders (the client's: the
     /// breakpoints are the server's private inputs): every check that does not depend on where
     /// the pieces lie. The server validates the real set.
