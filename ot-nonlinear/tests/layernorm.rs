@@ -31,7 +31,7 @@ fn rsqrt_matches_the_mirror_and_its_cost() {
     let got = reconstruct(&rs, &rc);
     for (i, (&g, &x)) in got.iter().zip(&v).enumerate() {
         let want = rsqrt_mirror(x);
-        // Each of the nine truncations may be one low; y's units at 18 bits (≈ 2^-18.5
+        // Each of the seven truncations may be one low; y's units at 18 bits (≈ 2^-18.5
         // relative, a few of them after the Newton step) scale with the result.
         let diff = (want as f64 - g as f64).abs();
         assert!(

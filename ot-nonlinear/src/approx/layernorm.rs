@@ -71,25 +71,49 @@ pub fn rsqrt_scale(j: u32) -> u64 {
     (f * (PUBLIC_FRAC_BITS as f64).exp2()).round() as u64
 }
 
-/// 1/√v for v ≥ 1 at 18 fraction bits (v < 2^[`RSQRT_BITS`]), result at [`R_FRAC`] bits:
-/// k = highest set bit, u = floor(v·2^{16−k}) ∈ [0.25, 0.5) (as `trunc(v·2^{32−k}, 16)`),
-/// PUMA's quartic guess by Horner (each step truncated by 18), one Newton step
-/// y ← y(3 − u·y²)/2, then `trunc(y · rsqrt_scale(k), 28)`.
+/// 1/√v for v ≥ 1 at 18 fraction bits (v < 2^[`RSQRT_BITS`]), result at [`R_FRAC`] bits, in
+/// five product levels (each a round of the secure run, [`crate::functions::rsqrt()`]):
+/// k = highest set bit, `W = 2^{32−k}`, `C = rsqrt_scale(k)` (30 bits);
+/// 1. `u = trunc(v·W, 16)` ∈ [0.25, 0.5) at 18 bits;
+/// 2. `u2 = trunc(u·u, 18)` and `cu = trunc(C·u, 18)` (30 bits);
+/// 3. PUMA's quartic guess as `y0 = trunc(u2·M + c0 + c1·u·2^18, 36)` with
+///    `M = c2 + c3·u + c4·u2` (36 bits): y0 = c0 + c1·u + u²(c2 + c3·u + c4·u²);
+/// 4. `a = trunc(y0², 18)`, `b = trunc(cu·y0, 18)` (30 bits) and `c = C·y0` (48 bits, not
+///    truncated);
+/// 5. the Newton step y0(3 − u·y0²)/2 scaled by C: `r = trunc(3c − a·b, 29)` (a·b =
+///    C·u·y0³ at 48 bits).
 pub fn rsqrt(v: u64) -> u64 {
     let r = Ring::R64;
-    let f = LIN.frac_bits();
     let k = 63 - v.max(1).leading_zeros();
+    let c = rsqrt_scale(k);
+    let [c0, c1, c2, c3, c4] = rsqrt_coefficients();
     let u = trunc(r, r.mul(v, 1u64 << (32 - k)), 16);
-    let wide = const { FixedPoint::new_const(Ring::R64, 2 * LIN.frac_bits()) };
-    let enc = |fp: FixedPoint, c: f64| fp.encode(c).expect("small constant");
-    let mut acc = enc(LIN, RSQRT_INIT[4]);
-    for c in RSQRT_INIT[..4].iter().rev() {
-        acc = trunc(r, r.add(r.mul(acc, u), enc(wide, *c)), f);
-    }
-    let y2 = trunc(r, r.mul(acc, acc), f);
-    let uy2 = trunc(r, r.mul(u, y2), f);
-    let y = trunc(r, r.mul(acc, r.sub(enc(LIN, 3.0), uy2)), f + 1);
-    trunc(r, r.mul(y, rsqrt_scale(k)), PUBLIC_FRAC_BITS + f - R_FRAC)
+    let u2 = trunc(r, r.mul(u, u), 18);
+    let cu = trunc(r, r.mul(c, u), 18);
+    let m = r.add(r.add(c2, r.mul(c3, u)), r.mul(c4, u2));
+    let low = r.add(c0, r.mul(c1, u) << 18);
+    let y0 = trunc(r, r.add(r.mul(u2, m), low), 36);
+    let a = trunc(r, r.mul(y0, y0), 18);
+    let b = trunc(r, r.mul(cu, y0), 18);
+    trunc(r, r.sub(r.mul(3, r.mul(c, y0)), r.mul(a, b)), 29)
+}
+
+/// [`RSQRT_INIT`] as the evaluation reads it: c0 at 54 fraction bits, c2 at 36, c1, c3 and c4
+/// at 18 (Z_2^64 elements).
+pub fn rsqrt_coefficients() -> [u64; 5] {
+    let enc = |c: f64, bits: u32| {
+        FixedPoint::new(Ring::R64, bits)
+            .and_then(|fp| fp.encode(c))
+            .expect("small constant")
+    };
+    let c = RSQRT_INIT;
+    [
+        enc(c[0], 54),
+        enc(c[1], 18),
+        enc(c[2], 36),
+        enc(c[3], 18),
+        enc(c[4], 18),
+    ]
 }
 
 /// The normalised row ŷ (18 fraction bits) of `row` (Z_2^64, 18 fraction bits), in place.

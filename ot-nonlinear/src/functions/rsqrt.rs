@@ -10,30 +10,40 @@
 //!    b_32 = 0, local XORs);
 //! 2. the one-hot bits to Z_2^64 ([`b2a`]); locally `W = Σ h_j·2^{32−j}` and
 //!    `C = Σ h_j·rsqrt_scale(j)` (public constants);
-//! 3. `u = trunc(v·W, 16)` ∈ [0.25, 0.5) ([`mul`] + known-MSB truncation);
-//! 4. PUMA's quartic guess by Horner: the first step is local (public leading coefficient),
-//!    then three [`mul`] + truncation by 18;
-//! 5. one Newton step: `y2 = trunc(y², 18)` ([`square`](crate::mpc::square)), `uy2 = trunc(u·y2, 18)`,
-//!    `y = trunc(y·(3 − uy2), 19)`;
-//! 6. `r = trunc(y·C, 28)`.
+//! 3. five levels of products, each one [`mul`] call on every product of the level (Z_2^64)
+//!    and one known-MSB truncation of those that need it, as the mirror lists them:
+//!    `u = trunc(v·W, 16)`; `u2 = trunc(u·u, 18)` with `cu = trunc(C·u, 18)`; PUMA's quartic
+//!    guess `y0 = trunc(u2·M + c0 + c1·u·2^18, 36)` (`M = c2 + c3·u + c4·u2`, local);
+//!    `a = trunc(y0², 18)` and `b = trunc(cu·y0, 18)` with `c = C·y0` (kept at 48 bits);
+//!    the Newton step with C folded in, `r = trunc(3c − a·b, 29)`.
 //!
-//! Cost ([`rsqrt_cost`], exact): per value 31 DReLUs on Z_2^34 in lanes (≈ 31·290 bits), 32·64 bits of
-//! B2A, 6 products on Z_2^64 (4160 bits each) and 8 truncations; only per LayerNorm row, so
-//! ≈ 40 kbit per row. Rounds: about 40 (the steps are sequential).
-use super::{known_msb_trunc_step, product_trunc, product_trunc_steps, total_cost, total_cots};
-use crate::approx::layernorm::{rsqrt_scale, RSQRT_BITS, RSQRT_INIT};
+//! The levels are the round count's reason: PUMA's Horner guess, a Newton step
+//! y(3 − u·y²)/2 and the final scaling by C take eight products in sequence; here the guess is
+//! evaluated as c0 + c1·u + u²(c2 + c3·u + c4·u²) (two levels) and the Newton step as
+//! (3·C·y0 − (C·u·y0)·y0²)/2 (two levels, C·u prepared beside u²).
+//!
+//! Cost ([`rsqrt_cost`], exact): per value 31 DReLUs on Z_2^34 in lanes (≈ 31·290 bits), 32·64
+//! bits of B2A, 8 products on Z_2^64 (4160 bits each) and 7 truncations; only per LayerNorm
+//! row. Rounds: 28 (were 42 with the eight sequential products).
+use super::{known_msb_trunc_step, total_cost, total_cots};
+use crate::approx::layernorm::{rsqrt_coefficients, rsqrt_scale, RSQRT_BITS};
 use crate::mpc::b2a::{b2a, b2a_cost, b2a_cots};
 use crate::mpc::drelu::{drelu_lanes, drelu_lanes_cost, drelu_lanes_cots, lanes_minus};
-use crate::mpc::product::mul;
+use crate::mpc::product::{mul, mul_cost, mul_cots};
 use crate::mpc::trunc::{trunc_cast, TruncKind};
 use crate::mpc::{Cost, CotDemand, Session};
-use mpc_core::{FixedPoint, Result, Ring};
+use mpc_core::{Result, Ring};
 
-const LIN: FixedPoint = FixedPoint::LINEAR;
 /// Ring of the highest-bit comparisons (v − 2^j, |·| < 2^33).
 const CMP_RING: Ring = Ring::new_const(34);
-/// Truncations after the products, in order: u, Horner (4), Newton (3), result.
-const SHIFTS: [u32; 9] = [16, 18, 18, 18, 18, 18, 18, 19, 28];
+/// A known-MSB truncation of n values by s (s ≤ 62) on Z_2^64.
+fn trunc64(sess: &mut Session, v: &[u64], s: u32) -> Result<Vec<u64>> {
+    trunc_cast(sess, v, Ring::R64, Ring::R64, s, TruncKind::KnownMsb)
+}
+
+/// The levels after the B2A: (products, of which truncated, shift).
+const LEVELS: [(usize, usize, u32); 5] =
+    [(1, 1, 16), (2, 2, 18), (1, 1, 36), (3, 2, 18), (1, 1, 29)];
 
 fn steps(n: usize) -> Vec<(Cost, CotDemand)> {
     let (r64, cmp) = (Ring::R64, CMP_RING);
@@ -48,14 +58,9 @@ fn steps(n: usize) -> Vec<(Cost, CotDemand)> {
             b2a_cots(n * RSQRT_BITS as usize, r64, 0),
         ),
     ];
-    v.extend(product_trunc_steps(n, false, SHIFTS[0]));
-    v.push(known_msb_trunc_step(n, SHIFTS[1]));
-    for &s in &SHIFTS[2..5] {
-        v.extend(product_trunc_steps(n, false, s));
-    }
-    v.extend(product_trunc_steps(n, true, SHIFTS[5]));
-    for &s in &SHIFTS[6..] {
-        v.extend(product_trunc_steps(n, false, s));
+    for (products, truncated, shift) in LEVELS {
+        v.push((mul_cost(products * n, 1, r64), mul_cots(products * n, r64)));
+        v.push(known_msb_trunc_step(truncated * n, shift));
     }
     v
 }
@@ -107,29 +112,41 @@ pub fn rsqrt(sess: &mut Session, v: &[u64]) -> Result<Vec<u64>> {
                 c[i] = r64.add(c[i], r64.mul(hj, rsqrt_scale(j as u32)));
             }
         }
-        // 3. u ∈ [0.25, 0.5).
-        let u = product_trunc(sess, v, Some(&w), SHIFTS[0])?;
-        // 4. Horner: acc = c4·u + c3 locally, then three shared products.
-        let wide = FixedPoint::new(r64, 2 * LIN.frac_bits())?;
-        let c4 = LIN.encode(RSQRT_INIT[4])?;
-        let c3 = public(wide.encode(RSQRT_INIT[3])?);
-        let first: Vec<u64> = u.iter().map(|&x| r64.add(r64.mul(x, c4), c3)).collect();
-        let mut acc = trunc_cast(sess, &first, r64, r64, SHIFTS[1], TruncKind::KnownMsb)?;
-        for (k, &s) in (0..3).rev().zip(&SHIFTS[2..5]) {
-            let ck = public(wide.encode(RSQRT_INIT[k])?);
-            let p: Vec<u64> = mul(sess, &acc, &u, r64)?
-                .into_iter()
-                .map(|x| r64.add(x, ck))
-                .collect();
-            acc = trunc_cast(sess, &p, r64, r64, s, TruncKind::KnownMsb)?;
-        }
-        // 5. One Newton step.
-        let y2 = product_trunc(sess, &acc, None, SHIFTS[5])?;
-        let uy2 = product_trunc(sess, &u, Some(&y2), SHIFTS[6])?;
-        let three = public(LIN.encode(3.0)?);
-        let t: Vec<u64> = uy2.iter().map(|&x| r64.sub(three, x)).collect();
-        let y = product_trunc(sess, &acc, Some(&t), SHIFTS[7])?;
-        // 6. Back to 1/√v.
-        product_trunc(sess, &y, Some(&c), SHIFTS[8])
+        // 3. The five levels (the mirror's steps).
+        let [c0, c1, c2, c3, c4] = rsqrt_coefficients();
+        let shift = |l: usize| LEVELS[l].2;
+        let p = mul(sess, v, &w, r64)?;
+        let u = trunc64(sess, &p, shift(0))?;
+        let p = mul(sess, &[&u[..], &c].concat(), &[&u[..], &u].concat(), r64)?;
+        let t = trunc64(sess, &p, shift(1))?;
+        let (u2, cu) = t.split_at(n);
+        let m: Vec<u64> = (0..n)
+            .map(|i| {
+                let m = r64.add(r64.mul(c3, u[i]), r64.mul(c4, u2[i]));
+                r64.add(m, public(c2))
+            })
+            .collect();
+        let p: Vec<u64> = mul(sess, u2, &m, r64)?
+            .into_iter()
+            .zip(&u)
+            .map(|(p, &ui)| r64.add(r64.add(p, r64.mul(c1, ui) << 18), public(c0)))
+            .collect();
+        let y0 = trunc64(sess, &p, shift(2))?;
+        let p = mul(
+            sess,
+            &[&y0[..], cu, &c].concat(),
+            &[&y0[..], &y0, &y0].concat(),
+            r64,
+        )?;
+        let (ab, cy) = p.split_at(2 * n);
+        let t = trunc64(sess, ab, shift(3))?;
+        let (a, b) = t.split_at(n);
+        let d = mul(sess, a, b, r64)?;
+        let p: Vec<u64> = cy
+            .iter()
+            .zip(&d)
+            .map(|(&cy, &d)| r64.sub(r64.mul(3, cy), d))
+            .collect();
+        trunc64(sess, &p, shift(4))
     })
 }
