@@ -4,7 +4,7 @@
 //! float model. `LLAMA_TEST_SEED=S` reproduces a run (the seed is printed).
 use llama::calibrate::calibrate;
 use llama::fixed_model::{FixedDecoder, FixedLlama};
-use llama::secure::cost::offline_cost;
+use llama::secure::cost::{offline_cost, plan_cots};
 use llama::secure::offline::OfflineStore;
 use llama::secure::{Client, Server};
 use llama::synthetic::{write_random_model, SyntheticSpec};
@@ -103,6 +103,17 @@ fn secure_generate(
         } else {
             client.generation()
         };
+        // Ferret traffic so far, and COTs drawn: the online calls on offline material must
+        // draw exactly `plan_cots` and extend none (the offline phase reserved them).
+        let extended = |sess: &Session| {
+            sess.ch
+                .stats()
+                .iter()
+                .filter(|(k, _)| k.ends_with("/ferret/extend"))
+                .map(|(_, v)| v.bytes_sent + v.bytes_recv)
+                .sum::<u64>()
+        };
+        let (extended_before, drawn_before) = (extended(&sess), sess.cots_drawn());
         let (mut ids, mut shares) = (Vec::new(), Vec::new());
         let mut input = prompt.to_vec();
         for &fed in feed {
@@ -114,6 +125,25 @@ fn secure_generate(
             input = vec![fed];
         }
         if split {
+            let public = client.public();
+            let want = plan_cots(
+                &public.shape,
+                &public.approx,
+                &public.norm_shifts,
+                &params(),
+                &plan,
+            )
+            .unwrap();
+            let drawn = sess.cots_drawn();
+            assert_eq!(
+                (
+                    drawn.server - drawn_before.server,
+                    drawn.client - drawn_before.client
+                ),
+                (want.server, want.client),
+                "COTs drawn online"
+            );
+            assert_eq!(extended(&sess), extended_before, "COT extensions online");
             // The plan is used up: a further call is refused before anything is sent.
             let err = generation
                 .run_with_share(&mut sess, &input, &|_, _| {})

@@ -14,7 +14,7 @@ use ot_nonlinear::approx::fixed::eval_piecewise;
 use ot_nonlinear::approx::{PiecewisePlan, PiecewisePoly};
 use ot_nonlinear::functions::{gelu, Output, PiecewiseSpec};
 use ot_nonlinear::mpc::relu::{relu_cost as ot_relu_cost, relu_cots};
-use ot_nonlinear::mpc::{relu as ot_relu, Cost, Session};
+use ot_nonlinear::mpc::{relu as ot_relu, Cost, CotDemand, Session};
 
 /// A piecewise activation as one party holds it: the public pieces and plan, and on the
 /// server the breakpoints.
@@ -67,6 +67,18 @@ pub fn piecewise(sess: &mut Session, f: Piecewise<'_>, x: &SharedTensor) -> Resu
 /// Exact cost of [`piecewise`] on `n` elements.
 pub fn piecewise_cost(pieces: &PiecewisePoly, plan: &PiecewisePlan, n: usize) -> Cost {
     ot_nonlinear::functions::piecewise_cost(
+        &PiecewiseSpec {
+            pieces: &pieces.pieces,
+            plan,
+        },
+        n,
+        Output::Linear,
+    )
+}
+
+/// COTs [`piecewise`] draws on `n` elements.
+pub fn piecewise_cots(pieces: &PiecewisePoly, plan: &PiecewisePlan, n: usize) -> CotDemand {
+    ot_nonlinear::functions::piecewise_cots(
         &PiecewiseSpec {
             pieces: &pieces.pieces,
             plan,

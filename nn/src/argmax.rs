@@ -29,7 +29,8 @@ fn level_pairs(n: usize) -> Vec<usize> {
     out
 }
 
-fn demand(rows: usize, n: usize) -> CotDemand {
+/// COTs [`argmax`] draws on `rows` rows of `n` (it reserves them itself).
+pub fn argmax_cots(rows: usize, n: usize) -> CotDemand {
     level_pairs(n)
         .into_iter()
         .fold(CotDemand::default(), |d, p| {
@@ -75,7 +76,7 @@ pub fn argmax(sess: &mut Session, x: &SharedTensor, to: Party) -> Result<Option<
             mpc_core::Dims::AtLeast(1),
         ));
     }
-    sess.reserve(demand(rows, n))?;
+    sess.reserve(argmax_cots(rows, n))?;
     let server = sess.is_server();
     sess.scope("argmax", |sess| {
         // Survivors per row: (value share, index share); the server holds the public indices.

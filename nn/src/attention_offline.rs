@@ -30,13 +30,17 @@ use crate::keys::HeKeys;
 use crate::label::Component;
 use crate::matmul::PRODUCT_SHIFT;
 use crate::offline::OfflineStore;
-use crate::triple::{generate_cost, generate_triples, triple_products_cost, Triple, TripleShape};
+use crate::triple::{
+    generate_cost, generate_triples, triple_products_cost, triple_products_cots, Triple,
+    TripleShape,
+};
 use he_linear::matrix::{MatDims, ProductShape};
 use he_linear::params::HeParams;
 use mpc_core::{Error, Result};
 use ot_nonlinear::approx::ApproxSet;
+use ot_nonlinear::functions::softmax::softmax_unnormalized_cots;
 use ot_nonlinear::functions::softmax_unnormalized_cost;
-use ot_nonlinear::mpc::{Cost, Session};
+use ot_nonlinear::mpc::{Cost, CotDemand, Session};
 
 /// The labels of the three steps, in order.
 const STEPS: [Component; 3] = [
@@ -184,4 +188,19 @@ pub fn attention_prepared_cost(
         triple_products_cost(&pv, PRODUCT_SHIFT)?,
         triple_products_cost(&normalize, set.plan.softmax.r_frac)?,
     ])
+}
+
+/// COTs attention on triples draws (the three truncations and Softmax up to the
+/// normalisation).
+pub fn attention_prepared_cots(
+    set: &ApproxSet,
+    layer: usize,
+    shape: AttentionShape,
+) -> Result<CotDemand> {
+    let [qk, pv, normalize] = AttentionTriples::shapes(shape)?;
+    let rows = shape.heads * shape.queries;
+    Ok(triple_products_cots(&qk, PRODUCT_SHIFT)?
+        .plus(softmax_unnormalized_cots(set, layer, rows, shape.keys))
+        .plus(triple_products_cots(&pv, PRODUCT_SHIFT)?)
+        .plus(triple_products_cots(&normalize, set.plan.softmax.r_frac)?))
 }

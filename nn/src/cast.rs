@@ -2,15 +2,16 @@
 //! and formats checked), and the up-cast of an HE response window back to Z_2^64.
 //!
 //! Cost: [`truncate_cost`] / [`upcast_cost`] (exact): a known-MSB cast sends L − ℓ + s + 1 bits
-//! per element in 2 flights; a down-cast that only drops bits is local.
+//! per element in 2 flights; a down-cast that only drops bits is local. COTs drawn:
+//! [`truncate_cots`] / [`upcast_cots`].
 //! Mirror: [`truncate_mirror`] (floor of the signed value; the secure result is that or one
 //! less).
 use crate::tensor::SharedTensor;
 use he_linear::response::Window;
 use mpc_core::{FixedPoint, Result, Ring};
 use ot_nonlinear::approx::fixed;
-use ot_nonlinear::mpc::trunc::{trunc_cost, TruncKind};
-use ot_nonlinear::mpc::{trunc_cast, Cost, Session};
+use ot_nonlinear::mpc::trunc::{trunc_cost, trunc_cots, TruncKind};
+use ot_nonlinear::mpc::{trunc_cast, Cost, CotDemand, Session};
 
 /// The activation format: Z_2^64 with 18 fraction bits.
 pub const LINEAR: FixedPoint = FixedPoint::LINEAR;
@@ -32,6 +33,11 @@ pub fn truncate(
 /// Exact cost of [`truncate`] on `n` elements.
 pub fn truncate_cost(n: usize, from: Ring, to: Ring, shift: u32) -> Result<Cost> {
     trunc_cost(n, from, to, shift, TruncKind::KnownMsb)
+}
+
+/// COTs [`truncate`] draws on `n` elements.
+pub fn truncate_cots(n: usize, from: Ring, to: Ring, shift: u32) -> Result<CotDemand> {
+    trunc_cots(n, from, to, shift, TruncKind::KnownMsb)
 }
 
 /// The mirror of [`truncate`]: ⌊signed(x) / 2^shift⌋ mod 2^to.
@@ -63,6 +69,11 @@ pub fn upcast_cost(n: usize, window: Window) -> Result<Cost> {
         0,
         TruncKind::KnownMsb,
     )
+}
+
+/// COTs [`upcast_window`] draws on `n` elements.
+pub fn upcast_cots(n: usize, window: Window) -> Result<CotDemand> {
+    truncate_cots(n, Ring::new(window.bits())?, Ring::R64, 0)
 }
 
 /// Shares of secret × secret products through a truncating `window`, up-cast to Z_2^64.

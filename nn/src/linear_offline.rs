@@ -20,7 +20,7 @@
 //! Offline cost: [`linear_offline_cost`]; online cost: [`linear_online_cost`] (both exact).
 //! Each entry is bound to the layer's cache digest (parameters, packing, server key, W), the
 //! model and the session, and consumed by its first use ([`OfflineStore::take`]).
-use crate::cast::upcast_cost;
+use crate::cast::{upcast_cost, upcast_cots};
 use crate::keys::HeKeys;
 use crate::linear::{
     check_input, finish, ring_matmul, ClientLinear, CopLayout, Rescale, ServerLinear, FRAME_PREFIX,
@@ -32,7 +32,7 @@ use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::response::Window;
 use mpc_core::{AesPrg, Error, Result};
-use ot_nonlinear::mpc::{Cost, Session, Side};
+use ot_nonlinear::mpc::{Cost, CotDemand, Session, Side};
 
 const TAG: usize = 16;
 
@@ -66,6 +66,20 @@ pub fn linear_online_cost(
     Ok(match rescale {
         Rescale::Truncate => send.then(upcast_cost(k * n, window)?),
         Rescale::Keep => send,
+    })
+}
+
+/// COTs the online step of a prepared layer draws (k tokens, n outputs): its up-cast's.
+pub fn linear_online_cots(
+    params: &HeParams,
+    k: usize,
+    n: usize,
+    rescale: Rescale,
+) -> Result<CotDemand> {
+    let window = rescale.window(params)?;
+    Ok(match rescale {
+        Rescale::Truncate => upcast_cots(k * n, window)?,
+        Rescale::Keep => CotDemand::default(),
     })
 }
 

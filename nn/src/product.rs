@@ -11,7 +11,9 @@
 //! the same truncation: the same result, ⌊x·y / 2^18⌋ or one less.
 use crate::cast::{truncate, truncate_cost, truncate_mirror, LINEAR};
 use crate::tensor::SharedTensor;
-use crate::triple::{triple_products, triple_products_cost, Rounding, Triple, TripleShape};
+use crate::triple::{
+    triple_products, triple_products_cost, triple_products_cots, Rounding, Triple, TripleShape,
+};
 use mpc_core::{FixedPoint, Result, Ring};
 use ot_nonlinear::mpc::product::{mul_cost, mul_cots};
 use ot_nonlinear::mpc::trunc::{trunc_cots, TruncKind};
@@ -68,6 +70,11 @@ pub fn elementwise_product_prepared(
 /// Exact cost of [`elementwise_product_prepared`] on `n` elements.
 pub fn product_prepared_cost(n: usize) -> Result<Cost> {
     triple_products_cost(&[TripleShape::Elementwise(n)], LINEAR.frac_bits())
+}
+
+/// COTs [`elementwise_product_prepared`] draws on `n` elements.
+pub fn product_prepared_cots(n: usize) -> Result<CotDemand> {
+    triple_products_cots(&[TripleShape::Elementwise(n)], LINEAR.frac_bits())
 }
 
 /// Exact cost of [`elementwise_product`] on `n` elements.

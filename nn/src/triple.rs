@@ -27,7 +27,7 @@
 //! let shape = TripleShape::Matmul(ProductShape { k: 1, m: 64, n: 45 });
 //! assert_eq!(shape.opened_words(), 64 + 64 * 45);
 //! ```
-use crate::cast::truncate_cost;
+use crate::cast::{truncate_cost, truncate_cots};
 use crate::keys::HeKeys;
 use crate::linear::ring_matmul;
 use crate::matmul::{he_products, products_cost};
@@ -38,7 +38,7 @@ use he_linear::response::Window;
 use mpc_core::{AesPrg, Dims, Error, Result, Ring};
 use ot_nonlinear::mpc::product::{mul, mul_cost, mul_cots};
 use ot_nonlinear::mpc::trunc::TruncKind;
-use ot_nonlinear::mpc::{trunc_cast, Cost, Session, Side};
+use ot_nonlinear::mpc::{trunc_cast, Cost, CotDemand, Session, Side};
 
 /// The product a triple serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -372,4 +372,10 @@ pub fn triple_products_cost(shapes: &[TripleShape], shift: u32) -> Result<Cost> 
         last: Side::Both,
     };
     Ok(open.then(truncate_cost(outputs, Ring::R64, Ring::R64, shift)?))
+}
+
+/// COTs [`triple_products`] draws (its truncation's).
+pub fn triple_products_cots(shapes: &[TripleShape], shift: u32) -> Result<CotDemand> {
+    let outputs: usize = shapes.iter().map(TripleShape::outputs).sum();
+    truncate_cots(outputs, Ring::R64, Ring::R64, shift)
 }

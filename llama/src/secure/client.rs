@@ -3,8 +3,8 @@
 //! state.
 use super::engine::{self, Role, Sequence};
 use super::offline::{
-    self, check_plan, entry, head_entry, next_call, prepare_calls, put_plan, run_linear, take_plan,
-    OfflineStore, Prepared, SessionId,
+    self, check_plan, entry, head_entry, next_call, prepare_calls, put_plan, reserve_online_cots,
+    run_linear, take_plan, OfflineStore, Prepared, SessionId,
 };
 use super::public::PublicLlama;
 use super::{check_call, check_plan_budget, he_params, product_params, RevealBudget};
@@ -149,6 +149,7 @@ impl Client {
                 &calls,
                 &store,
             )?;
+            reserve_online_cots(s, &self.public, &self.params, &calls)?;
             let mut done = [0u8; 1];
             s.ch.recv(&mut done)?;
             if done != [1] {

@@ -10,21 +10,21 @@ use crate::fixed_model::Projection;
 use he_linear::embedding::EmbeddingLayout;
 use he_linear::params::HeParams;
 use mpc_core::{Party, Result};
-use nn::activation::piecewise_cost;
-use nn::argmax::argmax_cost;
+use nn::activation::{piecewise_cost, piecewise_cots};
+use nn::argmax::{argmax_cost, argmax_cots};
 use nn::attention::attention_cost;
-use nn::attention_offline::{attention_prepared_cost, AttentionTriples};
+use nn::attention_offline::{attention_prepared_cost, attention_prepared_cots, AttentionTriples};
 use nn::linear::Rescale;
-use nn::linear_offline::linear_online_cost;
-use nn::norm::{norm_prescaled_cost, Norm};
-use nn::product::{product_cost, product_prepared_cost};
-use nn::rotary::rotary_cost;
+use nn::linear_offline::{linear_online_cost, linear_online_cots};
+use nn::norm::{norm_prescaled_cost, norm_prescaled_cots, Norm};
+use nn::product::{product_cost, product_prepared_cost, product_prepared_cots};
+use nn::rotary::{rotary_cost, rotary_cots};
 use nn::sip_linear::sip_linear_cost;
 use nn::sip_offline::sip_offline_cost;
 use nn::triple::generate_cost;
 use nn::Component;
 use ot_nonlinear::approx::ApproxSet;
-use ot_nonlinear::mpc::{Cost, Side};
+use ot_nonlinear::mpc::{Cost, CotDemand, Side};
 use std::collections::HashMap;
 
 /// Bytes of the client's announcement of a call's length.
@@ -206,6 +206,76 @@ pub fn call_cost(
     };
     let total = parts.iter().fold(announce, |acc, (_, c)| acc.then(*c));
     Ok((parts, total))
+}
+
+/// COTs one call on offline material draws (`rows` positions after `past`), both directions:
+/// per block the two norms, the projections' up-casts, rotary, attention on triples and the
+/// activation with its product, then the head's norm, up-cast and argmax. `tests/secure.rs`
+/// checks it against the session's counters.
+pub fn call_cots(
+    shape: &DecoderShape,
+    set: &ApproxSet,
+    shifts: &NormShifts,
+    params: &HeParams,
+    rows: usize,
+    past: usize,
+) -> Result<CotDemand> {
+    shifts.check(shape.n_layers)?;
+    let norm = |pair: [i32; 2], rows: usize, past: usize| {
+        norm_prescaled_cots(
+            Norm::RmsNorm,
+            shape.hidden,
+            &NormShifts::rows(pair, rows, past),
+        )
+    };
+    let linear = |rows: usize, p: Projection| {
+        linear_online_cots(params, rows, shape.projection(p).1, Rescale::Truncate)
+    };
+    let (qw, kvw) = (shape.q_width(), shape.kv_width());
+    let mut d = CotDemand::default();
+    for l in 0..shape.n_layers {
+        let n = rows * shape.ffn;
+        d = d
+            .plus(norm(shifts.attention[l], rows, past)?)
+            .plus(linear(rows, Projection::Qkv)?)
+            .plus(rotary_cots(rows * (qw + kvw))?)
+            .plus(attention_prepared_cots(
+                set,
+                l,
+                shape.attention(rows, past),
+            )?)
+            .plus(linear(rows, Projection::O)?)
+            .plus(norm(shifts.ffn[l], rows, past)?)
+            .plus(linear(rows, Projection::GateUp)?)
+            .plus(piecewise_cots(&set.layer(l).gelu, &set.plan.gelu, n))
+            .plus(product_prepared_cots(n)?)
+            .plus(linear(rows, Projection::Down)?);
+    }
+    Ok(d.plus(norm(shifts.output, 1, past + rows - 1)?)
+        .plus(linear_online_cots(
+            params,
+            1,
+            shape.vocab,
+            Rescale::Truncate,
+        )?)
+        .plus(argmax_cots(1, shape.vocab)))
+}
+
+/// COTs of every call of an offline plan ([`call_cots`] summed).
+pub fn plan_cots(
+    shape: &DecoderShape,
+    set: &ApproxSet,
+    shifts: &NormShifts,
+    params: &HeParams,
+    calls: &[usize],
+) -> Result<CotDemand> {
+    let mut past = 0;
+    let mut d = CotDemand::default();
+    for &rows in calls {
+        d = d.plus(call_cots(shape, set, shifts, params, rows, past)?);
+        past += rows;
+    }
+    Ok(d)
 }
 
 /// Coefficients decrypted under either key in a call (an upper bound for each key holder):

@@ -12,7 +12,8 @@
 //!   `plan`); then, for each call, every block's four projections (the SIP on R, two flights
 //!   each: the client's ciphertexts, the server's responses) and its attention triples (the
 //!   HE products on random operands at the call's shape: the plan fixes each call's keys),
-//!   the head, and the server's end marker.
+//!   the head; then both extend the COTs the online calls will draw ([`reserve_online_cots`]),
+//!   and the server sends its end marker.
 //! * **Online** ([`super::Server::serve_offline`] / [`super::Client::generation_offline`]):
 //!   the client checks that the session's material is present and unused, sends the session
 //!   id, and both run the usual calls with each projection's and the head's online step
@@ -26,7 +27,8 @@
 //! (`nn::offline`). The number of rows of each call is public in the online phase already;
 //! the offline phase makes it known earlier. The triples reveal the same coefficients under
 //! each key as the online HE products they replace, so the plan's reveal budget is unchanged.
-use super::public::DecoderShape;
+use super::cost::plan_cots;
+use super::public::{DecoderShape, PublicLlama};
 use crate::fixed_model::Projection;
 use he_linear::params::HeParams;
 use he_linear::rlwe::PublicKey;
@@ -40,13 +42,18 @@ use nn::sip_linear::ClientSipLinear;
 use nn::triple::{generate_triples, Triple, TripleShape};
 use nn::Component;
 use nn::{HeKeys, SharedTensor};
-use ot_nonlinear::mpc::Session;
+use ot_nonlinear::mpc::{CotDemand, Session};
 
 /// The entry holding the plan (the rows of each call).
 pub(crate) const PLAN: &str = "plan";
 
 /// Most calls in one plan.
 pub const MAX_CALLS: usize = 4096;
+
+/// Most COTs per direction the offline phase extends for the online calls: 2^26, 1 GiB of
+/// 16-byte blocks in each party's pool for that direction. A plan that needs more extends
+/// the rest online, as a session without an offline phase does.
+pub const MAX_RESERVED_COTS: usize = 1 << 26;
 
 /// The four projections of a block, in dataflow order.
 pub(crate) const PROJECTIONS: [Projection; 4] = [
@@ -282,4 +289,31 @@ pub(crate) fn prepare_calls<L: LinearHalf>(
         })?;
     }
     Ok(())
+}
+
+/// Extends into this session's Ferret pools the COTs the online calls of `calls` will draw
+/// ([`plan_cots`], at most [`MAX_RESERVED_COTS`] per direction), so that the online phase
+/// runs no COT extension when it follows on the same session (as `bench generate` runs it);
+/// a later session extends its own as it goes. Both parties call it with the same public
+/// description (the client's approximation set is redacted, which changes no COT count).
+/// Returns the demand reserved.
+pub(crate) fn reserve_online_cots(
+    sess: &mut Session,
+    public: &PublicLlama,
+    params: &HeParams,
+    calls: &[usize],
+) -> Result<CotDemand> {
+    let want = plan_cots(
+        &public.shape,
+        &public.approx,
+        &public.norm_shifts,
+        params,
+        calls,
+    )?;
+    let capped = CotDemand {
+        server: want.server.min(MAX_RESERVED_COTS),
+        client: want.client.min(MAX_RESERVED_COTS),
+    };
+    sess.scope("cots", |s| s.reserve(capped))?;
+    Ok(capped)
 }
