@@ -233,7 +233,7 @@ fn softmax_matches_the_mirror_and_costs_what_it_says() {
             }
         });
         let cost = softmax_cost(&set, 0, rows, cols);
-        let want = if set.name == "nimbus" { 53 } else { 77 };
+        let want = if set.name == "nimbus" { 49 } else { 73 };
         assert_exact_cost(&set.name, (&st_s, &st_c), cost, want);
         for r in 0..rows {
             let mut want = x[r * cols..(r + 1) * cols].to_vec();
@@ -301,7 +301,7 @@ fn unnormalized_case(xs: &[f64], mask: &[bool], public: bool) {
             softmax_unnormalized(sess, &s2, 0, rows, cols, share, bps, mask)
         });
         let cost = softmax_unnormalized_cost(&set, 0, rows, cols);
-        let want = if set.name == "nimbus" { 49 } else { 73 };
+        let want = if set.name == "nimbus" { 45 } else { 69 };
         assert_exact_cost(&set.name, (&st_s, &st_c), cost, want);
         let r_scale = (1u64 << set.plan.softmax.r_frac) as f64;
         for r in 0..rows {

@@ -34,8 +34,10 @@
 //! | [`MaxShape::SOFTMAX`] (7-bit digits) | 2, 2, 2, 4, 4 | 142 | 2 586 | 25 (29) |
 //! | [`MaxShape::PAIRS`] (7-bit digits) | 2 × 7 | 127 | 2 286 | 29 (35) |
 //!
-//! Softmax runs [`MaxShape::SOFTMAX`]: the fewest COTs of the shapes tried within the 25
-//! measured rounds it had before (the Softmax's round target, docs/protocols/nonlinear.md).
+//! Softmax runs [`MaxShape::SOFTMAX`] on rows wider than 64: the fewest COTs of the shapes
+//! tried within the 25 measured rounds it had before (the Softmax's round target,
+//! docs/protocols/nonlinear.md); on rows of up to 64 (a decoder's), where rounds dominate and
+//! COTs are few, [`MaxShape::NARROW`] ([`MaxShape::for_softmax`]).
 //! 7-bit digits make a comparison on Z_2^15 two 1-of-128 leaf OTs and a one-gate tree
 //! (16 COTs, 384 leaf-message bits) instead of four 1-of-16 leaf OTs and three gates
 //! (20 COTs, 88 bits).
@@ -49,6 +51,9 @@ use crate::mpc::drelu::{drelu_digit, drelu_digit_cost, drelu_digit_cots};
 use crate::mpc::mux::{mux_cots, mux_many, mux_many_cost};
 use crate::mpc::{Cost, CotDemand, Session};
 use mpc_core::{Error, Result, Ring};
+
+/// Widest rows [`MaxShape::for_softmax`] runs as [`MaxShape::NARROW`].
+pub const NARROW_MAX_COLUMNS: usize = 64;
 
 /// The tournament's shape (module comment): group sizes per level and the comparisons'
 /// leaf digit.
@@ -71,6 +76,25 @@ impl MaxShape {
         last_group: 4,
         digit: 7,
     };
+    /// Groups of 8 on 7-bit digits (28 comparisons, 42 ANDs and 7 muxes per group): the
+    /// fewest rounds on short rows (by the cost function, 9 rows: 7 instead of 11 at 5
+    /// columns, 15 instead of 27 at 40, 16 instead of 27 at 64) for about 4× the COTs of
+    /// [`MaxShape::SOFTMAX`], which such rows make small (26 298 against 6 858 at 9 × 40).
+    pub const NARROW: MaxShape = MaxShape {
+        groups: &[8],
+        last_group: 8,
+        digit: 7,
+    };
+    /// The shape Softmax runs on rows of `cols`: [`MaxShape::NARROW`] up to
+    /// [`NARROW_MAX_COLUMNS`] (a decoder's attention over its cache, a short prompt), else
+    /// [`MaxShape::SOFTMAX`] (an encoder's 128 columns, where the COTs count).
+    pub const fn for_softmax(cols: usize) -> MaxShape {
+        if cols <= NARROW_MAX_COLUMNS {
+            MaxShape::NARROW
+        } else {
+            MaxShape::SOFTMAX
+        }
+    }
     /// The binary tree on 7-bit digits: fewest COTs (one comparison and one mux per
     /// element), 29 rounds at 128 columns.
     pub const PAIRS: MaxShape = MaxShape {

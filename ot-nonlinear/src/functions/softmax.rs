@@ -4,7 +4,8 @@
 //! 1. mask ([`ScoreMask`], local, no message): the client subtracts `mask_offset` from its
 //!    share of its own padding entries (the server never learns which); under a public mask
 //!    both parties copy their share of the row's first kept score into the excluded entries;
-//! 2. [`row_max`] ([`MaxShape::SOFTMAX`]: three levels of pairs, two of 4-way groups; comparisons
+//! 2. [`row_max`] ([`MaxShape::for_softmax`]: on rows wider than 64 [`MaxShape::SOFTMAX`],
+//!    three levels of pairs, two of 4-way groups; on shorter rows groups of 8; comparisons
 //!    on Z_2^max_keep, muxes of (x, y) on Z_2^k with k the low bits the exp reads,
 //!    [`exp_input_ring`]: 35 for the Nimbus exp, 64 for PUMA's);
 //! 3. d = x − max (local; correct modulo 2^k, which is all the exp reads), exp of the set
@@ -49,8 +50,8 @@ fn unnormalized_steps(
     let value = exp_input_ring(set, layer);
     vec![
         (
-            row_max_cost(p, MaxShape::SOFTMAX, (rows, cols), value),
-            row_max_cots(p, MaxShape::SOFTMAX, (rows, cols), value),
+            row_max_cost(p, MaxShape::for_softmax(cols), (rows, cols), value),
+            row_max_cots(p, MaxShape::for_softmax(cols), (rows, cols), value),
         ),
         (
             exp_cost(set, layer, rows * cols),
@@ -192,7 +193,7 @@ fn unnormalized(
     let max = row_max(
         sess,
         p,
-        MaxShape::SOFTMAX,
+        MaxShape::for_softmax(cols),
         &xm,
         dims,
         exp_input_ring(set, layer),
