@@ -41,8 +41,9 @@ fn measured<T>(
     let before = sess.cots_drawn();
     let out = f(sess)?;
     let after = sess.cots_drawn();
-    assert!(
-        sess.ch.stats_of("ferret/extend").is_none(),
+    assert_eq!(
+        common::extension_bytes(&sess.ch),
+        0,
         "{label}: extension inside"
     );
     let drawn = CotDemand {

@@ -146,3 +146,13 @@ pub fn end_with_server_flight(s: &mut ot_nonlinear::mpc::Session) -> Result<()> 
         s.ch.recv_vec(1).map(|_| ())
     }
 }
+
+/// Bytes of Ferret extensions this party sent or received since its stats were cleared, under
+/// any label (an extension inside a protocol records under `<protocol>/…/ferret/extend`).
+pub fn extension_bytes(ch: &Channel) -> u64 {
+    ch.stats()
+        .iter()
+        .filter(|(label, _)| label.ends_with("ferret/extend"))
+        .map(|(_, st)| st.bytes_sent + st.bytes_recv)
+        .sum()
+}
