@@ -9,7 +9,7 @@ use crate::seed::RunSeed;
 use he_linear::params::HeParams;
 use llama::calibrate::{calibrate, calibration_prompts, llama_set, NormShifts};
 use llama::fixed_model::{FixedDecoder, FixedLlama};
-use llama::secure::cost::{call_cost, offline_call_cost};
+use llama::secure::cost::{call_cost, call_cots, offline_call_cost};
 use llama::secure::DecoderShape;
 use llama::secure::{Client, Server};
 use llama::{render_chat, FloatModel, Model};
@@ -316,6 +316,14 @@ fn estimate(name: &str, context: usize, split: bool) -> Result<()> {
         "total",
         mb(total.bytes()),
         total.rounds
+    );
+    let cots = call_cots(&shape, &set, &shifts, &params, 1, context - 1)?;
+    println!(
+        "COTs drawn: {} with the server as sender, {} with the client as sender \
+         ({:.1} MB of 16-byte blocks in each party's pools)",
+        cots.server,
+        cots.client,
+        mb(16 * (cots.server + cots.client) as u64)
     );
     if split {
         let offline = offline_call_cost(&shape, (&params, &pp), 1, context - 1)?;

@@ -141,6 +141,36 @@ impl Pool {
         Ok(())
     }
 
+    /// Moves the next `n` buffered COTs (all of them if fewer are buffered: reserve first)
+    /// out of the pool in stream order, whole batches and the last one split, without serving
+    /// them: the pool continues with the COTs after them, and [`Pool::restore`] puts them
+    /// back in front.
+    pub(crate) fn set_aside(&mut self, n: usize) -> SetAside {
+        let mut batches = Vec::new();
+        let mut left = n.min(self.available());
+        let len = left;
+        while let Some((buf, pos)) = self.chunks.front_mut().filter(|_| left > 0) {
+            if buf.len() - *pos <= left {
+                left -= buf.len() - *pos;
+                batches.extend(self.chunks.pop_front());
+            } else {
+                batches.push((buf[*pos..*pos + left].to_vec(), 0));
+                *pos += left;
+                left = 0;
+            }
+        }
+        SetAside { batches, len }
+    }
+
+    /// Puts COTs set aside by [`Pool::set_aside`] in front of the buffered ones: they are
+    /// served next, under the next stream indices (unique either way: the index counts what
+    /// was served, not where a COT was produced).
+    pub(crate) fn restore(&mut self, set_aside: SetAside) {
+        for batch in set_aside.batches.into_iter().rev() {
+            self.chunks.push_front(batch);
+        }
+    }
+
     /// Appends one batch, produced into the spare buffer when there is one.
     fn push_batch(
         &mut self,
@@ -155,5 +185,25 @@ impl Pool {
             self.spare = Some(buf);
         }
         Ok(())
+    }
+}
+
+/// COTs of one source moved out of its pool by [`Pool::set_aside`], in stream order, to be
+/// served later (after others) once restored. Held by their owner's party only; never sent.
+#[derive(Debug, Default)]
+pub struct SetAside {
+    batches: Vec<(Vec<Block>, usize)>,
+    len: usize,
+}
+
+impl SetAside {
+    /// The number of COTs held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }

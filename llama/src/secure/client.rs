@@ -3,8 +3,8 @@
 //! state.
 use super::engine::{self, Role, Sequence};
 use super::offline::{
-    self, check_plan, entry, head_entry, next_call, prepare_calls, put_plan, reserve_online_cots,
-    run_linear, take_plan, OfflineStore, Prepared, SessionId,
+    self, check_plan, entry, head_entry, next_call, prepare_calls, put_plan, restore_online_cots,
+    run_linear, set_aside_online_cots, take_plan, OfflineStore, Prepared, SessionId,
 };
 use super::public::PublicLlama;
 use super::{check_call, check_plan_budget, he_params, product_params, RevealBudget};
@@ -149,7 +149,7 @@ impl Client {
                 &calls,
                 &store,
             )?;
-            reserve_online_cots(s, &self.public, &self.params, &calls)?;
+            set_aside_online_cots(s, &self.public, &self.params, session, &calls)?;
             let mut done = [0u8; 1];
             s.ch.recv(&mut done)?;
             if done != [1] {
@@ -235,10 +235,11 @@ impl Generation<'_> {
         crate::fixed_model::check_ids(&c.public.shape, ids, self.seq.positions())?;
         check_call(&c.public, &self.seq, ids.len() as u64, &mut self.budget)?;
         let prepared = match &self.prepared {
-            Some((store, plan)) => Some(Prepared {
-                store,
-                call: next_call(plan, self.calls, ids.len())?,
-            }),
+            Some((store, plan)) => {
+                let call = next_call(plan, self.calls, ids.len())?;
+                restore_online_cots(sess, store.session(), call);
+                Some(Prepared { store, call })
+            }
             None => None,
         };
         sess.ch.send_u64s(&[ids.len() as u64])?;

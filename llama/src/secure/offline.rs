@@ -12,8 +12,8 @@
 //!   `plan`); then, for each call, every block's four projections (the SIP on R, two flights
 //!   each: the client's ciphertexts, the server's responses) and its attention triples (the
 //!   HE products on random operands at the call's shape: the plan fixes each call's keys),
-//!   the head; then both extend the COTs the online calls will draw ([`reserve_online_cots`]),
-//!   and the server sends its end marker.
+//!   the head; then both extend the COTs the online calls will draw and set each call's
+//!   aside ([`set_aside_online_cots`]), and the server sends its end marker.
 //! * **Online** ([`super::Server::serve_offline`] / [`super::Client::generation_offline`]):
 //!   the client checks that the session's material is present and unused, sends the session
 //!   id, and both run the usual calls with each projection's and the head's online step
@@ -27,7 +27,7 @@
 //! (`nn::offline`). The number of rows of each call is public in the online phase already;
 //! the offline phase makes it known earlier. The triples reveal the same coefficients under
 //! each key as the online HE products they replace, so the plan's reveal budget is unchanged.
-use super::cost::plan_cots;
+use super::cost::call_cots;
 use super::public::{DecoderShape, PublicLlama};
 use crate::fixed_model::Projection;
 use he_linear::params::HeParams;
@@ -42,7 +42,7 @@ use nn::sip_linear::ClientSipLinear;
 use nn::triple::{generate_triples, Triple, TripleShape};
 use nn::Component;
 use nn::{HeKeys, SharedTensor};
-use ot_nonlinear::mpc::{CotDemand, Session};
+use ot_nonlinear::mpc::{CotDemand, Session, StashKey};
 
 /// The entry holding the plan (the rows of each call).
 pub(crate) const PLAN: &str = "plan";
@@ -50,10 +50,11 @@ pub(crate) const PLAN: &str = "plan";
 /// Most calls in one plan.
 pub const MAX_CALLS: usize = 4096;
 
-/// Most COTs per direction the offline phase extends for the online calls: 2^26, 1 GiB of
-/// 16-byte blocks in each party's pool for that direction. A plan that needs more extends
-/// the rest online, as a session without an offline phase does.
-pub const MAX_RESERVED_COTS: usize = 1 << 26;
+/// Most COTs per direction the offline phase sets aside for the online calls: 2^27, 2 GiB of
+/// 16-byte blocks held by each party for that direction (SmolLM2-135M: the seven one-token
+/// calls after a 32-token prompt draw 100 M server-sent COTs, the prompt's call 328 M). A plan that
+/// needs more extends the rest online, as a session without an offline phase does.
+pub const MAX_RESERVED_COTS: usize = 1 << 27;
 
 /// The four projections of a block, in dataflow order.
 pub(crate) const PROJECTIONS: [Projection; 4] = [
@@ -291,29 +292,99 @@ pub(crate) fn prepare_calls<L: LinearHalf>(
     Ok(())
 }
 
-/// Extends into this session's Ferret pools the COTs the online calls of `calls` will draw
-/// ([`plan_cots`], at most [`MAX_RESERVED_COTS`] per direction), so that the online phase
-/// runs no COT extension when it follows on the same session (as `bench generate` runs it);
-/// a later session extends its own as it goes. Both parties call it with the same public
-/// description (the client's approximation set is redacted, which changes no COT count).
-/// Returns the demand reserved.
-pub(crate) fn reserve_online_cots(
+/// The COTs each call of a plan gets set aside ([`set_aside_online_cots`]), from the calls'
+/// demands (`demands[c]`, the prompt's first) and at most `budget` per direction in all: the
+/// generated tokens' calls first, in order (their latency is the one a user waits on per
+/// token), then the prompt's call with what is left. A call given less than its demand
+/// extends the rest online.
+pub fn cot_reservation(demands: &[CotDemand], budget: usize) -> Vec<CotDemand> {
+    let mut left = CotDemand {
+        server: budget,
+        client: budget,
+    };
+    let mut out = vec![CotDemand::default(); demands.len()];
+    for c in (1..demands.len()).chain(0..demands.len().min(1)) {
+        out[c] = CotDemand {
+            server: demands[c].server.min(left.server),
+            client: demands[c].client.min(left.client),
+        };
+        left.server -= out[c].server;
+        left.client -= out[c].client;
+    }
+    out
+}
+
+/// The key under which call `call` of offline session `session` finds its COTs.
+pub(crate) fn cot_key(session: SessionId, call: usize) -> StashKey {
+    StashKey {
+        scope: session.0,
+        index: call as u64,
+    }
+}
+
+/// Extends the COTs the online calls of `calls` will draw ([`call_cots`]) and sets each
+/// call's aside in this session under [`cot_key`] ([`cot_reservation`] within
+/// [`MAX_RESERVED_COTS`] per direction), so that the online phase runs no COT extension when
+/// it follows on the same session (as `bench generate` runs it): each call puts its own in
+/// front of the pools as it starts ([`restore_online_cots`]). A later session extends its own
+/// as it goes. Both parties call it with the same public description (the client's
+/// approximation set is redacted, which changes no COT count). Returns the demand set aside.
+pub(crate) fn set_aside_online_cots(
     sess: &mut Session,
     public: &PublicLlama,
     params: &HeParams,
+    session: SessionId,
     calls: &[usize],
 ) -> Result<CotDemand> {
-    let want = plan_cots(
-        &public.shape,
-        &public.approx,
-        &public.norm_shifts,
-        params,
-        calls,
-    )?;
-    let capped = CotDemand {
-        server: want.server.min(MAX_RESERVED_COTS),
-        client: want.client.min(MAX_RESERVED_COTS),
-    };
-    sess.scope("cots", |s| s.reserve(capped))?;
-    Ok(capped)
+    let mut demands = Vec::with_capacity(calls.len());
+    let mut past = 0;
+    for &rows in calls {
+        let (set, shifts) = (&public.approx, &public.norm_shifts);
+        demands.push(call_cots(&public.shape, set, shifts, params, rows, past)?);
+        past += rows;
+    }
+    let mut total = CotDemand::default();
+    for (c, d) in cot_reservation(&demands, MAX_RESERVED_COTS)
+        .into_iter()
+        .enumerate()
+    {
+        sess.scope("cots", |s| s.set_aside_cots(cot_key(session, c), d))?;
+        total = total.plus(d);
+    }
+    Ok(total)
+}
+
+/// Puts call `call`'s COTs of offline session `session` in front of the pools (nothing if this
+/// session holds none for it); both parties call it as the call starts.
+pub(crate) fn restore_online_cots(sess: &mut Session, session: SessionId, call: usize) {
+    sess.restore_cots(cot_key(session, call));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(server: usize, client: usize) -> CotDemand {
+        CotDemand { server, client }
+    }
+
+    #[test]
+    fn the_reservation_serves_the_steps_first_then_the_prompt_within_the_budget() {
+        let demands = [d(40, 10), d(13, 3), d(13, 4), d(14, 3)];
+        // Everything fits.
+        assert_eq!(cot_reservation(&demands, 100), demands.to_vec());
+        // The steps take 40 of 45 server-sent COTs, the prompt the rest; client-sent all fit.
+        assert_eq!(
+            cot_reservation(&demands, 45),
+            vec![d(5, 10), d(13, 3), d(13, 4), d(14, 3)]
+        );
+        // Too little for the steps: the earliest steps first, a partial one, nothing after.
+        assert_eq!(
+            cot_reservation(&demands, 20),
+            vec![d(0, 10), d(13, 3), d(7, 4), d(0, 3)]
+        );
+        assert_eq!(cot_reservation(&demands, 0), vec![d(0, 0); 4]);
+        assert_eq!(cot_reservation(&[d(5, 5)], 3), vec![d(3, 3)]);
+        assert!(cot_reservation(&[], 3).is_empty());
+    }
 }

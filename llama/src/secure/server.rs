@@ -2,8 +2,8 @@
 //! table for the private lookup), its keys, and the client's public keys after setup.
 use super::engine::{self, Role, Sequence};
 use super::offline::{
-    self, check_plan, entry, head_entry, next_call, prepare_calls, put_plan, reserve_online_cots,
-    run_linear, take_plan, OfflineStore, Prepared, SessionId, MAX_CALLS,
+    self, check_plan, entry, head_entry, next_call, prepare_calls, put_plan, restore_online_cots,
+    run_linear, set_aside_online_cots, take_plan, OfflineStore, Prepared, SessionId, MAX_CALLS,
 };
 use super::public::PublicLlama;
 use super::{check_call, check_plan_budget, he_params, product_params, RevealBudget};
@@ -182,7 +182,7 @@ impl Server {
                 &calls,
                 &store,
             )?;
-            reserve_online_cots(s, &self.public, &self.params, &calls)?;
+            set_aside_online_cots(s, &self.public, &self.params, store.session(), &calls)?;
             // The phase ends when both parties have filed their material.
             s.ch.send(&[1])?;
             s.ch.flush()?;
@@ -231,10 +231,11 @@ impl Server {
             }
             let rows = check_call(&self.public, &seq, rows, &mut budget)?;
             let prepared = match store {
-                Some(store) => Some(Prepared {
-                    store,
-                    call: next_call(&plan, calls, rows)?,
-                }),
+                Some(store) => {
+                    let call = next_call(&plan, calls, rows)?;
+                    restore_online_cots(sess, store.session(), call);
+                    Some(Prepared { store, call })
+                }
                 None => None,
             };
             let call = ServerCall {

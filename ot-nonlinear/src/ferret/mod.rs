@@ -25,7 +25,7 @@ pub mod spcot;
 pub use lpn::LpnParams;
 
 use crate::block::huge_vec;
-use crate::cot::{Pool, RandomCotReceiver, RandomCotSender};
+use crate::cot::{Pool, RandomCotReceiver, RandomCotSender, SetAside};
 use crate::iknp::{IknpReceiver, IknpSender, IKNP_SETUP_BYTES};
 use mpc_core::AesPrg;
 use mpc_core::Block;
@@ -290,5 +290,40 @@ impl FerretDuplex {
         self.sender.reserve(ch, send)?;
         self.receiver.reserve(ch, recv)?;
         ch.flush()
+    }
+
+    /// Extends as [`FerretDuplex::reserve`] does, then moves the next `send` COTs of this
+    /// party's sender and `recv` of its receiver out of the pools: later draws skip them until
+    /// [`FerretDuplex::restore`] puts them back in front. The peer calls it with the numbers
+    /// swapped at the same point of its stream, and restores at the same point too.
+    pub fn set_aside(&mut self, ch: &mut Channel, send: usize, recv: usize) -> Result<CotStash> {
+        self.reserve(ch, send, recv)?;
+        Ok(CotStash {
+            sent: self.sender.pool.set_aside(send),
+            received: self.receiver.pool.set_aside(recv),
+        })
+    }
+
+    /// Puts COTs of [`FerretDuplex::set_aside`] in front of both pools: the next draws take
+    /// them, with no communication.
+    pub fn restore(&mut self, stash: CotStash) {
+        self.sender.pool.restore(stash.sent);
+        self.receiver.pool.restore(stash.received);
+    }
+}
+
+/// One party's COTs of both directions set aside for a later protocol
+/// ([`FerretDuplex::set_aside`]): its sender's q's and its receiver's t's. It holds secret
+/// correlations: it stays with its party and is used once, by [`FerretDuplex::restore`].
+#[derive(Debug, Default)]
+pub struct CotStash {
+    sent: SetAside,
+    received: SetAside,
+}
+
+impl CotStash {
+    /// COTs held: as sender, as receiver.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.sent.len(), self.received.len())
     }
 }

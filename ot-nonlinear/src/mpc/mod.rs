@@ -44,7 +44,7 @@ pub mod product;
 pub mod relu;
 pub mod trunc;
 
-use crate::ferret::FerretDuplex;
+use crate::ferret::{CotStash, FerretDuplex};
 use mpc_core::transport::{Frame, FrameReceiver, FrameSender};
 use mpc_core::Block;
 use mpc_core::{AesPrg, Channel, Error, Party, Result, Ring, Seed};
@@ -74,6 +74,19 @@ pub struct Session {
     /// The COT sources of both directions.
     pub ot: FerretDuplex,
     rng: AesPrg,
+    /// COTs set aside for later protocols ([`Session::set_aside_cots`]), by key.
+    stashes: Vec<(StashKey, CotStash)>,
+}
+
+/// The name under which [`Session::set_aside_cots`] keeps COTs for a later protocol: a scope
+/// (e.g. an offline session's id) and an index within it (e.g. a call). Both parties use the
+/// same keys at the same points of their streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StashKey {
+    /// The scope of the index.
+    pub scope: [u8; 16],
+    /// The protocol within the scope.
+    pub index: u64,
 }
 
 /// COTs a protocol draws, by direction.
@@ -206,6 +219,7 @@ impl Session {
             ch,
             ot,
             rng: AesPrg::from_block(Block::from_bytes(seed.derive(1).0)),
+            stashes: Vec::new(),
         })
     }
 
@@ -234,6 +248,48 @@ impl Session {
             Party::Client => (demand.client, demand.server),
         };
         self.reserve_cots(send, recv)
+    }
+
+    /// Extends the COTs of `demand` now (one crossing flight, as [`Session::reserve`]) and
+    /// keeps them under `key` for a later protocol: draws until [`Session::restore_cots`]
+    /// with that key skip them. Both parties call it with the same key and demand at the same
+    /// point. Refuses a key it already holds.
+    pub fn set_aside_cots(&mut self, key: StashKey, demand: CotDemand) -> Result<()> {
+        if self.stashes.iter().any(|(k, _)| *k == key) {
+            return Err(Error::InvalidArgument(format!(
+                "COTs are already set aside under {key:?}"
+            )));
+        }
+        let (send, recv) = match self.party {
+            Party::Server => (demand.server, demand.client),
+            Party::Client => (demand.client, demand.server),
+        };
+        let stash = self.ot.set_aside(&mut self.ch, send, recv)?;
+        self.stashes.push((key, stash));
+        Ok(())
+    }
+
+    /// Puts the COTs set aside under `key` in front of the pools, so the next draws take them
+    /// with no extension; returns the demand restored (zero if this session holds none under
+    /// `key`: it was set aside in another session, or not at all). Both parties call it at the
+    /// same point.
+    pub fn restore_cots(&mut self, key: StashKey) -> CotDemand {
+        let Some(i) = self.stashes.iter().position(|(k, _)| *k == key) else {
+            return CotDemand::default();
+        };
+        let (_, stash) = self.stashes.swap_remove(i);
+        let (own, other) = stash.counts();
+        self.ot.restore(stash);
+        match self.party {
+            Party::Server => CotDemand {
+                server: own,
+                client: other,
+            },
+            Party::Client => CotDemand {
+                server: other,
+                client: own,
+            },
+        }
     }
 
     /// COTs drawn so far in each direction (server as sender, client as sender): a protocol's
