@@ -188,7 +188,7 @@ impl Pool {
     }
 }
 
-/// COTs of one source moved out of its pool by [`Pool::set_aside`], in stream order, to be
+/// COTs of one source moved out of its pool by `Pool::set_aside`, in stream order, to be
 /// served later (after others) once restored. Held by their owner's party only; never sent.
 #[derive(Debug, Default)]
 pub struct SetAside {

@@ -13,7 +13,7 @@
 //!   each: the client's ciphertexts, the server's responses) and its attention triples (the
 //!   HE products on random operands at the call's shape: the plan fixes each call's keys),
 //!   the head; then both extend the COTs the online calls will draw and set each call's
-//!   aside ([`set_aside_online_cots`]), and the server sends its end marker.
+//!   aside (`set_aside_online_cots`), and the server sends its end marker.
 //! * **Online** ([`super::Server::serve_offline`] / [`super::Client::generation_offline`]):
 //!   the client checks that the session's material is present and unused, sends the session
 //!   id, and both run the usual calls with each projection's and the head's online step
@@ -292,7 +292,7 @@ pub(crate) fn prepare_calls<L: LinearHalf>(
     Ok(())
 }
 
-/// The COTs each call of a plan gets set aside ([`set_aside_online_cots`]), from the calls'
+/// The COTs each call of a plan gets set aside (`set_aside_online_cots`), from the calls'
 /// demands (`demands[c]`, the prompt's first) and at most `budget` per direction in all: the
 /// generated tokens' calls first, in order (their latency is the one a user waits on per
 /// token), then the prompt's call with what is left. A call given less than its demand
