@@ -4,13 +4,13 @@
 //! id (`llama::secure`). Prints the text as it is generated, then the prefill's and the average
 //! step's cost per component (bytes, rounds, seconds, from the channel's counters), and checks
 //! the secure ids against the fixed-point mirror's and the float model's.
+mod estimate;
+
 use crate::progress::Progress;
+use crate::report::Cost;
 use crate::seed::RunSeed;
-use he_linear::params::HeParams;
-use llama::calibrate::{calibrate, calibration_prompts, llama_set, NormShifts};
+use llama::calibrate::{calibrate, calibration_prompts};
 use llama::fixed_model::{FixedDecoder, FixedLlama};
-use llama::secure::cost::{call_cost, call_cots, offline_call_cost};
-use llama::secure::DecoderShape;
 use llama::secure::{Client, Server};
 use llama::{render_chat, FloatModel, Model};
 use mpc_core::{Channel, Error, NetProfile, Party, Result, Stats};
@@ -57,24 +57,6 @@ pub struct Args {
     /// online.
     #[arg(long, default_value = "both")]
     phase: String,
-}
-
-/// Bytes, rounds and wall time of a phase.
-#[derive(serde::Serialize, Debug, Default, Clone, Copy)]
-pub struct Cost {
-    bytes: u64,
-    rounds: u64,
-    wall_s: f64,
-}
-
-impl From<Stats> for Cost {
-    fn from(s: Stats) -> Cost {
-        Cost {
-            bytes: s.bytes(),
-            rounds: s.rounds,
-            wall_s: s.wall_s,
-        }
-    }
 }
 
 /// Setup: the keys and the encrypted embedding table.
@@ -233,115 +215,10 @@ fn utf8_prefix(bytes: &[u8]) -> &str {
     }
 }
 
-/// The shape of a model named on the command line (LLaMA-7B as published: 32 blocks, width
-/// 4096, 32 heads of 128, FFN 11 008, vocabulary 32 000).
-fn named_shape(name: &str) -> Result<DecoderShape> {
-    match name {
-        "llama-7b" => Ok(DecoderShape {
-            n_layers: 32,
-            hidden: 4096,
-            n_heads: 32,
-            n_kv_heads: 32,
-            head_dim: 128,
-            ffn: 11008,
-            vocab: 32000,
-            rms_eps: 1e-6,
-            rope_base: 10_000.0,
-            context: 2048,
-        }),
-        "smollm2-135m" => Ok(DecoderShape {
-            n_layers: 30,
-            hidden: 576,
-            n_heads: 9,
-            n_kv_heads: 3,
-            head_dim: 64,
-            ffn: 1536,
-            vocab: 49152,
-            rms_eps: 1e-5,
-            rope_base: 100_000.0,
-            context: 8192,
-        }),
-        file => {
-            let model = Model::load(&model_file(Path::new(file))?).map_err(llama_err)?;
-            Ok(DecoderShape::from(&model.config))
-        }
-    }
-}
-
-/// `--estimate`: one generated token's exact cost per component at `context` positions.
-fn estimate(name: &str, context: usize, split: bool) -> Result<()> {
-    let shape = named_shape(name)?;
-    shape.check()?;
-    if context == 0 || context > shape.context {
-        return Err(Error::InvalidArgument(format!(
-            "a context of {context} (the model's is {})",
-            shape.context
-        )));
-    }
-    let set = llama_set(None, shape.n_layers)?;
-    let shifts = NormShifts::none(shape.n_layers);
-    let (params, pp) = (HeParams::default_params()?, HeParams::packed_products()?);
-    let (parts, total) = call_cost(&shape, &set, &shifts, &params, &pp, 1, context - 1, split)?;
-    let mut rows: Vec<ComponentRow> = Vec::new();
-    for (label, c) in &parts {
-        // `layerNN/<component>` → `<component>`; `embedding`, `head` as they are.
-        let component = match label.split_once('/') {
-            Some((prefix, rest)) if prefix.starts_with("layer") => rest,
-            _ => label.as_str(),
-        };
-        match rows.iter_mut().find(|r| r.component == component) {
-            Some(r) => {
-                r.bytes += c.bytes();
-                r.rounds += c.rounds;
-            }
-            None => rows.push(ComponentRow {
-                component: component.to_string(),
-                bytes: c.bytes(),
-                rounds: c.rounds,
-                wall_s: 0.0,
-            }),
-        }
-    }
-    println!(
-        "{name}: one generated token at a {context}-position context, from the cost formulas \
-         (computed, not measured; COT extension traffic excluded; rounds per component are \
-         standalone, the total merges adjacent flights)"
-    );
-    println!("{:<20} {:>14} {:>8}", "component", "MB", "rounds");
-    for r in &rows {
-        println!("{:<20} {:>14.3} {:>8}", r.component, mb(r.bytes), r.rounds);
-    }
-    println!(
-        "{:<20} {:>14.3} {:>8}",
-        "total",
-        mb(total.bytes()),
-        total.rounds
-    );
-    let cots = call_cots(&shape, &set, &shifts, &params, 1, context - 1)?;
-    println!(
-        "COTs drawn: {} with the server as sender, {} with the client as sender \
-         ({:.1} MB of 16-byte blocks in each party's pools)",
-        cots.server,
-        cots.client,
-        mb(16 * (cots.server + cots.client) as u64)
-    );
-    if split {
-        let offline = offline_call_cost(&shape, (&params, &pp), 1, context - 1)?;
-        println!(
-            "the table is the online phase (--phase both); its offline phase (the projections' \
-             and the head's SIP on R, attention's and SwiGLU's triples; COT extensions excluded) \
-             is {:.3} MB in {} rounds per token",
-            mb(offline.bytes()),
-            offline.rounds
-        );
-    }
-    Ok(())
-}
-
 pub fn run(args: Args, seed: RunSeed) -> Result<()> {
     let split = crate::report::split_phase(&args.phase)?;
     if let Some(name) = &args.estimate {
-        return estimate(name, args.context, split);
+        return estimate::estimate(name, args.context, split);
     }
     let (Some(model_arg), Some(prompt_arg)) = (&args.model, &args.prompt) else {
         return Err(Error::InvalidArgument("give --model and --prompt".into()));
@@ -691,12 +568,5 @@ mod tests {
         std::fs::write(&bad, b"GGUF\x09\0\0\0").unwrap();
         let e = run(args(&bad, &json), RunSeed::from_arg(Some(1))).unwrap_err();
         assert!(e.to_string().contains("bad.gguf"), "{e}");
-    }
-
-    #[test]
-    fn the_llama_7b_estimate_runs() {
-        estimate("llama-7b", 128, false).unwrap();
-        estimate("llama-7b", 128, true).unwrap();
-        assert!(estimate("llama-7b", 0, true).is_err());
     }
 }
