@@ -148,7 +148,6 @@ impl Pool {
     pub(crate) fn set_aside(&mut self, n: usize) -> SetAside {
         let mut batches = Vec::new();
         let mut left = n.min(self.available());
-        let len = left;
         while let Some((buf, pos)) = self.chunks.front_mut().filter(|_| left > 0) {
             if buf.len() - *pos <= left {
                 left -= buf.len() - *pos;
@@ -159,7 +158,7 @@ impl Pool {
                 left = 0;
             }
         }
-        SetAside { batches, len }
+        SetAside { batches }
     }
 
     /// Puts COTs set aside by [`Pool::set_aside`] in front of the buffered ones: they are
@@ -188,22 +187,17 @@ impl Pool {
     }
 }
 
-/// COTs of one source moved out of its pool by `Pool::set_aside`, in stream order, to be
+/// COTs of one source moved out of its pool by [`Pool::set_aside`], in stream order, to be
 /// served later (after others) once restored. Held by their owner's party only; never sent.
-#[derive(Debug, Default)]
-pub struct SetAside {
+#[derive(Debug)]
+pub(crate) struct SetAside {
+    /// The batches and the position of each one's first COT, as in the pool.
     batches: Vec<(Vec<Block>, usize)>,
-    len: usize,
 }
 
 impl SetAside {
     /// The number of COTs held.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    pub(crate) fn len(&self) -> usize {
+        self.batches.iter().map(|(buf, pos)| buf.len() - pos).sum()
     }
 }

@@ -261,7 +261,26 @@ pub fn call_cots(
         .plus(argmax_cots(1, shape.vocab)))
 }
 
-/// COTs of every call of an offline plan ([`call_cots`] summed).
+/// COTs of each call of an offline plan ([`call_cots`] at each call's rows and past).
+pub fn plan_call_cots(
+    shape: &DecoderShape,
+    set: &ApproxSet,
+    shifts: &NormShifts,
+    params: &HeParams,
+    calls: &[usize],
+) -> Result<Vec<CotDemand>> {
+    let mut past = 0;
+    calls
+        .iter()
+        .map(|&rows| {
+            let d = call_cots(shape, set, shifts, params, rows, past);
+            past += rows;
+            d
+        })
+        .collect()
+}
+
+/// COTs of every call of an offline plan ([`plan_call_cots`] summed).
 pub fn plan_cots(
     shape: &DecoderShape,
     set: &ApproxSet,
@@ -269,13 +288,9 @@ pub fn plan_cots(
     params: &HeParams,
     calls: &[usize],
 ) -> Result<CotDemand> {
-    let mut past = 0;
-    let mut d = CotDemand::default();
-    for &rows in calls {
-        d = d.plus(call_cots(shape, set, shifts, params, rows, past)?);
-        past += rows;
-    }
-    Ok(d)
+    Ok(plan_call_cots(shape, set, shifts, params, calls)?
+        .into_iter()
+        .fold(CotDemand::default(), CotDemand::plus))
 }
 
 /// Coefficients decrypted under either key in a call (an upper bound for each key holder):

@@ -27,7 +27,7 @@
 //! (`nn::offline`). The number of rows of each call is public in the online phase already;
 //! the offline phase makes it known earlier. The triples reveal the same coefficients under
 //! each key as the online HE products they replace, so the plan's reveal budget is unchanged.
-use super::cost::call_cots;
+use super::cost::plan_call_cots;
 use super::public::{DecoderShape, PublicLlama};
 use crate::fixed_model::Projection;
 use he_linear::params::HeParams;
@@ -322,7 +322,7 @@ pub(crate) fn cot_key(session: SessionId, call: usize) -> StashKey {
     }
 }
 
-/// Extends the COTs the online calls of `calls` will draw ([`call_cots`]) and sets each
+/// Extends the COTs the online calls of `calls` will draw ([`plan_call_cots`]) and sets each
 /// call's aside in this session under [`cot_key`] ([`cot_reservation`] within
 /// [`MAX_RESERVED_COTS`] per direction), so that the online phase runs no COT extension when
 /// it follows on the same session (as `bench generate` runs it): each call puts its own in
@@ -336,13 +336,8 @@ pub(crate) fn set_aside_online_cots(
     session: SessionId,
     calls: &[usize],
 ) -> Result<CotDemand> {
-    let mut demands = Vec::with_capacity(calls.len());
-    let mut past = 0;
-    for &rows in calls {
-        let (set, shifts) = (&public.approx, &public.norm_shifts);
-        demands.push(call_cots(&public.shape, set, shifts, params, rows, past)?);
-        past += rows;
-    }
+    let (set, shifts) = (&public.approx, &public.norm_shifts);
+    let demands = plan_call_cots(&public.shape, set, shifts, params, calls)?;
     let mut total = CotDemand::default();
     for (c, d) in cot_reservation(&demands, MAX_RESERVED_COTS)
         .into_iter()

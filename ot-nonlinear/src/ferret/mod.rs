@@ -315,7 +315,7 @@ impl FerretDuplex {
 /// One party's COTs of both directions set aside for a later protocol
 /// ([`FerretDuplex::set_aside`]): its sender's q's and its receiver's t's. It holds secret
 /// correlations: it stays with its party and is used once, by [`FerretDuplex::restore`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CotStash {
     sent: SetAside,
     received: SetAside,

@@ -243,11 +243,25 @@ impl Session {
     /// [`reserve_cots`](Self::reserve_cots) for a protocol's demand (both parties pass the
     /// same demand).
     pub fn reserve(&mut self, demand: CotDemand) -> Result<()> {
-        let (send, recv) = match self.party {
+        let (send, recv) = self.own_and_other(demand);
+        self.reserve_cots(send, recv)
+    }
+
+    /// `demand` as (this party's sender's COTs, its receiver's).
+    fn own_and_other(&self, demand: CotDemand) -> (usize, usize) {
+        match self.party {
             Party::Server => (demand.server, demand.client),
             Party::Client => (demand.client, demand.server),
+        }
+    }
+
+    /// The demand of `own` COTs from this party's sender and `other` from its receiver.
+    fn demand_of(&self, own: usize, other: usize) -> CotDemand {
+        let (server, client) = match self.party {
+            Party::Server => (own, other),
+            Party::Client => (other, own),
         };
-        self.reserve_cots(send, recv)
+        CotDemand { server, client }
     }
 
     /// Extends the COTs of `demand` now (one crossing flight, as [`Session::reserve`]) and
@@ -260,10 +274,7 @@ impl Session {
                 "COTs are already set aside under {key:?}"
             )));
         }
-        let (send, recv) = match self.party {
-            Party::Server => (demand.server, demand.client),
-            Party::Client => (demand.client, demand.server),
-        };
+        let (send, recv) = self.own_and_other(demand);
         let stash = self.ot.set_aside(&mut self.ch, send, recv)?;
         self.stashes.push((key, stash));
         Ok(())
@@ -280,30 +291,16 @@ impl Session {
         let (_, stash) = self.stashes.swap_remove(i);
         let (own, other) = stash.counts();
         self.ot.restore(stash);
-        match self.party {
-            Party::Server => CotDemand {
-                server: own,
-                client: other,
-            },
-            Party::Client => CotDemand {
-                server: other,
-                client: own,
-            },
-        }
+        self.demand_of(own, other)
     }
 
     /// COTs drawn so far in each direction (server as sender, client as sender): a protocol's
     /// COT count is the difference around it, the number its `*_cots` function announces.
     pub fn cots_drawn(&self) -> CotDemand {
-        let (own, other) = (self.ot.sender.served(), self.ot.receiver.served());
-        let (server, client) = match self.party {
-            Party::Server => (own, other),
-            Party::Client => (other, own),
-        };
-        CotDemand {
-            server: server as usize,
-            client: client as usize,
-        }
+        self.demand_of(
+            self.ot.sender.served() as usize,
+            self.ot.receiver.served() as usize,
+        )
     }
 
     /// Runs `f` on this session under the channel label `label` (nested in the current one),
