@@ -15,6 +15,7 @@
 //! | [`triple`] | matrix Beaver triples: X·Y and diag(x)·Y on shares | secret products (HE) offline; openings + truncation online |
 //! | [`softmax`] | Softmax of rows with a mask | OT (max tree, exp, reciprocal, product) |
 //! | [`norm`] | LayerNorm, RMSNorm | OT (rsqrt) + row products on HE or OT |
+//! | [`norm_offline`] | the normalisations' two row products on correlations made offline | HE offline; openings online |
 //! | [`activation`] | GELU, SiLU (piecewise polynomials), ReLU | OT |
 //! | [`silu`] | SiLU's piecewise table (least-squares fit) | — |
 //! | [`exp_table`] | exp's piecewise cubic table for Softmax (decoders) | — |
@@ -60,6 +61,7 @@ pub mod linear_half;
 pub mod linear_offline;
 pub mod matmul;
 pub mod norm;
+pub mod norm_offline;
 pub mod offline;
 pub mod pool;
 pub mod product;

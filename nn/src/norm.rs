@@ -16,6 +16,7 @@
 //! [`he_linear::row_products`]'s).
 use crate::cast::{truncate, truncate_cost, truncate_mirror, upcast_window, LINEAR};
 use crate::keys::HeKeys;
+use crate::norm_offline::NormTriples;
 use crate::tensor::SharedTensor;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
@@ -40,7 +41,7 @@ pub enum Norm {
 }
 
 impl Norm {
-    fn centering(self) -> Centering {
+    pub(crate) fn centering(self) -> Centering {
         match self {
             Norm::LayerNorm => Centering::Mean,
             Norm::RmsNorm => Centering::None,
@@ -49,12 +50,15 @@ impl Norm {
 }
 
 /// Where the normalisation's two row products run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub enum RowProductBackend<'a> {
     /// Homomorphic products with packed keys.
     He(&'a HeKeys<'a>),
     /// Gilboa products on the session's COTs.
     Ot,
+    /// Openings of operands masked by correlations made offline
+    /// ([`crate::norm_offline`]).
+    Prepared(Box<NormTriples>),
 }
 
 /// The normalised rows ŷ (Z_2^64, 18 fraction bits) of `x` (rows of the hidden size).
@@ -85,6 +89,14 @@ pub fn normalize(
             eps,
             norm.centering(),
             &mut OtProducts,
+        )?,
+        RowProductBackend::Prepared(mut triples) => normalize_with(
+            sess,
+            x.share(),
+            x.cols(),
+            eps,
+            norm.centering(),
+            triples.as_mut(),
         )?,
     };
     SharedTensor::new(x.shape().clone(), LINEAR, y)

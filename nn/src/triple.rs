@@ -125,6 +125,11 @@ impl Triple {
         self.shape
     }
 
+    /// This party's shares of A, B and C.
+    pub(crate) fn parts(&self) -> [&[u64]; 3] {
+        [&self.a, &self.b, &self.c]
+    }
+
     /// A, B and C one after the other (for an offline store).
     pub fn to_words(&self) -> Vec<u64> {
         [&self.a[..], &self.b, &self.c].concat()

@@ -1,6 +1,6 @@
 //! Element-wise and row operators on random shares against their mirrors, with edge values,
-//! and their exact cost: ReLU, SiLU (piecewise), RMSNorm and LayerNorm (row products on OT and
-//! on HE), Softmax with causal and padding masks, argmax revealed to either party, truncation.
+//! and their exact cost: ReLU, SiLU (piecewise), RMSNorm and LayerNorm (row products on OT,
+//! on HE and on correlations made offline), Softmax with causal and padding masks, argmax revealed to either party, truncation.
 mod common;
 use common::*;
 use mpc_core::{FixedPoint, Party, Ring};
@@ -10,6 +10,7 @@ use nn::activation::{
 use nn::argmax::{argmax, argmax_cost, argmax_mirror};
 use nn::cast::{truncate, truncate_cost, truncate_mirror};
 use nn::norm::{norm_cost, norm_mirror, normalize, Norm, RowProductBackend};
+use nn::norm_offline::{norm_prepared_cost, NormTriples};
 use nn::silu::{silu_default, silu_plan};
 use nn::softmax::{softmax, softmax_cost, softmax_mirror, Mask};
 use nn::{Shape, SharedTensor};
@@ -101,8 +102,16 @@ fn silu_matches_its_mirror_within_the_carries() {
     assert_cost("op/gelu", &cs, &cc, piecewise_cost(&table, &plan, 200));
 }
 
+/// Where a normalisation test runs the two row products.
+#[derive(Clone, Copy, Debug)]
+enum Products {
+    Ot,
+    He,
+    Prepared,
+}
+
 #[test]
-fn norms_match_their_mirrors_on_ot_and_he() {
+fn norms_match_their_mirrors_on_ot_he_and_offline_triples() {
     let seed = seed(3);
     let (rows, n) = (4, 96);
     let mut rng = prg(seed);
@@ -117,27 +126,24 @@ fn norms_match_their_mirrors_on_ot_and_he() {
     }
     let fx = Fixture::new(seed);
     for norm in [Norm::LayerNorm, Norm::RmsNorm] {
-        for he in [false, true] {
+        for products in [Products::Ot, Products::He, Products::Prepared] {
             let (xs, xc) = tensors(rows, n, &x, seed);
-            let (ys, yc, cs, cc) = run(
-                &fx,
-                move |s, keys| {
-                    let b = if he {
-                        RowProductBackend::He(keys)
-                    } else {
-                        RowProductBackend::Ot
+            let side = move |x: SharedTensor| {
+                move |s: &mut ot_nonlinear::mpc::Session, keys: &nn::HeKeys<'_>| {
+                    let b = match products {
+                        Products::Ot => RowProductBackend::Ot,
+                        Products::He => RowProductBackend::He(keys),
+                        Products::Prepared => {
+                            let t = s
+                                .scope("gen", |s| NormTriples::generate(s, keys, rows, n))
+                                .unwrap();
+                            RowProductBackend::Prepared(Box::new(t))
+                        }
                     };
-                    s.scope("op", |s| normalize(s, norm, &xs, 1e-5, b)).unwrap()
-                },
-                move |s, keys| {
-                    let b = if he {
-                        RowProductBackend::He(keys)
-                    } else {
-                        RowProductBackend::Ot
-                    };
-                    s.scope("op", |s| normalize(s, norm, &xc, 1e-5, b)).unwrap()
-                },
-            );
+                    s.scope("op", |s| normalize(s, norm, &x, 1e-5, b)).unwrap()
+                }
+            };
+            let (ys, yc, cs, cc) = run(&fx, side(xs), side(xc));
             let got = ys.reconstruct(&yc).unwrap();
             let want = norm_mirror(norm, &x, n, 1e-5);
             for r in 0..rows {
@@ -164,7 +170,7 @@ fn norms_match_their_mirrors_on_ot_and_he() {
                     let (g, m) = (LIN.decode(got[i]), LIN.decode(want[i]));
                     assert!(
                         (g - m).abs() <= 2.5 * unit + var_rel * m.abs(),
-                        "{norm:?} (HE {he}) row {r}: {g} vs mirror {m}"
+                        "{norm:?} ({products:?}) row {r}: {g} vs mirror {m}"
                     );
                 }
             }
@@ -172,8 +178,19 @@ fn norms_match_their_mirrors_on_ot_and_he() {
                 Norm::LayerNorm => "op/layernorm",
                 Norm::RmsNorm => "op/rmsnorm",
             };
-            if !he {
-                assert_cost(label, &cs, &cc, norm_cost(norm, rows, n));
+            match products {
+                Products::Ot => assert_cost(label, &cs, &cc, norm_cost(norm, rows, n)),
+                Products::He => {}
+                Products::Prepared => {
+                    // Both parties send each opening at once, so a flight of the one whose
+                    // clock is behind joins its previous or next one: the cost's rounds
+                    // are an upper bound, the measured ones pinned.
+                    let cost = norm_prepared_cost(norm, rows, n);
+                    assert_cost_rounds(label, &cs, &cc, cost, 35);
+                    let params = fx.he(Party::Server).product_params;
+                    let gen = NormTriples::generate_cost(params, rows, n).unwrap();
+                    assert_cost_rounds("gen", &cs, &cc, gen, 3);
+                }
             }
         }
     }

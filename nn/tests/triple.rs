@@ -2,7 +2,7 @@
 //! then products of shared operands
 //! against the plaintext ⌊X·Y / 2^s⌉ (the secure result is that or one less), edge values
 //! included, with the exact bytes and rounds of both phases; and attention's triples filed in
-//! an offline store, used once.
+//! an offline store, used once; the normalisations' correlations likewise.
 mod common;
 use common::*;
 use he_linear::matrix::{MatDims, ProductShape};
@@ -10,10 +10,12 @@ use mpc_core::Ring;
 use nn::attention::AttentionShape;
 use nn::attention_offline::AttentionTriples;
 use nn::matmul::matmul_mirror;
+use nn::norm_offline::NormTriples;
 use nn::offline::{OfflineStore, SessionId};
 use nn::triple::{
     generate_cost, generate_triples, triple_products, triple_products_cost, Rounding, TripleShape,
 };
+use ot_nonlinear::functions::RowProducts;
 
 /// Signed values with 18 fraction bits in [−8, 8), the extremes first.
 fn operand(rng: &mut mpc_core::AesPrg, n: usize) -> Vec<u64> {
@@ -144,4 +146,48 @@ fn attention_triples_are_filed_once_and_refused_for_another_shape() {
     );
     let err = AttentionTriples::take(&store, "c0000-L00-att", shape).unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
+}
+
+#[test]
+fn norm_triples_are_filed_once_serve_each_product_once_and_refuse_other_shapes() {
+    let seed = seed(34);
+    eprintln!("seed {seed}");
+    let (rows, n) = (3, 10);
+    let fx = Fixture::new(seed);
+    let side = move |s: &mut ot_nonlinear::mpc::Session, he: &nn::HeKeys<'_>| {
+        NormTriples::generate(s, he, rows, n).unwrap()
+    };
+    let (ts, tc, _, _) = run(&fx, side, side);
+    let root = tempfile::tempdir().unwrap();
+    let store = OfflineStore::create(root.path(), [7; 32], SessionId([2; 16])).unwrap();
+    ts.put(&store, "L00-ln1").unwrap();
+    let err = NormTriples::take(&store, "L00-ln1", rows, n + 1).unwrap_err();
+    assert!(err.to_string().contains("shape"), "{err}");
+    assert_eq!(NormTriples::take(&store, "L00-ln1", rows, n).unwrap(), ts);
+    let err = NormTriples::take(&store, "L00-ln1", rows, n).unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+    // A product served once is refused the second time, before anything is sent; so is an
+    // operand of another shape.
+    let sums = |mut t: NormTriples, dir: std::path::PathBuf| {
+        move |s: &mut ot_nonlinear::mpc::Session, _: &nn::HeKeys<'_>| {
+            let v = vec![0u64; rows * n];
+            let ring = ot_nonlinear::approx::layernorm::SQUARE_RING;
+            let wrong = t.row_square_sums(s, &v[n..], n, ring).unwrap_err();
+            t.row_square_sums(s, &v, n, ring).unwrap();
+            let again = t.row_square_sums(s, &v, n, ring).unwrap_err();
+            let store = OfflineStore::create(&dir, [7; 32], SessionId([3; 16])).unwrap();
+            let filed = t.put(&store, "x").unwrap_err();
+            [wrong, again, filed].map(|e| e.to_string())
+        }
+    };
+    let (s, c, _, _) = run(
+        &fx,
+        sums(ts, root.path().join("server")),
+        sums(tc, root.path().join("client")),
+    );
+    for [wrong, again, filed] in [s, c] {
+        assert!(wrong.contains("shape"), "{wrong}");
+        assert!(again.contains("already served"), "{again}");
+        assert!(filed.contains("already served"), "{filed}");
+    }
 }

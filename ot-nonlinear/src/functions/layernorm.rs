@@ -109,9 +109,15 @@ impl RowProducts for OtProducts {
     }
 }
 
-/// The steps of [`layernorm`] (`center`: with the mean; RMSNorm without), with or without the
-/// two products' (Gilboa on COTs).
-fn steps(rows: usize, n: usize, center: Centering, ot_products: bool) -> Vec<(Cost, CotDemand)> {
+/// The steps of [`layernorm`] (`center`: with the mean; RMSNorm without), with the two
+/// products' costs where they run (`products`: the square sums, then the row-scalar product)
+/// or without them.
+fn steps(
+    rows: usize,
+    n: usize,
+    center: Centering,
+    products: Option<[(Cost, CotDemand); 2]>,
+) -> Vec<(Cost, CotDemand)> {
     let (r64, sq, prod) = rings();
     let f = LIN.frac_bits();
     let tr = |count: usize, from: Ring, s: u32| {
@@ -120,27 +126,25 @@ fn steps(rows: usize, n: usize, center: Centering, ot_products: bool) -> Vec<(Co
             trunc_cots(count, from, r64, s, TruncKind::KnownMsb).expect("valid"),
         )
     };
+    let (square, scale) = match products {
+        Some([square, scale]) => (Some(square), Some(scale)),
+        None => (None, None),
+    };
     let mut v = Vec::new();
     if center == Centering::Mean {
         v.push(tr(rows, r64, PUBLIC_FRAC_BITS));
     }
-    if ot_products {
-        v.push((
-            square_narrow_cost(rows * n, sq, SQUARE_INPUT_BITS),
-            square_narrow_cots(rows * n, sq, SQUARE_INPUT_BITS),
-        ));
-    }
+    v.extend(square);
     v.extend([
         tr(rows, sq, 0),
         tr(rows, r64, PUBLIC_FRAC_BITS),
         (rsqrt_cost(rows), rsqrt_cots(rows)),
     ]);
-    if ot_products {
-        v.push((mul_cost(rows, n, prod), mul_cots(rows, prod)));
-    }
+    v.extend(scale);
     // The row-scalar product's closing known-MSB truncation to Z_2^64: by 12 from Z_2^38
-    // over COTs; on HE the responses already dropped those bits ([`RowProducts`]
-    // implementations end with one known-MSB cast of the same size, from Z_2^26 by 0).
+    // over COTs or on opened triples; on HE the responses already dropped those bits
+    // ([`RowProducts`] implementations end with one known-MSB cast of the same size, from
+    // Z_2^26 by 0).
     v.push(tr(rows * n, prod, PRODUCT_V_FRAC + R_FRAC - f));
     v
 }
@@ -152,7 +156,17 @@ pub fn layernorm_cost(rows: usize, n: usize) -> Cost {
 
 /// Exact cost of [`normalize_with`] on `rows` rows of n values with the products on COTs.
 pub fn normalize_cost(rows: usize, n: usize, center: Centering) -> Cost {
-    total_cost(steps(rows, n, center, true))
+    let (_, sq, prod) = rings();
+    let square = square_narrow_cost(rows * n, sq, SQUARE_INPUT_BITS);
+    normalize_cost_with(rows, n, center, [square, mul_cost(rows, n, prod)])
+}
+
+/// Exact cost of [`normalize_with`] on `rows` rows of n values whose two products cost
+/// `products` (the square sums, then the row-scalar product; the closing truncation is
+/// counted here).
+pub fn normalize_cost_with(rows: usize, n: usize, center: Centering, products: [Cost; 2]) -> Cost {
+    let products = products.map(|c| (c, CotDemand::default()));
+    total_cost(steps(rows, n, center, Some(products)))
 }
 
 /// Whether a normalisation subtracts the row mean (LayerNorm) or not (RMSNorm).
@@ -181,7 +195,7 @@ pub fn normalize_cots_with(
     center: Centering,
     products: &dyn RowProducts,
 ) -> CotDemand {
-    total_cots(steps(rows, n, center, false)).plus(products.cots(rows, n))
+    total_cots(steps(rows, n, center, None)).plus(products.cots(rows, n))
 }
 
 /// Shares of the normalised rows ŷ (Z_2^64, 18 fraction bits) of `x` (rows of n values,
