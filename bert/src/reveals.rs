@@ -11,13 +11,14 @@
 //! * **server's key** (the client seals, the server decrypts): the COP outputs
 //!   n·(4d + d + (d + f) + d) (QKV with the residual block, output projection, FFN up with the
 //!   residual block, FFN down); one cross term of every secret × secret product: QKᵀ h·n²,
-//!   E·V n·d, the normalisation diag(r)·(E·V) n·d, and with packed attention LayerNorm's
-//!   row-scalar product n·d twice. Once per inference: the embedding lookup n·d (private
-//!   embedding) and the head n·classes.
-//! * **client's key**: the other cross term of the same products, and with packed attention
-//!   LayerNorm's square sums, whose whole n × n product per column chunk
-//!   (⌈d / terms⌉ chunks) the client decrypts, twice per layer.
-use crate::secure::{AttentionMode, EmbeddingMode, PublicModel};
+//!   E·V n·d, the normalisation diag(r)·(E·V) n·d, and LayerNorm's row-scalar product n·d
+//!   twice per layer and once for the embedding's (online with packed attention, offline on
+//!   random operands with offline material; counted in every mode). Once per inference: the
+//!   embedding lookup n·d (private embedding) and the head n·classes.
+//! * **client's key**: the other cross term of the same products, and LayerNorm's square
+//!   sums, whose whole n × n product per column chunk (⌈d / terms⌉ chunks) the client
+//!   decrypts, twice per layer and once for the embedding's.
+use crate::secure::{EmbeddingMode, PublicModel};
 use he_linear::params::HeParams;
 use mpc_core::{Error, Result};
 
@@ -56,18 +57,18 @@ pub fn per_inference(public: &PublicModel, products: &HeParams) -> Option<Reveal
     let attention = h
         .checked_mul(n.checked_mul(n)?)?
         .checked_add(nd.checked_mul(2)?)?;
-    let packed = public.attention == AttentionMode::Packed;
-    let layernorm_scalar = if packed { nd.checked_mul(2)? } else { 0 };
+    // LayerNorm's products (2·layers + 1 LayerNorms, the embedding's included) run on HE
+    // online with packed attention, and offline on random operands in an inference on
+    // offline material whatever the attention mode: counted always (an upper bound for an
+    // unpacked single-phase inference, which runs them on COTs). Each reveals one cross term
+    // n·d of the row-scalar product under each key, and the square sums' n × n product per
+    // column chunk under the client's.
+    let norms = layers.checked_mul(2)?.checked_add(1)?;
     let chunks = d.div_ceil(products.max_terms().max(1));
-    let square_sums = if packed {
-        n.checked_mul(n)?.checked_mul(chunks)?.checked_mul(2)?
-    } else {
-        0
-    };
-    let server_layer = cop.checked_add(attention)?.checked_add(layernorm_scalar)?;
-    let client_layer = attention
-        .checked_add(layernorm_scalar)?
-        .checked_add(square_sums)?;
+    let square_sums = n.checked_mul(n)?.checked_mul(chunks)?;
+    let server_norms = norms.checked_mul(nd)?;
+    let client_norms = norms.checked_mul(nd.checked_add(square_sums)?)?;
+    let server_layer = cop.checked_add(attention)?;
     let embedding = if public.embedding == EmbeddingMode::Server {
         nd
     } else {
@@ -77,9 +78,10 @@ pub fn per_inference(public: &PublicModel, products: &HeParams) -> Option<Reveal
     Some(Reveals {
         server_key: server_layer
             .checked_mul(layers)?
+            .checked_add(server_norms)?
             .checked_add(embedding)?
             .checked_add(head)?,
-        client_key: client_layer.checked_mul(layers)?,
+        client_key: attention.checked_mul(layers)?.checked_add(client_norms)?,
     })
 }
 
@@ -108,6 +110,7 @@ pub fn check(public: &PublicModel) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secure::AttentionMode;
     use crate::BertConfig;
     use ot_nonlinear::approx::ApproxSet;
 
@@ -126,9 +129,14 @@ mod tests {
     fn bert_base_fits_the_per_inference_budget_and_bert_large_at_512_does_not() {
         let products = HeParams::packed_products().unwrap();
         let base = per_inference(&model(BertConfig::bert_base(), 128), &products).unwrap();
-        // COP 12·128·8448 + embedding 128·768 + head 256 + products 12·(12·128² + 4·128·768).
-        assert_eq!(base.server_key, 12_976_128 + 98_304 + 256 + 12 * 589_824);
-        assert_eq!(base.client_key, 12 * (393_216 + 196_608 + 2 * 2 * 16_384));
+        // COP 12·128·8448 + embedding 128·768 + head 256 + attention 12·(12·128² + 2·128·768)
+        // + 25 LayerNorms' row-scalar products 128·768.
+        assert_eq!(
+            base.server_key,
+            12_976_128 + 98_304 + 256 + 12 * 393_216 + 25 * 98_304
+        );
+        // Attention's other cross terms, the 25 LayerNorms' (128·768 + 2 chunks × 128²).
+        assert_eq!(base.client_key, 12 * 393_216 + 25 * (98_304 + 2 * 16_384));
         println!(
             "bert-base at 128 tokens: 2^{:.2} (server key), 2^{:.2} (client key)",
             (base.server_key as f64).log2(),

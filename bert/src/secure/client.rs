@@ -2,7 +2,7 @@
 use super::cache::check_cache_room;
 use super::engine::{self, Role, HEAD_RESCALE, LAYER_RESCALE};
 use super::fold::Weights;
-use super::offline::{self, OfflineStore, SessionId, HEAD, WEIGHTS};
+use super::offline::{self, NormAt, OfflineStore, SessionId, HEAD, WEIGHTS};
 use super::public::PublicModel;
 use super::reference::logits_from_sums;
 use super::{he_params, pad, EmbeddingMode};
@@ -229,13 +229,14 @@ impl Client {
             let session = SessionId(s.fresh_seed().0);
             let store = OfflineStore::create(root, self.model_id(), session)?;
             s.ch.send(&session.0)?;
+            offline::prepare_norm(s, &he, &self.public, NormAt::Embedding, &store)?;
             for (l, layer) in self.layers.iter().enumerate() {
                 for (w, which) in layer.iter().zip(WEIGHTS) {
                     s.scope(&offline::label(l, which), |s| {
                         w.offline(s, &he, k, LAYER_RESCALE, &store, &offline::entry(l, which))
                     })?;
                 }
-                offline::prepare_attention(s, &he, &self.public, l, &store)?;
+                offline::prepare_products(s, &he, &self.public, l, &store)?;
             }
             s.scope(Component::Head.label(), |s| {
                 self.head.offline(s, &he, k, HEAD_RESCALE, &store, HEAD)

@@ -3,7 +3,7 @@
 //! [`Role`] trait's; everything else is a composition of `nn` operators that both parties call
 //! alike.
 use super::fold::Weights;
-use super::offline::{self, OfflineStore};
+use super::offline::{self, NormAt, OfflineStore};
 use super::public::PublicModel;
 use super::AttentionMode;
 use mpc_core::{Party, Result, Ring};
@@ -12,6 +12,7 @@ use nn::attention::{attention, AttentionShape, Mask};
 use nn::attention_offline::AttentionTriples;
 use nn::linear::Rescale;
 use nn::norm::{normalize, Norm, RowProductBackend};
+use nn::norm_offline::NormTriples;
 use nn::{Component, HeKeys, SharedTensor};
 use ot_nonlinear::functions::exp_breakpoints;
 use ot_nonlinear::mpc::{mux, Session};
@@ -53,7 +54,7 @@ pub(crate) fn run(
     let layers = public.config.num_hidden_layers;
     let mut h = sess.scope(Component::Embedding.label(), |s| {
         let x = role.embed(s, he)?;
-        layernorm(s, public, he, &x)
+        layernorm(s, role, public, he, NormAt::Embedding, &x)
     })?;
     for l in 0..layers {
         h = layer(role, sess, public, he, l, &h)?;
@@ -62,17 +63,26 @@ pub(crate) fn run(
     sess.scope(Component::Head.label(), |s| head(role, s, public, he, &h))
 }
 
-/// LayerNorm's normalisation; its two row products on HE with the attention products' keys
+/// LayerNorm's normalisation at `at`; its two row products on the correlations made offline
+/// when the inference runs on offline material, else on HE with the attention products' keys
 /// when those pack outputs, else on COTs.
 fn layernorm(
     sess: &mut Session,
+    role: &dyn Role,
     public: &PublicModel,
     he: &HeKeys<'_>,
+    at: NormAt,
     x: &SharedTensor,
 ) -> Result<SharedTensor> {
-    let backend = match public.attention {
-        AttentionMode::Packed => RowProductBackend::He(he),
-        AttentionMode::Unpacked => RowProductBackend::Ot,
+    let backend = match (role.store(), public.attention) {
+        (Some(store), _) => RowProductBackend::Prepared(Box::new(NormTriples::take(
+            store,
+            &at.entry(),
+            x.rows(),
+            x.cols(),
+        )?)),
+        (None, AttentionMode::Packed) => RowProductBackend::He(he),
+        (None, AttentionMode::Unpacked) => RowProductBackend::Ot,
     };
     normalize(
         sess,
@@ -142,7 +152,7 @@ fn layer(
     })?;
     let a = a.add(&h)?;
     let y1 = sess.scope(&tag(Component::NormAttention), |s| {
-        layernorm(s, public, he, &a)
+        layernorm(s, role, public, he, NormAt::Attention(l), &a)
     })?;
     let aup = sess.scope(&tag(Component::LinearH1), |s| {
         role.linear(s, he, l, Weights::H1, &y1)
@@ -156,7 +166,9 @@ fn layer(
         role.linear(s, he, l, Weights::H2, &act)
     })?;
     let out = out.add(&a_res)?;
-    sess.scope(&tag(Component::NormFfn), |s| layernorm(s, public, he, &out))
+    sess.scope(&tag(Component::NormFfn), |s| {
+        layernorm(s, role, public, he, NormAt::Ffn(l), &out)
+    })
 }
 
 /// Per-token logits, the client's mask, the sum over tokens revealed to the client.

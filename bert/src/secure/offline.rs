@@ -1,21 +1,25 @@
 //! The offline phase of a secure BERT inference (issue 17): every linear layer's COP runs on
 //! the client's random R before the input exists ([`nn::linear_offline`]), every layer's
 //! attention gets its matrix triples for Q·Kᵀ, E·V and the normalisation
-//! ([`nn::attention_offline`]), and each party files its material in an [`OfflineStore`] under
-//! `root/<model id>/<session id>/`.
+//! ([`nn::attention_offline`]), every LayerNorm its correlations for the square sums and the
+//! row-scalar product ([`nn::norm_offline`]), and each party files its material in an
+//! [`OfflineStore`] under `root/<model id>/<session id>/`.
 //!
 //! * **Offline** ([`super::Server::offline`] / [`super::Client::offline`], label `offline`):
 //!   the client draws the session id (from its session's randomness) and sends it (16 bytes);
 //!   then, for every encoder layer in order, its four COP layers on R (one flight client →
-//!   server each; consecutive flights merge) and its attention triples (the HE products on
-//!   random operands, two flights per batch, both parties sending), then the head's COP on R,
+//!   server each; consecutive flights merge), its attention triples (the HE products on
+//!   random operands, two flights per batch, both parties sending) and its two LayerNorms'
+//!   correlations (the HE square sums and a row-scaling triple on random operands; the
+//!   embedding's LayerNorm's come first), then the head's COP on R,
 //!   and the server's end marker (1 byte) once it has filed everything. One session is the
 //!   material of exactly one inference.
 //! * **Online** ([`super::Server::infer_offline`] / [`super::Client::infer_offline`]): the
 //!   client checks that every entry of the session is present and unused, sends the session
 //!   id, and both run the usual pass with each linear layer's online step replaced by the
-//!   prepared one (the client's X_c − R, no HE) and attention's products by openings of
-//!   operands masked by the triples (no HE); every entry is consumed as it is used.
+//!   prepared one (the client's X_c − R, no HE), and attention's and LayerNorm's products by
+//!   openings of operands masked by the triples (no HE); every entry is consumed as it is
+//!   used.
 //!
 //! The model id binds the material to the model and the server key: it hashes the layers'
 //! keyed cache digests (parameters, packing, server key, weights), which both parties know
@@ -27,6 +31,7 @@ use super::fold::Weights;
 use super::public::PublicModel;
 use mpc_core::Result;
 use nn::attention_offline::AttentionTriples;
+use nn::norm_offline::NormTriples;
 pub use nn::offline::{OfflineStore, SessionId};
 use nn::{Component, HeKeys};
 use ot_nonlinear::mpc::Session;
@@ -47,9 +52,55 @@ pub(crate) fn attention_entry(layer: usize) -> String {
     format!("L{layer:02}-att")
 }
 
-/// This party's attention triples for layer `layer` (at the model's one attention shape),
-/// generated and filed under their steps' labels.
-pub(crate) fn prepare_attention(
+/// Where a LayerNorm runs: after the embedding, or in layer `l` after attention or the FFN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NormAt {
+    /// The embedding's LayerNorm.
+    Embedding,
+    /// Layer `l`'s LayerNorm after attention.
+    Attention(usize),
+    /// Layer `l`'s LayerNorm after the FFN.
+    Ffn(usize),
+}
+
+impl NormAt {
+    /// Its entry of correlations in a session.
+    pub(crate) fn entry(self) -> String {
+        match self {
+            NormAt::Embedding => "emb-ln".to_string(),
+            NormAt::Attention(l) => format!("L{l:02}-ln-att"),
+            NormAt::Ffn(l) => format!("L{l:02}-ln-ffn"),
+        }
+    }
+
+    /// Its label (the online phase's, and inside the offline scope).
+    pub(crate) fn label(self) -> String {
+        match self {
+            NormAt::Embedding => Component::Embedding.label().to_string(),
+            NormAt::Attention(l) => Component::NormAttention.in_layer(l),
+            NormAt::Ffn(l) => Component::NormFfn.in_layer(l),
+        }
+    }
+}
+
+/// This party's correlations for the LayerNorm at `at` (`public.seq_len` rows of the hidden
+/// size), generated and filed under its label.
+pub(crate) fn prepare_norm(
+    sess: &mut Session,
+    he: &HeKeys<'_>,
+    public: &PublicModel,
+    at: NormAt,
+    store: &OfflineStore,
+) -> Result<()> {
+    let (rows, n) = (public.seq_len, public.config.hidden_size);
+    sess.scope(&at.label(), |s| NormTriples::generate(s, he, rows, n))?
+        .put(store, &at.entry())
+}
+
+/// This party's products of layer `layer` other than its COPs: the attention triples (at
+/// the model's one attention shape) and its two LayerNorms' correlations, generated and filed
+/// under their steps' labels.
+pub(crate) fn prepare_products(
     sess: &mut Session,
     he: &HeKeys<'_>,
     public: &PublicModel,
@@ -58,7 +109,11 @@ pub(crate) fn prepare_attention(
 ) -> Result<()> {
     let tag = |step: Component| step.in_layer(layer);
     AttentionTriples::generate(sess, he, attention_shape(public), &tag)?
-        .put(store, &attention_entry(layer))
+        .put(store, &attention_entry(layer))?;
+    for at in [NormAt::Attention(layer), NormAt::Ffn(layer)] {
+        prepare_norm(sess, he, public, at, store)?;
+    }
+    Ok(())
 }
 
 /// The entry of the head's COP.
@@ -69,13 +124,14 @@ pub(crate) const WEIGHTS: [Weights; 4] = [Weights::Qkv, Weights::O, Weights::H1,
 
 /// Every entry of one session of a model with `layers` encoder layers.
 pub(crate) fn entries(layers: usize) -> Vec<String> {
-    (0..layers)
-        .flat_map(|l| {
-            WEIGHTS
-                .map(|w| entry(l, w))
-                .into_iter()
-                .chain(std::iter::once(attention_entry(l)))
-        })
+    std::iter::once(NormAt::Embedding.entry())
+        .chain((0..layers).flat_map(|l| {
+            WEIGHTS.map(|w| entry(l, w)).into_iter().chain([
+                attention_entry(l),
+                NormAt::Attention(l).entry(),
+                NormAt::Ffn(l).entry(),
+            ])
+        }))
         .chain(std::iter::once(HEAD.to_string()))
         .collect()
 }

@@ -1,7 +1,7 @@
 //! The server: the encoded model, its keys, and the client's public keys after setup.
 use super::engine::{self, Role, HEAD_RESCALE, LAYER_RESCALE};
 use super::fold::{fold_head, layer_weights, Weights};
-use super::offline::{self, OfflineStore, SessionId, HEAD, WEIGHTS};
+use super::offline::{self, NormAt, OfflineStore, SessionId, HEAD, WEIGHTS};
 use super::public::{Head, PublicModel};
 use super::{he_params, AttentionMode, EmbeddingMode};
 use crate::fixed_model::FixedBert;
@@ -262,13 +262,14 @@ impl Server {
             let mut id = [0u8; 16];
             s.ch.recv(&mut id)?;
             let store = OfflineStore::create(root, model, SessionId(id))?;
+            offline::prepare_norm(s, &he, &self.public, NormAt::Embedding, &store)?;
             for (l, layer) in self.layers.iter().enumerate() {
                 for (w, which) in layer.iter().zip(WEIGHTS) {
                     s.scope(&offline::label(l, which), |s| {
                         w.offline(s, &he, k, LAYER_RESCALE, &store, &offline::entry(l, which))
                     })?;
                 }
-                offline::prepare_attention(s, &he, &self.public, l, &store)?;
+                offline::prepare_products(s, &he, &self.public, l, &store)?;
             }
             s.scope(Component::Head.label(), |s| {
                 self.head.offline(s, &he, k, HEAD_RESCALE, &store, HEAD)
