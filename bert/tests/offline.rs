@@ -1,7 +1,8 @@
 //! The offline/online split on bert-tiny (2 layers, hidden 128, random weights): the logits of
 //! an inference on offline material and of a single-phase inference both match the fixed-point
 //! mirror within its bound; material used twice, or belonging to another server key, is
-//! refused with a clear error before anything is sent.
+//! refused with a clear error before anything is sent; the COTs set aside after the offline
+//! phase are exactly those the online pass draws.
 use bert::fixed_model::FixedBert;
 use bert::secure::{self, Client, EmbeddingMode, Head, Server};
 use bert::{BertConfig, BertWeights};
@@ -110,6 +111,48 @@ fn bert_tiny_on_offline_material_matches_the_fixed_point_mirror_and_is_used_once
     );
     let err = again.unwrap_err().to_string();
     assert!(err.contains("already used"), "{err}");
+}
+
+/// Bytes of every COT extension recorded under `prefix`.
+fn extension_bytes(ch: &Channel, prefix: &str) -> u64 {
+    ch.stats()
+        .iter()
+        .filter(|(label, _)| label.starts_with(prefix) && label.ends_with("ferret/extend"))
+        .map(|(_, s)| s.bytes_sent)
+        .sum()
+}
+
+#[test]
+fn cots_set_aside_after_the_offline_phase_serve_the_whole_online_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sroot, croot) = (dir.path().join("server"), dir.path().join("client"));
+    let (server_set, (client_set, drawn, extended)) = pair(
+        Seed([6; 16]),
+        &dir.path().join("cache"),
+        move |server, sess| {
+            let session = server.offline(sess, &sroot)?;
+            let set = server.set_aside_online_cots(sess, session)?;
+            sess.scope("online", |s| server.infer_offline(s, &sroot))?;
+            Ok(set)
+        },
+        |client, sess| {
+            let session = client.offline(sess, &croot).unwrap();
+            let set = client.set_aside_online_cots(sess, session).unwrap();
+            let before = sess.cots_drawn();
+            sess.scope("online", |s| {
+                client.infer_offline(s, &IDS, &croot, session, &|_, _| {})
+            })
+            .unwrap();
+            let after = sess.cots_drawn();
+            let drawn = (after.server - before.server, after.client - before.client);
+            (set, drawn, extension_bytes(&sess.ch, "online"))
+        },
+    );
+    eprintln!("set aside {client_set:?}, drawn online {drawn:?}");
+    assert_eq!(server_set, client_set, "both parties set aside the same COTs");
+    // The plan's count is exact: the online pass draws all of them and extends nothing.
+    assert_eq!((client_set.server, client_set.client), drawn);
+    assert_eq!(extended, 0, "the online pass extended COTs");
 }
 
 #[test]

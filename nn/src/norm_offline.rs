@@ -44,7 +44,7 @@ use he_linear::row_products::row_square_sums_bytes;
 use mpc_core::{AesPrg, Error, Result, Ring};
 use ot_nonlinear::approx::layernorm::{PRODUCT_RING, SQUARE_RING};
 use ot_nonlinear::block::{pack_values, packed_len, unpack_values};
-use ot_nonlinear::functions::{normalize_cost_with, RowProducts};
+use ot_nonlinear::functions::{normalize_cost_with, normalize_cots_besides_products, RowProducts};
 use ot_nonlinear::mpc::trunc::TruncKind;
 use ot_nonlinear::mpc::{trunc_cast, Cost, CotDemand, Session, Side};
 
@@ -303,6 +303,12 @@ pub fn norm_prepared_cost(norm: Norm, rows: usize, n: usize) -> Cost {
             open_cost(rows + rows * n, PRODUCT_RING),
         ],
     )
+}
+
+/// COTs [`crate::norm::normalize`] draws on `rows` rows of `n` with its products on
+/// [`NormTriples`] (its truncations and reciprocal square roots).
+pub fn norm_prepared_cots(norm: Norm, rows: usize, n: usize) -> CotDemand {
+    normalize_cots_besides_products(rows, n, norm.centering())
 }
 
 #[cfg(test)]

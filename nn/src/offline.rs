@@ -29,6 +29,11 @@ const MAX_META: usize = 16;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionId(pub [u8; 16]);
 
+/// Most COTs per direction an offline phase sets aside for the online phase that follows it
+/// on the same session: 2^27, 2 GiB of 16-byte blocks held by each party for that direction.
+/// A plan that needs more extends the rest online, as a session without an offline phase does.
+pub const MAX_RESERVED_COTS: usize = 1 << 27;
+
 impl std::fmt::Debug for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SessionId({self})")

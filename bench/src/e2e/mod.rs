@@ -269,7 +269,9 @@ fn serve(
         Phase::Offline => server.offline(&mut sess, root).map(drop),
         Phase::Online => server.infer_offline(&mut sess, root),
         Phase::Both => {
-            server.offline(&mut sess, root)?;
+            let session = server.offline(&mut sess, root)?;
+            // The online pass follows on this session: its COTs are made offline too.
+            server.set_aside_online_cots(&mut sess, session)?;
             server.infer_offline(&mut sess, root)
         }
     }
@@ -316,13 +318,17 @@ fn consult(
     if matches!(phase, Phase::Offline | Phase::Both) {
         let before = sess.ch.totals();
         let start = Instant::now();
-        session = Some(client.offline(&mut sess, root)?);
+        let id = client.offline(&mut sess, root)?;
+        if phase == Phase::Both {
+            let cots = client.set_aside_online_cots(&mut sess, id)?;
+            eprintln!(
+                "offline: {} + {} COTs set aside for the online pass",
+                cots.server, cots.client
+            );
+        }
+        session = Some(id);
         let wall = start.elapsed().as_secs_f64();
-        eprintln!(
-            "offline: session {} filed under {}",
-            session.expect("set"),
-            root.display()
-        );
+        eprintln!("offline: session {id} filed under {}", root.display());
         offline = Some(between(&before, &sess.ch.totals(), wall));
     }
     if phase == Phase::Online {

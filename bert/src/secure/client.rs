@@ -1,5 +1,6 @@
 //! The client: its keys, the server's public keys and the cached encrypted weights.
 use super::cache::check_cache_room;
+use super::cots;
 use super::engine::{self, Role, HEAD_RESCALE, LAYER_RESCALE};
 use super::fold::Weights;
 use super::offline::{self, NormAt, OfflineStore, SessionId, HEAD, WEIGHTS};
@@ -15,7 +16,7 @@ use nn::embedding::ClientEmbedding;
 use nn::linear::ClientLinear;
 use nn::linear_half::LinearHalf;
 use nn::{Component, HeKeys, SharedTensor};
-use ot_nonlinear::mpc::Session;
+use ot_nonlinear::mpc::{CotDemand, Session};
 use std::path::Path;
 
 const R: Ring = Ring::R64;
@@ -254,6 +255,20 @@ impl Client {
         })
     }
 
+    /// Right after [`Client::offline`] on the same session (against
+    /// [`super::Server::set_aside_online_cots`]): extends the COTs the online pass of offline
+    /// session `session` will draw and keeps them for it ([`cots`], label `offline/cots`).
+    /// Returns what it set aside.
+    pub fn set_aside_online_cots(
+        &self,
+        sess: &mut Session,
+        session: SessionId,
+    ) -> Result<CotDemand> {
+        sess.scope(Component::Offline.label(), |s| {
+            cots::set_aside_online_cots(s, &self.public, &self.params, session)
+        })
+    }
+
     /// The sessions of offline material under `root` for this model and server key that are
     /// still unused, oldest first.
     pub fn pending_offline(&self, root: &Path) -> Result<Vec<SessionId>> {
@@ -275,6 +290,7 @@ impl Client {
         let names = offline::entries(self.layers.len());
         store.check_unused(names.iter().map(|n| n.as_str()))?;
         sess.ch.send(&session.0)?;
+        cots::restore_online_cots(sess, session);
         self.run(sess, ids, Some(&store), progress)
     }
 }

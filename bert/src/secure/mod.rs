@@ -54,6 +54,7 @@
 
 pub mod cache;
 pub mod client;
+pub mod cots;
 mod engine;
 pub mod fold;
 pub mod offline;

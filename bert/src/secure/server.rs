@@ -1,4 +1,5 @@
 //! The server: the encoded model, its keys, and the client's public keys after setup.
+use super::cots;
 use super::engine::{self, Role, HEAD_RESCALE, LAYER_RESCALE};
 use super::fold::{fold_head, layer_weights, Weights};
 use super::offline::{self, NormAt, OfflineStore, SessionId, HEAD, WEIGHTS};
@@ -16,7 +17,7 @@ use nn::embedding::ServerEmbedding;
 use nn::linear::{Packing, ServerLinear};
 use nn::linear_half::LinearHalf;
 use nn::{Component, HeKeys, SharedTensor};
-use ot_nonlinear::mpc::Session;
+use ot_nonlinear::mpc::{CotDemand, Session};
 use std::path::Path;
 
 const R: Ring = Ring::R64;
@@ -281,6 +282,20 @@ impl Server {
         })
     }
 
+    /// Right after [`Server::offline`] on the same session (against
+    /// [`super::Client::set_aside_online_cots`]): extends the COTs the online pass of offline
+    /// session `session` will draw and keeps them for it ([`cots`], label `offline/cots`).
+    /// Returns what it set aside.
+    pub fn set_aside_online_cots(
+        &self,
+        sess: &mut Session,
+        session: SessionId,
+    ) -> Result<CotDemand> {
+        sess.scope(Component::Offline.label(), |s| {
+            cots::set_aside_online_cots(s, &self.public, &self.params, session)
+        })
+    }
+
     /// One inference on offline material (against [`super::Client::infer_offline`]): the
     /// client names its session; every linear layer uses (and consumes) its entry, no HE.
     pub fn infer_offline(&self, sess: &mut Session, root: &Path) -> Result<()> {
@@ -290,6 +305,7 @@ impl Server {
         let store = OfflineStore::open(root, self.model_id()?, SessionId(id))?;
         let names = offline::entries(self.layers.len());
         store.check_unused(names.iter().map(|n| n.as_str()))?;
+        cots::restore_online_cots(sess, SessionId(id));
         let pass = ServerPass {
             server: self,
             store: Some(&store),

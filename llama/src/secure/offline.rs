@@ -50,11 +50,10 @@ pub(crate) const PLAN: &str = "plan";
 /// Most calls in one plan.
 pub const MAX_CALLS: usize = 4096;
 
-/// Most COTs per direction the offline phase sets aside for the online calls: 2^27, 2 GiB of
-/// 16-byte blocks held by each party for that direction (SmolLM2-135M: the seven one-token
-/// calls after a 32-token prompt draw 100 M server-sent COTs, the prompt's call 328 M). A plan that
-/// needs more extends the rest online, as a session without an offline phase does.
-pub const MAX_RESERVED_COTS: usize = 1 << 27;
+/// Most COTs per direction the offline phase sets aside for the online calls (SmolLM2-135M:
+/// the seven one-token calls after a 32-token prompt draw 100 M server-sent COTs, the
+/// prompt's call 328 M).
+pub use nn::offline::MAX_RESERVED_COTS;
 
 /// The four projections of a block, in dataflow order.
 pub(crate) const PROJECTIONS: [Projection; 4] = [

@@ -195,7 +195,13 @@ pub fn normalize_cots_with(
     center: Centering,
     products: &dyn RowProducts,
 ) -> CotDemand {
-    total_cots(steps(rows, n, center, None)).plus(products.cots(rows, n))
+    normalize_cots_besides_products(rows, n, center).plus(products.cots(rows, n))
+}
+
+/// COTs drawn by [`normalize_with`] outside its two products (all it draws when they run on
+/// HE or on correlations made offline).
+pub fn normalize_cots_besides_products(rows: usize, n: usize, center: Centering) -> CotDemand {
+    total_cots(steps(rows, n, center, None))
 }
 
 /// Shares of the normalised rows ŷ (Z_2^64, 18 fraction bits) of `x` (rows of n values,

@@ -31,7 +31,8 @@ pub use exp::{exp, exp_breakpoints, exp_cost, exp_input_ring};
 pub use gelu::{gelu, gelu_cost, gelu_spec};
 pub use layernorm::{
     layernorm, layernorm_cost, layernorm_with, normalize_cost, normalize_cost_with,
-    normalize_cots_with, normalize_with, Centering, OtProducts, RowProducts,
+    normalize_cots_besides_products, normalize_cots_with, normalize_with, Centering, OtProducts,
+    RowProducts,
 };
 pub use max::{row_max, row_max_cost, row_max_cots, MaxShape};
 pub use piecewise::{piecewise, piecewise_cost, piecewise_cots, Output, PiecewiseSpec};

@@ -1,0 +1,108 @@
+//! The COTs one inference on offline material draws online, counted from the public plan
+//! ([`online_cots`]), and their set-aside: run right after the offline phase on the same
+//! session (as `bench --phase both` does), [`set_aside_online_cots`] extends them there, within
+//! [`MAX_RESERVED_COTS`] per direction, and keeps them under the offline session's key; the
+//! online pass puts them in front of the pools as it starts ([`restore_online_cots`]), so it
+//! runs no COT extension up to that budget. A later session (`--phase online` in another
+//! process) has none set aside and extends its own as it goes.
+//!
+//! The set-aside COTs never leave the party that holds them and are served once, in stream
+//! order, exactly as if they had been extended online (docs/security.md).
+use super::engine::{attention_shape, HEAD_RESCALE, LAYER_RESCALE};
+use super::offline::SessionId;
+use super::public::PublicModel;
+use he_linear::params::HeParams;
+use mpc_core::Result;
+use nn::activation::piecewise_cots;
+use nn::attention_offline::attention_prepared_cots;
+use nn::linear_offline::linear_online_cots;
+use nn::norm::Norm;
+use nn::norm_offline::norm_prepared_cots;
+pub use nn::offline::MAX_RESERVED_COTS;
+use ot_nonlinear::mpc::mux::mux_cots;
+use ot_nonlinear::mpc::{CotDemand, Session, StashKey};
+
+/// COTs by direction that the online pass of one inference on offline material draws
+/// (`params`: the linear layers' HE parameters): each layer's four prepared COPs' up-casts,
+/// attention on triples (Softmax and the truncations), GELU and two LayerNorms on their
+/// correlations; the embedding's LayerNorm; the head's mask.
+pub fn online_cots(public: &PublicModel, params: &HeParams) -> Result<CotDemand> {
+    let c = &public.config;
+    let (n, d, f) = (public.seq_len, c.hidden_size, c.intermediate_size);
+    let set = &public.approx;
+    let norm = norm_prepared_cots(Norm::LayerNorm, n, d);
+    let mut total = norm;
+    for l in 0..c.num_hidden_layers {
+        // [h | Q | K | V], the output projection, [h | up], FFN down.
+        for width in [4 * d, d, d + f, d] {
+            total = total.plus(linear_online_cots(params, n, width, LAYER_RESCALE)?);
+        }
+        let gelu = &set.layer(l).gelu;
+        total = total
+            .plus(attention_prepared_cots(set, l, attention_shape(public))?)
+            .plus(piecewise_cots(gelu, &set.plan.gelu, n * f))
+            .plus(norm)
+            .plus(norm);
+    }
+    Ok(total
+        .plus(linear_online_cots(params, n, public.classes, HEAD_RESCALE)?)
+        .plus(mux_cots(n * public.classes)))
+}
+
+/// What [`set_aside_online_cots`] reserves of `demand`: all of it up to `cap` per direction.
+pub fn capped(demand: CotDemand, cap: usize) -> CotDemand {
+    CotDemand {
+        server: demand.server.min(cap),
+        client: demand.client.min(cap),
+    }
+}
+
+/// The key of an offline session's online COTs.
+fn cot_key(session: SessionId) -> StashKey {
+    StashKey {
+        scope: session.0,
+        index: 0,
+    }
+}
+
+/// Extends the online pass's COTs ([`online_cots`], capped at [`MAX_RESERVED_COTS`] per
+/// direction) and sets them aside for offline session `session` (label `cots` inside the
+/// caller's). Both parties call it at the same point with the same public plan. Returns
+/// what it set aside.
+pub(crate) fn set_aside_online_cots(
+    sess: &mut Session,
+    public: &PublicModel,
+    params: &HeParams,
+    session: SessionId,
+) -> Result<CotDemand> {
+    let demand = capped(online_cots(public, params)?, MAX_RESERVED_COTS);
+    sess.scope("cots", |s| s.set_aside_cots(cot_key(session), demand))?;
+    Ok(demand)
+}
+
+/// Puts offline session `session`'s COTs in front of the pools (nothing if this session holds
+/// none for it); both parties call it as the online pass starts.
+pub(crate) fn restore_online_cots(sess: &mut Session, session: SessionId) -> CotDemand {
+    sess.restore_cots(cot_key(session))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_applies_per_direction() {
+        let d = CotDemand {
+            server: 300,
+            client: 20,
+        };
+        assert_eq!(
+            capped(d, 100),
+            CotDemand {
+                server: 100,
+                client: 20
+            }
+        );
+        assert_eq!(capped(d, 1000), d);
+    }
+}
