@@ -149,7 +149,10 @@ fn cots_set_aside_after_the_offline_phase_serve_the_whole_online_pass() {
         },
     );
     eprintln!("set aside {client_set:?}, drawn online {drawn:?}");
-    assert_eq!(server_set, client_set, "both parties set aside the same COTs");
+    assert_eq!(
+        server_set, client_set,
+        "both parties set aside the same COTs"
+    );
     // The plan's count is exact: the online pass draws all of them and extends nothing.
     assert_eq!((client_set.server, client_set.client), drawn);
     assert_eq!(extended, 0, "the online pass extended COTs");

@@ -47,6 +47,16 @@ impl<'a> Piecewise<'a> {
         }
     }
 
+    /// The public pieces and plan.
+    pub fn spec(&self) -> &PiecewiseSpec<'a> {
+        &self.spec
+    }
+
+    /// The breakpoints (the server's view), or `None` (the client's).
+    pub fn breakpoints(&self) -> Option<&'a [f64]> {
+        self.breakpoints
+    }
+
     /// The view of `table` for this session's party.
     pub fn for_party(sess: &Session, table: &'a PiecewisePoly, plan: &'a PiecewisePlan) -> Self {
         if sess.is_server() {

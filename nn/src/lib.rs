@@ -17,6 +17,7 @@
 //! | [`norm`] | LayerNorm, RMSNorm | OT (rsqrt) + row products on HE or OT |
 //! | [`norm_offline`] | the normalisations' two row products on correlations made offline | HE offline; openings online |
 //! | [`activation`] | GELU, SiLU (piecewise polynomials), ReLU | OT |
+//! | [`activation_offline`] | a piecewise activation's power products on correlations made offline | OT (Gilboa) offline; openings online |
 //! | [`silu`] | SiLU's piecewise table (least-squares fit) | — |
 //! | [`exp_table`] | exp's piecewise cubic table for Softmax (decoders) | — |
 //! | [`embedding`] | private table lookup ([`embedding::ServerEmbedding`] / [`embedding::ClientEmbedding`]) | HE |
@@ -43,6 +44,7 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod activation_offline;
 pub mod argmax;
 pub mod attention;
 pub mod attention_offline;

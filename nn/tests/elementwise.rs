@@ -7,6 +7,7 @@ use mpc_core::{FixedPoint, Party, Ring};
 use nn::activation::{
     piecewise, piecewise_cost, piecewise_mirror, relu, relu_cost, relu_mirror, Piecewise,
 };
+use nn::activation_offline::{piecewise_prepared, piecewise_prepared_cost, PowerTriples};
 use nn::argmax::{argmax, argmax_cost, argmax_mirror};
 use nn::cast::{truncate, truncate_cost, truncate_mirror};
 use nn::norm::{norm_cost, norm_mirror, normalize, Norm, RowProductBackend};
@@ -48,7 +49,7 @@ fn relu_is_exact_and_costs_what_it_says() {
 }
 
 #[test]
-fn silu_matches_its_mirror_within_the_carries() {
+fn silu_matches_its_mirror_within_the_carries_with_products_on_cots_and_offline_triples() {
     let seed = seed(2);
     let table = silu_default().unwrap();
     let plan = silu_plan();
@@ -67,39 +68,55 @@ fn silu_matches_its_mirror_within_the_carries() {
         511.0,
     ];
     let x = values(&mut prg(seed), 200, -10.0, 10.0, &edges);
-    let (xs, xc) = tensors(4, 50, &x, seed);
     let fx = Fixture::new(seed);
-    let (ts, tc) = (table.clone(), table.clone());
-    let (ys, yc, cs, cc) = run(
-        &fx,
-        move |s, _| {
-            let f = Piecewise::server(&ts, &plan);
-            s.scope("op", |s| piecewise(s, f, &xs)).unwrap()
-        },
-        move |s, _| {
-            let mut redacted = tc.clone();
-            redacted.breakpoints = vec![0.0, 1.0];
-            let f = Piecewise::client(&redacted, &plan);
-            s.scope("op", |s| piecewise(s, f, &xc)).unwrap()
-        },
-    );
-    let got = ys.reconstruct(&yc).unwrap();
-    let want = piecewise_mirror(&table, &plan, &x);
-    let bound = (plan.carry_bound(&table) * LIN.scale()).ceil() as u64 + 1;
-    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
-        let gap = (g.wrapping_sub(w) as i64).unsigned_abs();
-        // At a breakpoint's comparison resolution the secure piece may be the neighbour's.
-        let near_break = table
-            .breakpoints
-            .iter()
-            .any(|&b| (LIN.decode(x[i]) - b).abs() < 1.0 / 64.0);
-        assert!(
-            gap <= bound || near_break,
-            "x = {}: gap {gap} > {bound}",
-            LIN.decode(x[i])
+    // The power products on COTs, then on correlations made offline.
+    for prepared in [false, true] {
+        let (xs, xc) = tensors(4, 50, &x, seed);
+        let (ts, tc) = (table.clone(), table.clone());
+        let apply = move |s: &mut ot_nonlinear::mpc::Session, f: Piecewise<'_>, x| {
+            if prepared {
+                let t = s
+                    .scope("gen", |s| PowerTriples::generate(s, &f, 200))
+                    .unwrap();
+                s.scope("op", |s| piecewise_prepared(s, f, &x, t)).unwrap()
+            } else {
+                s.scope("op", |s| piecewise(s, f, &x)).unwrap()
+            }
+        };
+        let (ys, yc, cs, cc) = run(
+            &fx,
+            move |s, _| apply(s, Piecewise::server(&ts, &plan), xs),
+            move |s, _| {
+                let mut redacted = tc.clone();
+                redacted.breakpoints = vec![0.0, 1.0];
+                apply(s, Piecewise::client(&redacted, &plan), xc)
+            },
         );
+        let got = ys.reconstruct(&yc).unwrap();
+        let want = piecewise_mirror(&table, &plan, &x);
+        let bound = (plan.carry_bound(&table) * LIN.scale()).ceil() as u64 + 1;
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            let gap = (g.wrapping_sub(w) as i64).unsigned_abs();
+            // At a breakpoint's comparison resolution the secure piece may be the neighbour's.
+            let near_break = table
+                .breakpoints
+                .iter()
+                .any(|&b| (LIN.decode(x[i]) - b).abs() < 1.0 / 64.0);
+            assert!(
+                gap <= bound || near_break,
+                "x = {} (prepared {prepared}): gap {gap} > {bound}",
+                LIN.decode(x[i])
+            );
+        }
+        if prepared {
+            // Both parties send each opening at once: the cost's rounds are an upper bound,
+            // the measured ones pinned.
+            let cost = piecewise_prepared_cost(&table, &plan, 200);
+            assert_cost_rounds("op/gelu", &cs, &cc, cost, 20);
+        } else {
+            assert_cost("op/gelu", &cs, &cc, piecewise_cost(&table, &plan, 200));
+        }
     }
-    assert_cost("op/gelu", &cs, &cc, piecewise_cost(&table, &plan, 200));
 }
 
 /// Where a normalisation test runs the two row products.

@@ -2,11 +2,14 @@
 //! then products of shared operands
 //! against the plaintext ⌊X·Y / 2^s⌉ (the secure result is that or one less), edge values
 //! included, with the exact bytes and rounds of both phases; and attention's triples filed in
-//! an offline store, used once; the normalisations' correlations likewise.
+//! an offline store, used once; the normalisations' and the activations' correlations
+//! likewise.
 mod common;
 use common::*;
 use he_linear::matrix::{MatDims, ProductShape};
 use mpc_core::Ring;
+use nn::activation::Piecewise;
+use nn::activation_offline::PowerTriples;
 use nn::attention::AttentionShape;
 use nn::attention_offline::AttentionTriples;
 use nn::matmul::matmul_mirror;
@@ -15,7 +18,7 @@ use nn::offline::{OfflineStore, SessionId};
 use nn::triple::{
     generate_cost, generate_triples, triple_products, triple_products_cost, Rounding, TripleShape,
 };
-use ot_nonlinear::functions::RowProducts;
+use ot_nonlinear::functions::{PowerProducts, RowProducts};
 
 /// Signed values with 18 fraction bits in [−8, 8), the extremes first.
 fn operand(rng: &mut mpc_core::AesPrg, n: usize) -> Vec<u64> {
@@ -187,6 +190,55 @@ fn norm_triples_are_filed_once_serve_each_product_once_and_refuse_other_shapes()
     );
     for [wrong, again, filed] in [s, c] {
         assert!(wrong.contains("shape"), "{wrong}");
+        assert!(again.contains("already served"), "{again}");
+        assert!(filed.contains("already served"), "{filed}");
+    }
+}
+
+#[test]
+fn power_triples_are_filed_once_serve_each_step_once_and_refuse_other_shapes() {
+    let seed = seed(35);
+    eprintln!("seed {seed}");
+    let n = 12;
+    let table = nn::silu::silu_default().unwrap();
+    let plan = nn::silu::silu_plan();
+    let fx = Fixture::new(seed);
+    let (t1, t2) = (table.clone(), table.clone());
+    let (ts, tc, _, _) = run(
+        &fx,
+        move |s, _| PowerTriples::generate(s, &Piecewise::server(&t1, &plan), n).unwrap(),
+        move |s, _| PowerTriples::generate(s, &Piecewise::client(&t2, &plan), n).unwrap(),
+    );
+    let f = Piecewise::server(&table, &plan);
+    let root = tempfile::tempdir().unwrap();
+    let store = OfflineStore::create(root.path(), [7; 32], SessionId([4; 16])).unwrap();
+    ts.put(&store, "L00-gelu").unwrap();
+    let err = PowerTriples::take(&store, "L00-gelu", &f, n + 1).unwrap_err();
+    assert!(err.to_string().contains("shape"), "{err}");
+    assert_eq!(PowerTriples::take(&store, "L00-gelu", &f, n).unwrap(), ts);
+    let err = PowerTriples::take(&store, "L00-gelu", &f, n).unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+    // A step served once is refused the second time before anything is sent, and so is the
+    // wrong kind of product or a partly used correlation's filing.
+    let ring = plan.poly_bits;
+    let serve = |mut t: PowerTriples, dir: std::path::PathBuf| {
+        move |s: &mut ot_nonlinear::mpc::Session, _: &nn::HeKeys<'_>| {
+            let x = vec![0u64; n];
+            let wrong = t.mul(s, 0, &x, &x, ring, 0).unwrap_err();
+            t.square(s, 0, &x, ring, 0).unwrap();
+            let again = t.square(s, 0, &x, ring, 0).unwrap_err();
+            let store = OfflineStore::create(&dir, [7; 32], SessionId([5; 16])).unwrap();
+            let filed = t.put(&store, "x").unwrap_err();
+            [wrong, again, filed].map(|e| e.to_string())
+        }
+    };
+    let (s, c, _, _) = run(
+        &fx,
+        serve(ts, root.path().join("server")),
+        serve(tc, root.path().join("client")),
+    );
+    for [wrong, again, filed] in [s, c] {
+        assert!(wrong.contains("not a product"), "{wrong}");
         assert!(again.contains("already served"), "{again}");
         assert!(filed.contains("already served"), "{filed}");
     }

@@ -13,7 +13,7 @@ use super::offline::SessionId;
 use super::public::PublicModel;
 use he_linear::params::HeParams;
 use mpc_core::Result;
-use nn::activation::piecewise_cots;
+use nn::activation_offline::piecewise_prepared_cots;
 use nn::attention_offline::attention_prepared_cots;
 use nn::linear_offline::linear_online_cots;
 use nn::norm::Norm;
@@ -25,7 +25,8 @@ use ot_nonlinear::mpc::{CotDemand, Session, StashKey};
 /// COTs by direction that the online pass of one inference on offline material draws
 /// (`params`: the linear layers' HE parameters): each layer's four prepared COPs' up-casts,
 /// attention on triples (Softmax and the truncations), GELU and two LayerNorms on their
-/// correlations; the embedding's LayerNorm; the head's mask.
+/// correlations (comparisons, truncations, reciprocal square roots, multiplexers); the
+/// embedding's LayerNorm; the head's mask.
 pub fn online_cots(public: &PublicModel, params: &HeParams) -> Result<CotDemand> {
     let c = &public.config;
     let (n, d, f) = (public.seq_len, c.hidden_size, c.intermediate_size);
@@ -40,7 +41,7 @@ pub fn online_cots(public: &PublicModel, params: &HeParams) -> Result<CotDemand>
         let gelu = &set.layer(l).gelu;
         total = total
             .plus(attention_prepared_cots(set, l, attention_shape(public))?)
-            .plus(piecewise_cots(gelu, &set.plan.gelu, n * f))
+            .plus(piecewise_prepared_cots(gelu, &set.plan.gelu, n * f))
             .plus(norm)
             .plus(norm);
     }

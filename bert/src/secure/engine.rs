@@ -8,6 +8,7 @@ use super::public::PublicModel;
 use super::AttentionMode;
 use mpc_core::{Party, Result, Ring};
 use nn::activation::{piecewise, Piecewise};
+use nn::activation_offline::{piecewise_prepared, PowerTriples};
 use nn::attention::{attention, AttentionShape, Mask};
 use nn::attention_offline::AttentionTriples;
 use nn::linear::Rescale;
@@ -159,8 +160,15 @@ fn layer(
     })?;
     let (a_res, up) = aup.split_columns(d)?;
     let act = sess.scope(&tag(Component::Activation), |s| {
-        let table = &set.layer(l).gelu;
-        piecewise(s, Piecewise::for_party(s, table, &set.plan.gelu), &up)
+        let gelu = Piecewise::for_party(s, &set.layer(l).gelu, &set.plan.gelu);
+        match role.store() {
+            Some(store) => {
+                let entry = offline::activation_entry(l);
+                let triples = PowerTriples::take(store, &entry, &gelu, up.share().len())?;
+                piecewise_prepared(s, gelu, &up, triples)
+            }
+            None => piecewise(s, gelu, &up),
+        }
     })?;
     let out = sess.scope(&tag(Component::LinearH2), |s| {
         role.linear(s, he, l, Weights::H2, &act)

@@ -2,24 +2,26 @@
 //! the client's random R before the input exists ([`nn::linear_offline`]), every layer's
 //! attention gets its matrix triples for Q·Kᵀ, E·V and the normalisation
 //! ([`nn::attention_offline`]), every LayerNorm its correlations for the square sums and the
-//! row-scalar product ([`nn::norm_offline`]), and each party files its material in an
+//! row-scalar product ([`nn::norm_offline`]), every GELU its square's correlation
+//! ([`nn::activation_offline`]), and each party files its material in an
 //! [`OfflineStore`] under `root/<model id>/<session id>/`.
 //!
 //! * **Offline** ([`super::Server::offline`] / [`super::Client::offline`], label `offline`):
 //!   the client draws the session id (from its session's randomness) and sends it (16 bytes);
 //!   then, for every encoder layer in order, its four COP layers on R (one flight client →
 //!   server each; consecutive flights merge), its attention triples (the HE products on
-//!   random operands, two flights per batch, both parties sending) and its two LayerNorms'
+//!   random operands, two flights per batch, both parties sending), its two LayerNorms'
 //!   correlations (the HE square sums and a row-scaling triple on random operands; the
-//!   embedding's LayerNorm's come first), then the head's COP on R,
+//!   embedding's LayerNorm's come first) and GELU's (a Gilboa square on random operands, on
+//!   COTs extended here), then the head's COP on R,
 //!   and the server's end marker (1 byte) once it has filed everything. One session is the
 //!   material of exactly one inference.
 //! * **Online** ([`super::Server::infer_offline`] / [`super::Client::infer_offline`]): the
 //!   client checks that every entry of the session is present and unused, sends the session
 //!   id, and both run the usual pass with each linear layer's online step replaced by the
-//!   prepared one (the client's X_c − R, no HE), and attention's and LayerNorm's products by
-//!   openings of operands masked by the triples (no HE); every entry is consumed as it is
-//!   used.
+//!   prepared one (the client's X_c − R, no HE), and attention's, LayerNorm's and GELU's
+//!   products by openings of operands masked by the correlations (no HE, no product on
+//!   COTs); every entry is consumed as it is used.
 //!
 //! The model id binds the material to the model and the server key: it hashes the layers'
 //! keyed cache digests (parameters, packing, server key, weights), which both parties know
@@ -30,6 +32,8 @@ use super::engine::attention_shape;
 use super::fold::Weights;
 use super::public::PublicModel;
 use mpc_core::Result;
+use nn::activation::Piecewise;
+use nn::activation_offline::PowerTriples;
 use nn::attention_offline::AttentionTriples;
 use nn::norm_offline::NormTriples;
 pub use nn::offline::{OfflineStore, SessionId};
@@ -98,8 +102,8 @@ pub(crate) fn prepare_norm(
 }
 
 /// This party's products of layer `layer` other than its COPs: the attention triples (at
-/// the model's one attention shape) and its two LayerNorms' correlations, generated and filed
-/// under their steps' labels.
+/// the model's one attention shape), its two LayerNorms' correlations and GELU's power
+/// correlations, generated and filed under their steps' labels.
 pub(crate) fn prepare_products(
     sess: &mut Session,
     he: &HeKeys<'_>,
@@ -113,7 +117,18 @@ pub(crate) fn prepare_products(
     for at in [NormAt::Attention(layer), NormAt::Ffn(layer)] {
         prepare_norm(sess, he, public, at, store)?;
     }
-    Ok(())
+    let set = &public.approx;
+    let gelu = Piecewise::for_party(sess, &set.layer(layer).gelu, &set.plan.gelu);
+    let n = public.seq_len * public.config.intermediate_size;
+    sess.scope(&tag(Component::Activation), |s| {
+        PowerTriples::generate(s, &gelu, n)
+    })?
+    .put(store, &activation_entry(layer))
+}
+
+/// The entry of layer `layer`'s GELU correlations.
+pub(crate) fn activation_entry(layer: usize) -> String {
+    format!("L{layer:02}-gelu")
 }
 
 /// The entry of the head's COP.
@@ -130,6 +145,7 @@ pub(crate) fn entries(layers: usize) -> Vec<String> {
                 attention_entry(l),
                 NormAt::Attention(l).entry(),
                 NormAt::Ffn(l).entry(),
+                activation_entry(l),
             ])
         }))
         .chain(std::iter::once(HEAD.to_string()))

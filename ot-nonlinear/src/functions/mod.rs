@@ -35,7 +35,10 @@ pub use layernorm::{
     RowProducts,
 };
 pub use max::{row_max, row_max_cost, row_max_cots, MaxShape};
-pub use piecewise::{piecewise, piecewise_cost, piecewise_cots, Output, PiecewiseSpec};
+pub use piecewise::{
+    piecewise, piecewise_cost, piecewise_cots, piecewise_prepared_cost, piecewise_prepared_cots,
+    piecewise_with, power_steps, OtPowers, Output, PiecewiseSpec, PowerProducts,
+};
 pub use reciprocal::{reciprocal, reciprocal_cost};
 pub use reciprocal_any::{
     reciprocal_any, reciprocal_any_cost, reciprocal_within, reciprocal_within_cost,

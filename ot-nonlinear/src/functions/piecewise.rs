@@ -115,8 +115,9 @@ impl PiecewiseSpec<'_> {
     }
 
     /// The steps, in order, as (cost, COTs): shared by [`piecewise_cost`] and
-    /// [`piecewise_cots`] so the two cannot disagree.
-    fn steps(&self, n: usize, output: Output) -> Vec<(Cost, CotDemand)> {
+    /// [`piecewise_cots`] so the two cannot disagree; `prepared`: the power products are
+    /// openings on correlations made offline ([`PowerProducts`]).
+    fn steps(&self, n: usize, output: Output, prepared: bool) -> Vec<(Cost, CotDemand)> {
         let p = self.plan;
         let (pr, or, cmp) = (p.poly_bits, p.out_bits, p.cmp_bits);
         let k = self.breakpoints();
@@ -132,7 +133,11 @@ impl PiecewiseSpec<'_> {
                 trunc_cots(n, Ring::R64, pr, s, TruncKind::KnownMsb).expect("validated plan"),
             ));
             for (i, st) in self.schedule().into_iter().enumerate() {
-                v.push(if st.a == st.b {
+                let operands = if st.a == st.b { 1 } else { 2 };
+                v.push(if prepared {
+                    let bits = operands * n * pr.bits() as usize;
+                    (Cost::flight(bits, bits), CotDemand::default())
+                } else if st.a == st.b {
                     let k = self.square_k(n, i);
                     (square_narrow_cost(n, pr, k), square_narrow_cots(n, pr, k))
                 } else {
@@ -190,12 +195,90 @@ pub fn mul_bits(poly: Ring, frac: u32) -> u32 {
 
 /// Exact bytes each way and the rounds of [`piecewise`] on n elements (label `piecewise`).
 pub fn piecewise_cost(spec: &PiecewiseSpec, n: usize, output: Output) -> Cost {
-    total_cost(spec.steps(n, output))
+    total_cost(spec.steps(n, output, false))
 }
 
 /// COTs drawn by [`piecewise`] on n elements (pass to [`Session::reserve`] beforehand).
 pub fn piecewise_cots(spec: &PiecewiseSpec, n: usize, output: Output) -> CotDemand {
-    total_cots(spec.steps(n, output))
+    total_cots(spec.steps(n, output, false))
+}
+
+/// Exact bytes each way of [`piecewise_with`] on n elements with its power products on
+/// correlations made offline: each product one opening of its operands (both parties send
+/// n·poly_bits bits per operand at once). Rounds: an upper bound (a flight sent by both
+/// parties at once may join a neighbouring one of the party whose clock is behind).
+pub fn piecewise_prepared_cost(spec: &PiecewiseSpec, n: usize, output: Output) -> Cost {
+    total_cost(spec.steps(n, output, true))
+}
+
+/// COTs drawn by [`piecewise_with`] on n elements with its power products on correlations
+/// made offline (the comparisons, truncations and multiplexers).
+pub fn piecewise_prepared_cots(spec: &PiecewiseSpec, n: usize, output: Output) -> CotDemand {
+    total_cots(spec.steps(n, output, true))
+}
+
+/// The power products of a piecewise polynomial (step 3), on Z_2^ℓ = the plan's poly_bits:
+/// each returns shares of the exact product modulo 2^ℓ of its operands' values (the narrow
+/// products read only their operands' low bits: the same value wherever a polynomial piece
+/// applies, [`square_bits`], [`mul_bits`]; elsewhere the muxes drop it).
+pub trait PowerProducts {
+    /// Shares of x² (step `step` of the schedule); `k`: the bits a narrow square may read.
+    fn square(
+        &mut self,
+        sess: &mut Session,
+        step: usize,
+        x: &[u64],
+        ring: Ring,
+        k: u32,
+    ) -> Result<Vec<u64>>;
+    /// Shares of x·y (step `step`); `k`: the bits a narrow product may read.
+    fn mul(
+        &mut self,
+        sess: &mut Session,
+        step: usize,
+        x: &[u64],
+        y: &[u64],
+        ring: Ring,
+        k: u32,
+    ) -> Result<Vec<u64>>;
+}
+
+/// The narrow Gilboa products on the session's COTs ([`square_narrow`], [`mul_narrow`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OtPowers;
+
+impl PowerProducts for OtPowers {
+    fn square(
+        &mut self,
+        sess: &mut Session,
+        _: usize,
+        x: &[u64],
+        ring: Ring,
+        k: u32,
+    ) -> Result<Vec<u64>> {
+        square_narrow(sess, x, ring, k)
+    }
+
+    fn mul(
+        &mut self,
+        sess: &mut Session,
+        _: usize,
+        x: &[u64],
+        y: &[u64],
+        ring: Ring,
+        k: u32,
+    ) -> Result<Vec<u64>> {
+        mul_narrow(sess, x, y, ring, k)
+    }
+}
+
+/// The power schedule of `spec` as (is a square) per step, in order: what correlations for
+/// [`PowerProducts`] must serve.
+pub fn power_steps(spec: &PiecewiseSpec) -> Vec<bool> {
+    if spec.polys() == 0 {
+        return Vec::new();
+    }
+    spec.schedule().iter().map(|st| st.a == st.b).collect()
 }
 
 /// Shares of the piecewise function of `x` (shares in Z_2^64, 18 fraction bits). The server
@@ -206,6 +289,18 @@ pub fn piecewise(
     breakpoints: Option<&[f64]>,
     x: &[u64],
     output: Output,
+) -> Result<Vec<u64>> {
+    piecewise_with(sess, spec, breakpoints, x, output, &mut OtPowers)
+}
+
+/// [`piecewise`] with the power products run by `powers`.
+pub fn piecewise_with(
+    sess: &mut Session,
+    spec: &PiecewiseSpec,
+    breakpoints: Option<&[f64]>,
+    x: &[u64],
+    output: Output,
+    powers: &mut dyn PowerProducts,
 ) -> Result<Vec<u64>> {
     let p = spec.plan;
     let k = spec.breakpoints();
@@ -284,10 +379,10 @@ pub fn piecewise(
             pow[1] = u;
             for (i, st) in schedule.into_iter().enumerate() {
                 let prod = if st.a == st.b {
-                    square_narrow(sess, &pow[st.a], pr, spec.square_k(n, i))?
+                    powers.square(sess, i, &pow[st.a], pr, spec.square_k(n, i))?
                 } else {
                     let k = mul_bits(pr, p.poly_frac);
-                    mul_narrow(sess, &pow[st.a], &pow[st.b], pr, k)?
+                    powers.mul(sess, i, &pow[st.a], &pow[st.b], pr, k)?
                 };
                 pow[st.k] = trunc_cast(sess, &prod, pr, pr, p.poly_frac, TruncKind::KnownMsb)?;
             }
