@@ -94,11 +94,15 @@ fn meta(ring: Ring, n: usize, squares: &[bool]) -> Result<[u64; 4]> {
 }
 
 impl PowerTriples {
-    /// Generates this party's correlations for `f`'s power schedule on `n` elements (offline:
+    /// Generates this party's correlations for `spec`'s power schedule on `n` elements (offline:
     /// nothing depends on the input); the COTs of the Gilboa products are reserved here.
-    pub fn generate(sess: &mut Session, f: &Piecewise<'_>, n: usize) -> Result<PowerTriples> {
-        let ring = f.spec().plan.poly_bits;
-        let squares = power_steps(f.spec());
+    pub fn generate(
+        sess: &mut Session,
+        spec: &PiecewiseSpec<'_>,
+        n: usize,
+    ) -> Result<PowerTriples> {
+        let ring = spec.plan.poly_bits;
+        let squares = power_steps(spec);
         let demand = squares.iter().fold(CotDemand::default(), |d, &sq| {
             d.plus(if sq {
                 square_cots(n, ring)
@@ -139,16 +143,16 @@ impl PowerTriples {
         store.put(name, &DIGEST, &meta(self.ring, self.n, &squares)?, &words)
     }
 
-    /// Consumes entry `name` of `store`, which must hold correlations for `f`'s schedule on
-    /// `n` elements (refused otherwise, or if used before).
+    /// Consumes entry `name` of `store`, which must hold correlations for `spec`'s schedule
+    /// on `n` elements (refused otherwise, or if used before).
     pub fn take(
         store: &OfflineStore,
         name: &str,
-        f: &Piecewise<'_>,
+        spec: &PiecewiseSpec<'_>,
         n: usize,
     ) -> Result<PowerTriples> {
-        let ring = f.spec().plan.poly_bits;
-        let squares = power_steps(f.spec());
+        let ring = spec.plan.poly_bits;
+        let squares = power_steps(spec);
         let len: usize = squares
             .iter()
             .map(|&sq| if sq { 2 * n } else { 3 * n })

@@ -36,7 +36,9 @@ use he_linear::secret_product::ProductPlan;
 use mpc_core::{Error, Result, Ring};
 use ot_nonlinear::approx::fixed::softmax_row_unnormalized;
 use ot_nonlinear::approx::{ApproxSet, ScoreMask};
-use ot_nonlinear::functions::{softmax_unnormalized, softmax_unnormalized_cost};
+use ot_nonlinear::functions::{
+    softmax_unnormalized_cost, softmax_unnormalized_with, PowerProducts,
+};
 use ot_nonlinear::mpc::{Cost, Session};
 
 /// Which keys a query may attend to.
@@ -221,7 +223,10 @@ pub fn attention(
         Some(_) => [Layout::PerGroup; 3],
         None => layouts(he.product_params, shape)?,
     };
-    let steps = triples.map(AttentionTriples::into_steps);
+    let (steps, mut exp) = match triples.map(AttentionTriples::into_parts) {
+        Some((steps, exp)) => (Some(steps), exp),
+        None => (None, None),
+    };
     let step = |i: usize| steps.as_ref().map(|s| &s[i][..]);
     let qh = (0..heads)
         .map(|h| head_columns(q, h, dh))
@@ -263,7 +268,7 @@ pub fn attention(
         .collect();
     let (exps, recips) = sess.scope(&tag(Component::AttentionSoftmax), |s| {
         let bits = mask.score_bits(s, heads, queries, keys)?;
-        softmax_unnormalized(
+        softmax_unnormalized_with(
             s,
             set,
             layer,
@@ -272,6 +277,7 @@ pub fn attention(
             &flat,
             exp_breakpoints,
             mask.score_mask(bits.as_deref()),
+            exp.as_mut().map(|e| e as &mut dyn PowerProducts),
         )
     })?;
     let ev = sess.scope(&tag(Component::AttentionPv), |s| {
@@ -519,7 +525,7 @@ pub fn attention_cost(
     let layouts = layouts(params, shape)?;
     let shapes = |i: usize| layouts[i].step_shapes(shape)[i].clone();
     let qk = matmul_cost(params, &shapes(0), PRODUCT_SHIFT)?;
-    let softmax = softmax_unnormalized_cost(set, layer, heads * queries, keys);
+    let softmax = softmax_unnormalized_cost(set, layer, heads * queries, keys, false);
     let pv = matmul_cost(params, &shapes(1), PRODUCT_SHIFT)?;
     let normalize = matmul_cost(params, &shapes(2), set.plan.softmax.r_frac)?;
     Ok([qk, softmax, pv, normalize])

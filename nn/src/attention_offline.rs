@@ -25,6 +25,7 @@
 //! assert_eq!(qk[0].opened_words(), 3 * 64 + 64 * 45);
 //! # Ok::<(), mpc_core::Error>(())
 //! ```
+use crate::activation_offline::PowerTriples;
 use crate::attention::{AttentionShape, Layout};
 use crate::keys::HeKeys;
 use crate::label::Component;
@@ -55,6 +56,9 @@ const STEPS: [Component; 3] = [
 pub struct AttentionTriples {
     shape: AttentionShape,
     steps: [Vec<Triple>; 3],
+    /// Softmax's exp power correlations, if the caller attached them
+    /// ([`AttentionTriples::with_exp`]; filed in their own entry).
+    exp: Option<PowerTriples>,
 }
 
 impl AttentionTriples {
@@ -91,7 +95,21 @@ impl AttentionTriples {
         for ((step, shapes), label) in steps.iter_mut().zip(&shapes).zip(STEPS) {
             *step = sess.scope(&tag(label), |s| generate_triples(s, he, shapes))?;
         }
-        Ok(AttentionTriples { shape, steps })
+        Ok(AttentionTriples {
+            shape,
+            steps,
+            exp: None,
+        })
+    }
+
+    /// These triples with Softmax's exp running its power products on `exp` (correlations
+    /// made offline for the exp's piecewise form on heads·queries·keys elements,
+    /// [`crate::activation_offline`]).
+    pub fn with_exp(self, exp: PowerTriples) -> Self {
+        AttentionTriples {
+            exp: Some(exp),
+            ..self
+        }
     }
 
     /// Exact cost of [`AttentionTriples::generate`] per step (qk, pv, normalize).
@@ -153,7 +171,11 @@ impl AttentionTriples {
                 at += n;
             }
         }
-        Ok(AttentionTriples { shape, steps })
+        Ok(AttentionTriples {
+            shape,
+            steps,
+            exp: None,
+        })
     }
 
     /// Refuses triples made for another call's shape.
@@ -168,39 +190,49 @@ impl AttentionTriples {
         Ok(())
     }
 
-    /// The three steps' triples.
-    pub(crate) fn into_steps(self) -> [Vec<Triple>; 3] {
-        self.steps
+    /// The three steps' triples, and the exp's correlations if attached.
+    pub(crate) fn into_parts(self) -> ([Vec<Triple>; 3], Option<PowerTriples>) {
+        (self.steps, self.exp)
     }
 }
 
 /// Exact cost of [`crate::attention::attention`] on offline triples, per label: (qk,
-/// softmax, pv, normalize).
+/// softmax, pv, normalize); `exp_prepared`: the exp's power correlations attached
+/// ([`AttentionTriples::with_exp`]; the softmax's rounds are then an upper bound).
 pub fn attention_prepared_cost(
     set: &ApproxSet,
     layer: usize,
     shape: AttentionShape,
+    exp_prepared: bool,
 ) -> Result<[Cost; 4]> {
     let [qk, pv, normalize] = AttentionTriples::shapes(shape)?;
+    let rows = shape.heads * shape.queries;
     Ok([
         triple_products_cost(&qk, PRODUCT_SHIFT)?,
-        softmax_unnormalized_cost(set, layer, shape.heads * shape.queries, shape.keys),
+        softmax_unnormalized_cost(set, layer, rows, shape.keys, exp_prepared),
         triple_products_cost(&pv, PRODUCT_SHIFT)?,
         triple_products_cost(&normalize, set.plan.softmax.r_frac)?,
     ])
 }
 
 /// COTs attention on triples draws (the three truncations and Softmax up to the
-/// normalisation).
+/// normalisation; `exp_prepared` as in [`attention_prepared_cost`]).
 pub fn attention_prepared_cots(
     set: &ApproxSet,
     layer: usize,
     shape: AttentionShape,
+    exp_prepared: bool,
 ) -> Result<CotDemand> {
     let [qk, pv, normalize] = AttentionTriples::shapes(shape)?;
     let rows = shape.heads * shape.queries;
     Ok(triple_products_cots(&qk, PRODUCT_SHIFT)?
-        .plus(softmax_unnormalized_cots(set, layer, rows, shape.keys))
+        .plus(softmax_unnormalized_cots(
+            set,
+            layer,
+            rows,
+            shape.keys,
+            exp_prepared,
+        ))
         .plus(triple_products_cots(&pv, PRODUCT_SHIFT)?)
         .plus(triple_products_cots(&normalize, set.plan.softmax.r_frac)?))
 }

@@ -6,12 +6,14 @@
 mod common;
 use common::*;
 use mpc_core::{FixedPoint, Ring};
+use nn::activation_offline::PowerTriples;
 use nn::attention::{attention, attention_cost, attention_mirror, AttentionShape, Mask};
 use nn::attention_offline::{attention_prepared_cost, AttentionTriples};
 use nn::label::Component;
 use nn::matmul::matmul_cost;
 use nn::SharedTensor;
 use ot_nonlinear::approx::ApproxSet;
+use ot_nonlinear::functions::exp_power_spec;
 
 const LIN: FixedPoint = FixedPoint::LINEAR;
 /// COTs each party pre-extends in each direction outside the operator's labels, so that the
@@ -29,17 +31,30 @@ fn shared(rows: usize, cols: usize, x: &[u64], seed: u64) -> (SharedTensor, Shar
 /// Runs attention on shares of (q, k, v) with the client's mask `mask_c` (the server passes
 /// `mask_s`) and checks the output against the mirror and every step's bytes against the cost.
 fn check(seed: u64, shape: AttentionShape, mask_s: Mask<'static>, padding: Option<Vec<bool>>) {
-    check_in(seed, shape, mask_s, padding, false);
+    check_in(seed, shape, mask_s, padding, Phase::Single);
 }
 
-/// [`check`], single-phase (`prepared` false) or on triples generated first (offline).
+/// Where attention's products run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// HE products online.
+    Single,
+    /// Triples generated first (offline).
+    Triples,
+    /// Triples, and the exp's power correlations attached.
+    TriplesAndExp,
+}
+
+/// [`check`] in `phase`.
 fn check_in(
     seed: u64,
     shape: AttentionShape,
     mask_s: Mask<'static>,
     padding: Option<Vec<bool>>,
-    prepared: bool,
+    phase: Phase,
 ) {
+    let prepared = phase != Phase::Single;
+    let with_exp = phase == Phase::TriplesAndExp;
     let set = ApproxSet::nimbus();
     let (nq, nk) = (shape.queries, shape.keys);
     let (dq, dkv) = (
@@ -62,7 +77,7 @@ fn check_in(
         &fx,
         move |s, he| {
             s.reserve_cots(RESERVE, RESERVE).unwrap();
-            let triples = prepared.then(|| triples(s, he, shape));
+            let triples = prepared.then(|| triples(s, he, shape, with_exp));
             attention(
                 s,
                 he,
@@ -79,7 +94,7 @@ fn check_in(
         },
         move |s, he| {
             s.reserve_cots(RESERVE, RESERVE).unwrap();
-            let triples = prepared.then(|| triples(s, he, shape));
+            let triples = prepared.then(|| triples(s, he, shape, with_exp));
             let mask = match &pad_c {
                 Some(p) => Mask::Padding(Some(p.as_slice())),
                 None => mask_s,
@@ -117,7 +132,7 @@ fn check_in(
     );
     eprintln!("{shape:?} {mask_c:?}: gap {gap} units of 2^-18 (bound {bound})");
     let costs = if prepared {
-        attention_prepared_cost(&set, 0, shape).unwrap()
+        attention_prepared_cost(&set, 0, shape, with_exp).unwrap()
     } else {
         attention_cost(&fx.packed, &set, 0, shape).unwrap()
     };
@@ -130,6 +145,12 @@ fn check_in(
     for (step, cost) in steps.iter().zip(costs) {
         assert_bytes(&format!("op/{}", step.label()), &cs, &cc, cost);
     }
+    if with_exp {
+        // The exp's power products were openings: the softmax drew fewer COTs than its
+        // single-phase self.
+        let single = attention_prepared_cost(&set, 0, shape, false).unwrap()[1];
+        assert!(costs_bytes(&cs, &cc, "op/attention/softmax") < single.bytes());
+    }
     if prepared {
         let generated = AttentionTriples::generate_cost(&fx.packed, shape).unwrap();
         for (step, cost) in [steps[0], steps[2], steps[3]].iter().zip(generated) {
@@ -138,13 +159,31 @@ fn check_in(
     }
 }
 
-/// This party's triples for an attention call of `shape`, under `offline/<step>`.
+/// This party's triples for an attention call of `shape`, under `offline/<step>`, with the
+/// exp's power correlations attached if `with_exp`.
 fn triples(
     s: &mut ot_nonlinear::mpc::Session,
     he: &nn::HeKeys<'_>,
     shape: AttentionShape,
+    with_exp: bool,
 ) -> AttentionTriples {
-    AttentionTriples::generate(s, he, shape, &|c| format!("offline/{}", c.label())).unwrap()
+    let t = AttentionTriples::generate(s, he, shape, &|c| format!("offline/{}", c.label()));
+    let t = t.unwrap();
+    if !with_exp {
+        return t;
+    }
+    let set = ApproxSet::nimbus();
+    let spec = exp_power_spec(&set, 0).expect("the nimbus exp is piecewise");
+    let n = shape.heads * shape.queries * shape.keys;
+    t.with_exp(PowerTriples::generate(s, &spec, n).unwrap())
+}
+
+/// Bytes both parties sent under `label`.
+fn costs_bytes(cs: &mpc_core::Channel, cc: &mpc_core::Channel, label: &str) -> u64 {
+    [cs, cc]
+        .iter()
+        .map(|c| c.stats_of(label).unwrap_or_default().bytes_sent)
+        .sum()
 }
 
 /// `AttentionShape` in the order queries, keys, heads, key/value heads, head width.
@@ -180,22 +219,30 @@ fn attention_on_offline_triples_matches_its_mirror_and_opens_only_masked_operand
         attention_shape([3, 7, 4, 2, 8]),
         Mask::Causal { past: 4 },
         None,
-        true,
+        Phase::Triples,
     );
     check_in(
         seed ^ 1,
         attention_shape([1, 45, 9, 3, 64]),
         Mask::Causal { past: 44 },
         None,
-        true,
+        Phase::Triples,
     );
-    let padding = (0..6).map(|j| j < 4).collect();
+    let padding: Vec<bool> = (0..6).map(|j| j < 4).collect();
     check_in(
         seed ^ 2,
         attention_shape([6, 6, 2, 2, 8]),
         Mask::Padding(None),
+        Some(padding.clone()),
+        Phase::Triples,
+    );
+    // The encoder's case with the exp's products on correlations too (BERT's online pass).
+    check_in(
+        seed ^ 3,
+        attention_shape([6, 6, 2, 2, 8]),
+        Mask::Padding(None),
         Some(padding),
-        true,
+        Phase::TriplesAndExp,
     );
 }
 

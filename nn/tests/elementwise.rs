@@ -76,7 +76,7 @@ fn silu_matches_its_mirror_within_the_carries_with_products_on_cots_and_offline_
         let apply = move |s: &mut ot_nonlinear::mpc::Session, f: Piecewise<'_>, x| {
             if prepared {
                 let t = s
-                    .scope("gen", |s| PowerTriples::generate(s, &f, 200))
+                    .scope("gen", |s| PowerTriples::generate(s, f.spec(), 200))
                     .unwrap();
                 s.scope("op", |s| piecewise_prepared(s, f, &x, t)).unwrap()
             } else {

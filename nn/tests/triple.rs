@@ -206,10 +206,10 @@ fn power_triples_are_filed_once_serve_each_step_once_and_refuse_other_shapes() {
     let (t1, t2) = (table.clone(), table.clone());
     let (ts, tc, _, _) = run(
         &fx,
-        move |s, _| PowerTriples::generate(s, &Piecewise::server(&t1, &plan), n).unwrap(),
-        move |s, _| PowerTriples::generate(s, &Piecewise::client(&t2, &plan), n).unwrap(),
+        move |s, _| PowerTriples::generate(s, Piecewise::server(&t1, &plan).spec(), n).unwrap(),
+        move |s, _| PowerTriples::generate(s, Piecewise::client(&t2, &plan).spec(), n).unwrap(),
     );
-    let f = Piecewise::server(&table, &plan);
+    let f = *Piecewise::server(&table, &plan).spec();
     let root = tempfile::tempdir().unwrap();
     let store = OfflineStore::create(root.path(), [7; 32], SessionId([4; 16])).unwrap();
     ts.put(&store, "L00-gelu").unwrap();

@@ -104,7 +104,7 @@ pub struct Args {
     #[arg(long)]
     connect: Option<String>,
     /// offline (every linear layer's COP on the client's random R, attention's triples,
-    /// LayerNorm's and GELU's correlations, filed on disk for one inference), online (an inference on the
+    /// LayerNorm's, GELU's and exp's correlations, filed on disk for one inference), online (an inference on the
     /// oldest unused material), both (offline, the online pass's COTs set aside, then online;
     /// the default) or single (the single phase, no material).
     #[arg(long, default_value = "both")]

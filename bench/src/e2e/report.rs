@@ -219,7 +219,7 @@ pub(super) fn print_report(r: &Report, m: &Measured, references: Option<&Referen
         println!(
             "offline: {:.2} MB, {} rounds, {:.2} s wall ({:.2} s of it waiting on the peer): \
              every linear layer's COP on the client's random R, attention's triples, \
-             LayerNorm's and GELU's correlations, filed for one inference (with --phase both, also the \
+             LayerNorm's, GELU's and exp's correlations, filed for one inference (with --phase both, also the \
              online pass's COTs, set aside)",
             off.bytes as f64 / MB,
             off.rounds,

@@ -287,7 +287,7 @@ impl Client {
         progress: &dyn Fn(usize, usize),
     ) -> Result<Vec<f64>> {
         let store = OfflineStore::open(root, self.model_id(), session)?;
-        let names = offline::entries(self.layers.len());
+        let names = offline::entries(&self.public);
         store.check_unused(names.iter().map(|n| n.as_str()))?;
         sess.ch.send(&session.0)?;
         cots::restore_online_cots(sess, session);

@@ -19,14 +19,16 @@ use nn::linear_offline::linear_online_cots;
 use nn::norm::Norm;
 use nn::norm_offline::norm_prepared_cots;
 pub use nn::offline::MAX_RESERVED_COTS;
+use ot_nonlinear::functions::exp_power_spec;
 use ot_nonlinear::mpc::mux::mux_cots;
 use ot_nonlinear::mpc::{CotDemand, Session, StashKey};
 
 /// COTs by direction that the online pass of one inference on offline material draws
 /// (`params`: the linear layers' HE parameters): each layer's four prepared COPs' up-casts,
 /// attention on triples (Softmax and the truncations), GELU and two LayerNorms on their
-/// correlations (comparisons, truncations, reciprocal square roots, multiplexers); the
-/// embedding's LayerNorm; the head's mask.
+/// correlations (comparisons, truncations, reciprocal square roots, multiplexers; exp's
+/// products on its correlations when its form is piecewise); the embedding's LayerNorm; the
+/// head's mask.
 pub fn online_cots(public: &PublicModel, params: &HeParams) -> Result<CotDemand> {
     let c = &public.config;
     let (n, d, f) = (public.seq_len, c.hidden_size, c.intermediate_size);
@@ -40,7 +42,12 @@ pub fn online_cots(public: &PublicModel, params: &HeParams) -> Result<CotDemand>
         }
         let gelu = &set.layer(l).gelu;
         total = total
-            .plus(attention_prepared_cots(set, l, attention_shape(public))?)
+            .plus(attention_prepared_cots(
+                set,
+                l,
+                attention_shape(public),
+                exp_power_spec(set, l).is_some(),
+            )?)
             .plus(piecewise_prepared_cots(gelu, &set.plan.gelu, n * f))
             .plus(norm)
             .plus(norm);

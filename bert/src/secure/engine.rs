@@ -15,7 +15,7 @@ use nn::linear::Rescale;
 use nn::norm::{normalize, Norm, RowProductBackend};
 use nn::norm_offline::NormTriples;
 use nn::{Component, HeKeys, SharedTensor};
-use ot_nonlinear::functions::exp_breakpoints;
+use ot_nonlinear::functions::{exp_breakpoints, exp_power_spec};
 use ot_nonlinear::mpc::{mux, Session};
 
 const R: Ring = Ring::R64;
@@ -132,10 +132,19 @@ fn layer(
     let bps = server.then(|| exp_breakpoints(set, l));
     let mask = Mask::Padding(role.mask());
     let shape = attention_shape(public);
-    let triples = role
-        .store()
-        .map(|s| AttentionTriples::take(s, &offline::attention_entry(l), shape))
-        .transpose()?;
+    let triples = match role.store() {
+        Some(store) => {
+            let t = AttentionTriples::take(store, &offline::attention_entry(l), shape)?;
+            Some(match exp_power_spec(set, l) {
+                Some(spec) => {
+                    let n = shape.heads * shape.queries * shape.keys;
+                    t.with_exp(PowerTriples::take(store, &offline::exp_entry(l), &spec, n)?)
+                }
+                None => t,
+            })
+        }
+        None => None,
+    };
     let ctx = attention(
         sess,
         he,
@@ -164,7 +173,7 @@ fn layer(
         match role.store() {
             Some(store) => {
                 let entry = offline::activation_entry(l);
-                let triples = PowerTriples::take(store, &entry, &gelu, up.share().len())?;
+                let triples = PowerTriples::take(store, &entry, gelu.spec(), up.share().len())?;
                 piecewise_prepared(s, gelu, &up, triples)
             }
             None => piecewise(s, gelu, &up),

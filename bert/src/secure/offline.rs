@@ -38,6 +38,7 @@ use nn::attention_offline::AttentionTriples;
 use nn::norm_offline::NormTriples;
 pub use nn::offline::{OfflineStore, SessionId};
 use nn::{Component, HeKeys};
+use ot_nonlinear::functions::exp_power_spec;
 use ot_nonlinear::mpc::Session;
 
 /// The entry (and cache) name of layer `layer`'s COP `which`.
@@ -102,8 +103,9 @@ pub(crate) fn prepare_norm(
 }
 
 /// This party's products of layer `layer` other than its COPs: the attention triples (at
-/// the model's one attention shape), its two LayerNorms' correlations and GELU's power
-/// correlations, generated and filed under their steps' labels.
+/// the model's one attention shape), Softmax's exp power correlations (a piecewise exp), its
+/// two LayerNorms' correlations and GELU's power correlations, generated and filed under
+/// their steps' labels.
 pub(crate) fn prepare_products(
     sess: &mut Session,
     he: &HeKeys<'_>,
@@ -112,8 +114,15 @@ pub(crate) fn prepare_products(
     store: &OfflineStore,
 ) -> Result<()> {
     let tag = |step: Component| step.in_layer(layer);
-    AttentionTriples::generate(sess, he, attention_shape(public), &tag)?
-        .put(store, &attention_entry(layer))?;
+    let shape = attention_shape(public);
+    AttentionTriples::generate(sess, he, shape, &tag)?.put(store, &attention_entry(layer))?;
+    if let Some(spec) = exp_power_spec(&public.approx, layer) {
+        let n = shape.heads * shape.queries * shape.keys;
+        sess.scope(&tag(Component::AttentionSoftmax), |s| {
+            PowerTriples::generate(s, &spec, n)
+        })?
+        .put(store, &exp_entry(layer))?;
+    }
     for at in [NormAt::Attention(layer), NormAt::Ffn(layer)] {
         prepare_norm(sess, he, public, at, store)?;
     }
@@ -121,9 +130,14 @@ pub(crate) fn prepare_products(
     let gelu = Piecewise::for_party(sess, &set.layer(layer).gelu, &set.plan.gelu);
     let n = public.seq_len * public.config.intermediate_size;
     sess.scope(&tag(Component::Activation), |s| {
-        PowerTriples::generate(s, &gelu, n)
+        PowerTriples::generate(s, gelu.spec(), n)
     })?
     .put(store, &activation_entry(layer))
+}
+
+/// The entry of layer `layer`'s exp correlations (a piecewise exp only).
+pub(crate) fn exp_entry(layer: usize) -> String {
+    format!("L{layer:02}-exp")
 }
 
 /// The entry of layer `layer`'s GELU correlations.
@@ -137,16 +151,22 @@ pub(crate) const HEAD: &str = "head";
 /// The four COP layers of an encoder layer, in dataflow order.
 pub(crate) const WEIGHTS: [Weights; 4] = [Weights::Qkv, Weights::O, Weights::H1, Weights::H2];
 
-/// Every entry of one session of a model with `layers` encoder layers.
-pub(crate) fn entries(layers: usize) -> Vec<String> {
+/// Every entry of one session of `public`.
+pub(crate) fn entries(public: &PublicModel) -> Vec<String> {
+    let set = &public.approx;
     std::iter::once(NormAt::Embedding.entry())
-        .chain((0..layers).flat_map(|l| {
-            WEIGHTS.map(|w| entry(l, w)).into_iter().chain([
-                attention_entry(l),
-                NormAt::Attention(l).entry(),
-                NormAt::Ffn(l).entry(),
-                activation_entry(l),
-            ])
+        .chain((0..public.config.num_hidden_layers).flat_map(|l| {
+            let exp = exp_power_spec(set, l).map(|_| exp_entry(l));
+            WEIGHTS
+                .map(|w| entry(l, w))
+                .into_iter()
+                .chain([
+                    attention_entry(l),
+                    NormAt::Attention(l).entry(),
+                    NormAt::Ffn(l).entry(),
+                    activation_entry(l),
+                ])
+                .chain(exp)
         }))
         .chain(std::iter::once(HEAD.to_string()))
         .collect()

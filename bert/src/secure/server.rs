@@ -303,7 +303,7 @@ impl Server {
         let mut id = [0u8; 16];
         sess.ch.recv(&mut id)?;
         let store = OfflineStore::open(root, self.model_id()?, SessionId(id))?;
-        let names = offline::entries(self.layers.len());
+        let names = offline::entries(&self.public);
         store.check_unused(names.iter().map(|n| n.as_str()))?;
         cots::restore_online_cots(sess, SessionId(id));
         let pass = ServerPass {

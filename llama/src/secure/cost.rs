@@ -151,7 +151,7 @@ pub fn call_cost(
         let tag = |c: Component| c.in_layer(l);
         let attention = shape.attention(rows, past);
         let [qk, softmax, pv, normalize] = if prepared {
-            attention_prepared_cost(set, l, attention)?
+            attention_prepared_cost(set, l, attention, false)?
         } else {
             attention_cost(product_params, set, l, attention)?
         };
@@ -243,6 +243,7 @@ pub fn call_cots(
                 set,
                 l,
                 shape.attention(rows, past),
+                false,
             )?)
             .plus(linear(rows, Projection::O)?)
             .plus(norm(shifts.ffn[l], rows, past)?)

@@ -14,7 +14,10 @@
 //!
 //! Who sends what: the primitives' messages only; `lower` and the breakpoint are server-only
 //! inputs like every breakpoint.
-use super::piecewise::{piecewise, piecewise_cost, piecewise_cots, Output, PiecewiseSpec};
+use super::piecewise::{
+    piecewise, piecewise_cost, piecewise_cots, piecewise_prepared_cost, piecewise_prepared_cots,
+    piecewise_with, Output, PiecewiseSpec, PowerProducts,
+};
 use super::{known_msb_trunc_step, product_trunc, product_trunc_steps, total_cost, total_cots};
 use crate::approx::{ApproxSet, ExpMethod};
 use crate::mpc::drelu::{drelu_cost, drelu_cots, drelu_reduced};
@@ -30,23 +33,46 @@ const SQUARING_CMP_DROP: u32 = 12;
 
 /// Exact cost of [`exp`] on n elements of layer `layer` (label `exp`, reservation excluded).
 pub fn exp_cost(set: &ApproxSet, layer: usize, n: usize) -> Cost {
-    total_cost(steps(set, layer, n))
+    total_cost(steps(set, layer, n, false))
 }
 
-fn steps(set: &ApproxSet, layer: usize, n: usize) -> Vec<(Cost, CotDemand)> {
+/// Exact bytes of [`exp_reserved_with`] on n elements with the piecewise form's power
+/// products on correlations made offline (rounds: an upper bound); the squaring form has none.
+pub fn exp_prepared_cost(set: &ApproxSet, layer: usize, n: usize) -> Cost {
+    total_cost(steps(set, layer, n, true))
+}
+
+/// The piecewise form's pieces and plan (what power correlations for its products are made
+/// for), `None` for the squaring method.
+pub fn exp_power_spec(set: &ApproxSet, layer: usize) -> Option<PiecewiseSpec<'_>> {
     match &set.layer(layer).exp {
-        ExpMethod::Piecewise(pw) => {
-            let spec = PiecewiseSpec {
-                pieces: &pw.pieces,
-                plan: &set.plan.exp,
-            };
-            vec![(
-                piecewise_cost(&spec, n, Output::Linear),
-                piecewise_cots(&spec, n, Output::Linear),
-            )]
-        }
-        ExpMethod::Squaring { t, .. } => squaring_steps(n, *t),
+        ExpMethod::Piecewise(pw) => Some(PiecewiseSpec {
+            pieces: &pw.pieces,
+            plan: &set.plan.exp,
+        }),
+        ExpMethod::Squaring { .. } => None,
     }
+}
+
+fn steps(set: &ApproxSet, layer: usize, n: usize, prepared: bool) -> Vec<(Cost, CotDemand)> {
+    let spec = match &set.layer(layer).exp {
+        ExpMethod::Squaring { t, .. } => return squaring_steps(n, *t),
+        ExpMethod::Piecewise(pw) => PiecewiseSpec {
+            pieces: &pw.pieces,
+            plan: &set.plan.exp,
+        },
+    };
+    vec![if prepared {
+        (
+            piecewise_prepared_cost(&spec, n, Output::Linear),
+            piecewise_prepared_cots(&spec, n, Output::Linear),
+        )
+    } else {
+        (
+            piecewise_cost(&spec, n, Output::Linear),
+            piecewise_cots(&spec, n, Output::Linear),
+        )
+    }]
 }
 
 /// The steps of [`squaring`] on n elements.
@@ -81,7 +107,12 @@ pub fn exp(
 
 /// COTs drawn by [`exp`] on n elements.
 pub fn exp_cots(set: &ApproxSet, layer: usize, n: usize) -> CotDemand {
-    total_cots(steps(set, layer, n))
+    total_cots(steps(set, layer, n, false))
+}
+
+/// COTs drawn by [`exp_reserved_with`] on n elements with power correlations.
+pub fn exp_prepared_cots(set: &ApproxSet, layer: usize, n: usize) -> CotDemand {
+    total_cots(steps(set, layer, n, true))
 }
 
 /// [`exp`] without its own reservation (the caller reserved [`exp_cots`] with the rest of its
@@ -93,15 +124,30 @@ pub fn exp_reserved(
     breakpoints: Option<&[f64]>,
     x: &[u64],
 ) -> Result<Vec<u64>> {
-    sess.scope("exp", |sess| match &set.layer(layer).exp {
-        ExpMethod::Piecewise(pw) => {
-            let spec = PiecewiseSpec {
-                pieces: &pw.pieces,
-                plan: &set.plan.exp,
-            };
-            piecewise(sess, &spec, breakpoints, x, Output::Linear)
+    exp_reserved_with(sess, set, layer, breakpoints, x, None)
+}
+
+/// [`exp_reserved`] with the piecewise form's power products run by `powers` (correlations
+/// made offline; refused for the squaring method, which has none). Label `exp`.
+pub fn exp_reserved_with(
+    sess: &mut Session,
+    set: &ApproxSet,
+    layer: usize,
+    breakpoints: Option<&[f64]>,
+    x: &[u64],
+    powers: Option<&mut dyn PowerProducts>,
+) -> Result<Vec<u64>> {
+    sess.scope("exp", |sess| {
+        match (&set.layer(layer).exp, exp_power_spec(set, layer), powers) {
+            (_, Some(spec), Some(powers)) => {
+                piecewise_with(sess, &spec, breakpoints, x, Output::Linear, powers)
+            }
+            (_, Some(spec), None) => piecewise(sess, &spec, breakpoints, x, Output::Linear),
+            (ExpMethod::Squaring { t, .. }, None, None) => squaring(sess, *t, breakpoints, x),
+            _ => Err(Error::InvalidArgument(
+                "exp: the squaring method has no power products to run on correlations".into(),
+            )),
         }
-        ExpMethod::Squaring { t, .. } => squaring(sess, *t, breakpoints, x),
     })
 }
 

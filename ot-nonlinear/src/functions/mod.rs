@@ -27,7 +27,7 @@ pub mod rsqrt;
 pub mod softmax;
 pub mod tanh;
 
-pub use exp::{exp, exp_breakpoints, exp_cost, exp_input_ring};
+pub use exp::{exp, exp_breakpoints, exp_cost, exp_input_ring, exp_power_spec};
 pub use gelu::{gelu, gelu_cost, gelu_spec};
 pub use layernorm::{
     layernorm, layernorm_cost, layernorm_with, normalize_cost, normalize_cost_with,
@@ -44,7 +44,10 @@ pub use reciprocal_any::{
     reciprocal_any, reciprocal_any_cost, reciprocal_within, reciprocal_within_cost,
 };
 pub use rsqrt::{rsqrt, rsqrt_cost};
-pub use softmax::{softmax, softmax_cost, softmax_unnormalized, softmax_unnormalized_cost};
+pub use softmax::{
+    softmax, softmax_cost, softmax_unnormalized, softmax_unnormalized_cost,
+    softmax_unnormalized_with,
+};
 pub use tanh::{tanh, tanh_cost};
 
 use crate::mpc::product::{mul, mul_cost, mul_cots, square, square_cost, square_cots};

@@ -28,8 +28,11 @@
 //! Secure vs mirror: the tree's winner may differ from the mirror's by < 2^{max_drop+1−18}
 //! (1/32), which shifts every d alike (softmax is shift-invariant up to the exp
 //! approximation's change over such a shift), plus the exp's and the truncations' carries.
-use super::exp::{exp_cost, exp_cots, exp_input_ring, exp_reserved};
+use super::exp::{
+    exp_cost, exp_cots, exp_input_ring, exp_prepared_cost, exp_prepared_cots, exp_reserved_with,
+};
 use super::max::{row_max, row_max_cost, row_max_cots, MaxShape};
+use super::piecewise::PowerProducts;
 use super::reciprocal::{reciprocal, reciprocal_cost, reciprocal_cots};
 use super::{total_cost, total_cots};
 use crate::approx::ApproxSet;
@@ -39,24 +42,30 @@ use crate::mpc::trunc::{trunc_cast, trunc_cost, trunc_cots, TruncKind};
 use crate::mpc::{Cost, CotDemand, Session};
 use mpc_core::{Error, FixedPoint, Result, Ring};
 
-/// Steps 2–4 (max, exp, reciprocal).
+/// Steps 2–4 (max, exp, reciprocal); `prepared`: exp's power products on correlations.
 fn unnormalized_steps(
     set: &ApproxSet,
     layer: usize,
     rows: usize,
     cols: usize,
+    prepared: bool,
 ) -> Vec<(Cost, CotDemand)> {
     let p = &set.plan.softmax;
     let value = exp_input_ring(set, layer);
+    let n = rows * cols;
     vec![
         (
             row_max_cost(p, MaxShape::for_softmax(cols), (rows, cols), value),
             row_max_cots(p, MaxShape::for_softmax(cols), (rows, cols), value),
         ),
-        (
-            exp_cost(set, layer, rows * cols),
-            exp_cots(set, layer, rows * cols),
-        ),
+        if prepared {
+            (
+                exp_prepared_cost(set, layer, n),
+                exp_prepared_cots(set, layer, n),
+            )
+        } else {
+            (exp_cost(set, layer, n), exp_cots(set, layer, n))
+        },
         (reciprocal_cost(p, rows), reciprocal_cots(p, rows)),
     ]
 }
@@ -67,7 +76,7 @@ fn steps(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> Vec<(Cost, 
     let n = rows * cols;
     let pr = p.prod_bits;
     let s = p.e_frac + p.r_frac - FixedPoint::LINEAR.frac_bits();
-    let mut v = unnormalized_steps(set, layer, rows, cols);
+    let mut v = unnormalized_steps(set, layer, rows, cols, false);
     v.extend([
         (mul_cost(rows, cols, pr), mul_cots(rows, pr)),
         (
@@ -88,19 +97,29 @@ pub fn softmax_cots(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> 
     total_cots(steps(set, layer, rows, cols))
 }
 
-/// Exact cost of [`softmax_unnormalized`] (label `softmax`, the reservation excluded).
-pub fn softmax_unnormalized_cost(set: &ApproxSet, layer: usize, rows: usize, cols: usize) -> Cost {
-    total_cost(unnormalized_steps(set, layer, rows, cols))
+/// Exact cost of [`softmax_unnormalized`] (label `softmax`, the reservation excluded);
+/// `prepared`: exp's power products on correlations ([`softmax_unnormalized_with`]; rounds
+/// then an upper bound).
+pub fn softmax_unnormalized_cost(
+    set: &ApproxSet,
+    layer: usize,
+    rows: usize,
+    cols: usize,
+    prepared: bool,
+) -> Cost {
+    total_cost(unnormalized_steps(set, layer, rows, cols, prepared))
 }
 
-/// COTs drawn by [`softmax_unnormalized`] (it reserves them itself at its start).
+/// COTs drawn by [`softmax_unnormalized`] (it reserves them itself at its start), or with
+/// `prepared` by [`softmax_unnormalized_with`] on power correlations.
 pub fn softmax_unnormalized_cots(
     set: &ApproxSet,
     layer: usize,
     rows: usize,
     cols: usize,
+    prepared: bool,
 ) -> CotDemand {
-    total_cots(unnormalized_steps(set, layer, rows, cols))
+    total_cots(unnormalized_steps(set, layer, rows, cols, prepared))
 }
 
 /// Shares of the softmax of each row of `x` (rows × cols, row-major, Z_2^64, 18 bits) under
@@ -123,7 +142,7 @@ pub fn softmax(
     let p = &set.plan.softmax;
     let f = FixedPoint::LINEAR.frac_bits();
     sess.scope("softmax", |sess| {
-        let (e, r) = unnormalized(sess, set, layer, cols, x, exp_breakpoints, mask)?;
+        let (e, r) = unnormalized(sess, set, layer, cols, x, exp_breakpoints, mask, None)?;
         let pr = p.prod_bits;
         let es = trunc_cast(sess, &e, Ring::R64, pr, f - p.e_frac, TruncKind::KnownMsb)?;
         // r is at r_frac bits: a free down-cast (no shift).
@@ -155,10 +174,28 @@ pub fn softmax_unnormalized(
     exp_breakpoints: Option<&[f64]>,
     mask: ScoreMask<'_>,
 ) -> Result<(Vec<u64>, Vec<u64>)> {
+    softmax_unnormalized_with(sess, set, layer, rows, cols, x, exp_breakpoints, mask, None)
+}
+
+/// [`softmax_unnormalized`] with exp's power products run by `powers` (correlations made
+/// offline for the piecewise exp; refused for the squaring method). Label `softmax`.
+#[allow(clippy::too_many_arguments)]
+pub fn softmax_unnormalized_with(
+    sess: &mut Session,
+    set: &ApproxSet,
+    layer: usize,
+    rows: usize,
+    cols: usize,
+    x: &[u64],
+    exp_breakpoints: Option<&[f64]>,
+    mask: ScoreMask<'_>,
+    powers: Option<&mut dyn PowerProducts>,
+) -> Result<(Vec<u64>, Vec<u64>)> {
     check_inputs(sess, rows, cols, x, mask)?;
-    sess.reserve(softmax_unnormalized_cots(set, layer, rows, cols))?;
+    let prepared = powers.is_some();
+    sess.reserve(softmax_unnormalized_cots(set, layer, rows, cols, prepared))?;
     sess.scope("softmax", |sess| {
-        unnormalized(sess, set, layer, cols, x, exp_breakpoints, mask)
+        unnormalized(sess, set, layer, cols, x, exp_breakpoints, mask, powers)
     })
 }
 
@@ -176,6 +213,7 @@ fn check_inputs(
 }
 
 /// Steps 1–4 on checked inputs, COTs reserved.
+#[allow(clippy::too_many_arguments)]
 fn unnormalized(
     sess: &mut Session,
     set: &ApproxSet,
@@ -184,6 +222,7 @@ fn unnormalized(
     x: &[u64],
     exp_breakpoints: Option<&[f64]>,
     mask: ScoreMask<'_>,
+    powers: Option<&mut dyn PowerProducts>,
 ) -> Result<(Vec<u64>, Vec<u64>)> {
     let p = &set.plan.softmax;
     let r64 = Ring::R64;
@@ -203,7 +242,7 @@ fn unnormalized(
         .enumerate()
         .map(|(i, &v)| r64.sub(v, max[i / cols]))
         .collect();
-    let mut e = exp_reserved(sess, set, layer, exp_breakpoints, &d)?;
+    let mut e = exp_reserved_with(sess, set, layer, exp_breakpoints, &d, powers)?;
     mask.after_exp(&mut e);
     let sums: Vec<u64> = e
         .chunks(cols)
