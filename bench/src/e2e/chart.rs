@@ -1,6 +1,6 @@
-//! The SVG chart of the end-to-end report (`--plot`): seconds per component, ours next to
-//! Nimbus's.
-use super::report::{Report, COMPONENTS, MB};
+//! The SVG chart of the end-to-end report (`--plot`): the online phase's seconds per layer by
+//! component, and the two phases' totals (offline, online) side by side.
+use super::report::{Report, Totals, COMPONENTS, MB};
 
 fn xml_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;")
@@ -69,10 +69,35 @@ pub(super) fn svg_chart(r: &Report) -> String {
             y + 10.0
         );
     }
+    s += &phase_bars(r, w - 170.0, top + 16.0 * (COMPONENTS.len() as f64 + 1.0));
     s += &format!(
         "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">layer</text>\n</svg>\n",
         left + bar_w * layers as f64 / 2.0,
         h - 6.0
     );
+    s
+}
+
+/// The phases' totals as horizontal bars (seconds, to one scale) at (x, y), with their bytes
+/// and rounds: what a query waits for (online) next to what runs before it (offline).
+fn phase_bars(r: &Report, x: f64, y: f64) -> String {
+    let phases: Vec<(&str, &Totals)> = [("offline", &r.offline), ("online", &r.online)]
+        .into_iter()
+        .filter_map(|(name, t)| t.as_ref().map(|t| (name, t)))
+        .collect();
+    let max = phases.iter().map(|(_, t)| t.wall_s).fold(1e-9, f64::max);
+    let mut s = format!("<text x=\"{x}\" y=\"{y}\">phases (s)</text>\n");
+    for (i, (name, t)) in phases.iter().enumerate() {
+        let (by, bw) = (y + 8.0 + 34.0 * i as f64, 150.0 * t.wall_s / max);
+        s += &format!(
+            "<rect x=\"{x}\" y=\"{by:.1}\" width=\"{bw:.1}\" height=\"12\" fill=\"{}\"/>\n\
+             <text x=\"{x}\" y=\"{:.1}\">{name}: {:.1} s, {:.1} MB, {} rounds</text>\n",
+            if i == 0 { "#bab0ac" } else { "#4e79a7" },
+            by + 24.0,
+            t.wall_s,
+            t.bytes as f64 / MB,
+            t.rounds
+        );
+    }
     s
 }

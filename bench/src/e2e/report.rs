@@ -69,9 +69,9 @@ struct BytesWall {
 /// A phase's totals.
 #[derive(serde::Serialize, Debug)]
 pub(super) struct Totals {
-    bytes: u64,
-    rounds: u64,
-    wall_s: f64,
+    pub bytes: u64,
+    pub rounds: u64,
+    pub wall_s: f64,
 }
 
 impl Totals {
@@ -99,10 +99,11 @@ pub(super) struct Report {
     setup: BytesWall,
     /// Bytes of the client's cache directory after setup (encrypted weights and table).
     cache_bytes: u64,
-    /// The input-independent phase: every linear layer's COP on the client's random R and
-    /// attention's triples.
-    offline: Option<Totals>,
-    online: Option<Totals>,
+    /// The input-independent phase: every linear layer's COP on the client's random R,
+    /// attention's triples, the LayerNorms', GELU's and exp's correlations (and with `both`,
+    /// the online pass's COTs).
+    pub offline: Option<Totals>,
+    pub online: Option<Totals>,
     /// The online phase per component (empty without one).
     components: Vec<Component>,
     pub per_layer: Vec<Vec<Component>>,
