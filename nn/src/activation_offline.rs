@@ -32,9 +32,9 @@ use crate::activation::Piecewise;
 use crate::cast::LINEAR;
 use crate::offline::OfflineStore;
 use crate::tensor::SharedTensor;
+use crate::triple::open_packed as open;
 use mpc_core::{AesPrg, Dims, Error, Result, Ring};
 use ot_nonlinear::approx::{PiecewisePlan, PiecewisePoly};
-use ot_nonlinear::block::{pack_values, packed_len, unpack_values};
 use ot_nonlinear::functions::{
     piecewise_prepared_cost as ot_prepared_cost, piecewise_prepared_cots as ot_prepared_cots,
     piecewise_with, power_steps, Output, PiecewiseSpec, PowerProducts,
@@ -212,20 +212,6 @@ fn served() -> Error {
     Error::InvalidArgument(
         "power triples: a step already served (each serves one product)".to_string(),
     )
-}
-
-/// Sends this party's masked operands (packed to `ring`) and returns the opened values: one
-/// round, both parties sending.
-fn open(sess: &mut Session, mine: &[u64], ring: Ring) -> Result<Vec<u64>> {
-    sess.ch.send(&pack_values(mine, ring.bits()))?;
-    sess.ch.flush()?;
-    let theirs = sess.ch.recv_vec(packed_len(mine.len(), ring.bits()))?;
-    let theirs = unpack_values(&theirs, mine.len(), ring.bits());
-    Ok(mine
-        .iter()
-        .zip(&theirs)
-        .map(|(&m, &t)| ring.add(m, t))
-        .collect())
 }
 
 impl PowerProducts for PowerTriples {

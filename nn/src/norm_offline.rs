@@ -7,9 +7,9 @@
 //!   [`SQUARE_RING`]) and the HE square sums ([`HeRowProducts`], the client the key holder)
 //!   give both shares of C_i = Σ_j A_ij² modulo 2^38;
 //! * a row-scaling triple ([`TripleShape::RowScale`], [`crate::triple`]): a (rows), B
-//!   (rows × n) uniform over Z_2^64 and C = diag(a)·B, reduced online to the product ring
-//!   ([`PRODUCT_RING`], Z_2^38: reduction modulo 2^38 is a ring map, so the reduced shares are
-//!   uniform and still a triple).
+//!   (rows × n) uniform over the product ring ([`PRODUCT_RING`], Z_2^38) and C = diag(a)·B
+//!   by the HE secret product through the window [0, 38) (exact: no low bits dropped; the
+//!   responses carry 38 bits instead of 64).
 //!
 //! **Online** ([`RowProducts`] for [`NormTriples`]), each product one round in which both
 //! parties send (values packed to the ring's 38 bits):
@@ -35,15 +35,18 @@
 //! assert!(cost.client_bytes < 2_000_000);
 //! ```
 use crate::keys::HeKeys;
+use crate::matmul::{he_products, products_cost};
 use crate::norm::{HeRowProducts, Norm};
 use crate::offline::OfflineStore;
-use crate::triple::{generate_cost, generate_triples, Triple, TripleShape};
+use crate::triple::{open_packed as open, Triple, TripleShape};
 use he_linear::matrix::MatDims;
+use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
+use he_linear::response::Window;
 use he_linear::row_products::row_square_sums_bytes;
 use mpc_core::{AesPrg, Error, Result, Ring};
 use ot_nonlinear::approx::layernorm::{PRODUCT_RING, SQUARE_RING};
-use ot_nonlinear::block::{pack_values, packed_len, unpack_values};
+use ot_nonlinear::block::packed_len;
 use ot_nonlinear::functions::{normalize_cost_with, normalize_cots_besides_products, RowProducts};
 use ot_nonlinear::mpc::trunc::TruncKind;
 use ot_nonlinear::mpc::{trunc_cast, Cost, CotDemand, Session, Side};
@@ -86,7 +89,20 @@ impl NormTriples {
             n,
             SQUARE_RING,
         )?;
-        let scale = generate_triples(sess, he, &[TripleShape::RowScale(dims)])?.remove(0);
+        // The row-scaling triple over the product ring: a (rows) and B uniform there, C =
+        // diag(a)·B through the window [0, 38) (exact; the responses carry 38 bits, not 64).
+        let reduced =
+            |v: Vec<u64>| -> Vec<u64> { v.into_iter().map(|w| PRODUCT_RING.reduce(w)).collect() };
+        let (sa, sb) = (reduced(prg.u64s(rows)), reduced(prg.u64s(rows * n)));
+        let mut diag = RingMatrix::zeros(rows, rows);
+        for (i, &ai) in sa.iter().enumerate() {
+            diag.data_mut()[i * rows + i] = ai;
+        }
+        let b = RingMatrix::new(rows, n, sb.clone())?;
+        let window = Window::new(he.product_params, 0, PRODUCT_RING.bits())?;
+        let scaled = he_products(sess, he, &[(diag, b)], window)?.remove(0);
+        let words = [&sa[..], &sb, scaled.data()].concat();
+        let scale = Triple::from_words(TripleShape::RowScale(dims), &words)?;
         Ok(NormTriples {
             dims,
             squares: Some((a, c)),
@@ -106,7 +122,8 @@ impl NormTriples {
             first: Side::Client,
             last: Side::Server,
         };
-        Ok(squares.then(generate_cost(params, &[TripleShape::RowScale(dims)])?))
+        let window = Window::new(params, 0, PRODUCT_RING.bits())?;
+        Ok(squares.then(products_cost(params, &[(rows, rows, n)], window)?))
     }
 
     /// The store's metadata and length of a normalisation of `dims`.
@@ -179,20 +196,6 @@ fn used(what: &str) -> Error {
     Error::InvalidArgument(format!(
         "normalisation triples: {what} a product already served (each serves once)"
     ))
-}
-
-/// Sends this party's share of the masked values (packed to `ring`) and returns the opened
-/// values: one round, both parties sending.
-fn open(sess: &mut Session, mine: &[u64], ring: Ring) -> Result<Vec<u64>> {
-    sess.ch.send(&pack_values(mine, ring.bits()))?;
-    sess.ch.flush()?;
-    let theirs = sess.ch.recv_vec(packed_len(mine.len(), ring.bits()))?;
-    let theirs = unpack_values(&theirs, mine.len(), ring.bits());
-    Ok(mine
-        .iter()
-        .zip(&theirs)
-        .map(|(&m, &t)| ring.add(m, t))
-        .collect())
 }
 
 /// The cost of one [`open`] of `count` values of `ring`.

@@ -36,6 +36,7 @@ use he_linear::matrix::{MatDims, ProductShape, RingMatrix};
 use he_linear::params::HeParams;
 use he_linear::response::Window;
 use mpc_core::{AesPrg, Dims, Error, Result, Ring};
+use ot_nonlinear::block::{pack_values, packed_len, unpack_values};
 use ot_nonlinear::mpc::product::{mul, mul_cost, mul_cots};
 use ot_nonlinear::mpc::trunc::TruncKind;
 use ot_nonlinear::mpc::{trunc_cast, Cost, CotDemand, Session, Side};
@@ -232,6 +233,22 @@ pub fn generate_cost(params: &HeParams, shapes: &[TripleShape]) -> Result<Cost> 
     } else {
         he.then(mul_cost(elementwise, 1, Ring::R64))
     })
+}
+
+/// Sends this party's shares of masked operands (packed to `ring`'s bits) and returns the
+/// opened values: one round, both parties sending at once. The openings of the
+/// normalisations' and the power products' correlations ([`crate::norm_offline`],
+/// [`crate::activation_offline`]).
+pub(crate) fn open_packed(sess: &mut Session, mine: &[u64], ring: Ring) -> Result<Vec<u64>> {
+    sess.ch.send(&pack_values(mine, ring.bits()))?;
+    sess.ch.flush()?;
+    let theirs = sess.ch.recv_vec(packed_len(mine.len(), ring.bits()))?;
+    let theirs = unpack_values(&theirs, mine.len(), ring.bits());
+    Ok(mine
+        .iter()
+        .zip(&theirs)
+        .map(|(&m, &t)| ring.add(m, t))
+        .collect())
 }
 
 /// How [`triple_products`] rescales.
