@@ -17,7 +17,7 @@
 //!   adds Σ D²), exact modulo 2^38;
 //! * row-scalar product: open δ = r − a and E = v − B; r_i·v_ij = δ_i·E_ij + δ_i·B_ij +
 //!   a_i·E_ij + C_ij, exact modulo 2^38, then the normalisation's own known-MSB truncation to
-//!   Z_2^64 (as on COTs: the same values as [`OtProducts`], so the mirror is
+//!   Z_2^64 (as on COTs: the same values as [`ot_nonlinear::functions::OtProducts`], so the mirror is
 //!   [`crate::norm::norm_mirror`] unchanged).
 //!
 //! What each party sees online: D, δ and E, uniform whatever v and r are (A, a and B are

@@ -1,8 +1,9 @@
 //! The COTs one inference on offline material draws online, counted from the public plan
 //! ([`online_cots`]), and their set-aside: run right after the offline phase on the same
-//! session (as `bench --phase both` does), [`set_aside_online_cots`] extends them there, within
-//! [`MAX_RESERVED_COTS`] per direction, and keeps them under the offline session's key; the
-//! online pass puts them in front of the pools as it starts ([`restore_online_cots`]), so it
+//! session (as `bench --phase both` does), [`super::Server::set_aside_online_cots`] and
+//! [`super::Client::set_aside_online_cots`] extend them there, within [`MAX_RESERVED_COTS`]
+//! per direction, and keep them under the offline session's key; the online pass
+//! (`infer_offline`) puts them in front of the pools as it starts, so it
 //! runs no COT extension up to that budget. A later session (`--phase online` in another
 //! process) has none set aside and extends its own as it goes.
 //!
@@ -57,7 +58,7 @@ pub fn online_cots(public: &PublicModel, params: &HeParams) -> Result<CotDemand>
         .plus(mux_cots(n * public.classes)))
 }
 
-/// What [`set_aside_online_cots`] reserves of `demand`: all of it up to `cap` per direction.
+/// What the set-aside reserves of `demand`: all of it up to `cap` per direction.
 pub fn capped(demand: CotDemand, cap: usize) -> CotDemand {
     CotDemand {
         server: demand.server.min(cap),
