@@ -59,6 +59,14 @@ pub fn online_cots(public: &PublicModel, params: &HeParams) -> Result<CotDemand>
 }
 
 /// What the set-aside reserves of `demand`: all of it up to `cap` per direction.
+///
+/// ```
+/// use bert::secure::cots::{capped, MAX_RESERVED_COTS};
+/// use ot_nonlinear::mpc::CotDemand;
+/// let need = CotDemand { server: 300_000_000, client: 57_000_000 };
+/// let kept = capped(need, MAX_RESERVED_COTS);
+/// assert_eq!((kept.server, kept.client), (1 << 27, 57_000_000));
+/// ```
 pub fn capped(demand: CotDemand, cap: usize) -> CotDemand {
     CotDemand {
         server: demand.server.min(cap),
