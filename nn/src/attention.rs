@@ -168,6 +168,11 @@ impl AttentionShape {
     pub fn group(&self) -> usize {
         self.heads / self.kv_heads
     }
+
+    /// The scores Softmax runs on: heads · queries · keys (the exp's elements).
+    pub fn scores(&self) -> usize {
+        self.heads * self.queries * self.keys
+    }
 }
 
 /// Columns `[h·dh, (h+1)·dh)` of a row-major `rows × (heads·dh)` share.

@@ -35,7 +35,7 @@
 //! assert!(cost.client_bytes < 2_000_000);
 //! ```
 use crate::keys::HeKeys;
-use crate::matmul::{he_products, products_cost};
+use crate::matmul::products_cost;
 use crate::norm::{HeRowProducts, Norm};
 use crate::offline::OfflineStore;
 use crate::triple::{open_packed as open, Triple, TripleShape};
@@ -43,10 +43,9 @@ use he_linear::matrix::MatDims;
 use he_linear::matrix::RingMatrix;
 use he_linear::params::HeParams;
 use he_linear::response::Window;
-use he_linear::row_products::row_square_sums_bytes;
+use he_linear::row_products::{self, row_square_sums_bytes};
 use mpc_core::{AesPrg, Error, Result, Ring};
 use ot_nonlinear::approx::layernorm::{PRODUCT_RING, SQUARE_RING};
-use ot_nonlinear::block::packed_len;
 use ot_nonlinear::functions::{normalize_cost_with, normalize_cots_besides_products, RowProducts};
 use ot_nonlinear::mpc::trunc::TruncKind;
 use ot_nonlinear::mpc::{trunc_cast, Cost, CotDemand, Session, Side};
@@ -94,13 +93,18 @@ impl NormTriples {
         let reduced =
             |v: Vec<u64>| -> Vec<u64> { v.into_iter().map(|w| PRODUCT_RING.reduce(w)).collect() };
         let (sa, sb) = (reduced(prg.u64s(rows)), reduced(prg.u64s(rows * n)));
-        let mut diag = RingMatrix::zeros(rows, rows);
-        for (i, &ai) in sa.iter().enumerate() {
-            diag.data_mut()[i * rows + i] = ai;
-        }
         let b = RingMatrix::new(rows, n, sb.clone())?;
         let window = Window::new(he.product_params, 0, PRODUCT_RING.bits())?;
-        let scaled = he_products(sess, he, &[(diag, b)], window)?.remove(0);
+        let seed = sess.fresh_seed();
+        let scaled = row_products::row_scalar_product(
+            &mut sess.ch,
+            he.product_params,
+            he.keys,
+            &sa,
+            &b,
+            window,
+            seed,
+        )?;
         let words = [&sa[..], &sb, scaled.data()].concat();
         let scale = Triple::from_words(TripleShape::RowScale(dims), &words)?;
         Ok(NormTriples {
@@ -200,14 +204,8 @@ fn used(what: &str) -> Error {
 
 /// The cost of one [`open`] of `count` values of `ring`.
 fn open_cost(count: usize, ring: Ring) -> Cost {
-    let bytes = packed_len(count, ring.bits()) as u64;
-    Cost {
-        server_bytes: bytes,
-        client_bytes: bytes,
-        rounds: 1,
-        first: Side::Both,
-        last: Side::Both,
-    }
+    let bits = count * ring.bits() as usize;
+    Cost::flight(bits, bits)
 }
 
 impl RowProducts for NormTriples {

@@ -174,8 +174,7 @@ fn triples(
     }
     let set = ApproxSet::nimbus();
     let spec = exp_power_spec(&set, 0).expect("the nimbus exp is piecewise");
-    let n = shape.heads * shape.queries * shape.keys;
-    t.with_exp(PowerTriples::generate(s, &spec, n).unwrap())
+    t.with_exp(PowerTriples::generate(s, &spec, shape.scores()).unwrap())
 }
 
 /// Bytes both parties sent under `label`.

@@ -10,12 +10,11 @@ use mpc_core::{Party, Result, Ring};
 use nn::activation::{piecewise, Piecewise};
 use nn::activation_offline::{piecewise_prepared, PowerTriples};
 use nn::attention::{attention, AttentionShape, Mask};
-use nn::attention_offline::AttentionTriples;
 use nn::linear::Rescale;
 use nn::norm::{normalize, Norm, RowProductBackend};
 use nn::norm_offline::NormTriples;
 use nn::{Component, HeKeys, SharedTensor};
-use ot_nonlinear::functions::{exp_breakpoints, exp_power_spec};
+use ot_nonlinear::functions::exp_breakpoints;
 use ot_nonlinear::mpc::{mux, Session};
 
 const R: Ring = Ring::R64;
@@ -132,19 +131,10 @@ fn layer(
     let bps = server.then(|| exp_breakpoints(set, l));
     let mask = Mask::Padding(role.mask());
     let shape = attention_shape(public);
-    let triples = match role.store() {
-        Some(store) => {
-            let t = AttentionTriples::take(store, &offline::attention_entry(l), shape)?;
-            Some(match exp_power_spec(set, l) {
-                Some(spec) => {
-                    let n = shape.heads * shape.queries * shape.keys;
-                    t.with_exp(PowerTriples::take(store, &offline::exp_entry(l), &spec, n)?)
-                }
-                None => t,
-            })
-        }
-        None => None,
-    };
+    let triples = role
+        .store()
+        .map(|store| offline::take_attention(store, public, l))
+        .transpose()?;
     let ctx = attention(
         sess,
         he,

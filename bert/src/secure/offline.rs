@@ -117,9 +117,8 @@ pub(crate) fn prepare_products(
     let shape = attention_shape(public);
     AttentionTriples::generate(sess, he, shape, &tag)?.put(store, &attention_entry(layer))?;
     if let Some(spec) = exp_power_spec(&public.approx, layer) {
-        let n = shape.heads * shape.queries * shape.keys;
         sess.scope(&tag(Component::AttentionSoftmax), |s| {
-            PowerTriples::generate(s, &spec, n)
+            PowerTriples::generate(s, &spec, shape.scores())
         })?
         .put(store, &exp_entry(layer))?;
     }
@@ -135,8 +134,28 @@ pub(crate) fn prepare_products(
     .put(store, &activation_entry(layer))
 }
 
+/// Consumes layer `layer`'s attention triples, with the exp's correlations attached when its
+/// form is piecewise (what [`prepare_products`] filed).
+pub(crate) fn take_attention(
+    store: &OfflineStore,
+    public: &PublicModel,
+    layer: usize,
+) -> Result<AttentionTriples> {
+    let shape = attention_shape(public);
+    let triples = AttentionTriples::take(store, &attention_entry(layer), shape)?;
+    Ok(match exp_power_spec(&public.approx, layer) {
+        Some(spec) => triples.with_exp(PowerTriples::take(
+            store,
+            &exp_entry(layer),
+            &spec,
+            shape.scores(),
+        )?),
+        None => triples,
+    })
+}
+
 /// The entry of layer `layer`'s exp correlations (a piecewise exp only).
-pub(crate) fn exp_entry(layer: usize) -> String {
+fn exp_entry(layer: usize) -> String {
     format!("L{layer:02}-exp")
 }
 

@@ -183,7 +183,7 @@ impl Cost {
 
     /// One flight: each party sends `server_bits` / `client_bits` bits, packed (nothing at all,
     /// no round, when both are 0).
-    pub(crate) fn flight(server_bits: usize, client_bits: usize) -> Cost {
+    pub fn flight(server_bits: usize, client_bits: usize) -> Cost {
         let side = match (server_bits > 0, client_bits > 0) {
             (false, false) => return Cost::default(),
             (true, false) => Side::Server,
