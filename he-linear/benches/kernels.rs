@@ -1,10 +1,13 @@
-//! Criterion benches of the HE kernels: NTT, the COP scalar×ciphertext accumulation, seeded
-//! encryption, and opening a response. Throughput is printed in elements per second.
+//! Criterion benches of the HE kernels: NTT, the COP scalar×ciphertext accumulation and the
+//! NTT-domain dot product (every SIMD path the CPU runs, side by side), seeded encryption,
+//! and opening a response. Throughput is printed in elements per second.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use he_linear::kernel::{accumulate_group, to_panels, TILE};
+use he_linear::kernel::{accumulate_group_with, to_panels, KernelPath, TILE};
 use he_linear::params::HeParams;
+use he_linear::poly::{Repr, RnsPoly};
 use he_linear::response::Window;
 use he_linear::rlwe::{encrypt_sk, PublicKey, SecretKey};
+use he_linear::simd;
 use he_linear::{response, rlwe};
 use mpc_core::{AesPrg, Seed};
 use rand_core::RngCore;
@@ -32,8 +35,10 @@ fn bench_accumulate(c: &mut Criterion) {
     let n = params.n();
     let mut rng = AesPrg::new(Seed([1; 16]));
     let mut g = c.benchmark_group("scalar_x_ct_accumulate");
-    {
-        let (k, rows) = (128usize, 768usize);
+    // BERT-base's inner dimensions: 768 (Linear_qkv, _o, _h1) and 3072 (Linear_h2); every
+    // path the CPU runs side by side (avx2 is the kernel before AVX-512, 2026-12-07).
+    for rows in [768usize, 3072] {
+        let k = 128usize;
         // One 1024-column slice of a limb keeps the bench short; the kernel is column-blocked.
         let n = n / 8;
         let w: Vec<u32> = (0..rows * n).map(|_| rng.next_u32() % m.p).collect();
@@ -44,10 +49,88 @@ fn bench_accumulate(c: &mut Criterion) {
         let mut out = vec![0u32; k * n];
         // One element = one 31-bit multiply-accumulate.
         g.throughput(Throughput::Elements((k * rows * n) as u64));
-        g.bench_with_input(
-            BenchmarkId::new("mul-acc one limb", format!("k={k} m={rows} N={n}")),
-            &(),
-            |b, _| b.iter(|| accumulate_group(&panels, &x, k, m, black_box(&mut out))),
+        for path in KernelPath::available() {
+            g.bench_with_input(
+                BenchmarkId::new(
+                    format!("mul-acc one limb, {}", path.name()),
+                    format!("k={k} m={rows} N={n}"),
+                ),
+                &(),
+                |b, _| {
+                    b.iter(|| accumulate_group_with(&panels, &x, k, m, black_box(&mut out), path))
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+fn bench_dot(c: &mut Criterion) {
+    let params = HeParams::default_params().unwrap();
+    let ctx = params.rns();
+    let mut rng = AesPrg::new(Seed([4; 16]));
+    let mut g = c.benchmark_group("ntt_dot_product");
+    // SIP's products sum a row of ciphertext parts times plaintexts; a Galois key switch sums
+    // its digits (a few terms).
+    for terms in [4usize, 24] {
+        let polys: Vec<RnsPoly> = (0..2 * terms)
+            .map(|_| {
+                let data = ctx
+                    .moduli()
+                    .iter()
+                    .flat_map(|md| {
+                        (0..ctx.n())
+                            .map(|_| rng.next_u32() % md.p)
+                            .collect::<Vec<_>>()
+                    })
+                    .collect();
+                RnsPoly::from_residues(ctx, data, Repr::Ntt).unwrap()
+            })
+            .collect();
+        let (a, b): (Vec<&RnsPoly>, Vec<&RnsPoly>) = (
+            polys[..terms].iter().collect(),
+            polys[terms..].iter().collect(),
+        );
+        // One element = one coefficient product (all limbs).
+        g.throughput(Throughput::Elements((terms * ctx.n() * ctx.len()) as u64));
+        for path in KernelPath::available() {
+            g.bench_with_input(
+                BenchmarkId::new(
+                    format!("dot, {}", path.name()),
+                    format!("{terms} terms, N=8192, 7 primes"),
+                ),
+                &(),
+                |bch, _| bch.iter(|| RnsPoly::dot_with(ctx, black_box(&a), &b, path)),
+            );
+        }
+    }
+    g.finish();
+}
+
+fn bench_reductions(c: &mut Criterion) {
+    let params = HeParams::default_params().unwrap();
+    let m = &params.rns().moduli()[0];
+    let n = params.n();
+    let mut rng = AesPrg::new(Seed([5; 16]));
+    let x: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
+    let a: Vec<u32> = (0..n).map(|_| rng.next_u32() % m.p).collect();
+    let b: Vec<u32> = (0..n).map(|_| rng.next_u32() % m.p).collect();
+    let mut out = vec![0u32; n];
+    let mut g = c.benchmark_group("mod_p");
+    g.throughput(Throughput::Elements(n as u64));
+    for path in KernelPath::available() {
+        g.bench_function(
+            format!("u64 mod p, one limb N=8192, {}", path.name()),
+            |bch| bch.iter(|| simd::reduce_into(m, black_box(&x), &mut out, path)),
+        );
+        g.bench_function(
+            format!("a·b mod p, one limb N=8192, {}", path.name()),
+            |bch| {
+                bch.iter(|| {
+                    out.copy_from_slice(&a);
+                    simd::mul_assign_mod(m, black_box(&mut out), &b, path)
+                })
+            },
         );
     }
     g.finish();
@@ -111,6 +194,6 @@ fn bench_encrypt_open(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench_ntt, bench_accumulate, bench_encrypt_open
+    targets = bench_ntt, bench_accumulate, bench_dot, bench_reductions, bench_encrypt_open
 }
 criterion_main!(benches);

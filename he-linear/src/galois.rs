@@ -35,6 +35,7 @@ use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
 use crate::rlwe::{expand_a, Ciphertext, SecretKey};
 use crate::sampling;
+use crate::simd::{self, KernelPath};
 use mpc_core::{Channel, Dims, Error, Result, Seed, Turn};
 use rand_core::RngCore;
 
@@ -181,7 +182,8 @@ impl GaloisKey {
                         data.extend_from_slice(c1.limb(l));
                     } else {
                         let at = data.len();
-                        data.extend(digit.iter().map(|&v| m.reduce(v)));
+                        data.resize(at + digit.len(), 0);
+                        simd::reduce_into(m, &digit, &mut data[at..], KernelPath::detect());
                         ctx.ntt(l, &mut data[at..]);
                     }
                 }

@@ -4,15 +4,22 @@
 //! It is a modular matrix product with 31-bit operands. Products are < 2^62, accumulated lazily
 //! in `u64` lanes and folded every [`FOLD`] terms (`rns::lazy_fold`). Weights are
 //! stored in panels of 8 columns × all rows (`[block][μ][8]`), so the inner loop streams one
-//! contiguous panel (m·32 bytes, L2-resident) for a tile of [`TILE`] tokens held in registers;
-//! with AVX2 each step is a broadcast and two `vpmuludq` + `vpaddq` per token.
+//! contiguous panel (m·32 bytes, L2-resident) for a tile of [`TILE`] tokens held in registers.
+//! With AVX-512 each step is one zero-extending load of the panel row, then per token a
+//! broadcast, a `vpmuludq` and a `vpaddq` on 8 columns; with AVX2 the 8 columns take two of
+//! each (even and odd columns) and the tile is split in halves of 8 tokens, which is what
+//! fits AVX2's 16 registers.
 use crate::rns::{lazy_fold, Modulus, LAZY_TERMS};
+pub use crate::simd::KernelPath;
 
 /// Columns per panel.
 pub const LANES: usize = 8;
-/// Tokens per register tile (measured on this machine: 4 → 4.9, 6 → 4.6, 8 → 7.1, 12 → 4.7,
+/// Tokens per register tile: 16 accumulators of 8 columns fill half of AVX-512's registers
+/// (on AVX2, 8 tokens per half: measured there 4 → 4.9, 6 → 4.6, 8 → 7.1, 12 → 4.7,
 /// 16 → 5.3 G multiply-accumulates/s per core).
-pub const TILE: usize = 8;
+pub const TILE: usize = 16;
+/// Tokens per AVX2 half-tile.
+const AVX2_TILE: usize = 8;
 /// Products accumulated between folds.
 pub const FOLD: usize = LAZY_TERMS;
 
@@ -49,28 +56,29 @@ fn panel_tile_portable(
     acc
 }
 
-/// AVX2 path: the same tile with `vpmuludq` (even columns from the low halves of the 64-bit
-/// lanes, odd columns after a 32-bit shift), 2·TILE accumulators held in registers.
+/// AVX2 path: [`AVX2_TILE`] tokens from token `first` with `vpmuludq` (even columns from the
+/// low halves of the 64-bit lanes, odd columns after a 32-bit shift), 2·[`AVX2_TILE`]
+/// accumulators held in registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn panel_tile_avx2(
     panel: &[u32],
     x: &[u32],
     k_pad: usize,
-    tile: usize,
+    first: usize,
     two32: u64,
-) -> [[u64; LANES]; TILE] {
+) -> [[u64; LANES]; AVX2_TILE] {
     use std::arch::x86_64::*;
     let rows = panel.len() / LANES;
-    debug_assert!(x.len() >= rows * k_pad && tile * TILE + TILE <= k_pad);
+    debug_assert!(x.len() >= rows * k_pad && first + AVX2_TILE <= k_pad);
     let zero = _mm256_setzero_si256();
-    let mut even = [zero; TILE];
-    let mut odd = [zero; TILE];
+    let mut even = [zero; AVX2_TILE];
+    let mut odd = [zero; AVX2_TILE];
     let low = _mm256_set1_epi64x(0xFFFF_FFFF);
     let c = _mm256_set1_epi64x(two32 as i64);
     let pp = panel.as_ptr();
-    // SAFETY: tile·TILE + TILE ≤ k_pad ≤ x.len().
-    let xp = unsafe { x.as_ptr().add(tile * TILE) };
+    // SAFETY: first + AVX2_TILE ≤ k_pad ≤ x.len().
+    let xp = unsafe { x.as_ptr().add(first) };
     let mut mu = 0;
     while mu < rows {
         let end = (mu + FOLD).min(rows);
@@ -80,7 +88,7 @@ unsafe fn panel_tile_avx2(
             let w_odd = _mm256_srli_epi64::<32>(w);
             // SAFETY: row < rows and x holds rows·k_pad values.
             let xr = unsafe { xp.add(row * k_pad) };
-            for t in 0..TILE {
+            for t in 0..AVX2_TILE {
                 // A 32-bit broadcast from memory is a pure load (no shuffle port);
                 // vpmuludq reads only the low half of each 64-bit lane.
                 let xv = _mm256_broadcastd_epi32(_mm_cvtsi32_si128(unsafe { *xr.add(t) } as i32));
@@ -88,7 +96,7 @@ unsafe fn panel_tile_avx2(
                 odd[t] = _mm256_add_epi64(odd[t], _mm256_mul_epu32(w_odd, xv));
             }
         }
-        for t in 0..TILE {
+        for t in 0..AVX2_TILE {
             for a in [&mut even[t], &mut odd[t]] {
                 let hi = _mm256_srli_epi64::<32>(*a);
                 *a = _mm256_add_epi64(_mm256_and_si256(*a, low), _mm256_mul_epu32(hi, c));
@@ -96,8 +104,8 @@ unsafe fn panel_tile_avx2(
         }
         mu = end;
     }
-    let mut acc = [[0u64; LANES]; TILE];
-    for t in 0..TILE {
+    let mut acc = [[0u64; LANES]; AVX2_TILE];
+    for t in 0..AVX2_TILE {
         let (mut e, mut o) = ([0u64; 4], [0u64; 4]);
         // SAFETY: 4 u64 each.
         unsafe {
@@ -112,41 +120,118 @@ unsafe fn panel_tile_avx2(
     acc
 }
 
+/// AVX-512 path: the tile's [`TILE`] tokens, one accumulator of 8 columns (`u64` lanes) per
+/// token: per panel row one zero-extending load, then per token a broadcast load, a
+/// `vpmuludq` and a `vpaddq`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn panel_tile_avx512(
+    panel: &[u32],
+    x: &[u32],
+    k_pad: usize,
+    tile: usize,
+    two32: u64,
+) -> [[u64; LANES]; TILE] {
+    use std::arch::x86_64::*;
+    let rows = panel.len() / LANES;
+    debug_assert!(x.len() >= rows * k_pad && tile * TILE + TILE <= k_pad);
+    let mut acc = [_mm512_setzero_si512(); TILE];
+    let low = _mm512_set1_epi64(0xFFFF_FFFF);
+    let c = _mm512_set1_epi64(two32 as i64);
+    let pp = panel.as_ptr();
+    // SAFETY: tile·TILE + TILE ≤ k_pad ≤ x.len().
+    let xp = unsafe { x.as_ptr().add(tile * TILE) };
+    let mut mu = 0;
+    while mu < rows {
+        let end = (mu + FOLD).min(rows);
+        for row in mu..end {
+            // SAFETY: row < rows, so the 8 lanes are inside `panel`.
+            let w = _mm512_cvtepu32_epi64(unsafe {
+                _mm256_loadu_si256(pp.add(row * LANES) as *const __m256i)
+            });
+            // SAFETY: row < rows and x holds rows·k_pad values; the tile is inside a row.
+            let xr = unsafe { xp.add(row * k_pad) };
+            for (t, a) in acc.iter_mut().enumerate() {
+                // vpmuludq reads the low half of each 64-bit lane: a 32-bit broadcast is
+                // enough (and is a pure load).
+                let xv = _mm512_set1_epi32(unsafe { *xr.add(t) } as i32);
+                *a = _mm512_add_epi64(*a, _mm512_mul_epu32(w, xv));
+            }
+        }
+        for a in acc.iter_mut() {
+            let hi = _mm512_srli_epi64::<32>(*a);
+            *a = _mm512_add_epi64(_mm512_and_si512(*a, low), _mm512_mul_epu32(hi, c));
+        }
+        mu = end;
+    }
+    let mut out = [[0u64; LANES]; TILE];
+    for (o, a) in out.iter_mut().zip(acc) {
+        // SAFETY: 8 u64 each.
+        unsafe { _mm512_storeu_si512(o.as_mut_ptr() as *mut __m512i, a) };
+    }
+    out
+}
+
+/// One tile of tokens over one panel on `path` (which the CPU must support).
+fn panel_tile(
+    path: KernelPath,
+    panel: &[u32],
+    x: &[u32],
+    k_pad: usize,
+    tile: usize,
+    two32: u64,
+) -> [[u64; LANES]; TILE] {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `path` is one of KernelPath::available(), so the CPU has AVX-512F.
+        KernelPath::Avx512 => unsafe { panel_tile_avx512(panel, x, k_pad, tile, two32) },
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => {
+            let mut acc = [[0u64; LANES]; TILE];
+            for (half, out) in acc.chunks_exact_mut(AVX2_TILE).enumerate() {
+                let first = tile * TILE + half * AVX2_TILE;
+                // SAFETY: `path` is one of KernelPath::available(), so the CPU has AVX2.
+                out.copy_from_slice(&unsafe { panel_tile_avx2(panel, x, k_pad, first, two32) });
+            }
+            acc
+        }
+        _ => panel_tile_portable(panel, x, k_pad, tile, two32),
+    }
+}
+
 /// Accumulates one column group: `panels` is `[block][μ][LANES]` (N/LANES blocks of m rows),
 /// `x` is `[μ][k_pad]` (the client's share reduced mod p, tokens padded to a multiple of
-/// [`TILE`]), `out` is `[r][N]` (k rows). Uses AVX2 when the CPU has it, unless `portable`.
+/// [`TILE`]), `out` is `[r][N]` (k rows), on `path`.
+///
+/// # Panics
+/// If `path` is not one of [`KernelPath::available`], or the shapes disagree.
 pub fn accumulate_group_with(
     panels: &[u32],
     x: &[u32],
     k: usize,
     m: &Modulus,
     out: &mut [u32],
-    portable: bool,
+    path: KernelPath,
 ) {
+    assert!(
+        path <= KernelPath::detect(),
+        "{path:?} is not available on this CPU"
+    );
     let k_pad = k.div_ceil(TILE) * TILE;
-    assert!(k > 0 && x.len() % k_pad == 0, "x is not [μ][k_pad]");
+    assert!(
+        k > 0 && x.len().is_multiple_of(k_pad),
+        "x is not [μ][k_pad]"
+    );
     let rows = x.len() / k_pad;
     assert!(
-        rows > 0 && panels.len() % (rows * LANES) == 0,
+        rows > 0 && panels.len().is_multiple_of(rows * LANES),
         "panels are not [block][μ][8]"
     );
     let n = panels.len() / rows;
     assert_eq!(out.len(), k * n, "output is not [k][N]");
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = !portable && std::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx2 = false;
     for (b, panel) in panels.chunks_exact(rows * LANES).enumerate() {
         for tile in 0..k_pad / TILE {
-            #[cfg(target_arch = "x86_64")]
-            let acc = if avx2 {
-                // SAFETY: AVX2 is available (checked above).
-                unsafe { panel_tile_avx2(panel, x, k_pad, tile, m.two32) }
-            } else {
-                panel_tile_portable(panel, x, k_pad, tile, m.two32)
-            };
-            #[cfg(not(target_arch = "x86_64"))]
-            let acc = panel_tile_portable(panel, x, k_pad, tile, m.two32);
+            let acc = panel_tile(path, panel, x, k_pad, tile, m.two32);
             for (t, lanes) in acc.iter().enumerate() {
                 let r = tile * TILE + t;
                 if r < k {
@@ -158,12 +243,11 @@ pub fn accumulate_group_with(
             }
         }
     }
-    let _ = avx2;
 }
 
 /// [`accumulate_group_with`] on the fastest path the CPU supports.
 pub fn accumulate_group(panels: &[u32], x: &[u32], k: usize, m: &Modulus, out: &mut [u32]) {
-    accumulate_group_with(panels, x, k, m, out, false)
+    accumulate_group_with(panels, x, k, m, out, KernelPath::detect())
 }
 
 /// Scatters row `mu` (N values) of a column group into its panels `[block][μ][LANES]`
@@ -197,7 +281,15 @@ mod tests {
         let m = &ctx.moduli()[0];
         let p = m.p;
         let mut rng = AesPrg::new(Seed([9; 16]));
-        for (k, rows) in [(1usize, 1usize), (5, 13), (8, 40), (3, 100), (13, 30)] {
+        for (k, rows) in [
+            (1usize, 1usize),
+            (5, 13),
+            (8, 40),
+            (3, 100),
+            (13, 30),
+            (17, 7),
+            (33, 50),
+        ] {
             let n = 64;
             let k_pad = k.div_ceil(TILE) * TILE;
             // Mix of extremes (p − 1, 0) and random residues.
@@ -217,9 +309,11 @@ mod tests {
             to_panels(&w, rows, n, &mut panels);
             let mut out = vec![0u32; k * n];
             accumulate_group(&panels, &x, k, m, &mut out);
-            let mut portable = vec![0u32; k * n];
-            accumulate_group_with(&panels, &x, k, m, &mut portable, true);
-            assert_eq!(out, portable);
+            for path in KernelPath::available() {
+                let mut other = vec![0u32; k * n];
+                accumulate_group_with(&panels, &x, k, m, &mut other, path);
+                assert_eq!(out, other, "{path:?}");
+            }
             for r in 0..k {
                 for c in 0..n {
                     let want = (0..rows).fold(0u64, |acc, mu| {

@@ -17,7 +17,8 @@
 //! (31-bit NTT primes on `tfhe-ntt`, polynomials that know their representation), [`rlwe`]
 //! (ternary keys, seeded and public-key encryption with Δ = q/2^ℓ), [`response`] (circuit privacy:
 //! re-randomization, flooding, modulus switching, masking), [`kernel`] (the packed
-//! accumulation loop), [`weight_store`] (the client's on-disk cache).
+//! accumulation loop), [`simd`] (the run-time choice of AVX2 / AVX-512 paths, vectorised
+//! reductions), [`weight_store`] (the client's on-disk cache).
 //!
 //! Shares are elements of Z_{2^64} held in `u64`; outputs reconstruct to the exact product.
 //!
@@ -78,5 +79,6 @@ pub mod rns;
 pub mod row_products;
 pub mod sampling;
 pub mod secret_product;
+pub mod simd;
 pub mod sip;
 pub mod weight_store;

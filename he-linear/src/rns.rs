@@ -11,14 +11,14 @@ pub fn is_prime_u32(n: u32) -> bool {
         return false;
     }
     for p in [2u32, 3, 5, 7, 11, 13] {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }
     let n64 = n as u64;
     let mut d = n64 - 1;
     let mut s = 0;
-    while d % 2 == 0 {
+    while d.is_multiple_of(2) {
         d /= 2;
         s += 1;
     }
@@ -223,7 +223,8 @@ impl RnsContext {
         let mut moduli = Vec::new();
         let mut plans = Vec::new();
         for (i, &p) in primes.iter().enumerate() {
-            if p >= PRIME_BOUND || !is_prime_u32(p) || (p as u64 - 1) % (2 * n as u64) != 0 {
+            if p >= PRIME_BOUND || !is_prime_u32(p) || !(p as u64 - 1).is_multiple_of(2 * n as u64)
+            {
                 return Err(Error::InvalidArgument(format!(
                     "{p} is not a prime below 2^31 congruent to 1 mod 2N"
                 )));
