@@ -26,13 +26,14 @@
 //! of ⌊Y/2^lo⌋ modulo 2^{hi−lo}, within 2 units (the server's rounded X_s·W, the carry of the
 //! client's share, the response's rounding). `bert::secure` drops the 18 bits its truncation
 //! would, 17 bits fewer per c0 and c1 coefficient (−24 % bytes).
-use crate::kernel::{accumulate_group, scatter_row, TILE};
+use crate::kernel::{accumulate_group, scatter_row, x_index, TILE};
 pub use crate::layout::{slot_positions, CopLayout, Packing, Slot};
 use crate::matrix::{MatDims, RingMatrix};
 use crate::params::HeParams;
 use crate::poly::{Repr, RnsPoly};
 use crate::response::{self, Window};
 use crate::rlwe::{encrypt_sk, expand_a, Ciphertext, PublicKey, SecretKey};
+use crate::simd::{self, KernelPath};
 use crate::weight_store::{
     client_answer_setup, layer_path, server_offer_setup, write_records, CacheHeader, CachedLayer,
     EncryptedLayer,
@@ -246,7 +247,7 @@ fn accumulate_outputs(
     let (k, m) = (x_c.rows(), x_c.cols());
     let virtual_tokens = k * rows;
     let k_pad = virtual_tokens.div_ceil(TILE) * TILE;
-    // x[t, jP + i] mod each prime at [j][t·P + i] (padded), as the kernel reads it.
+    // x[t, jP + i] mod each prime at kernel row j, virtual token t·P + i (padded).
     let x_res: Vec<Vec<u32>> = ctx
         .moduli()
         .par_iter()
@@ -255,7 +256,7 @@ fn accumulate_outputs(
             for t in 0..k {
                 for (mu, &x) in x_c.row(t).iter().enumerate() {
                     let (j, i) = (mu / rows, mu % rows);
-                    v[j * k_pad + t * rows + i] = md.from_i64(x as i64);
+                    v[x_index(j, t * rows + i, cts)] = md.from_i64(x as i64);
                 }
             }
             v
@@ -280,42 +281,48 @@ fn accumulate_outputs(
         .collect();
     // Group g = (chunk·2 + part)·L + limb → that limb of that part of every output.
     let groups = layout.chunks() * 2 * limbs;
+    let path = KernelPath::detect();
+    // The panels and sums buffers are reused by the groups of one rayon job (every element is
+    // overwritten), so they are allocated and faulted in once per job, not once per group.
     let parts: Vec<Vec<u32>> = (0..groups)
         .into_par_iter()
-        .map(|g| {
-            let (chunk, part, l) = (g / (2 * limbs), (g / limbs) % 2, g % limbs);
-            let md = &ctx.moduli()[l];
-            let mut panels = vec![0u32; cts * poly_n];
-            for j in 0..cts {
-                let ct = chunk * cts + j;
-                let src = match part {
-                    0 => &layer.b(ct)[l * poly_n..(l + 1) * poly_n],
-                    _ => a[ct].limb(l),
-                };
-                scatter_row(src, j, cts, &mut panels);
-            }
-            let mut sums = vec![0u32; virtual_tokens * poly_n];
-            accumulate_group(&panels, &x_res[l], virtual_tokens, md, &mut sums);
-            drop(panels);
-            let mut out = vec![0u32; outputs.len() * poly_n];
-            for (o, slots) in outputs.iter().enumerate() {
-                if slots[0].chunk != chunk {
-                    continue;
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(panels, sums): &mut (Vec<u32>, Vec<u32>), g| {
+                let (chunk, part, l) = (g / (2 * limbs), (g / limbs) % 2, g % limbs);
+                let md = &ctx.moduli()[l];
+                panels.resize(cts * poly_n, 0);
+                for j in 0..cts {
+                    let ct = chunk * cts + j;
+                    let src = match part {
+                        0 => &layer.b(ct)[l * poly_n..(l + 1) * poly_n],
+                        _ => a[ct].limb(l),
+                    };
+                    scatter_row(src, j, cts, panels);
                 }
-                let dst = &mut out[o * poly_n..(o + 1) * poly_n];
-                for (tau, slot) in slots.iter().enumerate() {
-                    for i in 0..rows {
-                        let q = tau * rows + i;
-                        let v = slot.token * rows + i;
-                        let sum = &sums[v * poly_n..(v + 1) * poly_n];
-                        for ((d, &x), &w) in dst.iter_mut().zip(sum).zip(monomials[q].limb(l)) {
-                            *d = md.add(*d, md.mul(x, w));
+                sums.resize(virtual_tokens * poly_n, 0);
+                accumulate_group(panels, &x_res[l], virtual_tokens, md, sums);
+                // Output o's limb: Σ_{τ,i} sums[t_τ·P + i] ⊙ monomial[τ·P + i], one lazy dot.
+                let mut out = vec![0u32; outputs.len() * poly_n];
+                let (mut xs, mut ys) = (Vec::new(), Vec::new());
+                for (o, slots) in outputs.iter().enumerate() {
+                    if slots[0].chunk != chunk {
+                        continue;
+                    }
+                    xs.clear();
+                    ys.clear();
+                    for (tau, slot) in slots.iter().enumerate() {
+                        for i in 0..rows {
+                            let v = slot.token * rows + i;
+                            xs.push(&sums[v * poly_n..(v + 1) * poly_n]);
+                            ys.push(monomials[tau * rows + i].limb(l));
                         }
                     }
+                    simd::dot_into(md, &xs, &ys, &mut out[o * poly_n..(o + 1) * poly_n], path);
                 }
-            }
-            out
-        })
+                out
+            },
+        )
         .collect();
     let mut out: Vec<Ciphertext> = (0..outputs.len())
         .map(|_| Ciphertext::zero(params))

@@ -1,7 +1,7 @@
 //! Polynomials in R_q = `Z_q[X]/(X^N + 1)` held as RNS residues, limb-major (`data[l·N + i]`),
 //! tagged with their representation so a coefficient-domain polynomial is never multiplied
 //! point-wise by mistake.
-use crate::rns::{lazy_fold, RnsContext, LAZY_TERMS};
+use crate::rns::RnsContext;
 use crate::simd::{self, KernelPath};
 use mpc_core::{Dims, Error, Result};
 
@@ -203,29 +203,17 @@ impl RnsPoly {
             a.iter().chain(b).all(|p| p.repr == Repr::Ntt),
             "ring products need NTT form"
         );
-        assert!(
-            path <= KernelPath::detect(),
-            "{path:?} is not available on this CPU"
-        );
         let n = ctx.n();
-        let chunk = n.min(DOT_CHUNK);
         let mut out = RnsPoly::zero(ctx, Repr::Ntt);
-        let mut acc = [0u64; DOT_CHUNK];
+        let mut xs = Vec::with_capacity(a.len());
+        let mut ys = Vec::with_capacity(b.len());
         for (l, m) in ctx.moduli().iter().enumerate() {
-            for start in (l * n..(l + 1) * n).step_by(chunk) {
-                let range = start..start + chunk;
-                let acc = &mut acc[..chunk];
-                match path {
-                    #[cfg(target_arch = "x86_64")]
-                    KernelPath::Avx512 if chunk == DOT_CHUNK => {
-                        // SAFETY: `path` is available, so the CPU has AVX-512F; every operand
-                        // slice holds DOT_CHUNK values.
-                        unsafe { dot_chunk_avx512(a, b, range.clone(), m.two32, acc) }
-                    }
-                    _ => dot_chunk_portable(a, b, range.clone(), m.two32, acc),
-                }
-                simd::reduce_into(m, acc, &mut out.data[range], path);
-            }
+            let r = l * n..(l + 1) * n;
+            xs.clear();
+            ys.clear();
+            xs.extend(a.iter().map(|p| &p.data[r.clone()]));
+            ys.extend(b.iter().map(|p| &p.data[r.clone()]));
+            simd::dot_into(m, &xs, &ys, &mut out.data[r], path);
         }
         out
     }
@@ -250,91 +238,6 @@ impl RnsPoly {
             }
         }
         out
-    }
-}
-
-/// Coefficients per block of [`RnsPoly::dot`]: the accumulators of one block (16 AVX-512
-/// registers) stay in registers across all terms.
-const DOT_CHUNK: usize = 128;
-
-/// One block of [`RnsPoly::dot`]: `acc[i] ≡ Σ_t a_t[range][i] · b_t[range][i]`, folded lazily.
-fn dot_chunk_portable(
-    a: &[&RnsPoly],
-    b: &[&RnsPoly],
-    range: std::ops::Range<usize>,
-    two32: u64,
-    acc: &mut [u64],
-) {
-    acc.fill(0);
-    for (terms, (x, y)) in a.iter().zip(b).enumerate() {
-        let (xs, ys) = (&x.data[range.clone()], &y.data[range.clone()]);
-        for ((s, &u), &v) in acc.iter_mut().zip(xs).zip(ys) {
-            *s += u as u64 * v as u64;
-        }
-        if terms % LAZY_TERMS == LAZY_TERMS - 1 {
-            for s in acc.iter_mut() {
-                *s = lazy_fold(*s, two32);
-            }
-        }
-    }
-}
-
-/// [`dot_chunk_portable`] on AVX-512F for a block of [`DOT_CHUNK`] coefficients: each
-/// 16-value load gives its even coefficients to one `vpmuludq` (which reads the low half of
-/// every 64-bit lane) and its odd ones, after a 32-bit shift, to another; 8 + 8 accumulators.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn dot_chunk_avx512(
-    a: &[&RnsPoly],
-    b: &[&RnsPoly],
-    range: std::ops::Range<usize>,
-    two32: u64,
-    acc: &mut [u64],
-) {
-    use std::arch::x86_64::*;
-    const VECS: usize = DOT_CHUNK / 16;
-    assert!(range.len() == DOT_CHUNK && acc.len() == DOT_CHUNK);
-    let mut even = [_mm512_setzero_si512(); VECS];
-    let mut odd = [_mm512_setzero_si512(); VECS];
-    let low = _mm512_set1_epi64(0xFFFF_FFFF);
-    let c = _mm512_set1_epi64(two32 as i64);
-    let fold = |v: __m512i| {
-        _mm512_add_epi64(
-            _mm512_and_si512(v, low),
-            _mm512_mul_epu32(_mm512_srli_epi64::<32>(v), c),
-        )
-    };
-    for (terms, (x, y)) in a.iter().zip(b).enumerate() {
-        let (xs, ys) = (&x.data[range.clone()], &y.data[range.clone()]);
-        for j in 0..VECS {
-            // SAFETY: both slices hold DOT_CHUNK = 16·VECS values.
-            let (u, v) = unsafe {
-                (
-                    _mm512_loadu_si512(xs.as_ptr().add(16 * j) as *const __m512i),
-                    _mm512_loadu_si512(ys.as_ptr().add(16 * j) as *const __m512i),
-                )
-            };
-            even[j] = _mm512_add_epi64(even[j], _mm512_mul_epu32(u, v));
-            let (u, v) = (_mm512_srli_epi64::<32>(u), _mm512_srli_epi64::<32>(v));
-            odd[j] = _mm512_add_epi64(odd[j], _mm512_mul_epu32(u, v));
-        }
-        if terms % LAZY_TERMS == LAZY_TERMS - 1 {
-            for v in even.iter_mut().chain(odd.iter_mut()) {
-                *v = fold(*v);
-            }
-        }
-    }
-    for j in 0..VECS {
-        let (mut e, mut o) = ([0u64; 8], [0u64; 8]);
-        // SAFETY: 8 u64 each.
-        unsafe {
-            _mm512_storeu_si512(e.as_mut_ptr() as *mut __m512i, even[j]);
-            _mm512_storeu_si512(o.as_mut_ptr() as *mut __m512i, odd[j]);
-        }
-        for i in 0..8 {
-            acc[16 * j + 2 * i] = e[i];
-            acc[16 * j + 2 * i + 1] = o[i];
-        }
     }
 }
 

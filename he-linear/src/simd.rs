@@ -8,7 +8,7 @@
 //! them, and so do the reductions below: a `u64` reduced mod a 31-bit prime takes a 64×64-bit
 //! product in Barrett's method, which SSE2 and AVX2 lack; AVX-512 estimates the quotient in
 //! double precision instead and corrects it once (exact, see [`reduce_into`]).
-use crate::rns::Modulus;
+use crate::rns::{lazy_fold, Modulus, LAZY_TERMS};
 use std::sync::OnceLock;
 
 /// Which implementation of the SIMD hot loops runs.
@@ -111,6 +111,62 @@ pub fn mul_assign_mod(m: &Modulus, a: &mut [u32], b: &[u32], path: KernelPath) {
     }
 }
 
+/// Coefficients per block of [`dot_into`]: one block's accumulators (16 AVX-512 registers)
+/// stay in registers across all terms.
+const DOT_CHUNK: usize = 128;
+
+/// `out[i] = Σ_t a_t[i] · b_t[i] mod p` for residues below p, on `path`: products are summed
+/// in `u64` lanes, folded every [`LAZY_TERMS`] terms with 2^32 ≡ c (mod p), and reduced once.
+///
+/// # Panics
+/// If the term counts or lengths differ, or `path` is not available.
+pub fn dot_into(m: &Modulus, a: &[&[u32]], b: &[&[u32]], out: &mut [u32], path: KernelPath) {
+    assert_eq!(a.len(), b.len(), "dot product of unequal lengths");
+    assert!(
+        a.iter().chain(b).all(|t| t.len() == out.len()),
+        "terms of the output's length"
+    );
+    path.check();
+    let mut acc = [0u64; DOT_CHUNK];
+    let mut start = 0;
+    while start < out.len() {
+        let range = start..(start + DOT_CHUNK).min(out.len());
+        let acc = &mut acc[..range.len()];
+        match path {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX-512F (checked above); the block holds DOT_CHUNK values.
+            KernelPath::Avx512 if range.len() == DOT_CHUNK => unsafe {
+                avx512::dot_chunk(a, b, range.clone(), m.two32, acc)
+            },
+            _ => dot_chunk_portable(a, b, range.clone(), m.two32, acc),
+        }
+        reduce_into(m, acc, &mut out[range.clone()], path);
+        start = range.end;
+    }
+}
+
+/// One block of [`dot_into`]: `acc[i] ≡ Σ_t a_t[range][i] · b_t[range][i]`, folded lazily.
+fn dot_chunk_portable(
+    a: &[&[u32]],
+    b: &[&[u32]],
+    range: std::ops::Range<usize>,
+    two32: u64,
+    acc: &mut [u64],
+) {
+    acc.fill(0);
+    for (terms, (x, y)) in a.iter().zip(b).enumerate() {
+        let (xs, ys) = (&x[range.clone()], &y[range.clone()]);
+        for ((s, &u), &v) in acc.iter_mut().zip(xs).zip(ys) {
+            *s += u as u64 * v as u64;
+        }
+        if terms % LAZY_TERMS == LAZY_TERMS - 1 {
+            for s in acc.iter_mut() {
+                *s = lazy_fold(*s, two32);
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use crate::rns::Modulus;
@@ -172,6 +228,63 @@ mod avx512 {
             *x = m.mul(*x, y);
         }
     }
+
+    /// [`super::dot_chunk_portable`] on AVX-512F for a block of [`super::DOT_CHUNK`] coefficients: each
+    /// 16-value load gives its even coefficients to one `vpmuludq` (which reads the low half of
+    /// every 64-bit lane) and its odd ones, after a 32-bit shift, to another; 8 + 8 accumulators.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dot_chunk(
+        a: &[&[u32]],
+        b: &[&[u32]],
+        range: std::ops::Range<usize>,
+        two32: u64,
+        acc: &mut [u64],
+    ) {
+        const VECS: usize = super::DOT_CHUNK / 16;
+        assert!(range.len() == super::DOT_CHUNK && acc.len() == super::DOT_CHUNK);
+        let mut even = [_mm512_setzero_si512(); VECS];
+        let mut odd = [_mm512_setzero_si512(); VECS];
+        let low = _mm512_set1_epi64(0xFFFF_FFFF);
+        let c = _mm512_set1_epi64(two32 as i64);
+        let fold = |v: __m512i| {
+            _mm512_add_epi64(
+                _mm512_and_si512(v, low),
+                _mm512_mul_epu32(_mm512_srli_epi64::<32>(v), c),
+            )
+        };
+        for (terms, (x, y)) in a.iter().zip(b).enumerate() {
+            let (xs, ys) = (&x[range.clone()], &y[range.clone()]);
+            for j in 0..VECS {
+                // SAFETY: both slices hold super::DOT_CHUNK = 16·VECS values.
+                let (u, v) = unsafe {
+                    (
+                        _mm512_loadu_si512(xs.as_ptr().add(16 * j) as *const __m512i),
+                        _mm512_loadu_si512(ys.as_ptr().add(16 * j) as *const __m512i),
+                    )
+                };
+                even[j] = _mm512_add_epi64(even[j], _mm512_mul_epu32(u, v));
+                let (u, v) = (_mm512_srli_epi64::<32>(u), _mm512_srli_epi64::<32>(v));
+                odd[j] = _mm512_add_epi64(odd[j], _mm512_mul_epu32(u, v));
+            }
+            if terms % super::LAZY_TERMS == super::LAZY_TERMS - 1 {
+                for v in even.iter_mut().chain(odd.iter_mut()) {
+                    *v = fold(*v);
+                }
+            }
+        }
+        for j in 0..VECS {
+            let (mut e, mut o) = ([0u64; 8], [0u64; 8]);
+            // SAFETY: 8 u64 each.
+            unsafe {
+                _mm512_storeu_si512(e.as_mut_ptr() as *mut __m512i, even[j]);
+                _mm512_storeu_si512(o.as_mut_ptr() as *mut __m512i, odd[j]);
+            }
+            for i in 0..8 {
+                acc[16 * j + 2 * i] = e[i];
+                acc[16 * j + 2 * i + 1] = o[i];
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -231,6 +344,34 @@ mod tests {
                 let mut c = a.clone();
                 mul_assign_mod(m, &mut c, &b, path);
                 assert_eq!(c, prod, "{path:?} p={p}");
+            }
+            // Dot products of 1..=7 terms (lazy folds) over 300 values (two full blocks and
+            // a tail), every residue p − 1 or 0 or random.
+            let val = |rng: &mut AesPrg, i: usize| match i % 3 {
+                0 => m.p - 1,
+                1 => rng.next_u32() % m.p,
+                _ => [0, m.p - 1][i % 2],
+            };
+            let terms: Vec<Vec<u32>> = (0..14)
+                .map(|t| (0..300).map(|i| val(&mut rng, i + t)).collect())
+                .collect();
+            for count in 1..=7 {
+                let xs: Vec<&[u32]> = terms[..count].iter().map(Vec::as_slice).collect();
+                let ys: Vec<&[u32]> = terms[7..7 + count].iter().map(Vec::as_slice).collect();
+                let want: Vec<u32> = (0..300)
+                    .map(|i| {
+                        let s = xs
+                            .iter()
+                            .zip(&ys)
+                            .fold(0u128, |s, (x, y)| s + x[i] as u128 * y[i] as u128);
+                        (s % p as u128) as u32
+                    })
+                    .collect();
+                for path in KernelPath::available() {
+                    let mut out = vec![0u32; 300];
+                    dot_into(m, &xs, &ys, &mut out, path);
+                    assert_eq!(out, want, "{path:?} p={p} terms={count}");
+                }
             }
         }
     }
