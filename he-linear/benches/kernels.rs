@@ -117,6 +117,7 @@ fn bench_reductions(c: &mut Criterion) {
     let x: Vec<u64> = (0..n).map(|_| rng.next_u64()).collect();
     let a: Vec<u32> = (0..n).map(|_| rng.next_u32() % m.p).collect();
     let b: Vec<u32> = (0..n).map(|_| rng.next_u32() % m.p).collect();
+    let signed: Vec<i64> = (0..n).map(|_| rng.next_u64() as i64 >> 40).collect();
     let mut out = vec![0u32; n];
     let mut g = c.benchmark_group("mod_p");
     g.throughput(Throughput::Elements(n as u64));
@@ -124,6 +125,19 @@ fn bench_reductions(c: &mut Criterion) {
         g.bench_function(
             format!("u64 mod p, one limb N=8192, {}", path.name()),
             |bch| bch.iter(|| simd::reduce_into(m, black_box(&x), &mut out, path)),
+        );
+        g.bench_function(
+            format!("a+b mod p, one limb N=8192, {}", path.name()),
+            |bch| {
+                bch.iter(|| {
+                    out.copy_from_slice(&a);
+                    simd::zip_map(black_box(&mut out), &b, |u, v| m.add(u, v), path)
+                })
+            },
+        );
+        g.bench_function(
+            format!("i64 mod p, one limb N=8192, {}", path.name()),
+            |bch| bch.iter(|| simd::reduce_signed_into(m, black_box(&signed), &mut out, path)),
         );
         g.bench_function(
             format!("a·b mod p, one limb N=8192, {}", path.name()),

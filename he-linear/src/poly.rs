@@ -73,10 +73,10 @@ impl RnsPoly {
             coeffs.len()
         );
         let mut p = RnsPoly::zero(ctx, Repr::Coeff);
+        let path = KernelPath::detect();
         for (l, m) in ctx.moduli().iter().enumerate() {
-            for (i, &c) in coeffs.iter().enumerate() {
-                p.data[l * n + i] = m.from_i64(c);
-            }
+            let limb = &mut p.data[l * n..l * n + coeffs.len()];
+            simd::reduce_signed_into(m, coeffs, limb, path);
         }
         p
     }
@@ -126,18 +126,23 @@ impl RnsPoly {
         }
     }
 
-    /// Applies `f(modulus, self_i, other_i)` to every residue pair of two polynomials.
+    /// Applies `f(modulus, self_i, other_i)` to every residue pair of two polynomials (on the
+    /// CPU's widest vector path).
     fn zip_assign(
         &mut self,
         ctx: &RnsContext,
         other: &RnsPoly,
         f: impl Fn(&crate::rns::Modulus, u32, u32) -> u32,
     ) {
+        let path = KernelPath::detect();
         for (l, m) in ctx.moduli().iter().enumerate() {
             let r = l * self.n..(l + 1) * self.n;
-            for (a, &b) in self.data[r.clone()].iter_mut().zip(&other.data[r]) {
-                *a = f(m, *a, b);
-            }
+            simd::zip_map(
+                &mut self.data[r.clone()],
+                &other.data[r],
+                |a, b| f(m, a, b),
+                path,
+            );
         }
     }
 

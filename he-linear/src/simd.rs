@@ -111,6 +111,44 @@ pub fn mul_assign_mod(m: &Modulus, a: &mut [u32], b: &[u32], path: KernelPath) {
     }
 }
 
+/// `out[i] = x[i] mod p` for signed values, on `path`.
+///
+/// # Panics
+/// If the lengths differ or `path` is not available.
+pub fn reduce_signed_into(m: &Modulus, x: &[i64], out: &mut [u32], path: KernelPath) {
+    assert_eq!(x.len(), out.len(), "one output per input");
+    path.check();
+    #[cfg(target_arch = "x86_64")]
+    if path == KernelPath::Avx512 && float_quotient_fits(m) {
+        // SAFETY: the CPU has AVX-512F and DQ (checked above).
+        unsafe { avx512::reduce_signed_into(m, x, out) };
+        return;
+    }
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = m.from_i64(v);
+    }
+}
+
+/// `a[i] = f(a[i], b[i])` for an element-wise `f` simple enough for the compiler to vectorize
+/// (modular additions and subtractions), compiled for AVX-512 when `path` is: the release
+/// build's baseline (SSE2) has no unsigned 32-bit minimum, so those loops stay scalar there.
+///
+/// # Panics
+/// If the lengths differ or `path` is not available.
+pub fn zip_map(a: &mut [u32], b: &[u32], f: impl Fn(u32, u32) -> u32, path: KernelPath) {
+    assert_eq!(a.len(), b.len(), "operands of equal length");
+    path.check();
+    #[cfg(target_arch = "x86_64")]
+    if path == KernelPath::Avx512 {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        unsafe { avx512::zip_map(a, b, f) };
+        return;
+    }
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = f(*x, y);
+    }
+}
+
 /// Coefficients per block of [`dot_into`]: one block's accumulators (16 AVX-512 registers)
 /// stay in registers across all terms.
 const DOT_CHUNK: usize = 128;
@@ -285,6 +323,37 @@ mod avx512 {
             }
         }
     }
+
+    #[target_feature(enable = "avx512f,avx512dq")]
+    pub(super) unsafe fn reduce_signed_into(m: &Modulus, x: &[i64], out: &mut [u32]) {
+        let p = _mm512_set1_epi64(m.p as i64);
+        let p_inv = _mm512_set1_pd(1.0 / m.p as f64);
+        let zero = _mm512_setzero_si512();
+        let (xs, x_tail) = x.split_at(x.len() / 8 * 8);
+        let (outs, out_tail) = out.split_at_mut(xs.len());
+        for (src, dst) in xs.chunks_exact(8).zip(outs.chunks_exact_mut(8)) {
+            // SAFETY: 8 values each. |x| (i64::MIN's is 2^63 as u64) reduced, then p − r where
+            // x < 0 and r ≠ 0.
+            unsafe {
+                let v = _mm512_loadu_si512(src.as_ptr() as *const __m512i);
+                let r = reduce8(_mm512_abs_epi64(v), p, p_inv);
+                let flip = _mm512_cmplt_epi64_mask(v, zero) & _mm512_cmpneq_epi64_mask(r, zero);
+                let r = _mm512_mask_sub_epi64(r, flip, p, r);
+                _mm256_storeu_si256(dst.as_mut_ptr() as *mut __m256i, _mm512_cvtepi64_epi32(r));
+            }
+        }
+        for (o, &v) in out_tail.iter_mut().zip(x_tail) {
+            *o = m.from_i64(v);
+        }
+    }
+
+    /// [`super::zip_map`]'s loop compiled for AVX-512.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn zip_map(a: &mut [u32], b: &[u32], f: impl Fn(u32, u32) -> u32) {
+        for (x, &y) in a.iter_mut().zip(b) {
+            *x = f(*x, y);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -344,6 +413,27 @@ mod tests {
                 let mut c = a.clone();
                 mul_assign_mod(m, &mut c, &b, path);
                 assert_eq!(c, prod, "{path:?} p={p}");
+            }
+            let signed: Vec<i64> = [0, 1, -1, i64::MIN, i64::MAX, -(p as i64), p as i64 - 1]
+                .into_iter()
+                .chain((0..30).map(|_| rng.next_u64() as i64))
+                .collect();
+            let want_signed: Vec<u32> = signed
+                .iter()
+                .map(|&v| (v as i128).rem_euclid(p as i128) as u32)
+                .collect();
+            let sum: Vec<u32> = a
+                .iter()
+                .zip(&b)
+                .map(|(&u, &v)| ((u as u64 + v as u64) % p) as u32)
+                .collect();
+            for path in KernelPath::available() {
+                let mut out = vec![0u32; signed.len()];
+                reduce_signed_into(m, &signed, &mut out, path);
+                assert_eq!(out, want_signed, "{path:?} p={p}");
+                let mut c = a.clone();
+                zip_map(&mut c, &b, |u, v| m.add(u, v), path);
+                assert_eq!(c, sum, "{path:?} p={p}");
             }
             // Dot products of 1..=7 terms (lazy folds) over 300 values (two full blocks and
             // a tail), every residue p − 1 or 0 or random.
