@@ -196,7 +196,7 @@ impl RnsPoly {
     }
 
     /// Σ_i a_i ⊙ b_i (all NTT form), accumulated lazily: products of 31-bit residues are summed
-    /// in `u64` and folded every [`LAZY_TERMS`] terms with 2^32 ≡ c (mod p), then reduced once.
+    /// in `u64` and folded every [`crate::rns::LAZY_TERMS`] terms with 2^32 ≡ c (mod p), then reduced once.
     pub fn dot(ctx: &RnsContext, a: &[&RnsPoly], b: &[&RnsPoly]) -> RnsPoly {
         RnsPoly::dot_with(ctx, a, b, KernelPath::detect())
     }
