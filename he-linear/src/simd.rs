@@ -75,6 +75,11 @@ fn float_quotient_fits(m: &Modulus) -> bool {
     m.p >= 1 << 16
 }
 
+/// Whether the reductions mod `m` run their AVX-512 code on `path`.
+fn avx512_reduces(m: &Modulus, path: KernelPath) -> bool {
+    cfg!(target_arch = "x86_64") && path == KernelPath::Avx512 && float_quotient_fits(m)
+}
+
 /// `out[i] = x[i] mod p` for any `u64` values, on `path`.
 ///
 /// # Panics
@@ -83,8 +88,8 @@ pub fn reduce_into(m: &Modulus, x: &[u64], out: &mut [u32], path: KernelPath) {
     assert_eq!(x.len(), out.len(), "one output per input");
     path.check();
     #[cfg(target_arch = "x86_64")]
-    if path == KernelPath::Avx512 && float_quotient_fits(m) {
-        // SAFETY: the CPU has AVX-512F and DQ (checked above).
+    if avx512_reduces(m, path) {
+        // SAFETY: the CPU has AVX-512F and DQ (the path is available).
         unsafe { avx512::reduce_into(m, x, out) };
         return;
     }
@@ -101,8 +106,8 @@ pub fn mul_assign_mod(m: &Modulus, a: &mut [u32], b: &[u32], path: KernelPath) {
     assert_eq!(a.len(), b.len(), "operands of equal length");
     path.check();
     #[cfg(target_arch = "x86_64")]
-    if path == KernelPath::Avx512 && float_quotient_fits(m) {
-        // SAFETY: the CPU has AVX-512F and DQ (checked above).
+    if avx512_reduces(m, path) {
+        // SAFETY: the CPU has AVX-512F and DQ (the path is available).
         unsafe { avx512::mul_assign_mod(m, a, b) };
         return;
     }
@@ -119,8 +124,8 @@ pub fn reduce_signed_into(m: &Modulus, x: &[i64], out: &mut [u32], path: KernelP
     assert_eq!(x.len(), out.len(), "one output per input");
     path.check();
     #[cfg(target_arch = "x86_64")]
-    if path == KernelPath::Avx512 && float_quotient_fits(m) {
-        // SAFETY: the CPU has AVX-512F and DQ (checked above).
+    if avx512_reduces(m, path) {
+        // SAFETY: the CPU has AVX-512F and DQ (the path is available).
         unsafe { avx512::reduce_signed_into(m, x, out) };
         return;
     }
