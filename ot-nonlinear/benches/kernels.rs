@@ -1,6 +1,7 @@
 //! Criterion benches of the OT hot loops, per layer: half-tree expansion of one Ferret bin
-//! (sender and receiver), the LPN rows of one bin against the main reserve, the IKNP
-//! transpose, and the tweakable CCR hash. Throughput is in blocks (COTs) per second.
+//! (sender and receiver), the LPN rows of one bin against the main reserve and against an
+//! input in L1, the latency of one random read of the reserve, the IKNP transpose, and the
+//! tweakable CCR hash. Throughput is in blocks (COTs) per second.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mpc_core::AesPrg;
 use ot_nonlinear::aes_hash::tccr_blocks;
@@ -42,6 +43,48 @@ fn bench_ferret(c: &mut Criterion) {
             row = (row + bin) % p.n;
         })
     });
+    // The same rows against a 16 KB input (in L1): what the encoder costs when no read
+    // misses, i.e. the compute floor under the main set's memory-bound rate above.
+    let small = &reserve[..1024];
+    g.bench_function("LPN rows of one bin, 16 KB input (compute floor)", |b| {
+        b.iter(|| {
+            lpn::encode(&mut matrix, row, small, black_box(&mut leaves));
+            row = (row + bin) % p.n;
+        })
+    });
+    g.finish();
+    bench_reserve_latency(c, p.k);
+}
+
+/// One read of the reserve at a time (each address depends on the previous read): the
+/// latency of a random read of a k-block reserve, against one that fits in L2. The LPN's
+/// rate is bounded by this latency times the reads the core keeps in flight.
+fn bench_reserve_latency(c: &mut Criterion, k: usize) {
+    let mut g = c.benchmark_group("reserve latency");
+    const STEPS: usize = 1 << 16;
+    g.throughput(Throughput::Elements(STEPS as u64));
+    for (name, blocks) in [("1 MB (L2)", 1usize << 16), ("main set's reserve", k)] {
+        // A random cycle through one block per 64-byte line, stored as the next index.
+        let lines = blocks / 4;
+        let mut order: Vec<usize> = (0..lines).collect();
+        let mut prg = AesPrg::from_block(Block(9));
+        for i in (1..lines).rev() {
+            order.swap(i, (prg.block().0 % (i as u128 + 1)) as usize);
+        }
+        let mut table = huge_vec(blocks);
+        for (i, &line) in order.iter().enumerate() {
+            table[4 * line] = Block(4 * order[(i + 1) % lines] as u128);
+        }
+        let mut at = 4 * order[0];
+        g.bench_function(format!("dependent reads, {name}"), |b| {
+            b.iter(|| {
+                for _ in 0..STEPS {
+                    at = table[at].0 as usize;
+                }
+                black_box(at)
+            })
+        });
+    }
     g.finish();
 }
 
