@@ -64,10 +64,10 @@ pub trait RandomCotReceiver {
 
 /// Batches of produced COTs, served in stream order to requests of any size.
 ///
-/// Ferret batches are 10.8 M blocks (173 MB): the pool never concatenates or reallocates them.
+/// Ferret batches are 10.5 M blocks (168 MB): the pool never concatenates or reallocates them.
 /// Reserved batches wait as separate chunks, and a fully served buffer is kept for the next
 /// refill, so a steady stream of iterations touches the same (already faulted-in, huge-page
-/// backed) memory instead of zeroing, faulting and copying a fresh 173 MB per iteration.
+/// backed) memory instead of zeroing, faulting and copying a fresh 168 MB per iteration.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
     /// Unserved batches, oldest first: the buffer and the position of its next COT.

@@ -1,7 +1,7 @@
 //! COTs per element of every primitive and function, measured on a run (the difference of
 //! the sessions' COT counters around the call) and asserted equal to its `*_cots` function;
 //! the test prints the table of docs/protocols/nonlinear.md ("COTs per element"): COTs and
-//! bits per element (the protocol's own bytes plus its COTs at Ferret's 0.2154 bits each).
+//! bits per element (the protocol's own bytes plus its COTs at Ferret's 0.2141 bits each).
 mod common;
 
 use common::{both_sessions, edge_shares};
@@ -32,13 +32,16 @@ use ot_nonlinear::mpc::{
     and, b2a, drelu, drelu_lanes, lut, millionaire, mul_narrow, mux, relu, square, square_narrow,
     trunc_cast, wrap, Cost, CotDemand, Session, TruncKind,
 };
-use ot_nonlinear::Block;
+use ot_nonlinear::{Block, LpnParams};
 
 /// Elements per primitive run (functions use their own shapes below).
 const N: usize = 1000;
 
 /// Bits per COT of Ferret's main iteration (16·t·h·8 / new COTs).
-const FERRET_BITS_PER_COT: f64 = 269_360.0 * 8.0 / 10_001_981.0;
+fn ferret_bits_per_cot() -> f64 {
+    let p = LpnParams::MAIN;
+    8.0 * p.bytes_per_iteration() as f64 / p.output() as f64
+}
 
 /// One row of the table: what ran, on how many elements, the COTs it drew and announced, and
 /// its exact message cost.
@@ -306,7 +309,7 @@ fn print_table(rows: &[Row]) {
     for r in rows {
         let n = r.elements as f64;
         let cots = (r.drawn.server + r.drawn.client) as f64;
-        let bits = 8.0 * r.cost.bytes() as f64 / n + cots / n * FERRET_BITS_PER_COT;
+        let bits = 8.0 * r.cost.bytes() as f64 / n + cots / n * ferret_bits_per_cot();
         println!(
             "| {} | {:.2} ({:.2} + {:.2}) | {:.1} |",
             r.name,

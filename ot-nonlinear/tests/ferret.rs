@@ -94,7 +94,7 @@ fn costs_are_exact() {
         (ca.rounds(), cb.rounds()),
         (FERRET_SETUP_ROUNDS, FERRET_SETUP_ROUNDS)
     );
-    assert_eq!(p.bytes_per_iteration(), 269_360);
+    assert_eq!(p.bytes_per_iteration(), 267_696);
     let bits = 8.0 * p.bytes_per_iteration() as f64 / p.output() as f64;
     assert!(bits <= 0.5, "{bits} bits per COT");
 }

@@ -3,8 +3,8 @@
 //! **Setup** (once per direction): a coin toss fixes the public LPN matrices; the sender picks
 //! Δ (low bit set); IKNP under that Δ ([`crate::iknp`], 128 base OTs) produces the
 //! [`LpnParams::PRE`] reserve of 47 709 COTs; one bootstrapping iteration with the PRE set turns
-//! it into the 606 659 COTs the main iteration reserves. Setup also maps and faults in the
-//! main iteration's 170 MB output buffer, a one-time cost that would otherwise land on the
+//! it into the 541 019 COTs the main iteration reserves. Setup also maps and faults in the
+//! main iteration's 168 MB output buffer, a one-time cost that would otherwise land on the
 //! first batch.
 //!
 //! **Iteration** (parameters p, reserve of p.k + p.t·p.log_bin COTs): the regular multi-point
@@ -13,8 +13,8 @@
 //! `z = w ⊕ A·(x ⊕ u·Δ) = y ⊕ (e ⊕ A·u)·Δ`. The first p.reserve() outputs become the next
 //! reserve; the other p.output() are served to the caller.
 //!
-//! **Cost per main iteration**: 16·t·log_bin = 269 360 bytes sender → receiver and nothing
-//! back, for 10 001 981 COTs: **0.215 bits per COT**; one flight, which continues the
+//! **Cost per main iteration**: 16·t·log_bin = 267 696 bytes sender → receiver and nothing
+//! back, for 10 002 085 COTs: **0.214 bits per COT**; one flight, which continues the
 //! sender's previous flight when nothing flowed back in between (so no new round then).
 //! Setup: 2·16 + 4 128 + 16·47 744 + 16·1 269·9 = 950 800 bytes (coin toss, base OT, IKNP
 //! rounded up to whole 128-COT batches, bootstrapping iteration), 5 rounds.

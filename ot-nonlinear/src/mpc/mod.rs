@@ -14,7 +14,7 @@
 //!
 //! Costs: each protocol runs under its own label (e.g. `drelu`, nested `drelu/millionaire`);
 //! the COTs it draws come from the session's Ferret instances, whose extensions run under
-//! `ferret/extend` (≈ 0.215 bits per COT, one sender → receiver flight per 10^7 COTs). Each
+//! `ferret/extend` (≈ 0.214 bits per COT, one sender → receiver flight per 10^7 COTs). Each
 //! protocol's `*_cots` function gives the COTs it draws ([`CotDemand`]); call
 //! [`Session::reserve`] with it beforehand and the protocol's rounds hold no extension
 //! flight. Each `*_cost` function gives the exact bytes each party sends under the label and

@@ -7,7 +7,7 @@
 //!
 //! Cost (label `relu`, [`relu_cost`]) = [`super::drelu::drelu_cost`] + [`super::mux::mux_cost`];
 //! on Z_2^37 with 4-bit digits: 308 leaf + 40 tree + 76 mux = **424 bits per element**
-//! (+ ≈ 54 COTs per element from Ferret, ≈ 0.215 bits each), **8 rounds**
+//! (+ ≈ 54 COTs per element from Ferret, ≈ 0.214 bits each), **8 rounds**
 //! (2 leaf + 4 tree levels + 2 mux). COTs: [`relu_cots`].
 use super::drelu::{drelu, drelu_cost, drelu_cots};
 use super::mux::{mux, mux_cost, mux_cots};
