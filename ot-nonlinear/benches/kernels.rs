@@ -24,6 +24,7 @@ fn bench_ferret(c: &mut Criterion) {
         .map(|&q| q ^ delta.select(prg.block().lsb()))
         .collect();
     let mut leaves = vec![Block::ZERO; bin];
+    let mut out = vec![Block::ZERO; bin];
     let mut corr = vec![Block::ZERO; p.log_bin];
     let mut g = c.benchmark_group("ferret");
     g.throughput(Throughput::Elements(bin as u64));
@@ -39,7 +40,7 @@ fn bench_ferret(c: &mut Criterion) {
     let mut row = 0;
     g.bench_function("LPN rows of one bin, main set", |b| {
         b.iter(|| {
-            lpn::encode(&mut matrix, row, &reserve, black_box(&mut leaves));
+            lpn::encode(&mut matrix, row, &reserve, &leaves, black_box(&mut out));
             row = (row + bin) % p.n;
         })
     });
@@ -48,7 +49,7 @@ fn bench_ferret(c: &mut Criterion) {
     let small = &reserve[..1024];
     g.bench_function("LPN rows of one bin, 16 KB input (compute floor)", |b| {
         b.iter(|| {
-            lpn::encode(&mut matrix, row, small, black_box(&mut leaves));
+            lpn::encode(&mut matrix, row, small, &leaves, black_box(&mut out));
             row = (row + bin) % p.n;
         })
     });

@@ -107,16 +107,24 @@ fn prefetch(x: &Block) {
     let _ = x;
 }
 
-/// `out[r] ^= ⊕_{j<d} input[A(first_row + r, j)]` for every row r of `out`, with A the matrix
-/// whose indices `matrix` (an AES-CTR generator under the public seed) produces; `first_row`
-/// must be even.
+/// Writes `out[r] = leaves[r] ⊕ ⊕_{j<d} input[A(first_row + r, j)]` for every row r, with A
+/// the matrix whose indices `matrix` (an AES-CTR generator under the public seed) produces;
+/// `first_row` must be even and `leaves` as long as `out`.
 ///
 /// The hot loop of Ferret with the tree expansion: the k-block input (8 MB for the main
 /// set) does not fit in L2, so the indices of the next batch of rows are computed and
-/// prefetched while the current batch is XORed.
-pub fn encode(matrix: &mut AesPrg, first_row: usize, input: &[Block], out: &mut [Block]) {
+/// prefetched while the current batch is XORed. `out` is written with streaming stores: it is
+/// not read first, and its lines do not evict the input from the caches.
+pub fn encode(
+    matrix: &mut AesPrg,
+    first_row: usize,
+    input: &[Block],
+    leaves: &[Block],
+    out: &mut [Block],
+) {
     let k = input.len() as u64;
     assert!(k >= 1 && k < u32::MAX as u64, "LPN dimension out of range");
+    assert_eq!(leaves.len(), out.len(), "one leaf per output row");
     assert!(
         first_row.is_multiple_of(2) && out.len().is_multiple_of(2),
         "rows come in pairs (5 AES blocks of indices per pair)"
@@ -140,20 +148,47 @@ pub fn encode(matrix: &mut AesPrg, first_row: usize, input: &[Block], out: &mut 
     for b in 0..AHEAD.min(batches) {
         gen(&mut idx[b], len(b));
     }
-    for (b, rows) in out.chunks_mut(ROWS).enumerate() {
+    for (b, (rows, leaves)) in out.chunks_mut(ROWS).zip(leaves.chunks(ROWS)).enumerate() {
         if b + AHEAD < batches {
             gen(&mut idx[(b + AHEAD) % (AHEAD + 1)], len(b + AHEAD));
         }
-        for (row, w) in rows
+        for ((row, &leaf), w) in rows
             .iter_mut()
+            .zip(leaves)
             .zip(idx[b % (AHEAD + 1)].chunks_exact(LPN_D))
         {
-            let mut acc = *row;
+            let mut acc = leaf;
             for &i in w {
                 acc ^= input[i as usize];
             }
-            *row = acc;
+            store_streaming(row, acc);
         }
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of the x86-64 baseline; the fence orders the streaming stores
+    // before whatever reads `out` next, on this thread or another.
+    unsafe {
+        std::arch::x86_64::_mm_sfence();
+    }
+}
+
+/// `*dst = value` with a non-temporal store where the target has one (SSE2 `movntdq`: the
+/// line is written combined, without being read for ownership or kept in the caches).
+#[inline(always)]
+fn store_streaming(dst: &mut Block, value: Block) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `dst` is a valid, 16-byte aligned (`Block` is a `u128`) exclusive reference, and
+    // SSE2 is part of the x86-64 baseline.
+    unsafe {
+        use std::arch::x86_64::{__m128i, _mm_stream_si128};
+        _mm_stream_si128(
+            (dst as *mut Block).cast::<__m128i>(),
+            std::mem::transmute::<Block, __m128i>(value),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        *dst = value;
     }
 }
 
@@ -178,14 +213,26 @@ mod tests {
             .map(|i| Block(1 << (i % 128)) ^ Block(i << 64))
             .collect();
         let mut a = vec![Block::ZERO; 10];
-        encode(&mut AesPrg::from_block(Block(5)), 0, &input, &mut a);
+        encode(
+            &mut AesPrg::from_block(Block(5)),
+            0,
+            &input,
+            &[Block::ZERO; 10],
+            &mut a,
+        );
         // Row 0 on a unit input vector: parity of how often position p appears.
         let mut unit = vec![Block::ZERO; 1000];
         let mut hits = 0;
         for p in 0..1000 {
             unit[p] = Block::ONE;
             let mut r = vec![Block::ZERO; 2];
-            encode(&mut AesPrg::from_block(Block(5)), 0, &unit, &mut r);
+            encode(
+                &mut AesPrg::from_block(Block(5)),
+                0,
+                &unit,
+                &[Block::ZERO; 2],
+                &mut r,
+            );
             hits += r[0].0 as usize;
             unit[p] = Block::ZERO;
         }
@@ -194,10 +241,28 @@ mod tests {
         let other: Vec<Block> = input.iter().map(|b| Block(b.0.rotate_left(3))).collect();
         let sum: Vec<Block> = input.iter().zip(&other).map(|(&x, &y)| x ^ y).collect();
         let (mut b, mut c) = (vec![Block::ZERO; 10], vec![Block::ZERO; 10]);
-        encode(&mut AesPrg::from_block(Block(5)), 0, &other, &mut b);
+        encode(
+            &mut AesPrg::from_block(Block(5)),
+            0,
+            &other,
+            &[Block::ZERO; 10],
+            &mut b,
+        );
         // Rows 4..10 encoded on their own agree with the same rows of a full encoding.
-        encode(&mut AesPrg::from_block(Block(5)), 4, &sum, &mut c[4..]);
-        encode(&mut AesPrg::from_block(Block(5)), 0, &sum, &mut c[..4]);
+        encode(
+            &mut AesPrg::from_block(Block(5)),
+            4,
+            &sum,
+            &[Block::ZERO; 6],
+            &mut c[4..],
+        );
+        encode(
+            &mut AesPrg::from_block(Block(5)),
+            0,
+            &sum,
+            &[Block::ZERO; 4],
+            &mut c[..4],
+        );
         for i in 0..10 {
             assert_eq!(c[i], a[i] ^ b[i]);
         }

@@ -79,8 +79,8 @@ fn send_iteration(
         *out = huge_vec(p.n);
     }
     let mut matrix = AesPrg::from_block(lpn_seed);
-    mpcot::send(ch, delta, trees, out, p.log_bin, prg, |row, bin| {
-        lpn::encode(&mut matrix, row, secret, bin)
+    mpcot::send(ch, delta, trees, out, p.log_bin, prg, |row, leaves, bin| {
+        lpn::encode(&mut matrix, row, secret, leaves, bin)
     })?;
     Ok(())
 }
@@ -98,8 +98,8 @@ fn recv_iteration(
         *out = huge_vec(p.n);
     }
     let mut matrix = AesPrg::from_block(lpn_seed);
-    mpcot::recv(ch, trees, out, p.log_bin, |row, bin| {
-        lpn::encode(&mut matrix, row, secret, bin)
+    mpcot::recv(ch, trees, out, p.log_bin, |row, leaves, bin| {
+        lpn::encode(&mut matrix, row, secret, leaves, bin)
     })?;
     Ok(())
 }
