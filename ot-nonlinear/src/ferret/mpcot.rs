@@ -9,7 +9,7 @@
 //! The trees expand in a scratch of [`TREES_PER_FLUSH`] bins that stays in L2; each finished
 //! bin is handed to the caller's `finish(offset, leaves, out_bin)`, which writes the bin's
 //! outputs (Ferret: its LPN rows, with streaming stores) — so the output buffer is written
-//! once and never read for ownership or polluting the cache with the trees' intermediate levels.
+//! once, never read for ownership, and its lines do not push the LPN's secret out of the caches.
 //! **Cost**: 128·t·h bits, 1 round.
 use super::spcot::{recv_tree, send_tree};
 use mpc_core::AesPrg;
