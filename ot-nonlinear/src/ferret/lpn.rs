@@ -12,13 +12,11 @@ use mpc_core::{Error, Result};
 /// Ones per row of the LPN matrix.
 pub const LPN_D: usize = 10;
 
-/// Rows encoded per AES batch (even, so that row pairs share 5 blocks of indices). With
-/// [`AHEAD`] = 1, the inputs of up to 2·128·d rows are being fetched while a batch is XORed:
-/// 128 measured ≈ 20 % faster than 32, 256 or 512 (CPU time per row, main set, this VM).
+/// Rows encoded per AES batch (even, so that row pairs share 5 blocks of indices). The reads
+/// of a batch are independent, so the core keeps as many of them in flight as it has miss
+/// buffers without software prefetches (which measured 8 % slower end to end on this VM: they
+/// hold the same buffers and add instructions); 32 and 128 rows measured alike.
 const ROWS: usize = 128;
-
-/// Batches whose inputs are prefetched ahead of the one being XORed.
-const AHEAD: usize = 1;
 
 /// One primal-LPN parameter set with regular noise: n outputs, k secret COTs, t noise
 /// positions (one per bin of 2^`log_bin` outputs).
@@ -92,29 +90,14 @@ impl LpnParams {
     }
 }
 
-/// Hints that `x` will be read soon, into L2 (a no-op off x86-64). An L2 hint rather than an
-/// L1 one (`T0`): the line does not wait in one of the core's few L1 fill buffers, so more
-/// random reads of the reserve are in flight at once (≈ 10 % faster than `T0` here).
-#[inline(always)]
-fn prefetch(x: &Block) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetching is a hint; it never faults and `x` is a valid reference anyway.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        _mm_prefetch::<_MM_HINT_T1>((x as *const Block).cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
-}
-
 /// Writes `out[r] = leaves[r] ⊕ ⊕_{j<d} input[A(first_row + r, j)]` for every row r, with A
 /// the matrix whose indices `matrix` (an AES-CTR generator under the public seed) produces;
 /// `first_row` must be even and `leaves` as long as `out`.
 ///
 /// The hot loop of Ferret with the tree expansion: the k-block input (8 MB for the main
-/// set) does not fit in L2, so the indices of the next batch of rows are computed and
-/// prefetched while the current batch is XORed. `out` is written with streaming stores: it is
-/// not read first, and its lines do not evict the input from the caches.
+/// set) does not fit in L2, and the rows' random reads of it bound the loop. `out` is written
+/// with streaming stores: it is not read first, and its lines do not evict the input from the
+/// caches.
 pub fn encode(
     matrix: &mut AesPrg,
     first_row: usize,
@@ -132,31 +115,15 @@ pub fn encode(
     let prg = matrix;
     prg.seek((first_row / 2 * 5) as u128);
     let mut words = [Block::ZERO; ROWS / 2 * 5];
-    let mut idx = [[0u32; ROWS * LPN_D]; AHEAD + 1];
-    // Indices of the `len` rows of one batch into `slot`, prefetching their inputs.
-    let mut gen = |slot: &mut [u32; ROWS * LPN_D], len: usize| {
-        let words = &mut words[..len / 2 * 5];
+    let mut idx = [0u32; ROWS * LPN_D];
+    for (rows, leaves) in out.chunks_mut(ROWS).zip(leaves.chunks(ROWS)) {
+        let words = &mut words[..rows.len() / 2 * 5];
         prg.fill_blocks(words);
         let w: &[u32] = bytemuck::cast_slice(words);
-        for (i, &x) in slot.iter_mut().zip(w) {
+        for (i, &x) in idx.iter_mut().zip(w) {
             *i = ((x as u64 * k) >> 32) as u32;
-            prefetch(&input[*i as usize]);
         }
-    };
-    let (n, batches) = (out.len(), out.len().div_ceil(ROWS));
-    let len = |b: usize| ROWS.min(n - b * ROWS);
-    for b in 0..AHEAD.min(batches) {
-        gen(&mut idx[b], len(b));
-    }
-    for (b, (rows, leaves)) in out.chunks_mut(ROWS).zip(leaves.chunks(ROWS)).enumerate() {
-        if b + AHEAD < batches {
-            gen(&mut idx[(b + AHEAD) % (AHEAD + 1)], len(b + AHEAD));
-        }
-        for ((row, &leaf), w) in rows
-            .iter_mut()
-            .zip(leaves)
-            .zip(idx[b % (AHEAD + 1)].chunks_exact(LPN_D))
-        {
+        for ((row, &leaf), w) in rows.iter_mut().zip(leaves).zip(idx.chunks_exact(LPN_D)) {
             let mut acc = leaf;
             for &i in w {
                 acc ^= input[i as usize];
