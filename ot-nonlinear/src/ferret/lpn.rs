@@ -14,8 +14,8 @@ pub const LPN_D: usize = 10;
 
 /// Rows encoded per AES batch (even, so that row pairs share 5 blocks of indices). The reads
 /// of a batch are independent, so the core keeps as many of them in flight as it has miss
-/// buffers without software prefetches (which measured 8 % slower end to end on this VM: they
-/// hold the same buffers and add instructions); 32 and 128 rows measured alike.
+/// buffers without software prefetches (with them, 5–12 % fewer COTs/s end to end on this VM:
+/// they hold the same buffers and add instructions); 32 and 128 rows measured alike.
 const ROWS: usize = 128;
 
 /// One primal-LPN parameter set with regular noise: n outputs, k secret COTs, t noise
