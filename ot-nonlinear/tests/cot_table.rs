@@ -37,12 +37,6 @@ use ot_nonlinear::{Block, LpnParams};
 /// Elements per primitive run (functions use their own shapes below).
 const N: usize = 1000;
 
-/// Bits per COT of Ferret's main iteration (16·t·h·8 / new COTs).
-fn ferret_bits_per_cot() -> f64 {
-    let p = LpnParams::MAIN;
-    8.0 * p.bytes_per_iteration() as f64 / p.output() as f64
-}
-
 /// One row of the table: what ran, on how many elements, the COTs it drew and announced, and
 /// its exact message cost.
 struct Row {
@@ -309,7 +303,7 @@ fn print_table(rows: &[Row]) {
     for r in rows {
         let n = r.elements as f64;
         let cots = (r.drawn.server + r.drawn.client) as f64;
-        let bits = 8.0 * r.cost.bytes() as f64 / n + cots / n * ferret_bits_per_cot();
+        let bits = 8.0 * r.cost.bytes() as f64 / n + cots / n * LpnParams::MAIN.bits_per_cot();
         println!(
             "| {} | {:.2} ({:.2} + {:.2}) | {:.1} |",
             r.name,

@@ -95,7 +95,7 @@ fn costs_are_exact() {
         (FERRET_SETUP_ROUNDS, FERRET_SETUP_ROUNDS)
     );
     assert_eq!(p.bytes_per_iteration(), 267_696);
-    let bits = 8.0 * p.bytes_per_iteration() as f64 / p.output() as f64;
+    let bits = p.bits_per_cot();
     assert!(bits <= 0.5, "{bits} bits per COT");
 }
 

@@ -71,6 +71,11 @@ impl LpnParams {
         16 * (self.t * self.log_bin) as u64
     }
 
+    /// Bits sent per new COT in steady state: the iteration's bytes over its new COTs.
+    pub fn bits_per_cot(&self) -> f64 {
+        8.0 * self.bytes_per_iteration() as f64 / self.output() as f64
+    }
+
     /// Checks that the set is well formed.
     pub fn validate(&self) -> Result<()> {
         let ok = self.log_bin >= 1
