@@ -8,7 +8,7 @@ use mpc_core::Block;
 ///
 /// The memory comes from `calloc` (a zeroed `u128` vector is allocated zeroed, not written):
 /// a large request is a fresh mapping the kernel zeroes on first touch, so the huge-page hint
-/// still applies and the 168 MB Ferret buffer is not written twice (memset, then the trees).
+/// still applies and the 160 MB Ferret buffer is not written twice (memset, then the trees).
 pub fn huge_vec(n: usize) -> Vec<Block> {
     let v: Vec<Block> = bytemuck::allocation::cast_vec(vec![0u128; n]);
     #[cfg(target_os = "linux")]
@@ -30,7 +30,7 @@ pub fn huge_vec(n: usize) -> Vec<Block> {
 
 /// [`huge_vec`] with every page already faulted in (one zero written per 4 KB): the kernel's
 /// page allocation and zeroing happen now, at setup, rather than inside the first hot loop
-/// that writes the buffer. On this VM first-touching 168 MB takes a few hundred ms.
+/// that writes the buffer. On this VM first-touching 160 MB takes a few hundred ms.
 pub fn huge_vec_faulted(n: usize) -> Vec<Block> {
     let mut v = huge_vec(n);
     for b in v.iter_mut().step_by(4096 / 16) {

@@ -64,10 +64,10 @@ pub trait RandomCotReceiver {
 
 /// Batches of produced COTs, served in stream order to requests of any size.
 ///
-/// Ferret batches are 10.5 M blocks (168 MB): the pool never concatenates or reallocates them.
+/// Ferret batches are 10 M blocks (160 MB): the pool never concatenates or reallocates them.
 /// Reserved batches wait as separate chunks, and a fully served buffer is kept for the next
 /// refill, so a steady stream of iterations touches the same (already faulted-in, huge-page
-/// backed) memory instead of zeroing, faulting and copying a fresh 168 MB per iteration.
+/// backed) memory instead of zeroing, faulting and copying a fresh 160 MB per iteration.
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
     /// Unserved batches, oldest first: the buffer and the position of its next COT.
@@ -100,21 +100,83 @@ impl Pool {
         let start = self.produced;
         let mut done = 0;
         while done < out.len() {
-            let Some((buf, pos)) = self.chunks.front_mut() else {
+            if self.chunks.is_empty() {
                 self.push_batch(out.len() - done, &mut refill)?;
-                continue;
-            };
-            let take = (buf.len() - *pos).min(out.len() - done);
-            out[done..done + take].copy_from_slice(&buf[*pos..*pos + take]);
-            *pos += take;
-            done += take;
-            if *pos == buf.len() {
-                let (buf, _) = self.chunks.pop_front().expect("front chunk exists");
-                self.spare = Some(buf);
             }
+            done += self.copy_front(&mut out[done..]);
         }
         self.produced += out.len() as u64;
         Ok(start)
+    }
+
+    /// [`Pool::serve`] for a source whose batches all hold `batch` COTs and can be produced
+    /// into any slice (`produce(dst)` overwrites `dst`, of length `batch`): once the buffered
+    /// COTs are served, every whole batch that still fits in `out` is produced straight into
+    /// it, with no copy; only a remainder shorter than a batch goes through a pool buffer. The
+    /// stream is the same either way.
+    pub(crate) fn serve_batches(
+        &mut self,
+        out: &mut [Block],
+        batch: usize,
+        mut produce: impl FnMut(&mut [Block]) -> Result<()>,
+    ) -> Result<u64> {
+        assert!(batch > 0, "batches hold at least one COT");
+        let start = self.produced;
+        let mut done = 0;
+        while done < out.len() {
+            if self.chunks.is_empty() && out.len() - done >= batch {
+                produce(&mut out[done..done + batch])?;
+                done += batch;
+                continue;
+            }
+            if self.chunks.is_empty() {
+                self.push_batch(batch, &mut Self::whole_batch(batch, &mut produce))?;
+            }
+            done += self.copy_front(&mut out[done..]);
+        }
+        self.produced += out.len() as u64;
+        Ok(start)
+    }
+
+    /// [`Pool::reserve`] for the sources of [`Pool::serve_batches`].
+    pub(crate) fn reserve_batches(
+        &mut self,
+        n: usize,
+        batch: usize,
+        mut produce: impl FnMut(&mut [Block]) -> Result<()>,
+    ) -> Result<()> {
+        self.reserve(n, Self::whole_batch(batch, &mut produce))
+    }
+
+    /// The [`Pool::serve`] refill of a fixed-size batch source: `buf` becomes one batch (its
+    /// recycled memory when it has the size already).
+    fn whole_batch(
+        batch: usize,
+        produce: &mut impl FnMut(&mut [Block]) -> Result<()>,
+    ) -> impl FnMut(&mut Vec<Block>, usize) -> Result<usize> + '_ {
+        move |buf, _| {
+            if buf.len() != batch {
+                *buf = huge_vec(batch);
+            }
+            produce(buf)?;
+            Ok(0)
+        }
+    }
+
+    /// Copies COTs from the front batch into `out` (as many as both have), recycles the batch
+    /// once served out, and returns how many were copied (0 if the pool is empty).
+    fn copy_front(&mut self, out: &mut [Block]) -> usize {
+        let Some((buf, pos)) = self.chunks.front_mut() else {
+            return 0;
+        };
+        let take = (buf.len() - *pos).min(out.len());
+        out[..take].copy_from_slice(&buf[*pos..*pos + take]);
+        *pos += take;
+        if *pos == buf.len() {
+            let (buf, _) = self.chunks.pop_front().expect("front chunk exists");
+            self.spare = Some(buf);
+        }
+        take
     }
 
     /// COTs served so far (the stream index of the next one).
@@ -199,5 +261,88 @@ impl SetAside {
     /// The number of COTs held.
     pub(crate) fn len(&self) -> usize {
         self.batches.iter().map(|(buf, pos)| buf.len() - pos).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch source numbering its COTs 0, 1, 2, ... in production order; it records
+    /// whether each batch was written in place into the caller's buffer.
+    struct Counter {
+        next: u128,
+        in_place: Vec<bool>,
+    }
+
+    impl Counter {
+        fn produce(&mut self, dst: &mut [Block], caller: std::ops::Range<*const Block>) {
+            self.in_place.push(caller.contains(&dst.as_ptr()));
+            for b in dst {
+                *b = Block(self.next);
+                self.next += 1;
+            }
+        }
+    }
+
+    /// Whatever the request sizes, with reservations and set-asides in between, the pool
+    /// serves the source's stream in order; whole batches go straight into large requests.
+    #[test]
+    fn batches_are_served_in_order_and_in_place_when_whole() {
+        const BATCH: usize = 1000;
+        let mut pool = Pool::default();
+        let mut src = Counter {
+            next: 0,
+            in_place: Vec::new(),
+        };
+        // The index the next served COT must carry.
+        let mut want = 0u128;
+        let check = |got: &[Block], want: &mut u128| {
+            for b in got {
+                assert_eq!(b.0, *want);
+                *want += 1;
+            }
+        };
+        for (len, in_place) in [
+            (2500, [true, true, false].as_slice()),
+            (300, &[]),
+            (1400, &[true, false]),
+            (3000, &[true, true, false]),
+        ] {
+            let mut out = vec![Block(u128::MAX); len];
+            let range = out.as_ptr_range();
+            src.in_place.clear();
+            let start = pool
+                .serve_batches(&mut out, BATCH, |dst| {
+                    src.produce(dst, range.clone());
+                    Ok(())
+                })
+                .unwrap();
+            assert_eq!(start as u128, want, "stream index of the first COT");
+            check(&out, &mut want);
+            assert_eq!(src.in_place, in_place, "request of {len}");
+        }
+        // A reservation goes through the pool; a set-aside skips its COTs until restored.
+        let buffered = pool.available();
+        pool.reserve_batches(buffered + 1500, BATCH, |dst| {
+            src.produce(dst, std::ptr::null()..std::ptr::null());
+            Ok(())
+        })
+        .unwrap();
+        assert!(pool.available() >= buffered + 1500);
+        let aside = pool.set_aside(700);
+        assert_eq!(aside.len(), 700);
+        let skipped = want;
+        want += 700;
+
+        let mut out = vec![Block::ZERO; 900];
+        pool.serve_batches(&mut out, BATCH, |_| panic!("buffered COTs suffice"))
+            .unwrap();
+        check(&out, &mut want);
+        pool.restore(aside);
+        let mut out = vec![Block::ZERO; 700];
+        pool.serve_batches(&mut out, BATCH, |_| panic!("restored COTs come first"))
+            .unwrap();
+        assert!(out.iter().zip(skipped..).all(|(b, i)| b.0 == i));
     }
 }

@@ -4,14 +4,16 @@
 //! Δ (low bit set); IKNP under that Δ ([`crate::iknp`], 128 base OTs) produces the
 //! [`LpnParams::PRE`] reserve of 47 709 COTs; one bootstrapping iteration with the PRE set turns
 //! it into the 541 019 COTs the main iteration reserves. Setup also maps and faults in the
-//! main iteration's 168 MB output buffer, a one-time cost that would otherwise land on the
-//! first batch.
+//! main iteration's 160 MB pool buffer and its two 8.7 MB reserves, a one-time cost that
+//! would otherwise land on the first batch.
 //!
 //! **Iteration** (parameters p, reserve of p.k + p.t·p.log_bin COTs): the regular multi-point
 //! COT ([`mpcot`]) consumes t·log_bin reserve COTs and fills n positions with `v`, `w = v ⊕ e·Δ`;
 //! the LPN encoding ([`lpn`]) XORs the k other reserve COTs in, `y = v ⊕ A·x`,
-//! `z = w ⊕ A·(x ⊕ u·Δ) = y ⊕ (e ⊕ A·u)·Δ`. The first p.reserve() outputs become the next
-//! reserve; the other p.output() are served to the caller.
+//! `z = w ⊕ A·(x ⊕ u·Δ) = y ⊕ (e ⊕ A·u)·Δ`. The first p.reserve() outputs are written into the next
+//! reserve; the other p.output() are served to the caller: straight into its buffer when it
+//! asks for at least a whole iteration's worth (no copy, as emp-ot's in-place calls), through
+//! the pool otherwise ([`FerretSender::reserve`] fills the pool ahead of a protocol's rounds).
 //!
 //! **Cost per main iteration**: 16·t·log_bin = 267 696 bytes sender → receiver and nothing
 //! back, for 10 002 085 COTs: **0.214 bits per COT**; one flight, which continues the
@@ -24,7 +26,7 @@ pub mod spcot;
 
 pub use lpn::LpnParams;
 
-use crate::block::huge_vec;
+use crate::block::huge_vec_faulted;
 use crate::cot::{Pool, RandomCotReceiver, RandomCotSender, SetAside};
 use crate::iknp::{IknpReceiver, IknpSender, IKNP_SETUP_BYTES};
 use mpc_core::AesPrg;
@@ -47,42 +49,65 @@ fn lpn_seeds(ch: &mut Channel, rng: &mut impl CryptoRng) -> Result<[Block; 2]> {
     Ok([0, 1].map(|i| Block::from_bytes(seed.derive(i).0)))
 }
 
-/// The main iteration's first reserve: the head of the bootstrapping iteration's output.
-fn main_reserve(pre_out: &[Block]) -> Vec<Block> {
-    let mut reserve = huge_vec(LpnParams::MAIN.reserve());
-    reserve.copy_from_slice(&pre_out[..LpnParams::MAIN.reserve()]);
-    reserve
+/// Where the n outputs of one iteration go, by LPN row: the first `next_reserve.len()` into
+/// the next iteration's reserve, the others into `served` (a pool buffer, or the caller's own
+/// buffer when it asked for a whole iteration: then nothing is copied).
+struct Outputs<'a> {
+    next_reserve: &'a mut [Block],
+    served: &'a mut [Block],
+    /// The one bin that straddles both, encoded here first.
+    straddle: Vec<Block>,
 }
 
-/// The Ferret sender (holds Δ).
-#[derive(Debug)]
-pub struct FerretSender {
-    delta: Block,
-    lpn_seed: Block,
-    reserve: Vec<Block>,
-    pool: Pool,
-    prg: AesPrg,
+impl<'a> Outputs<'a> {
+    fn new(next_reserve: &'a mut [Block], served: &'a mut [Block]) -> Outputs<'a> {
+        Outputs {
+            next_reserve,
+            served,
+            straddle: Vec::new(),
+        }
+    }
+
+    /// Rows of the iteration.
+    fn len(&self) -> usize {
+        self.next_reserve.len() + self.served.len()
+    }
+
+    /// Lets `encode` write rows `first..first + len` where they belong.
+    fn write_rows(&mut self, first: usize, len: usize, encode: impl FnOnce(&mut [Block])) {
+        let head = self.next_reserve.len();
+        if first + len <= head {
+            encode(&mut self.next_reserve[first..first + len]);
+        } else if first >= head {
+            encode(&mut self.served[first - head..first - head + len]);
+        } else {
+            self.straddle.resize(len, Block::ZERO);
+            encode(&mut self.straddle);
+            let (to_reserve, to_serve) = self.straddle.split_at(head - first);
+            self.next_reserve[first..].copy_from_slice(to_reserve);
+            self.served[..to_serve.len()].copy_from_slice(to_serve);
+        }
+    }
 }
 
-/// One sender iteration: `out` (length p.n) from `reserve` (length p.reserve()).
+/// One sender iteration: the p.n outputs into `out` from `reserve` (length p.reserve()).
 fn send_iteration(
     ch: &mut Channel,
     p: &LpnParams,
     delta: Block,
     lpn_seed: Block,
     reserve: &[Block],
-    out: &mut Vec<Block>,
+    mut out: Outputs<'_>,
     prg: &mut AesPrg,
 ) -> Result<()> {
+    assert_eq!(out.len(), p.n, "one output per LPN row");
     let (trees, secret) = reserve.split_at(p.t * p.log_bin);
-    if out.len() != p.n {
-        *out = huge_vec(p.n);
-    }
     let mut matrix = AesPrg::from_block(lpn_seed);
-    mpcot::send(ch, delta, trees, out, p.log_bin, prg, |row, leaves, bin| {
-        lpn::encode(&mut matrix, row, secret, leaves, bin)
-    })?;
-    Ok(())
+    mpcot::send(ch, delta, trees, p.log_bin, prg, |row, leaves| {
+        out.write_rows(row, leaves.len(), |rows| {
+            lpn::encode(&mut matrix, row, secret, leaves, rows)
+        })
+    })
 }
 
 /// One receiver iteration (the mirror of [`send_iteration`]).
@@ -91,17 +116,66 @@ fn recv_iteration(
     p: &LpnParams,
     lpn_seed: Block,
     reserve: &[Block],
-    out: &mut Vec<Block>,
+    mut out: Outputs<'_>,
 ) -> Result<()> {
+    assert_eq!(out.len(), p.n, "one output per LPN row");
     let (trees, secret) = reserve.split_at(p.t * p.log_bin);
-    if out.len() != p.n {
-        *out = huge_vec(p.n);
-    }
     let mut matrix = AesPrg::from_block(lpn_seed);
-    mpcot::recv(ch, trees, out, p.log_bin, |row, leaves, bin| {
-        lpn::encode(&mut matrix, row, secret, leaves, bin)
-    })?;
-    Ok(())
+    mpcot::recv(ch, trees, p.log_bin, |row, leaves| {
+        out.write_rows(row, leaves.len(), |rows| {
+            lpn::encode(&mut matrix, row, secret, leaves, rows)
+        })
+    })
+}
+
+/// The main iteration's two reserves (the current one, and the next one being written), both
+/// faulted in at setup; the bootstrapping iteration's output heads the first.
+fn main_reserves() -> [Vec<Block>; 2] {
+    [0; 2].map(|_| huge_vec_faulted(LpnParams::MAIN.reserve()))
+}
+
+/// The bootstrapping iteration's outputs after the main iteration's first reserve (unused).
+fn pre_surplus() -> Vec<Block> {
+    vec![Block::ZERO; LpnParams::PRE.n - LpnParams::MAIN.reserve()]
+}
+
+/// The sender's state between main iterations.
+#[derive(Debug)]
+struct SenderState {
+    delta: Block,
+    lpn_seed: Block,
+    reserve: Vec<Block>,
+    next_reserve: Vec<Block>,
+    prg: AesPrg,
+}
+
+impl SenderState {
+    /// One main iteration under the label `ferret/extend`: its p.output() new COTs go to
+    /// `served`, its head becomes the next reserve.
+    fn extend(&mut self, ch: &mut Channel, served: &mut [Block]) -> Result<()> {
+        let p = LpnParams::MAIN;
+        ch.scope("ferret/extend", |ch| {
+            let out = Outputs::new(&mut self.next_reserve, served);
+            send_iteration(
+                ch,
+                &p,
+                self.delta,
+                self.lpn_seed,
+                &self.reserve,
+                out,
+                &mut self.prg,
+            )
+        })?;
+        std::mem::swap(&mut self.reserve, &mut self.next_reserve);
+        Ok(())
+    }
+}
+
+/// The Ferret sender (holds Δ).
+#[derive(Debug)]
+pub struct FerretSender {
+    state: SenderState,
+    pool: Pool,
 }
 
 impl FerretSender {
@@ -114,21 +188,24 @@ impl FerretSender {
             let delta = prg.block().with_lsb(true);
             let mut iknp = IknpSender::setup_with_delta(ch, delta, rng)?;
             let (_, pre_reserve) = iknp.next_n(ch, LpnParams::PRE.reserve())?;
-            let mut out = Vec::new();
+            let [mut reserve, next_reserve] = main_reserves();
+            let mut surplus = pre_surplus();
+            let out = Outputs::new(&mut reserve, &mut surplus);
             let p = LpnParams::PRE;
-            send_iteration(ch, &p, delta, pre_seed, &pre_reserve, &mut out, &mut prg)?;
+            send_iteration(ch, &p, delta, pre_seed, &pre_reserve, out, &mut prg)?;
             Ok(FerretSender {
-                delta,
-                lpn_seed,
-                reserve: main_reserve(&out),
-                pool: Pool::with_buffer(LpnParams::MAIN.n),
-                prg,
+                state: SenderState {
+                    delta,
+                    lpn_seed,
+                    reserve,
+                    next_reserve,
+                    prg,
+                },
+                pool: Pool::with_buffer(LpnParams::MAIN.output()),
             })
         })
     }
-}
 
-impl FerretSender {
     /// COTs served so far (the stream index of the next one); protocols' COT counts are
     /// measured as differences of it.
     pub fn served(&self) -> u64 {
@@ -138,74 +215,49 @@ impl FerretSender {
 
 impl RandomCotSender for FerretSender {
     fn delta(&self) -> Block {
-        self.delta
+        self.state.delta
     }
 
     fn fill(&mut self, ch: &mut Channel, out: &mut [Block]) -> Result<u64> {
-        let FerretSender {
-            delta,
-            lpn_seed,
-            reserve,
-            pool,
-            prg,
-        } = self;
-        pool.serve(out, |buf, _| {
-            send_extend(ch, *delta, *lpn_seed, reserve, buf, prg)
+        let FerretSender { state, pool } = self;
+        pool.serve_batches(out, LpnParams::MAIN.output(), |served| {
+            state.extend(ch, served)
         })
     }
 
     fn reserve(&mut self, ch: &mut Channel, n: usize) -> Result<()> {
-        let FerretSender {
-            delta,
-            lpn_seed,
-            reserve,
-            pool,
-            prg,
-        } = self;
-        pool.reserve(n, |buf, _| {
-            send_extend(ch, *delta, *lpn_seed, reserve, buf, prg)
+        let FerretSender { state, pool } = self;
+        pool.reserve_batches(n, LpnParams::MAIN.output(), |served| {
+            state.extend(ch, served)
         })
     }
 }
 
-/// One main sender iteration into `buf` under the label `ferret/extend`; the head of the
-/// output becomes the next reserve, the rest is served from the returned position.
-fn send_extend(
-    ch: &mut Channel,
-    delta: Block,
+/// The receiver's state between main iterations (the mirror of [`SenderState`]).
+#[derive(Debug)]
+struct ReceiverState {
     lpn_seed: Block,
-    reserve: &mut [Block],
-    buf: &mut Vec<Block>,
-    prg: &mut AesPrg,
-) -> Result<usize> {
-    let p = LpnParams::MAIN;
-    ch.scope("ferret/extend", |ch| {
-        send_iteration(ch, &p, delta, lpn_seed, reserve, buf, prg)
-    })?;
-    reserve.copy_from_slice(&buf[..p.reserve()]);
-    Ok(p.reserve())
+    reserve: Vec<Block>,
+    next_reserve: Vec<Block>,
 }
 
-/// The receiver's mirror of [`send_extend`].
-fn recv_extend(
-    ch: &mut Channel,
-    lpn_seed: Block,
-    reserve: &mut [Block],
-    buf: &mut Vec<Block>,
-) -> Result<usize> {
-    let p = LpnParams::MAIN;
-    ch.scope("ferret/extend", |ch| {
-        recv_iteration(ch, &p, lpn_seed, reserve, buf)
-    })?;
-    reserve.copy_from_slice(&buf[..p.reserve()]);
-    Ok(p.reserve())
+impl ReceiverState {
+    /// The mirror of [`SenderState::extend`].
+    fn extend(&mut self, ch: &mut Channel, served: &mut [Block]) -> Result<()> {
+        let p = LpnParams::MAIN;
+        ch.scope("ferret/extend", |ch| {
+            let out = Outputs::new(&mut self.next_reserve, served);
+            recv_iteration(ch, &p, self.lpn_seed, &self.reserve, out)
+        })?;
+        std::mem::swap(&mut self.reserve, &mut self.next_reserve);
+        Ok(())
+    }
 }
 
 /// The Ferret receiver.
 #[derive(Debug)]
 pub struct FerretReceiver {
-    lpn_seed: Block,
-    reserve: Vec<Block>,
+    state: ReceiverState,
     pool: Pool,
 }
 
@@ -217,18 +269,21 @@ impl FerretReceiver {
             let [pre_seed, lpn_seed] = lpn_seeds(ch, rng)?;
             let mut iknp = IknpReceiver::setup(ch, rng)?;
             let (_, pre_reserve) = iknp.next_n(ch, LpnParams::PRE.reserve())?;
-            let mut out = Vec::new();
-            recv_iteration(ch, &LpnParams::PRE, pre_seed, &pre_reserve, &mut out)?;
+            let [mut reserve, next_reserve] = main_reserves();
+            let mut surplus = pre_surplus();
+            let out = Outputs::new(&mut reserve, &mut surplus);
+            recv_iteration(ch, &LpnParams::PRE, pre_seed, &pre_reserve, out)?;
             Ok(FerretReceiver {
-                lpn_seed,
-                reserve: main_reserve(&out),
-                pool: Pool::with_buffer(LpnParams::MAIN.n),
+                state: ReceiverState {
+                    lpn_seed,
+                    reserve,
+                    next_reserve,
+                },
+                pool: Pool::with_buffer(LpnParams::MAIN.output()),
             })
         })
     }
-}
 
-impl FerretReceiver {
     /// COTs served so far (the mirror of [`FerretSender::served`]).
     pub fn served(&self) -> u64 {
         self.pool.served()
@@ -237,21 +292,17 @@ impl FerretReceiver {
 
 impl RandomCotReceiver for FerretReceiver {
     fn fill(&mut self, ch: &mut Channel, out: &mut [Block]) -> Result<u64> {
-        let FerretReceiver {
-            lpn_seed,
-            reserve,
-            pool,
-        } = self;
-        pool.serve(out, |buf, _| recv_extend(ch, *lpn_seed, reserve, buf))
+        let FerretReceiver { state, pool } = self;
+        pool.serve_batches(out, LpnParams::MAIN.output(), |served| {
+            state.extend(ch, served)
+        })
     }
 
     fn reserve(&mut self, ch: &mut Channel, n: usize) -> Result<()> {
-        let FerretReceiver {
-            lpn_seed,
-            reserve,
-            pool,
-        } = self;
-        pool.reserve(n, |buf, _| recv_extend(ch, *lpn_seed, reserve, buf))
+        let FerretReceiver { state, pool } = self;
+        pool.reserve_batches(n, LpnParams::MAIN.output(), |served| {
+            state.extend(ch, served)
+        })
     }
 }
 

@@ -4,44 +4,42 @@
 //! **Computes**: sender `v` (t·2^h blocks), receiver the noise positions `α_b` (one per bin)
 //! and `w = v ⊕ e·Δ`, where e has exactly one 1 per bin; consumes t·h random COTs.
 //!
-//! **Messages**: sender → receiver only, the h level corrections of each tree, sent by chunks
-//! of [`TREES_PER_FLUSH`] trees so the receiver expands while the sender is still working.
-//! The trees expand in a scratch of [`TREES_PER_FLUSH`] bins that stays in L2; each finished
-//! bin is handed to the caller's `finish(offset, leaves, out_bin)`, which writes the bin's
-//! outputs (Ferret: its LPN rows, with streaming stores) — so the output buffer is written
-//! once, never read for ownership, and its lines do not push the LPN's secret out of the caches.
+//! **Messages**: sender → receiver only, the h level corrections of each tree, flushed every
+//! [`TREES_PER_FLUSH`] trees so the receiver expands while the sender is still working.
+//! The trees expand by [`TREES_PER_BATCH`] in a scratch that stays in L2; each finished
+//! bin is handed to the caller's `finish(offset, leaves)`, which writes the bin's outputs
+//! wherever they go (Ferret: its LPN rows, with streaming stores, into the next reserve or the
+//! caller's buffer) — so an output is written once, never read for ownership, and its lines do
+//! not push the LPN's secret out of the caches.
 //! **Cost**: 128·t·h bits, 1 round.
 use super::spcot::{recv_tree, send_tree};
 use mpc_core::AesPrg;
 use mpc_core::Block;
 use mpc_core::{Channel, Result};
 
-/// Trees per flushed message (4 bins of 2^13 blocks: 512 KB, about a core's L2).
-pub const TREES_PER_FLUSH: usize = 4;
+/// Trees expanded together (4 bins of 2^13 blocks: 512 KB, about a core's L2).
+pub const TREES_PER_BATCH: usize = 4;
 
-/// Sender: the t bins of 2^h of `out` from the t·h COTs `q`: the leaves `v` of every bin go to
-/// `finish(offset, leaves, out_bin)` once the bin's corrections are sent; `finish` writes
-/// `out_bin`.
+/// Trees per flushed message (a multiple of [`TREES_PER_BATCH`]).
+pub const TREES_PER_FLUSH: usize = 4;
+const _: () = assert!(TREES_PER_FLUSH.is_multiple_of(TREES_PER_BATCH));
+
+/// Sender: t = `q.len()`/h bins of 2^h positions from the t·h COTs `q`: the leaves `v` of
+/// bin b go to `finish(b·2^h, leaves)` once the bin's corrections are sent.
 pub fn send(
     ch: &mut Channel,
     delta: Block,
     q: &[Block],
-    out: &mut [Block],
     h: usize,
     prg: &mut AesPrg,
-    mut finish: impl FnMut(usize, &[Block], &mut [Block]),
+    mut finish: impl FnMut(usize, &[Block]),
 ) -> Result<()> {
-    let t = out.len() >> h;
-    assert_eq!(t << h, out.len(), "output is t bins of 2^h");
-    assert_eq!(q.len(), t * h, "h COTs per tree");
-    let mut corr = vec![Block::ZERO; TREES_PER_FLUSH * h];
-    let mut seeds = [Block::ZERO; TREES_PER_FLUSH];
-    let mut scratch = vec![Block::ZERO; TREES_PER_FLUSH << h];
-    for (c, (chunk_out, chunk_q)) in out
-        .chunks_mut(TREES_PER_FLUSH << h)
-        .zip(q.chunks(TREES_PER_FLUSH * h))
-        .enumerate()
-    {
+    assert!(h >= 1 && q.len().is_multiple_of(h), "h COTs per tree");
+    let mut corr = vec![Block::ZERO; TREES_PER_BATCH * h];
+    let mut seeds = [Block::ZERO; TREES_PER_BATCH];
+    let mut scratch = vec![Block::ZERO; TREES_PER_BATCH << h];
+    let batches = q.len().div_ceil(TREES_PER_BATCH * h);
+    for (c, chunk_q) in q.chunks(TREES_PER_BATCH * h).enumerate() {
         let trees = chunk_q.len() / h;
         prg.fill_blocks(&mut seeds[..trees]);
         for (b, (leaves, qb)) in scratch
@@ -52,49 +50,34 @@ pub fn send(
             send_tree(delta, seeds[b], qb, leaves, &mut corr[b * h..(b + 1) * h]);
         }
         ch.send_pod(&corr[..trees * h])?;
-        ch.flush()?;
-        for (b, (leaves, bin)) in scratch
-            .chunks(1 << h)
-            .zip(chunk_out.chunks_mut(1 << h))
-            .enumerate()
-        {
-            finish((c * TREES_PER_FLUSH + b) << h, leaves, bin);
+        if ((c + 1) * TREES_PER_BATCH).is_multiple_of(TREES_PER_FLUSH) || c + 1 == batches {
+            ch.flush()?;
+        }
+        for (b, leaves) in scratch.chunks(1 << h).take(trees).enumerate() {
+            finish((c * TREES_PER_BATCH + b) << h, leaves);
         }
     }
     Ok(())
 }
 
-/// Receiver: the t bins of `out` from the t·h COTs `t_cots`: the leaves `w` of every rebuilt
-/// bin (the noise position is the one with its low bit set) go to `finish(offset, leaves,
-/// out_bin)`, which writes `out_bin`.
+/// Receiver: t = `t_cots.len()`/h bins from the t·h COTs `t_cots`: the leaves `w` of rebuilt
+/// bin b (the noise position is the one with its low bit set) go to `finish(b·2^h, leaves)`.
 pub fn recv(
     ch: &mut Channel,
     t_cots: &[Block],
-    out: &mut [Block],
     h: usize,
-    mut finish: impl FnMut(usize, &[Block], &mut [Block]),
+    mut finish: impl FnMut(usize, &[Block]),
 ) -> Result<()> {
-    let t = out.len() >> h;
-    assert_eq!(t << h, out.len(), "output is t bins of 2^h");
-    assert_eq!(t_cots.len(), t * h, "h COTs per tree");
-    let mut corr = vec![Block::ZERO; TREES_PER_FLUSH * h];
+    assert!(h >= 1 && t_cots.len().is_multiple_of(h), "h COTs per tree");
+    let mut corr = vec![Block::ZERO; TREES_PER_BATCH * h];
     let mut leaves = vec![Block::ZERO; 1 << h];
-    for (c, (chunk_out, chunk_t)) in out
-        .chunks_mut(TREES_PER_FLUSH << h)
-        .zip(t_cots.chunks(TREES_PER_FLUSH * h))
-        .enumerate()
-    {
+    for (c, chunk_t) in t_cots.chunks(TREES_PER_BATCH * h).enumerate() {
         let trees = chunk_t.len() / h;
         let corr = &mut corr[..trees * h];
         ch.recv_pod(corr)?;
-        for (b, ((bin, tb), cb)) in chunk_out
-            .chunks_mut(1 << h)
-            .zip(chunk_t.chunks(h))
-            .zip(corr.chunks(h))
-            .enumerate()
-        {
+        for (b, (tb, cb)) in chunk_t.chunks(h).zip(corr.chunks(h)).enumerate() {
             recv_tree(tb, cb, &mut leaves);
-            finish((c * TREES_PER_FLUSH + b) << h, &leaves, bin);
+            finish((c * TREES_PER_BATCH + b) << h, &leaves);
         }
     }
     Ok(())
