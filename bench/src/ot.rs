@@ -96,6 +96,9 @@ fn channels(transport: &str) -> Result<(Channel, Channel)> {
     }
 }
 
+/// Largest call size (COTs): the two parties' buffers then take 16 GB of this 24 GB machine.
+const MAX_CALL: usize = 1 << 29;
+
 /// Draws `n` COTs from a source, given as `fill(channel, buffer)`, by calls of at most
 /// `buf.len()`.
 fn drain(
@@ -186,6 +189,14 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         return Err(Error::InvalidArgument(
             "--chunk 0: each call must ask for at least one COT".into(),
         ));
+    }
+    let call = args.chunk.min(args.n.max(args.iknp_n));
+    if call > MAX_CALL {
+        return Err(Error::InvalidArgument(format!(
+            "--chunk {}: the two callers' buffers of {call} COTs would take {} GB; at most {MAX_CALL} COTs per call",
+            args.chunk,
+            call * 32 >> 30
+        )));
     }
     let mut rows = Vec::new();
     for &transport in transports {
