@@ -195,7 +195,7 @@ pub fn run(args: Args, seed: RunSeed) -> Result<()> {
         return Err(Error::InvalidArgument(format!(
             "--chunk {}: the two callers' buffers of {call} COTs would take {} GB; at most {MAX_CALL} COTs per call",
             args.chunk,
-            call * 32 >> 30
+            (call as u128 * 32) >> 30
         )));
     }
     let mut rows = Vec::new();
