@@ -90,6 +90,26 @@ impl<'a> Outputs<'a> {
     }
 }
 
+/// Splits an iteration's `reserve` (length p.reserve()) into the trees' COTs and the `finish`
+/// that [`mpcot`] calls on each bin: the bin's LPN rows against the rest of the reserve,
+/// written where `out` places them (its p.n rows).
+fn lpn_rows<'a>(
+    p: &LpnParams,
+    lpn_seed: Block,
+    reserve: &'a [Block],
+    mut out: Outputs<'a>,
+) -> (&'a [Block], impl FnMut(usize, &[Block]) + 'a) {
+    assert_eq!(out.len(), p.n, "one output per LPN row");
+    let (trees, secret) = reserve.split_at(p.t * p.log_bin);
+    let mut matrix = AesPrg::from_block(lpn_seed);
+    let finish = move |row: usize, leaves: &[Block]| {
+        out.write_rows(row, leaves.len(), |rows| {
+            lpn::encode(&mut matrix, row, secret, leaves, rows)
+        })
+    };
+    (trees, finish)
+}
+
 /// One sender iteration: the p.n outputs into `out` from `reserve` (length p.reserve()).
 fn send_iteration(
     ch: &mut Channel,
@@ -97,17 +117,11 @@ fn send_iteration(
     delta: Block,
     lpn_seed: Block,
     reserve: &[Block],
-    mut out: Outputs<'_>,
+    out: Outputs<'_>,
     prg: &mut AesPrg,
 ) -> Result<()> {
-    assert_eq!(out.len(), p.n, "one output per LPN row");
-    let (trees, secret) = reserve.split_at(p.t * p.log_bin);
-    let mut matrix = AesPrg::from_block(lpn_seed);
-    mpcot::send(ch, delta, trees, p.log_bin, prg, |row, leaves| {
-        out.write_rows(row, leaves.len(), |rows| {
-            lpn::encode(&mut matrix, row, secret, leaves, rows)
-        })
-    })
+    let (trees, finish) = lpn_rows(p, lpn_seed, reserve, out);
+    mpcot::send(ch, delta, trees, p.log_bin, prg, finish)
 }
 
 /// One receiver iteration (the mirror of [`send_iteration`]).
@@ -116,27 +130,50 @@ fn recv_iteration(
     p: &LpnParams,
     lpn_seed: Block,
     reserve: &[Block],
-    mut out: Outputs<'_>,
+    out: Outputs<'_>,
 ) -> Result<()> {
-    assert_eq!(out.len(), p.n, "one output per LPN row");
-    let (trees, secret) = reserve.split_at(p.t * p.log_bin);
-    let mut matrix = AesPrg::from_block(lpn_seed);
-    mpcot::recv(ch, trees, p.log_bin, |row, leaves| {
-        out.write_rows(row, leaves.len(), |rows| {
-            lpn::encode(&mut matrix, row, secret, leaves, rows)
-        })
-    })
+    let (trees, finish) = lpn_rows(p, lpn_seed, reserve, out);
+    mpcot::recv(ch, trees, p.log_bin, finish)
 }
 
-/// The main iteration's two reserves (the current one, and the next one being written), both
-/// faulted in at setup; the bootstrapping iteration's output heads the first.
-fn main_reserves() -> [Vec<Block>; 2] {
-    [0; 2].map(|_| huge_vec_faulted(LpnParams::MAIN.reserve()))
+/// The main iteration's two reserves, both faulted in at setup: the one the next iteration
+/// consumes, and the one it writes (they swap after each iteration, so no reserve is copied).
+#[derive(Debug)]
+struct Reserves {
+    current: Vec<Block>,
+    next: Vec<Block>,
 }
 
-/// The bootstrapping iteration's outputs after the main iteration's first reserve (unused).
-fn pre_surplus() -> Vec<Block> {
-    vec![Block::ZERO; LpnParams::PRE.n - LpnParams::MAIN.reserve()]
+impl Reserves {
+    fn new() -> Reserves {
+        let reserve = || huge_vec_faulted(LpnParams::MAIN.reserve());
+        Reserves {
+            current: reserve(),
+            next: reserve(),
+        }
+    }
+
+    /// Fills the current reserve from the bootstrapping iteration, `iteration(reserve, out)`,
+    /// whose outputs after the main reserve are not used.
+    fn bootstrap(&mut self, iteration: impl FnOnce(Outputs<'_>) -> Result<()>) -> Result<()> {
+        let mut surplus = vec![Block::ZERO; LpnParams::PRE.n - LpnParams::MAIN.reserve()];
+        iteration(Outputs::new(&mut self.current, &mut surplus))
+    }
+
+    /// One main iteration, `iteration(ch, reserve, out)`, under the label `ferret/extend`: its
+    /// p.output() new COTs go to `served`, its head becomes the next reserve.
+    fn extend(
+        &mut self,
+        ch: &mut Channel,
+        served: &mut [Block],
+        iteration: impl FnOnce(&mut Channel, &[Block], Outputs<'_>) -> Result<()>,
+    ) -> Result<()> {
+        ch.scope("ferret/extend", |ch| {
+            iteration(ch, &self.current, Outputs::new(&mut self.next, served))
+        })?;
+        std::mem::swap(&mut self.current, &mut self.next);
+        Ok(())
+    }
 }
 
 /// The sender's state between main iterations.
@@ -144,30 +181,22 @@ fn pre_surplus() -> Vec<Block> {
 struct SenderState {
     delta: Block,
     lpn_seed: Block,
-    reserve: Vec<Block>,
-    next_reserve: Vec<Block>,
+    reserves: Reserves,
     prg: AesPrg,
 }
 
 impl SenderState {
-    /// One main iteration under the label `ferret/extend`: its p.output() new COTs go to
-    /// `served`, its head becomes the next reserve.
+    /// One main iteration: its new COTs into `served`.
     fn extend(&mut self, ch: &mut Channel, served: &mut [Block]) -> Result<()> {
-        let p = LpnParams::MAIN;
-        ch.scope("ferret/extend", |ch| {
-            let out = Outputs::new(&mut self.next_reserve, served);
-            send_iteration(
-                ch,
-                &p,
-                self.delta,
-                self.lpn_seed,
-                &self.reserve,
-                out,
-                &mut self.prg,
-            )
-        })?;
-        std::mem::swap(&mut self.reserve, &mut self.next_reserve);
-        Ok(())
+        let SenderState {
+            delta,
+            lpn_seed,
+            reserves,
+            prg,
+        } = self;
+        reserves.extend(ch, served, |ch, reserve, out| {
+            send_iteration(ch, &LpnParams::MAIN, *delta, *lpn_seed, reserve, out, prg)
+        })
     }
 }
 
@@ -188,17 +217,16 @@ impl FerretSender {
             let delta = prg.block().with_lsb(true);
             let mut iknp = IknpSender::setup_with_delta(ch, delta, rng)?;
             let (_, pre_reserve) = iknp.next_n(ch, LpnParams::PRE.reserve())?;
-            let [mut reserve, next_reserve] = main_reserves();
-            let mut surplus = pre_surplus();
-            let out = Outputs::new(&mut reserve, &mut surplus);
-            let p = LpnParams::PRE;
-            send_iteration(ch, &p, delta, pre_seed, &pre_reserve, out, &mut prg)?;
+            let mut reserves = Reserves::new();
+            reserves.bootstrap(|out| {
+                let p = LpnParams::PRE;
+                send_iteration(ch, &p, delta, pre_seed, &pre_reserve, out, &mut prg)
+            })?;
             Ok(FerretSender {
                 state: SenderState {
                     delta,
                     lpn_seed,
-                    reserve,
-                    next_reserve,
+                    reserves,
                     prg,
                 },
                 pool: Pool::with_buffer(LpnParams::MAIN.output()),
@@ -237,20 +265,16 @@ impl RandomCotSender for FerretSender {
 #[derive(Debug)]
 struct ReceiverState {
     lpn_seed: Block,
-    reserve: Vec<Block>,
-    next_reserve: Vec<Block>,
+    reserves: Reserves,
 }
 
 impl ReceiverState {
     /// The mirror of [`SenderState::extend`].
     fn extend(&mut self, ch: &mut Channel, served: &mut [Block]) -> Result<()> {
-        let p = LpnParams::MAIN;
-        ch.scope("ferret/extend", |ch| {
-            let out = Outputs::new(&mut self.next_reserve, served);
-            recv_iteration(ch, &p, self.lpn_seed, &self.reserve, out)
-        })?;
-        std::mem::swap(&mut self.reserve, &mut self.next_reserve);
-        Ok(())
+        let lpn_seed = self.lpn_seed;
+        self.reserves.extend(ch, served, |ch, reserve, out| {
+            recv_iteration(ch, &LpnParams::MAIN, lpn_seed, reserve, out)
+        })
     }
 }
 
@@ -269,16 +293,12 @@ impl FerretReceiver {
             let [pre_seed, lpn_seed] = lpn_seeds(ch, rng)?;
             let mut iknp = IknpReceiver::setup(ch, rng)?;
             let (_, pre_reserve) = iknp.next_n(ch, LpnParams::PRE.reserve())?;
-            let [mut reserve, next_reserve] = main_reserves();
-            let mut surplus = pre_surplus();
-            let out = Outputs::new(&mut reserve, &mut surplus);
-            recv_iteration(ch, &LpnParams::PRE, pre_seed, &pre_reserve, out)?;
+            let mut reserves = Reserves::new();
+            reserves.bootstrap(|out| {
+                recv_iteration(ch, &LpnParams::PRE, pre_seed, &pre_reserve, out)
+            })?;
             Ok(FerretReceiver {
-                state: ReceiverState {
-                    lpn_seed,
-                    reserve,
-                    next_reserve,
-                },
+                state: ReceiverState { lpn_seed, reserves },
                 pool: Pool::with_buffer(LpnParams::MAIN.output()),
             })
         })
